@@ -1,0 +1,226 @@
+//! A repository in a local directory. Objects are written to a temporary name in their
+//! final folder, synced, renamed into place, and the folder synced, so a crash or a full
+//! disk never leaves a partial object under a real name. Files are 0600, folders 0700.
+
+use super::{Backend, FileType};
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+/// Temporary files start with this; `list` skips them and a later run may delete them.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBackend { root: root.into() }
+    }
+
+    fn path(&self, ft: FileType, name: &str) -> PathBuf {
+        match ft {
+            FileType::Config => self.root.join("config"),
+            // Packs are spread over 256 folders by their first byte, so no folder grows huge.
+            FileType::Pack => self
+                .root
+                .join("data")
+                .join(name.get(..2).unwrap_or("00"))
+                .join(name),
+            _ => self.root.join(ft.dir()).join(name),
+        }
+    }
+
+    fn mkdir(path: &Path) -> Result<()> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .ctx(|| format!("cannot create folder {}", path.display()))
+    }
+}
+
+fn random_suffix() -> String {
+    let mut b = [0u8; 8];
+    // A weak suffix would only risk a clash between two temporary names.
+    let _ = getrandom::fill(&mut b);
+    crate::id::hex_encode(&b)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(|| format!("cannot sync folder {}", dir.display()))
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self) -> Result<()> {
+        if self.path(FileType::Config, "").exists() {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "{} already holds a repository; choose another path",
+                    self.root.display()
+                ),
+            ));
+        }
+        if let Ok(mut entries) = fs::read_dir(&self.root) {
+            if entries.next().is_some() {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "{} is not empty; init needs a new or empty folder",
+                        self.root.display()
+                    ),
+                ));
+            }
+        }
+        Self::mkdir(&self.root)?;
+        for ft in [
+            FileType::Key,
+            FileType::Index,
+            FileType::Snapshot,
+            FileType::Lock,
+        ] {
+            Self::mkdir(&self.root.join(ft.dir()))?;
+        }
+        for b in 0..=255u8 {
+            Self::mkdir(&self.root.join("data").join(crate::id::hex_encode(&[b])))?;
+        }
+        Ok(())
+    }
+
+    fn read(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
+        let p = self.path(ft, name);
+        fs::read(&p).ctx(|| format!("cannot read {}", p.display()))
+    }
+
+    fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let p = self.path(ft, name);
+        let mut f = File::open(&p).ctx(|| format!("cannot open {}", p.display()))?;
+        f.seek(SeekFrom::Start(offset))
+            .ctx(|| format!("cannot seek in {}", p.display()))?;
+        let mut buf = Vec::with_capacity(len.min(1 << 30) as usize);
+        f.take(len)
+            .read_to_end(&mut buf)
+            .ctx(|| format!("cannot read {}", p.display()))?;
+        Ok(buf)
+    }
+
+    fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {
+        let p = self.path(ft, name);
+        let dir = p.parent().expect("objects live in a folder");
+        let tmp = dir.join(format!("{TEMP_PREFIX}{name}-{}", random_suffix()));
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .ctx(|| format!("cannot create {}", tmp.display()))?;
+            f.write_all(bytes)
+                .ctx(|| format!("cannot write {}", tmp.display()))?;
+            f.sync_data()
+                .ctx(|| format!("cannot sync {}", tmp.display()))?;
+            fs::rename(&tmp, &p).ctx(|| format!("cannot rename into {}", p.display()))?;
+            sync_dir(dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn list(&self, ft: FileType) -> Result<Vec<String>> {
+        let dirs: Vec<PathBuf> = match ft {
+            FileType::Config => {
+                return Ok(if self.path(ft, "").exists() {
+                    vec!["config".into()]
+                } else {
+                    vec![]
+                })
+            }
+            FileType::Pack => {
+                let data = self.root.join("data");
+                let mut v = Vec::new();
+                for e in fs::read_dir(&data).ctx(|| format!("cannot list {}", data.display()))? {
+                    let e = e.ctx(|| format!("cannot list {}", data.display()))?;
+                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        v.push(e.path());
+                    }
+                }
+                v
+            }
+            _ => vec![self.root.join(ft.dir())],
+        };
+        let mut names = Vec::new();
+        for d in dirs {
+            for e in fs::read_dir(&d).ctx(|| format!("cannot list {}", d.display()))? {
+                let e = e.ctx(|| format!("cannot list {}", d.display()))?;
+                if let Some(n) = e.file_name().to_str() {
+                    if !n.starts_with(TEMP_PREFIX) {
+                        names.push(n.to_string());
+                    }
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    fn size(&self, ft: FileType, name: &str) -> Result<u64> {
+        let p = self.path(ft, name);
+        Ok(fs::metadata(&p)
+            .ctx(|| format!("cannot stat {}", p.display()))?
+            .len())
+    }
+
+    fn remove(&self, ft: FileType, name: &str) -> Result<()> {
+        let p = self.path(ft, name);
+        fs::remove_file(&p).ctx(|| format!("cannot delete {}", p.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn write_read_list_remove_with_tight_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        assert_eq!(b.create().unwrap_err().kind(), ErrorKind::AlreadyExists);
+        let name = "ab".to_string() + &"0".repeat(62);
+        b.write(FileType::Pack, &name, b"hello pack").unwrap();
+        assert_eq!(b.read(FileType::Pack, &name).unwrap(), b"hello pack");
+        assert_eq!(
+            b.read_range(FileType::Pack, &name, 6, 100).unwrap(),
+            b"pack"
+        );
+        assert_eq!(b.list(FileType::Pack).unwrap(), vec![name.clone()]);
+        let mode = fs::metadata(b.path(FileType::Pack, &name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dmode = fs::metadata(dir.path().join("repo/data"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dmode & 0o777, 0o700);
+        b.remove(FileType::Pack, &name).unwrap();
+        assert_eq!(
+            b.read(FileType::Pack, &name).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert!(!b.exists(FileType::Pack, &name).unwrap());
+    }
+}

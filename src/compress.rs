@@ -1,0 +1,130 @@
+//! zstd compression with a self-describing tag byte, and raw storage where zstd does not
+//! make the data smaller (already-compressed archives, random bytes).
+//!
+//! Encoded form: one tag byte, then the payload. Tag 0: the payload is the data. Tag 1: the
+//! payload is one zstd frame that declares its content size. Decoding checks the declared
+//! size against the caller's limit before allocating, so hostile input cannot make us
+//! allocate more than the limit.
+
+use crate::error::{Error, Result};
+use std::cell::RefCell;
+
+const TAG_RAW: u8 = 0;
+const TAG_ZSTD: u8 = 1;
+
+thread_local! {
+    // One context per thread and level: creating a zstd context costs more than
+    // compressing a small config file.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Encode `data` at zstd `level`; level 0 stores raw.
+pub fn encode(data: &[u8], level: i32) -> Vec<u8> {
+    if level != 0 {
+        let compressed = COMPRESSOR.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.as_ref().map(|(l, _)| *l) != Some(level) {
+                *c = zstd::bulk::Compressor::new(level).ok().map(|z| (level, z));
+            }
+            let (_, z) = c.as_mut()?;
+            z.include_contentsize(true).ok()?;
+            let body = z.compress(data).ok()?;
+            let mut out = Vec::with_capacity(1 + body.len());
+            out.push(TAG_ZSTD);
+            out.extend_from_slice(&body);
+            Some(out)
+        });
+        if let Some(out) = compressed {
+            if out.len() < data.len() + 1 {
+                return out;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(data.len() + 1);
+    out.push(TAG_RAW);
+    out.extend_from_slice(data);
+    out
+}
+
+/// Decode an encoded buffer whose data must not exceed `limit` bytes.
+pub fn decode(encoded: &[u8], limit: usize) -> Result<Vec<u8>> {
+    let (&tag, payload) = encoded
+        .split_first()
+        .ok_or_else(|| Error::corrupt("empty compressed payload"))?;
+    match tag {
+        TAG_RAW => {
+            if payload.len() > limit {
+                return Err(Error::corrupt(format!(
+                    "payload of {} bytes exceeds limit {limit}",
+                    payload.len()
+                )));
+            }
+            Ok(payload.to_vec())
+        }
+        TAG_ZSTD => {
+            let size = zstd::zstd_safe::get_frame_content_size(payload)
+                .ok()
+                .flatten()
+                .ok_or_else(|| Error::corrupt("zstd frame without a content size"))?;
+            if size > limit as u64 {
+                return Err(Error::corrupt(format!(
+                    "zstd frame declares {size} bytes, limit is {limit}"
+                )));
+            }
+            DECOMPRESSOR.with(|d| {
+                let mut d = d.borrow_mut();
+                if d.is_none() {
+                    *d = Some(
+                        zstd::bulk::Decompressor::new()
+                            .map_err(|e| Error::io("zstd context", e))?,
+                    );
+                }
+                let d = d.as_mut().expect("set above");
+                let out = d
+                    .decompress(payload, size as usize)
+                    .map_err(|e| Error::corrupt(format!("zstd: {e}")))?;
+                if out.len() as u64 != size {
+                    return Err(Error::corrupt("zstd frame shorter than its declared size"));
+                }
+                Ok(out)
+            })
+        }
+        _ => Err(Error::corrupt(format!("unknown compression tag {tag}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressible_data_shrinks_and_round_trips() {
+        let data = b"<entity type=\"Policy\"/>\n".repeat(500);
+        let enc = encode(&data, 3);
+        assert_eq!(enc[0], TAG_ZSTD);
+        assert!(enc.len() < data.len() / 10);
+        assert_eq!(decode(&enc, data.len()).unwrap(), data);
+    }
+
+    #[test]
+    fn incompressible_data_is_stored_raw() {
+        let mut data = vec![0u8; 4096];
+        crate::crypto::keys::fill_random(&mut data).unwrap();
+        let enc = encode(&data, 3);
+        assert_eq!(enc[0], TAG_RAW);
+        assert_eq!(decode(&enc, 4096).unwrap(), data);
+        assert_eq!(encode(b"abc", 0)[0], TAG_RAW);
+    }
+
+    #[test]
+    fn limits_and_garbage_are_refused() {
+        let data = vec![b'a'; 10_000];
+        let enc = encode(&data, 3);
+        assert!(decode(&enc, 9_999).is_err());
+        assert!(decode(&[], 10).is_err());
+        assert!(decode(&[7, 1, 2], 10).is_err());
+        assert!(decode(&[TAG_ZSTD, 1, 2, 3], 10).is_err());
+        assert!(decode(&[TAG_RAW, 1, 2, 3], 2).is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! Index files: which blobs each pack holds, so a client finds a blob without opening
+//! packs. Payload of an envelope of type Index, fixed width little endian:
+//!
+//! ```text
+//! u32 S, then S x 32-byte ids of index files this one replaces (written by prune/repair)
+//! u32 P, then P packs: 32-byte pack id, u32 N, then N pack entries (pack::Entry, 45 bytes)
+//! ```
+
+use super::pack::{Entry, ENTRY_LEN};
+use super::Reader;
+use crate::error::Result;
+use crate::id::{IndexId, PackId};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexFile {
+    pub supersedes: Vec<IndexId>,
+    pub packs: Vec<(PackId, Vec<Entry>)>,
+}
+
+impl IndexFile {
+    pub fn encode(&self) -> Vec<u8> {
+        let entries: usize = self.packs.iter().map(|(_, e)| e.len()).sum();
+        let mut out = Vec::with_capacity(
+            8 + self.supersedes.len() * 32 + self.packs.len() * 36 + entries * ENTRY_LEN,
+        );
+        out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
+        for id in &self.supersedes {
+            out.extend_from_slice(&id.0);
+        }
+        out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
+        for (pack, list) in &self.packs {
+            out.extend_from_slice(&pack.0);
+            out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+            for e in list {
+                e.write(&mut out);
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new("index file", bytes);
+        let s = r.count(32)?;
+        let mut supersedes = Vec::with_capacity(s);
+        for _ in 0..s {
+            supersedes.push(IndexId(r.id()?));
+        }
+        let p = r.count(36)?;
+        let mut packs = Vec::with_capacity(p);
+        for _ in 0..p {
+            let pack = PackId(r.id()?);
+            let n = r.count(ENTRY_LEN)?;
+            let mut list = Vec::with_capacity(n);
+            for _ in 0..n {
+                list.push(Entry::read(&mut r)?);
+            }
+            packs.push((pack, list));
+        }
+        r.finish()?;
+        Ok(IndexFile { supersedes, packs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{BlobId, ChunkId};
+
+    #[test]
+    fn round_trip_and_truncation() {
+        let f = IndexFile {
+            supersedes: vec![IndexId([9; 32])],
+            packs: vec![(
+                PackId([1; 32]),
+                vec![Entry {
+                    id: BlobId::Chunk(ChunkId([3; 32])),
+                    offset: 40,
+                    length: 20,
+                    raw_length: 10,
+                }],
+            )],
+        };
+        let enc = f.encode();
+        assert_eq!(IndexFile::decode(&enc).unwrap(), f);
+        for cut in 0..enc.len() {
+            assert!(IndexFile::decode(&enc[..cut]).is_err());
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Building packs in memory (no I/O) and reading blobs back out of stored packs.
+
+pub mod builder;
+pub mod reader;
+
+pub use builder::{FinishedPack, PackBuilder};
+pub use reader::PackReader;
