@@ -1,1 +1,6 @@
-//! Operations.
+//! Operations that commands run. Each takes a repository and options and returns an
+//! outcome; none prints.
+
+pub mod backup;
+pub mod exclude;
+pub mod restore;

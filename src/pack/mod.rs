@@ -2,6 +2,8 @@
 
 pub mod builder;
 pub mod reader;
+pub mod writer;
 
 pub use builder::{FinishedPack, PackBuilder};
 pub use reader::PackReader;
+pub use writer::BlobWriter;

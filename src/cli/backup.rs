@@ -1,0 +1,107 @@
+//! `cairn backup`: back up paths or standard input.
+
+use super::{exit, format, Ctx};
+use cairn::format::Timespec;
+use cairn::ops::backup::{backup, BackupOptions, Source};
+use cairn::{Error, Result};
+use std::path::PathBuf;
+
+/// Back up files and folders (or standard input) into a new snapshot
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  cairn backup /opt/apigateway/conf /opt/apigateway/groups --exclude /opt/apigateway/conf/opsdb.d --tag prod\n  mysqldump gwdb | cairn backup --stdin --stdin-name gwdb.sql --tag prod"
+)]
+pub struct Args {
+    /// Files and folders to back up
+    paths: Vec<PathBuf>,
+    /// Back up standard input as one file
+    #[arg(long, conflicts_with = "paths")]
+    stdin: bool,
+    /// File name for --stdin
+    #[arg(long, default_value = "stdin", requires = "stdin")]
+    stdin_name: String,
+    /// Exclude paths matching this glob (with '/': whole path; without: any name)
+    #[arg(short = 'e', long)]
+    exclude: Vec<String>,
+    /// Tag the snapshot (repeatable)
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Label the snapshot with KEY=VALUE (repeatable)
+    #[arg(long, value_parser = parse_label)]
+    label: Vec<(String, String)>,
+    /// Host name to record instead of this machine's
+    #[arg(long)]
+    host: Option<String>,
+    /// Snapshot time instead of now ("2026-01-31 23:00" local, or RFC 3339)
+    #[arg(long, value_parser = format::parse_time)]
+    time: Option<Timespec>,
+}
+
+fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("label '{s}' must look like KEY=VALUE")),
+    }
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let source = if a.stdin {
+        Source::Stdin {
+            name: a.stdin_name,
+            reader: Box::new(std::io::stdin()),
+        }
+    } else {
+        if a.paths.is_empty() {
+            return Err(Error::invalid("nothing to back up: give paths, or --stdin"));
+        }
+        Source::Paths(a.paths)
+    };
+    let repo = ctx.open()?;
+    let mut labels = a.label;
+    labels.sort();
+    labels.dedup_by(|x, y| x.0 == y.0);
+    let opts = BackupOptions {
+        host: a.host,
+        tags: a.tag,
+        labels,
+        excludes: a.exclude,
+        time: a.time,
+    };
+    let out = backup(&repo, source, &opts, &ctx.interrupt)?;
+    for e in &out.errors {
+        eprintln!("cairn: warning: not backed up: {e}");
+    }
+    let s = &out.snapshot.summary;
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "snapshot": out.id.to_hex(), "partial": out.snapshot.is_partial(),
+                "files": s.files, "dirs": s.dirs, "others": s.others,
+                "bytes_read": s.bytes_read, "total_bytes": s.total_bytes,
+                "chunks_new": s.chunks_new, "bytes_added": s.bytes_added,
+                "errors": out.errors, "duration_ms": s.duration_ms,
+            })
+        );
+    } else if !ctx.quiet {
+        println!(
+            "snapshot {} saved: {} files, {} dirs, {} read, {} added in {:.2} s{}",
+            out.id.short(),
+            s.files,
+            s.dirs,
+            format::size(s.bytes_read),
+            format::size(s.bytes_added),
+            s.duration_ms as f64 / 1000.0,
+            if out.errors.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} unreadable, snapshot partial)", out.errors.len())
+            }
+        );
+    }
+    Ok(if out.errors.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::PARTIAL
+    })
+}

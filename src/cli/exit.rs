@@ -1,0 +1,44 @@
+//! Exit codes. They are part of the interface (README, `cairn --help`): keep them stable.
+
+use cairn::ErrorKind;
+
+pub const SUCCESS: i32 = 0;
+/// Any error not listed below.
+pub const ERROR: i32 = 1;
+/// Bad arguments or input (also clap's code for usage errors).
+pub const USAGE: i32 = 2;
+/// Backup finished but some files could not be read; the snapshot is marked partial.
+pub const PARTIAL: i32 = 3;
+/// Restore finished but some files are damaged or missing in the repository.
+pub const DAMAGED: i32 = 4;
+/// The repository does not exist at the given location.
+pub const NO_REPOSITORY: i32 = 10;
+/// Wrong password, or no usable key.
+pub const WRONG_PASSWORD: i32 = 12;
+/// The disk holding the repository or the restore target is full.
+pub const NO_SPACE: i32 = 13;
+/// Interrupted by SIGINT or SIGTERM; nothing half-written is left visible.
+pub const INTERRUPTED: i32 = 130;
+
+pub const HELP: &str = "\
+Exit codes:
+  0   success
+  1   error
+  2   bad arguments or input
+  3   backup incomplete: some files could not be read (snapshot marked partial)
+  4   restore incomplete: some files are damaged or missing in the repository
+  10  no repository at the given location
+  12  wrong password or key
+  13  no space left on the repository or target disk
+  130 interrupted (SIGINT/SIGTERM)";
+
+pub fn for_error(kind: ErrorKind) -> i32 {
+    match kind {
+        ErrorKind::NotARepository => NO_REPOSITORY,
+        ErrorKind::WrongPassword => WRONG_PASSWORD,
+        ErrorKind::InvalidInput => USAGE,
+        ErrorKind::NoSpace => NO_SPACE,
+        ErrorKind::Interrupted => INTERRUPTED,
+        _ => ERROR,
+    }
+}

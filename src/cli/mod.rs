@@ -1,0 +1,147 @@
+//! Command-line interface: one file per command. Global options, the password source and
+//! the mapping of errors to exit codes live here.
+
+mod backup;
+mod exit;
+mod format;
+mod init;
+mod restore;
+mod snapshots;
+
+use cairn::{Error, ErrorKind, Repository, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Deduplicating, compressed and encrypted backups",
+    after_help = exit::HELP,
+    after_long_help = exit::HELP
+)]
+pub struct Cli {
+    /// Repository location (a local path)
+    #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
+    repo: Option<String>,
+    /// Read the password from this file (first line)
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
+    password_file: Option<PathBuf>,
+    /// Machine-readable JSON output
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print only errors
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Init(init::Args),
+    Backup(backup::Args),
+    Snapshots(snapshots::Args),
+    Restore(restore::Args),
+}
+
+/// What every command gets: global options and the interrupt flag.
+pub struct Ctx {
+    repo: Option<String>,
+    password_file: Option<PathBuf>,
+    pub json: bool,
+    pub quiet: bool,
+    pub interrupt: Arc<AtomicBool>,
+}
+
+impl Ctx {
+    fn location(&self) -> Result<&str> {
+        self.repo.as_deref().ok_or_else(|| {
+            Error::invalid("no repository given: use --repo PATH or set CAIRN_REPOSITORY")
+        })
+    }
+
+    /// The password from CAIRN_PASSWORD, the password file, or a prompt on the terminal.
+    pub fn password(&self, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
+        if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
+            use std::os::unix::ffi::OsStringExt;
+            return Ok(Zeroizing::new(p.into_vec()));
+        }
+        if let Some(f) = &self.password_file {
+            let raw = Zeroizing::new(std::fs::read(f).map_err(|e| {
+                Error::with_source(
+                    ErrorKind::InvalidInput,
+                    format!("cannot read password file {}", f.display()),
+                    e,
+                )
+            })?);
+            let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            return Ok(Zeroizing::new(line.to_vec()));
+        }
+        let ask = |prompt: &str| {
+            rpassword::prompt_password(prompt).map(|s| Zeroizing::new(s.into_bytes())).map_err(|_| {
+                Error::invalid("no password given: set CAIRN_PASSWORD or CAIRN_PASSWORD_FILE, or run on a terminal")
+            })
+        };
+        let first = ask("repository password: ")?;
+        if confirm && *ask("repeat password: ")? != *first {
+            return Err(Error::invalid("the passwords differ"));
+        }
+        Ok(first)
+    }
+
+    pub fn open(&self) -> Result<Repository> {
+        let location = self.location()?;
+        let pw = self.password(false)?;
+        Repository::open(location, &pw)
+    }
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let interrupt = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while we wind down ends the process at once.
+        let _ = signal_hook::flag::register_conditional_shutdown(
+            sig,
+            exit::INTERRUPTED,
+            interrupt.clone(),
+        );
+        let _ = signal_hook::flag::register(sig, interrupt.clone());
+    }
+    let ctx = Ctx {
+        repo: cli.repo,
+        password_file: cli.password_file,
+        json: cli.json,
+        quiet: cli.quiet,
+        interrupt,
+    };
+    let result = match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Backup(a) => backup::run(&ctx, a),
+        Command::Snapshots(a) => snapshots::run(&ctx, a),
+        Command::Restore(a) => restore::run(&ctx, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cairn: {e}");
+            exit::for_error(e.kind())
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `cairn restore`: restore a snapshot to a folder.
+
+use super::{exit, format, Ctx};
+use cairn::ops::restore::{restore, RestoreOptions};
+use cairn::{Error, Result};
+use std::path::PathBuf;
+
+/// Restore a snapshot (or parts of it) into a target folder
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  cairn restore latest --target /\n  cairn restore 3f9a1c --target /tmp/r --include /opt/apigateway/conf"
+)]
+pub struct Args {
+    /// Snapshot id prefix, or 'latest'
+    snapshot: String,
+    /// Folder to restore into (the snapshot's absolute paths go below it)
+    #[arg(short, long)]
+    target: PathBuf,
+    /// Restore only this path of the snapshot and what is under it (repeatable)
+    #[arg(short, long)]
+    include: Vec<PathBuf>,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    for inc in &a.include {
+        if !inc.is_absolute() {
+            return Err(Error::invalid(format!(
+                "--include {} must be an absolute path as backed up (e.g. /opt/apigateway/conf)",
+                inc.display()
+            )));
+        }
+    }
+    let repo = ctx.open()?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let out = restore(
+        &repo,
+        &snap.tree,
+        &a.target,
+        &RestoreOptions {
+            includes: a.include,
+        },
+        &ctx.interrupt,
+    )?;
+    for w in &out.warnings {
+        eprintln!("cairn: warning: {w}");
+    }
+    for d in &out.damaged {
+        eprintln!("cairn: damaged: {d}");
+    }
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "snapshot": id.to_hex(), "target": a.target.display().to_string(),
+                "files_written": out.files_written, "files_unchanged": out.files_unchanged,
+                "bytes_written": out.bytes_written, "dirs": out.dirs, "others": out.others, "links": out.links,
+                "damaged": out.damaged, "warnings": out.warnings,
+            })
+        );
+    } else if !ctx.quiet {
+        println!(
+            "restored snapshot {} to {}: {} files written ({}), {} already identical, {} folders{}",
+            id.short(),
+            a.target.display(),
+            out.files_written,
+            format::size(out.bytes_written),
+            out.files_unchanged,
+            out.dirs,
+            if out.damaged.is_empty() {
+                String::new()
+            } else {
+                format!("; {} DAMAGED files not restored", out.damaged.len())
+            }
+        );
+    }
+    Ok(if out.damaged.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::DAMAGED
+    })
+}

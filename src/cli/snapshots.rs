@@ -1,0 +1,82 @@
+//! `cairn snapshots`: list snapshots.
+
+use super::{exit, format, Ctx};
+use cairn::Result;
+
+/// List snapshots, oldest first
+#[derive(clap::Args)]
+#[command(after_help = "Example:\n  cairn snapshots --tag prod\n  cairn snapshots --json")]
+pub struct Args {
+    /// Only snapshots with this tag (repeatable: any of them)
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Only snapshots of this host
+    #[arg(long)]
+    host: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let repo = ctx.open()?;
+    let snaps: Vec<_> = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| a.tag.is_empty() || s.tags.iter().any(|t| a.tag.contains(t)))
+        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
+        .collect();
+    if ctx.json {
+        let list: Vec<_> = snaps
+            .iter()
+            .map(|(id, s)| {
+                serde_json::json!({
+                    "id": id.to_hex(),
+                    "time": format::rfc3339(s.time),
+                    "host": s.host,
+                    "user": s.user,
+                    "paths": s.paths.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
+                    "tags": s.tags,
+                    "labels": s.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                    "tree": s.tree.to_hex(),
+                    "partial": s.is_partial(),
+                    "summary": {
+                        "files": s.summary.files, "dirs": s.summary.dirs, "others": s.summary.others,
+                        "bytes_read": s.summary.bytes_read, "total_bytes": s.summary.total_bytes,
+                        "chunks_new": s.summary.chunks_new, "bytes_added": s.summary.bytes_added,
+                        "errors": s.summary.errors, "duration_ms": s.summary.duration_ms,
+                    },
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(exit::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = snaps
+        .iter()
+        .map(|(id, s)| {
+            vec![
+                id.short(),
+                format::local_time(s.time),
+                s.host.clone(),
+                s.tags.join(","),
+                s.summary.files.to_string(),
+                format::size(s.summary.total_bytes),
+                format!(
+                    "{}{}",
+                    s.paths
+                        .iter()
+                        .map(|p| String::from_utf8_lossy(p))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    if s.is_partial() { " (partial)" } else { "" }
+                ),
+            ]
+        })
+        .collect();
+    format::table(
+        &["ID", "Time", "Host", "Tags", "Files", "Size", "Paths"],
+        &rows,
+    );
+    if !ctx.quiet {
+        println!("{} snapshots", snaps.len());
+    }
+    Ok(exit::SUCCESS)
+}

@@ -1,0 +1,388 @@
+//! Restore: plan the work by walking the snapshot's trees, then carry it out.
+//!
+//! 1. Plan (one thread): load trees, create folders, list files, special nodes and hard
+//!    links, honouring `--include`.
+//! 2. Files in parallel: each chunk is fetched, decrypted, decompressed and its id
+//!    recomputed before a byte is written; zero blocks become holes. A file already at the
+//!    target with identical content (checked chunk by chunk against the ids) is not
+//!    rewritten. A changed file is written beside the old one and renamed over it.
+//! 3. Special nodes, then hard links, then folder metadata deepest first (writing into a
+//!    folder changes its times).
+//!
+//! A damaged or missing chunk fails only the files that use it: every other file is still
+//! restored, and the outcome names each damaged file.
+
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::format::tree::{Node, NodeKind};
+use crate::id::{BlobId, ChunkId, TreeId};
+use crate::index::Index;
+use crate::pack::PackReader;
+use crate::repo::Repository;
+use crate::tree::{load_tree, meta};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// Restore only these snapshot paths (absolute, as backed up) and what is under them.
+    pub includes: Vec<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+pub struct RestoreOutcome {
+    pub files_written: u64,
+    pub files_unchanged: u64,
+    pub bytes_written: u64,
+    pub dirs: u64,
+    pub others: u64,
+    /// Hard links recreated.
+    pub links: u64,
+    /// Files not restored (or restored incompletely) because their data is damaged or
+    /// missing, with the reason.
+    pub damaged: Vec<String>,
+    /// Metadata that could not be applied (xattrs the target refuses, ...).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Default)]
+struct Plan {
+    dirs: Vec<(PathBuf, Node)>,
+    files: Vec<(PathBuf, Node)>,
+    specials: Vec<(PathBuf, Node)>,
+    /// (path, first path of the same inode) pairs to hard-link once files are written.
+    links: Vec<(PathBuf, PathBuf)>,
+    /// (device, inode) of hard-linked files to the first path planned for them.
+    first_link: HashMap<(u64, u64), PathBuf>,
+}
+
+pub fn restore(
+    repo: &Repository,
+    tree: &TreeId,
+    target: &Path,
+    opts: &RestoreOptions,
+    interrupt: &AtomicBool,
+) -> Result<RestoreOutcome> {
+    let index = Index::load(repo)?;
+    let reader = PackReader::new(repo);
+    std::fs::create_dir_all(target)
+        .ctx(|| format!("cannot create restore target {}", target.display()))?;
+    let mut plan = Plan::default();
+    let mut out = RestoreOutcome::default();
+    let includes: Vec<Vec<Vec<u8>>> = opts.includes.iter().map(|p| components(p)).collect();
+    plan_tree(
+        &reader,
+        &index,
+        tree,
+        target,
+        &mut Vec::new(),
+        &includes,
+        &mut plan,
+        &mut out,
+    )?;
+
+    let as_root = crate::sys::is_root();
+    let written = AtomicU64::new(0);
+    let bytes = AtomicU64::new(0);
+    let unchanged = AtomicU64::new(0);
+    let damaged = Mutex::new(std::mem::take(&mut out.damaged));
+    let warnings = Mutex::new(Vec::new());
+    plan.files
+        .par_iter()
+        .try_for_each(|(path, node)| -> Result<()> {
+            if interrupt.load(Ordering::Relaxed) {
+                return Err(Error::new(ErrorKind::Interrupted, "restore interrupted"));
+            }
+            match restore_file(&reader, &index, repo, path, node) {
+                Ok(FileResult::Written(n)) => {
+                    written.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(n, Ordering::Relaxed);
+                }
+                Ok(FileResult::Unchanged) => {
+                    unchanged.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {
+                    damaged
+                        .lock()
+                        .expect("damaged lock")
+                        .push(format!("{}: {e}", path.display()));
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+            warnings
+                .lock()
+                .expect("warnings lock")
+                .extend(meta::apply(path, node, as_root)?);
+            Ok(())
+        })?;
+    let mut warnings = warnings.into_inner().expect("warnings lock");
+    for (path, node) in &plan.specials {
+        replace_with(path, |p| meta::create_special(p, node))?;
+        warnings.extend(meta::apply(path, node, as_root)?);
+        out.others += 1;
+    }
+    for (path, first) in &plan.links {
+        if !first.exists() {
+            continue; // the first copy was damaged; already reported
+        }
+        replace_with(path, |p| {
+            std::fs::hard_link(first, p).ctx(|| format!("cannot link {}", p.display()))
+        })?;
+        out.links += 1;
+    }
+    for (path, node) in plan.dirs.iter().rev() {
+        warnings.extend(meta::apply(path, node, as_root)?);
+    }
+    out.files_written = written.into_inner();
+    out.files_unchanged = unchanged.into_inner();
+    out.bytes_written = bytes.into_inner();
+    out.damaged = damaged.into_inner().expect("damaged lock");
+    out.damaged.sort();
+    out.warnings = warnings;
+    Ok(out)
+}
+
+fn components(p: &Path) -> Vec<Vec<u8>> {
+    p.iter()
+        .filter(|c| *c != OsStr::new("/"))
+        .map(|c| c.as_bytes().to_vec())
+        .collect()
+}
+
+/// Whether the node at `at` is wanted: on the way to an include, or inside one.
+fn wanted(at: &[Vec<u8>], includes: &[Vec<Vec<u8>>]) -> (bool, bool) {
+    if includes.is_empty() {
+        return (true, true);
+    }
+    let inside = includes.iter().any(|inc| at.starts_with(inc));
+    let on_way = includes.iter().any(|inc| inc.starts_with(at));
+    (inside || on_way, inside)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_tree(
+    reader: &PackReader<'_>,
+    index: &Index,
+    id: &TreeId,
+    dir: &Path,
+    at: &mut Vec<Vec<u8>>,
+    includes: &[Vec<Vec<u8>>],
+    plan: &mut Plan,
+    out: &mut RestoreOutcome,
+) -> Result<()> {
+    let tree = match load_tree(reader, index, id) {
+        Ok(t) => t,
+        Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
+            out.damaged
+                .push(format!("{}: folder contents lost: {e}", dir.display()));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    for node in tree.nodes {
+        at.push(node.name.clone());
+        let (take, _inside) = wanted(at, includes);
+        if take {
+            let path = dir.join(OsStr::from_bytes(&node.name));
+            match &node.kind {
+                NodeKind::Dir { tree } => {
+                    prepare_dir(&path)?;
+                    out.dirs += 1;
+                    let sub = *tree;
+                    plan.dirs.push((path.clone(), node));
+                    plan_tree(reader, index, &sub, &path, at, includes, plan, out)?;
+                }
+                NodeKind::File { .. } => {
+                    if node.links > 1 {
+                        let key = (node.device, node.inode);
+                        if let Some(first) = plan.first_link.get(&key) {
+                            plan.links.push((path, first.clone()));
+                            at.pop();
+                            continue;
+                        }
+                        plan.first_link.insert(key, path.clone());
+                    }
+                    plan.files.push((path, node));
+                }
+                _ => plan.specials.push((path, node)),
+            }
+        }
+        at.pop();
+    }
+    Ok(())
+}
+
+/// Make sure a folder exists at `path`, replacing a non-folder there.
+fn prepare_dir(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if md.is_dir() => return Ok(()),
+        Ok(_) => std::fs::remove_file(path).ctx(|| format!("cannot replace {}", path.display()))?,
+        Err(_) => {}
+    }
+    std::fs::DirBuilder::new()
+        .mode_0700()
+        .create(path)
+        .ctx(|| format!("cannot create folder {}", path.display()))
+}
+
+trait DirBuilderMode {
+    fn mode_0700(&mut self) -> &mut Self;
+}
+
+impl DirBuilderMode for std::fs::DirBuilder {
+    /// Folders start private; their real mode is applied once their contents are written.
+    fn mode_0700(&mut self) -> &mut Self {
+        use std::os::unix::fs::DirBuilderExt;
+        self.mode(0o700)
+    }
+}
+
+/// Create a node with `make` at a temporary name, then rename it over `path`.
+fn replace_with(path: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    if let Ok(md) = std::fs::symlink_metadata(path) {
+        if md.is_dir() {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "{} is a folder at the target; remove it to restore this entry",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let tmp = temp_name(path);
+    let _ = std::fs::remove_file(&tmp);
+    make(&tmp)?;
+    std::fs::rename(&tmp, path).ctx(|| format!("cannot rename into {}", path.display()))
+}
+
+fn temp_name(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".cairn-restore-");
+    name.push(path.file_name().unwrap_or_default());
+    path.with_file_name(name)
+}
+
+enum FileResult {
+    Written(u64),
+    Unchanged,
+}
+
+fn restore_file(
+    reader: &PackReader<'_>,
+    index: &Index,
+    repo: &Repository,
+    path: &Path,
+    node: &Node,
+) -> Result<FileResult> {
+    let NodeKind::File { size, chunks } = &node.kind else {
+        unreachable!("planned as a file")
+    };
+    if already_identical(repo, index, path, *size, chunks) {
+        return Ok(FileResult::Unchanged);
+    }
+    let tmp = temp_name(path);
+    let result = write_file(reader, index, &tmp, *size, chunks);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        result?;
+    }
+    if let Ok(md) = std::fs::symlink_metadata(path) {
+        if md.is_dir() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "{} is a folder at the target; remove it to restore this file",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    std::fs::rename(&tmp, path).ctx(|| format!("cannot rename into {}", path.display()))?;
+    Ok(FileResult::Written(*size))
+}
+
+/// Sparse-aware write: blocks of zeros are skipped and left as holes.
+const BLOCK: usize = 4096;
+
+fn write_file(
+    reader: &PackReader<'_>,
+    index: &Index,
+    path: &Path,
+    size: u64,
+    chunks: &[ChunkId],
+) -> Result<()> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .ctx(|| format!("cannot create {}", path.display()))?;
+    let mut offset = 0u64;
+    for id in chunks {
+        let loc = index.get(&BlobId::Chunk(*id)).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("chunk {id} is not in the index"),
+            )
+        })?;
+        let data = reader.read_blob(&loc)?;
+        for (i, block) in data.chunks(BLOCK).enumerate() {
+            if block.iter().any(|&b| b != 0) {
+                f.write_all_at(block, offset + (i * BLOCK) as u64)
+                    .ctx(|| format!("cannot write {}", path.display()))?;
+            }
+        }
+        offset += data.len() as u64;
+    }
+    if offset != size {
+        return Err(Error::corrupt(format!(
+            "chunks hold {offset} bytes but the file had {size}"
+        )));
+    }
+    f.set_len(size)
+        .ctx(|| format!("cannot size {}", path.display()))?;
+    f.sync_data()
+        .ctx(|| format!("cannot sync {}", path.display()))?;
+    Ok(())
+}
+
+/// Whether `path` already holds exactly the content of these chunks (compared by
+/// recomputing each chunk's keyed id over the existing bytes).
+fn already_identical(
+    repo: &Repository,
+    index: &Index,
+    path: &Path,
+    size: u64,
+    chunks: &[ChunkId],
+) -> bool {
+    let Ok(md) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if !md.is_file() || md.len() != size {
+        return false;
+    }
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    let mut buf = Vec::new();
+    for id in chunks {
+        let Some(loc) = index.get(&BlobId::Chunk(*id)) else {
+            return false;
+        };
+        buf.resize(loc.entry.raw_length as usize, 0);
+        if f.read_exact(&mut buf).is_err() || repo.keys().chunk_id(&buf) != *id {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,281 @@
+//! Node metadata between the filesystem and tree nodes: read on backup, applied on
+//! restore. Content (file bytes, subtrees) is not handled here.
+//!
+//! Restore applies metadata in the order that keeps it: extended attributes, then owner
+//! (chown clears setuid/setgid), then mode, then times last (every other change touches
+//! ctime/mtime). Ownership is restored only when running as root, by name where that name
+//! exists on this system, else by number.
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::tree::{Node, NodeKind};
+use crate::format::Timespec;
+use rustix::fs::{AtFlags, Timestamps, CWD};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+/// Build a node from `lstat` metadata. File content and subtrees are filled in by the
+/// caller; symlink targets and xattrs are read here.
+pub fn read_node(path: &Path, name: &[u8], md: &Metadata) -> Result<Node> {
+    let ft = md.file_type();
+    use std::os::unix::fs::FileTypeExt;
+    let kind = if ft.is_file() {
+        NodeKind::File {
+            size: md.len(),
+            chunks: Vec::new(),
+        }
+    } else if ft.is_dir() {
+        NodeKind::Dir {
+            tree: crate::id::TreeId([0; 32]),
+        }
+    } else if ft.is_symlink() {
+        let target =
+            std::fs::read_link(path).ctx(|| format!("cannot read symlink {}", path.display()))?;
+        NodeKind::Symlink {
+            target: target.into_os_string().as_bytes().to_vec(),
+        }
+    } else if ft.is_fifo() {
+        NodeKind::Fifo
+    } else if ft.is_char_device() {
+        NodeKind::CharDevice { rdev: md.rdev() }
+    } else if ft.is_block_device() {
+        NodeKind::BlockDevice { rdev: md.rdev() }
+    } else {
+        NodeKind::Socket
+    };
+    Ok(Node {
+        name: name.to_vec(),
+        kind,
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        user: user_name(md.uid()),
+        group: group_name(md.gid()),
+        mtime: Timespec {
+            secs: md.mtime(),
+            nanos: md.mtime_nsec() as u32,
+        },
+        atime: Timespec {
+            secs: md.atime(),
+            nanos: md.atime_nsec() as u32,
+        },
+        ctime: Timespec {
+            secs: md.ctime(),
+            nanos: md.ctime_nsec() as u32,
+        },
+        inode: md.ino(),
+        device: md.dev(),
+        links: md.nlink(),
+        xattrs: read_xattrs(path),
+    })
+}
+
+/// Extended attributes of `path` (not following symlinks), sorted by name. Filesystems
+/// without xattr support simply give none.
+fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = names
+        .filter_map(|n| {
+            let v = xattr::get(path, &n).ok()??;
+            Some((n.as_bytes().to_vec(), v))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+type NameCache = Mutex<HashMap<u32, Option<String>>>;
+
+fn cached(
+    cache: &'static OnceLock<NameCache>,
+    id: u32,
+    lookup: impl FnOnce(u32) -> Option<String>,
+) -> Option<String> {
+    let cache = cache.get_or_init(Default::default);
+    if let Some(v) = cache.lock().expect("name cache").get(&id) {
+        return v.clone();
+    }
+    let v = lookup(id);
+    cache.lock().expect("name cache").insert(id, v.clone());
+    v
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    static C: OnceLock<NameCache> = OnceLock::new();
+    cached(&C, uid, |u| {
+        uzers::get_user_by_uid(u).map(|u| u.name().to_string_lossy().into_owned())
+    })
+}
+
+fn group_name(gid: u32) -> Option<String> {
+    static C: OnceLock<NameCache> = OnceLock::new();
+    cached(&C, gid, |g| {
+        uzers::get_group_by_gid(g).map(|g| g.name().to_string_lossy().into_owned())
+    })
+}
+
+/// The uid and gid to give a restored node: by name where the name exists here.
+fn owner_ids(node: &Node) -> (u32, u32) {
+    let uid = node
+        .user
+        .as_deref()
+        .and_then(uzers::get_user_by_name)
+        .map(|u| u.uid())
+        .unwrap_or(node.uid);
+    let gid = node
+        .group
+        .as_deref()
+        .and_then(uzers::get_group_by_name)
+        .map(|g| g.gid())
+        .unwrap_or(node.gid);
+    (uid, gid)
+}
+
+/// Create a symlink, fifo or device node at `path` (which must not exist).
+pub fn create_special(path: &Path, node: &Node) -> Result<()> {
+    use rustix::fs::{FileType, Mode};
+    let mode = Mode::from_raw_mode(node.mode & 0o777);
+    let made = match &node.kind {
+        NodeKind::Symlink { target } => std::os::unix::fs::symlink(OsStr::from_bytes(target), path),
+        NodeKind::Fifo => {
+            rustix::fs::mknodat(CWD, path, FileType::Fifo, mode, 0).map_err(Into::into)
+        }
+        NodeKind::CharDevice { rdev } => {
+            rustix::fs::mknodat(CWD, path, FileType::CharacterDevice, mode, *rdev)
+                .map_err(Into::into)
+        }
+        NodeKind::BlockDevice { rdev } => {
+            rustix::fs::mknodat(CWD, path, FileType::BlockDevice, mode, *rdev).map_err(Into::into)
+        }
+        NodeKind::Socket => return Ok(()), // a socket belongs to a running process; nothing to restore
+        NodeKind::File { .. } | NodeKind::Dir { .. } => {
+            return Err(Error::invalid(
+                "create_special called for a file or directory",
+            ))
+        }
+    };
+    made.ctx(|| format!("cannot create {}", path.display()))
+}
+
+/// Apply xattrs, owner, mode and times of `node` to `path`. Returns the problems that did
+/// not stop the restore (for example an xattr namespace the target filesystem refuses).
+pub fn apply(path: &Path, node: &Node, as_root: bool) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let is_link = matches!(node.kind, NodeKind::Symlink { .. });
+    if matches!(node.kind, NodeKind::Socket) {
+        return Ok(warnings);
+    }
+    for (name, value) in &node.xattrs {
+        if let Err(e) = xattr::set(path, OsStr::from_bytes(name), value) {
+            warnings.push(format!(
+                "{}: cannot set xattr {}: {e}",
+                path.display(),
+                String::from_utf8_lossy(name)
+            ));
+        }
+    }
+    if as_root {
+        let (uid, gid) = owner_ids(node);
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+            .ctx(|| format!("cannot set owner of {}", path.display()))?;
+    }
+    if !is_link {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode & 0o7777))
+            .ctx(|| format!("cannot set mode of {}", path.display()))?;
+    }
+    let ts = |t: Timespec| rustix::fs::Timespec {
+        tv_sec: t.secs,
+        tv_nsec: t.nanos as _,
+    };
+    let times = Timestamps {
+        last_access: ts(node.atime),
+        last_modification: ts(node.mtime),
+    };
+    rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(std::io::Error::from)
+        .ctx(|| format!("cannot set times of {}", path.display()))?;
+    Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_then_apply_keeps_mode_times_and_xattrs() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.xml");
+        std::fs::write(&src, b"<a/>").unwrap();
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o4751)).unwrap();
+        let have_xattrs = xattr::set(&src, "user.cairn", b"v1").is_ok();
+        let t = rustix::fs::Timespec {
+            tv_sec: 1_700_000_000,
+            tv_nsec: 123_456_789,
+        };
+        rustix::fs::utimensat(
+            CWD,
+            &src,
+            &Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+            AtFlags::empty(),
+        )
+        .unwrap();
+        let md = std::fs::symlink_metadata(&src).unwrap();
+        let node = read_node(&src, b"src.xml", &md).unwrap();
+        assert_eq!(node.mode, 0o4751);
+        assert_eq!(
+            node.mtime,
+            Timespec {
+                secs: 1_700_000_000,
+                nanos: 123_456_789
+            }
+        );
+
+        let dst = dir.path().join("dst.xml");
+        std::fs::write(&dst, b"<a/>").unwrap();
+        apply(&dst, &node, false).unwrap();
+        let back = read_node(&dst, b"src.xml", &std::fs::symlink_metadata(&dst).unwrap()).unwrap();
+        assert_eq!(
+            (back.mode, back.mtime, back.atime),
+            (node.mode, node.mtime, node.atime)
+        );
+        if have_xattrs {
+            assert_eq!(back.xattrs, vec![(b"user.cairn".to_vec(), b"v1".to_vec())]);
+        }
+    }
+
+    #[test]
+    fn specials_are_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        rustix::fs::mknodat(
+            CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o640),
+            0,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("target\u{e9}", dir.path().join("l")).unwrap();
+        for name in ["f", "l"] {
+            let p = dir.path().join(name);
+            let node =
+                read_node(&p, name.as_bytes(), &std::fs::symlink_metadata(&p).unwrap()).unwrap();
+            let q = dir.path().join(format!("{name}2"));
+            create_special(&q, &node).unwrap();
+            apply(&q, &node, false).unwrap();
+            let again =
+                read_node(&q, name.as_bytes(), &std::fs::symlink_metadata(&q).unwrap()).unwrap();
+            assert_eq!(again.kind, node.kind);
+            assert_eq!(again.mtime, node.mtime);
+        }
+    }
+}
