@@ -119,12 +119,25 @@ impl Backend for LocalBackend {
         let dir = p.parent().expect("objects live in a folder");
         let tmp = dir.join(format!("{TEMP_PREFIX}{name}-{}", random_suffix()));
         let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .ctx(|| format!("cannot create {}", tmp.display()))?;
+            let open = || {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)
+            };
+            let mut f = match open() {
+                // Copies of a repository made by tools that drop empty folders lack some.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && self.root.join("config").exists() =>
+                {
+                    Self::mkdir(dir)?;
+                    open()
+                }
+                other => other,
+            }
+            .ctx(|| format!("cannot create {}", tmp.display()))?;
             f.write_all(bytes)
                 .ctx(|| format!("cannot write {}", tmp.display()))?;
             f.sync_data()
@@ -150,7 +163,11 @@ impl Backend for LocalBackend {
             FileType::Pack => {
                 let data = self.root.join("data");
                 let mut v = Vec::new();
-                for e in fs::read_dir(&data).ctx(|| format!("cannot list {}", data.display()))? {
+                let listing = match fs::read_dir(&data) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    other => other.ctx(|| format!("cannot list {}", data.display()))?,
+                };
+                for e in listing {
                     let e = e.ctx(|| format!("cannot list {}", data.display()))?;
                     if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                         v.push(e.path());
@@ -162,7 +179,12 @@ impl Backend for LocalBackend {
         };
         let mut names = Vec::new();
         for d in dirs {
-            for e in fs::read_dir(&d).ctx(|| format!("cannot list {}", d.display()))? {
+            let listing = match fs::read_dir(&d) {
+                // An empty folder may be missing in a copied repository: it holds nothing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                other => other.ctx(|| format!("cannot list {}", d.display()))?,
+            };
+            for e in listing {
                 let e = e.ctx(|| format!("cannot list {}", d.display()))?;
                 if let Some(n) = e.file_name().to_str() {
                     if !n.starts_with(TEMP_PREFIX) {

@@ -9,7 +9,7 @@ pub const ERROR: i32 = 1;
 pub const USAGE: i32 = 2;
 /// Backup finished but some files could not be read; the snapshot is marked partial.
 pub const PARTIAL: i32 = 3;
-/// Restore finished but some files are damaged or missing in the repository.
+/// Damaged or missing data found: restore wrote everything else; check reports it.
 pub const DAMAGED: i32 = 4;
 /// The repository does not exist at the given location.
 pub const NO_REPOSITORY: i32 = 10;
@@ -26,7 +26,7 @@ Exit codes:
   1   error
   2   bad arguments or input
   3   backup incomplete: some files could not be read (snapshot marked partial)
-  4   restore incomplete: some files are damaged or missing in the repository
+  4   damaged or missing data found (restore wrote all intact files; check found damage)
   10  no repository at the given location
   12  wrong password or key
   13  no space left on the repository or target disk

@@ -2,6 +2,7 @@
 //! the mapping of errors to exit codes live here.
 
 mod backup;
+mod check;
 mod exit;
 mod format;
 mod init;
@@ -46,6 +47,7 @@ enum Command {
     Backup(backup::Args),
     Snapshots(snapshots::Args),
     Restore(restore::Args),
+    Check(check::Args),
 }
 
 /// What every command gets: global options and the interrupt flag.
@@ -136,6 +138,7 @@ pub fn main() -> i32 {
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
+        Command::Check(a) => check::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

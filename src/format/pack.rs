@@ -31,7 +31,7 @@ pub const ENTRY_LEN: usize = 45;
 pub const MAX_BLOB: u32 = 64 << 20;
 
 /// Where a blob lives in its pack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Entry {
     pub id: BlobId,
     /// Offset of the sealed blob from the start of the pack.

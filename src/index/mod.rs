@@ -5,7 +5,7 @@
 //! id is stored once and referred to by a 4-byte slot number.
 
 use crate::backend::FileType;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::envelope::{self, ObjectType};
 use crate::format::index::IndexFile;
 use crate::format::pack::Entry;
@@ -40,14 +40,41 @@ pub struct Location {
 }
 
 impl Index {
-    /// Load every index file of the repository.
+    /// Load every index file of the repository; a damaged one is an error.
     pub fn load(repo: &Repository) -> Result<Index> {
+        let (idx, mut damaged) = Self::load_inner(repo, true)?;
+        match damaged.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(idx),
+        }
+    }
+
+    /// Load every index file that opens; return the damaged ones beside the index.
+    pub fn load_skipping_damaged(repo: &Repository) -> Result<(Index, Vec<(String, Error)>)> {
+        Self::load_inner(repo, false)
+    }
+
+    fn load_inner(
+        repo: &Repository,
+        stop_at_damage: bool,
+    ) -> Result<(Index, Vec<(String, Error)>)> {
         let mut idx = Index::default();
         let mut entries = Vec::new();
+        let mut damaged = Vec::new();
         for name in repo.backend().list(FileType::Index)? {
-            let id =
-                IndexId::from_hex(&name).map_err(|e| e.wrap(format!("index file name {name}")))?;
-            let file = load_index_file(repo, &id)?;
+            let file =
+                IndexId::from_hex(&name).and_then(|id| Ok((id, load_index_file(repo, &id)?)));
+            let (id, file) = match file {
+                Ok(f) => f,
+                Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::InvalidInput => {
+                    damaged.push((name.clone(), e.wrap(format!("index file {name}"))));
+                    if stop_at_damage {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for (pack, list) in file.packs {
                 let p = idx.pack_slot(pack);
                 entries.extend(list.iter().map(|e| (*e.id.bytes(), slot(p, e))));
@@ -58,7 +85,7 @@ impl Index {
         entries.dedup_by(|a, b| a.0 == b.0);
         entries.shrink_to_fit();
         idx.sorted = entries;
-        Ok(idx)
+        Ok((idx, damaged))
     }
 
     fn pack_slot(&mut self, pack: PackId) -> u32 {

@@ -2,5 +2,6 @@
 //! outcome; none prints.
 
 pub mod backup;
+pub mod check;
 pub mod exclude;
 pub mod restore;

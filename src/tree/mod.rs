@@ -18,5 +18,5 @@ pub fn load_tree(reader: &PackReader<'_>, index: &Index, id: &TreeId) -> Result<
         )
     })?;
     let bytes = reader.read_blob(&loc)?;
-    Tree::decode(&bytes).map_err(|e| e.wrap(format!("tree {id}")))
+    Tree::decode(&bytes).map_err(|e| e.wrap(format!("tree {id} (stored intact but undecodable)")))
 }

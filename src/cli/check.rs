@@ -1,0 +1,77 @@
+//! `cairn check`: verify the repository.
+
+use super::{exit, format, Ctx};
+use cairn::ops::check::{check, CheckOptions};
+use cairn::Result;
+
+/// Check that every snapshot's data is present and intact
+#[derive(clap::Args)]
+#[command(
+    after_help = "Exit codes: 0 healthy, 4 damage found, other non-zero: the check could not run.\n\nExample:\n  cairn check --read-data"
+)]
+pub struct Args {
+    /// Also read, decrypt and re-hash every blob of every pack
+    #[arg(long)]
+    read_data: bool,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let repo = ctx.open()?;
+    let r = check(
+        &repo,
+        &CheckOptions {
+            read_data: a.read_data,
+        },
+        &ctx.interrupt,
+    )?;
+    if ctx.json {
+        let problems: Vec<_> = r
+            .problems
+            .iter()
+            .map(|p| serde_json::json!({"object": p.object, "damage": p.damage}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "status": if r.healthy() { "success" } else { "failed" },
+                "snapshots": r.snapshots, "trees": r.trees, "packs": r.packs,
+                "blobs_read": r.blobs_read, "bytes_read": r.bytes_read,
+                "problems": problems, "notes": r.notes,
+            })
+        );
+    } else {
+        for p in &r.problems {
+            eprintln!("damaged: {}: {}", p.object, p.damage);
+        }
+        if !ctx.quiet {
+            for n in &r.notes {
+                println!("note: {n}");
+            }
+            let read = if a.read_data {
+                format!(
+                    ", {} blobs ({}) read and verified",
+                    r.blobs_read,
+                    format::size(r.bytes_read)
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "{}: {} snapshots, {} trees, {} packs{read}",
+                if r.healthy() {
+                    "no problems found"
+                } else {
+                    "DAMAGE FOUND"
+                },
+                r.snapshots,
+                r.trees,
+                r.packs
+            );
+        }
+    }
+    Ok(if r.healthy() {
+        exit::SUCCESS
+    } else {
+        exit::DAMAGED
+    })
+}

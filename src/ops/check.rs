@@ -1,0 +1,298 @@
+//! Check: is everything the snapshots need present and intact?
+//!
+//! Structure (always): every index file opens and matches its name; every snapshot opens;
+//! every tree reachable from a snapshot loads, and every chunk it names is in the index;
+//! every pack the index names exists and is large enough for its entries. Packs that no
+//! index names are reported as information (an interrupted backup leaves them), not damage.
+//!
+//! With `read_data`: every pack is read whole, its name checked against the hash of its
+//! bytes, its sealed table of contents compared with the index, and every blob opened and
+//! its id recomputed.
+
+use crate::backend::FileType;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::tree::NodeKind;
+use crate::id::{BlobId, PackId, SnapshotId, TreeId};
+use crate::index::Index;
+use crate::pack::reader::{open_blob, read_toc};
+use crate::pack::PackReader;
+use crate::repo::Repository;
+use crate::tree::load_tree;
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    pub read_data: bool,
+}
+
+/// One problem found, with the object it concerns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub object: String,
+    pub damage: String,
+}
+
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub snapshots: usize,
+    pub trees: usize,
+    pub packs: usize,
+    pub blobs_read: u64,
+    pub bytes_read: u64,
+    pub problems: Vec<Problem>,
+    /// Not damage: packs no index names, and the like.
+    pub notes: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn healthy(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, object: impl Into<String>, damage: impl std::fmt::Display) {
+        self.problems.push(Problem {
+            object: object.into(),
+            damage: damage.to_string(),
+        });
+    }
+}
+
+pub fn check(
+    repo: &Repository,
+    opts: &CheckOptions,
+    interrupt: &AtomicBool,
+) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let index = load_index_checked(repo, &mut report)?;
+    let reader = PackReader::new(repo);
+
+    // Snapshots and the trees they reach.
+    let mut seen_trees: HashSet<TreeId> = HashSet::new();
+    for name in repo.backend().list(FileType::Snapshot)? {
+        let loaded = SnapshotId::from_hex(&name).and_then(|id| repo.load_snapshot(&id));
+        match loaded {
+            Ok(snap) => {
+                report.snapshots += 1;
+                walk(
+                    &reader,
+                    &index,
+                    snap.tree,
+                    &format!("snapshot {}", &name[..8.min(name.len())]),
+                    &mut seen_trees,
+                    &mut report,
+                    interrupt,
+                )?;
+            }
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(e),
+            Err(e) => report.problem(format!("snapshot {name}"), e),
+        }
+    }
+    report.trees = seen_trees.len();
+
+    // Packs: the ones the index names against the ones stored.
+    let stored: HashMap<String, ()> = repo
+        .backend()
+        .list(FileType::Pack)?
+        .into_iter()
+        .map(|n| (n, ()))
+        .collect();
+    let mut by_pack: HashMap<PackId, Vec<crate::format::pack::Entry>> = HashMap::new();
+    for loc in index.iter() {
+        by_pack.entry(loc.pack).or_default().push(loc.entry);
+    }
+    report.packs = stored.len();
+    for name in stored.keys() {
+        if PackId::from_hex(name)
+            .map(|p| !by_pack.contains_key(&p))
+            .unwrap_or(true)
+        {
+            report.notes.push(format!(
+                "pack {name} is not in any index (left by an interrupted backup?)"
+            ));
+        }
+    }
+    let results: Vec<(Vec<Problem>, u64, u64)> = by_pack
+        .par_iter()
+        .map(|(pack, entries)| {
+            if interrupt.load(Ordering::Relaxed) {
+                return (vec![], 0, 0);
+            }
+            check_pack(
+                repo,
+                &reader,
+                pack,
+                entries,
+                stored.contains_key(&pack.to_hex()),
+                opts.read_data,
+            )
+        })
+        .collect();
+    if interrupt.load(Ordering::Relaxed) {
+        return Err(Error::new(ErrorKind::Interrupted, "check interrupted"));
+    }
+    for (problems, blobs, bytes) in results {
+        report.problems.extend(problems);
+        report.blobs_read += blobs;
+        report.bytes_read += bytes;
+    }
+    report.problems.sort_by(|a, b| a.object.cmp(&b.object));
+    report.notes.sort();
+    Ok(report)
+}
+
+/// Load every index file, reporting damaged ones instead of failing.
+fn load_index_checked(repo: &Repository, report: &mut CheckReport) -> Result<Index> {
+    match Index::load(repo) {
+        Ok(i) => Ok(i),
+        Err(e) if e.kind() == ErrorKind::Corrupt => {
+            report.problem("index", &e);
+            Index::load_skipping_damaged(repo).map(|(i, _)| i)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn walk(
+    reader: &PackReader<'_>,
+    index: &Index,
+    root: TreeId,
+    origin: &str,
+    seen: &mut HashSet<TreeId>,
+    report: &mut CheckReport,
+    interrupt: &AtomicBool,
+) -> Result<()> {
+    let mut stack = vec![(root, String::from("/"))];
+    while let Some((id, path)) = stack.pop() {
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Interrupted, "check interrupted"));
+        }
+        if !seen.insert(id) {
+            continue;
+        }
+        let tree = match load_tree(reader, index, &id) {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(e),
+            Err(e) => {
+                report.problem(
+                    format!("tree {id}"),
+                    format!("{e} (folder {path} of {origin})"),
+                );
+                continue;
+            }
+        };
+        for node in &tree.nodes {
+            let child = format!("{}{}", path, String::from_utf8_lossy(&node.name));
+            match &node.kind {
+                NodeKind::Dir { tree } => stack.push((*tree, child + "/")),
+                NodeKind::File { chunks, .. } => {
+                    let missing = chunks
+                        .iter()
+                        .filter(|c| !index.contains(&BlobId::Chunk(**c)))
+                        .count();
+                    if missing > 0 {
+                        report.problem(
+                            format!("file {child}"),
+                            format!("{missing} chunks missing from the index ({origin})"),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Check one pack; returns its problems, blobs read and bytes read.
+fn check_pack(
+    repo: &Repository,
+    reader: &PackReader<'_>,
+    pack: &PackId,
+    entries: &[crate::format::pack::Entry],
+    exists: bool,
+    read_data: bool,
+) -> (Vec<Problem>, u64, u64) {
+    let object = format!("pack {pack}");
+    let problem = |d: String| {
+        vec![Problem {
+            object: object.clone(),
+            damage: d,
+        }]
+    };
+    if !exists {
+        return (
+            problem(format!("missing; {} blobs in it are lost", entries.len())),
+            0,
+            0,
+        );
+    }
+    if !read_data {
+        let need = entries
+            .iter()
+            .map(|e| e.offset as u64 + e.length as u64)
+            .max()
+            .unwrap_or(0);
+        return match repo.backend().size(FileType::Pack, &pack.to_hex()) {
+            Ok(size) if size >= need => (vec![], 0, 0),
+            Ok(size) => (
+                problem(format!("truncated: {size} bytes, its blobs need {need}")),
+                0,
+                0,
+            ),
+            Err(e) => (problem(e.to_string()), 0, 0),
+        };
+    }
+    let bytes = match repo.backend().read(FileType::Pack, &pack.to_hex()) {
+        Ok(b) => b,
+        Err(e) => return (problem(e.to_string()), 0, 0),
+    };
+    let n = bytes.len() as u64;
+    let mut out = Vec::new();
+    if blake3::hash(&bytes).as_bytes() != &pack.0 {
+        out.push(Problem {
+            object: object.clone(),
+            damage: "content does not match its name".into(),
+        });
+    }
+    match read_toc(repo.keys(), &bytes) {
+        Ok(toc) => {
+            let toc: HashSet<_> = toc.into_iter().collect();
+            let differ = entries.iter().filter(|e| !toc.contains(e)).count();
+            if differ > 0 {
+                out.push(Problem {
+                    object: object.clone(),
+                    damage: format!("{differ} index entries disagree with the pack's table"),
+                });
+            }
+        }
+        Err(e) => out.push(Problem {
+            object: object.clone(),
+            damage: format!("table of contents: {e}"),
+        }),
+    }
+    let cipher = match reader.cipher(pack) {
+        Ok(c) => c,
+        Err(e) => return (problem(e.to_string()), 0, n),
+    };
+    let mut blobs = 0;
+    for e in entries {
+        let (s, l) = (e.offset as usize, e.length as usize);
+        let Some(sealed) = bytes.get(s..s + l) else {
+            out.push(Problem {
+                object: object.clone(),
+                damage: format!("{} lies past the end of the pack", e.id),
+            });
+            continue;
+        };
+        match open_blob(repo.keys(), &cipher, e, sealed.to_vec()) {
+            Ok(_) => blobs += 1,
+            Err(err) => out.push(Problem {
+                object: object.clone(),
+                damage: err.to_string(),
+            }),
+        }
+    }
+    (out, blobs, n)
+}

@@ -1,0 +1,215 @@
+//! The golden repository: made once by cairn 0.1.0 (repository format 1) with a fixed
+//! passphrase, committed under tests/fixtures/golden-v1/. Every later version must still
+//! list, check and restore it exactly. Regenerate only when the format version changes
+//! (then keep the old fixture too):
+//!     cargo test --test golden -- --ignored regenerate_golden_v1
+
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PASSPHRASE: &str = "golden-passphrase-v1";
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden-v1");
+/// The source tree was backed up from this absolute path.
+const SOURCE: &str = "/tmp/cairn-golden-v1-src";
+
+fn cairn(repo: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .env("CAIRN_PASSWORD", PASSPHRASE)
+        .env_remove("CAIRN_REPOSITORY")
+        .output()
+        .expect("run cairn")
+}
+
+/// A line per entry: path, kind, mode, mtime, size and content hash or link target.
+fn manifest(root: &Path) -> BTreeMap<Vec<u8>, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            let what = if md.is_dir() {
+                stack.push(p.clone());
+                "dir".to_string()
+            } else if md.file_type().is_symlink() {
+                format!("link {}", std::fs::read_link(&p).unwrap().display())
+            } else {
+                let data = std::fs::read(&p).unwrap();
+                format!("file {} {}", data.len(), blake3::hash(&data).to_hex())
+            };
+            let mtime = if md.file_type().is_symlink() || md.is_dir() {
+                0
+            } else {
+                md.mtime()
+            };
+            out.insert(
+                rel,
+                format!("{what} mode={:o} mtime={mtime}", md.mode() & 0o7777),
+            );
+        }
+    }
+    out
+}
+
+fn write_manifest(m: &BTreeMap<Vec<u8>, String>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{}\t{v}\n", blake3_hex_name(k)))
+        .collect()
+}
+
+/// Names may not be UTF-8: store them hex-encoded in the manifest.
+fn blake3_hex_name(name: &[u8]) -> String {
+    name.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn make_source(root: &Path) {
+    let _ = std::fs::remove_dir_all(root);
+    std::fs::create_dir_all(root.join("conf/groups/instance-1")).unwrap();
+    std::fs::create_dir_all(root.join("empty-dir")).unwrap();
+    for i in 0..20 {
+        let body = format!(
+            "<entityStore id=\"{i}\">\n{}</entityStore>\n",
+            "  <policy name=\"p\"/>\n".repeat(i * 10)
+        );
+        std::fs::write(
+            root.join(format!("conf/groups/instance-1/store-{i:02}.xml")),
+            body,
+        )
+        .unwrap();
+    }
+    let mut big = vec![0u8; 300_000];
+    blake3::Hasher::new()
+        .update(b"golden")
+        .finalize_xof()
+        .fill(&mut big);
+    std::fs::write(root.join("conf/ext.jar"), &big).unwrap();
+    std::fs::write(root.join("conf/empty.properties"), b"").unwrap();
+    std::fs::write(
+        root.join(std::ffi::OsStr::from_bytes(b"name-\xff\xfe.txt")),
+        b"not utf-8",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("groups/instance-1/store-01.xml", root.join("conf/link.xml"))
+        .unwrap();
+    std::fs::write(root.join("conf/setuid-tool"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        root.join("conf/setuid-tool"),
+        std::fs::Permissions::from_mode(0o4750),
+    )
+    .unwrap();
+    for p in ["conf/ext.jar", "conf/empty.properties", "conf/setuid-tool"] {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(root.join(p))
+            .unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600))
+            .unwrap();
+    }
+}
+
+#[test]
+#[ignore = "run by hand to make the fixture of a new format version"]
+fn regenerate_golden_v1() {
+    let src = PathBuf::from(SOURCE);
+    make_source(&src);
+    let _ = std::fs::remove_dir_all(FIXTURE);
+    let repo = Path::new(FIXTURE);
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr))
+    };
+    ok(cairn(
+        repo,
+        &[
+            "init",
+            "--kdf-memory",
+            "8M",
+            "--kdf-iterations",
+            "1",
+            "--pack-size",
+            "1M",
+        ],
+    ));
+    ok(cairn(
+        repo,
+        &[
+            "backup",
+            SOURCE,
+            "--host",
+            "golden",
+            "--tag",
+            "v1",
+            "--time",
+            "2026-11-24T06:00:00Z",
+        ],
+    ));
+    std::fs::write(
+        format!("{FIXTURE}.manifest"),
+        write_manifest(&manifest(&src)),
+    )
+    .unwrap();
+}
+
+#[test]
+fn golden_v1_still_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    copy_dir(Path::new(FIXTURE), &repo);
+
+    let out = cairn(&repo, &["snapshots", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let snap = &list.as_array().unwrap()[0];
+    assert_eq!(snap["host"], "golden");
+    assert_eq!(snap["tags"][0], "v1");
+    assert_eq!(snap["time"], "2026-11-24T06:00:00Z");
+    assert_eq!(snap["paths"][0], SOURCE);
+
+    let check = cairn(&repo, &["check", "--read-data"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let target = tmp.path().join("restore");
+    let out = cairn(
+        &repo,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = manifest(&target.join(SOURCE.trim_start_matches('/')));
+    let expected = std::fs::read_to_string(format!("{FIXTURE}.manifest")).unwrap();
+    assert_eq!(write_manifest(&restored), expected);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
