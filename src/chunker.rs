@@ -51,7 +51,7 @@ impl ChunkerParams {
     }
 }
 
-/// A keyed FastCDC chunker.
+/// A keyed FastCDC chunker. Its gear tables come from the key and are wiped on drop.
 pub struct Chunker {
     params: ChunkerParams,
     gear: Box<[u64; 256]>,
@@ -176,6 +176,14 @@ impl<'c, R: Read> ChunkStream<'c, R> {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for Chunker {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.gear.zeroize();
+        self.gear_ls.zeroize();
     }
 }
 

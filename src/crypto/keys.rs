@@ -60,6 +60,9 @@ pub struct MasterKey {
     pub kind: KeyKind,
     write_root: Zeroizing<[u8; 32]>,
     read_secret: Option<StaticSecret>,
+    /// The repository public key. A full key computes it from the read secret; a
+    /// backup-only key stores it, so a tampered config cannot redirect its backups.
+    public: [u8; 32],
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -68,9 +71,9 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
-/// Length of the wrapped plaintext for each kind: kind byte, write root, read secret.
-const MASTER_FULL_LEN: usize = 1 + 32 + 32;
-const MASTER_BACKUP_LEN: usize = 1 + 32;
+/// Length of the wrapped plaintext: kind byte, write root, then the read secret (full
+/// keys) or the repository public key (backup-only keys).
+const MASTER_LEN: usize = 1 + 32 + 32;
 
 impl MasterKey {
     /// Fresh key material from the operating system's random source.
@@ -79,11 +82,9 @@ impl MasterKey {
         let mut read = Zeroizing::new([0u8; 32]);
         fill_random(&mut write_root[..])?;
         fill_random(&mut read[..])?;
-        Ok(MasterKey {
-            kind: KeyKind::Full,
-            write_root,
-            read_secret: Some(StaticSecret::from(*read)),
-        })
+        let secret = StaticSecret::from(*read);
+        let public = PublicKey::from(&secret).to_bytes();
+        Ok(MasterKey { kind: KeyKind::Full, write_root, read_secret: Some(secret), public })
     }
 
     /// The same repository's key material without the read secret.
@@ -92,60 +93,55 @@ impl MasterKey {
             kind: KeyKind::BackupOnly,
             write_root: self.write_root.clone(),
             read_secret: None,
+            public: self.public,
         }
     }
 
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(MASTER_FULL_LEN));
+        let mut out = Zeroizing::new(Vec::with_capacity(MASTER_LEN));
         out.push(self.kind as u8);
         out.extend_from_slice(&self.write_root[..]);
-        if let Some(s) = &self.read_secret {
-            out.extend_from_slice(s.as_bytes());
+        match &self.read_secret {
+            Some(s) => out.extend_from_slice(s.as_bytes()),
+            None => out.extend_from_slice(&self.public),
         }
         out
     }
 
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
         let kind = KeyKind::from_byte(*b.first().ok_or_else(|| Error::corrupt("empty key"))?)?;
-        let want = match kind {
-            KeyKind::Full => MASTER_FULL_LEN,
-            KeyKind::BackupOnly => MASTER_BACKUP_LEN,
-        };
-        if b.len() != want {
+        if b.len() != MASTER_LEN {
             return Err(Error::corrupt(format!(
-                "key material is {} bytes, expected {want}",
+                "key material is {} bytes, expected {MASTER_LEN}",
                 b.len()
             )));
         }
         let mut write_root = Zeroizing::new([0u8; 32]);
         write_root.copy_from_slice(&b[1..33]);
-        let read_secret = (kind == KeyKind::Full).then(|| {
-            let mut r = Zeroizing::new([0u8; 32]);
-            r.copy_from_slice(&b[33..65]);
-            StaticSecret::from(*r)
-        });
-        Ok(MasterKey {
-            kind,
-            write_root,
-            read_secret,
+        let mut last = Zeroizing::new([0u8; 32]);
+        last.copy_from_slice(&b[33..65]);
+        Ok(match kind {
+            KeyKind::Full => {
+                let secret = StaticSecret::from(*last);
+                let public = PublicKey::from(&secret).to_bytes();
+                MasterKey { kind, write_root, read_secret: Some(secret), public }
+            }
+            KeyKind::BackupOnly => MasterKey { kind, write_root, read_secret: None, public: *last },
         })
     }
 
-    /// The repository's public key, if this key can compute it.
-    pub fn public_key(&self) -> Option<[u8; 32]> {
-        self.read_secret
-            .as_ref()
-            .map(|s| PublicKey::from(s).to_bytes())
+    /// The repository's public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public
     }
 
-    /// Derive all working keys. `public` is the repository public key from the config.
+    /// Derive all working keys. `public` is the repository public key from the config; it
+    /// must be this key's own.
     pub fn derive(&self, public: [u8; 32]) -> Result<RepoKeys> {
-        if let Some(own) = self.public_key() {
-            if own != public {
-                return Err(Error::corrupt(
-                    "the config's public key does not match this key's read secret",
-                ));
-            }
+        if self.public != public {
+            return Err(Error::corrupt(
+                "the config's public key is not this key's repository public key (config replaced?)",
+            ));
         }
         Ok(RepoKeys {
             kind: self.kind,
@@ -159,8 +155,8 @@ impl MasterKey {
         })
     }
 
-    /// Keys for reading and writing the config itself, which is sealed with the shared
-    /// key (it holds the public key, so it cannot depend on it).
+    /// The key that seals the config itself, which is sealed with the shared key (it
+    /// holds the public key, so it cannot depend on it).
     pub fn shared_seal_key(&self) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(blake3::derive_key(CTX_SHARED_SEAL, &self.write_root[..]))
     }
@@ -344,7 +340,10 @@ mod tests {
         let b = m.backup_only();
         let bb = MasterKey::from_bytes(&b.to_bytes()).unwrap();
         assert_eq!(bb.kind, KeyKind::BackupOnly);
-        assert_eq!(bb.public_key(), None);
+        assert!(bb.read_secret.is_none());
+        assert_eq!(bb.public_key(), m.public_key());
+        // A backup-only key refuses a config whose public key was swapped.
+        assert!(bb.derive([7u8; 32]).is_err());
         assert!(MasterKey::from_bytes(&m.to_bytes()[..40]).is_err());
         assert!(MasterKey::from_bytes(&[]).is_err());
     }
@@ -352,7 +351,7 @@ mod tests {
     #[test]
     fn backup_only_keys_write_what_full_keys_read_but_cannot_read() {
         let m = MasterKey::generate().unwrap();
-        let public = m.public_key().unwrap();
+        let public = m.public_key();
         let full = m.derive(public).unwrap();
         let writer = m.backup_only().derive(public).unwrap();
         let (eph, k_written) = writer.new_sealed_object_key().unwrap();

@@ -164,7 +164,7 @@ mod tests {
 
     fn keys() -> RepoKeys {
         let m = MasterKey::generate().unwrap();
-        m.derive(m.public_key().unwrap()).unwrap()
+        m.derive(m.public_key()).unwrap()
     }
 
     #[test]

@@ -2,13 +2,16 @@
 //! packs. Payload of an envelope of type Index, fixed width little endian:
 //!
 //! ```text
+//! u8  version (1)
 //! u32 S, then S x 32-byte ids of index files this one replaces (written by prune/repair)
 //! u32 P, then P packs: 32-byte pack id, u32 N, then N pack entries (pack::Entry, 45 bytes)
 //! ```
 
 use super::pack::{Entry, ENTRY_LEN};
 use super::Reader;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
+
+pub const INDEX_VERSION: u8 = 1;
 use crate::id::{IndexId, PackId};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,6 +26,7 @@ impl IndexFile {
         let mut out = Vec::with_capacity(
             8 + self.supersedes.len() * 32 + self.packs.len() * 36 + entries * ENTRY_LEN,
         );
+        out.push(INDEX_VERSION);
         out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
         for id in &self.supersedes {
             out.extend_from_slice(&id.0);
@@ -40,6 +44,13 @@ impl IndexFile {
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new("index file", bytes);
+        let v = r.u8()?;
+        if v != INDEX_VERSION {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("index file has encoding version {v}; this cairn reads version {INDEX_VERSION}"),
+            ));
+        }
         let s = r.count(32)?;
         let mut supersedes = Vec::with_capacity(s);
         for _ in 0..s {

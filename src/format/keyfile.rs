@@ -97,13 +97,14 @@ impl KeyFile {
                 "key file header length does not fit the file",
             ));
         }
-        let header: KeyHeader = postcard::from_bytes(&bytes[12..12 + h])
+        let (header, rest): (KeyHeader, &[u8]) = postcard::take_from_bytes(&bytes[12..12 + h])
             .map_err(|e| Error::corrupt(format!("key file header does not decode: {e}")))?;
+        if !rest.is_empty() {
+            return Err(Error::corrupt("key file header has trailing bytes"));
+        }
         let wrapped = bytes[12 + h..].to_vec();
-        let want = match kind {
-            KeyKind::Full => 65,
-            KeyKind::BackupOnly => 33,
-        } + TAG_LEN;
+        // Both kinds wrap 65 bytes: kind, write root, read secret or public key.
+        let want = 65 + TAG_LEN;
         if wrapped.len() != want {
             return Err(Error::corrupt("key file wrapped key has the wrong length"));
         }

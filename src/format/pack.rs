@@ -16,7 +16,7 @@
 
 use super::Reader;
 use crate::crypto::aead::TAG_LEN;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, BlobKind};
 
 pub const MAGIC: &[u8; 4] = b"CRNP";
@@ -94,11 +94,14 @@ pub fn parse_header(bytes: &[u8]) -> Result<[u8; 32]> {
     if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {
         return Err(Error::corrupt("not a cairn pack (bad magic)"));
     }
-    if bytes[4] != VERSION || bytes[5..8] != [0, 0, 0] {
-        return Err(Error::corrupt(format!(
-            "unsupported pack version {}",
-            bytes[4]
-        )));
+    if bytes[4] != VERSION {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("pack version {} is not supported (this cairn reads {VERSION})", bytes[4]),
+        ));
+    }
+    if bytes[5..8] != [0, 0, 0] {
+        return Err(Error::corrupt("pack header reserved bytes are not zero"));
     }
     Ok(bytes[8..40].try_into().expect("32 bytes"))
 }

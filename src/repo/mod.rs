@@ -64,7 +64,7 @@ impl Repository {
             chunker: opts.chunker,
             compression_level: opts.compression_level,
             pack_size: opts.pack_size,
-            public_key: master.public_key().expect("a new key is a full key"),
+            public_key: master.public_key(),
         };
         config.validate()?;
         backend.create()?;
@@ -236,6 +236,11 @@ fn find_key(backend: &dyn Backend, passphrase: &[u8]) -> Result<(KeyId, MasterKe
     let mut damaged = Vec::new();
     for name in names {
         let bytes = backend.read(FileType::Key, &name)?;
+        if crate::id::hex_encode(blake3::hash(&bytes).as_bytes()) != name {
+            // Never spend Argon2id time on a planted or damaged file.
+            damaged.push(format!("{name}: content does not match its name"));
+            continue;
+        }
         let attempt = KeyFile::decode(&bytes).and_then(|kf| kf.unwrap(passphrase));
         match attempt {
             Ok(master) => {
