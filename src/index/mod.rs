@@ -81,7 +81,7 @@ impl Index {
             }
             idx.files.push(id);
         }
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries.sort_unstable_by_key(|a| a.0);
         entries.dedup_by(|a, b| a.0 == b.0);
         entries.shrink_to_fit();
         idx.sorted = entries;
