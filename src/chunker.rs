@@ -19,18 +19,11 @@ pub struct ChunkerParams {
 
 impl ChunkerParams {
     /// Defaults chosen for config trees and database dumps (format-spec/chunking.md).
-    pub const DEFAULT: ChunkerParams = ChunkerParams {
-        min_size: 16 * 1024,
-        avg_size: 64 * 1024,
-        max_size: 256 * 1024,
-    };
+    pub const DEFAULT: ChunkerParams =
+        ChunkerParams { min_size: 16 * 1024, avg_size: 64 * 1024, max_size: 256 * 1024 };
 
     pub fn check(&self) -> Result<()> {
-        let (min, avg, max) = (
-            self.min_size as usize,
-            self.avg_size as usize,
-            self.max_size as usize,
-        );
+        let (min, avg, max) = (self.min_size as usize, self.avg_size as usize, self.max_size as usize);
         let in_range = (v2020::MINIMUM_MIN..=v2020::MINIMUM_MAX).contains(&min)
             && (v2020::AVERAGE_MIN..=v2020::AVERAGE_MAX).contains(&avg)
             && (v2020::MAXIMUM_MIN..=v2020::MAXIMUM_MAX).contains(&max);
@@ -67,15 +60,8 @@ impl Chunker {
         for (ls, g) in gear_ls.iter_mut().zip(gear.iter()) {
             *ls = g << 1;
         }
-        let (mask_s, mask_l) =
-            v2020::select_masks(params.avg_size as usize, v2020::Normalization::Level1);
-        Ok(Chunker {
-            params,
-            gear,
-            gear_ls,
-            mask_s,
-            mask_l,
-        })
+        let (mask_s, mask_l) = v2020::select_masks(params.avg_size as usize, v2020::Normalization::Level1);
+        Ok(Chunker { params, gear, gear_ls, mask_s, mask_l })
     }
 
     pub fn params(&self) -> ChunkerParams {
@@ -128,13 +114,7 @@ pub struct ChunkStream<'c, R> {
 impl<'c, R: Read> ChunkStream<'c, R> {
     pub fn new(chunker: &'c Chunker, reader: R) -> Self {
         let window = (chunker.params.max_size as usize * 4).max(1 << 20);
-        ChunkStream {
-            chunker,
-            reader,
-            buf: Vec::with_capacity(window),
-            start: 0,
-            eof: false,
-        }
+        ChunkStream { chunker, reader, buf: Vec::with_capacity(window), start: 0, eof: false }
     }
 
     /// The next chunk, or `None` at the end of the input.
@@ -199,20 +179,13 @@ mod tests {
         for (g, c) in gear.iter_mut().zip(b.chunks_exact(8)) {
             *g = u64::from_le_bytes(c.try_into().unwrap());
         }
-        let p = ChunkerParams {
-            min_size: 2048,
-            avg_size: 8192,
-            max_size: 32768,
-        };
+        let p = ChunkerParams { min_size: 2048, avg_size: 8192, max_size: 32768 };
         Chunker::new(p, gear).unwrap()
     }
 
     fn pseudo_random(len: usize) -> Vec<u8> {
         let mut v = vec![0u8; len];
-        blake3::Hasher::new()
-            .update(b"data")
-            .finalize_xof()
-            .fill(&mut v);
+        blake3::Hasher::new().update(b"data").finalize_xof().fill(&mut v);
         v
     }
 
@@ -241,17 +214,9 @@ mod tests {
             assert_eq!(*a, &b[..]);
         }
         for ch in &whole[..whole.len() - 1] {
-            assert!(
-                ch.len() >= 2048 && ch.len() <= 32768,
-                "chunk of {}",
-                ch.len()
-            );
+            assert!(ch.len() >= 2048 && ch.len() <= 32768, "chunk of {}", ch.len());
         }
-        assert!(
-            whole.len() > 60 && whole.len() < 250,
-            "{} chunks",
-            whole.len()
-        );
+        assert!(whole.len() > 60 && whole.len() < 250, "{} chunks", whole.len());
     }
 
     #[test]
@@ -265,28 +230,15 @@ mod tests {
         let c1 = chunker(1);
         let before: std::collections::HashSet<&[u8]> = c1.split(&data).collect();
         let same = c1.split(&edited).filter(|c| before.contains(c)).count();
-        assert!(
-            same + 2 >= before.len(),
-            "only {same} of {} chunks reused",
-            before.len()
-        );
+        assert!(same + 2 >= before.len(), "only {same} of {} chunks reused", before.len());
     }
 
     #[test]
     fn bad_params_are_refused() {
-        for (min, avg, max) in [
-            (0, 8192, 32768),
-            (8192, 8192, 32768),
-            (2049, 8192, 32768),
-            (2048, 8192, 1 << 30),
-        ] {
-            assert!(ChunkerParams {
-                min_size: min,
-                avg_size: avg,
-                max_size: max
-            }
-            .check()
-            .is_err());
+        for (min, avg, max) in
+            [(0, 8192, 32768), (8192, 8192, 32768), (2049, 8192, 32768), (2048, 8192, 1 << 30)]
+        {
+            assert!(ChunkerParams { min_size: min, avg_size: avg, max_size: max }.check().is_err());
         }
     }
 }

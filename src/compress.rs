@@ -49,9 +49,7 @@ pub fn encode(data: &[u8], level: i32) -> Vec<u8> {
 
 /// Decode an encoded buffer whose data must not exceed `limit` bytes.
 pub fn decode(encoded: &[u8], limit: usize) -> Result<Vec<u8>> {
-    let (&tag, payload) = encoded
-        .split_first()
-        .ok_or_else(|| Error::corrupt("empty compressed payload"))?;
+    let (&tag, payload) = encoded.split_first().ok_or_else(|| Error::corrupt("empty compressed payload"))?;
     match tag {
         TAG_RAW => {
             if payload.len() > limit {
@@ -68,22 +66,16 @@ pub fn decode(encoded: &[u8], limit: usize) -> Result<Vec<u8>> {
                 .flatten()
                 .ok_or_else(|| Error::corrupt("zstd frame without a content size"))?;
             if size > limit as u64 {
-                return Err(Error::corrupt(format!(
-                    "zstd frame declares {size} bytes, limit is {limit}"
-                )));
+                return Err(Error::corrupt(format!("zstd frame declares {size} bytes, limit is {limit}")));
             }
             DECOMPRESSOR.with(|d| {
                 let mut d = d.borrow_mut();
                 if d.is_none() {
-                    *d = Some(
-                        zstd::bulk::Decompressor::new()
-                            .map_err(|e| Error::io("zstd context", e))?,
-                    );
+                    *d = Some(zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd context", e))?);
                 }
                 let d = d.as_mut().expect("set above");
-                let out = d
-                    .decompress(payload, size as usize)
-                    .map_err(|e| Error::corrupt(format!("zstd: {e}")))?;
+                let out =
+                    d.decompress(payload, size as usize).map_err(|e| Error::corrupt(format!("zstd: {e}")))?;
                 if out.len() as u64 != size {
                     return Err(Error::corrupt("zstd frame shorter than its declared size"));
                 }

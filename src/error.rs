@@ -47,11 +47,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: ErrorKind, context: impl Into<String>) -> Self {
-        Error {
-            kind,
-            context: context.into(),
-            source: None,
-        }
+        Error { kind, context: context.into(), source: None }
     }
 
     pub fn with_source(
@@ -59,20 +55,14 @@ impl Error {
         context: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        Error {
-            kind,
-            context: context.into(),
-            source: Some(source.into()),
-        }
+        Error { kind, context: context.into(), source: Some(source.into()) }
     }
 
     /// An I/O error, classified by what the OS said (a full disk gets its own kind).
     pub fn io(context: impl Into<String>, err: std::io::Error) -> Self {
         let kind = match err.kind() {
             std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-                ErrorKind::NoSpace
-            }
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => ErrorKind::NoSpace,
             std::io::ErrorKind::Interrupted => ErrorKind::Interrupted,
             std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
             _ => ErrorKind::Io,
@@ -121,9 +111,7 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -144,10 +132,7 @@ mod tests {
 
     #[test]
     fn full_disk_is_its_own_kind() {
-        let e = Error::io(
-            "writing pack",
-            std::io::Error::from(std::io::ErrorKind::StorageFull),
-        );
+        let e = Error::io("writing pack", std::io::Error::from(std::io::ErrorKind::StorageFull));
         assert_eq!(e.kind(), ErrorKind::NoSpace);
         assert!(e.to_string().starts_with("writing pack: "));
     }

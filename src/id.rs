@@ -153,19 +153,14 @@ pub fn hex_decode(s: &str) -> Result<Vec<u8>> {
     };
     let b = s.as_bytes();
     if b.len() % 2 != 0 {
-        return Err(Error::invalid(format!(
-            "'{s}' has an odd number of hex digits"
-        )));
+        return Err(Error::invalid(format!("'{s}' has an odd number of hex digits")));
     }
-    b.chunks(2)
-        .map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
+    b.chunks(2).map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?)).collect()
 }
 
 fn hex_decode32(s: &str) -> Result<[u8; 32]> {
     let v = hex_decode(s)?;
-    v.try_into()
-        .map_err(|_| Error::invalid(format!("'{s}' is not a 64-digit id")))
+    v.try_into().map_err(|_| Error::invalid(format!("'{s}' is not a 64-digit id")))
 }
 
 #[cfg(test)]

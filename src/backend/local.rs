@@ -25,11 +25,7 @@ impl LocalBackend {
         match ft {
             FileType::Config => self.root.join("config"),
             // Packs are spread over 256 folders by their first byte, so no folder grows huge.
-            FileType::Pack => self
-                .root
-                .join("data")
-                .join(name.get(..2).unwrap_or("00"))
-                .join(name),
+            FileType::Pack => self.root.join("data").join(name.get(..2).unwrap_or("00")).join(name),
             _ => self.root.join(ft.dir()).join(name),
         }
     }
@@ -51,9 +47,7 @@ fn random_suffix() -> String {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .ctx(|| format!("cannot sync folder {}", dir.display()))
+    File::open(dir).and_then(|d| d.sync_all()).ctx(|| format!("cannot sync folder {}", dir.display()))
 }
 
 impl Backend for LocalBackend {
@@ -65,30 +59,19 @@ impl Backend for LocalBackend {
         if self.path(FileType::Config, "").exists() {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
-                format!(
-                    "{} already holds a repository; choose another path",
-                    self.root.display()
-                ),
+                format!("{} already holds a repository; choose another path", self.root.display()),
             ));
         }
         if let Ok(mut entries) = fs::read_dir(&self.root) {
             if entries.next().is_some() {
                 return Err(Error::new(
                     ErrorKind::AlreadyExists,
-                    format!(
-                        "{} is not empty; init needs a new or empty folder",
-                        self.root.display()
-                    ),
+                    format!("{} is not empty; init needs a new or empty folder", self.root.display()),
                 ));
             }
         }
         Self::mkdir(&self.root)?;
-        for ft in [
-            FileType::Key,
-            FileType::Index,
-            FileType::Snapshot,
-            FileType::Lock,
-        ] {
+        for ft in [FileType::Key, FileType::Index, FileType::Snapshot, FileType::Lock] {
             Self::mkdir(&self.root.join(ft.dir()))?;
         }
         for b in 0..=255u8 {
@@ -105,12 +88,9 @@ impl Backend for LocalBackend {
     fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let p = self.path(ft, name);
         let mut f = File::open(&p).ctx(|| format!("cannot open {}", p.display()))?;
-        f.seek(SeekFrom::Start(offset))
-            .ctx(|| format!("cannot seek in {}", p.display()))?;
+        f.seek(SeekFrom::Start(offset)).ctx(|| format!("cannot seek in {}", p.display()))?;
         let mut buf = Vec::with_capacity(len.min(1 << 30) as usize);
-        f.take(len)
-            .read_to_end(&mut buf)
-            .ctx(|| format!("cannot read {}", p.display()))?;
+        f.take(len).read_to_end(&mut buf).ctx(|| format!("cannot read {}", p.display()))?;
         Ok(buf)
     }
 
@@ -119,29 +99,18 @@ impl Backend for LocalBackend {
         let dir = p.parent().expect("objects live in a folder");
         let tmp = dir.join(format!("{TEMP_PREFIX}{name}-{}", random_suffix()));
         let result = (|| {
-            let open = || {
-                OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&tmp)
-            };
+            let open = || OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp);
             let mut f = match open() {
                 // Copies of a repository made by tools that drop empty folders lack some.
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::NotFound
-                        && self.root.join("config").exists() =>
-                {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.root.join("config").exists() => {
                     Self::mkdir(dir)?;
                     open()
                 }
                 other => other,
             }
             .ctx(|| format!("cannot create {}", tmp.display()))?;
-            f.write_all(bytes)
-                .ctx(|| format!("cannot write {}", tmp.display()))?;
-            f.sync_data()
-                .ctx(|| format!("cannot sync {}", tmp.display()))?;
+            f.write_all(bytes).ctx(|| format!("cannot write {}", tmp.display()))?;
+            f.sync_data().ctx(|| format!("cannot sync {}", tmp.display()))?;
             fs::rename(&tmp, &p).ctx(|| format!("cannot rename into {}", p.display()))?;
             sync_dir(dir)
         })();
@@ -154,11 +123,7 @@ impl Backend for LocalBackend {
     fn list(&self, ft: FileType) -> Result<Vec<String>> {
         let dirs: Vec<PathBuf> = match ft {
             FileType::Config => {
-                return Ok(if self.path(ft, "").exists() {
-                    vec!["config".into()]
-                } else {
-                    vec![]
-                })
+                return Ok(if self.path(ft, "").exists() { vec!["config".into()] } else { vec![] })
             }
             FileType::Pack => {
                 let data = self.root.join("data");
@@ -198,9 +163,7 @@ impl Backend for LocalBackend {
 
     fn size(&self, ft: FileType, name: &str) -> Result<u64> {
         let p = self.path(ft, name);
-        Ok(fs::metadata(&p)
-            .ctx(|| format!("cannot stat {}", p.display()))?
-            .len())
+        Ok(fs::metadata(&p).ctx(|| format!("cannot stat {}", p.display()))?.len())
     }
 
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
@@ -223,26 +186,14 @@ mod tests {
         let name = "ab".to_string() + &"0".repeat(62);
         b.write(FileType::Pack, &name, b"hello pack").unwrap();
         assert_eq!(b.read(FileType::Pack, &name).unwrap(), b"hello pack");
-        assert_eq!(
-            b.read_range(FileType::Pack, &name, 6, 100).unwrap(),
-            b"pack"
-        );
+        assert_eq!(b.read_range(FileType::Pack, &name, 6, 100).unwrap(), b"pack");
         assert_eq!(b.list(FileType::Pack).unwrap(), vec![name.clone()]);
-        let mode = fs::metadata(b.path(FileType::Pack, &name))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = fs::metadata(b.path(FileType::Pack, &name)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let dmode = fs::metadata(dir.path().join("repo/data"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let dmode = fs::metadata(dir.path().join("repo/data")).unwrap().permissions().mode();
         assert_eq!(dmode & 0o777, 0o700);
         b.remove(FileType::Pack, &name).unwrap();
-        assert_eq!(
-            b.read(FileType::Pack, &name).unwrap_err().kind(),
-            ErrorKind::NotFound
-        );
+        assert_eq!(b.read(FileType::Pack, &name).unwrap_err().kind(), ErrorKind::NotFound);
         assert!(!b.exists(FileType::Pack, &name).unwrap());
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{exit, format, Ctx};
 use cairn::format::Timespec;
-use cairn::ops::backup::{backup, BackupOptions, Source};
+use cairn::ops::backup::{backup, BackupOptions, ParentChoice, Source};
 use cairn::{Error, Result};
 use std::path::PathBuf;
 
@@ -32,6 +32,12 @@ pub struct Args {
     /// Host name to record instead of this machine's
     #[arg(long)]
     host: Option<String>,
+    /// Compare files with this snapshot instead of the latest one of the same host and paths
+    #[arg(long, conflicts_with = "force")]
+    parent: Option<String>,
+    /// Read every file, even those unchanged since the parent snapshot
+    #[arg(long)]
+    force: bool,
     /// Snapshot time instead of now ("2026-01-31 23:00" local, or RFC 3339)
     #[arg(long, value_parser = format::parse_time)]
     time: Option<Timespec>,
@@ -46,10 +52,7 @@ fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let source = if a.stdin {
-        Source::Stdin {
-            name: a.stdin_name,
-            reader: Box::new(std::io::stdin()),
-        }
+        Source::Stdin { name: a.stdin_name, reader: Box::new(std::io::stdin()) }
     } else {
         if a.paths.is_empty() {
             return Err(Error::invalid("nothing to back up: give paths, or --stdin"));
@@ -60,13 +63,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut labels = a.label;
     labels.sort();
     labels.dedup_by(|x, y| x.0 == y.0);
-    let opts = BackupOptions {
-        host: a.host,
-        tags: a.tag,
-        labels,
-        excludes: a.exclude,
-        time: a.time,
+    let parent = match (a.force, &a.parent) {
+        (true, _) => ParentChoice::None,
+        (false, Some(spec)) => ParentChoice::Snapshot(repo.find_snapshot(spec)?.0),
+        (false, None) => ParentChoice::Latest,
     };
+    let opts = BackupOptions { parent, host: a.host, tags: a.tag, labels, excludes: a.exclude, time: a.time };
     let out = backup(&repo, source, &opts, &ctx.interrupt)?;
     for e in &out.errors {
         eprintln!("cairn: warning: not backed up: {e}");
@@ -77,7 +79,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             "{}",
             serde_json::json!({
                 "snapshot": out.id.to_hex(), "partial": out.snapshot.is_partial(),
-                "files": s.files, "dirs": s.dirs, "others": s.others,
+                "parent": out.snapshot.parent.map(|p| p.to_hex()),
+                "files": s.files, "files_new": s.files_new, "files_changed": s.files_changed,
+                "files_unchanged": s.files_unchanged, "dirs": s.dirs, "others": s.others,
                 "bytes_read": s.bytes_read, "total_bytes": s.total_bytes,
                 "chunks_new": s.chunks_new, "bytes_added": s.bytes_added,
                 "errors": out.errors, "duration_ms": s.duration_ms,
@@ -85,9 +89,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         );
     } else if !ctx.quiet {
         println!(
-            "snapshot {} saved: {} files, {} dirs, {} read, {} added in {:.2} s{}",
+            "snapshot {} saved: {} files ({} new, {} changed, {} unchanged), {} dirs, {} read, {} added in {:.2} s{}",
             out.id.short(),
             s.files,
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
             s.dirs,
             format::size(s.bytes_read),
             format::size(s.bytes_added),
@@ -99,9 +106,5 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             }
         );
     }
-    Ok(if out.errors.is_empty() {
-        exit::SUCCESS
-    } else {
-        exit::PARTIAL
-    })
+    Ok(if out.errors.is_empty() { exit::SUCCESS } else { exit::PARTIAL })
 }

@@ -17,19 +17,10 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    let r = check(
-        &repo,
-        &CheckOptions {
-            read_data: a.read_data,
-        },
-        &ctx.interrupt,
-    )?;
+    let r = check(&repo, &CheckOptions { read_data: a.read_data }, &ctx.interrupt)?;
     if ctx.json {
-        let problems: Vec<_> = r
-            .problems
-            .iter()
-            .map(|p| serde_json::json!({"object": p.object, "damage": p.damage}))
-            .collect();
+        let problems: Vec<_> =
+            r.problems.iter().map(|p| serde_json::json!({"object": p.object, "damage": p.damage})).collect();
         println!(
             "{}",
             serde_json::json!({
@@ -48,30 +39,18 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 println!("note: {n}");
             }
             let read = if a.read_data {
-                format!(
-                    ", {} blobs ({}) read and verified",
-                    r.blobs_read,
-                    format::size(r.bytes_read)
-                )
+                format!(", {} blobs ({}) read and verified", r.blobs_read, format::size(r.bytes_read))
             } else {
                 String::new()
             };
             println!(
                 "{}: {} snapshots, {} trees, {} packs{read}",
-                if r.healthy() {
-                    "no problems found"
-                } else {
-                    "DAMAGE FOUND"
-                },
+                if r.healthy() { "no problems found" } else { "DAMAGE FOUND" },
                 r.snapshots,
                 r.trees,
                 r.packs
             );
         }
     }
-    Ok(if r.healthy() {
-        exit::SUCCESS
-    } else {
-        exit::DAMAGED
-    })
+    Ok(if r.healthy() { exit::SUCCESS } else { exit::DAMAGED })
 }

@@ -20,40 +20,30 @@ pub fn size(bytes: u64) -> String {
 /// A time in the local time zone, to the second.
 pub fn local_time(t: Timespec) -> String {
     match jiff::Timestamp::new(t.secs, t.nanos as i32) {
-        Ok(ts) => ts
-            .to_zoned_datetime(jiff::tz::TimeZone::system())
-            .strftime("%Y-%m-%d %H:%M:%S")
-            .to_string(),
+        Ok(ts) => {
+            ts.to_zoned_datetime(jiff::tz::TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S").to_string()
+        }
         Err(_) => format!("@{}", t.secs),
     }
 }
 
 /// An RFC 3339 time in UTC, for JSON.
 pub fn rfc3339(t: Timespec) -> String {
-    jiff::Timestamp::new(t.secs, t.nanos as i32)
-        .map(|ts| ts.to_string())
-        .unwrap_or_default()
+    jiff::Timestamp::new(t.secs, t.nanos as i32).map(|ts| ts.to_string()).unwrap_or_default()
 }
 
 /// Parse "2026-01-31 23:00[:ss]" (local time) or an RFC 3339 timestamp.
 pub fn parse_time(s: &str) -> Result<Timespec, String> {
     if let Ok(ts) = s.parse::<jiff::Timestamp>() {
-        return Ok(Timespec {
-            secs: ts.as_second(),
-            nanos: ts.subsec_nanosecond() as u32,
-        });
+        return Ok(Timespec { secs: ts.as_second(), nanos: ts.subsec_nanosecond() as u32 });
     }
-    let dt: jiff::civil::DateTime = s.replacen(' ', "T", 1).parse().map_err(|_| {
-        format!("'{s}' is not a time: use \"YYYY-MM-DD HH:MM[:SS]\" (local) or RFC 3339")
-    })?;
-    let z = dt
-        .to_zoned_datetime(jiff::tz::TimeZone::system())
-        .map_err(|e| format!("'{s}': {e}"))?;
+    let dt: jiff::civil::DateTime = s
+        .replacen(' ', "T", 1)
+        .parse()
+        .map_err(|_| format!("'{s}' is not a time: use \"YYYY-MM-DD HH:MM[:SS]\" (local) or RFC 3339"))?;
+    let z = dt.to_zoned_datetime(jiff::tz::TimeZone::system()).map_err(|e| format!("'{s}': {e}"))?;
     let ts = z.timestamp();
-    Ok(Timespec {
-        secs: ts.as_second(),
-        nanos: ts.subsec_nanosecond() as u32,
-    })
+    Ok(Timespec { secs: ts.as_second(), nanos: ts.subsec_nanosecond() as u32 })
 }
 
 /// Parse "64K", "16MiB", "1G", "4096" into bytes.
@@ -61,9 +51,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (e.g. 64K, 16M, 1G)"))?;
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a size (e.g. 64K, 16M, 1G)"))?;
     let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "K" | "KB" | "KIB" => 1 << 10,
@@ -71,8 +59,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "G" | "GB" | "GIB" => 1 << 30,
         _ => return Err(format!("'{s}' has an unknown unit (use K, M or G)")),
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("'{s}' is too large"))
+    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large"))
 }
 
 /// Print rows as left-aligned columns under a header.
@@ -95,10 +82,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
         println!("{}", s.trim_end());
     };
     line(header.iter().map(|s| s.to_string()).collect());
-    println!(
-        "{}",
-        "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
-    );
+    println!("{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
     for r in rows {
         line(r.clone());
     }
@@ -114,10 +98,7 @@ mod tests {
         assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
         assert!(parse_size("12X").is_err());
         assert_eq!(size(1536), "1.5 KiB");
-        assert_eq!(
-            parse_time("2026-01-31T23:00:00Z").unwrap().secs,
-            1_769_900_400
-        );
+        assert_eq!(parse_time("2026-01-31T23:00:00Z").unwrap().secs, 1_769_900_400);
         assert!(parse_time("2026-01-31 23:00").is_ok());
         assert!(parse_time("yesterday-ish").is_err());
     }

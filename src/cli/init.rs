@@ -27,20 +27,13 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    let sizes: Vec<u64> = a
-        .chunk_sizes
-        .split(',')
-        .map(format::parse_size)
-        .collect::<Result<_, _>>()
-        .map_err(Error::invalid)?;
+    let sizes: Vec<u64> =
+        a.chunk_sizes.split(',').map(format::parse_size).collect::<Result<_, _>>().map_err(Error::invalid)?;
     let [min, avg, max] = sizes[..] else {
-        return Err(Error::invalid(
-            "--chunk-sizes needs three sizes: MIN,AVG,MAX",
-        ));
+        return Err(Error::invalid("--chunk-sizes needs three sizes: MIN,AVG,MAX"));
     };
-    let u32_of = |v: u64, what: &str| {
-        u32::try_from(v).map_err(|_| Error::invalid(format!("{what} is too large")))
-    };
+    let u32_of =
+        |v: u64, what: &str| u32::try_from(v).map_err(|_| Error::invalid(format!("{what} is too large")));
     let opts = InitOptions {
         chunker: ChunkerParams {
             min_size: u32_of(min, "MIN")?,
@@ -69,10 +62,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             serde_json::json!({"repository": location, "id": cairn::id::hex_encode(&repo.config().repo_id), "key": repo.key_id().to_hex()})
         );
     } else if !ctx.quiet {
-        println!(
-            "created repository {} at {location}",
-            cairn::id::hex_encode(&repo.config().repo_id[..4])
-        );
+        println!("created repository {} at {location}", cairn::id::hex_encode(&repo.config().repo_id[..4]));
         println!("keep the password safe: without it the data cannot be read");
     }
     Ok(exit::SUCCESS)

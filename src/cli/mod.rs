@@ -61,9 +61,9 @@ pub struct Ctx {
 
 impl Ctx {
     fn location(&self) -> Result<&str> {
-        self.repo.as_deref().ok_or_else(|| {
-            Error::invalid("no repository given: use --repo PATH or set CAIRN_REPOSITORY")
-        })
+        self.repo
+            .as_deref()
+            .ok_or_else(|| Error::invalid("no repository given: use --repo PATH or set CAIRN_REPOSITORY"))
     }
 
     /// The password from CAIRN_PASSWORD, the password file, or a prompt on the terminal.
@@ -86,7 +86,9 @@ impl Ctx {
         }
         let ask = |prompt: &str| {
             rpassword::prompt_password(prompt).map(|s| Zeroizing::new(s.into_bytes())).map_err(|_| {
-                Error::invalid("no password given: set CAIRN_PASSWORD or CAIRN_PASSWORD_FILE, or run on a terminal")
+                Error::invalid(
+                    "no password given: set CAIRN_PASSWORD or CAIRN_PASSWORD_FILE, or run on a terminal",
+                )
             })
         };
         let first = ask("repository password: ")?;
@@ -107,11 +109,7 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::SUCCESS
-            };
+            let code = if e.use_stderr() { exit::USAGE } else { exit::SUCCESS };
             let _ = e.print();
             return code;
         }
@@ -119,20 +117,11 @@ pub fn main() -> i32 {
     let interrupt = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while we wind down ends the process at once.
-        let _ = signal_hook::flag::register_conditional_shutdown(
-            sig,
-            exit::INTERRUPTED,
-            interrupt.clone(),
-        );
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, exit::INTERRUPTED, interrupt.clone());
         let _ = signal_hook::flag::register(sig, interrupt.clone());
     }
-    let ctx = Ctx {
-        repo: cli.repo,
-        password_file: cli.password_file,
-        json: cli.json,
-        quiet: cli.quiet,
-        interrupt,
-    };
+    let ctx =
+        Ctx { repo: cli.repo, password_file: cli.password_file, json: cli.json, quiet: cli.quiet, interrupt };
     let result = match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),

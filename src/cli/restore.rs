@@ -32,15 +32,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     }
     let repo = ctx.open()?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
-    let out = restore(
-        &repo,
-        &snap.tree,
-        &a.target,
-        &RestoreOptions {
-            includes: a.include,
-        },
-        &ctx.interrupt,
-    )?;
+    let out = restore(&repo, &snap.tree, &a.target, &RestoreOptions { includes: a.include }, &ctx.interrupt)?;
     for w in &out.warnings {
         eprintln!("cairn: warning: {w}");
     }
@@ -73,9 +65,5 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             }
         );
     }
-    Ok(if out.damaged.is_empty() {
-        exit::SUCCESS
-    } else {
-        exit::DAMAGED
-    })
+    Ok(if out.damaged.is_empty() { exit::SUCCESS } else { exit::DAMAGED })
 }

@@ -35,9 +35,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                     "paths": s.paths.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
                     "tags": s.tags,
                     "labels": s.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                    "parent": s.parent.map(|p| p.to_hex()),
+                    "original": s.original.map(|p| p.to_hex()),
                     "tree": s.tree.to_hex(),
                     "partial": s.is_partial(),
                     "summary": {
+                        "files_new": s.summary.files_new,
+                        "files_changed": s.summary.files_changed,
+                        "files_unchanged": s.summary.files_unchanged,
                         "files": s.summary.files, "dirs": s.summary.dirs, "others": s.summary.others,
                         "bytes_read": s.summary.bytes_read, "total_bytes": s.summary.total_bytes,
                         "chunks_new": s.summary.chunks_new, "bytes_added": s.summary.bytes_added,
@@ -61,20 +66,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 format::size(s.summary.total_bytes),
                 format!(
                     "{}{}",
-                    s.paths
-                        .iter()
-                        .map(|p| String::from_utf8_lossy(p))
-                        .collect::<Vec<_>>()
-                        .join(" "),
+                    s.paths.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>().join(" "),
                     if s.is_partial() { " (partial)" } else { "" }
                 ),
             ]
         })
         .collect();
-    format::table(
-        &["ID", "Time", "Host", "Tags", "Files", "Size", "Paths"],
-        &rows,
-    );
+    format::table(&["ID", "Time", "Host", "Tags", "Files", "Size", "Paths"], &rows);
     if !ctx.quiet {
         println!("{} snapshots", snaps.len());
     }

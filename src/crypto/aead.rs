@@ -58,8 +58,7 @@ mod tests {
         c.seal_in_place(&counter_nonce(3), b"aad", &mut buf);
         assert_eq!(buf.len(), 14 + TAG_LEN);
         let sealed = buf.clone();
-        c.open_in_place(&counter_nonce(3), b"aad", &mut buf)
-            .unwrap();
+        c.open_in_place(&counter_nonce(3), b"aad", &mut buf).unwrap();
         assert_eq!(buf, b"gateway config");
 
         for (nonce, aad) in [(4u64, &b"aad"[..]), (3, &b"aae"[..])] {
@@ -68,12 +67,8 @@ mod tests {
         }
         let mut flipped = sealed.clone();
         flipped[0] ^= 1;
-        assert!(c
-            .open_in_place(&counter_nonce(3), b"aad", &mut flipped)
-            .is_err());
+        assert!(c.open_in_place(&counter_nonce(3), b"aad", &mut flipped).is_err());
         let mut short = vec![0u8; 5];
-        assert!(c
-            .open_in_place(&counter_nonce(3), b"aad", &mut short)
-            .is_err());
+        assert!(c.open_in_place(&counter_nonce(3), b"aad", &mut short).is_err());
     }
 }

@@ -40,10 +40,7 @@ impl KeyKind {
         match b {
             1 => Ok(KeyKind::Full),
             2 => Ok(KeyKind::BackupOnly),
-            _ => Err(Error::new(
-                ErrorKind::Unsupported,
-                format!("unknown key kind {b}"),
-            )),
+            _ => Err(Error::new(ErrorKind::Unsupported, format!("unknown key kind {b}"))),
         }
     }
 
@@ -111,10 +108,7 @@ impl MasterKey {
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
         let kind = KeyKind::from_byte(*b.first().ok_or_else(|| Error::corrupt("empty key"))?)?;
         if b.len() != MASTER_LEN {
-            return Err(Error::corrupt(format!(
-                "key material is {} bytes, expected {MASTER_LEN}",
-                b.len()
-            )));
+            return Err(Error::corrupt(format!("key material is {} bytes, expected {MASTER_LEN}", b.len())));
         }
         let mut write_root = Zeroizing::new([0u8; 32]);
         write_root.copy_from_slice(&b[1..33]);
@@ -190,9 +184,7 @@ impl RepoKeys {
     /// depend on the key and do not fingerprint content.
     pub fn gear_table(&self) -> Box<[u64; 256]> {
         let mut bytes = [0u8; 256 * 8];
-        blake3::Hasher::new_keyed(&self.gear)
-            .finalize_xof()
-            .fill(&mut bytes);
+        blake3::Hasher::new_keyed(&self.gear).finalize_xof().fill(&mut bytes);
         let mut table = Box::new([0u64; 256]);
         for (t, b) in table.iter_mut().zip(bytes.chunks_exact(8)) {
             *t = u64::from_le_bytes(b.try_into().expect("8 bytes"));
@@ -232,10 +224,7 @@ impl RepoKeys {
 
     fn sealed_key(&self, shared: &[u8; 32], eph_pub: &[u8; 32]) -> Zeroizing<[u8; 32]> {
         let mut h = blake3::Hasher::new_derive_key(CTX_SEALED_OBJECT_KEY);
-        h.update(shared)
-            .update(eph_pub)
-            .update(&self.public)
-            .update(&self.pack_auth);
+        h.update(shared).update(eph_pub).update(&self.public).update(&self.pack_auth);
         Zeroizing::new(*h.finalize().as_bytes())
     }
 
@@ -251,12 +240,8 @@ pub(crate) fn shared_object_key(shared_seal: &[u8; 32], salt: &[u8; 32]) -> Zero
 }
 
 pub fn fill_random(buf: &mut [u8]) -> Result<()> {
-    getrandom::fill(buf).map_err(|e| {
-        Error::new(
-            ErrorKind::Io,
-            format!("the operating system's random source failed: {e}"),
-        )
-    })
+    getrandom::fill(buf)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("the operating system's random source failed: {e}")))
 }
 
 /// Argon2id cost parameters, stored in each key file.
@@ -270,23 +255,11 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// The default for new keys: 64 MiB, 3 passes (about 0.2 s on a current core).
-    pub const DEFAULT: KdfParams = KdfParams {
-        memory_kib: 64 * 1024,
-        iterations: 3,
-        parallelism: 1,
-    };
+    pub const DEFAULT: KdfParams = KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 };
     /// The weakest parameters a key file may use; weaker ones are refused on open.
-    pub const FLOOR: KdfParams = KdfParams {
-        memory_kib: 8 * 1024,
-        iterations: 1,
-        parallelism: 1,
-    };
+    pub const FLOOR: KdfParams = KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 };
     /// The strongest accepted: a hostile key file must not make us allocate without bound.
-    pub const CEILING: KdfParams = KdfParams {
-        memory_kib: 4 * 1024 * 1024,
-        iterations: 64,
-        parallelism: 16,
-    };
+    pub const CEILING: KdfParams = KdfParams { memory_kib: 4 * 1024 * 1024, iterations: 64, parallelism: 16 };
 
     pub fn check(&self) -> Result<()> {
         let (lo, hi) = (Self::FLOOR, Self::CEILING);
@@ -315,11 +288,9 @@ impl KdfParams {
     /// The key-encryption key for a passphrase and salt.
     pub fn derive_kek(&self, passphrase: &[u8], salt: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>> {
         self.check()?;
-        let params =
-            argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
-                .map_err(|e| Error::invalid(format!("Argon2id parameters: {e}")))?;
-        let argon =
-            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
+            .map_err(|e| Error::invalid(format!("Argon2id parameters: {e}")))?;
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut kek = Zeroizing::new([0u8; 32]);
         argon
             .hash_password_into(passphrase, salt, &mut kek[..])
@@ -372,15 +343,9 @@ mod tests {
     #[test]
     fn kdf_bounds() {
         assert!(KdfParams::DEFAULT.check().is_ok());
-        let weak = KdfParams {
-            memory_kib: 1024,
-            ..KdfParams::FLOOR
-        };
+        let weak = KdfParams { memory_kib: 1024, ..KdfParams::FLOOR };
         assert!(weak.check().is_err());
-        let huge = KdfParams {
-            memory_kib: u32::MAX,
-            ..KdfParams::FLOOR
-        };
+        let huge = KdfParams { memory_kib: u32::MAX, ..KdfParams::FLOOR };
         assert!(huge.check().is_err());
         let k1 = KdfParams::FLOOR.derive_kek(b"pw", &[1; 32]).unwrap();
         let k2 = KdfParams::FLOOR.derive_kek(b"pw", &[2; 32]).unwrap();

@@ -84,18 +84,9 @@ mod tests {
             public_key: [2; 32],
         };
         assert_eq!(Config::decode(&c.encode()).unwrap(), c);
-        let future = Config {
-            format: 2,
-            ..c.clone()
-        };
-        assert_eq!(
-            Config::decode(&future.encode()).unwrap_err().kind(),
-            ErrorKind::Unsupported
-        );
-        let bad = Config {
-            pack_size: 10,
-            ..c.clone()
-        };
+        let future = Config { format: 2, ..c.clone() };
+        assert_eq!(Config::decode(&future.encode()).unwrap_err().kind(), ErrorKind::Unsupported);
+        let bad = Config { pack_size: 10, ..c.clone() };
         assert!(Config::decode(&bad.encode()).is_err());
         let mut trailing = c.encode();
         trailing.push(0);

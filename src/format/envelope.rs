@@ -78,17 +78,10 @@ fn seal_with(ty: ObjectType, material: [u8; 32], key: &[u8; 32], payload: &[u8])
 /// Check the header of `bytes` for `ty`; returns the salt or ephemeral key.
 pub fn parse_header(ty: ObjectType, bytes: &[u8]) -> Result<[u8; 32]> {
     if bytes.len() < HEADER_LEN + TAG_LEN + 1 {
-        return Err(Error::corrupt(format!(
-            "{} object too short ({} bytes)",
-            ty.name(),
-            bytes.len()
-        )));
+        return Err(Error::corrupt(format!("{} object too short ({} bytes)", ty.name(), bytes.len())));
     }
     if &bytes[..4] != MAGIC {
-        return Err(Error::corrupt(format!(
-            "not a cairn {} object (bad magic)",
-            ty.name()
-        )));
+        return Err(Error::corrupt(format!("not a cairn {} object (bad magic)", ty.name())));
     }
     if bytes[4] != VERSION {
         return Err(Error::new(
@@ -180,12 +173,7 @@ mod tests {
         let mut idx = seal(&k, ObjectType::Index, b"x").unwrap();
         idx[5] = ObjectType::Lock as u8;
         assert!(open(&k, ObjectType::Lock, &idx).is_err());
-        assert!(open(
-            &keys(),
-            ObjectType::Index,
-            &seal(&k, ObjectType::Index, b"x").unwrap()
-        )
-        .is_err());
+        assert!(open(&keys(), ObjectType::Index, &seal(&k, ObjectType::Index, b"x").unwrap()).is_err());
     }
 
     #[test]
@@ -195,10 +183,7 @@ mod tests {
         for i in 0..sealed.len() {
             let mut b = sealed.clone();
             b[i] ^= 0x10;
-            assert!(
-                open(&k, ObjectType::Snapshot, &b).is_err(),
-                "flip at {i} undetected"
-            );
+            assert!(open(&k, ObjectType::Snapshot, &b).is_err(), "flip at {i} undetected");
         }
     }
 }

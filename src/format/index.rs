@@ -23,9 +23,8 @@ pub struct IndexFile {
 impl IndexFile {
     pub fn encode(&self) -> Vec<u8> {
         let entries: usize = self.packs.iter().map(|(_, e)| e.len()).sum();
-        let mut out = Vec::with_capacity(
-            8 + self.supersedes.len() * 32 + self.packs.len() * 36 + entries * ENTRY_LEN,
-        );
+        let mut out =
+            Vec::with_capacity(8 + self.supersedes.len() * 32 + self.packs.len() * 36 + entries * ENTRY_LEN);
         out.push(INDEX_VERSION);
         out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
         for id in &self.supersedes {
@@ -83,12 +82,7 @@ mod tests {
             supersedes: vec![IndexId([9; 32])],
             packs: vec![(
                 PackId([1; 32]),
-                vec![Entry {
-                    id: BlobId::Chunk(ChunkId([3; 32])),
-                    offset: 40,
-                    length: 20,
-                    raw_length: 10,
-                }],
+                vec![Entry { id: BlobId::Chunk(ChunkId([3; 32])), offset: 40, length: 20, raw_length: 10 }],
             )],
         };
         let enc = f.encode();

@@ -53,13 +53,7 @@ impl KeyFile {
     ) -> Result<Vec<u8>> {
         let mut salt = [0u8; 32];
         fill_random(&mut salt)?;
-        let header = KeyHeader {
-            created: Timespec::now(),
-            host: host.into(),
-            user: user.into(),
-            kdf,
-            salt,
-        };
+        let header = KeyHeader { created: Timespec::now(), host: host.into(), user: user.into(), kdf, salt };
         let head = postcard::to_stdvec(&header).expect("postcard encoding of an in-memory value");
         let mut out = Vec::with_capacity(12 + head.len() + 81);
         out.extend_from_slice(MAGIC);
@@ -81,10 +75,7 @@ impl KeyFile {
         if bytes[4] != VERSION {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!(
-                    "key file version {} is not supported (this cairn reads {VERSION})",
-                    bytes[4]
-                ),
+                format!("key file version {} is not supported (this cairn reads {VERSION})", bytes[4]),
             ));
         }
         let kind = KeyKind::from_byte(bytes[5])?;
@@ -93,9 +84,7 @@ impl KeyFile {
         }
         let h = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
         if h > MAX_HEADER || 12 + h + TAG_LEN > bytes.len() {
-            return Err(Error::corrupt(
-                "key file header length does not fit the file",
-            ));
+            return Err(Error::corrupt("key file header length does not fit the file"));
         }
         let (header, rest): (KeyHeader, &[u8]) = postcard::take_from_bytes(&bytes[12..12 + h])
             .map_err(|e| Error::corrupt(format!("key file header does not decode: {e}")))?;
@@ -108,12 +97,7 @@ impl KeyFile {
         if wrapped.len() != want {
             return Err(Error::corrupt("key file wrapped key has the wrong length"));
         }
-        Ok(KeyFile {
-            kind,
-            header,
-            prefix: bytes[..12 + h].to_vec(),
-            wrapped,
-        })
+        Ok(KeyFile { kind, header, prefix: bytes[..12 + h].to_vec(), wrapped })
     }
 
     /// Unwrap with `passphrase`; a wrong passphrase gives `WrongPassword`.
@@ -125,9 +109,7 @@ impl KeyFile {
             .map_err(|_| Error::new(ErrorKind::WrongPassword, "wrong password"))?;
         let master = MasterKey::from_bytes(&body)?;
         if master.kind != self.kind {
-            return Err(Error::corrupt(
-                "key file kind does not match its key material",
-            ));
+            return Err(Error::corrupt("key file kind does not match its key material"));
         }
         Ok(master)
     }
@@ -144,10 +126,7 @@ mod tests {
         let kf = KeyFile::decode(&bytes).unwrap();
         assert_eq!(kf.header.host, "gw1");
         assert_eq!(kf.unwrap(b"secret").unwrap().public_key(), m.public_key());
-        assert_eq!(
-            kf.unwrap(b"Secret").unwrap_err().kind(),
-            ErrorKind::WrongPassword
-        );
+        assert_eq!(kf.unwrap(b"Secret").unwrap_err().kind(), ErrorKind::WrongPassword);
     }
 
     #[test]
@@ -155,10 +134,7 @@ mod tests {
         let m = MasterKey::generate().unwrap();
         let bytes = KeyFile::wrap(&m, b"pw", KdfParams::FLOOR, "h", "u").unwrap();
         for cut in [0, 4, 11, 20, bytes.len() - 1] {
-            assert!(
-                KeyFile::decode(&bytes[..cut]).is_err(),
-                "truncated at {cut}"
-            );
+            assert!(KeyFile::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
         }
         // Weakening the KDF parameters in the header breaks the wrap (they are the AAD).
         let mut kf = KeyFile::decode(&bytes).unwrap();

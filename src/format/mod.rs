@@ -22,17 +22,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 /// Time as seconds and nanoseconds since the Unix epoch (UTC).
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 pub struct Timespec {
     pub secs: i64,
@@ -41,13 +31,8 @@ pub struct Timespec {
 
 impl Timespec {
     pub fn now() -> Self {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Timespec {
-            secs: d.as_secs() as i64,
-            nanos: d.subsec_nanos(),
-        }
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timespec { secs: d.as_secs() as i64, nanos: d.subsec_nanos() }
     }
 }
 
@@ -60,14 +45,8 @@ pub(crate) fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Vec<u8> 
 }
 
 /// Decode a version byte followed by postcard, refusing other versions and trailing bytes.
-pub(crate) fn decode_versioned<T: DeserializeOwned>(
-    what: &str,
-    version: u8,
-    bytes: &[u8],
-) -> Result<T> {
-    let (&v, body) = bytes
-        .split_first()
-        .ok_or_else(|| Error::corrupt(format!("empty {what}")))?;
+pub(crate) fn decode_versioned<T: DeserializeOwned>(what: &str, version: u8, bytes: &[u8]) -> Result<T> {
+    let (&v, body) = bytes.split_first().ok_or_else(|| Error::corrupt(format!("empty {what}")))?;
     if v != version {
         return Err(Error::new(
             ErrorKind::Unsupported,
@@ -77,10 +56,7 @@ pub(crate) fn decode_versioned<T: DeserializeOwned>(
     let (value, rest) = postcard::take_from_bytes(body)
         .map_err(|e| Error::corrupt(format!("{what} does not decode: {e}")))?;
     if !rest.is_empty() {
-        return Err(Error::corrupt(format!(
-            "{what} has {} trailing bytes",
-            rest.len()
-        )));
+        return Err(Error::corrupt(format!("{what} has {} trailing bytes", rest.len())));
     }
     Ok(value)
 }
@@ -110,9 +86,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
 
     pub fn id(&mut self) -> Result<[u8; 32]> {
@@ -122,9 +96,7 @@ impl<'a> Reader<'a> {
     /// A count of records of `size` bytes each, checked against the bytes left.
     pub fn count(&mut self, size: usize) -> Result<usize> {
         let n = self.u32()? as usize;
-        if n.checked_mul(size)
-            .is_none_or(|total| total > self.bytes.len())
-        {
+        if n.checked_mul(size).is_none_or(|total| total > self.bytes.len()) {
             return Err(Error::corrupt(format!(
                 "{} claims {n} records, more than its bytes hold",
                 self.what
@@ -137,11 +109,7 @@ impl<'a> Reader<'a> {
         if self.bytes.is_empty() {
             Ok(())
         } else {
-            Err(Error::corrupt(format!(
-                "{} has {} trailing bytes",
-                self.what,
-                self.bytes.len()
-            )))
+            Err(Error::corrupt(format!("{} has {} trailing bytes", self.what, self.bytes.len())))
         }
     }
 }

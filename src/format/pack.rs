@@ -54,20 +54,9 @@ impl Entry {
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
         let kind = BlobKind::from_byte(r.u8()?)?;
         let id = BlobId::from_parts(kind, r.id()?);
-        let e = Entry {
-            id,
-            offset: r.u32()?,
-            length: r.u32()?,
-            raw_length: r.u32()?,
-        };
-        if e.raw_length > MAX_BLOB
-            || (e.length as usize) < TAG_LEN + 1
-            || (e.offset as usize) < HEADER_LEN
-        {
-            return Err(Error::corrupt(format!(
-                "implausible pack entry for {}",
-                e.id
-            )));
+        let e = Entry { id, offset: r.u32()?, length: r.u32()?, raw_length: r.u32()? };
+        if e.raw_length > MAX_BLOB || (e.length as usize) < TAG_LEN + 1 || (e.offset as usize) < HEADER_LEN {
+            return Err(Error::corrupt(format!("implausible pack entry for {}", e.id)));
         }
         Ok(e)
     }
@@ -114,9 +103,7 @@ pub fn parse_trailer(pack: &[u8]) -> Result<std::ops::Range<usize>> {
     }
     let len = u32::from_le_bytes(pack[n - 8..n - 4].try_into().expect("4 bytes")) as usize;
     if len < TAG_LEN + 4 || len > n - HEADER_LEN - TRAILER_LEN {
-        return Err(Error::corrupt(
-            "pack table of contents length does not fit the pack",
-        ));
+        return Err(Error::corrupt("pack table of contents length does not fit the pack"));
     }
     Ok(n - TRAILER_LEN - len..n - TRAILER_LEN)
 }
@@ -139,10 +126,7 @@ pub fn decode_toc(bytes: &[u8], blob_area_end: usize) -> Result<Vec<Entry>> {
     for _ in 0..n {
         let e = Entry::read(&mut r)?;
         if e.offset as usize + e.length as usize > blob_area_end {
-            return Err(Error::corrupt(format!(
-                "pack entry for {} points past the blobs",
-                e.id
-            )));
+            return Err(Error::corrupt(format!("pack entry for {} points past the blobs", e.id)));
         }
         entries.push(e);
     }
@@ -158,18 +142,8 @@ mod tests {
     #[test]
     fn toc_round_trip_and_bounds() {
         let entries = vec![
-            Entry {
-                id: BlobId::Chunk(ChunkId([1; 32])),
-                offset: 40,
-                length: 100,
-                raw_length: 90,
-            },
-            Entry {
-                id: BlobId::Tree(TreeId([2; 32])),
-                offset: 140,
-                length: 50,
-                raw_length: 200,
-            },
+            Entry { id: BlobId::Chunk(ChunkId([1; 32])), offset: 40, length: 100, raw_length: 90 },
+            Entry { id: BlobId::Tree(TreeId([2; 32])), offset: 140, length: 50, raw_length: 200 },
         ];
         let enc = encode_toc(&entries);
         assert_eq!(decode_toc(&enc, 190).unwrap(), entries);

@@ -21,7 +21,10 @@ pub struct Snapshot {
     pub labels: Vec<(String, String)>,
     pub excludes: Vec<String>,
     pub tree: TreeId,
+    /// The snapshot whose files were compared to find unchanged ones.
     pub parent: Option<SnapshotId>,
+    /// For a snapshot made by copy or rewrite: the snapshot it was made from.
+    pub original: Option<SnapshotId>,
     pub summary: Summary,
     /// The cairn version that wrote it.
     pub program: String,
@@ -30,6 +33,12 @@ pub struct Snapshot {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     pub files: u64,
+    /// Files not in the parent snapshot.
+    pub files_new: u64,
+    /// Files in the parent whose metadata changed, so they were read again.
+    pub files_changed: u64,
+    /// Files whose chunk list was taken from the parent without reading them.
+    pub files_unchanged: u64,
     pub dirs: u64,
     /// Symlinks, fifos, devices, sockets.
     pub others: u64,

@@ -72,10 +72,7 @@ impl Tree {
     }
 
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes
-            .binary_search_by(|n| n.name.as_slice().cmp(name))
-            .ok()
-            .map(|i| &self.nodes[i])
+        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
     }
 }
 
@@ -109,20 +106,14 @@ mod tests {
 
     #[test]
     fn round_trip_and_unsafe_names() {
-        let t = Tree {
-            nodes: vec![node(b"a"), node(b"b\xff")],
-        };
+        let t = Tree { nodes: vec![node(b"a"), node(b"b\xff")] };
         assert_eq!(Tree::decode(&t.encode()).unwrap(), t);
         assert!(t.find(b"b\xff").is_some());
         for bad in [&b".."[..], b"a/b", b"", b"."] {
-            let t = Tree {
-                nodes: vec![node(bad)],
-            };
+            let t = Tree { nodes: vec![node(bad)] };
             assert!(Tree::decode(&t.encode()).is_err());
         }
-        let unsorted = Tree {
-            nodes: vec![node(b"b"), node(b"a")],
-        };
+        let unsorted = Tree { nodes: vec![node(b"b"), node(b"a")] };
         assert!(Tree::decode(&unsorted.encode()).is_err());
     }
 }

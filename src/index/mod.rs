@@ -54,16 +54,12 @@ impl Index {
         Self::load_inner(repo, false)
     }
 
-    fn load_inner(
-        repo: &Repository,
-        stop_at_damage: bool,
-    ) -> Result<(Index, Vec<(String, Error)>)> {
+    fn load_inner(repo: &Repository, stop_at_damage: bool) -> Result<(Index, Vec<(String, Error)>)> {
         let mut idx = Index::default();
         let mut entries = Vec::new();
         let mut damaged = Vec::new();
         for name in repo.backend().list(FileType::Index)? {
-            let file =
-                IndexId::from_hex(&name).and_then(|id| Ok((id, load_index_file(repo, &id)?)));
+            let file = IndexId::from_hex(&name).and_then(|id| Ok((id, load_index_file(repo, &id)?)));
             let (id, file) = match file {
                 Ok(f) => f,
                 Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::InvalidInput => {
@@ -99,9 +95,7 @@ impl Index {
     pub fn add_pack(&mut self, pack: PackId, entries: &[Entry]) {
         let p = self.pack_slot(pack);
         for e in entries {
-            self.fresh
-                .entry(*e.id.bytes())
-                .or_insert_with(|| slot(p, e));
+            self.fresh.entry(*e.id.bytes()).or_insert_with(|| slot(p, e));
         }
     }
 
@@ -109,29 +103,18 @@ impl Index {
         if let Some(s) = self.fresh.get(id) {
             return Some(*s);
         }
-        self.sorted
-            .binary_search_by(|(k, _)| k.cmp(id))
-            .ok()
-            .map(|i| self.sorted[i].1)
+        self.sorted.binary_search_by(|(k, _)| k.cmp(id)).ok().map(|i| self.sorted[i].1)
     }
 
     pub fn contains(&self, id: &BlobId) -> bool {
-        self.slot_of(id.bytes())
-            .is_some_and(|s| s.kind == id.kind() as u8)
+        self.slot_of(id.bytes()).is_some_and(|s| s.kind == id.kind() as u8)
     }
 
     pub fn get(&self, id: &BlobId) -> Option<Location> {
-        let s = self
-            .slot_of(id.bytes())
-            .filter(|s| s.kind == id.kind() as u8)?;
+        let s = self.slot_of(id.bytes()).filter(|s| s.kind == id.kind() as u8)?;
         Some(Location {
             pack: self.packs[s.pack as usize],
-            entry: Entry {
-                id: *id,
-                offset: s.offset,
-                length: s.length,
-                raw_length: s.raw_length,
-            },
+            entry: Entry { id: *id, offset: s.offset, length: s.length, raw_length: s.raw_length },
         })
     }
 
@@ -149,42 +132,27 @@ impl Index {
 
     /// Every blob with its location (sorted entries first, then new ones).
     pub fn iter(&self) -> impl Iterator<Item = Location> + '_ {
-        self.sorted
-            .iter()
-            .map(|(k, s)| (k, s))
-            .chain(self.fresh.iter())
-            .map(move |(k, s)| Location {
-                pack: self.packs[s.pack as usize],
-                entry: Entry {
-                    id: BlobId::from_parts(
-                        BlobKind::from_byte(s.kind).expect("kinds are checked on load"),
-                        *k,
-                    ),
-                    offset: s.offset,
-                    length: s.length,
-                    raw_length: s.raw_length,
-                },
-            })
+        self.sorted.iter().map(|(k, s)| (k, s)).chain(self.fresh.iter()).map(move |(k, s)| Location {
+            pack: self.packs[s.pack as usize],
+            entry: Entry {
+                id: BlobId::from_parts(BlobKind::from_byte(s.kind).expect("kinds are checked on load"), *k),
+                offset: s.offset,
+                length: s.length,
+                raw_length: s.raw_length,
+            },
+        })
     }
 }
 
 fn slot(pack: u32, e: &Entry) -> Slot {
-    Slot {
-        kind: e.id.kind() as u8,
-        pack,
-        offset: e.offset,
-        length: e.length,
-        raw_length: e.raw_length,
-    }
+    Slot { kind: e.id.kind() as u8, pack, offset: e.offset, length: e.length, raw_length: e.raw_length }
 }
 
 /// Read, check and decode one index file.
 pub fn load_index_file(repo: &Repository, id: &IndexId) -> Result<IndexFile> {
     let bytes = repo.backend().read(FileType::Index, &id.to_hex())?;
     if blake3::hash(&bytes).as_bytes() != &id.0 {
-        return Err(Error::corrupt(format!(
-            "index file {id} does not match its name"
-        )));
+        return Err(Error::corrupt(format!("index file {id} does not match its name")));
     }
     let payload = envelope::open(repo.keys(), ObjectType::Index, &bytes)
         .map_err(|e| e.wrap(format!("index file {id}")))?;
@@ -200,12 +168,7 @@ mod tests {
     fn fresh_and_kind_checked_lookups() {
         let mut idx = Index::default();
         let c = BlobId::Chunk(ChunkId([5; 32]));
-        let e = Entry {
-            id: c,
-            offset: 40,
-            length: 30,
-            raw_length: 20,
-        };
+        let e = Entry { id: c, offset: 40, length: 30, raw_length: 20 };
         idx.add_pack(PackId([1; 32]), &[e]);
         assert_eq!(idx.get(&c).unwrap().entry, e);
         assert!(!idx.contains(&BlobId::Tree(TreeId([5; 32]))));

@@ -52,18 +52,11 @@ impl CheckReport {
     }
 
     fn problem(&mut self, object: impl Into<String>, damage: impl std::fmt::Display) {
-        self.problems.push(Problem {
-            object: object.into(),
-            damage: damage.to_string(),
-        });
+        self.problems.push(Problem { object: object.into(), damage: damage.to_string() });
     }
 }
 
-pub fn check(
-    repo: &Repository,
-    opts: &CheckOptions,
-    interrupt: &AtomicBool,
-) -> Result<CheckReport> {
+pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let index = load_index_checked(repo, &mut report)?;
     let reader = PackReader::new(repo);
@@ -92,25 +85,16 @@ pub fn check(
     report.trees = seen_trees.len();
 
     // Packs: the ones the index names against the ones stored.
-    let stored: HashMap<String, ()> = repo
-        .backend()
-        .list(FileType::Pack)?
-        .into_iter()
-        .map(|n| (n, ()))
-        .collect();
+    let stored: HashMap<String, ()> =
+        repo.backend().list(FileType::Pack)?.into_iter().map(|n| (n, ())).collect();
     let mut by_pack: HashMap<PackId, Vec<crate::format::pack::Entry>> = HashMap::new();
     for loc in index.iter() {
         by_pack.entry(loc.pack).or_default().push(loc.entry);
     }
     report.packs = stored.len();
     for name in stored.keys() {
-        if PackId::from_hex(name)
-            .map(|p| !by_pack.contains_key(&p))
-            .unwrap_or(true)
-        {
-            report.notes.push(format!(
-                "pack {name} is not in any index (left by an interrupted backup?)"
-            ));
+        if PackId::from_hex(name).map(|p| !by_pack.contains_key(&p)).unwrap_or(true) {
+            report.notes.push(format!("pack {name} is not in any index (left by an interrupted backup?)"));
         }
     }
     let results: Vec<(Vec<Problem>, u64, u64)> = by_pack
@@ -119,14 +103,7 @@ pub fn check(
             if interrupt.load(Ordering::Relaxed) {
                 return (vec![], 0, 0);
             }
-            check_pack(
-                repo,
-                &reader,
-                pack,
-                entries,
-                stored.contains_key(&pack.to_hex()),
-                opts.read_data,
-            )
+            check_pack(repo, &reader, pack, entries, stored.contains_key(&pack.to_hex()), opts.read_data)
         })
         .collect();
     if interrupt.load(Ordering::Relaxed) {
@@ -175,10 +152,7 @@ fn walk(
             Ok(t) => t,
             Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(e),
             Err(e) => {
-                report.problem(
-                    format!("tree {id}"),
-                    format!("{e} (folder {path} of {origin})"),
-                );
+                report.problem(format!("tree {id}"), format!("{e} (folder {path} of {origin})"));
                 continue;
             }
         };
@@ -187,10 +161,7 @@ fn walk(
             match &node.kind {
                 NodeKind::Dir { tree } => stack.push((*tree, child + "/")),
                 NodeKind::File { chunks, .. } => {
-                    let missing = chunks
-                        .iter()
-                        .filter(|c| !index.contains(&BlobId::Chunk(**c)))
-                        .count();
+                    let missing = chunks.iter().filter(|c| !index.contains(&BlobId::Chunk(**c))).count();
                     if missing > 0 {
                         report.problem(
                             format!("file {child}"),
@@ -215,32 +186,15 @@ fn check_pack(
     read_data: bool,
 ) -> (Vec<Problem>, u64, u64) {
     let object = format!("pack {pack}");
-    let problem = |d: String| {
-        vec![Problem {
-            object: object.clone(),
-            damage: d,
-        }]
-    };
+    let problem = |d: String| vec![Problem { object: object.clone(), damage: d }];
     if !exists {
-        return (
-            problem(format!("missing; {} blobs in it are lost", entries.len())),
-            0,
-            0,
-        );
+        return (problem(format!("missing; {} blobs in it are lost", entries.len())), 0, 0);
     }
     if !read_data {
-        let need = entries
-            .iter()
-            .map(|e| e.offset as u64 + e.length as u64)
-            .max()
-            .unwrap_or(0);
+        let need = entries.iter().map(|e| e.offset as u64 + e.length as u64).max().unwrap_or(0);
         return match repo.backend().size(FileType::Pack, &pack.to_hex()) {
             Ok(size) if size >= need => (vec![], 0, 0),
-            Ok(size) => (
-                problem(format!("truncated: {size} bytes, its blobs need {need}")),
-                0,
-                0,
-            ),
+            Ok(size) => (problem(format!("truncated: {size} bytes, its blobs need {need}")), 0, 0),
             Err(e) => (problem(e.to_string()), 0, 0),
         };
     }
@@ -251,10 +205,7 @@ fn check_pack(
     let n = bytes.len() as u64;
     let mut out = Vec::new();
     if blake3::hash(&bytes).as_bytes() != &pack.0 {
-        out.push(Problem {
-            object: object.clone(),
-            damage: "content does not match its name".into(),
-        });
+        out.push(Problem { object: object.clone(), damage: "content does not match its name".into() });
     }
     match read_toc(repo.keys(), &bytes) {
         Ok(toc) => {
@@ -267,10 +218,7 @@ fn check_pack(
                 });
             }
         }
-        Err(e) => out.push(Problem {
-            object: object.clone(),
-            damage: format!("table of contents: {e}"),
-        }),
+        Err(e) => out.push(Problem { object: object.clone(), damage: format!("table of contents: {e}") }),
     }
     let cipher = match reader.cipher(pack) {
         Ok(c) => c,
@@ -288,10 +236,7 @@ fn check_pack(
         };
         match open_blob(repo.keys(), &cipher, e, sealed.to_vec()) {
             Ok(_) => blobs += 1,
-            Err(err) => out.push(Problem {
-                object: object.clone(),
-                damage: err.to_string(),
-            }),
+            Err(err) => out.push(Problem { object: object.clone(), damage: err.to_string() }),
         }
     }
     (out, blobs, n)

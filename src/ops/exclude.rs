@@ -22,31 +22,20 @@ impl Excludes {
                 .literal_separator(true)
                 .backslash_escape(true)
                 .build()
-                .map_err(|e| {
-                    Error::invalid(format!("exclude pattern '{p}' is not a valid glob: {e}"))
-                })?;
+                .map_err(|e| Error::invalid(format!("exclude pattern '{p}' is not a valid glob: {e}")))?;
             if trimmed.contains('/') {
                 by_path.add(glob);
             } else {
                 by_name.add(glob);
             }
         }
-        let build = |b: GlobSetBuilder| {
-            b.build()
-                .map_err(|e| Error::invalid(format!("exclude patterns: {e}")))
-        };
-        Ok(Excludes {
-            by_path: build(by_path)?,
-            by_name: build(by_name)?,
-            patterns: patterns.to_vec(),
-        })
+        let build =
+            |b: GlobSetBuilder| b.build().map_err(|e| Error::invalid(format!("exclude patterns: {e}")));
+        Ok(Excludes { by_path: build(by_path)?, by_name: build(by_name)?, patterns: patterns.to_vec() })
     }
 
     pub fn is_excluded(&self, path: &Path) -> bool {
-        self.by_path.is_match(path)
-            || path
-                .file_name()
-                .is_some_and(|n| self.by_name.is_match(Path::new(n)))
+        self.by_path.is_match(path) || path.file_name().is_some_and(|n| self.by_name.is_match(Path::new(n)))
     }
 
     pub fn patterns(&self) -> &[String] {
@@ -60,12 +49,8 @@ mod tests {
 
     #[test]
     fn path_and_name_patterns() {
-        let ex = Excludes::new(&[
-            "/opt/gw/conf/opsdb.d".into(),
-            "*.log".into(),
-            "/tmp/**/cache".into(),
-        ])
-        .unwrap();
+        let ex =
+            Excludes::new(&["/opt/gw/conf/opsdb.d".into(), "*.log".into(), "/tmp/**/cache".into()]).unwrap();
         assert!(ex.is_excluded(Path::new("/opt/gw/conf/opsdb.d")));
         assert!(!ex.is_excluded(Path::new("/opt/gw/conf/opsdb.dx")));
         assert!(ex.is_excluded(Path::new("/var/trace/a.log")));

@@ -5,3 +5,4 @@ pub mod backup;
 pub mod check;
 pub mod exclude;
 pub mod restore;
+mod walker;

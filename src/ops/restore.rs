@@ -72,21 +72,11 @@ pub fn restore(
 ) -> Result<RestoreOutcome> {
     let index = Index::load(repo)?;
     let reader = PackReader::new(repo);
-    std::fs::create_dir_all(target)
-        .ctx(|| format!("cannot create restore target {}", target.display()))?;
+    std::fs::create_dir_all(target).ctx(|| format!("cannot create restore target {}", target.display()))?;
     let mut plan = Plan::default();
     let mut out = RestoreOutcome::default();
     let includes: Vec<Vec<Vec<u8>>> = opts.includes.iter().map(|p| components(p)).collect();
-    plan_tree(
-        &reader,
-        &index,
-        tree,
-        target,
-        &mut Vec::new(),
-        &includes,
-        &mut plan,
-        &mut out,
-    )?;
+    plan_tree(&reader, &index, tree, target, &mut Vec::new(), &includes, &mut plan, &mut out)?;
 
     let as_root = crate::sys::is_root();
     let written = AtomicU64::new(0);
@@ -94,35 +84,27 @@ pub fn restore(
     let unchanged = AtomicU64::new(0);
     let damaged = Mutex::new(std::mem::take(&mut out.damaged));
     let warnings = Mutex::new(Vec::new());
-    plan.files
-        .par_iter()
-        .try_for_each(|(path, node)| -> Result<()> {
-            if interrupt.load(Ordering::Relaxed) {
-                return Err(Error::new(ErrorKind::Interrupted, "restore interrupted"));
+    plan.files.par_iter().try_for_each(|(path, node)| -> Result<()> {
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Interrupted, "restore interrupted"));
+        }
+        match restore_file(&reader, &index, repo, path, node) {
+            Ok(FileResult::Written(n)) => {
+                written.fetch_add(1, Ordering::Relaxed);
+                bytes.fetch_add(n, Ordering::Relaxed);
             }
-            match restore_file(&reader, &index, repo, path, node) {
-                Ok(FileResult::Written(n)) => {
-                    written.fetch_add(1, Ordering::Relaxed);
-                    bytes.fetch_add(n, Ordering::Relaxed);
-                }
-                Ok(FileResult::Unchanged) => {
-                    unchanged.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {
-                    damaged
-                        .lock()
-                        .expect("damaged lock")
-                        .push(format!("{}: {e}", path.display()));
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
+            Ok(FileResult::Unchanged) => {
+                unchanged.fetch_add(1, Ordering::Relaxed);
             }
-            warnings
-                .lock()
-                .expect("warnings lock")
-                .extend(meta::apply(path, node, as_root)?);
-            Ok(())
-        })?;
+            Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {
+                damaged.lock().expect("damaged lock").push(format!("{}: {e}", path.display()));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        warnings.lock().expect("warnings lock").extend(meta::apply(path, node, as_root)?);
+        Ok(())
+    })?;
     let mut warnings = warnings.into_inner().expect("warnings lock");
     for (path, node) in &plan.specials {
         replace_with(path, |p| meta::create_special(p, node))?;
@@ -133,9 +115,7 @@ pub fn restore(
         if !first.exists() {
             continue; // the first copy was damaged; already reported
         }
-        replace_with(path, |p| {
-            std::fs::hard_link(first, p).ctx(|| format!("cannot link {}", p.display()))
-        })?;
+        replace_with(path, |p| std::fs::hard_link(first, p).ctx(|| format!("cannot link {}", p.display())))?;
         out.links += 1;
     }
     for (path, node) in plan.dirs.iter().rev() {
@@ -151,10 +131,7 @@ pub fn restore(
 }
 
 fn components(p: &Path) -> Vec<Vec<u8>> {
-    p.iter()
-        .filter(|c| *c != OsStr::new("/"))
-        .map(|c| c.as_bytes().to_vec())
-        .collect()
+    p.iter().filter(|c| *c != OsStr::new("/")).map(|c| c.as_bytes().to_vec()).collect()
 }
 
 /// Whether the node at `at` is wanted: on the way to an include, or inside one.
@@ -181,8 +158,7 @@ fn plan_tree(
     let tree = match load_tree(reader, index, id) {
         Ok(t) => t,
         Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
-            out.damaged
-                .push(format!("{}: folder contents lost: {e}", dir.display()));
+            out.damaged.push(format!("{}: folder contents lost: {e}", dir.display()));
             return Ok(());
         }
         Err(e) => return Err(e),
@@ -251,10 +227,7 @@ fn replace_with(path: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Result<(
         if md.is_dir() {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
-                format!(
-                    "{} is a folder at the target; remove it to restore this entry",
-                    path.display()
-                ),
+                format!("{} is a folder at the target; remove it to restore this entry", path.display()),
             ));
         }
     }
@@ -282,9 +255,7 @@ fn restore_file(
     path: &Path,
     node: &Node,
 ) -> Result<FileResult> {
-    let NodeKind::File { size, chunks } = &node.kind else {
-        unreachable!("planned as a file")
-    };
+    let NodeKind::File { size, chunks } = &node.kind else { unreachable!("planned as a file") };
     if already_identical(repo, index, path, *size, chunks) {
         return Ok(FileResult::Unchanged);
     }
@@ -299,10 +270,7 @@ fn restore_file(
             let _ = std::fs::remove_file(&tmp);
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
-                format!(
-                    "{} is a folder at the target; remove it to restore this file",
-                    path.display()
-                ),
+                format!("{} is a folder at the target; remove it to restore this file", path.display()),
             ));
         }
     }
@@ -329,12 +297,9 @@ fn write_file(
         .ctx(|| format!("cannot create {}", path.display()))?;
     let mut offset = 0u64;
     for id in chunks {
-        let loc = index.get(&BlobId::Chunk(*id)).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("chunk {id} is not in the index"),
-            )
-        })?;
+        let loc = index
+            .get(&BlobId::Chunk(*id))
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("chunk {id} is not in the index")))?;
         let data = reader.read_blob(&loc)?;
         for (i, block) in data.chunks(BLOCK).enumerate() {
             if block.iter().any(|&b| b != 0) {
@@ -345,26 +310,16 @@ fn write_file(
         offset += data.len() as u64;
     }
     if offset != size {
-        return Err(Error::corrupt(format!(
-            "chunks hold {offset} bytes but the file had {size}"
-        )));
+        return Err(Error::corrupt(format!("chunks hold {offset} bytes but the file had {size}")));
     }
-    f.set_len(size)
-        .ctx(|| format!("cannot size {}", path.display()))?;
-    f.sync_data()
-        .ctx(|| format!("cannot sync {}", path.display()))?;
+    f.set_len(size).ctx(|| format!("cannot size {}", path.display()))?;
+    f.sync_data().ctx(|| format!("cannot sync {}", path.display()))?;
     Ok(())
 }
 
 /// Whether `path` already holds exactly the content of these chunks (compared by
 /// recomputing each chunk's keyed id over the existing bytes).
-fn already_identical(
-    repo: &Repository,
-    index: &Index,
-    path: &Path,
-    size: u64,
-    chunks: &[ChunkId],
-) -> bool {
+fn already_identical(repo: &Repository, index: &Index, path: &Path, size: u64, chunks: &[ChunkId]) -> bool {
     let Ok(md) = std::fs::symlink_metadata(path) else {
         return false;
     };

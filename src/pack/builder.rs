@@ -28,29 +28,15 @@ impl PackBuilder {
         let header = pack::header(&eph);
         let mut buf = Vec::with_capacity(capacity + capacity / 16);
         buf.extend_from_slice(&header);
-        Ok(PackBuilder {
-            cipher: Cipher::new(&key),
-            header,
-            buf,
-            entries: Vec::new(),
-        })
+        Ok(PackBuilder { cipher: Cipher::new(&key), header, buf, entries: Vec::new() })
     }
 
     /// Seal and append a blob. `encoded` is the compress-encoded plaintext.
     pub fn add(&mut self, id: BlobId, mut encoded: Vec<u8>, raw_length: u32) {
         let offset = self.buf.len() as u32;
-        self.cipher.seal_in_place(
-            &counter_nonce(offset as u64),
-            &Entry::aad(&id),
-            &mut encoded,
-        );
+        self.cipher.seal_in_place(&counter_nonce(offset as u64), &Entry::aad(&id), &mut encoded);
         self.buf.extend_from_slice(&encoded);
-        self.entries.push(Entry {
-            id,
-            offset,
-            length: encoded.len() as u32,
-            raw_length,
-        });
+        self.entries.push(Entry { id, offset, length: encoded.len() as u32, raw_length });
     }
 
     /// Bytes in the pack so far.
@@ -63,22 +49,13 @@ impl PackBuilder {
     }
 
     pub fn finish(self) -> FinishedPack {
-        let PackBuilder {
-            cipher,
-            header,
-            mut buf,
-            entries,
-        } = self;
+        let PackBuilder { cipher, header, mut buf, entries } = self;
         let mut toc = pack::encode_toc(&entries);
         cipher.seal_in_place(&pack::TOC_NONCE, &header, &mut toc);
         buf.extend_from_slice(&toc);
         buf.extend_from_slice(&(toc.len() as u32).to_le_bytes());
         buf.extend_from_slice(pack::TRAILER_MAGIC);
         let id = PackId(*blake3::hash(&buf).as_bytes());
-        FinishedPack {
-            id,
-            bytes: buf,
-            entries,
-        }
+        FinishedPack { id, bytes: buf, entries }
     }
 }

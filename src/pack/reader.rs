@@ -22,10 +22,7 @@ pub struct PackReader<'r> {
 
 impl<'r> PackReader<'r> {
     pub fn new(repo: &'r Repository) -> Self {
-        PackReader {
-            repo,
-            ciphers: Mutex::new(HashMap::new()),
-        }
+        PackReader { repo, ciphers: Mutex::new(HashMap::new()) }
     }
 
     /// The cipher of a pack, from its header (read once per pack).
@@ -33,20 +30,11 @@ impl<'r> PackReader<'r> {
         if let Some(c) = self.ciphers.lock().expect("cipher cache lock").get(pack) {
             return Ok(c.clone());
         }
-        let head = self.repo.backend().read_range(
-            FileType::Pack,
-            &pack.to_hex(),
-            0,
-            pack::HEADER_LEN as u64,
-        )?;
+        let head =
+            self.repo.backend().read_range(FileType::Pack, &pack.to_hex(), 0, pack::HEADER_LEN as u64)?;
         let eph = pack::parse_header(&head).map_err(|e| e.wrap(format!("pack {pack}")))?;
-        let c = Arc::new(Cipher::new(
-            &*self.repo.keys().open_sealed_object_key(&eph)?,
-        ));
-        self.ciphers
-            .lock()
-            .expect("cipher cache lock")
-            .insert(*pack, c.clone());
+        let c = Arc::new(Cipher::new(&*self.repo.keys().open_sealed_object_key(&eph)?));
+        self.ciphers.lock().expect("cipher cache lock").insert(*pack, c.clone());
         Ok(c)
     }
 
@@ -61,46 +49,27 @@ impl<'r> PackReader<'r> {
             e.length as u64,
         )?;
         if sealed.len() != e.length as usize {
-            return Err(Error::corrupt(format!(
-                "{} in pack {}: pack is truncated",
-                e.id, loc.pack
-            )));
+            return Err(Error::corrupt(format!("{} in pack {}: pack is truncated", e.id, loc.pack)));
         }
-        open_blob(self.repo.keys(), &cipher, e, sealed)
-            .map_err(|err| err.wrap(format!("pack {}", loc.pack)))
+        open_blob(self.repo.keys(), &cipher, e, sealed).map_err(|err| err.wrap(format!("pack {}", loc.pack)))
     }
 }
 
 /// Open a sealed blob and check that its plaintext hashes to its id.
-pub fn open_blob(
-    keys: &RepoKeys,
-    cipher: &Cipher,
-    e: &Entry,
-    mut sealed: Vec<u8>,
-) -> Result<Vec<u8>> {
+pub fn open_blob(keys: &RepoKeys, cipher: &Cipher, e: &Entry, mut sealed: Vec<u8>) -> Result<Vec<u8>> {
     cipher
-        .open_in_place(
-            &counter_nonce(e.offset as u64),
-            &Entry::aad(&e.id),
-            &mut sealed,
-        )
+        .open_in_place(&counter_nonce(e.offset as u64), &Entry::aad(&e.id), &mut sealed)
         .map_err(|err| err.wrap(e.id))?;
     let plain = compress::decode(&sealed, e.raw_length as usize).map_err(|err| err.wrap(e.id))?;
     if plain.len() != e.raw_length as usize {
-        return Err(Error::corrupt(format!(
-            "{}: length differs from the index",
-            e.id
-        )));
+        return Err(Error::corrupt(format!("{}: length differs from the index", e.id)));
     }
     let ok = match &e.id {
         BlobId::Chunk(c) => keys.chunk_id(&plain) == *c,
         BlobId::Tree(t) => keys.tree_id(&plain) == *t,
     };
     if !ok {
-        return Err(Error::corrupt(format!(
-            "{}: content does not match its id",
-            e.id
-        )));
+        return Err(Error::corrupt(format!("{}: content does not match its id", e.id)));
     }
     Ok(plain)
 }
@@ -131,20 +100,13 @@ mod tests {
         let id = BlobId::Chunk(keys.chunk_id(&data));
         b.add(id, compress::encode(&data, 3), data.len() as u32);
         let other = b"second".to_vec();
-        b.add(
-            BlobId::Chunk(keys.chunk_id(&other)),
-            compress::encode(&other, 3),
-            6,
-        );
+        b.add(BlobId::Chunk(keys.chunk_id(&other)), compress::encode(&other, 3), 6);
         let p = b.finish();
         assert_eq!(p.id.0, *blake3::hash(&p.bytes).as_bytes());
         let toc = read_toc(&keys, &p.bytes).unwrap();
         assert_eq!(toc, p.entries);
-        let cipher = Cipher::new(
-            &keys
-                .open_sealed_object_key(&pack::parse_header(&p.bytes).unwrap())
-                .unwrap(),
-        );
+        let cipher =
+            Cipher::new(&keys.open_sealed_object_key(&pack::parse_header(&p.bytes).unwrap()).unwrap());
         let e = &toc[0];
         let sealed = p.bytes[e.offset as usize..(e.offset + e.length) as usize].to_vec();
         assert_eq!(open_blob(&keys, &cipher, e, sealed.clone()).unwrap(), data);
@@ -152,10 +114,7 @@ mod tests {
         bad[3] ^= 1;
         assert!(open_blob(&keys, &cipher, e, bad).is_err());
         // The same bytes presented as the other blob (swap attack) fail authentication.
-        let swapped = Entry {
-            id: toc[1].id,
-            ..*e
-        };
+        let swapped = Entry { id: toc[1].id, ..*e };
         assert!(open_blob(&keys, &cipher, &swapped, sealed).is_err());
         // A backup-only key wrote nothing it can read back.
         let writer = m.backup_only().derive(m.public_key()).unwrap();

@@ -54,38 +54,22 @@ impl<'r> BlobWriter<'r> {
 
     /// Whether the repository has (or this run has saved) the blob.
     pub fn has(&self, id: &BlobId) -> bool {
-        self.index.contains(id)
-            || self
-                .claimed
-                .lock()
-                .expect("claimed lock")
-                .contains(id.bytes())
+        self.index.contains(id) || self.claimed.lock().expect("claimed lock").contains(id.bytes())
     }
 
     /// Save a blob unless it is known. Returns whether it was new.
     pub fn save(&self, id: BlobId, plaintext: &[u8]) -> Result<bool> {
         if plaintext.len() > MAX_BLOB as usize {
-            return Err(Error::invalid(format!(
-                "{id} is larger than the blob limit"
-            )));
+            return Err(Error::invalid(format!("{id} is larger than the blob limit")));
         }
-        if self.index.contains(&id)
-            || !self
-                .claimed
-                .lock()
-                .expect("claimed lock")
-                .insert(*id.bytes())
-        {
+        if self.index.contains(&id) || !self.claimed.lock().expect("claimed lock").insert(*id.bytes()) {
             return Ok(false);
         }
         let encoded = compress::encode(plaintext, self.repo.config().compression_level);
         let full = {
             let mut slot = self.builder(id.kind()).lock().expect("builder lock");
             if slot.is_none() {
-                *slot = Some(PackBuilder::new(
-                    self.repo.keys(),
-                    self.repo.config().pack_size as usize,
-                )?);
+                *slot = Some(PackBuilder::new(self.repo.keys(), self.repo.config().pack_size as usize)?);
             }
             let b = slot.as_mut().expect("set above");
             b.add(id, encoded, plaintext.len() as u32);
@@ -110,11 +94,8 @@ impl<'r> BlobWriter<'r> {
     }
 
     fn store(&self, pack: FinishedPack) -> Result<()> {
-        self.repo
-            .backend()
-            .write(FileType::Pack, &pack.id.to_hex(), &pack.bytes)?;
-        self.bytes_stored
-            .fetch_add(pack.bytes.len() as u64, Ordering::Relaxed);
+        self.repo.backend().write(FileType::Pack, &pack.id.to_hex(), &pack.bytes)?;
+        self.bytes_stored.fetch_add(pack.bytes.len() as u64, Ordering::Relaxed);
         let batch = {
             let mut u = self.unindexed.lock().expect("unindexed lock");
             u.push((pack.id, pack.entries));
@@ -131,10 +112,7 @@ impl<'r> BlobWriter<'r> {
         if packs.is_empty() {
             return Ok(());
         }
-        self.repo.save_index(&IndexFile {
-            supersedes: Vec::new(),
-            packs,
-        })?;
+        self.repo.save_index(&IndexFile { supersedes: Vec::new(), packs })?;
         Ok(())
     }
 

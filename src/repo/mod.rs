@@ -48,11 +48,7 @@ impl Repository {
         Self::init_on(backend, passphrase, opts)
     }
 
-    pub fn init_on(
-        backend: Box<dyn Backend>,
-        passphrase: &[u8],
-        opts: &InitOptions,
-    ) -> Result<Repository> {
+    pub fn init_on(backend: Box<dyn Backend>, passphrase: &[u8], opts: &InitOptions) -> Result<Repository> {
         opts.kdf.check()?;
         let master = MasterKey::generate()?;
         let mut repo_id = [0u8; 32];
@@ -68,29 +64,15 @@ impl Repository {
         };
         config.validate()?;
         backend.create()?;
-        let key_bytes = KeyFile::wrap(
-            &master,
-            passphrase,
-            opts.kdf,
-            &crate::sys::hostname(),
-            &crate::sys::username(),
-        )?;
+        let key_bytes =
+            KeyFile::wrap(&master, passphrase, opts.kdf, &crate::sys::hostname(), &crate::sys::username())?;
         let key_id = KeyId(*blake3::hash(&key_bytes).as_bytes());
         // Key first, config last: a folder with a config is a repository, so the config
         // appears only when everything needed to open it is there.
         backend.write(FileType::Key, &key_id.to_hex(), &key_bytes)?;
-        backend.write(
-            FileType::Config,
-            "config",
-            &envelope::seal_config(&master, &config.encode())?,
-        )?;
+        backend.write(FileType::Config, "config", &envelope::seal_config(&master, &config.encode())?)?;
         let keys = master.derive(config.public_key)?;
-        Ok(Repository {
-            backend,
-            config,
-            keys,
-            key_id,
-        })
+        Ok(Repository { backend, config, keys, key_id })
     }
 
     /// Open the repository at `location` with `passphrase`.
@@ -110,15 +92,10 @@ impl Repository {
         }
         let (key_id, master) = find_key(backend.as_ref(), passphrase)?;
         let sealed = backend.read(FileType::Config, "config")?;
-        let config = Config::decode(&envelope::open_config(&master, &sealed)?)
-            .map_err(|e| e.wrap("config"))?;
+        let config =
+            Config::decode(&envelope::open_config(&master, &sealed)?).map_err(|e| e.wrap("config"))?;
         let keys = master.derive(config.public_key)?;
-        Ok(Repository {
-            backend,
-            config,
-            keys,
-            key_id,
-        })
+        Ok(Repository { backend, config, keys, key_id })
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -145,8 +122,7 @@ impl Repository {
     fn save_object(&self, ft: FileType, ty: ObjectType, payload: &[u8]) -> Result<[u8; 32]> {
         let bytes = envelope::seal(&self.keys, ty, payload)?;
         let id = *blake3::hash(&bytes).as_bytes();
-        self.backend
-            .write(ft, &crate::id::hex_encode(&id), &bytes)?;
+        self.backend.write(ft, &crate::id::hex_encode(&id), &bytes)?;
         Ok(id)
     }
 
@@ -155,22 +131,17 @@ impl Repository {
         let name = crate::id::hex_encode(id);
         let bytes = self.backend.read(ft, &name)?;
         if blake3::hash(&bytes).as_bytes() != id {
-            return Err(Error::corrupt(format!(
-                "{} {name} does not match its name",
-                ty.name()
-            )));
+            return Err(Error::corrupt(format!("{} {name} does not match its name", ty.name())));
         }
         envelope::open(&self.keys, ty, &bytes).map_err(|e| e.wrap(format!("{} {name}", ty.name())))
     }
 
     pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
-        self.save_object(FileType::Index, ObjectType::Index, &file.encode())
-            .map(IndexId)
+        self.save_object(FileType::Index, ObjectType::Index, &file.encode()).map(IndexId)
     }
 
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
-        self.save_object(FileType::Snapshot, ObjectType::Snapshot, &snap.encode())
-            .map(SnapshotId)
+        self.save_object(FileType::Snapshot, ObjectType::Snapshot, &snap.encode()).map(SnapshotId)
     }
 
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
@@ -192,9 +163,10 @@ impl Repository {
     /// A snapshot named by `latest`, a full id or a unique id prefix.
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         if spec == "latest" {
-            return self.snapshots()?.pop().ok_or_else(|| {
-                Error::new(ErrorKind::NotFound, "the repository has no snapshots yet")
-            });
+            return self
+                .snapshots()?
+                .pop()
+                .ok_or_else(|| Error::new(ErrorKind::NotFound, "the repository has no snapshots yet"));
         }
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::invalid(format!(
@@ -202,21 +174,16 @@ impl Repository {
             )));
         }
         let spec_lc = spec.to_ascii_lowercase();
-        let matches: Vec<String> = self
-            .backend
-            .list(FileType::Snapshot)?
-            .into_iter()
-            .filter(|n| n.starts_with(&spec_lc))
-            .collect();
+        let matches: Vec<String> =
+            self.backend.list(FileType::Snapshot)?.into_iter().filter(|n| n.starts_with(&spec_lc)).collect();
         match matches.as_slice() {
             [one] => {
                 let id = SnapshotId::from_hex(one)?;
                 Ok((id, self.load_snapshot(&id)?))
             }
-            [] => Err(Error::new(
-                ErrorKind::NotFound,
-                format!("no snapshot has an id starting with '{spec}'"),
-            )),
+            [] => {
+                Err(Error::new(ErrorKind::NotFound, format!("no snapshot has an id starting with '{spec}'")))
+            }
             many => Err(Error::invalid(format!(
                 "'{spec}' matches {} snapshots; give more digits of the id",
                 many.len()
@@ -229,9 +196,7 @@ impl Repository {
 fn find_key(backend: &dyn Backend, passphrase: &[u8]) -> Result<(KeyId, MasterKey)> {
     let names = backend.list(FileType::Key)?;
     if names.is_empty() {
-        return Err(Error::corrupt(
-            "the repository has no key files (keys/ is empty)",
-        ));
+        return Err(Error::corrupt("the repository has no key files (keys/ is empty)"));
     }
     let mut damaged = Vec::new();
     for name in names {
@@ -252,17 +217,11 @@ fn find_key(backend: &dyn Backend, passphrase: &[u8]) -> Result<(KeyId, MasterKe
         }
     }
     if damaged.is_empty() {
-        Err(Error::new(
-            ErrorKind::WrongPassword,
-            "wrong password: no key of this repository opens with it",
-        ))
+        Err(Error::new(ErrorKind::WrongPassword, "wrong password: no key of this repository opens with it"))
     } else {
         Err(Error::new(
             ErrorKind::WrongPassword,
-            format!(
-                "wrong password, or the matching key file is damaged ({})",
-                damaged.join("; ")
-            ),
+            format!("wrong password, or the matching key file is damaged ({})", damaged.join("; ")),
         ))
     }
 }
@@ -272,10 +231,7 @@ mod tests {
     use super::*;
 
     fn fast() -> InitOptions {
-        InitOptions {
-            kdf: KdfParams::FLOOR,
-            ..Default::default()
-        }
+        InitOptions { kdf: KdfParams::FLOOR, ..Default::default() }
     }
 
     #[test]
@@ -287,29 +243,14 @@ mod tests {
         let again = Repository::open(loc, b"pw").unwrap();
         assert_eq!(again.config(), r.config());
         assert_eq!(again.key_id(), r.key_id());
-        assert_eq!(
-            Repository::open(loc, b"nope").err().unwrap().kind(),
-            ErrorKind::WrongPassword
-        );
-        assert_eq!(
-            Repository::init(loc, b"pw", &fast()).err().unwrap().kind(),
-            ErrorKind::AlreadyExists
-        );
+        assert_eq!(Repository::open(loc, b"nope").err().unwrap().kind(), ErrorKind::WrongPassword);
+        assert_eq!(Repository::init(loc, b"pw", &fast()).err().unwrap().kind(), ErrorKind::AlreadyExists);
         let empty = dir.path().join("none");
         assert_eq!(
-            Repository::open(empty.to_str().unwrap(), b"pw")
-                .err()
-                .unwrap()
-                .kind(),
+            Repository::open(empty.to_str().unwrap(), b"pw").err().unwrap().kind(),
             ErrorKind::NotARepository
         );
-        assert_eq!(
-            r.find_snapshot("latest").err().unwrap().kind(),
-            ErrorKind::NotFound
-        );
-        assert_eq!(
-            r.find_snapshot("xyz").err().unwrap().kind(),
-            ErrorKind::InvalidInput
-        );
+        assert_eq!(r.find_snapshot("latest").err().unwrap().kind(), ErrorKind::NotFound);
+        assert_eq!(r.find_snapshot("xyz").err().unwrap().kind(), ErrorKind::InvalidInput);
     }
 }

@@ -24,20 +24,12 @@ pub fn read_node(path: &Path, name: &[u8], md: &Metadata) -> Result<Node> {
     let ft = md.file_type();
     use std::os::unix::fs::FileTypeExt;
     let kind = if ft.is_file() {
-        NodeKind::File {
-            size: md.len(),
-            chunks: Vec::new(),
-        }
+        NodeKind::File { size: md.len(), chunks: Vec::new() }
     } else if ft.is_dir() {
-        NodeKind::Dir {
-            tree: crate::id::TreeId([0; 32]),
-        }
+        NodeKind::Dir { tree: crate::id::TreeId([0; 32]) }
     } else if ft.is_symlink() {
-        let target =
-            std::fs::read_link(path).ctx(|| format!("cannot read symlink {}", path.display()))?;
-        NodeKind::Symlink {
-            target: target.into_os_string().as_bytes().to_vec(),
-        }
+        let target = std::fs::read_link(path).ctx(|| format!("cannot read symlink {}", path.display()))?;
+        NodeKind::Symlink { target: target.into_os_string().as_bytes().to_vec() }
     } else if ft.is_fifo() {
         NodeKind::Fifo
     } else if ft.is_char_device() {
@@ -55,18 +47,9 @@ pub fn read_node(path: &Path, name: &[u8], md: &Metadata) -> Result<Node> {
         gid: md.gid(),
         user: user_name(md.uid()),
         group: group_name(md.gid()),
-        mtime: Timespec {
-            secs: md.mtime(),
-            nanos: md.mtime_nsec() as u32,
-        },
-        atime: Timespec {
-            secs: md.atime(),
-            nanos: md.atime_nsec() as u32,
-        },
-        ctime: Timespec {
-            secs: md.ctime(),
-            nanos: md.ctime_nsec() as u32,
-        },
+        mtime: Timespec { secs: md.mtime(), nanos: md.mtime_nsec() as u32 },
+        atime: Timespec { secs: md.atime(), nanos: md.atime_nsec() as u32 },
+        ctime: Timespec { secs: md.ctime(), nanos: md.ctime_nsec() as u32 },
         inode: md.ino(),
         device: md.dev(),
         links: md.nlink(),
@@ -108,32 +91,18 @@ fn cached(
 
 fn user_name(uid: u32) -> Option<String> {
     static C: OnceLock<NameCache> = OnceLock::new();
-    cached(&C, uid, |u| {
-        uzers::get_user_by_uid(u).map(|u| u.name().to_string_lossy().into_owned())
-    })
+    cached(&C, uid, |u| uzers::get_user_by_uid(u).map(|u| u.name().to_string_lossy().into_owned()))
 }
 
 fn group_name(gid: u32) -> Option<String> {
     static C: OnceLock<NameCache> = OnceLock::new();
-    cached(&C, gid, |g| {
-        uzers::get_group_by_gid(g).map(|g| g.name().to_string_lossy().into_owned())
-    })
+    cached(&C, gid, |g| uzers::get_group_by_gid(g).map(|g| g.name().to_string_lossy().into_owned()))
 }
 
 /// The uid and gid to give a restored node: by name where the name exists here.
 fn owner_ids(node: &Node) -> (u32, u32) {
-    let uid = node
-        .user
-        .as_deref()
-        .and_then(uzers::get_user_by_name)
-        .map(|u| u.uid())
-        .unwrap_or(node.uid);
-    let gid = node
-        .group
-        .as_deref()
-        .and_then(uzers::get_group_by_name)
-        .map(|g| g.gid())
-        .unwrap_or(node.gid);
+    let uid = node.user.as_deref().and_then(uzers::get_user_by_name).map(|u| u.uid()).unwrap_or(node.uid);
+    let gid = node.group.as_deref().and_then(uzers::get_group_by_name).map(|g| g.gid()).unwrap_or(node.gid);
     (uid, gid)
 }
 
@@ -143,21 +112,16 @@ pub fn create_special(path: &Path, node: &Node) -> Result<()> {
     let mode = Mode::from_raw_mode(node.mode & 0o777);
     let made = match &node.kind {
         NodeKind::Symlink { target } => std::os::unix::fs::symlink(OsStr::from_bytes(target), path),
-        NodeKind::Fifo => {
-            rustix::fs::mknodat(CWD, path, FileType::Fifo, mode, 0).map_err(Into::into)
-        }
+        NodeKind::Fifo => rustix::fs::mknodat(CWD, path, FileType::Fifo, mode, 0).map_err(Into::into),
         NodeKind::CharDevice { rdev } => {
-            rustix::fs::mknodat(CWD, path, FileType::CharacterDevice, mode, *rdev)
-                .map_err(Into::into)
+            rustix::fs::mknodat(CWD, path, FileType::CharacterDevice, mode, *rdev).map_err(Into::into)
         }
         NodeKind::BlockDevice { rdev } => {
             rustix::fs::mknodat(CWD, path, FileType::BlockDevice, mode, *rdev).map_err(Into::into)
         }
         NodeKind::Socket => return Ok(()), // a socket belongs to a running process; nothing to restore
         NodeKind::File { .. } | NodeKind::Dir { .. } => {
-            return Err(Error::invalid(
-                "create_special called for a file or directory",
-            ))
+            return Err(Error::invalid("create_special called for a file or directory"))
         }
     };
     made.ctx(|| format!("cannot create {}", path.display()))
@@ -189,14 +153,8 @@ pub fn apply(path: &Path, node: &Node, as_root: bool) -> Result<Vec<String>> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode & 0o7777))
             .ctx(|| format!("cannot set mode of {}", path.display()))?;
     }
-    let ts = |t: Timespec| rustix::fs::Timespec {
-        tv_sec: t.secs,
-        tv_nsec: t.nanos as _,
-    };
-    let times = Timestamps {
-        last_access: ts(node.atime),
-        last_modification: ts(node.mtime),
-    };
+    let ts = |t: Timespec| rustix::fs::Timespec { tv_sec: t.secs, tv_nsec: t.nanos as _ };
+    let times = Timestamps { last_access: ts(node.atime), last_modification: ts(node.mtime) };
     rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)
         .map_err(std::io::Error::from)
         .ctx(|| format!("cannot set times of {}", path.display()))?;
@@ -214,39 +172,24 @@ mod tests {
         std::fs::write(&src, b"<a/>").unwrap();
         std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o4751)).unwrap();
         let have_xattrs = xattr::set(&src, "user.cairn", b"v1").is_ok();
-        let t = rustix::fs::Timespec {
-            tv_sec: 1_700_000_000,
-            tv_nsec: 123_456_789,
-        };
+        let t = rustix::fs::Timespec { tv_sec: 1_700_000_000, tv_nsec: 123_456_789 };
         rustix::fs::utimensat(
             CWD,
             &src,
-            &Timestamps {
-                last_access: t,
-                last_modification: t,
-            },
+            &Timestamps { last_access: t, last_modification: t },
             AtFlags::empty(),
         )
         .unwrap();
         let md = std::fs::symlink_metadata(&src).unwrap();
         let node = read_node(&src, b"src.xml", &md).unwrap();
         assert_eq!(node.mode, 0o4751);
-        assert_eq!(
-            node.mtime,
-            Timespec {
-                secs: 1_700_000_000,
-                nanos: 123_456_789
-            }
-        );
+        assert_eq!(node.mtime, Timespec { secs: 1_700_000_000, nanos: 123_456_789 });
 
         let dst = dir.path().join("dst.xml");
         std::fs::write(&dst, b"<a/>").unwrap();
         apply(&dst, &node, false).unwrap();
         let back = read_node(&dst, b"src.xml", &std::fs::symlink_metadata(&dst).unwrap()).unwrap();
-        assert_eq!(
-            (back.mode, back.mtime, back.atime),
-            (node.mode, node.mtime, node.atime)
-        );
+        assert_eq!((back.mode, back.mtime, back.atime), (node.mode, node.mtime, node.atime));
         if have_xattrs {
             assert_eq!(back.xattrs, vec![(b"user.cairn".to_vec(), b"v1".to_vec())]);
         }
@@ -267,13 +210,11 @@ mod tests {
         std::os::unix::fs::symlink("target\u{e9}", dir.path().join("l")).unwrap();
         for name in ["f", "l"] {
             let p = dir.path().join(name);
-            let node =
-                read_node(&p, name.as_bytes(), &std::fs::symlink_metadata(&p).unwrap()).unwrap();
+            let node = read_node(&p, name.as_bytes(), &std::fs::symlink_metadata(&p).unwrap()).unwrap();
             let q = dir.path().join(format!("{name}2"));
             create_special(&q, &node).unwrap();
             apply(&q, &node, false).unwrap();
-            let again =
-                read_node(&q, name.as_bytes(), &std::fs::symlink_metadata(&q).unwrap()).unwrap();
+            let again = read_node(&q, name.as_bytes(), &std::fs::symlink_metadata(&q).unwrap()).unwrap();
             assert_eq!(again.kind, node.kind);
             assert_eq!(again.mtime, node.mtime);
         }

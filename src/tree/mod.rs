@@ -11,12 +11,9 @@ use crate::pack::PackReader;
 
 /// Load and decode a stored tree.
 pub fn load_tree(reader: &PackReader<'_>, index: &Index, id: &TreeId) -> Result<Tree> {
-    let loc = index.get(&BlobId::Tree(*id)).ok_or_else(|| {
-        Error::new(
-            ErrorKind::NotFound,
-            format!("tree {id} is not in the index"),
-        )
-    })?;
+    let loc = index
+        .get(&BlobId::Tree(*id))
+        .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("tree {id} is not in the index")))?;
     let bytes = reader.read_blob(&loc)?;
     Tree::decode(&bytes).map_err(|e| e.wrap(format!("tree {id} (stored intact but undecodable)")))
 }

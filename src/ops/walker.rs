@@ -1,0 +1,306 @@
+//! The backup walk: folders become trees, files become chunk lists, bottom up.
+//!
+//! Entries of one folder are processed in parallel (rayon); every worker shares one
+//! [`BlobWriter`]. A file is streamed through the chunker, so memory per worker stays at a
+//! few maximum-size chunks whatever the file's size.
+
+use crate::chunker::{ChunkStream, Chunker};
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::Timespec;
+use crate::id::{BlobId, ChunkId, TreeId};
+use crate::ops::exclude::Excludes;
+use crate::pack::{BlobWriter, PackReader};
+use crate::repo::Repository;
+use crate::tree::{load_tree, meta};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub files: AtomicU64,
+    pub files_new: AtomicU64,
+    pub files_changed: AtomicU64,
+    pub files_unchanged: AtomicU64,
+    pub dirs: AtomicU64,
+    pub others: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub total_bytes: AtomicU64,
+}
+
+pub(super) struct Walker<'a> {
+    pub repo: &'a Repository,
+    pub writer: BlobWriter<'a>,
+    /// Reads the parent's trees; absent when there is no parent or the key cannot read.
+    pub parent_reader: Option<PackReader<'a>>,
+    pub chunker: Chunker,
+    pub excludes: Excludes,
+    pub counters: Counters,
+    pub errors: Mutex<Vec<String>>,
+    pub interrupt: &'a AtomicBool,
+}
+
+/// A file's content as stored, or why it could not be read.
+type FileContent = std::result::Result<(u64, Vec<ChunkId>), String>;
+
+/// The folders between the root and the sources.
+#[derive(Default)]
+struct Skeleton {
+    children: BTreeMap<Vec<u8>, SkeletonEntry>,
+}
+
+enum SkeletonEntry {
+    Source(PathBuf),
+    Folder(PathBuf, Skeleton),
+}
+
+impl Walker<'_> {
+    /// Back up absolute, checked source paths; returns the root tree.
+    pub fn save_sources(&self, sources: &[PathBuf], parent: Option<TreeId>) -> Result<TreeId> {
+        if sources.iter().any(|s| s.parent().is_none()) {
+            // Backing up "/" itself: the root tree is the root folder.
+            return self
+                .save_dir(Path::new("/"), parent)?
+                .ok_or_else(|| Error::invalid("cannot read the root folder"));
+        }
+        let mut root = Skeleton::default();
+        for s in sources {
+            let names: Vec<&OsStr> = s.iter().skip(1).collect();
+            let mut level = &mut root;
+            let mut at = PathBuf::from("/");
+            for (i, name) in names.iter().enumerate() {
+                at.push(name);
+                let key = name.as_bytes().to_vec();
+                if i + 1 == names.len() {
+                    level.children.insert(key, SkeletonEntry::Source(at.clone()));
+                    break;
+                }
+                let entry = level
+                    .children
+                    .entry(key)
+                    .or_insert_with(|| SkeletonEntry::Folder(at.clone(), Skeleton::default()));
+                level = match entry {
+                    SkeletonEntry::Folder(_, sk) => sk,
+                    SkeletonEntry::Source(_) => unreachable!("nested sources were dropped"),
+                };
+            }
+        }
+        self.save_skeleton(&root, parent)
+    }
+
+    /// The parent's tree `id`, or an empty one if there is none or it cannot be read (then
+    /// every file is simply read again).
+    fn parent_tree(&self, id: Option<TreeId>) -> Tree {
+        match (id, &self.parent_reader) {
+            (Some(id), Some(reader)) => load_tree(reader, self.writer.index(), &id).unwrap_or_default(),
+            _ => Tree::default(),
+        }
+    }
+
+    fn save_skeleton(&self, sk: &Skeleton, parent: Option<TreeId>) -> Result<TreeId> {
+        let parent = self.parent_tree(parent);
+        let mut nodes = Vec::new();
+        for (name, entry) in &sk.children {
+            let before = parent.find(name);
+            match entry {
+                SkeletonEntry::Source(path) => nodes.extend(self.save_path(path, name, before)?),
+                SkeletonEntry::Folder(path, inner) => {
+                    let md =
+                        std::fs::symlink_metadata(path).ctx(|| format!("cannot read {}", path.display()))?;
+                    let mut node = meta::read_node(path, name, &md)?;
+                    node.kind = NodeKind::Dir { tree: self.save_skeleton(inner, subtree_of(before))? };
+                    nodes.push(node);
+                }
+            }
+        }
+        self.save_tree(Tree { nodes })
+    }
+
+    fn save_tree(&self, tree: Tree) -> Result<TreeId> {
+        let encoded = tree.encode();
+        let id = self.repo.keys().tree_id(&encoded);
+        self.writer.save(BlobId::Tree(id), &encoded)?;
+        Ok(id)
+    }
+
+    fn skip(&self, path: &Path, err: impl std::fmt::Display) {
+        self.errors.lock().expect("errors lock").push(format!("{}: {err}", path.display()));
+    }
+
+    /// One entry; `None` when it could not be read (recorded) or is excluded. `before` is
+    /// the same path's node in the parent snapshot.
+    fn save_path(&self, path: &Path, name: &[u8], before: Option<&Node>) -> Result<Option<Node>> {
+        if self.interrupt.load(Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Interrupted, "backup interrupted; no snapshot was written"));
+        }
+        if self.excludes.is_excluded(path) {
+            return Ok(None);
+        }
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) => {
+                self.skip(path, e);
+                return Ok(None);
+            }
+        };
+        let mut node = match meta::read_node(path, name, &md) {
+            Ok(n) => n,
+            Err(e) => {
+                self.skip(path, e);
+                return Ok(None);
+            }
+        };
+        let c = &self.counters;
+        match &mut node.kind {
+            NodeKind::File { size, chunks } => {
+                if let Some(known) = self.unchanged_chunks(before, &md) {
+                    *chunks = known;
+                    c.files_unchanged.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    match self.save_file(path, &md)? {
+                        Ok((read, ids)) => {
+                            *size = read;
+                            *chunks = ids;
+                        }
+                        Err(e) => {
+                            self.skip(path, e);
+                            return Ok(None);
+                        }
+                    }
+                    let was_file = matches!(before.map(|b| &b.kind), Some(NodeKind::File { .. }));
+                    if was_file { &c.files_changed } else { &c.files_new }.fetch_add(1, Ordering::Relaxed);
+                }
+                c.files.fetch_add(1, Ordering::Relaxed);
+                c.total_bytes.fetch_add(*size, Ordering::Relaxed);
+            }
+            NodeKind::Dir { tree } => match self.save_dir(path, subtree_of(before))? {
+                Some(id) => *tree = id,
+                None => return Ok(None),
+            },
+            _ => {
+                c.others.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(Some(node))
+    }
+
+    /// A folder's tree; `None` if the folder cannot be listed (recorded).
+    fn save_dir(&self, path: &Path, parent: Option<TreeId>) -> Result<Option<TreeId>> {
+        let listing = std::fs::read_dir(path)
+            .and_then(|rd| rd.map(|e| e.map(|e| e.file_name())).collect::<std::io::Result<Vec<_>>>());
+        let mut names = match listing {
+            Ok(n) => n,
+            Err(e) => {
+                self.skip(path, e);
+                return Ok(None);
+            }
+        };
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let parent = self.parent_tree(parent);
+        let nodes: Vec<Option<Node>> = names
+            .par_iter()
+            .map(|n| self.save_path(&path.join(n), n.as_bytes(), parent.find(n.as_bytes())))
+            .collect::<Result<_>>()?;
+        self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(self.save_tree(Tree { nodes: nodes.into_iter().flatten().collect() })?))
+    }
+
+    /// The parent's chunk list for a file whose metadata says it did not change, if all
+    /// those chunks are still indexed.
+    fn unchanged_chunks(&self, before: Option<&Node>, md: &std::fs::Metadata) -> Option<Vec<ChunkId>> {
+        let before = before?;
+        let NodeKind::File { size, chunks } = &before.kind else { return None };
+        let same = *size == md.len()
+            && before.mtime == Timespec { secs: md.mtime(), nanos: md.mtime_nsec() as u32 }
+            && before.ctime == Timespec { secs: md.ctime(), nanos: md.ctime_nsec() as u32 }
+            && before.inode == md.ino()
+            && before.device == md.dev();
+        (same && chunks.iter().all(|c| self.writer.has(&BlobId::Chunk(*c)))).then(|| chunks.clone())
+    }
+
+    /// Chunk and store a file. Outer error: fatal; inner error: this file is unreadable.
+    fn save_file(&self, path: &Path, md: &std::fs::Metadata) -> Result<FileContent> {
+        match open_noatime(path, md) {
+            Ok(f) => self.save_stream(f),
+            Err(e) => Ok(Err(e.to_string())),
+        }
+    }
+
+    fn save_stream(&self, reader: impl Read) -> Result<FileContent> {
+        let mut stream = ChunkStream::new(&self.chunker, reader);
+        let mut ids = Vec::new();
+        let mut read = 0u64;
+        loop {
+            let chunk = match stream.next_chunk() {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => return Ok(Err(format!("read failed after {read} bytes: {e}"))),
+            };
+            let id = self.repo.keys().chunk_id(chunk);
+            self.writer.save(BlobId::Chunk(id), chunk)?;
+            read += chunk.len() as u64;
+            ids.push(id);
+        }
+        self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
+        Ok(Ok((read, ids)))
+    }
+
+    /// Back up a stream as the single file `name` of the root tree.
+    pub fn save_stdin(&self, name: &str, reader: Box<dyn Read + Send>, time: Timespec) -> Result<TreeId> {
+        if !crate::format::tree::valid_name(name.as_bytes()) {
+            return Err(Error::invalid(format!("--stdin-name '{name}' must be a plain file name (no '/')")));
+        }
+        let (size, chunks) = self
+            .save_stream(reader)?
+            .map_err(|e| Error::new(ErrorKind::Io, format!("reading standard input: {e}")))?;
+        self.counters.files.fetch_add(1, Ordering::Relaxed);
+        self.counters.files_new.fetch_add(1, Ordering::Relaxed);
+        self.counters.total_bytes.fetch_add(size, Ordering::Relaxed);
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let node = Node {
+            name: name.as_bytes().to_vec(),
+            kind: NodeKind::File { size, chunks },
+            mode: 0o600,
+            uid,
+            gid,
+            user: Some(crate::sys::username()),
+            group: uzers::get_group_by_gid(gid).map(|g| g.name().to_string_lossy().into_owned()),
+            mtime: time,
+            atime: time,
+            ctime: time,
+            inode: 0,
+            device: 0,
+            links: 1,
+            xattrs: Vec::new(),
+        };
+        self.save_tree(Tree { nodes: vec![node] })
+    }
+}
+
+fn subtree_of(node: Option<&Node>) -> Option<TreeId> {
+    match node.map(|n| &n.kind) {
+        Some(NodeKind::Dir { tree }) => Some(*tree),
+        _ => None,
+    }
+}
+
+/// Open for reading without updating the access time where the kernel allows it (owner
+/// or root), so a backup does not change what it records.
+fn open_noatime(path: &Path, md: &std::fs::Metadata) -> std::io::Result<File> {
+    let noatime = rustix::fs::OFlags::NOATIME.bits() as i32;
+    if md.uid() == rustix::process::geteuid().as_raw() || crate::sys::is_root() {
+        if let Ok(f) = std::fs::OpenOptions::new().read(true).custom_flags(noatime).open(path) {
+            return Ok(f);
+        }
+    }
+    File::open(path)
+}

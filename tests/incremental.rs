@@ -1,0 +1,72 @@
+//! Change detection against the parent snapshot: unchanged files are not read again,
+//! changed ones are, and --force / --parent choose what to compare with.
+
+use std::path::Path;
+use std::process::Command;
+
+fn cairn(repo: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .arg("--json")
+        .env("CAIRN_PASSWORD", "pw")
+        .env_remove("CAIRN_REPOSITORY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn unchanged_files_are_not_read_and_changed_ones_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    std::fs::create_dir_all(src.join("conf")).unwrap();
+    for i in 0..30 {
+        std::fs::write(src.join(format!("conf/f{i}.xml")), format!("<v>{i}</v>\n").repeat(100)).unwrap();
+    }
+    cairn(&repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1"]);
+    let s = src.to_str().unwrap();
+    let first = cairn(&repo, &["backup", s]);
+    assert_eq!(first["files_new"], 30);
+    assert_eq!(first["parent"], serde_json::Value::Null);
+
+    let second = cairn(&repo, &["backup", s]);
+    assert_eq!(second["files_unchanged"], 30);
+    assert_eq!(second["bytes_read"], 0);
+    assert_eq!(second["parent"], first["snapshot"]);
+
+    // Same size, new content: mtime and ctime change, so the file is read again.
+    std::fs::write(src.join("conf/f3.xml"), "<v>X</v>\n".repeat(100)).unwrap();
+    std::fs::write(src.join("conf/new.xml"), "<new/>").unwrap();
+    let third = cairn(&repo, &["backup", s]);
+    assert_eq!(third["files_changed"], 1);
+    assert_eq!(third["files_new"], 1);
+    assert_eq!(third["files_unchanged"], 29);
+    assert_eq!(third["bytes_read"], 900 + 6);
+
+    let forced = cairn(&repo, &["backup", s, "--force"]);
+    assert_eq!(forced["files_unchanged"], 0);
+    assert_eq!(forced["files_new"], 31);
+    assert_eq!(forced["bytes_added"].as_u64().unwrap() < 2000, true, "forced re-read stored data again");
+
+    // A different host has no parent unless one is named.
+    let other = cairn(&repo, &["backup", s, "--host", "other"]);
+    assert_eq!(other["files_unchanged"], 0);
+    let prefix = &first["snapshot"].as_str().unwrap()[..10];
+    let named = cairn(&repo, &["backup", s, "--host", "other2", "--parent", prefix]);
+    assert_eq!(named["parent"], first["snapshot"]);
+    assert_eq!(named["files_unchanged"], 29, "f3 changed since the first snapshot");
+
+    // The restored tree holds the new content, not the parent's.
+    let target = tmp.path().join("out");
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["-r", repo.to_str().unwrap(), "restore", "latest", "--target", target.to_str().unwrap()])
+        .env("CAIRN_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let restored = target.join(s.trim_start_matches('/')).join("conf/f3.xml");
+    assert_eq!(std::fs::read_to_string(restored).unwrap(), "<v>X</v>\n".repeat(100));
+}
