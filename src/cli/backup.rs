@@ -3,6 +3,7 @@
 use super::{exit, format, Ctx};
 use cairn::format::Timespec;
 use cairn::ops::backup::{backup, BackupOptions, ParentChoice, Source};
+use cairn::ops::exclude::ExcludeOptions;
 use cairn::{Error, Result};
 use std::path::PathBuf;
 
@@ -20,9 +21,25 @@ pub struct Args {
     /// File name for --stdin
     #[arg(long, default_value = "stdin", requires = "stdin")]
     stdin_name: String,
-    /// Exclude paths matching this glob (with '/': whole path; without: any name)
+    /// Exclude paths matching this gitignore-style glob (with '/': whole path; without: any
+    /// name; trailing '/': folders only; leading '!': include again)
     #[arg(short = 'e', long)]
     exclude: Vec<String>,
+    /// Read exclude patterns from a file, one a line ('#' starts a comment)
+    #[arg(long)]
+    exclude_file: Vec<PathBuf>,
+    /// Leave out folders that hold a file of this name (e.g. .nobackup)
+    #[arg(long)]
+    exclude_if_present: Vec<String>,
+    /// Leave out folders marked as caches by a CACHEDIR.TAG file
+    #[arg(long)]
+    exclude_caches: bool,
+    /// Leave out files larger than this (e.g. 500M)
+    #[arg(long, value_parser = format::parse_size)]
+    exclude_larger_than: Option<u64>,
+    /// Stay on the filesystem of each source path
+    #[arg(short = 'x', long)]
+    one_file_system: bool,
     /// Tag the snapshot (repeatable)
     #[arg(long)]
     tag: Vec<String>,
@@ -68,7 +85,21 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         (false, Some(spec)) => ParentChoice::Snapshot(repo.find_snapshot(spec)?.0),
         (false, None) => ParentChoice::Latest,
     };
-    let opts = BackupOptions { parent, host: a.host, tags: a.tag, labels, excludes: a.exclude, time: a.time };
+    let opts = BackupOptions {
+        parent,
+        host: a.host,
+        tags: a.tag,
+        labels,
+        excludes: ExcludeOptions {
+            patterns: a.exclude,
+            pattern_files: a.exclude_file,
+            if_present: a.exclude_if_present,
+            caches: a.exclude_caches,
+            one_file_system: a.one_file_system,
+            larger_than: a.exclude_larger_than,
+        },
+        time: a.time,
+    };
     let out = backup(&repo, source, &opts, &ctx.interrupt)?;
     for e in &out.errors {
         eprintln!("cairn: warning: not backed up: {e}");

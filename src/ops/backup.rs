@@ -21,7 +21,7 @@ use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::Timespec;
 use crate::id::{SnapshotId, TreeId};
 use crate::index::Index;
-use crate::ops::exclude::Excludes;
+use crate::ops::exclude::{ExcludeOptions, Excludes};
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
 use std::io::Read;
@@ -58,7 +58,7 @@ pub struct BackupOptions {
     pub host: Option<String>,
     pub tags: Vec<String>,
     pub labels: Vec<(String, String)>,
-    pub excludes: Vec<String>,
+    pub excludes: ExcludeOptions,
     pub time: Option<Timespec>,
 }
 
@@ -119,7 +119,7 @@ pub fn backup(
         paths,
         tags: opts.tags.clone(),
         labels: opts.labels.clone(),
-        excludes: opts.excludes.clone(),
+        excludes: opts.excludes.patterns.clone(),
         tree,
         parent: parent.map(|p| p.0),
         original: None,

@@ -67,8 +67,9 @@ impl Walker<'_> {
     pub fn save_sources(&self, sources: &[PathBuf], parent: Option<TreeId>) -> Result<TreeId> {
         if sources.iter().any(|s| s.parent().is_none()) {
             // Backing up "/" itself: the root tree is the root folder.
+            let dev = std::fs::symlink_metadata("/").ctx(|| "cannot read /".into())?.dev();
             return self
-                .save_dir(Path::new("/"), parent)?
+                .save_dir(Path::new("/"), dev, parent)?
                 .ok_or_else(|| Error::invalid("cannot read the root folder"));
         }
         let mut root = Skeleton::default();
@@ -111,7 +112,7 @@ impl Walker<'_> {
         for (name, entry) in &sk.children {
             let before = parent.find(name);
             match entry {
-                SkeletonEntry::Source(path) => nodes.extend(self.save_path(path, name, before)?),
+                SkeletonEntry::Source(path) => nodes.extend(self.save_path(path, name, before, None)?),
                 SkeletonEntry::Folder(path, inner) => {
                     let md =
                         std::fs::symlink_metadata(path).ctx(|| format!("cannot read {}", path.display()))?;
@@ -136,13 +137,17 @@ impl Walker<'_> {
     }
 
     /// One entry; `None` when it could not be read (recorded) or is excluded. `before` is
-    /// the same path's node in the parent snapshot.
-    fn save_path(&self, path: &Path, name: &[u8], before: Option<&Node>) -> Result<Option<Node>> {
+    /// the same path's node in the parent snapshot; `parent_dev` the device of the folder
+    /// it was found in (None for a source path itself).
+    fn save_path(
+        &self,
+        path: &Path,
+        name: &[u8],
+        before: Option<&Node>,
+        parent_dev: Option<u64>,
+    ) -> Result<Option<Node>> {
         if self.interrupt.load(Ordering::Relaxed) {
             return Err(Error::new(ErrorKind::Interrupted, "backup interrupted; no snapshot was written"));
-        }
-        if self.excludes.is_excluded(path) {
-            return Ok(None);
         }
         let md = match std::fs::symlink_metadata(path) {
             Ok(md) => md,
@@ -151,6 +156,9 @@ impl Walker<'_> {
                 return Ok(None);
             }
         };
+        if self.excluded(path, &md, parent_dev) {
+            return Ok(None);
+        }
         let mut node = match meta::read_node(path, name, &md) {
             Ok(n) => n,
             Err(e) => {
@@ -181,7 +189,7 @@ impl Walker<'_> {
                 c.files.fetch_add(1, Ordering::Relaxed);
                 c.total_bytes.fetch_add(*size, Ordering::Relaxed);
             }
-            NodeKind::Dir { tree } => match self.save_dir(path, subtree_of(before))? {
+            NodeKind::Dir { tree } => match self.save_dir(path, md.dev(), subtree_of(before))? {
                 Some(id) => *tree = id,
                 None => return Ok(None),
             },
@@ -193,7 +201,7 @@ impl Walker<'_> {
     }
 
     /// A folder's tree; `None` if the folder cannot be listed (recorded).
-    fn save_dir(&self, path: &Path, parent: Option<TreeId>) -> Result<Option<TreeId>> {
+    fn save_dir(&self, path: &Path, dev: u64, parent: Option<TreeId>) -> Result<Option<TreeId>> {
         let listing = std::fs::read_dir(path)
             .and_then(|rd| rd.map(|e| e.map(|e| e.file_name())).collect::<std::io::Result<Vec<_>>>());
         let mut names = match listing {
@@ -207,10 +215,19 @@ impl Walker<'_> {
         let parent = self.parent_tree(parent);
         let nodes: Vec<Option<Node>> = names
             .par_iter()
-            .map(|n| self.save_path(&path.join(n), n.as_bytes(), parent.find(n.as_bytes())))
+            .map(|n| self.save_path(&path.join(n), n.as_bytes(), parent.find(n.as_bytes()), Some(dev)))
             .collect::<Result<_>>()?;
         self.counters.dirs.fetch_add(1, Ordering::Relaxed);
         Ok(Some(self.save_tree(Tree { nodes: nodes.into_iter().flatten().collect() })?))
+    }
+
+    /// Whether an entry is left out by the exclude options.
+    fn excluded(&self, path: &Path, md: &std::fs::Metadata, parent_dev: Option<u64>) -> bool {
+        let ex = &self.excludes;
+        ex.excludes_path(path, md.is_dir())
+            || (md.is_file() && ex.excludes_size(md.len()))
+            || (md.is_dir() && ex.one_file_system() && parent_dev.is_some_and(|d| d != md.dev()))
+            || (md.is_dir() && ex.excludes_folder_contents(path))
     }
 
     /// The parent's chunk list for a file whose metadata says it did not change, if all
