@@ -4,6 +4,7 @@ use super::{exit, format, Ctx};
 use cairn::format::Timespec;
 use cairn::ops::backup::{backup, BackupOptions, ParentChoice, Source};
 use cairn::ops::exclude::ExcludeOptions;
+use cairn::ops::progress::Progress;
 use cairn::{Error, Result};
 use std::path::PathBuf;
 
@@ -100,7 +101,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         },
         time: a.time,
     };
-    let out = backup(&repo, source, &opts, &ctx.interrupt)?;
+    let progress = Progress::default();
+    let out = super::progress::show_while(ctx, &progress, || {
+        backup(&repo, source, &opts, &ctx.interrupt, &progress)
+    })?;
     for e in &out.errors {
         eprintln!("cairn: warning: not backed up: {e}");
     }
@@ -109,7 +113,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         println!(
             "{}",
             serde_json::json!({
-                "snapshot": out.id.to_hex(), "partial": out.snapshot.is_partial(),
+                "type": "summary", "snapshot": out.id.to_hex(), "partial": out.snapshot.is_partial(),
                 "parent": out.snapshot.parent.map(|p| p.to_hex()),
                 "files": s.files, "files_new": s.files_new, "files_changed": s.files_changed,
                 "files_unchanged": s.files_unchanged, "dirs": s.dirs, "others": s.others,

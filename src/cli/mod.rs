@@ -6,6 +6,7 @@ mod check;
 mod exit;
 mod format;
 mod init;
+mod progress;
 mod restore;
 mod snapshots;
 

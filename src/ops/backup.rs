@@ -22,6 +22,7 @@ use crate::format::Timespec;
 use crate::id::{SnapshotId, TreeId};
 use crate::index::Index;
 use crate::ops::exclude::{ExcludeOptions, Excludes};
+use crate::ops::progress::Progress;
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
 use std::io::Read;
@@ -74,6 +75,7 @@ pub fn backup(
     source: Source,
     opts: &BackupOptions,
     interrupt: &AtomicBool,
+    progress: &Progress,
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = opts.time.unwrap_or_else(Timespec::now);
@@ -97,14 +99,24 @@ pub fn backup(
         counters: Counters::default(),
         errors: Mutex::new(Vec::new()),
         interrupt,
+        progress,
     };
-    let walked = match source {
-        Source::Paths(_) => walker.save_sources(&sources, parent.map(|p| p.1)),
-        Source::Stdin { name, reader } => {
-            paths = vec![name.as_bytes().to_vec()];
-            walker.save_stdin(&name, reader, time)
+    let scan_stop = AtomicBool::new(false);
+    let walked = std::thread::scope(|scope| {
+        if let Source::Paths(_) = &source {
+            // Totals for the progress display, counted beside the backup.
+            scope.spawn(|| progress.scan(&sources, &walker.excludes, &scan_stop));
         }
-    };
+        let walked = match source {
+            Source::Paths(_) => walker.save_sources(&sources, parent.map(|p| p.1)),
+            Source::Stdin { name, reader } => {
+                paths = vec![name.as_bytes().to_vec()];
+                walker.save_stdin(&name, reader, time)
+            }
+        };
+        scan_stop.store(true, Ordering::Relaxed);
+        walked
+    });
     // Flush even when the walk failed: what was stored is then indexed and reused next time.
     let flushed = walker.writer.flush();
     let tree = walked?;

@@ -4,5 +4,6 @@
 pub mod backup;
 pub mod check;
 pub mod exclude;
+pub mod progress;
 pub mod restore;
 mod walker;

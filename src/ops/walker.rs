@@ -10,6 +10,7 @@ use crate::format::tree::{Node, NodeKind, Tree};
 use crate::format::Timespec;
 use crate::id::{BlobId, ChunkId, TreeId};
 use crate::ops::exclude::Excludes;
+use crate::ops::progress::Progress;
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
 use crate::tree::{load_tree, meta};
@@ -46,6 +47,7 @@ pub(super) struct Walker<'a> {
     pub counters: Counters,
     pub errors: Mutex<Vec<String>>,
     pub interrupt: &'a AtomicBool,
+    pub progress: &'a Progress,
 }
 
 /// A file's content as stored, or why it could not be read.
@@ -172,6 +174,7 @@ impl Walker<'_> {
                 if let Some(known) = self.unchanged_chunks(before, &md) {
                     *chunks = known;
                     c.files_unchanged.fetch_add(1, Ordering::Relaxed);
+                    self.progress.bytes.fetch_add(*size, Ordering::Relaxed);
                 } else {
                     match self.save_file(path, &md)? {
                         Ok((read, ids)) => {
@@ -188,6 +191,7 @@ impl Walker<'_> {
                 }
                 c.files.fetch_add(1, Ordering::Relaxed);
                 c.total_bytes.fetch_add(*size, Ordering::Relaxed);
+                self.progress.files.fetch_add(1, Ordering::Relaxed);
             }
             NodeKind::Dir { tree } => match self.save_dir(path, md.dev(), subtree_of(before))? {
                 Some(id) => *tree = id,
@@ -245,6 +249,7 @@ impl Walker<'_> {
 
     /// Chunk and store a file. Outer error: fatal; inner error: this file is unreadable.
     fn save_file(&self, path: &Path, md: &std::fs::Metadata) -> Result<FileContent> {
+        self.progress.set_current(path);
         match open_noatime(path, md) {
             Ok(f) => self.save_stream(f),
             Err(e) => Ok(Err(e.to_string())),
@@ -264,6 +269,7 @@ impl Walker<'_> {
             let id = self.repo.keys().chunk_id(chunk);
             self.writer.save(BlobId::Chunk(id), chunk)?;
             read += chunk.len() as u64;
+            self.progress.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             ids.push(id);
         }
         self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
