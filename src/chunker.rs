@@ -102,6 +102,9 @@ impl Chunker {
     }
 }
 
+/// A window of input and the ranges of the chunks cut from it.
+pub type Batch<'a> = (&'a [u8], Vec<std::ops::Range<usize>>);
+
 /// The read window for large inputs: 8 MiB, so one batch holds enough chunks to keep
 /// every core busy on a single large file (a database dump).
 const WINDOW: usize = 8 << 20;
@@ -135,7 +138,7 @@ impl<'c, R: Read> ChunkStream<'c, R> {
 
     /// All chunks that can be cut from the current window: the window and the ranges of
     /// the chunks in it. `None` at the end of the input.
-    pub fn next_batch(&mut self) -> std::io::Result<Option<(&[u8], Vec<std::ops::Range<usize>>)>> {
+    pub fn next_batch(&mut self) -> std::io::Result<Option<Batch<'_>>> {
         let max = self.chunker.params.max_size as usize;
         if self.end - self.start < max && !self.eof {
             self.refill()?;

@@ -26,7 +26,9 @@ fn write(p: &Path, bytes: &[u8]) {
 fn every_exclude_option_leaves_out_what_it_names_and_only_that() {
     let tmp = tempfile::tempdir().unwrap();
     let (repo, src) = (tmp.path().join("repo"), tmp.path().join("gw"));
-    for f in ["conf/a.xml", "conf/trace.log", "conf/keep.log", "conf/opsdb.d/db.bin", "build/x.o", "docs/build"] {
+    for f in
+        ["conf/a.xml", "conf/trace.log", "conf/keep.log", "conf/opsdb.d/db.bin", "build/x.o", "docs/build"]
+    {
         write(&src.join(f), b"data");
     }
     write(&src.join("cache/CACHEDIR.TAG"), b"Signature: 8a477f597d28d172789f06886806bc55\n");

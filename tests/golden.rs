@@ -34,12 +34,7 @@ fn manifest(root: &Path) -> BTreeMap<Vec<u8>, String> {
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             let md = std::fs::symlink_metadata(&p).unwrap();
-            let rel = p
-                .strip_prefix(root)
-                .unwrap()
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
+            let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
             let what = if md.is_dir() {
                 stack.push(p.clone());
                 "dir".to_string()
@@ -49,24 +44,15 @@ fn manifest(root: &Path) -> BTreeMap<Vec<u8>, String> {
                 let data = std::fs::read(&p).unwrap();
                 format!("file {} {}", data.len(), blake3::hash(&data).to_hex())
             };
-            let mtime = if md.file_type().is_symlink() || md.is_dir() {
-                0
-            } else {
-                md.mtime()
-            };
-            out.insert(
-                rel,
-                format!("{what} mode={:o} mtime={mtime}", md.mode() & 0o7777),
-            );
+            let mtime = if md.file_type().is_symlink() || md.is_dir() { 0 } else { md.mtime() };
+            out.insert(rel, format!("{what} mode={:o} mtime={mtime}", md.mode() & 0o7777));
         }
     }
     out
 }
 
 fn write_manifest(m: &BTreeMap<Vec<u8>, String>) -> String {
-    m.iter()
-        .map(|(k, v)| format!("{}\t{v}\n", blake3_hex_name(k)))
-        .collect()
+    m.iter().map(|(k, v)| format!("{}\t{v}\n", blake3_hex_name(k))).collect()
 }
 
 /// Names may not be UTF-8: store them hex-encoded in the manifest.
@@ -83,39 +69,19 @@ fn make_source(root: &Path) {
             "<entityStore id=\"{i}\">\n{}</entityStore>\n",
             "  <policy name=\"p\"/>\n".repeat(i * 10)
         );
-        std::fs::write(
-            root.join(format!("conf/groups/instance-1/store-{i:02}.xml")),
-            body,
-        )
-        .unwrap();
+        std::fs::write(root.join(format!("conf/groups/instance-1/store-{i:02}.xml")), body).unwrap();
     }
     let mut big = vec![0u8; 300_000];
-    blake3::Hasher::new()
-        .update(b"golden")
-        .finalize_xof()
-        .fill(&mut big);
+    blake3::Hasher::new().update(b"golden").finalize_xof().fill(&mut big);
     std::fs::write(root.join("conf/ext.jar"), &big).unwrap();
     std::fs::write(root.join("conf/empty.properties"), b"").unwrap();
-    std::fs::write(
-        root.join(std::ffi::OsStr::from_bytes(b"name-\xff\xfe.txt")),
-        b"not utf-8",
-    )
-    .unwrap();
-    std::os::unix::fs::symlink("groups/instance-1/store-01.xml", root.join("conf/link.xml"))
-        .unwrap();
+    std::fs::write(root.join(std::ffi::OsStr::from_bytes(b"name-\xff\xfe.txt")), b"not utf-8").unwrap();
+    std::os::unix::fs::symlink("groups/instance-1/store-01.xml", root.join("conf/link.xml")).unwrap();
     std::fs::write(root.join("conf/setuid-tool"), b"#!/bin/sh\n").unwrap();
-    std::fs::set_permissions(
-        root.join("conf/setuid-tool"),
-        std::fs::Permissions::from_mode(0o4750),
-    )
-    .unwrap();
+    std::fs::set_permissions(root.join("conf/setuid-tool"), std::fs::Permissions::from_mode(0o4750)).unwrap();
     for p in ["conf/ext.jar", "conf/empty.properties", "conf/setuid-tool"] {
-        let f = std::fs::File::options()
-            .write(true)
-            .open(root.join(p))
-            .unwrap();
-        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600))
-            .unwrap();
+        let f = std::fs::File::options().write(true).open(root.join(p)).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600)).unwrap();
     }
 }
 
@@ -126,39 +92,10 @@ fn regenerate_golden_v1() {
     make_source(&src);
     let _ = std::fs::remove_dir_all(FIXTURE);
     let repo = Path::new(FIXTURE);
-    let ok = |o: std::process::Output| {
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr))
-    };
-    ok(cairn(
-        repo,
-        &[
-            "init",
-            "--kdf-memory",
-            "8M",
-            "--kdf-iterations",
-            "1",
-            "--pack-size",
-            "1M",
-        ],
-    ));
-    ok(cairn(
-        repo,
-        &[
-            "backup",
-            SOURCE,
-            "--host",
-            "golden",
-            "--tag",
-            "v1",
-            "--time",
-            "2026-11-24T06:00:00Z",
-        ],
-    ));
-    std::fs::write(
-        format!("{FIXTURE}.manifest"),
-        write_manifest(&manifest(&src)),
-    )
-    .unwrap();
+    let ok = |o: std::process::Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(cairn(repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1", "--pack-size", "1M"]));
+    ok(cairn(repo, &["backup", SOURCE, "--host", "golden", "--tag", "v1", "--time", "2026-11-24T06:00:00Z"]));
+    std::fs::write(format!("{FIXTURE}.manifest"), write_manifest(&manifest(&src))).unwrap();
 }
 
 #[test]
@@ -168,11 +105,7 @@ fn golden_v1_still_reads() {
     copy_dir(Path::new(FIXTURE), &repo);
 
     let out = cairn(&repo, &["snapshots", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let snap = &list.as_array().unwrap()[0];
     assert_eq!(snap["host"], "golden");
@@ -181,22 +114,11 @@ fn golden_v1_still_reads() {
     assert_eq!(snap["paths"][0], SOURCE);
 
     let check = cairn(&repo, &["check", "--read-data"]);
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
 
     let target = tmp.path().join("restore");
-    let out = cairn(
-        &repo,
-        &["restore", "latest", "--target", target.to_str().unwrap()],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cairn(&repo, &["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let restored = manifest(&target.join(SOURCE.trim_start_matches('/')));
     let expected = std::fs::read_to_string(format!("{FIXTURE}.manifest")).unwrap();
     assert_eq!(write_manifest(&restored), expected);
