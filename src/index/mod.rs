@@ -1,33 +1,44 @@
 //! The in-memory index: which pack holds each blob, and where.
 //!
-//! Loaded entries sit in one sorted array (binary search, no per-entry allocation);
-//! entries added by a running backup sit in a small hash map until the next load. A pack
-//! id is stored once and referred to by a 4-byte slot number.
+//! Memory is the scale limit of a backup tool, so an entry is 32 bytes: the first 16
+//! bytes of the blob id, the pack (as a slot number, with the blob kind in its low bit),
+//! offset, sealed length and plaintext length. Entries sit in one array sorted by id
+//! prefix, with a table of bucket starts over the prefix's top bits, so a lookup is a
+//! short binary search inside one bucket and no entry owns an allocation.
+//!
+//! Two different blobs sharing a 128-bit prefix is as unlikely as a hash collision
+//! (about 1e-23 for 1e8 blobs), and cannot go unnoticed: a blob is opened with its full
+//! id as associated data and its plaintext re-hashed, so a wrong entry fails to open.
+//! Full ids stay in the index files on disk.
 
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::envelope::{self, ObjectType};
 use crate::format::index::IndexFile;
 use crate::format::pack::Entry;
-use crate::id::{BlobId, BlobKind, IndexId, PackId};
+use crate::id::{BlobId, IndexId, PackId};
 use crate::repo::Repository;
 use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Slot {
-    kind: u8,
-    pack: u32,
+    prefix: [u8; 16],
+    /// Pack slot number << 1 | (kind - 1).
+    pack_kind: u32,
     offset: u32,
     length: u32,
     raw_length: u32,
 }
 
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
+
 #[derive(Default)]
 pub struct Index {
     packs: Vec<PackId>,
-    pack_slots: HashMap<PackId, u32>,
-    sorted: Vec<([u8; 32], Slot)>,
-    fresh: HashMap<[u8; 32], Slot>,
+    slots: Vec<Slot>,
+    /// `buckets[b]..buckets[b + 1]` is the range of slots whose prefix starts with b.
+    buckets: Vec<u32>,
+    bucket_bits: u32,
     /// The index files this index was loaded from.
     pub files: Vec<IndexId>,
 }
@@ -37,6 +48,13 @@ pub struct Index {
 pub struct Location {
     pub pack: PackId,
     pub entry: Entry,
+}
+
+/// Pack entries loaded from index files, with the index files that were damaged.
+pub type PackLists = (HashMap<PackId, Vec<Entry>>, Vec<(String, Error)>);
+
+fn prefix(id: &[u8; 32]) -> [u8; 16] {
+    id[..16].try_into().expect("16 bytes")
 }
 
 impl Index {
@@ -55,108 +73,155 @@ impl Index {
     }
 
     fn load_inner(repo: &Repository, stop_at_damage: bool) -> Result<(Index, Vec<(String, Error)>)> {
-        let mut idx = Index::default();
-        let mut entries = Vec::new();
-        let mut damaged = Vec::new();
-        for name in repo.backend().list(FileType::Index)? {
-            let file = IndexId::from_hex(&name).and_then(|id| Ok((id, load_index_file(repo, &id)?)));
-            let (id, file) = match file {
-                Ok(f) => f,
-                Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::InvalidInput => {
-                    damaged.push((name.clone(), e.wrap(format!("index file {name}"))));
-                    if stop_at_damage {
-                        break;
-                    }
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            for (pack, list) in file.packs {
-                let p = idx.pack_slot(pack);
-                entries.extend(list.iter().map(|e| (*e.id.bytes(), slot(p, e))));
+        let mut builder = IndexBuilder::default();
+        let mut files = Vec::new();
+        let damaged = for_each_index_file(repo, stop_at_damage, |id, file| {
+            files.push(id);
+            for (pack, list) in &file.packs {
+                builder.add_pack(*pack, list);
             }
-            idx.files.push(id);
-        }
-        entries.sort_unstable_by_key(|a| a.0);
-        entries.dedup_by(|a, b| a.0 == b.0);
-        entries.shrink_to_fit();
-        idx.sorted = entries;
+        })?;
+        let mut idx = builder.build();
+        idx.files = files;
         Ok((idx, damaged))
     }
 
-    fn pack_slot(&mut self, pack: PackId) -> u32 {
-        *self.pack_slots.entry(pack).or_insert_with(|| {
-            self.packs.push(pack);
-            (self.packs.len() - 1) as u32
-        })
-    }
-
-    /// Record the blobs of a newly written pack.
-    pub fn add_pack(&mut self, pack: PackId, entries: &[Entry]) {
-        let p = self.pack_slot(pack);
-        for e in entries {
-            self.fresh.entry(*e.id.bytes()).or_insert_with(|| slot(p, e));
-        }
-    }
-
-    fn slot_of(&self, id: &[u8; 32]) -> Option<Slot> {
-        if let Some(s) = self.fresh.get(id) {
-            return Some(*s);
-        }
-        self.sorted.binary_search_by(|(k, _)| k.cmp(id)).ok().map(|i| self.sorted[i].1)
+    fn slot(&self, id: &BlobId) -> Option<&Slot> {
+        let p = prefix(id.bytes());
+        let b = bucket_of(&p, self.bucket_bits);
+        let range = *self.buckets.get(b)? as usize..*self.buckets.get(b + 1)? as usize;
+        let within = &self.slots[range];
+        let i = within.binary_search_by(|s| s.prefix.cmp(&p)).ok()?;
+        let s = &within[i];
+        (s.pack_kind & 1 == id.kind() as u32 - 1).then_some(s)
     }
 
     pub fn contains(&self, id: &BlobId) -> bool {
-        self.slot_of(id.bytes()).is_some_and(|s| s.kind == id.kind() as u8)
+        self.slot(id).is_some()
     }
 
     pub fn get(&self, id: &BlobId) -> Option<Location> {
-        let s = self.slot_of(id.bytes()).filter(|s| s.kind == id.kind() as u8)?;
+        let s = self.slot(id)?;
         Some(Location {
-            pack: self.packs[s.pack as usize],
+            pack: self.packs[(s.pack_kind >> 1) as usize],
             entry: Entry { id: *id, offset: s.offset, length: s.length, raw_length: s.raw_length },
         })
     }
 
     pub fn len(&self) -> usize {
-        self.sorted.len() + self.fresh.len()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.slots.is_empty()
     }
 
     pub fn pack_count(&self) -> usize {
         self.packs.len()
     }
 
-    /// Every blob with its location (sorted entries first, then new ones).
-    pub fn iter(&self) -> impl Iterator<Item = Location> + '_ {
-        self.sorted.iter().map(|(k, s)| (k, s)).chain(self.fresh.iter()).map(move |(k, s)| Location {
-            pack: self.packs[s.pack as usize],
-            entry: Entry {
-                id: BlobId::from_parts(BlobKind::from_byte(s.kind).expect("kinds are checked on load"), *k),
-                offset: s.offset,
-                length: s.length,
-                raw_length: s.raw_length,
-            },
-        })
+    /// Bytes the index holds in memory, for benchmarks and `stats`.
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.buckets.capacity() * 4
+            + self.packs.capacity() * std::mem::size_of::<PackId>()
     }
 }
 
-fn slot(pack: u32, e: &Entry) -> Slot {
-    Slot { kind: e.id.kind() as u8, pack, offset: e.offset, length: e.length, raw_length: e.raw_length }
+/// Collects pack entries, then sorts them into an [`Index`].
+#[derive(Default)]
+pub struct IndexBuilder {
+    packs: Vec<PackId>,
+    pack_slots: HashMap<PackId, u32>,
+    slots: Vec<Slot>,
+}
+
+impl IndexBuilder {
+    pub fn add_pack(&mut self, pack: PackId, entries: &[Entry]) {
+        let next = self.packs.len() as u32;
+        let p = *self.pack_slots.entry(pack).or_insert(next);
+        if p == next {
+            self.packs.push(pack);
+        }
+        self.slots.extend(entries.iter().map(|e| Slot {
+            prefix: prefix(e.id.bytes()),
+            pack_kind: p << 1 | (e.id.kind() as u32 - 1),
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+        }));
+    }
+
+    pub fn build(self) -> Index {
+        let IndexBuilder { packs, mut slots, .. } = self;
+        slots.sort_unstable_by_key(|s| s.prefix);
+        // A blob stored twice (two backups racing) keeps one location; either is valid.
+        slots.dedup_by_key(|s| s.prefix);
+        slots.shrink_to_fit();
+        // 8 to 16 entries per bucket (at most half a byte per entry), at most 2^20 buckets.
+        let per8 = slots.len() / 8;
+        let bucket_bits = if per8 == 0 { 0 } else { (usize::BITS - 1 - per8.leading_zeros()).min(20) };
+        let mut buckets = vec![0u32; (1usize << bucket_bits) + 1];
+        for s in &slots {
+            buckets[bucket_of(&s.prefix, bucket_bits) + 1] += 1;
+        }
+        for b in 1..buckets.len() {
+            buckets[b] += buckets[b - 1];
+        }
+        Index { packs, slots, buckets, bucket_bits, files: Vec::new() }
+    }
+}
+
+fn bucket_of(prefix: &[u8; 16], bits: u32) -> usize {
+    if bits == 0 {
+        return 0;
+    }
+    (u32::from_be_bytes(prefix[..4].try_into().expect("4 bytes")) >> (32 - bits)) as usize
+}
+
+/// Run `f` on every index file that opens; returns the damaged ones (stopping at the first
+/// if `stop_at_damage`). Errors other than damage (I/O, permission) are returned.
+fn for_each_index_file(
+    repo: &Repository,
+    stop_at_damage: bool,
+    mut f: impl FnMut(IndexId, IndexFile),
+) -> Result<Vec<(String, Error)>> {
+    let mut damaged = Vec::new();
+    for name in repo.backend().list(FileType::Index)? {
+        let loaded = IndexId::from_hex(&name).and_then(|id| Ok((id, load_index_file(repo, &id)?)));
+        match loaded {
+            Ok((id, file)) => f(id, file),
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::InvalidInput | ErrorKind::Unsupported) => {
+                damaged.push((name.clone(), e.wrap(format!("index file {name}"))));
+                if stop_at_damage {
+                    break;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(damaged)
+}
+
+/// Every pack entry of every readable index file, with full ids (for check and repair).
+pub fn load_pack_lists(repo: &Repository) -> Result<PackLists> {
+    let mut packs: HashMap<PackId, Vec<Entry>> = HashMap::new();
+    let damaged = for_each_index_file(repo, false, |_, file| {
+        for (pack, list) in file.packs {
+            packs.entry(pack).or_default().extend(list);
+        }
+    })?;
+    Ok((packs, damaged))
 }
 
 /// Read, check and decode one index file.
 pub fn load_index_file(repo: &Repository, id: &IndexId) -> Result<IndexFile> {
     let bytes = repo.backend().read(FileType::Index, &id.to_hex())?;
     if blake3::hash(&bytes).as_bytes() != &id.0 {
-        return Err(Error::corrupt(format!("index file {id} does not match its name")));
+        return Err(Error::corrupt("content does not match its name"));
     }
-    let payload = envelope::open(repo.keys(), ObjectType::Index, &bytes)
-        .map_err(|e| e.wrap(format!("index file {id}")))?;
-    IndexFile::decode(&payload).map_err(|e| e.wrap(format!("index file {id}")))
+    let payload = envelope::open(repo.keys(), ObjectType::Index, &bytes)?;
+    IndexFile::decode(&payload)
 }
 
 #[cfg(test)]
@@ -164,14 +229,40 @@ mod tests {
     use super::*;
     use crate::id::{ChunkId, TreeId};
 
+    fn entry(id: BlobId, offset: u32) -> Entry {
+        Entry { id, offset, length: 30, raw_length: 20 }
+    }
+
     #[test]
-    fn fresh_and_kind_checked_lookups() {
-        let mut idx = Index::default();
+    fn lookups_check_the_kind_and_find_every_entry() {
+        let mut b = IndexBuilder::default();
         let c = BlobId::Chunk(ChunkId([5; 32]));
-        let e = Entry { id: c, offset: 40, length: 30, raw_length: 20 };
-        idx.add_pack(PackId([1; 32]), &[e]);
-        assert_eq!(idx.get(&c).unwrap().entry, e);
+        b.add_pack(PackId([1; 32]), &[entry(c, 40)]);
+        let mut many = Vec::new();
+        for i in 0..5000u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+            id[31] = 1;
+            many.push(entry(BlobId::Tree(TreeId(id)), 40 + i));
+        }
+        b.add_pack(PackId([2; 32]), &many);
+        let idx = b.build();
+        assert_eq!(idx.len(), 5001);
+        assert_eq!(idx.get(&c).unwrap().entry, entry(c, 40));
+        assert_eq!(idx.get(&c).unwrap().pack, PackId([1; 32]));
         assert!(!idx.contains(&BlobId::Tree(TreeId([5; 32]))));
-        assert_eq!(idx.iter().count(), 1);
+        for e in &many {
+            let loc = idx.get(&e.id).expect("every added entry is found");
+            assert_eq!((loc.pack, loc.entry), (PackId([2; 32]), *e));
+        }
+        assert!(!idx.contains(&BlobId::Chunk(ChunkId([9; 32]))));
+        assert!(idx.memory_bytes() <= 5001 * 33 + 64 * 2, "{} bytes", idx.memory_bytes());
+    }
+
+    #[test]
+    fn an_empty_index_finds_nothing() {
+        let idx = IndexBuilder::default().build();
+        assert!(!idx.contains(&BlobId::Chunk(ChunkId([0; 32]))));
+        assert!(Index::default().get(&BlobId::Chunk(ChunkId([0; 32]))).is_none());
     }
 }

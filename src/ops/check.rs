@@ -87,10 +87,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
     // Packs: the ones the index names against the ones stored.
     let stored: HashMap<String, ()> =
         repo.backend().list(FileType::Pack)?.into_iter().map(|n| (n, ())).collect();
-    let mut by_pack: HashMap<PackId, Vec<crate::format::pack::Entry>> = HashMap::new();
-    for loc in index.iter() {
-        by_pack.entry(loc.pack).or_default().push(loc.entry);
-    }
+    // Full entries per pack, from the index files (the in-memory index keeps id prefixes).
+    let (by_pack, _) = crate::index::load_pack_lists(repo)?;
     report.packs = stored.len();
     for name in stored.keys() {
         if PackId::from_hex(name).map(|p| !by_pack.contains_key(&p)).unwrap_or(true) {
