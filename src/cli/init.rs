@@ -55,7 +55,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if pw.is_empty() {
         return Err(Error::invalid("the password is empty; choose a password"));
     }
-    let repo = Repository::init(location, &pw, &opts)?;
+    let repo = Repository::init(location, &pw, &opts, ctx.key_file.as_deref())?;
     if ctx.json {
         println!(
             "{}",

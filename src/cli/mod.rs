@@ -6,10 +6,12 @@ mod check;
 mod exit;
 mod format;
 mod init;
+mod key;
 mod progress;
 mod restore;
 mod snapshots;
 
+use cairn::repo::KeySource;
 use cairn::{Error, ErrorKind, Repository, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,6 +34,9 @@ pub struct Cli {
     /// Read the password from this file (first line)
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
     password_file: Option<PathBuf>,
+    /// Use this key file, kept apart from the repository, instead of the repository's keys
+    #[arg(long, env = "CAIRN_KEY_FILE", global = true)]
+    key_file: Option<PathBuf>,
     /// Machine-readable JSON output
     #[arg(long, global = true)]
     json: bool,
@@ -49,19 +54,22 @@ enum Command {
     Snapshots(snapshots::Args),
     Restore(restore::Args),
     Check(check::Args),
+    #[command(subcommand)]
+    Key(key::Command),
 }
 
 /// What every command gets: global options and the interrupt flag.
 pub struct Ctx {
     repo: Option<String>,
     password_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
     pub json: bool,
     pub quiet: bool,
     pub interrupt: Arc<AtomicBool>,
 }
 
 impl Ctx {
-    fn location(&self) -> Result<&str> {
+    pub fn location(&self) -> Result<&str> {
         self.repo
             .as_deref()
             .ok_or_else(|| Error::invalid("no repository given: use --repo PATH or set CAIRN_REPOSITORY"))
@@ -74,16 +82,7 @@ impl Ctx {
             return Ok(Zeroizing::new(p.into_vec()));
         }
         if let Some(f) = &self.password_file {
-            let raw = Zeroizing::new(std::fs::read(f).map_err(|e| {
-                Error::with_source(
-                    ErrorKind::InvalidInput,
-                    format!("cannot read password file {}", f.display()),
-                    e,
-                )
-            })?);
-            let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            return Ok(Zeroizing::new(line.to_vec()));
+            return read_password_file(f);
         }
         let ask = |prompt: &str| {
             rpassword::prompt_password(prompt).map(|s| Zeroizing::new(s.into_bytes())).map_err(|_| {
@@ -99,11 +98,46 @@ impl Ctx {
         Ok(first)
     }
 
+    /// A new password (for key add / passwd): CAIRN_NEW_PASSWORD, a file, or asked twice.
+    pub fn new_password(&self, file: Option<&std::path::Path>) -> Result<Zeroizing<Vec<u8>>> {
+        if let Some(p) = std::env::var_os("CAIRN_NEW_PASSWORD") {
+            use std::os::unix::ffi::OsStringExt;
+            return Ok(Zeroizing::new(p.into_vec()));
+        }
+        if let Some(f) = file {
+            return read_password_file(f);
+        }
+        let ask = |prompt: &str| {
+            rpassword::prompt_password(prompt).map(|s| Zeroizing::new(s.into_bytes())).map_err(|_| {
+                Error::invalid("no new password given: set CAIRN_NEW_PASSWORD or --new-password-file, or run on a terminal")
+            })
+        };
+        let first = ask("new password: ")?;
+        if *ask("repeat new password: ")? != *first {
+            return Err(Error::invalid("the passwords differ"));
+        }
+        Ok(first)
+    }
+
     pub fn open(&self) -> Result<Repository> {
         let location = self.location()?;
         let pw = self.password(false)?;
-        Repository::open(location, &pw)
+        let source = match &self.key_file {
+            Some(f) => KeySource::File(f.clone()),
+            None => KeySource::Stored,
+        };
+        Repository::open(location, &pw, &source)
     }
+}
+
+/// The first line of a password file.
+fn read_password_file(f: &std::path::Path) -> Result<Zeroizing<Vec<u8>>> {
+    let raw = Zeroizing::new(std::fs::read(f).map_err(|e| {
+        Error::with_source(ErrorKind::InvalidInput, format!("cannot read password file {}", f.display()), e)
+    })?);
+    let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Ok(Zeroizing::new(line.to_vec()))
 }
 
 pub fn main() -> i32 {
@@ -121,14 +155,21 @@ pub fn main() -> i32 {
         let _ = signal_hook::flag::register_conditional_shutdown(sig, exit::INTERRUPTED, interrupt.clone());
         let _ = signal_hook::flag::register(sig, interrupt.clone());
     }
-    let ctx =
-        Ctx { repo: cli.repo, password_file: cli.password_file, json: cli.json, quiet: cli.quiet, interrupt };
+    let ctx = Ctx {
+        repo: cli.repo,
+        password_file: cli.password_file,
+        key_file: cli.key_file,
+        json: cli.json,
+        quiet: cli.quiet,
+        interrupt,
+    };
     let result = match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
+        Command::Key(c) => key::run(&ctx, c),
     };
     match result {
         Ok(code) => code,

@@ -191,7 +191,12 @@ fn for_each_index_file(
         let loaded = IndexId::from_hex(&name).and_then(|id| Ok((id, load_index_file(repo, &id)?)));
         match loaded {
             Ok((id, file)) => f(id, file),
-            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::InvalidInput | ErrorKind::Unsupported) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Corrupt | ErrorKind::InvalidInput | ErrorKind::Unsupported
+                ) =>
+            {
                 damaged.push((name.clone(), e.wrap(format!("index file {name}"))));
                 if stop_at_damage {
                     break;

@@ -9,10 +9,12 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Config, REPO_FORMAT};
 use crate::format::envelope::{self, ObjectType};
 use crate::format::index::IndexFile;
-use crate::format::keyfile::KeyFile;
 use crate::format::snapshot::Snapshot;
 use crate::format::Timespec;
 use crate::id::{IndexId, KeyId, SnapshotId};
+
+pub mod keys;
+pub use keys::{KeyInfo, KeySource};
 
 /// Choices made once, at `init`.
 #[derive(Clone, Debug)]
@@ -38,18 +40,37 @@ pub struct Repository {
     backend: Box<dyn Backend>,
     config: Config,
     keys: RepoKeys,
+    /// Kept for key management; wiped on drop.
+    master: MasterKey,
     key_id: KeyId,
+    key_source: KeySource,
 }
 
 impl Repository {
-    /// Create a repository at `location` with a first full key for `passphrase`.
-    pub fn init(location: &str, passphrase: &[u8], opts: &InitOptions) -> Result<Repository> {
-        let backend = backend::open(location)?;
-        Self::init_on(backend, passphrase, opts)
+    /// Create a repository at `location` with a first full key for `passphrase`, stored in
+    /// the repository or, with `key_file`, apart from it.
+    pub fn init(
+        location: &str,
+        passphrase: &[u8],
+        opts: &InitOptions,
+        key_file: Option<&std::path::Path>,
+    ) -> Result<Repository> {
+        Self::init_on(backend::open(location)?, passphrase, opts, key_file)
     }
 
-    pub fn init_on(backend: Box<dyn Backend>, passphrase: &[u8], opts: &InitOptions) -> Result<Repository> {
+    pub fn init_on(
+        backend: Box<dyn Backend>,
+        passphrase: &[u8],
+        opts: &InitOptions,
+        key_file: Option<&std::path::Path>,
+    ) -> Result<Repository> {
         opts.kdf.check()?;
+        if let Some(k) = key_file.filter(|k| k.exists()) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("key file {} already exists; choose a new path", k.display()),
+            ));
+        }
         let master = MasterKey::generate()?;
         let mut repo_id = [0u8; 32];
         fill_random(&mut repo_id)?;
@@ -64,23 +85,21 @@ impl Repository {
         };
         config.validate()?;
         backend.create()?;
-        let key_bytes =
-            KeyFile::wrap(&master, passphrase, opts.kdf, &crate::sys::hostname(), &crate::sys::username())?;
-        let key_id = KeyId(*blake3::hash(&key_bytes).as_bytes());
         // Key first, config last: a folder with a config is a repository, so the config
         // appears only when everything needed to open it is there.
-        backend.write(FileType::Key, &key_id.to_hex(), &key_bytes)?;
+        let key_id = keys::store_key(backend.as_ref(), &master, passphrase, opts.kdf, key_file)?;
         backend.write(FileType::Config, "config", &envelope::seal_config(&master, &config.encode())?)?;
         let keys = master.derive(config.public_key)?;
-        Ok(Repository { backend, config, keys, key_id })
+        let key_source = key_file.map(|k| KeySource::File(k.to_path_buf())).unwrap_or_default();
+        Ok(Repository { backend, config, keys, master, key_id, key_source })
     }
 
-    /// Open the repository at `location` with `passphrase`.
-    pub fn open(location: &str, passphrase: &[u8]) -> Result<Repository> {
-        Self::open_on(backend::open(location)?, passphrase)
+    /// Open the repository at `location` with `passphrase` and the key from `source`.
+    pub fn open(location: &str, passphrase: &[u8], source: &KeySource) -> Result<Repository> {
+        Self::open_on(backend::open(location)?, passphrase, source)
     }
 
-    pub fn open_on(backend: Box<dyn Backend>, passphrase: &[u8]) -> Result<Repository> {
+    pub fn open_on(backend: Box<dyn Backend>, passphrase: &[u8], source: &KeySource) -> Result<Repository> {
         if !backend.exists(FileType::Config, "config")? {
             return Err(Error::new(
                 ErrorKind::NotARepository,
@@ -90,12 +109,12 @@ impl Repository {
                 ),
             ));
         }
-        let (key_id, master) = find_key(backend.as_ref(), passphrase)?;
+        let (key_id, master) = keys::open_key(backend.as_ref(), source, passphrase)?;
         let sealed = backend.read(FileType::Config, "config")?;
         let config =
             Config::decode(&envelope::open_config(&master, &sealed)?).map_err(|e| e.wrap("config"))?;
         let keys = master.derive(config.public_key)?;
-        Ok(Repository { backend, config, keys, key_id })
+        Ok(Repository { backend, config, keys, master, key_id, key_source: source.clone() })
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -192,40 +211,6 @@ impl Repository {
     }
 }
 
-/// Try each key file with `passphrase`; the first that opens wins.
-fn find_key(backend: &dyn Backend, passphrase: &[u8]) -> Result<(KeyId, MasterKey)> {
-    let names = backend.list(FileType::Key)?;
-    if names.is_empty() {
-        return Err(Error::corrupt("the repository has no key files (keys/ is empty)"));
-    }
-    let mut damaged = Vec::new();
-    for name in names {
-        let bytes = backend.read(FileType::Key, &name)?;
-        if crate::id::hex_encode(blake3::hash(&bytes).as_bytes()) != name {
-            // Never spend Argon2id time on a planted or damaged file.
-            damaged.push(format!("{name}: content does not match its name"));
-            continue;
-        }
-        let attempt = KeyFile::decode(&bytes).and_then(|kf| kf.unwrap(passphrase));
-        match attempt {
-            Ok(master) => {
-                let id = KeyId::from_hex(&name).map_err(|e| e.wrap("key file name"))?;
-                return Ok((id, master));
-            }
-            Err(e) if e.kind() == ErrorKind::WrongPassword => {}
-            Err(e) => damaged.push(format!("{name}: {e}")),
-        }
-    }
-    if damaged.is_empty() {
-        Err(Error::new(ErrorKind::WrongPassword, "wrong password: no key of this repository opens with it"))
-    } else {
-        Err(Error::new(
-            ErrorKind::WrongPassword,
-            format!("wrong password, or the matching key file is damaged ({})", damaged.join("; ")),
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,15 +224,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let loc = dir.path().join("r");
         let loc = loc.to_str().unwrap();
-        let r = Repository::init(loc, b"pw", &fast()).unwrap();
-        let again = Repository::open(loc, b"pw").unwrap();
+        let r = Repository::init(loc, b"pw", &fast(), None).unwrap();
+        let again = Repository::open(loc, b"pw", &KeySource::Stored).unwrap();
         assert_eq!(again.config(), r.config());
         assert_eq!(again.key_id(), r.key_id());
-        assert_eq!(Repository::open(loc, b"nope").err().unwrap().kind(), ErrorKind::WrongPassword);
-        assert_eq!(Repository::init(loc, b"pw", &fast()).err().unwrap().kind(), ErrorKind::AlreadyExists);
+        assert_eq!(
+            Repository::open(loc, b"nope", &KeySource::Stored).err().unwrap().kind(),
+            ErrorKind::WrongPassword
+        );
+        assert_eq!(
+            Repository::init(loc, b"pw", &fast(), None).err().unwrap().kind(),
+            ErrorKind::AlreadyExists
+        );
         let empty = dir.path().join("none");
         assert_eq!(
-            Repository::open(empty.to_str().unwrap(), b"pw").err().unwrap().kind(),
+            Repository::open(empty.to_str().unwrap(), b"pw", &KeySource::Stored).err().unwrap().kind(),
             ErrorKind::NotARepository
         );
         assert_eq!(r.find_snapshot("latest").err().unwrap().kind(), ErrorKind::NotFound);

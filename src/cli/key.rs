@@ -1,0 +1,260 @@
+//! `cairn key`: manage the keys that open a repository.
+
+use super::{exit, format, Ctx};
+use cairn::crypto::keys::{KdfParams, KeyKind};
+use cairn::{Error, Result};
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand)]
+#[command(about = "Manage keys: list, add, remove, change password, export for paper backup")]
+pub enum Command {
+    /// List the repository's keys
+    #[command(after_help = "Example:\n  cairn key list")]
+    List,
+    /// Add a key with a new password (CAIRN_NEW_PASSWORD, --new-password-file, or prompt)
+    #[command(
+        after_help = "Examples:\n  cairn key add\n  cairn key add --backup-only --key-file /etc/cairn/backup.key"
+    )]
+    Add(AddArgs),
+    /// Remove a key (not the one in use)
+    #[command(after_help = "Example:\n  cairn key remove 3f9a1c")]
+    Remove { id: String },
+    /// Change the password of the key in use
+    #[command(after_help = "Example:\n  cairn key passwd")]
+    Passwd(PasswdArgs),
+    /// Print the key in use in a form to print on paper (still protected by its password)
+    #[command(
+        after_help = "Example:\n  cairn key export > key-paper.txt\nRecover with: cairn key from-paper key-paper.txt --output key.cairn"
+    )]
+    Export,
+    /// Turn a paper backup back into a key file (then use it with --key-file)
+    #[command(
+        name = "from-paper",
+        after_help = "Example:\n  cairn key from-paper key-paper.txt --output key.cairn"
+    )]
+    FromPaper {
+        /// The typed-in or scanned text of `key export`
+        input: PathBuf,
+        /// Where to write the key file (must not exist)
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct AddArgs {
+    /// A key for a backup host: can add snapshots and dedup, cannot read or delete anything
+    #[arg(long)]
+    backup_only: bool,
+    /// Write the new key to this file instead of the repository
+    #[arg(long = "to-file")]
+    to_file: Option<PathBuf>,
+    /// Read the new password from this file
+    #[arg(long)]
+    new_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    kdf: KdfArgs,
+}
+
+#[derive(clap::Args)]
+pub struct PasswdArgs {
+    /// Read the new password from this file
+    #[arg(long)]
+    new_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    kdf: KdfArgs,
+}
+
+#[derive(clap::Args)]
+pub struct KdfArgs {
+    /// Argon2id memory for the new key (e.g. 64M, 1G); at least 8M
+    #[arg(long, default_value = "64M", value_parser = format::parse_size)]
+    kdf_memory: u64,
+    /// Argon2id passes for the new key; at least 1
+    #[arg(long, default_value_t = 3)]
+    kdf_iterations: u32,
+}
+
+impl KdfArgs {
+    fn params(&self) -> Result<KdfParams> {
+        let memory_kib =
+            u32::try_from(self.kdf_memory / 1024).map_err(|_| Error::invalid("--kdf-memory is too large"))?;
+        let p = KdfParams { memory_kib, iterations: self.kdf_iterations, parallelism: 1 };
+        p.check()?;
+        Ok(p)
+    }
+}
+
+pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
+    match cmd {
+        Command::FromPaper { input, output } => return from_paper(&input, &output),
+        Command::List => list(ctx)?,
+        Command::Add(a) => {
+            let kdf = a.kdf.params()?;
+            let repo = ctx.open()?;
+            repo.require_full_key("manage keys")?;
+            let pw = ctx.new_password(a.new_password_file.as_deref())?;
+            let kind = if a.backup_only { KeyKind::BackupOnly } else { KeyKind::Full };
+            let id = repo.add_key(&pw, kind, kdf, a.to_file.as_deref())?;
+            say(
+                ctx,
+                serde_json::json!({"added": id.to_hex(), "kind": kind.name()}),
+                &format!("added {} key {}", kind.name(), id.short()),
+            );
+        }
+        Command::Remove { id } => {
+            let repo = ctx.open()?;
+            let id = repo.find_key_id(&id)?;
+            repo.remove_key(&id)?;
+            say(ctx, serde_json::json!({"removed": id.to_hex()}), &format!("removed key {}", id.short()));
+        }
+        Command::Passwd(a) => {
+            let kdf = a.kdf.params()?;
+            let mut repo = ctx.open()?;
+            repo.require_full_key("manage keys")?;
+            let pw = ctx.new_password(a.new_password_file.as_deref())?;
+            let id = repo.change_password(&pw, kdf)?;
+            say(
+                ctx,
+                serde_json::json!({"key": id.to_hex()}),
+                &format!("password changed; the key is now {}", id.short()),
+            );
+        }
+        Command::Export => {
+            let repo = ctx.open()?;
+            print!("{}", paper::encode(&repo.key_file_bytes()?, &repo.key_id().to_hex()));
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn say(ctx: &Ctx, json: serde_json::Value, human: &str) {
+    if ctx.json {
+        println!("{json}");
+    } else if !ctx.quiet {
+        println!("{human}");
+    }
+}
+
+fn list(ctx: &Ctx) -> Result<()> {
+    let repo = ctx.open()?;
+    let keys = repo.list_keys()?;
+    if ctx.json {
+        let v: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "id": k.id.to_hex(), "kind": k.kind.name(), "in_use": k.in_use,
+                    "host": k.header.host, "user": k.header.user, "created": format::rfc3339(k.header.created),
+                    "kdf": {"memory_kib": k.header.kdf.memory_kib, "iterations": k.header.kdf.iterations,
+                            "parallelism": k.header.kdf.parallelism},
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            vec![
+                format!("{}{}", if k.in_use { "*" } else { " " }, k.id.short()),
+                k.kind.name().to_string(),
+                k.header.user.clone(),
+                k.header.host.clone(),
+                format::local_time(k.header.created),
+                format!("{} MiB, {} passes", k.header.kdf.memory_kib / 1024, k.header.kdf.iterations),
+            ]
+        })
+        .collect();
+    format::table(&[" ID", "Kind", "User", "Host", "Created", "Argon2id"], &rows);
+    Ok(())
+}
+
+fn from_paper(input: &std::path::Path, output: &std::path::Path) -> Result<i32> {
+    let text = std::fs::read_to_string(input).map_err(|e| {
+        Error::with_source(cairn::ErrorKind::InvalidInput, format!("cannot read {}", input.display()), e)
+    })?;
+    let bytes = paper::decode(&text).map_err(Error::invalid)?;
+    cairn::format::keyfile::KeyFile::decode(&bytes)?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(output).map_err(|e| {
+            Error::with_source(
+                cairn::ErrorKind::InvalidInput,
+                format!("cannot create {}", output.display()),
+                e,
+            )
+        })?;
+    f.write_all(&bytes).map_err(|e| Error::io(format!("cannot write {}", output.display()), e))?;
+    println!("wrote key file {}; use it with --key-file", output.display());
+    Ok(exit::SUCCESS)
+}
+
+/// The paper form: the key file in lowercase hex, 32 bytes a line, each line numbered and
+/// followed by a 4-digit check code, so a typo is found on its line.
+mod paper {
+    pub fn encode(bytes: &[u8], id: &str) -> String {
+        let mut out = format!(
+            "cairn key {id}\n\
+             Protected by its password; keep this page apart from the repository.\n\
+             Recover: type the lines below into a file, then run\n  \
+             cairn key from-paper FILE --output key.cairn\n\n"
+        );
+        for (n, line) in bytes.chunks(32).enumerate() {
+            let hex = cairn::id::hex_encode(line);
+            out += &format!("{:03} {} {}\n", n + 1, group(&hex), check(n, &hex));
+        }
+        out
+    }
+
+    fn group(hex: &str) -> String {
+        hex.as_bytes().chunks(8).map(|c| std::str::from_utf8(c).expect("hex")).collect::<Vec<_>>().join(" ")
+    }
+
+    fn check(n: usize, hex: &str) -> String {
+        let h = blake3::Hasher::new().update(&(n as u32).to_le_bytes()).update(hex.as_bytes()).finalize();
+        cairn::id::hex_encode(&h.as_bytes()[..2])
+    }
+
+    pub fn decode(text: &str) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        let mut expect = 1;
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let Some(num) = words.first().and_then(|w| w.parse::<usize>().ok()) else { continue };
+            if words.len() < 3 || words[0].len() != 3 {
+                continue;
+            }
+            if num != expect {
+                return Err(format!("line {expect} is missing (found line {num})"));
+            }
+            let hex: String = words[1..words.len() - 1].concat().to_ascii_lowercase();
+            if check(num - 1, &hex) != words[words.len() - 1].to_ascii_lowercase() {
+                return Err(format!("line {num} has a typo (its check code does not match)"));
+            }
+            out.extend(cairn::id::hex_decode(&hex).map_err(|e| format!("line {num}: {e}"))?);
+            expect += 1;
+        }
+        if out.is_empty() {
+            return Err("no key lines found".into());
+        }
+        Ok(out)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn round_trip_and_typos() {
+            let bytes: Vec<u8> = (0..150u8).collect();
+            let text = super::encode(&bytes, "abcd");
+            assert_eq!(super::decode(&text).unwrap(), bytes);
+            let typo = text.replacen("0001", "0011", 1);
+            assert!(super::decode(&typo).unwrap_err().contains("line 1"));
+            let missing: String =
+                text.lines().filter(|l| !l.starts_with("002")).map(|l| format!("{l}\n")).collect();
+            assert!(super::decode(&missing).unwrap_err().contains("line 2"));
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Key files of a repository: finding the one a passphrase opens, listing, adding,
+//! removing, and keeping a key outside the repository (`--key-file`).
+//!
+//! Every key file wraps the same master key material (a backup-only key wraps the same
+//! write root and the public key instead of the read secret), so adding or removing a key
+//! never touches data.
+
+use super::Repository;
+use crate::backend::{Backend, FileType};
+use crate::crypto::keys::{KdfParams, KeyKind, MasterKey};
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::format::keyfile::{KeyFile, KeyHeader};
+use crate::id::KeyId;
+use std::path::{Path, PathBuf};
+
+/// Where the key that opens a repository comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum KeySource {
+    /// Try every key file in the repository's keys/ folder.
+    #[default]
+    Stored,
+    /// A key file kept apart from the repository.
+    File(PathBuf),
+}
+
+/// A key file as `key list` shows it.
+#[derive(Clone, Debug)]
+pub struct KeyInfo {
+    pub id: KeyId,
+    pub kind: KeyKind,
+    pub header: KeyHeader,
+    pub in_use: bool,
+}
+
+/// Find and unwrap the key for `passphrase`.
+pub(super) fn open_key(
+    backend: &dyn Backend,
+    source: &KeySource,
+    passphrase: &[u8],
+) -> Result<(KeyId, MasterKey)> {
+    match source {
+        KeySource::File(path) => {
+            let bytes = std::fs::read(path).map_err(|e| {
+                Error::with_source(
+                    ErrorKind::WrongPassword,
+                    format!("cannot read key file {}; check --key-file", path.display()),
+                    e,
+                )
+            })?;
+            let kf = KeyFile::decode(&bytes).map_err(|e| {
+                Error::new(
+                    ErrorKind::WrongPassword,
+                    format!("{} is not a usable cairn key file: {e}", path.display()),
+                )
+            })?;
+            Ok((KeyId(*blake3::hash(&bytes).as_bytes()), kf.unwrap(passphrase)?))
+        }
+        KeySource::Stored => find_stored_key(backend, passphrase),
+    }
+}
+
+/// Try each key file in keys/ with `passphrase`; the first that opens wins.
+fn find_stored_key(backend: &dyn Backend, passphrase: &[u8]) -> Result<(KeyId, MasterKey)> {
+    let names = backend.list(FileType::Key)?;
+    if names.is_empty() {
+        return Err(Error::new(
+            ErrorKind::WrongPassword,
+            "the repository holds no key files: its key is kept apart; give it with --key-file",
+        ));
+    }
+    let mut damaged = Vec::new();
+    for name in names {
+        let bytes = backend.read(FileType::Key, &name)?;
+        if crate::id::hex_encode(blake3::hash(&bytes).as_bytes()) != name {
+            // Never spend Argon2id time on a planted or damaged file.
+            damaged.push(format!("{name}: content does not match its name"));
+            continue;
+        }
+        match KeyFile::decode(&bytes).and_then(|kf| kf.unwrap(passphrase)) {
+            Ok(master) => return Ok((KeyId::from_hex(&name)?, master)),
+            Err(e) if e.kind() == ErrorKind::WrongPassword => {}
+            Err(e) => damaged.push(format!("{name}: {e}")),
+        }
+    }
+    if damaged.is_empty() {
+        Err(Error::new(ErrorKind::WrongPassword, "wrong password: no key of this repository opens with it"))
+    } else {
+        Err(Error::new(
+            ErrorKind::WrongPassword,
+            format!("wrong password, or the matching key file is damaged ({})", damaged.join("; ")),
+        ))
+    }
+}
+
+/// Write a new key file for `master` under `passphrase`: into keys/, or to `outside`
+/// (created 0600, never overwriting). Returns its id.
+pub(super) fn store_key(
+    backend: &dyn Backend,
+    master: &MasterKey,
+    passphrase: &[u8],
+    kdf: KdfParams,
+    outside: Option<&Path>,
+) -> Result<KeyId> {
+    if passphrase.is_empty() {
+        return Err(Error::invalid("the password is empty; choose a password"));
+    }
+    let bytes = KeyFile::wrap(master, passphrase, kdf, &crate::sys::hostname(), &crate::sys::username())?;
+    let id = KeyId(*blake3::hash(&bytes).as_bytes());
+    match outside {
+        Some(path) => write_private_file(path, &bytes)?,
+        None => backend.write(FileType::Key, &id.to_hex(), &bytes)?,
+    }
+    Ok(id)
+}
+
+fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                ErrorKind::AlreadyExists
+            } else {
+                ErrorKind::Io
+            };
+            Error::with_source(
+                kind,
+                format!("cannot create key file {} (it must not exist yet)", path.display()),
+                e,
+            )
+        })?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).ctx(|| format!("cannot write key file {}", path.display()))
+}
+
+impl Repository {
+    /// Refuse, with `PermissionDenied`, when the key in use is backup-only.
+    pub fn require_full_key(&self, what: &str) -> Result<()> {
+        if self.master.kind == KeyKind::Full {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("a backup-only key cannot {what}; use a full key"),
+            ))
+        }
+    }
+
+    /// The key files stored in the repository (and the key in use, if it is kept apart).
+    pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+        self.require_full_key("manage keys")?;
+        let mut out = Vec::new();
+        for name in self.backend.list(FileType::Key)? {
+            let id = KeyId::from_hex(&name)?;
+            let kf = KeyFile::decode(&self.backend.read(FileType::Key, &name)?)
+                .map_err(|e| e.wrap(format!("key {name}")))?;
+            out.push(KeyInfo { id, kind: kf.kind, header: kf.header, in_use: id == self.key_id });
+        }
+        if let KeySource::File(path) = &self.key_source {
+            let bytes = std::fs::read(path).ctx(|| format!("cannot read key file {}", path.display()))?;
+            let kf = KeyFile::decode(&bytes)?;
+            out.push(KeyInfo { id: self.key_id, kind: kf.kind, header: kf.header, in_use: true });
+        }
+        out.sort_by(|a, b| a.header.created.cmp(&b.header.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Add a key for `passphrase`: full, or backup-only; stored in keys/ or at `outside`.
+    pub fn add_key(
+        &self,
+        passphrase: &[u8],
+        kind: KeyKind,
+        kdf: KdfParams,
+        outside: Option<&Path>,
+    ) -> Result<KeyId> {
+        self.require_full_key("manage keys")?;
+        kdf.check()?;
+        let material = match kind {
+            KeyKind::Full => MasterKey::from_bytes(&self.master.to_bytes())?,
+            KeyKind::BackupOnly => self.master.backup_only(),
+        };
+        store_key(self.backend.as_ref(), &material, passphrase, kdf, outside)
+    }
+
+    /// Resolve a key id prefix among the stored key files.
+    pub fn find_key_id(&self, prefix: &str) -> Result<KeyId> {
+        let p = prefix.to_ascii_lowercase();
+        let matches: Vec<String> = self
+            .backend
+            .list(FileType::Key)?
+            .into_iter()
+            .filter(|n| !p.is_empty() && n.starts_with(&p))
+            .collect();
+        match matches.as_slice() {
+            [one] => KeyId::from_hex(one),
+            [] => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no stored key has an id starting with '{prefix}'"),
+            )),
+            many => Err(Error::invalid(format!("'{prefix}' matches {} keys; give more digits", many.len()))),
+        }
+    }
+
+    /// Remove a stored key file. The key in use cannot be removed (use `change_password`).
+    pub fn remove_key(&self, id: &KeyId) -> Result<()> {
+        self.require_full_key("manage keys")?;
+        if *id == self.key_id {
+            return Err(Error::invalid(
+                "refusing to remove the key in use; open the repository with another key to remove this one",
+            ));
+        }
+        self.backend.remove(FileType::Key, &id.to_hex())
+    }
+
+    /// Replace the key in use by one with a new passphrase: the new key file is written
+    /// before the old one is removed, so a crash leaves at least one of them.
+    pub fn change_password(&mut self, passphrase: &[u8], kdf: KdfParams) -> Result<KeyId> {
+        self.require_full_key("manage keys")?;
+        kdf.check()?;
+        let old = self.key_id;
+        let new = match &self.key_source {
+            KeySource::Stored => {
+                let new = store_key(self.backend.as_ref(), &self.master, passphrase, kdf, None)?;
+                self.backend.remove(FileType::Key, &old.to_hex())?;
+                new
+            }
+            KeySource::File(path) => {
+                let tmp = path.with_extension("cairn-new");
+                let _ = std::fs::remove_file(&tmp);
+                let new = store_key(self.backend.as_ref(), &self.master, passphrase, kdf, Some(&tmp))?;
+                std::fs::rename(&tmp, path).ctx(|| format!("cannot replace key file {}", path.display()))?;
+                new
+            }
+        };
+        self.key_id = new;
+        Ok(new)
+    }
+
+    /// The bytes of the key file in use (still wrapped under its passphrase).
+    pub fn key_file_bytes(&self) -> Result<Vec<u8>> {
+        match &self.key_source {
+            KeySource::Stored => self.backend.read(FileType::Key, &self.key_id.to_hex()),
+            KeySource::File(path) => {
+                std::fs::read(path).ctx(|| format!("cannot read key file {}", path.display()))
+            }
+        }
+    }
+}

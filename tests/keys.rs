@@ -1,0 +1,126 @@
+//! Keys: several passwords, keys kept apart from the repository, backup-only keys that
+//! can add snapshots but read and delete nothing, password changes and paper backups.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(repo: &Path, pw: &str, extra_env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    c.arg("-r").arg(repo).args(args).env("CAIRN_PASSWORD", pw).env_remove("CAIRN_REPOSITORY");
+    c.env_remove("CAIRN_KEY_FILE").env_remove("CAIRN_NEW_PASSWORD");
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn fails(o: Output, code: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one-line error expected: {err}");
+}
+
+const FAST: [&str; 4] = ["--kdf-memory", "8M", "--kdf-iterations", "1"];
+
+fn init(repo: &Path) {
+    ok(run(repo, "first", &[], &[&["init"][..], &FAST].concat()));
+}
+
+#[test]
+fn several_passwords_open_the_same_repository_and_removal_is_guarded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("r");
+    init(&repo);
+    ok(run(&repo, "first", &[("CAIRN_NEW_PASSWORD", "second")], &[&["key", "add"][..], &FAST].concat()));
+    let list: serde_json::Value = serde_json::from_str(&ok(run(&repo, "second", &[], &["key", "list", "--json"]))).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let first = list.iter().find(|k| k["in_use"] == false).unwrap()["id"].as_str().unwrap().to_string();
+    let second = list.iter().find(|k| k["in_use"] == true).unwrap()["id"].as_str().unwrap().to_string();
+    fails(run(&repo, "second", &[], &["key", "remove", &second[..8]]), 2, "key in use");
+    ok(run(&repo, "second", &[], &["key", "remove", &first[..8]]));
+    fails(run(&repo, "first", &[], &["snapshots"]), 12, "wrong password");
+    ok(run(&repo, "second", &[], &["snapshots"]));
+}
+
+#[test]
+fn a_password_change_replaces_the_old_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("r");
+    init(&repo);
+    ok(run(&repo, "first", &[("CAIRN_NEW_PASSWORD", "changed")], &[&["key", "passwd"][..], &FAST].concat()));
+    fails(run(&repo, "first", &[], &["snapshots"]), 12, "wrong password");
+    ok(run(&repo, "changed", &[], &["snapshots"]));
+    assert_eq!(std::fs::read_dir(repo.join("keys")).unwrap().count(), 1);
+}
+
+#[test]
+fn backup_only_keys_write_and_dedup_but_read_and_manage_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    let mut data = vec![0u8; 600_000];
+    blake3::Hasher::new().update(b"k").finalize_xof().fill(&mut data);
+    std::fs::write(src.join("big.bin"), &data).unwrap();
+    init(&repo);
+    let s = src.to_str().unwrap();
+    ok(run(&repo, "first", &[], &["backup", s]));
+    let bo_file = tmp.path().join("backup.key");
+    #[rustfmt::skip]
+    ok(run(&repo, "first", &[("CAIRN_NEW_PASSWORD", "bo")],
+        &[&["key", "add", "--backup-only", "--to-file", bo_file.to_str().unwrap()][..], &FAST].concat()));
+    let bo = [("CAIRN_KEY_FILE", bo_file.to_str().unwrap())];
+
+    std::fs::write(src.join("new.txt"), b"written by the backup host").unwrap();
+    let out: serde_json::Value = serde_json::from_str(&ok(run(&repo, "bo", &bo, &["backup", s, "--json"]))).unwrap();
+    assert!(out["bytes_added"].as_u64().unwrap() < 100_000, "no dedup against full-key data: {out}");
+
+    let target = tmp.path().join("out");
+    let t = target.to_str().unwrap();
+    fails(run(&repo, "bo", &bo, &["restore", "latest", "--target", t]), 1, "backup-only");
+    fails(run(&repo, "bo", &bo, &["snapshots"]), 1, "backup-only");
+    fails(run(&repo, "bo", &bo, &["check"]), 1, "backup-only");
+    fails(run(&repo, "bo", &bo, &["key", "list"]), 1, "backup-only");
+    fails(run(&repo, "bo", &bo, &["key", "add"]), 1, "backup-only");
+    assert!(!target.exists(), "a refused restore wrote nothing");
+
+    // The full key reads what the backup-only key wrote.
+    ok(run(&repo, "first", &[], &["restore", "latest", "--target", t]));
+    let restored = target.join(s.trim_start_matches('/'));
+    assert_eq!(std::fs::read(restored.join("new.txt")).unwrap(), b"written by the backup host");
+    assert_eq!(std::fs::read(restored.join("big.bin")).unwrap(), data);
+    ok(run(&repo, "first", &[], &["check", "--read-data"]));
+}
+
+#[test]
+fn a_key_kept_apart_is_needed_and_survives_paper_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("r");
+    let key = tmp.path().join("repo.key");
+    let k = [("CAIRN_KEY_FILE", key.to_str().unwrap())];
+    ok(run(&repo, "pw", &k, &[&["init"][..], &FAST].concat()));
+    assert_eq!(std::fs::read_dir(repo.join("keys")).unwrap().count(), 0, "the key must not be in the repository");
+    fails(run(&repo, "pw", &[], &["snapshots"]), 12, "--key-file");
+    ok(run(&repo, "pw", &k, &["snapshots"]));
+
+    let paper = tmp.path().join("paper.txt");
+    std::fs::write(&paper, ok(run(&repo, "pw", &k, &["key", "export"]))).unwrap();
+    let back = tmp.path().join("back.key");
+    #[rustfmt::skip]
+    ok(run(&repo, "pw", &[], &["key", "from-paper", paper.to_str().unwrap(), "--output", back.to_str().unwrap()]));
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&key).unwrap());
+
+    // Wrong, truncated or missing key files give one clear line.
+    let bad = tmp.path().join("bad.key");
+    std::fs::write(&bad, &std::fs::read(&key).unwrap()[..20]).unwrap();
+    fails(run(&repo, "pw", &[("CAIRN_KEY_FILE", bad.to_str().unwrap())], &["snapshots"]), 12, "key file");
+    let none = tmp.path().join("none.key");
+    fails(run(&repo, "pw", &[("CAIRN_KEY_FILE", none.to_str().unwrap())], &["snapshots"]), 12, "cannot read key file");
+    fails(run(&repo, "nope", &k, &["snapshots"]), 12, "wrong password");
+}
