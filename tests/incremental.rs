@@ -72,3 +72,19 @@ fn unchanged_files_are_not_read_and_changed_ones_are() {
     let restored = target.join(s.trim_start_matches('/')).join("conf/f3.xml");
     assert_eq!(std::fs::read_to_string(restored).unwrap(), "<v>X</v>\n".repeat(100));
 }
+
+#[test]
+fn an_unchanged_tree_stores_no_new_trees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    std::fs::create_dir_all(src.join("a/b/c")).unwrap();
+    std::fs::write(src.join("a/b/c/f.txt"), b"x").unwrap();
+    cairn(&repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1"]);
+    let s = src.to_str().unwrap();
+    cairn(&repo, &["backup", s]);
+    // The first backup listed the folders, which changed their access times (relatime
+    // updates an access time not newer than the modification time).
+    let again = cairn(&repo, &["backup", s]);
+    assert_eq!(again["chunks_new"], 0, "an unchanged tree stored new blobs: {again}");
+    assert_eq!(again["bytes_added"], 0);
+}

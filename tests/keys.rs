@@ -38,7 +38,8 @@ fn several_passwords_open_the_same_repository_and_removal_is_guarded() {
     let repo = tmp.path().join("r");
     init(&repo);
     ok(run(&repo, "first", &[("CAIRN_NEW_PASSWORD", "second")], &[&["key", "add"][..], &FAST].concat()));
-    let list: serde_json::Value = serde_json::from_str(&ok(run(&repo, "second", &[], &["key", "list", "--json"]))).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(run(&repo, "second", &[], &["key", "list", "--json"]))).unwrap();
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 2);
     let first = list.iter().find(|k| k["in_use"] == false).unwrap()["id"].as_str().unwrap().to_string();
@@ -78,7 +79,8 @@ fn backup_only_keys_write_and_dedup_but_read_and_manage_nothing() {
     let bo = [("CAIRN_KEY_FILE", bo_file.to_str().unwrap())];
 
     std::fs::write(src.join("new.txt"), b"written by the backup host").unwrap();
-    let out: serde_json::Value = serde_json::from_str(&ok(run(&repo, "bo", &bo, &["backup", s, "--json"]))).unwrap();
+    let out: serde_json::Value =
+        serde_json::from_str(&ok(run(&repo, "bo", &bo, &["backup", s, "--json"]))).unwrap();
     assert!(out["bytes_added"].as_u64().unwrap() < 100_000, "no dedup against full-key data: {out}");
 
     let target = tmp.path().join("out");
@@ -105,7 +107,11 @@ fn a_key_kept_apart_is_needed_and_survives_paper_export() {
     let key = tmp.path().join("repo.key");
     let k = [("CAIRN_KEY_FILE", key.to_str().unwrap())];
     ok(run(&repo, "pw", &k, &[&["init"][..], &FAST].concat()));
-    assert_eq!(std::fs::read_dir(repo.join("keys")).unwrap().count(), 0, "the key must not be in the repository");
+    assert_eq!(
+        std::fs::read_dir(repo.join("keys")).unwrap().count(),
+        0,
+        "the key must not be in the repository"
+    );
     fails(run(&repo, "pw", &[], &["snapshots"]), 12, "--key-file");
     ok(run(&repo, "pw", &k, &["snapshots"]));
 
@@ -121,6 +127,10 @@ fn a_key_kept_apart_is_needed_and_survives_paper_export() {
     std::fs::write(&bad, &std::fs::read(&key).unwrap()[..20]).unwrap();
     fails(run(&repo, "pw", &[("CAIRN_KEY_FILE", bad.to_str().unwrap())], &["snapshots"]), 12, "key file");
     let none = tmp.path().join("none.key");
-    fails(run(&repo, "pw", &[("CAIRN_KEY_FILE", none.to_str().unwrap())], &["snapshots"]), 12, "cannot read key file");
+    fails(
+        run(&repo, "pw", &[("CAIRN_KEY_FILE", none.to_str().unwrap())], &["snapshots"]),
+        12,
+        "cannot read key file",
+    );
     fails(run(&repo, "nope", &k, &["snapshots"]), 12, "wrong password");
 }

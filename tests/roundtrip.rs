@@ -188,7 +188,7 @@ fn restore_over_existing_tree_rewrites_only_what_differs() {
 }
 
 #[test]
-#[ignore = "bug: restoring over an existing hard link leaves .cairn-restore-<name> behind (rename onto the same inode is a no-op)"]
+
 fn second_restore_over_hard_links_leaves_no_temporary_files() {
     let work = tempdir("cairn-links-");
     let src = work.path().join("src");

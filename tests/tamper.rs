@@ -197,7 +197,7 @@ fn resealed_snapshot_with_a_flipped_byte_fails_authentication() {
 }
 
 #[test]
-#[ignore = "bug: a damaged snapshot file is reported as 'snapshot <id> does not match its name', which never says it is corrupt/damaged"]
+
 fn damaged_snapshot_message_says_it_is_damaged() {
     let (_work, repo, _src, snap) = one_snapshot_repo();
     flip_byte(&snap, middle(&snap));
@@ -211,7 +211,7 @@ fn damaged_snapshot_message_says_it_is_damaged() {
 }
 
 #[test]
-#[ignore = "bug: when a hard-linked file's data is damaged only its first path is reported; the other links are silently not restored"]
+
 fn damaged_hard_linked_file_names_every_link() {
     let s = setup_with(true);
     fs::remove_file(&s.big_packs[0]).unwrap();

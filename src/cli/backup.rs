@@ -78,9 +78,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         Source::Paths(a.paths)
     };
     let repo = ctx.open()?;
-    let mut labels = a.label;
-    labels.sort();
-    labels.dedup_by(|x, y| x.0 == y.0);
+    // Sorted by key; a key given twice keeps its last value.
+    let labels: Vec<(String, String)> =
+        a.label.into_iter().collect::<std::collections::BTreeMap<_, _>>().into_iter().collect();
     let parent = match (a.force, &a.parent) {
         (true, _) => ParentChoice::None,
         (false, Some(spec)) => ParentChoice::Snapshot(repo.find_snapshot(spec)?.0),

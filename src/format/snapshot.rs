@@ -14,7 +14,8 @@ pub struct Snapshot {
     pub time: Timespec,
     pub host: String,
     pub user: String,
-    /// The backed-up paths as given (absolute, raw bytes); a stdin backup has its name.
+    /// The backed-up paths: absolute, normalized, sorted, without paths inside other
+    /// paths (raw bytes); a stdin backup has its name.
     pub paths: Vec<Vec<u8>>,
     pub tags: Vec<String>,
     /// Key/value labels, sorted by key.

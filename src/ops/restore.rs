@@ -61,6 +61,8 @@ struct Plan {
     links: Vec<(PathBuf, PathBuf)>,
     /// (device, inode) of hard-linked files to the first path planned for them.
     first_link: HashMap<(u64, u64), PathBuf>,
+    /// Which `--include` paths were found in the snapshot.
+    matched: Vec<bool>,
 }
 
 pub fn restore(
@@ -76,13 +78,22 @@ pub fn restore(
     let mut plan = Plan::default();
     let mut out = RestoreOutcome::default();
     let includes: Vec<Vec<Vec<u8>>> = opts.includes.iter().map(|p| components(p)).collect();
+    plan.matched = vec![false; includes.len()];
     plan_tree(&reader, &index, tree, target, &mut Vec::new(), &includes, &mut plan, &mut out)?;
+    if let Some(i) = plan.matched.iter().position(|m| !m) {
+        return Err(Error::invalid(format!(
+            "--include {}: the snapshot has no such path (paths are absolute, as backed up)",
+            opts.includes[i].display()
+        )));
+    }
 
     let as_root = crate::sys::is_root();
     let written = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let unchanged = AtomicU64::new(0);
     let damaged = Mutex::new(std::mem::take(&mut out.damaged));
+    // Files whose data could not be restored, so their hard links are not made either.
+    let failed = Mutex::new(std::collections::HashSet::new());
     let warnings = Mutex::new(Vec::new());
     plan.files.par_iter().try_for_each(|(path, node)| -> Result<()> {
         if interrupt.load(Ordering::Relaxed) {
@@ -98,6 +109,7 @@ pub fn restore(
             }
             Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {
                 damaged.lock().expect("damaged lock").push(format!("{}: {e}", path.display()));
+                failed.lock().expect("failed lock").insert(path.clone());
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -111,11 +123,21 @@ pub fn restore(
         warnings.extend(meta::apply(path, node, as_root)?);
         out.others += 1;
     }
+    let failed = failed.into_inner().expect("failed lock");
     for (path, first) in &plan.links {
-        if !first.exists() {
-            continue; // the first copy was damaged; already reported
+        if failed.contains(first) {
+            damaged.lock().expect("damaged lock").push(format!(
+                "{}: hard link to {}, whose data is damaged",
+                path.display(),
+                first.display()
+            ));
+            continue;
         }
-        replace_with(path, |p| std::fs::hard_link(first, p).ctx(|| format!("cannot link {}", p.display())))?;
+        if !same_inode(path, first) {
+            replace_with(path, |p| {
+                std::fs::hard_link(first, p).ctx(|| format!("cannot link {}", p.display()))
+            })?;
+        }
         out.links += 1;
     }
     for (path, node) in plan.dirs.iter().rev() {
@@ -165,6 +187,9 @@ fn plan_tree(
     };
     for node in tree.nodes {
         at.push(node.name.clone());
+        for (m, inc) in plan.matched.iter_mut().zip(includes) {
+            *m |= at == inc;
+        }
         let (take, _inside) = wanted(at, includes);
         if take {
             let path = dir.join(OsStr::from_bytes(&node.name));
@@ -235,6 +260,15 @@ fn replace_with(path: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Result<(
     let _ = std::fs::remove_file(&tmp);
     make(&tmp)?;
     std::fs::rename(&tmp, path).ctx(|| format!("cannot rename into {}", path.display()))
+}
+
+/// Whether two paths are already the same file (a hard link restored before).
+fn same_inode(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 fn temp_name(path: &Path) -> PathBuf {

@@ -150,7 +150,10 @@ impl Repository {
         let name = crate::id::hex_encode(id);
         let bytes = self.backend.read(ft, &name)?;
         if blake3::hash(&bytes).as_bytes() != id {
-            return Err(Error::corrupt(format!("{} {name} does not match its name", ty.name())));
+            return Err(Error::corrupt(format!(
+                "{} {name} is damaged: its content does not match its name",
+                ty.name()
+            )));
         }
         envelope::open(&self.keys, ty, &bytes).map_err(|e| e.wrap(format!("{} {name}", ty.name())))
     }

@@ -48,7 +48,14 @@ pub fn read_node(path: &Path, name: &[u8], md: &Metadata) -> Result<Node> {
         user: user_name(md.uid()),
         group: group_name(md.gid()),
         mtime: Timespec { secs: md.mtime(), nanos: md.mtime_nsec() as u32 },
-        atime: Timespec { secs: md.atime(), nanos: md.atime_nsec() as u32 },
+        // A folder's access time changes whenever it is listed, the backup's own listing
+        // included: keeping it would make every backup store every folder's tree anew.
+        // Folders keep their modification time as access time instead.
+        atime: if ft.is_dir() {
+            Timespec { secs: md.mtime(), nanos: md.mtime_nsec() as u32 }
+        } else {
+            Timespec { secs: md.atime(), nanos: md.atime_nsec() as u32 }
+        },
         ctime: Timespec { secs: md.ctime(), nanos: md.ctime_nsec() as u32 },
         inode: md.ino(),
         device: md.dev(),
