@@ -71,7 +71,7 @@ impl Backend for LocalBackend {
             }
         }
         Self::mkdir(&self.root)?;
-        for ft in [FileType::Key, FileType::Index, FileType::Snapshot, FileType::Lock] {
+        for ft in [FileType::Key, FileType::Index, FileType::Snapshot, FileType::Lock, FileType::Log] {
             Self::mkdir(&self.root.join(ft.dir()))?;
         }
         for b in 0..=255u8 {

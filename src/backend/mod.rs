@@ -20,16 +20,18 @@ pub enum FileType {
     Index,
     Snapshot,
     Lock,
+    Log,
 }
 
 impl FileType {
-    pub const ALL: [FileType; 6] = [
+    pub const ALL: [FileType; 7] = [
         FileType::Config,
         FileType::Key,
         FileType::Pack,
         FileType::Index,
         FileType::Snapshot,
         FileType::Lock,
+        FileType::Log,
     ];
 
     /// The folder of this type inside a repository.
@@ -41,6 +43,7 @@ impl FileType {
             FileType::Index => "index",
             FileType::Snapshot => "snapshots",
             FileType::Lock => "locks",
+            FileType::Log => "log",
         }
     }
 }

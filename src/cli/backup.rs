@@ -5,6 +5,7 @@ use cairn::format::Timespec;
 use cairn::ops::backup::{backup, BackupOptions, ParentChoice, Source};
 use cairn::ops::exclude::ExcludeOptions;
 use cairn::ops::progress::Progress;
+use cairn::repo::log::LogRecord;
 use cairn::{Error, Result};
 use std::path::PathBuf;
 
@@ -109,6 +110,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         eprintln!("cairn: warning: not backed up: {e}");
     }
     let s = &out.snapshot.summary;
+    let mut rec = LogRecord::new("backup", if out.errors.is_empty() { "success" } else { "partial" })
+        .figure("files", s.files)
+        .figure("files_changed", s.files_changed + s.files_new)
+        .figure("bytes_read", s.bytes_read)
+        .figure("bytes_added", s.bytes_added)
+        .figure("duration_ms", s.duration_ms);
+    rec.snapshot = Some(out.id);
+    super::record(&repo, rec);
     if ctx.json {
         println!(
             "{}",

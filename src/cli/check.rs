@@ -2,6 +2,7 @@
 
 use super::{exit, format, Ctx};
 use cairn::ops::check::{check, CheckOptions};
+use cairn::repo::log::LogRecord;
 use cairn::Result;
 
 /// Check that every snapshot's data is present and intact
@@ -18,6 +19,11 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     let r = check(&repo, &CheckOptions { read_data: a.read_data }, &ctx.interrupt)?;
+    let rec = LogRecord::new("check", if r.healthy() { "success" } else { "failed" })
+        .figure("read_data", a.read_data)
+        .figure("problems", r.problems.len())
+        .figure("bytes_read", r.bytes_read);
+    super::record(&repo, rec);
     if ctx.json {
         let problems: Vec<_> =
             r.problems.iter().map(|p| serde_json::json!({"object": p.object, "damage": p.damage})).collect();

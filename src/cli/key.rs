@@ -2,6 +2,7 @@
 
 use super::{exit, format, Ctx};
 use cairn::crypto::keys::{KdfParams, KeyKind};
+use cairn::repo::log::LogRecord;
 use cairn::{Error, Result};
 use std::path::PathBuf;
 
@@ -96,6 +97,10 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
             let pw = ctx.new_password(a.new_password_file.as_deref())?;
             let kind = if a.backup_only { KeyKind::BackupOnly } else { KeyKind::Full };
             let id = repo.add_key(&pw, kind, kdf, a.to_file.as_deref())?;
+            super::record(
+                &repo,
+                LogRecord::new("key add", "success").figure("key", id.short()).figure("kind", kind.name()),
+            );
             say(
                 ctx,
                 serde_json::json!({"added": id.to_hex(), "kind": kind.name()}),
@@ -106,6 +111,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
             let repo = ctx.open()?;
             let id = repo.find_key_id(&id)?;
             repo.remove_key(&id)?;
+            super::record(&repo, LogRecord::new("key remove", "success").figure("key", id.short()));
             say(ctx, serde_json::json!({"removed": id.to_hex()}), &format!("removed key {}", id.short()));
         }
         Command::Passwd(a) => {
@@ -114,6 +120,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
             repo.require_full_key("manage keys")?;
             let pw = ctx.new_password(a.new_password_file.as_deref())?;
             let id = repo.change_password(&pw, kdf)?;
+            super::record(&repo, LogRecord::new("key passwd", "success").figure("key", id.short()));
             say(
                 ctx,
                 serde_json::json!({"key": id.to_hex()}),

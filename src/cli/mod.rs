@@ -7,6 +7,7 @@ mod exit;
 mod format;
 mod init;
 mod key;
+mod log;
 mod progress;
 mod restore;
 mod snapshots;
@@ -56,6 +57,7 @@ enum Command {
     Check(check::Args),
     #[command(subcommand)]
     Key(key::Command),
+    Log(log::Args),
 }
 
 /// What every command gets: global options and the interrupt flag.
@@ -130,6 +132,14 @@ impl Ctx {
     }
 }
 
+/// Append to the repository's activity log; a failure is reported, not fatal (the
+/// operation itself is done).
+pub fn record(repo: &Repository, rec: cairn::repo::log::LogRecord) {
+    if let Err(e) = repo.append_log(rec) {
+        eprintln!("cairn: warning: could not append to the activity log: {e}");
+    }
+}
+
 /// The first line of a password file.
 fn read_password_file(f: &std::path::Path) -> Result<Zeroizing<Vec<u8>>> {
     let raw = Zeroizing::new(std::fs::read(f).map_err(|e| {
@@ -170,6 +180,7 @@ pub fn main() -> i32 {
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Key(c) => key::run(&ctx, c),
+        Command::Log(a) => log::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

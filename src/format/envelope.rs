@@ -35,13 +35,14 @@ pub enum ObjectType {
     Index = 2,
     Snapshot = 3,
     Lock = 4,
+    Log = 5,
 }
 
 impl ObjectType {
     fn mode(self) -> u8 {
         match self {
             ObjectType::Snapshot => MODE_SEALED,
-            ObjectType::Config | ObjectType::Index | ObjectType::Lock => MODE_SHARED,
+            ObjectType::Config | ObjectType::Index | ObjectType::Lock | ObjectType::Log => MODE_SHARED,
         }
     }
 
@@ -51,6 +52,7 @@ impl ObjectType {
             ObjectType::Index => "index",
             ObjectType::Snapshot => "snapshot",
             ObjectType::Lock => "lock",
+            ObjectType::Log => "log entry",
         }
     }
 }
@@ -163,7 +165,7 @@ mod tests {
     #[test]
     fn round_trip_each_type_and_reject_swaps() {
         let k = keys();
-        for ty in [ObjectType::Index, ObjectType::Snapshot, ObjectType::Lock] {
+        for ty in [ObjectType::Index, ObjectType::Snapshot, ObjectType::Lock, ObjectType::Log] {
             let sealed = seal(&k, ty, b"payload bytes").unwrap();
             assert_eq!(open(&k, ty, &sealed).unwrap(), b"payload bytes");
         }

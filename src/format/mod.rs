@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod index;
 pub mod keyfile;
 pub mod lock;
+pub mod log;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;

@@ -112,6 +112,9 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
         report.blobs_read += blobs;
         report.bytes_read += bytes;
     }
+    for p in repo.read_log()?.problems {
+        report.problem("activity log", p);
+    }
     report.problems.sort_by(|a, b| a.object.cmp(&b.object));
     report.notes.sort();
     Ok(report)

@@ -14,6 +14,7 @@ use crate::format::Timespec;
 use crate::id::{IndexId, KeyId, SnapshotId};
 
 pub mod keys;
+pub mod log;
 pub use keys::{KeyInfo, KeySource};
 
 /// Choices made once, at `init`.
