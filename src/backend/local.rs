@@ -5,20 +5,29 @@
 use super::{Backend, FileType};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub struct LocalBackend {
     root: PathBuf,
+    /// Open handles of recently read objects: a restore reads thousands of blobs from a
+    /// few packs, and opening the pack for each blob costs more than reading it.
+    open_files: Mutex<HashMap<PathBuf, Arc<File>>>,
 }
+
+/// How many objects keep an open handle.
+const OPEN_FILES: usize = 64;
 
 /// Temporary files start with this; `list` skips them and a later run may delete them.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
 impl LocalBackend {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalBackend { root: root.into() }
+        LocalBackend { root: root.into(), open_files: Mutex::new(HashMap::new()) }
     }
 
     fn path(&self, ft: FileType, name: &str) -> PathBuf {
@@ -87,10 +96,31 @@ impl Backend for LocalBackend {
 
     fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let p = self.path(ft, name);
-        let mut f = File::open(&p).ctx(|| format!("cannot open {}", p.display()))?;
-        f.seek(SeekFrom::Start(offset)).ctx(|| format!("cannot seek in {}", p.display()))?;
-        let mut buf = Vec::with_capacity(len.min(1 << 30) as usize);
-        f.take(len).read_to_end(&mut buf).ctx(|| format!("cannot read {}", p.display()))?;
+        let cached = self.open_files.lock().expect("open files lock").get(&p).cloned();
+        let f = match cached {
+            Some(f) => f,
+            None => {
+                let f = Arc::new(File::open(&p).ctx(|| format!("cannot open {}", p.display()))?);
+                let mut open = self.open_files.lock().expect("open files lock");
+                if open.len() >= OPEN_FILES {
+                    open.clear();
+                }
+                open.insert(p.clone(), f.clone());
+                f
+            }
+        };
+        // Positioned reads: threads share a handle without seeking it.
+        let mut buf = vec![0u8; len.min(1 << 30) as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            match f.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(format!("cannot read {}", p.display()), e)),
+            }
+        }
+        buf.truncate(got);
         Ok(buf)
     }
 
@@ -168,6 +198,7 @@ impl Backend for LocalBackend {
 
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
         let p = self.path(ft, name);
+        self.open_files.lock().expect("open files lock").remove(&p);
         fs::remove_file(&p).ctx(|| format!("cannot delete {}", p.display()))
     }
 }

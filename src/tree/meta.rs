@@ -108,8 +108,29 @@ fn group_name(gid: u32) -> Option<String> {
 
 /// The uid and gid to give a restored node: by name where the name exists here.
 fn owner_ids(node: &Node) -> (u32, u32) {
-    let uid = node.user.as_deref().and_then(uzers::get_user_by_name).map(|u| u.uid()).unwrap_or(node.uid);
-    let gid = node.group.as_deref().and_then(uzers::get_group_by_name).map(|g| g.gid()).unwrap_or(node.gid);
+    type IdCache = Mutex<HashMap<String, Option<u32>>>;
+    static USERS: OnceLock<IdCache> = OnceLock::new();
+    static GROUPS: OnceLock<IdCache> = OnceLock::new();
+    // Each lookup reads /etc/passwd or /etc/group: once per name, not once per file.
+    let lookup = |cache: &'static OnceLock<IdCache>, name: &str, find: fn(&str) -> Option<u32>| {
+        let cache = cache.get_or_init(Default::default);
+        if let Some(v) = cache.lock().expect("id cache").get(name) {
+            return *v;
+        }
+        let v = find(name);
+        cache.lock().expect("id cache").insert(name.to_string(), v);
+        v
+    };
+    let uid = node
+        .user
+        .as_deref()
+        .and_then(|n| lookup(&USERS, n, |n| uzers::get_user_by_name(n).map(|u| u.uid())))
+        .unwrap_or(node.uid);
+    let gid = node
+        .group
+        .as_deref()
+        .and_then(|n| lookup(&GROUPS, n, |n| uzers::get_group_by_name(n).map(|g| g.gid())))
+        .unwrap_or(node.gid);
     (uid, gid)
 }
 
