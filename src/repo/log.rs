@@ -41,7 +41,10 @@ pub struct LogReport {
     pub problems: Vec<String>,
 }
 
-fn names_by_seq(repo: &Repository) -> Result<(BTreeMap<u64, Vec<[u8; 32]>>, Vec<String>)> {
+/// Entry hashes by sequence number, and the names that are not entry names.
+type LogListing = (BTreeMap<u64, Vec<[u8; 32]>>, Vec<String>);
+
+fn names_by_seq(repo: &Repository) -> Result<LogListing> {
     let mut by_seq: BTreeMap<u64, Vec<[u8; 32]>> = BTreeMap::new();
     let mut bad = Vec::new();
     for name in repo.backend().list(FileType::Log)? {
