@@ -1,0 +1,166 @@
+//! Stage benchmarks: each step of the backup pipeline alone, then the whole in-memory
+//! pipeline on one and on all cores, and index lookups among 10 million blobs.
+//!
+//!     cargo bench --bench stages
+//!
+//! Throughputs are reported in bytes/s over the input. benches/RESULTS.md compares them
+//! with what the machine does for the same primitive and with the rate the stages
+//! predict for the pipeline (1 / sum of 1/rate).
+
+use cairn::chunker::{Chunker, ChunkerParams};
+use cairn::compress;
+use cairn::crypto::aead::{counter_nonce, Cipher};
+use cairn::crypto::keys::{MasterKey, RepoKeys};
+use cairn::format::pack::Entry;
+use cairn::id::{BlobId, ChunkId, PackId};
+use cairn::index::IndexBuilder;
+use cairn::pack::PackBuilder;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use rayon::prelude::*;
+use std::hint::black_box;
+
+const MB: usize = 1 << 20;
+
+fn keys() -> RepoKeys {
+    let m = MasterKey::generate().unwrap();
+    m.derive(m.public_key()).unwrap()
+}
+
+/// A corpus like a gateway host's: half SQL dump text, a quarter XML, a quarter random.
+fn corpus(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    while out.len() < len / 2 {
+        let r = next();
+        out.extend_from_slice(
+            format!(
+                "INSERT INTO audit VALUES ({},'user-{}','event {}',{});\n",
+                r % 1_000_000,
+                r % 5000,
+                r % 7,
+                r >> 20
+            )
+            .as_bytes(),
+        );
+    }
+    while out.len() < len * 3 / 4 {
+        let r = next();
+        out.extend_from_slice(
+            format!("  <policy name=\"p{}\" enabled=\"{}\"/>\n", r % 400, r % 2 == 0).as_bytes(),
+        );
+    }
+    while out.len() < len {
+        out.extend_from_slice(&next().to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn stages(c: &mut Criterion) {
+    let keys = keys();
+    let chunker = Chunker::new(ChunkerParams::DEFAULT, keys.gear_table()).unwrap();
+    let data = corpus(64 * MB);
+    let chunks: Vec<&[u8]> = chunker.split(&data).collect();
+    let mut g = c.benchmark_group("stage");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("chunk (keyed FastCDC)", |b| b.iter(|| chunker.split(black_box(&data)).count()));
+    g.bench_function("hash (keyed BLAKE3)", |b| {
+        b.iter(|| chunks.iter().map(|c| keys.chunk_id(c).0[0] as usize).sum::<usize>())
+    });
+    g.bench_function("compress (zstd 3)", |b| {
+        b.iter(|| chunks.iter().map(|c| compress::encode(c, 3).len()).sum::<usize>())
+    });
+    let cipher = Cipher::new(&[7; 32]);
+    g.bench_function("seal (AES-256-GCM)", |b| {
+        b.iter_batched(
+            || chunks.iter().map(|c| c.to_vec()).collect::<Vec<_>>(),
+            |bufs| {
+                for (i, mut buf) in bufs.into_iter().enumerate() {
+                    cipher.seal_in_place(&counter_nonce(i as u64), b"aad", &mut buf);
+                    black_box(&buf);
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("pipeline");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    let one = |chunk: &[u8]| -> (ChunkId, Vec<u8>) {
+        let id = keys.chunk_id(chunk);
+        (id, compress::encode(chunk, 3))
+    };
+    g.bench_function("in memory, 1 thread", |b| {
+        b.iter(|| {
+            let mut pack = PackBuilder::new(&keys, 64 * MB).unwrap();
+            for chunk in chunker.split(&data) {
+                let (id, enc) = one(chunk);
+                pack.add(BlobId::Chunk(id), enc, chunk.len() as u32);
+            }
+            pack.finish().bytes.len()
+        })
+    });
+    g.bench_function("in memory, all threads", |b| {
+        b.iter(|| {
+            let encoded: Vec<(ChunkId, Vec<u8>, usize)> = chunks
+                .par_iter()
+                .map(|c| {
+                    let (id, enc) = one(c);
+                    (id, enc, c.len())
+                })
+                .collect();
+            let mut pack = PackBuilder::new(&keys, 64 * MB).unwrap();
+            for (id, enc, len) in encoded {
+                pack.add(BlobId::Chunk(id), enc, len as u32);
+            }
+            pack.finish().bytes.len()
+        })
+    });
+    g.finish();
+}
+
+fn index_lookups(c: &mut Criterion) {
+    const N: u32 = 10_000_000;
+    let id_of = |i: u32| {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(blake3::hash(&i.to_le_bytes()).as_bytes());
+        BlobId::Chunk(ChunkId(id))
+    };
+    let mut builder = IndexBuilder::default();
+    let per_pack = 1000;
+    for p in 0..N / per_pack {
+        let entries: Vec<Entry> = (0..per_pack)
+            .map(|i| Entry { id: id_of(p * per_pack + i), offset: 40 + i * 100, length: 90, raw_length: 80 })
+            .collect();
+        let mut pack = [0u8; 32];
+        pack[..4].copy_from_slice(&p.to_le_bytes());
+        builder.add_pack(PackId(pack), &entries);
+    }
+    let index = builder.build();
+    let per_entry = index.memory_bytes() as f64 / index.len() as f64;
+    eprintln!(
+        "index: {} blobs, {} bytes in memory, {per_entry:.1} bytes per blob",
+        index.len(),
+        index.memory_bytes()
+    );
+    assert!(per_entry <= 32.5, "index memory target is 32 bytes per blob, measured {per_entry:.1}");
+    let probes: Vec<BlobId> = (0..100_000).map(|i| id_of(i * 97 % N)).collect();
+    let misses: Vec<BlobId> = (0..100_000).map(|i| id_of(N + i)).collect();
+    let mut g = c.benchmark_group("index (10M blobs)");
+    g.throughput(Throughput::Elements(probes.len() as u64));
+    g.bench_function("lookup hit", |b| b.iter(|| probes.iter().filter(|id| index.contains(id)).count()));
+    g.bench_function("lookup miss", |b| b.iter(|| misses.iter().filter(|id| index.contains(id)).count()));
+    g.finish();
+}
+
+criterion_group!(benches, stages, index_lookups);
+criterion_main!(benches);
