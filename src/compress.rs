@@ -16,6 +16,7 @@ thread_local! {
     // One context per thread and level: creating a zstd context costs more than
     // compressing a small config file.
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static PROBE: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
@@ -35,10 +36,16 @@ fn looks_incompressible(data: &[u8]) -> bool {
     sample[..PROBE_PART].copy_from_slice(&data[..PROBE_PART]);
     sample[PROBE_PART..2 * PROBE_PART].copy_from_slice(&data[mid..mid + PROBE_PART]);
     sample[2 * PROBE_PART..].copy_from_slice(&data[data.len() - PROBE_PART..]);
-    match zstd::bulk::compress(&sample, 1) {
-        Ok(c) => c.len() * 100 >= sample.len() * 97,
-        Err(_) => false,
-    }
+    PROBE.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_none() {
+            *p = zstd::bulk::Compressor::new(1).ok();
+        }
+        match p.as_mut().map(|z| z.compress(&sample)) {
+            Some(Ok(c)) => c.len() * 100 >= sample.len() * 97,
+            _ => false,
+        }
+    })
 }
 
 /// Encode `data` at zstd `level`; level 0 stores raw.

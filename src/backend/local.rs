@@ -4,13 +4,13 @@
 
 use super::{Backend, FileType};
 use crate::error::{Error, ErrorKind, IoContext, Result};
-use std::fs::{self, File, OpenOptions};
 use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 pub struct LocalBackend {
     root: PathBuf,

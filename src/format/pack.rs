@@ -125,7 +125,7 @@ pub fn decode_toc(bytes: &[u8], blob_area_end: usize) -> Result<Vec<Entry>> {
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
         let e = Entry::read(&mut r)?;
-        if e.offset as usize + e.length as usize > blob_area_end {
+        if e.offset as u64 + e.length as u64 > blob_area_end as u64 {
             return Err(Error::corrupt(format!("pack entry for {} points past the blobs", e.id)));
         }
         entries.push(e);

@@ -90,40 +90,44 @@ pub fn backup(
         (Source::Paths(_), true) => find_parent(repo, &opts.parent, &host, &paths)?,
         _ => None,
     };
-    let walker = Walker {
-        repo,
-        writer: BlobWriter::new(repo, Index::load(repo)?),
-        parent_reader: parent.as_ref().map(|_| PackReader::new(repo)),
-        chunker: repo.chunker()?,
-        excludes: Excludes::new(&opts.excludes)?,
-        counters: Counters::default(),
-        errors: Mutex::new(Vec::new()),
-        interrupt,
-        progress,
-    };
-    let scan_stop = AtomicBool::new(false);
-    let walked = std::thread::scope(|scope| {
-        if let Source::Paths(_) = &source {
-            // Totals for the progress display, counted beside the backup.
-            scope.spawn(|| progress.scan(&sources, &walker.excludes, &scan_stop));
-        }
-        let walked = match source {
-            Source::Paths(_) => walker.save_sources(&sources, parent.map(|p| p.1)),
-            Source::Stdin { name, reader } => {
-                paths = vec![name.as_bytes().to_vec()];
-                walker.save_stdin(&name, reader, time)
-            }
+    if let Source::Stdin { name, .. } = &source {
+        paths = vec![name.as_bytes().to_vec()];
+    }
+    let excludes = Excludes::new(&opts.excludes)?;
+    let chunker = repo.chunker()?;
+    let parent_reader = parent.as_ref().map(|_| PackReader::new(repo));
+    // The writer stores and indexes whatever was saved even when the walk fails, so the
+    // next run reuses it; a failed walk still ends here without a snapshot.
+    let ((walked, counters, errors), stats) = BlobWriter::run(repo, Index::load(repo)?, |writer| {
+        let walker = Walker {
+            repo,
+            writer,
+            parent_reader,
+            chunker,
+            excludes,
+            counters: Counters::default(),
+            errors: Mutex::new(Vec::new()),
+            interrupt,
+            progress,
         };
-        scan_stop.store(true, Ordering::Relaxed);
-        walked
-    });
-    // Flush even when the walk failed: what was stored is then indexed and reused next time.
-    let flushed = walker.writer.flush();
+        let scan_stop = AtomicBool::new(false);
+        let walked = std::thread::scope(|scope| {
+            if let Source::Paths(_) = &source {
+                // Totals for the progress display, counted beside the backup.
+                scope.spawn(|| progress.scan(&sources, &walker.excludes, &scan_stop));
+            }
+            let walked = match source {
+                Source::Paths(_) => walker.save_sources(&sources, parent.map(|p| p.1)),
+                Source::Stdin { name, reader } => walker.save_stdin(&name, reader, time),
+            };
+            scan_stop.store(true, Ordering::Relaxed);
+            walked
+        });
+        (walked, walker.counters, walker.errors.into_inner().expect("errors lock"))
+    })?;
     let tree = walked?;
-    flushed?;
-    let c = &walker.counters;
+    let c = &counters;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let errors = walker.errors.into_inner().expect("errors lock");
     let snapshot = Snapshot {
         time,
         host,
@@ -144,8 +148,8 @@ pub fn backup(
             others: load(&c.others),
             bytes_read: load(&c.bytes_read),
             total_bytes: load(&c.total_bytes),
-            chunks_new: load(&walker.writer.blobs_new),
-            bytes_added: load(&walker.writer.bytes_stored),
+            chunks_new: stats.blobs_new,
+            bytes_added: stats.bytes_stored,
             errors: errors.len() as u64,
             duration_ms: started.elapsed().as_millis() as u64,
         },

@@ -146,7 +146,8 @@ pub fn restore(
     // One flush of the target filesystem at the end instead of one per file (which cost
     // a disk round trip per file): when restore reports success, the data is on disk.
     let target_dir = std::fs::File::open(target).ctx(|| format!("cannot open {}", target.display()))?;
-    rustix::fs::syncfs(&target_dir).map_err(|e| Error::io(format!("cannot sync {}", target.display()), e.into()))?;
+    rustix::fs::syncfs(&target_dir)
+        .map_err(|e| Error::io(format!("cannot sync {}", target.display()), e.into()))?;
     out.files_written = written.into_inner();
     out.files_unchanged = unchanged.into_inner();
     out.bytes_written = bytes.into_inner();

@@ -39,7 +39,7 @@ pub(super) struct Counters {
 
 pub(super) struct Walker<'a> {
     pub repo: &'a Repository,
-    pub writer: BlobWriter<'a>,
+    pub writer: &'a BlobWriter<'a>,
     /// Reads the parent's trees; absent when there is no parent or the key cannot read.
     pub parent_reader: Option<PackReader<'a>>,
     pub chunker: Chunker,

@@ -1,10 +1,12 @@
 //! Saves blobs into new packs: skips blobs the repository already has (or that this run
-//! already saved), compresses and seals the rest, writes each pack when it reaches the
-//! target size, and writes index files naming the packs after they are stored, so that
-//! the order packs -> index -> snapshot always holds.
+//! already saved), compresses and seals the rest, and hands each full pack to an uploader
+//! thread that stores it and writes index files naming stored packs, so the order
+//! packs -> index -> snapshot always holds.
 //!
 //! Safe to share between threads: compression runs outside every lock; a full pack is
-//! taken out of its builder under the lock and written outside it.
+//! taken out of its builder under the lock and queued. The queue holds one pack, so at
+//! most two packs per kind are in memory beside the builders, and workers never wait for
+//! the disk unless it is slower than they are.
 
 use crate::backend::FileType;
 use crate::compress;
@@ -17,6 +19,7 @@ use crate::pack::{FinishedPack, PackBuilder};
 use crate::repo::Repository;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
 /// Packs written but not yet named by an index file; after this many, write one, so an
@@ -29,23 +32,63 @@ pub struct BlobWriter<'r> {
     claimed: Mutex<HashSet<[u8; 32]>>,
     data: Mutex<Option<PackBuilder>>,
     trees: Mutex<Option<PackBuilder>>,
+    queue: Mutex<Option<SyncSender<FinishedPack>>>,
+    /// The first error of the uploader; later saves fail with it at once.
+    upload_failed: Mutex<Option<Error>>,
     unindexed: Mutex<Vec<(PackId, Vec<Entry>)>>,
     pub blobs_new: AtomicU64,
     pub bytes_stored: AtomicU64,
 }
 
+/// What a run of the writer stored.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriterStats {
+    pub blobs_new: u64,
+    pub bytes_stored: u64,
+}
+
 impl<'r> BlobWriter<'r> {
-    pub fn new(repo: &'r Repository, index: Index) -> Self {
-        BlobWriter {
+    /// Run `work` with a writer; afterwards every blob it saved is in a stored pack named
+    /// by a stored index file, also when `work` or the storing failed (whatever was stored
+    /// is indexed, so a later run reuses it). Returns `work`'s result and what was stored;
+    /// an error of storing or indexing takes precedence.
+    pub fn run<T: Send>(
+        repo: &'r Repository,
+        index: Index,
+        work: impl FnOnce(&BlobWriter<'r>) -> T + Send,
+    ) -> Result<(T, WriterStats)> {
+        let (tx, rx) = sync_channel::<FinishedPack>(1);
+        let writer = BlobWriter {
             repo,
             index,
             claimed: Mutex::new(HashSet::new()),
             data: Mutex::new(None),
             trees: Mutex::new(None),
+            queue: Mutex::new(Some(tx)),
+            upload_failed: Mutex::new(None),
             unindexed: Mutex::new(Vec::new()),
             blobs_new: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
+        };
+        let out = std::thread::scope(|s| {
+            s.spawn(|| writer.upload(rx));
+            let out = work(&writer);
+            writer.finish_builders();
+            // Closing the queue ends the uploader once it has stored what is queued.
+            writer.queue.lock().expect("queue lock").take();
+            out
+        });
+        let indexed =
+            writer.write_index(std::mem::take(&mut *writer.unindexed.lock().expect("unindexed lock")));
+        if let Some(e) = writer.upload_failed.lock().expect("upload lock").take() {
+            return Err(e);
         }
+        indexed?;
+        let stats = WriterStats {
+            blobs_new: writer.blobs_new.load(Ordering::Relaxed),
+            bytes_stored: writer.bytes_stored.load(Ordering::Relaxed),
+        };
+        Ok((out, stats))
     }
 
     pub fn index(&self) -> &Index {
@@ -59,6 +102,9 @@ impl<'r> BlobWriter<'r> {
 
     /// Save a blob unless it is known. Returns whether it was new.
     pub fn save(&self, id: BlobId, plaintext: &[u8]) -> Result<bool> {
+        if let Some(e) = self.upload_failed.lock().expect("upload lock").as_ref() {
+            return Err(Error::new(e.kind(), format!("storing packs failed: {e}")));
+        }
         if plaintext.len() > MAX_BLOB as usize {
             return Err(Error::invalid(format!("{id} is larger than the blob limit")));
         }
@@ -81,7 +127,7 @@ impl<'r> BlobWriter<'r> {
         };
         self.blobs_new.fetch_add(1, Ordering::Relaxed);
         if let Some(b) = full {
-            self.store(b.finish())?;
+            self.enqueue(b.finish());
         }
         Ok(true)
     }
@@ -90,6 +136,34 @@ impl<'r> BlobWriter<'r> {
         match kind {
             BlobKind::Chunk => &self.data,
             BlobKind::Tree => &self.trees,
+        }
+    }
+
+    fn enqueue(&self, pack: FinishedPack) {
+        let tx = self.queue.lock().expect("queue lock").clone();
+        // The uploader only stops receiving after a failure, which `save` reports.
+        if let Some(tx) = tx {
+            let _ = tx.send(pack);
+        }
+    }
+
+    /// Queue the partly filled packs.
+    fn finish_builders(&self) {
+        for kind in [BlobKind::Chunk, BlobKind::Tree] {
+            let b = self.builder(kind).lock().expect("builder lock").take();
+            if let Some(b) = b.filter(|b| !b.is_empty()) {
+                self.enqueue(b.finish());
+            }
+        }
+    }
+
+    /// The uploader: store each queued pack, and index every few stored packs.
+    fn upload(&self, rx: Receiver<FinishedPack>) {
+        for pack in rx {
+            if let Err(e) = self.store(pack) {
+                *self.upload_failed.lock().expect("upload lock") = Some(e);
+                return;
+            }
         }
     }
 
@@ -114,18 +188,5 @@ impl<'r> BlobWriter<'r> {
         }
         self.repo.save_index(&IndexFile { supersedes: Vec::new(), packs })?;
         Ok(())
-    }
-
-    /// Store the partly filled packs and index everything written. After this returns, every
-    /// blob this writer saved is in a stored pack named by a stored index file.
-    pub fn flush(&self) -> Result<()> {
-        for kind in [BlobKind::Chunk, BlobKind::Tree] {
-            let b = self.builder(kind).lock().expect("builder lock").take();
-            if let Some(b) = b.filter(|b| !b.is_empty()) {
-                self.store(b.finish())?;
-            }
-        }
-        let rest = std::mem::take(&mut *self.unindexed.lock().expect("unindexed lock"));
-        self.write_index(rest)
     }
 }
