@@ -1,0 +1,155 @@
+//! Writes small valid seed inputs for every fuzz target into fuzz/seeds/<target>/.
+//! Run from fuzz/: `cargo run --release --example gen_seeds` (deterministic except for
+//! random salts and ephemeral keys, which the format draws fresh on every write).
+
+use cairn::chunker::ChunkerParams;
+use cairn::compress;
+use cairn::crypto::keys::{KdfParams, MasterKey};
+use cairn::format::config::{Config, REPO_FORMAT};
+use cairn::format::envelope::{self, ObjectType};
+use cairn::format::index::IndexFile;
+use cairn::format::keyfile::KeyFile;
+use cairn::format::lock::Lock;
+use cairn::format::pack::{encode_toc, Entry};
+use cairn::format::snapshot::{Snapshot, Summary};
+use cairn::format::tree::{Node, NodeKind, Tree};
+use cairn::format::Timespec;
+use cairn::id::{BlobId, ChunkId, IndexId, PackId, SnapshotId, TreeId};
+use cairn::pack::PackBuilder;
+use std::path::Path;
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), bytes).unwrap();
+}
+
+fn ts(secs: i64) -> Timespec {
+    Timespec { secs, nanos: 123 }
+}
+
+fn node(name: &[u8], kind: NodeKind) -> Node {
+    Node {
+        name: name.to_vec(),
+        kind,
+        mode: 0o644,
+        uid: 1000,
+        gid: 1000,
+        user: Some("alice".into()),
+        group: None,
+        mtime: ts(1_700_000_000),
+        atime: ts(1_700_000_001),
+        ctime: ts(1_700_000_002),
+        inode: 42,
+        device: 2049,
+        links: 1,
+        xattrs: vec![(b"user.k".to_vec(), b"v".to_vec())],
+    }
+}
+
+fn main() {
+    let keys = cairn_fuzz::keys();
+
+    let config = Config {
+        format: REPO_FORMAT,
+        repo_id: [7; 32],
+        created: ts(1_700_000_000),
+        chunker: ChunkerParams::DEFAULT,
+        compression_level: 3,
+        pack_size: 16 << 20,
+        public_key: cairn_fuzz::master().public_key(),
+    };
+    write("config", "default", &config.encode());
+
+    let tree = Tree {
+        nodes: vec![
+            node(b"a.txt", NodeKind::File { size: 10, chunks: vec![ChunkId([1; 32])] }),
+            node(b"dir", NodeKind::Dir { tree: TreeId([2; 32]) }),
+            node(b"link", NodeKind::Symlink { target: b"a.txt".to_vec() }),
+            node(b"null", NodeKind::CharDevice { rdev: 259 }),
+        ],
+    };
+    write("tree", "four_nodes", &tree.encode());
+    write("tree", "empty", &Tree::default().encode());
+
+    let snapshot = Snapshot {
+        time: ts(1_700_000_000),
+        host: "gw1".into(),
+        user: "root".into(),
+        paths: vec![b"/etc".to_vec()],
+        tags: vec!["daily".into()],
+        labels: vec![("site".into(), "lab".into())],
+        excludes: vec!["*.tmp".into()],
+        tree: TreeId([3; 32]),
+        parent: Some(SnapshotId([4; 32])),
+        original: None,
+        summary: Summary { files: 10, dirs: 2, bytes_read: 1000, total_bytes: 1000, ..Summary::default() },
+        program: "cairn 0.1.0".into(),
+    };
+    write("snapshot", "basic", &snapshot.encode());
+
+    let lock = Lock {
+        time: ts(1_700_000_000),
+        host: "gw1".into(),
+        user: "root".into(),
+        pid: 4242,
+        exclusive: false,
+        operation: "backup".into(),
+    };
+    write("lock", "shared", &lock.encode());
+
+    let entries = vec![
+        Entry { id: BlobId::Chunk(ChunkId([5; 32])), offset: 40, length: 100, raw_length: 90 },
+        Entry { id: BlobId::Tree(TreeId([6; 32])), offset: 140, length: 50, raw_length: 200 },
+    ];
+    let index =
+        IndexFile { supersedes: vec![IndexId([8; 32])], packs: vec![(PackId([9; 32]), entries.clone())] };
+    write("index", "one_pack", &index.encode());
+    write("index", "empty", &IndexFile::default().encode());
+
+    // pack: a real sealed pack, and the `[u16 blob area][table]` form.
+    let mut b = PackBuilder::new(keys, 1 << 16).unwrap();
+    for data in [&b"<config>gateway</config>".repeat(20)[..], b"second"] {
+        let id = BlobId::Chunk(keys.chunk_id(data));
+        b.add(id, compress::encode(data, 3), data.len() as u32);
+    }
+    write("pack", "sealed_pack", &b.finish().bytes);
+    let mut framed = 200u16.to_le_bytes().to_vec();
+    framed.extend_from_slice(&encode_toc(&entries));
+    write("pack", "table", &framed);
+
+    // envelope: real sealed objects, and the `[type selector][encoded body]` form.
+    write("envelope", "config", &envelope::seal_config(cairn_fuzz::master(), &config.encode()).unwrap());
+    write("envelope", "snapshot", &envelope::seal(keys, ObjectType::Snapshot, &snapshot.encode()).unwrap());
+    let mut body = vec![1u8]; // selects Index
+    body.extend_from_slice(&compress::encode(&index.encode(), 3));
+    write("envelope", "index_body", &body);
+
+    write("compress", "zstd", &compress::encode(&b"<entity type=\"Policy\"/>\n".repeat(50), 3));
+    write("compress", "raw", &compress::encode(b"abc", 0));
+
+    // keyfile: wrapped with the weakest accepted KDF (runs Argon2id once, here only).
+    let m = MasterKey::from_bytes(&cairn_fuzz::master_bytes()).unwrap();
+    write("keyfile", "full", &KeyFile::wrap(&m, b"pw", KdfParams::FLOOR, "gw1", "root").unwrap());
+    write(
+        "keyfile",
+        "backup_only",
+        &KeyFile::wrap(&m.backup_only(), b"pw", KdfParams::FLOOR, "gw1", "root").unwrap(),
+    );
+    // Every seed must be accepted by today's decoders, or it seeds nothing useful.
+    let read = |t: &str, n: &str| {
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(t).join(n)).unwrap()
+    };
+    Config::decode(&read("config", "default")).unwrap();
+    Tree::decode(&read("tree", "four_nodes")).unwrap();
+    Snapshot::decode(&read("snapshot", "basic")).unwrap();
+    Lock::decode(&read("lock", "shared")).unwrap();
+    IndexFile::decode(&read("index", "one_pack")).unwrap();
+    cairn::pack::reader::read_toc(keys, &read("pack", "sealed_pack")).unwrap();
+    envelope::open_config(cairn_fuzz::master(), &read("envelope", "config")).unwrap();
+    envelope::open(keys, ObjectType::Snapshot, &read("envelope", "snapshot")).unwrap();
+    compress::decode(&read("compress", "zstd"), 1 << 20).unwrap();
+    KeyFile::decode(&read("keyfile", "full")).unwrap();
+    KeyFile::decode(&read("keyfile", "backup_only")).unwrap();
+    println!("seeds written");
+}

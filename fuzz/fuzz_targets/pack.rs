@@ -1,0 +1,74 @@
+//! Pack decoding: parse_header, parse_trailer, decode_toc and reader::read_toc on
+//! arbitrary bytes never panic, and what they accept is consistent.
+//!
+//! The input is used twice:
+//! - as a whole pack: parse_header, parse_trailer, read_toc with fixed keys (almost every
+//!   input fails authentication there), and as a plaintext table for decode_toc;
+//! - as `[u16 LE blob area length][table plaintext]`: the target seals the table into a
+//!   pack with a valid header and trailer, so read_toc authenticates it and its result
+//!   must equal decode_toc's on the same plaintext.
+#![no_main]
+
+use cairn::crypto::aead::TAG_LEN;
+use cairn::format::pack::{
+    decode_toc, encode_toc, parse_header, parse_trailer, Entry, HEADER_LEN, MAX_BLOB, TRAILER_LEN,
+};
+use cairn::pack::reader::read_toc;
+use libfuzzer_sys::fuzz_target;
+
+fn check_entries(entries: &[Entry], toc: &[u8], blob_area_end: usize) {
+    for e in entries {
+        assert!(e.offset as usize >= HEADER_LEN);
+        assert!(e.length as usize > TAG_LEN);
+        assert!(e.raw_length <= MAX_BLOB);
+        assert!(e.offset as usize + e.length as usize <= blob_area_end);
+    }
+    assert_eq!(encode_toc(entries), toc, "fixed-width table is canonical");
+}
+
+fuzz_target!(|data: &[u8]| {
+    // Whole pack.
+    if let Ok(eph) = parse_header(data) {
+        assert_eq!(&eph[..], &data[8..40]);
+    }
+    if let Ok(range) = parse_trailer(data) {
+        let n = data.len();
+        assert_eq!(range.end, n - TRAILER_LEN);
+        assert!(range.start >= HEADER_LEN, "table overlaps the header");
+        assert!(range.len() >= TAG_LEN + 4);
+        let _ = &data[range];
+    }
+    if let Ok(entries) = read_toc(cairn_fuzz::keys(), data) {
+        let range = parse_trailer(data).expect("read_toc implies a trailer");
+        for e in &entries {
+            assert!(e.offset as usize + e.length as usize <= range.start);
+        }
+    }
+    // Plaintext table, against the input's own length and against a huge area.
+    for end in [data.len(), usize::MAX] {
+        if let Ok(entries) = decode_toc(data, end) {
+            check_entries(&entries, data, end);
+        }
+    }
+
+    // Validly sealed pack around a fuzzed table.
+    if data.len() < 2 {
+        return;
+    }
+    let blob_area = u16::from_le_bytes([data[0], data[1]]) as usize;
+    let toc = &data[2..];
+    let built = cairn_fuzz::pack_with_toc(blob_area, toc);
+    let blob_area_end = HEADER_LEN + blob_area;
+    let direct = decode_toc(toc, blob_area_end);
+    match read_toc(cairn_fuzz::keys(), &built) {
+        Ok(entries) => {
+            assert_eq!(Ok(&entries), direct.as_ref().map_err(|_| ()));
+            check_entries(&entries, toc, blob_area_end);
+        }
+        Err(e) => {
+            // Either the table itself is refused, or the trailer cannot describe it
+            // (a table shorter than 4 bytes plus tag).
+            assert!(direct.is_err() || toc.len() < 4, "read_toc refused a table decode_toc accepts: {e}");
+        }
+    }
+});
