@@ -30,6 +30,8 @@ pub enum ErrorKind {
     NoSpace,
     /// The operation was interrupted by a signal.
     Interrupted,
+    /// Another process holds a conflicting lock on the repository.
+    Locked,
     /// The key in use lacks the right (for example a backup-only key asked to read).
     PermissionDenied,
     /// Any other I/O failure.

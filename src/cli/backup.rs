@@ -79,6 +79,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         Source::Paths(a.paths)
     };
     let repo = ctx.open()?;
+    let _lock = repo.lock(false, "backup")?;
     // Sorted by key; a key given twice keeps its last value.
     let labels: Vec<(String, String)> =
         a.label.into_iter().collect::<std::collections::BTreeMap<_, _>>().into_iter().collect();

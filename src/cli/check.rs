@@ -18,6 +18,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
+    let _lock = repo.lock(false, "check")?;
     let r = check(&repo, &CheckOptions { read_data: a.read_data }, &ctx.interrupt)?;
     let rec = LogRecord::new("check", if r.healthy() { "success" } else { "failed" })
         .figure("read_data", a.read_data)

@@ -13,6 +13,8 @@ pub const PARTIAL: i32 = 3;
 pub const DAMAGED: i32 = 4;
 /// The repository does not exist at the given location.
 pub const NO_REPOSITORY: i32 = 10;
+/// The repository is locked by another process.
+pub const LOCKED: i32 = 11;
 /// Wrong password, or no usable key.
 pub const WRONG_PASSWORD: i32 = 12;
 /// The disk holding the repository or the restore target is full.
@@ -28,6 +30,7 @@ Exit codes:
   3   backup incomplete: some files could not be read (snapshot marked partial)
   4   damaged or missing data found (restore wrote all intact files; check found damage)
   10  no repository at the given location
+  11  repository locked by another process
   12  wrong password or key
   13  no space left on the repository or target disk
   130 interrupted (SIGINT/SIGTERM)";
@@ -36,6 +39,7 @@ pub fn for_error(kind: ErrorKind) -> i32 {
     match kind {
         ErrorKind::NotARepository => NO_REPOSITORY,
         ErrorKind::WrongPassword => WRONG_PASSWORD,
+        ErrorKind::Locked => LOCKED,
         ErrorKind::InvalidInput => USAGE,
         ErrorKind::NoSpace => NO_SPACE,
         ErrorKind::Interrupted => INTERRUPTED,

@@ -11,6 +11,7 @@ mod log;
 mod progress;
 mod restore;
 mod snapshots;
+mod unlock;
 
 use cairn::repo::KeySource;
 use cairn::{Error, ErrorKind, Repository, Result};
@@ -58,6 +59,7 @@ enum Command {
     #[command(subcommand)]
     Key(key::Command),
     Log(log::Args),
+    Unlock(unlock::Args),
 }
 
 /// What every command gets: global options and the interrupt flag.
@@ -181,6 +183,7 @@ pub fn main() -> i32 {
         Command::Check(a) => check::run(&ctx, a),
         Command::Key(c) => key::run(&ctx, c),
         Command::Log(a) => log::run(&ctx, a),
+        Command::Unlock(a) => unlock::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

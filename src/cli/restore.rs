@@ -31,6 +31,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         }
     }
     let repo = ctx.open()?;
+    let _lock = repo.lock(false, "restore")?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
     let out = restore(&repo, &snap.tree, &a.target, &RestoreOptions { includes: a.include }, &ctx.interrupt)?;
     for w in &out.warnings {

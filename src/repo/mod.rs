@@ -12,8 +12,10 @@ use crate::format::index::IndexFile;
 use crate::format::snapshot::Snapshot;
 use crate::format::Timespec;
 use crate::id::{IndexId, KeyId, SnapshotId};
+use std::sync::Arc;
 
 pub mod keys;
+pub mod lock;
 pub mod log;
 pub use keys::{KeyInfo, KeySource};
 
@@ -38,9 +40,9 @@ impl Default for InitOptions {
 }
 
 pub struct Repository {
-    backend: Box<dyn Backend>,
+    backend: Arc<dyn Backend>,
     config: Config,
-    keys: RepoKeys,
+    keys: Arc<RepoKeys>,
     /// Kept for key management; wiped on drop.
     master: MasterKey,
     key_id: KeyId,
@@ -92,7 +94,7 @@ impl Repository {
         backend.write(FileType::Config, "config", &envelope::seal_config(&master, &config.encode())?)?;
         let keys = master.derive(config.public_key)?;
         let key_source = key_file.map(|k| KeySource::File(k.to_path_buf())).unwrap_or_default();
-        Ok(Repository { backend, config, keys, master, key_id, key_source })
+        Ok(Repository { backend: backend.into(), config, keys: Arc::new(keys), master, key_id, key_source })
     }
 
     /// Open the repository at `location` with `passphrase` and the key from `source`.
@@ -115,7 +117,14 @@ impl Repository {
         let config =
             Config::decode(&envelope::open_config(&master, &sealed)?).map_err(|e| e.wrap("config"))?;
         let keys = master.derive(config.public_key)?;
-        Ok(Repository { backend, config, keys, master, key_id, key_source: source.clone() })
+        Ok(Repository {
+            backend: backend.into(),
+            config,
+            keys: Arc::new(keys),
+            master,
+            key_id,
+            key_source: source.clone(),
+        })
     }
 
     pub fn backend(&self) -> &dyn Backend {

@@ -1,0 +1,242 @@
+//! Locks: shared for operations that add or read (backup, restore, check), exclusive for
+//! those that delete (forget, prune). The protocol is in format-spec/locks.md: write
+//! your own lock, then list; back off if a live conflicting lock is there. A held lock is
+//! refreshed by a background thread so a long run is never taken for a dead one; a lock
+//! whose process is gone (same host) or that was not refreshed within the timeout is
+//! stale and ignored, and `cairn unlock` removes it.
+
+use super::Repository;
+use crate::backend::FileType;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::envelope::{self, ObjectType};
+use crate::format::lock::Lock;
+use crate::format::Timespec;
+use crate::id::hex_encode;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// A lock not refreshed for this long is stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// How often a held lock is rewritten.
+const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// A lock found in the repository.
+#[derive(Clone, Debug)]
+pub struct FoundLock {
+    pub name: String,
+    /// `None` when the lock object cannot be opened.
+    pub lock: Option<Lock>,
+    pub stale: bool,
+}
+
+impl FoundLock {
+    pub fn describe(&self) -> String {
+        match &self.lock {
+            Some(l) => format!(
+                "{} lock by {}@{} pid {} for {} since {}s ago",
+                if l.exclusive { "exclusive" } else { "shared" },
+                l.user,
+                l.host,
+                l.pid,
+                l.operation,
+                Timespec::now().secs - l.time.secs
+            ),
+            None => format!("unreadable lock {}", self.name),
+        }
+    }
+}
+
+/// Held while the operation runs; removes its lock when dropped.
+pub struct LockGuard<'r> {
+    repo: &'r Repository,
+    name: Arc<Mutex<String>>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        *self.stop.0.lock().expect("lock stop") = true;
+        self.stop.1.notify_all();
+        if let Some(t) = self.refresher.take() {
+            let _ = t.join();
+        }
+        let name = self.name.lock().expect("lock name").clone();
+        let _ = self.repo.backend().remove(FileType::Lock, &name);
+    }
+}
+
+fn is_stale(l: &Lock, now: Timespec) -> bool {
+    if now.secs - l.time.secs > STALE_AFTER.as_secs() as i64 {
+        return true;
+    }
+    l.host == crate::sys::hostname() && !process_exists(l.pid)
+}
+
+fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+impl Repository {
+    /// Every lock in the repository, with whether it is stale.
+    pub fn locks(&self) -> Result<Vec<FoundLock>> {
+        let now = Timespec::now();
+        let mut out = Vec::new();
+        for name in self.backend.list(FileType::Lock)? {
+            let lock = self
+                .backend
+                .read(FileType::Lock, &name)
+                .and_then(|b| envelope::open(&self.keys, ObjectType::Lock, &b))
+                .and_then(|p| Lock::decode(&p))
+                .ok();
+            let stale = lock.as_ref().is_some_and(|l| is_stale(l, now));
+            out.push(FoundLock { name, lock, stale });
+        }
+        Ok(out)
+    }
+
+    fn write_lock(&self, exclusive: bool, operation: &str) -> Result<String> {
+        write_lock(self.backend.as_ref(), &self.keys, exclusive, operation)
+    }
+
+    /// Take a lock for `operation`; fails with `Locked` while a live conflicting lock exists.
+    pub fn lock(&self, exclusive: bool, operation: &str) -> Result<LockGuard<'_>> {
+        let own = self.write_lock(exclusive, operation)?;
+        let conflicts: Vec<FoundLock> = self
+            .locks()?
+            .into_iter()
+            .filter(|f| f.name != own && !f.stale)
+            .filter(|f| exclusive || f.lock.as_ref().is_none_or(|l| l.exclusive))
+            .collect();
+        if let Some(c) = conflicts.first() {
+            let _ = self.backend.remove(FileType::Lock, &own);
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "repository is locked: {}; wait for it, or if that process is gone run `cairn unlock`",
+                    c.describe()
+                ),
+            ));
+        }
+        let name = Arc::new(Mutex::new(own));
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let refresher = self.spawn_refresher(name.clone(), stop.clone(), exclusive, operation.to_string());
+        Ok(LockGuard { repo: self, name, stop, refresher })
+    }
+
+    /// Rewrite the lock every REFRESH_EVERY until stopped: write the new one, then remove
+    /// the old one, so the lock never disappears while held.
+    fn spawn_refresher(
+        &self,
+        name: Arc<Mutex<String>>,
+        stop: Arc<(Mutex<bool>, Condvar)>,
+        exclusive: bool,
+        operation: String,
+    ) -> Option<std::thread::JoinHandle<()>> {
+        let backend = self.backend.clone();
+        let keys = self.keys.clone();
+        Some(std::thread::spawn(move || loop {
+            let (flag, cv) = &*stop;
+            let guard = flag.lock().expect("lock stop");
+            if *guard {
+                return; // stopped before this thread first waited
+            }
+            let (guard, timeout) = cv.wait_timeout(guard, REFRESH_EVERY).expect("lock stop");
+            if *guard {
+                return;
+            }
+            drop(guard);
+            if timeout.timed_out() {
+                if let Ok(new) = write_lock(backend.as_ref(), &keys, exclusive, &operation) {
+                    let old = std::mem::replace(&mut *name.lock().expect("lock name"), new);
+                    let _ = backend.remove(FileType::Lock, &old);
+                }
+            }
+        }))
+    }
+
+    /// Remove stale locks (or, with `all`, every lock). Returns the removed locks.
+    pub fn unlock(&self, all: bool) -> Result<Vec<FoundLock>> {
+        let mut removed = Vec::new();
+        for f in self.locks()? {
+            if all || f.stale {
+                self.backend.remove(FileType::Lock, &f.name)?;
+                removed.push(f);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn write_lock(
+    backend: &dyn crate::backend::Backend,
+    keys: &crate::crypto::keys::RepoKeys,
+    exclusive: bool,
+    operation: &str,
+) -> Result<String> {
+    let lock = Lock {
+        time: Timespec::now(),
+        host: crate::sys::hostname(),
+        user: crate::sys::username(),
+        pid: std::process::id(),
+        exclusive,
+        operation: operation.into(),
+    };
+    let bytes = envelope::seal(keys, ObjectType::Lock, &lock.encode())?;
+    let name = hex_encode(blake3::hash(&bytes).as_bytes());
+    backend.write(FileType::Lock, &name, &bytes)?;
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keys::KdfParams;
+    use crate::repo::InitOptions;
+
+    fn plant(repo: &Repository, pid: u32, age_secs: i64, exclusive: bool) {
+        let mut time = Timespec::now();
+        time.secs -= age_secs;
+        let lock = Lock {
+            time,
+            host: crate::sys::hostname(),
+            user: "u".into(),
+            pid,
+            exclusive,
+            operation: "x".into(),
+        };
+        let bytes = envelope::seal(&repo.keys, ObjectType::Lock, &lock.encode()).unwrap();
+        repo.backend.write(FileType::Lock, &hex_encode(blake3::hash(&bytes).as_bytes()), &bytes).unwrap();
+    }
+
+    #[test]
+    fn shared_locks_coexist_exclusive_ones_do_not_and_stale_ones_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = dir.path().join("r");
+        let opts = InitOptions { kdf: KdfParams::FLOOR, ..Default::default() };
+        let repo = Repository::init(loc.to_str().unwrap(), b"pw", &opts, None).unwrap();
+        {
+            let _a = repo.lock(false, "backup").unwrap();
+            let _b = repo.lock(false, "backup").unwrap();
+            assert_eq!(repo.lock(true, "prune").err().unwrap().kind(), ErrorKind::Locked);
+            assert_eq!(repo.locks().unwrap().len(), 2, "the refused lock was removed again");
+        }
+        assert!(repo.locks().unwrap().is_empty(), "dropping a guard removes its lock");
+        let _x = repo.lock(true, "prune").unwrap();
+        let err = repo.lock(false, "backup").err().unwrap();
+        assert!(err.to_string().contains("cairn unlock"), "{err}");
+        drop(_x);
+
+        // A live process's lock blocks; a dead process's or an old one does not.
+        plant(&repo, std::process::id(), 0, true);
+        assert!(repo.lock(false, "backup").is_err());
+        assert_eq!(repo.unlock(false).unwrap().len(), 0);
+        assert_eq!(repo.unlock(true).unwrap().len(), 1);
+        plant(&repo, u32::MAX - 1, 0, true);
+        plant(&repo, std::process::id(), STALE_AFTER.as_secs() as i64 + 60, true);
+        assert!(repo.locks().unwrap().iter().all(|l| l.stale));
+        drop(repo.lock(true, "prune").unwrap());
+        assert_eq!(repo.unlock(false).unwrap().len(), 2);
+        assert!(repo.locks().unwrap().is_empty());
+    }
+}
