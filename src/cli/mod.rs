@@ -4,11 +4,13 @@
 mod backup;
 mod check;
 mod exit;
+mod forget;
 mod format;
 mod init;
 mod key;
 mod log;
 mod progress;
+mod prune;
 mod restore;
 mod snapshots;
 mod unlock;
@@ -60,6 +62,8 @@ enum Command {
     Key(key::Command),
     Log(log::Args),
     Unlock(unlock::Args),
+    Forget(forget::Args),
+    Prune(prune::Args),
 }
 
 /// What every command gets: global options and the interrupt flag.
@@ -184,6 +188,8 @@ pub fn main() -> i32 {
         Command::Key(c) => key::run(&ctx, c),
         Command::Log(a) => log::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
+        Command::Forget(a) => forget::run(&ctx, a),
+        Command::Prune(a) => prune::run(&ctx, a),
     };
     match result {
         Ok(code) => code,
@@ -191,5 +197,14 @@ pub fn main() -> i32 {
             eprintln!("cairn: {e}");
             exit::for_error(e.kind())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

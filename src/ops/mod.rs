@@ -4,6 +4,8 @@
 pub mod backup;
 pub mod check;
 pub mod exclude;
+pub mod forget;
 pub mod progress;
+pub mod prune;
 pub mod restore;
 mod walker;

@@ -1,0 +1,102 @@
+//! `cairn prune`: delete data that no snapshot uses.
+
+use super::{exit, format, Ctx};
+use cairn::ops::prune::{execute, plan, PruneOptions};
+use cairn::repo::log::LogRecord;
+use cairn::{Error, Repository, Result};
+
+/// Delete packs no snapshot uses and repack partly used ones
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  cairn prune --dry-run\n  cairn prune --max-unused 0   # leave no byte of forgotten data behind"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub opts: PruneArgs,
+    /// Show what would be deleted and repacked, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct PruneArgs {
+    /// Repack a pack when more than this share of it is unused (e.g. 10%, 0 for none left)
+    #[arg(long, default_value = "10%", value_parser = parse_share)]
+    pub max_unused: f64,
+}
+
+fn parse_share(s: &str) -> std::result::Result<f64, String> {
+    let t = s.trim();
+    let (num, pct) = match t.strip_suffix('%') {
+        Some(n) => (n, true),
+        None => (t, t != "0" && t.parse::<f64>().is_ok_and(|v| v > 1.0)),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| format!("'{s}' is not a share: use e.g. 10% or 0"))?;
+    let v = if pct { v / 100.0 } else { v };
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' must lie between 0% and 100%"))
+    }
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let repo = ctx.open()?;
+    let _lock = repo.lock(true, "prune")?;
+    prune(ctx, &repo, &a.opts, a.dry_run)?;
+    Ok(exit::SUCCESS)
+}
+
+/// Prune under a lock the caller holds (also used by `forget --prune`).
+pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Result<()> {
+    repo.require_full_key("prune").map_err(|e| {
+        Error::new(e.kind(), "a backup-only key cannot prune (it deletes nothing); use a full key")
+    })?;
+    let opts = PruneOptions { max_unused: a.max_unused };
+    let p = plan(repo, &opts, &ctx.interrupt)?;
+    if !dry_run {
+        execute(repo, &p, &ctx.interrupt)?;
+        let rec = LogRecord::new("prune", "success")
+            .figure("packs_deleted", p.packs_delete.len() + p.packs_repack.len() + p.packs_orphaned.len())
+            .figure("bytes_freed", p.bytes_delete + p.bytes_repack_unused);
+        super::record(repo, rec);
+    }
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "dry_run": dry_run,
+                "packs_delete": p.packs_delete.len(), "packs_repack": p.packs_repack.len(),
+                "packs_keep": p.packs_keep, "packs_orphaned": p.packs_orphaned.len(),
+                "bytes_delete": p.bytes_delete, "bytes_repack_used": p.bytes_repack_used,
+                "bytes_repack_unused": p.bytes_repack_unused, "bytes_keep": p.bytes_keep,
+                "blobs_used": p.blobs_used, "blobs_unused": p.blobs_unused,
+            })
+        );
+    } else if !ctx.quiet {
+        let verb = if dry_run { "would" } else { "did" };
+        println!(
+            "prune {verb} delete {} packs ({}), repack {} packs (keeping {}, dropping {}), delete {} unindexed packs; {} packs ({}) stay",
+            p.packs_delete.len(),
+            format::size(p.bytes_delete),
+            p.packs_repack.len(),
+            format::size(p.bytes_repack_used),
+            format::size(p.bytes_repack_unused),
+            p.packs_orphaned.len(),
+            p.packs_keep,
+            format::size(p.bytes_keep),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shares_parse() {
+        assert_eq!(super::parse_share("10%").unwrap(), 0.10);
+        assert_eq!(super::parse_share("0").unwrap(), 0.0);
+        assert_eq!(super::parse_share("0.25").unwrap(), 0.25);
+        assert!(super::parse_share("150%").is_err() && super::parse_share("x").is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! forget and prune: calendar retention over a built history, deletion that leaves no byte
+//! of forgotten data in any pack, locks against concurrent use, and prune killed at any
+//! moment leaving a repository that checks clean.
+
+use cairn::repo::KeySource;
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn cairn(repo: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .env("CAIRN_PASSWORD", "pw")
+        .env("TZ", "UTC")
+        .env_remove("CAIRN_REPOSITORY")
+        .env_remove("CAIRN_KEY_FILE")
+        .output()
+        .unwrap()
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn json(o: Output) -> serde_json::Value {
+    let text = ok(o);
+    serde_json::from_str(text.lines().last().unwrap()).unwrap()
+}
+
+fn init(repo: &Path, pack_size: &str) {
+    ok(cairn(repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1", "--pack-size", pack_size]));
+}
+
+#[test]
+fn forget_keeps_what_the_calendar_policy_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    init(&repo, "1M");
+    let times = [
+        "2026-11-30 10:00",
+        "2026-11-30 22:00",
+        "2026-12-27 09:00",
+        "2026-12-28 09:00",
+        "2026-12-31 23:00",
+        "2027-01-01 08:00",
+        "2027-01-03 20:00",
+        "2027-01-04 07:00",
+    ];
+    let mut ids = Vec::new();
+    for (i, t) in times.iter().enumerate() {
+        std::fs::write(src.join("f"), format!("version {i}")).unwrap();
+        ids.push(
+            json(cairn(&repo, &["backup", src.to_str().unwrap(), "--json", "--time", t]))["snapshot"].clone(),
+        );
+    }
+    // Daily 2 and monthly 3 (hand-computed): Jan 4, Jan 3 (daily); Jan 4 (Jan),
+    // Dec 31 (Dec), Nov 30 22:00 (Nov).
+    let dry =
+        json(cairn(&repo, &["forget", "--keep-daily", "2", "--keep-monthly", "3", "--dry-run", "--json"]));
+    assert_eq!(dry["removed"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        json(cairn(&repo, &["snapshots", "--json"])).as_array().unwrap().len(),
+        8,
+        "dry run changed nothing"
+    );
+    let done = json(cairn(&repo, &["forget", "--keep-daily", "2", "--keep-monthly", "3", "--json"]));
+    let kept: HashSet<String> = json(cairn(&repo, &["snapshots", "--json"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let want: HashSet<String> = [1, 4, 6, 7].iter().map(|&i| ids[i].as_str().unwrap().to_string()).collect();
+    assert_eq!(kept, want, "forget output: {done}");
+    let reasons = &done["groups"][0]["snapshots"][0]["reasons"];
+    assert_eq!(reasons, &serde_json::json!(["daily 2", "monthly 3"]));
+    ok(cairn(&repo, &["check"]));
+}
+
+/// Chunk ids a file's content would have in this repository.
+fn chunk_ids(repo: &Path, data: &[u8]) -> Vec<[u8; 32]> {
+    let r = cairn::Repository::open(repo.to_str().unwrap(), b"pw", &KeySource::Stored).unwrap();
+    let chunker = r.chunker().unwrap();
+    chunker.split(data).map(|c| r.keys().chunk_id(c).0).collect()
+}
+
+#[test]
+fn forget_and_prune_leave_no_chunk_of_forgotten_data_in_any_pack() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    init(&repo, "1M");
+    let mut shared = vec![0u8; 3_000_000];
+    blake3::Hasher::new().update(b"shared").finalize_xof().fill(&mut shared);
+    let mut personal = vec![0u8; 700_000];
+    blake3::Hasher::new().update(b"personal data").finalize_xof().fill(&mut personal);
+    std::fs::write(src.join("shared.bin"), &shared).unwrap();
+    std::fs::write(src.join("person.bin"), &personal).unwrap();
+    let s = src.to_str().unwrap();
+    let with = json(cairn(&repo, &["backup", s, "--json"]))["snapshot"].as_str().unwrap().to_string();
+    std::fs::remove_file(src.join("person.bin")).unwrap();
+    ok(cairn(&repo, &["backup", s]));
+
+    let dry = json(cairn(&repo, &["prune", "--dry-run", "--json"]));
+    assert_eq!(dry["packs_delete"], 0, "both snapshots still use everything: {dry}");
+    ok(cairn(&repo, &["forget", &with[..12]]));
+    let pruned = json(cairn(&repo, &["prune", "--max-unused", "0", "--json"]));
+    assert!(
+        pruned["bytes_delete"].as_u64().unwrap() + pruned["bytes_repack_unused"].as_u64().unwrap() > 600_000
+    );
+
+    let gone: HashSet<[u8; 32]> = chunk_ids(&repo, &personal).into_iter().collect();
+    let kept: HashSet<[u8; 32]> = chunk_ids(&repo, &shared).into_iter().collect();
+    let r = cairn::Repository::open(repo.to_str().unwrap(), b"pw", &KeySource::Stored).unwrap();
+    let stored: HashSet<[u8; 32]> =
+        cairn::ops::prune::stored_blob_ids(&r).unwrap().into_values().flatten().map(|b| *b.bytes()).collect();
+    assert!(gone.iter().all(|c| !stored.contains(c)), "a chunk of the forgotten file is still stored");
+    assert!(kept.iter().all(|c| stored.contains(c)), "prune lost data a snapshot uses");
+    ok(cairn(&repo, &["check", "--read-data"]));
+    let out = tmp.path().join("out");
+    ok(cairn(&repo, &["restore", "latest", "--target", out.to_str().unwrap()]));
+    assert_eq!(std::fs::read(out.join(s.trim_start_matches('/')).join("shared.bin")).unwrap(), shared);
+}
+
+#[test]
+fn prune_waits_for_a_running_backup_and_backups_share() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("r");
+    init(&repo, "1M");
+    // A stdin backup holds its shared lock until its input ends.
+    let mut running = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("-r")
+        .arg(&repo)
+        .args(["backup", "--stdin", "--stdin-name", "dump.sql"])
+        .env("CAIRN_PASSWORD", "pw")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_dir(repo.join("locks")).unwrap().count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the backup never took its lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let refused = cairn(&repo, &["prune"]);
+    assert_eq!(refused.status.code(), Some(11), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cairn unlock"));
+    // A second backup shares the repository with the first.
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"a").unwrap();
+    ok(cairn(&repo, &["backup", src.to_str().unwrap()]));
+    {
+        use std::io::Write;
+        running.stdin.take().unwrap().write_all(b"INSERT INTO t VALUES (1);\n").unwrap();
+    }
+    assert!(running.wait().unwrap().success());
+    ok(cairn(&repo, &["prune"]));
+    assert_eq!(json(cairn(&repo, &["snapshots", "--json"])).as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn prune_killed_at_any_moment_leaves_a_valid_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    init(&repo, "1M");
+    let s = src.to_str().unwrap();
+    for round in 0..6u8 {
+        for f in 0..4u8 {
+            let mut data = vec![0u8; 400_000];
+            blake3::Hasher::new().update(&[round, f]).finalize_xof().fill(&mut data);
+            std::fs::write(src.join(format!("f{f}")), &data).unwrap();
+        }
+        ok(cairn(&repo, &["backup", s]));
+    }
+    ok(cairn(&repo, &["forget", "--keep-last", "2"]));
+    for attempt in 0..8u64 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .arg("-r")
+            .arg(&repo)
+            .args(["prune", "--max-unused", "0"])
+            .env("CAIRN_PASSWORD", "pw")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5 + attempt * 15));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The killed prune's lock is stale (its process is gone): check proceeds.
+        let check = cairn(&repo, &["check", "--read-data"]);
+        assert!(check.status.success(), "attempt {attempt}: {}", String::from_utf8_lossy(&check.stderr));
+    }
+    ok(cairn(&repo, &["prune", "--max-unused", "0"]));
+    ok(cairn(&repo, &["check", "--read-data"]));
+    ok(cairn(&repo, &["backup", s]));
+    let out = tmp.path().join("out");
+    ok(cairn(&repo, &["restore", "latest", "--target", out.to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read(out.join(s.trim_start_matches('/')).join("f0")).unwrap(),
+        std::fs::read(src.join("f0")).unwrap()
+    );
+}
+
+#[test]
+fn backup_and_forget_killed_at_many_moments_leave_a_valid_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    init(&repo, "1M");
+    for f in 0..40u32 {
+        let mut data = vec![0u8; 250_000];
+        blake3::Hasher::new().update(&f.to_le_bytes()).finalize_xof().fill(&mut data);
+        std::fs::write(src.join(format!("f{f:02}")), &data).unwrap();
+    }
+    let s = src.to_str().unwrap();
+    for (attempt, op) in ["backup", "backup", "backup", "backup", "backup", "forget"].iter().enumerate() {
+        if *op == "forget" {
+            for _ in 0..3 {
+                ok(cairn(&repo, &["backup", s]));
+            }
+        }
+        let args: Vec<&str> =
+            if *op == "backup" { vec!["backup", s] } else { vec!["forget", "--keep-last", "1"] };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .arg("-r")
+            .arg(&repo)
+            .args(&args)
+            .env("CAIRN_PASSWORD", "pw")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10 + attempt as u64 * 40));
+        let _ = child.kill();
+        let _ = child.wait();
+        let check = cairn(&repo, &["check", "--read-data"]);
+        assert!(check.status.success(), "{op} attempt {attempt}: {}", String::from_utf8_lossy(&check.stderr));
+    }
+    let done = json(cairn(&repo, &["backup", s, "--json", "--force"]));
+    assert!(done["bytes_added"].as_u64().unwrap() < 1_000_000, "data stored before the kills was not reused");
+    ok(cairn(&repo, &["check", "--read-data"]));
+}
