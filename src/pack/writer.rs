@@ -30,7 +30,9 @@ pub struct BlobWriter<'r> {
     repo: &'r Repository,
     index: Index,
     claimed: Mutex<HashSet<[u8; 32]>>,
-    data: Mutex<Option<PackBuilder>>,
+    /// Pack builders for chunks, one per worker thread (slot 0 for threads outside the
+    /// pool), so sealing runs in parallel and a lock is only ever taken by its owner.
+    data: Vec<Mutex<Option<PackBuilder>>>,
     trees: Mutex<Option<PackBuilder>>,
     queue: Mutex<Option<SyncSender<FinishedPack>>>,
     /// The first error of the uploader; later saves fail with it at once.
@@ -62,7 +64,7 @@ impl<'r> BlobWriter<'r> {
             repo,
             index,
             claimed: Mutex::new(HashSet::new()),
-            data: Mutex::new(None),
+            data: (0..=rayon::current_num_threads()).map(|_| Mutex::new(None)).collect(),
             trees: Mutex::new(None),
             queue: Mutex::new(Some(tx)),
             upload_failed: Mutex::new(None),
@@ -134,7 +136,10 @@ impl<'r> BlobWriter<'r> {
 
     fn builder(&self, kind: BlobKind) -> &Mutex<Option<PackBuilder>> {
         match kind {
-            BlobKind::Chunk => &self.data,
+            BlobKind::Chunk => {
+                let slot = rayon::current_thread_index().map_or(0, |i| i + 1);
+                &self.data[slot.min(self.data.len() - 1)]
+            }
             BlobKind::Tree => &self.trees,
         }
     }
@@ -149,8 +154,8 @@ impl<'r> BlobWriter<'r> {
 
     /// Queue the partly filled packs.
     fn finish_builders(&self) {
-        for kind in [BlobKind::Chunk, BlobKind::Tree] {
-            let b = self.builder(kind).lock().expect("builder lock").take();
+        for slot in self.data.iter().chain(std::iter::once(&self.trees)) {
+            let b = slot.lock().expect("builder lock").take();
             if let Some(b) = b.filter(|b| !b.is_empty()) {
                 self.enqueue(b.finish());
             }
