@@ -118,6 +118,9 @@ measure() {
   local rep=$1 tool=$2 phase=$3; shift 3
   local log=$WORK/logs/$rep-$tool-$phase load
   load=$(cut -d' ' -f1 /proc/loadavg)
+  # Write back what earlier phases (or the corpus generator) left dirty, so no tool pays
+  # for another's writes when it syncs its own files.
+  sync
   /usr/bin/time -f '%e %U %S %M' -o "$log.time" "$@" >"$log.out" 2>"$log.err" </dev/null
   local rc=$? wall user sys rss status note="" size=""
   read -r wall user sys rss < <(tail -1 "$log.time")

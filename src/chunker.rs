@@ -105,9 +105,9 @@ impl Chunker {
 /// A window of input and the ranges of the chunks cut from it.
 pub type Batch<'a> = (&'a [u8], Vec<std::ops::Range<usize>>);
 
-/// The read window for large inputs: 8 MiB, so one batch holds enough chunks to keep
-/// every core busy on a single large file (a database dump).
-const WINDOW: usize = 8 << 20;
+/// The read window for large inputs: 4 MiB, so one batch holds enough chunks (about 60 at
+/// the default sizes) to keep every core busy on a single large file (a database dump).
+const WINDOW: usize = 4 << 20;
 
 /// Chunks of a reader, holding a bounded window of it in memory.
 pub struct ChunkStream<'c, R> {

@@ -134,3 +134,71 @@ fn a_key_kept_apart_is_needed_and_survives_paper_export() {
     );
     fails(run(&repo, "nope", &k, &["snapshots"]), 12, "wrong password");
 }
+
+#[test]
+fn a_backup_only_key_cannot_forget_or_prune_and_changes_nothing_trying() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"a").unwrap();
+    init(&repo);
+    let s = src.to_str().unwrap();
+    ok(run(&repo, "first", &[], &["backup", s]));
+    let bo_file = tmp.path().join("bo.key");
+    #[rustfmt::skip]
+    ok(run(&repo, "first", &[("CAIRN_NEW_PASSWORD", "bo")],
+        &[&["key", "add", "--backup-only", "--to-file", bo_file.to_str().unwrap()][..], &FAST].concat()));
+    let bo = [("CAIRN_KEY_FILE", bo_file.to_str().unwrap())];
+    let before: Vec<_> =
+        std::fs::read_dir(repo.join("snapshots")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    fails(run(&repo, "bo", &bo, &["forget", "--keep-last", "0", "--keep-daily", "1"]), 1, "backup-only");
+    fails(run(&repo, "bo", &bo, &["prune"]), 1, "backup-only");
+    fails(run(&repo, "bo", &bo, &["key", "remove", "abcd"]), 1, "backup-only");
+    let after: Vec<_> =
+        std::fs::read_dir(repo.join("snapshots")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after);
+    assert_eq!(std::fs::read_dir(repo.join("locks")).unwrap().count(), 0, "refused commands leave no lock");
+}
+
+#[test]
+fn removing_a_key_leaves_the_data_alone_and_a_tampered_log_is_caught() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), vec![9u8; 100_000]).unwrap();
+    init(&repo);
+    ok(run(&repo, "first", &[], &["backup", src.to_str().unwrap()]));
+    ok(run(&repo, "first", &[("CAIRN_NEW_PASSWORD", "second")], &[&["key", "add"][..], &FAST].concat()));
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(run(&repo, "second", &[], &["key", "list", "--json"]))).unwrap();
+    let first = list.as_array().unwrap().iter().find(|k| k["in_use"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(run(&repo, "second", &[], &["key", "remove", &first]));
+    ok(run(&repo, "second", &[], &["check", "--read-data"]));
+
+    let log: serde_json::Value =
+        serde_json::from_str(&ok(run(&repo, "second", &[], &["log", "--json"]))).unwrap();
+    let ops: Vec<&str> =
+        log["entries"].as_array().unwrap().iter().map(|e| e["operation"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["backup", "key add", "key remove", "check"]);
+    // Alter the second entry: check reports the log as damaged.
+    let mut names: Vec<_> = std::fs::read_dir(repo.join("log")).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    let mut bytes = std::fs::read(&names[1]).unwrap();
+    bytes[60] ^= 0x40;
+    std::fs::write(&names[1], bytes).unwrap();
+    let out = run(&repo, "second", &[], &["check"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("activity log"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Removing it instead leaves a gap that is found too.
+    std::fs::remove_file(&names[1]).unwrap();
+    let out = run(&repo, "second", &[], &["log"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+}

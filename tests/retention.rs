@@ -246,3 +246,38 @@ fn backup_and_forget_killed_at_many_moments_leave_a_valid_repository() {
     assert!(done["bytes_added"].as_u64().unwrap() < 1_000_000, "data stored before the kills was not reused");
     ok(cairn(&repo, &["check", "--read-data"]));
 }
+
+#[test]
+fn two_hosts_back_up_at_once_and_dedup_against_each_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    init(&repo, "1M");
+    for f in 0..8u32 {
+        let mut data = vec![0u8; 500_000];
+        blake3::Hasher::new().update(&f.to_le_bytes()).finalize_xof().fill(&mut data);
+        std::fs::write(src.join(format!("f{f}")), &data).unwrap();
+    }
+    let s = src.to_str().unwrap();
+    let spawn = |host: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .arg("-r")
+            .arg(&repo)
+            .args(["backup", s, "--host", host, "--json"])
+            .env("CAIRN_PASSWORD", "pw")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("gw-a"), spawn("gw-b"));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    ok(cairn(&repo, &["check", "--read-data"]));
+    // A third host's backup of the same data stores nothing new.
+    let third = json(cairn(&repo, &["backup", s, "--host", "gw-c", "--json"]));
+    assert!(third["bytes_added"].as_u64().unwrap() < 10_000, "no dedup across hosts: {third}");
+    assert_eq!(json(cairn(&repo, &["snapshots", "--json"])).as_array().unwrap().len(), 3);
+}

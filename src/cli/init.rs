@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     compression: i32,
     /// Target pack file size
-    #[arg(long, default_value = "16M", value_parser = format::parse_size)]
+    #[arg(long, default_value = "8M", value_parser = format::parse_size)]
     pack_size: u64,
     /// Chunk sizes as MIN,AVG,MAX (e.g. 16K,64K,256K)
     #[arg(long, default_value = "16K,64K,256K")]

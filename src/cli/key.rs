@@ -109,6 +109,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         }
         Command::Remove { id } => {
             let repo = ctx.open()?;
+            repo.require_full_key("manage keys")?;
             let id = repo.find_key_id(&id)?;
             repo.remove_key(&id)?;
             super::record(&repo, LogRecord::new("key remove", "success").figure("key", id.short()));

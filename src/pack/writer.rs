@@ -4,9 +4,10 @@
 //! packs -> index -> snapshot always holds.
 //!
 //! Safe to share between threads: compression runs outside every lock; a full pack is
-//! taken out of its builder under the lock and queued. The queue holds one pack, so at
-//! most two packs per kind are in memory beside the builders, and workers never wait for
-//! the disk unless it is slower than they are.
+//! taken out of its builder under the lock and handed to the uploader. The hand-over
+//! waits while the uploader still writes the previous pack, so memory holds the builders
+//! and one pack being written, and workers wait for the disk only when it is slower than
+//! they are.
 
 use crate::backend::FileType;
 use crate::compress;
@@ -59,7 +60,7 @@ impl<'r> BlobWriter<'r> {
         index: Index,
         work: impl FnOnce(&BlobWriter<'r>) -> T + Send,
     ) -> Result<(T, WriterStats)> {
-        let (tx, rx) = sync_channel::<FinishedPack>(1);
+        let (tx, rx) = sync_channel::<FinishedPack>(0);
         let writer = BlobWriter {
             repo,
             index,
