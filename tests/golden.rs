@@ -116,6 +116,13 @@ fn golden_v1_still_reads() {
     let check = cairn(&repo, &["check", "--read-data"]);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
 
+    // The activity log written by that version reads back with its chain intact.
+    let log = cairn(&repo, &["log", "--json"]);
+    assert!(log.status.success(), "{}", String::from_utf8_lossy(&log.stderr));
+    let log: serde_json::Value = serde_json::from_slice(&log.stdout).unwrap();
+    assert_eq!(log["entries"][0]["operation"], "backup");
+    assert_eq!(log["entries"][0]["seq"], 0);
+
     let target = tmp.path().join("restore");
     let out = cairn(&repo, &["restore", "latest", "--target", target.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
