@@ -233,22 +233,12 @@ fn prepare_dir(path: &Path) -> Result<()> {
         Ok(_) => std::fs::remove_file(path).ctx(|| format!("cannot replace {}", path.display()))?,
         Err(_) => {}
     }
+    use std::os::unix::fs::DirBuilderExt;
+    // Folders start private; their real mode is applied once their contents are written.
     std::fs::DirBuilder::new()
-        .mode_0700()
+        .mode(0o700)
         .create(path)
         .ctx(|| format!("cannot create folder {}", path.display()))
-}
-
-trait DirBuilderMode {
-    fn mode_0700(&mut self) -> &mut Self;
-}
-
-impl DirBuilderMode for std::fs::DirBuilder {
-    /// Folders start private; their real mode is applied once their contents are written.
-    fn mode_0700(&mut self) -> &mut Self {
-        use std::os::unix::fs::DirBuilderExt;
-        self.mode(0o700)
-    }
 }
 
 /// Create a node with `make` at a temporary name, then rename it over `path`.
