@@ -11,6 +11,8 @@ pub const USAGE: i32 = 2;
 pub const PARTIAL: i32 = 3;
 /// Damaged or missing data found: restore wrote everything else; check reports it.
 pub const DAMAGED: i32 = 4;
+/// A drill restored and verified everything but missed its RTO or RPO limit.
+pub const LIMIT_MISSED: i32 = 5;
 /// The repository does not exist at the given location.
 pub const NO_REPOSITORY: i32 = 10;
 /// The repository is locked by another process.
@@ -29,6 +31,7 @@ Exit codes:
   2   bad arguments or input
   3   backup incomplete: some files could not be read (snapshot marked partial)
   4   damaged or missing data found (restore wrote all intact files; check found damage)
+  5   drill passed its checks but missed an RTO/RPO limit
   10  no repository at the given location
   11  repository locked by another process
   12  wrong password or key

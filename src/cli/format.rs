@@ -62,6 +62,42 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large"))
 }
 
+/// Parse "90s", "15m", "4h", "2d" and sums like "1h30m" into seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let bad = || format!("'{s}' is not a duration: use e.g. 90s, 15m, 4h, 2d or 1h30m");
+    let (mut total, mut num) = (0u64, String::new());
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+    }
+    if !num.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// Seconds as "1h 02m 03s".
+pub fn duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..60 => format!("{secs:.1}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
 /// Print rows as left-aligned columns under a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -101,5 +137,9 @@ mod tests {
         assert_eq!(parse_time("2026-01-31T23:00:00Z").unwrap().secs, 1_769_900_400);
         assert!(parse_time("2026-01-31 23:00").is_ok());
         assert!(parse_time("yesterday-ish").is_err());
+        assert_eq!(parse_duration("1h30m").unwrap(), 5400);
+        assert_eq!(parse_duration("90s").unwrap(), 90);
+        assert!(parse_duration("15").is_err() && parse_duration("2x").is_err());
+        assert_eq!(duration(75.0), "1m 15s");
     }
 }

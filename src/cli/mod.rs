@@ -3,6 +3,7 @@
 
 mod backup;
 mod check;
+mod drill;
 mod exit;
 mod forget;
 mod format;
@@ -64,6 +65,7 @@ enum Command {
     Unlock(unlock::Args),
     Forget(forget::Args),
     Prune(prune::Args),
+    Drill(drill::Args),
 }
 
 /// What every command gets: global options and the interrupt flag.
@@ -190,6 +192,7 @@ pub fn main() -> i32 {
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
+        Command::Drill(a) => drill::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

@@ -19,6 +19,9 @@ pub struct Args {
     /// Restore only this path of the snapshot and what is under it (repeatable)
     #[arg(short, long)]
     include: Vec<PathBuf>,
+    /// After restoring, re-read everything and compare it with the snapshot
+    #[arg(long)]
+    verify: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
@@ -33,7 +36,20 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = repo.lock(false, "restore")?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
-    let out = restore(&repo, &snap.tree, &a.target, &RestoreOptions { includes: a.include }, &ctx.interrupt)?;
+    let out = restore(
+        &repo,
+        &snap.tree,
+        &a.target,
+        &RestoreOptions { includes: a.include.clone() },
+        &ctx.interrupt,
+    )?;
+    let verified = match a.verify {
+        true => Some(cairn::ops::verify::verify(&repo, &snap.tree, &a.target, &a.include, &ctx.interrupt)?),
+        false => None,
+    };
+    for d in verified.iter().flat_map(|v| &v.differences) {
+        eprintln!("cairn: differs: {d}");
+    }
     for w in &out.warnings {
         eprintln!("cairn: warning: {w}");
     }
@@ -48,6 +64,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 "files_written": out.files_written, "files_unchanged": out.files_unchanged,
                 "bytes_written": out.bytes_written, "dirs": out.dirs, "others": out.others, "links": out.links,
                 "damaged": out.damaged, "warnings": out.warnings,
+                "verified": verified.as_ref().map(|v| v.ok()),
+                "differences": verified.as_ref().map(|v| v.differences.clone()),
             })
         );
     } else if !ctx.quiet {
@@ -66,5 +84,19 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             }
         );
     }
-    Ok(if out.damaged.is_empty() { exit::SUCCESS } else { exit::DAMAGED })
+    if let Some(v) = verified.as_ref().filter(|_| !ctx.json && !ctx.quiet) {
+        println!(
+            "verified {} entries ({} files, {}): {}",
+            v.entries,
+            v.files,
+            format::size(v.bytes),
+            if v.ok() {
+                "identical to the snapshot".to_string()
+            } else {
+                format!("{} DIFFERENCES", v.differences.len())
+            }
+        );
+    }
+    let differs = verified.as_ref().is_some_and(|v| !v.ok());
+    Ok(if out.damaged.is_empty() && !differs { exit::SUCCESS } else { exit::DAMAGED })
 }

@@ -24,7 +24,50 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Clone, Debug, Default)]
 pub struct CheckOptions {
-    pub read_data: bool,
+    /// Which packs to read whole; `None` reads none (structure only).
+    pub read_data: Option<Subset>,
+}
+
+/// A deterministic part of the packs, chosen by pack id, so that scheduled runs of
+/// `1/5` .. `5/5` together read every pack, and `10%` reads the same tenth each time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Subset {
+    All,
+    /// Part `n` (1-based) of `m` parts.
+    Part {
+        n: u32,
+        m: u32,
+    },
+    /// This share of the packs (0.0 ..= 1.0).
+    Share(f64),
+}
+
+impl Subset {
+    /// Parse "1/5" or "10%".
+    pub fn parse(s: &str) -> Result<Subset> {
+        let bad = || {
+            Error::invalid(format!("'{s}' is not a subset: use N/M (e.g. 1/5) or a percentage (e.g. 10%)"))
+        };
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f64 = p.trim().parse().map_err(|_| bad())?;
+            return if (0.0..=100.0).contains(&v) { Ok(Subset::Share(v / 100.0)) } else { Err(bad()) };
+        }
+        let (n, m) = s.split_once('/').ok_or_else(bad)?;
+        let (n, m): (u32, u32) = (n.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
+        if m == 0 || n == 0 || n > m {
+            return Err(bad());
+        }
+        Ok(Subset::Part { n, m })
+    }
+
+    pub fn contains(&self, pack: &PackId) -> bool {
+        let x = u64::from_be_bytes(pack.0[..8].try_into().expect("8 bytes"));
+        match *self {
+            Subset::All => true,
+            Subset::Part { n, m } => x % m as u64 == (n - 1) as u64,
+            Subset::Share(f) => (x as f64) < f * u64::MAX as f64,
+        }
+    }
 }
 
 /// One problem found, with the object it concerns.
@@ -41,6 +84,8 @@ pub struct CheckReport {
     pub packs: usize,
     pub blobs_read: u64,
     pub bytes_read: u64,
+    /// Packs read whole (all of them, or the subset asked for).
+    pub packs_read: usize,
     pub problems: Vec<Problem>,
     /// Not damage: packs no index names, and the like.
     pub notes: Vec<String>,
@@ -101,7 +146,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
             if interrupt.load(Ordering::Relaxed) {
                 return (vec![], 0, 0);
             }
-            check_pack(repo, &reader, pack, entries, stored.contains_key(&pack.to_hex()), opts.read_data)
+            let read = opts.read_data.is_some_and(|sub| sub.contains(pack));
+            check_pack(repo, &reader, pack, entries, stored.contains_key(&pack.to_hex()), read)
         })
         .collect();
     if interrupt.load(Ordering::Relaxed) {
@@ -111,6 +157,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
         report.problems.extend(problems);
         report.blobs_read += blobs;
         report.bytes_read += bytes;
+        report.packs_read += usize::from(bytes > 0);
     }
     for p in repo.read_log()?.problems {
         report.problem("activity log", p);
@@ -241,4 +288,24 @@ fn check_pack(
         }
     }
     (out, blobs, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_partition_the_packs_and_shares_are_stable() {
+        let packs: Vec<PackId> =
+            (0..1000u32).map(|i| PackId(*blake3::hash(&i.to_le_bytes()).as_bytes())).collect();
+        let parts: Vec<Subset> = (1..=5).map(|n| Subset::parse(&format!("{n}/5")).unwrap()).collect();
+        for p in &packs {
+            assert_eq!(parts.iter().filter(|s| s.contains(p)).count(), 1, "each pack in exactly one part");
+        }
+        let tenth = packs.iter().filter(|p| Subset::parse("10%").unwrap().contains(p)).count();
+        assert!((60..140).contains(&tenth), "{tenth} of 1000 in 10%");
+        for bad in ["0/5", "6/5", "1/0", "x", "150%", "1/"] {
+            assert!(Subset::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -8,4 +8,5 @@ pub mod forget;
 pub mod progress;
 pub mod prune;
 pub mod restore;
+pub mod verify;
 mod walker;

@@ -157,12 +157,12 @@ pub fn restore(
     Ok(out)
 }
 
-fn components(p: &Path) -> Vec<Vec<u8>> {
+pub(crate) fn components(p: &Path) -> Vec<Vec<u8>> {
     p.iter().filter(|c| *c != OsStr::new("/")).map(|c| c.as_bytes().to_vec()).collect()
 }
 
 /// Whether the node at `at` is wanted: on the way to an include, or inside one.
-fn wanted(at: &[Vec<u8>], includes: &[Vec<Vec<u8>>]) -> (bool, bool) {
+pub(crate) fn wanted(at: &[Vec<u8>], includes: &[Vec<Vec<u8>>]) -> (bool, bool) {
     if includes.is_empty() {
         return (true, true);
     }
@@ -258,7 +258,7 @@ fn replace_with(path: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Result<(
 }
 
 /// Whether two paths are already the same file (a hard link restored before).
-fn same_inode(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_inode(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
         (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
