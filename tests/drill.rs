@@ -137,3 +137,35 @@ fn read_data_subsets_cover_every_pack_once() {
     let o = cairn(&repo, &["check", "--read-data-subset", "4/3"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn repair_index_rebuilds_a_lost_or_damaged_index_from_the_packs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = setup(tmp.path());
+    let s = src.to_str().unwrap();
+    assert!(cairn(&repo, &["backup", s]).status.success());
+    let index_files =
+        || std::fs::read_dir(repo.join("index")).unwrap().map(|e| e.unwrap().path()).collect::<Vec<_>>();
+    // Damage one index file and delete the others: check finds damage.
+    let files = index_files();
+    let mut b = std::fs::read(&files[0]).unwrap();
+    b[60] ^= 1;
+    std::fs::write(&files[0], b).unwrap();
+    for f in &files[1..] {
+        std::fs::remove_file(f).unwrap();
+    }
+    assert_eq!(cairn(&repo, &["check"]).status.code(), Some(4));
+    let dry = cairn(&repo, &["repair", "index", "--dry-run"]);
+    assert!(dry.status.success());
+    assert_eq!(index_files(), vec![files[0].clone()], "a dry run changes nothing");
+    let o = cairn(&repo, &["repair", "index", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(j["blobs_indexed"].as_u64().unwrap() >= 13);
+    assert!(!index_files().contains(&files[0]), "the damaged index file is gone");
+    let check = cairn(&repo, &["check", "--read-data"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let out = tmp.path().join("out");
+    let o = cairn(&repo, &["restore", "latest", "--target", out.to_str().unwrap(), "--verify"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -12,6 +12,7 @@ mod key;
 mod log;
 mod progress;
 mod prune;
+mod repair;
 mod restore;
 mod snapshots;
 mod unlock;
@@ -66,6 +67,8 @@ enum Command {
     Forget(forget::Args),
     Prune(prune::Args),
     Drill(drill::Args),
+    #[command(subcommand)]
+    Repair(repair::Command),
 }
 
 /// What every command gets: global options and the interrupt flag.
@@ -193,6 +196,7 @@ pub fn main() -> i32 {
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Drill(a) => drill::run(&ctx, a),
+        Command::Repair(c) => repair::run(&ctx, c),
     };
     match result {
         Ok(code) => code,

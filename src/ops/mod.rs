@@ -7,6 +7,7 @@ pub mod exclude;
 pub mod forget;
 pub mod progress;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod verify;
 mod walker;
