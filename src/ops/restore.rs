@@ -18,13 +18,12 @@ use crate::id::{BlobId, ChunkId, TreeId};
 use crate::index::Index;
 use crate::pack::PackReader;
 use crate::repo::Repository;
-use crate::tree::{load_tree, meta};
+use crate::tree::meta;
+use crate::tree::walk::{walk, Visit};
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,8 +60,6 @@ struct Plan {
     links: Vec<(PathBuf, PathBuf)>,
     /// (device, inode) of hard-linked files to the first path planned for them.
     first_link: HashMap<(u64, u64), PathBuf>,
-    /// Which `--include` paths were found in the snapshot.
-    matched: Vec<bool>,
 }
 
 pub fn restore(
@@ -77,10 +74,14 @@ pub fn restore(
     std::fs::create_dir_all(target).ctx(|| format!("cannot create restore target {}", target.display()))?;
     let mut plan = Plan::default();
     let mut out = RestoreOutcome::default();
-    let includes: Vec<Vec<Vec<u8>>> = opts.includes.iter().map(|p| components(p)).collect();
-    plan.matched = vec![false; includes.len()];
-    plan_tree(&reader, &index, tree, target, &mut Vec::new(), &includes, &mut plan, &mut out)?;
-    if let Some(i) = plan.matched.iter().position(|m| !m) {
+    let matched = walk(&reader, &index, tree, target, &opts.includes, &mut |v| match v {
+        Visit::Node(path, node) => plan_node(path, node, &mut plan, &mut out),
+        Visit::Unreadable(dir, e) => {
+            out.damaged.push(format!("{}: folder contents lost: {e}", dir.display()));
+            Ok(false)
+        }
+    })?;
+    if let Some(i) = matched.iter().position(|m| !m) {
         return Err(Error::invalid(format!(
             "--include {}: the snapshot has no such path (paths are absolute, as backed up)",
             opts.includes[i].display()
@@ -157,73 +158,29 @@ pub fn restore(
     Ok(out)
 }
 
-pub(crate) fn components(p: &Path) -> Vec<Vec<u8>> {
-    p.iter().filter(|c| *c != OsStr::new("/")).map(|c| c.as_bytes().to_vec()).collect()
-}
-
-/// Whether the node at `at` is wanted: on the way to an include, or inside one.
-pub(crate) fn wanted(at: &[Vec<u8>], includes: &[Vec<Vec<u8>>]) -> (bool, bool) {
-    if includes.is_empty() {
-        return (true, true);
-    }
-    let inside = includes.iter().any(|inc| at.starts_with(inc));
-    let on_way = includes.iter().any(|inc| inc.starts_with(at));
-    (inside || on_way, inside)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn plan_tree(
-    reader: &PackReader<'_>,
-    index: &Index,
-    id: &TreeId,
-    dir: &Path,
-    at: &mut Vec<Vec<u8>>,
-    includes: &[Vec<Vec<u8>>],
-    plan: &mut Plan,
-    out: &mut RestoreOutcome,
-) -> Result<()> {
-    let tree = match load_tree(reader, index, id) {
-        Ok(t) => t,
-        Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
-            out.damaged.push(format!("{}: folder contents lost: {e}", dir.display()));
-            return Ok(());
+/// Add a node of the snapshot to the plan; folders are created now so that files can be
+/// written in parallel. Returns whether to descend.
+fn plan_node(path: &Path, node: Node, plan: &mut Plan, out: &mut RestoreOutcome) -> Result<bool> {
+    match &node.kind {
+        NodeKind::Dir { .. } => {
+            prepare_dir(path)?;
+            out.dirs += 1;
+            plan.dirs.push((path.to_path_buf(), node));
+            return Ok(true);
         }
-        Err(e) => return Err(e),
-    };
-    for node in tree.nodes {
-        at.push(node.name.clone());
-        for (m, inc) in plan.matched.iter_mut().zip(includes) {
-            *m |= at == inc;
-        }
-        let (take, _inside) = wanted(at, includes);
-        if take {
-            let path = dir.join(OsStr::from_bytes(&node.name));
-            match &node.kind {
-                NodeKind::Dir { tree } => {
-                    prepare_dir(&path)?;
-                    out.dirs += 1;
-                    let sub = *tree;
-                    plan.dirs.push((path.clone(), node));
-                    plan_tree(reader, index, &sub, &path, at, includes, plan, out)?;
-                }
-                NodeKind::File { .. } => {
-                    if node.links > 1 {
-                        let key = (node.device, node.inode);
-                        if let Some(first) = plan.first_link.get(&key) {
-                            plan.links.push((path, first.clone()));
-                            at.pop();
-                            continue;
-                        }
-                        plan.first_link.insert(key, path.clone());
-                    }
-                    plan.files.push((path, node));
-                }
-                _ => plan.specials.push((path, node)),
+        NodeKind::File { .. } if node.links > 1 => {
+            let key = (node.device, node.inode);
+            if let Some(first) = plan.first_link.get(&key) {
+                plan.links.push((path.to_path_buf(), first.clone()));
+            } else {
+                plan.first_link.insert(key, path.to_path_buf());
+                plan.files.push((path.to_path_buf(), node));
             }
         }
-        at.pop();
+        NodeKind::File { .. } => plan.files.push((path.to_path_buf(), node)),
+        _ => plan.specials.push((path.to_path_buf(), node)),
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Make sure a folder exists at `path`, replacing a non-folder there.

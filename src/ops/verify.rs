@@ -8,10 +8,10 @@ use crate::format::tree::{Node, NodeKind};
 use crate::format::Timespec;
 use crate::id::{BlobId, TreeId};
 use crate::index::Index;
-use crate::ops::restore::{components, same_inode, wanted};
+use crate::ops::restore::same_inode;
 use crate::pack::PackReader;
 use crate::repo::Repository;
-use crate::tree::load_tree;
+use crate::tree::walk::{walk, Visit};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -47,10 +47,28 @@ pub fn verify(
 ) -> Result<VerifyReport> {
     let index = Index::load(repo)?;
     let reader = PackReader::new(repo);
-    let includes: Vec<Vec<Vec<u8>>> = includes.iter().map(|p| components(p)).collect();
     let mut report = VerifyReport::default();
     let mut files = Vec::new();
-    walk(&reader, &index, tree, target, &mut Vec::new(), &includes, &mut files, &mut report)?;
+    let as_root = crate::sys::is_root();
+    walk(&reader, &index, tree, target, includes, &mut |v| match v {
+        Visit::Node(path, node) => {
+            report.entries += 1;
+            let Ok(md) = std::fs::symlink_metadata(path) else {
+                report.differences.push(format!("{}: missing", path.display()));
+                return Ok(false);
+            };
+            report.differences.extend(compare_meta(path, &node, &md, as_root));
+            let descend = md.is_dir() && matches!(node.kind, NodeKind::Dir { .. });
+            if md.is_file() && matches!(node.kind, NodeKind::File { .. }) {
+                files.push((path.to_path_buf(), node));
+            }
+            Ok(descend)
+        }
+        Visit::Unreadable(dir, e) => {
+            report.differences.push(format!("{}: folder not verifiable: {e}", dir.display()));
+            Ok(false)
+        }
+    })?;
     let mut first_of_inode: HashMap<(u64, u64), PathBuf> = HashMap::new();
     for (path, node) in &files {
         if node.links > 1 {
@@ -82,51 +100,6 @@ pub fn verify(
         files.iter().map(|(_, n)| if let NodeKind::File { size, .. } = n.kind { size } else { 0 }).sum();
     report.differences.sort();
     Ok(report)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn walk(
-    reader: &PackReader<'_>,
-    index: &Index,
-    id: &TreeId,
-    dir: &Path,
-    at: &mut Vec<Vec<u8>>,
-    includes: &[Vec<Vec<u8>>],
-    files: &mut Vec<(PathBuf, Node)>,
-    report: &mut VerifyReport,
-) -> Result<()> {
-    let tree = match load_tree(reader, index, id) {
-        Ok(t) => t,
-        Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
-            report.differences.push(format!("{}: folder not verifiable: {e}", dir.display()));
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-    };
-    let as_root = crate::sys::is_root();
-    for node in tree.nodes {
-        at.push(node.name.clone());
-        if wanted(at, includes).0 {
-            let path = dir.join(OsStr::from_bytes(&node.name));
-            report.entries += 1;
-            match std::fs::symlink_metadata(&path) {
-                Err(_) => report.differences.push(format!("{}: missing", path.display())),
-                Ok(md) => {
-                    report.differences.extend(compare_meta(&path, &node, &md, as_root));
-                    match &node.kind {
-                        NodeKind::Dir { tree } if md.is_dir() => {
-                            let sub = *tree;
-                            walk(reader, index, &sub, &path, at, includes, files, report)?;
-                        }
-                        NodeKind::File { .. } if md.is_file() => files.push((path, node)),
-                        _ => {}
-                    }
-                }
-            }
-        }
-        at.pop();
-    }
-    Ok(())
 }
 
 fn kind_name(k: &NodeKind) -> &'static str {

@@ -2,6 +2,7 @@
 //! stored trees.
 
 pub mod meta;
+pub mod walk;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::Tree;
