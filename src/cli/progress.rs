@@ -26,6 +26,7 @@ pub fn show_while<T: Send>(ctx: &Ctx, progress: &Progress, work: impl FnOnce() -
     if let Mode::Silent = mode {
         return work();
     }
+    progress.want_totals.store(true, std::sync::atomic::Ordering::Relaxed);
     let done = (Mutex::new(false), Condvar::new());
     let started = Instant::now();
     std::thread::scope(|s| {

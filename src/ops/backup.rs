@@ -112,7 +112,7 @@ pub fn backup(
         };
         let scan_stop = AtomicBool::new(false);
         let walked = std::thread::scope(|scope| {
-            if let Source::Paths(_) = &source {
+            if matches!(source, Source::Paths(_)) && progress.want_totals.load(Ordering::Relaxed) {
                 // Totals for the progress display, counted beside the backup.
                 scope.spawn(|| progress.scan(&sources, &walker.excludes, &scan_stop));
             }

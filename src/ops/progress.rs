@@ -9,6 +9,9 @@ use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct Progress {
+    /// Whether anyone shows totals: only then does the backup scan the sources for them
+    /// (a second stat of every file).
+    pub want_totals: AtomicBool,
     /// Files finished (read, or found unchanged).
     pub files: AtomicU64,
     /// Bytes of finished files and of the current chunks read.
