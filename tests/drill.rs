@@ -169,3 +169,36 @@ fn repair_index_rebuilds_a_lost_or_damaged_index_from_the_packs() {
     let o = cairn(&repo, &["restore", "latest", "--target", out.to_str().unwrap(), "--verify"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn check_names_the_files_a_damaged_pack_affects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = setup(tmp.path());
+    let s = src.to_str().unwrap();
+    assert!(cairn(&repo, &["backup", s]).status.success());
+    assert!(cairn(&repo, &["backup", s]).status.success());
+    let pack = std::fs::read_dir(repo.join("data"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut b = std::fs::read(&pack).unwrap();
+    b[2000] ^= 1;
+    std::fs::write(&pack, b).unwrap();
+    let o = cairn(&repo, &["check", "--read-data", "--json"]);
+    assert_eq!(o.status.code(), Some(4));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["status"], "failed");
+    let affected: Vec<String> = j["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["affected"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()))
+        .collect();
+    assert!(!affected.is_empty(), "no affected file named: {j}");
+    assert!(affected.iter().all(|a| a.contains("/conf/f") && a.starts_with("snapshot ")), "{affected:?}");
+    // Both snapshots hold the damaged file.
+    let snaps: std::collections::HashSet<&str> = affected.iter().map(|a| &a[..17]).collect();
+    assert_eq!(snaps.len(), 2, "{affected:?}");
+}

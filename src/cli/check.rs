@@ -30,8 +30,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         .figure("bytes_read", r.bytes_read);
     super::record(&repo, rec);
     if ctx.json {
-        let problems: Vec<_> =
-            r.problems.iter().map(|p| serde_json::json!({"object": p.object, "damage": p.damage})).collect();
+        let problems: Vec<_> = r
+            .problems
+            .iter()
+            .map(|p| serde_json::json!({"object": p.object, "damage": p.damage, "affected": p.affected}))
+            .collect();
         println!(
             "{}",
             serde_json::json!({
@@ -44,6 +47,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     } else {
         for p in &r.problems {
             eprintln!("damaged: {}: {}", p.object, p.damage);
+            for f in &p.affected {
+                eprintln!("  affects {f}");
+            }
         }
         if !ctx.quiet {
             for n in &r.notes {

@@ -75,6 +75,16 @@ impl Subset {
 pub struct Problem {
     pub object: String,
     pub damage: String,
+    /// The snapshots' files (and folders) whose data this damage takes: "snapshot ID: path".
+    pub affected: Vec<String>,
+    /// The damaged blobs, for finding `affected`.
+    blobs: Vec<[u8; 32]>,
+}
+
+impl Problem {
+    fn new(object: impl Into<String>, damage: impl std::fmt::Display, blobs: Vec<[u8; 32]>) -> Self {
+        Problem { object: object.into(), damage: damage.to_string(), affected: Vec::new(), blobs }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -97,7 +107,7 @@ impl CheckReport {
     }
 
     fn problem(&mut self, object: impl Into<String>, damage: impl std::fmt::Display) {
-        self.problems.push(Problem { object: object.into(), damage: damage.to_string() });
+        self.problems.push(Problem::new(object, damage, Vec::new()));
     }
 }
 
@@ -158,6 +168,17 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
         report.blobs_read += blobs;
         report.bytes_read += bytes;
         report.packs_read += usize::from(bytes > 0);
+    }
+    let damaged: HashSet<[u8; 32]> = report.problems.iter().flat_map(|p| p.blobs.iter().copied()).collect();
+    if !damaged.is_empty() {
+        let affected = find_affected(repo, &index, &damaged)?;
+        for p in &mut report.problems {
+            let mut files: Vec<String> =
+                p.blobs.iter().flat_map(|b| affected.get(b).into_iter().flatten().cloned()).collect();
+            files.sort();
+            files.dedup();
+            p.affected = files;
+        }
     }
     for p in repo.read_log()?.problems {
         report.problem("activity log", p);
@@ -234,60 +255,126 @@ fn check_pack(
     read_data: bool,
 ) -> (Vec<Problem>, u64, u64) {
     let object = format!("pack {pack}");
-    let problem = |d: String| vec![Problem { object: object.clone(), damage: d }];
+    let all: Vec<[u8; 32]> = entries.iter().map(|e| *e.id.bytes()).collect();
+    let lost = |d: String| vec![Problem::new(object.clone(), d, all.clone())];
     if !exists {
-        return (problem(format!("missing; {} blobs in it are lost", entries.len())), 0, 0);
+        return (lost(format!("missing; {} blobs in it are lost", entries.len())), 0, 0);
     }
     if !read_data {
-        let need = entries.iter().map(|e| e.offset as u64 + e.length as u64).max().unwrap_or(0);
+        let end = |e: &crate::format::pack::Entry| e.offset as u64 + e.length as u64;
+        let need = entries.iter().map(end).max().unwrap_or(0);
         return match repo.backend().size(FileType::Pack, &pack.to_hex()) {
             Ok(size) if size >= need => (vec![], 0, 0),
-            Ok(size) => (problem(format!("truncated: {size} bytes, its blobs need {need}")), 0, 0),
-            Err(e) => (problem(e.to_string()), 0, 0),
+            Ok(size) => {
+                let cut: Vec<[u8; 32]> =
+                    entries.iter().filter(|e| end(e) > size).map(|e| *e.id.bytes()).collect();
+                (
+                    vec![Problem::new(
+                        object,
+                        format!("truncated: {size} bytes, its blobs need {need}"),
+                        cut,
+                    )],
+                    0,
+                    0,
+                )
+            }
+            Err(e) => (lost(e.to_string()), 0, 0),
         };
     }
     let bytes = match repo.backend().read(FileType::Pack, &pack.to_hex()) {
         Ok(b) => b,
-        Err(e) => return (problem(e.to_string()), 0, 0),
+        Err(e) => return (lost(e.to_string()), 0, 0),
     };
     let n = bytes.len() as u64;
     let mut out = Vec::new();
     if blake3::hash(&bytes).as_bytes() != &pack.0 {
-        out.push(Problem { object: object.clone(), damage: "content does not match its name".into() });
+        out.push(Problem::new(object.clone(), "content does not match its name", Vec::new()));
     }
     match read_toc(repo.keys(), &bytes) {
         Ok(toc) => {
             let toc: HashSet<_> = toc.into_iter().collect();
             let differ = entries.iter().filter(|e| !toc.contains(e)).count();
             if differ > 0 {
-                out.push(Problem {
-                    object: object.clone(),
-                    damage: format!("{differ} index entries disagree with the pack's table"),
-                });
+                let damage = format!("{differ} index entries disagree with the pack's table");
+                out.push(Problem::new(object.clone(), damage, Vec::new()));
             }
         }
-        Err(e) => out.push(Problem { object: object.clone(), damage: format!("table of contents: {e}") }),
+        Err(e) => out.push(Problem::new(object.clone(), format!("table of contents: {e}"), Vec::new())),
     }
     let cipher = match reader.cipher(pack) {
         Ok(c) => c,
-        Err(e) => return (problem(e.to_string()), 0, n),
+        Err(e) => return (lost(e.to_string()), 0, n),
     };
     let mut blobs = 0;
     for e in entries {
         let (s, l) = (e.offset as usize, e.length as usize);
-        let Some(sealed) = bytes.get(s..s + l) else {
-            out.push(Problem {
-                object: object.clone(),
-                damage: format!("{} lies past the end of the pack", e.id),
-            });
-            continue;
+        let opened = match bytes.get(s..s + l) {
+            Some(sealed) => open_blob(repo.keys(), &cipher, e, sealed.to_vec()).map(|_| ()),
+            None => Err(Error::corrupt(format!("{} lies past the end of the pack", e.id))),
         };
-        match open_blob(repo.keys(), &cipher, e, sealed.to_vec()) {
-            Ok(_) => blobs += 1,
-            Err(err) => out.push(Problem { object: object.clone(), damage: err.to_string() }),
+        match opened {
+            Ok(()) => blobs += 1,
+            Err(err) => out.push(Problem::new(object.clone(), err, vec![*e.id.bytes()])),
         }
     }
     (out, blobs, n)
+}
+
+/// Paths below a tree that use a damaged blob, with that blob; shared between the
+/// snapshots that hold the same tree.
+type Uses = std::rc::Rc<Vec<(String, [u8; 32])>>;
+type UsesByTree = HashMap<TreeId, Uses>;
+
+/// Damaged blob id -> "snapshot ID: path" of every file or folder that needs it.
+fn find_affected(
+    repo: &Repository,
+    index: &Index,
+    damaged: &HashSet<[u8; 32]>,
+) -> Result<HashMap<[u8; 32], Vec<String>>> {
+    let reader = PackReader::new(repo);
+    let mut memo: UsesByTree = HashMap::new();
+    let mut out: HashMap<[u8; 32], Vec<String>> = HashMap::new();
+    for (sid, snap) in repo.snapshots()? {
+        for (path, blob) in affected_in(&reader, index, snap.tree, damaged, &mut memo).iter() {
+            out.entry(*blob).or_default().push(format!("snapshot {}: /{path}", sid.short()));
+        }
+    }
+    Ok(out)
+}
+
+/// Paths (relative to the tree) that use a damaged blob, memoized by tree.
+fn affected_in(
+    reader: &PackReader<'_>,
+    index: &Index,
+    id: TreeId,
+    damaged: &HashSet<[u8; 32]>,
+    memo: &mut UsesByTree,
+) -> Uses {
+    if let Some(v) = memo.get(&id) {
+        return v.clone();
+    }
+    let mut found = Vec::new();
+    if let Ok(tree) = load_tree(reader, index, &id) {
+        for node in tree.nodes {
+            let name = String::from_utf8_lossy(&node.name).into_owned();
+            match &node.kind {
+                NodeKind::File { chunks, .. } => {
+                    if let Some(c) = chunks.iter().find(|c| damaged.contains(&c.0)) {
+                        found.push((name, c.0));
+                    }
+                }
+                NodeKind::Dir { tree } if damaged.contains(&tree.0) => found.push((name + "/", tree.0)),
+                NodeKind::Dir { tree } => {
+                    let below = affected_in(reader, index, *tree, damaged, memo);
+                    found.extend(below.iter().map(|(p, b)| (format!("{name}/{p}"), *b)));
+                }
+                _ => {}
+            }
+        }
+    }
+    let v = std::rc::Rc::new(found);
+    memo.insert(id, v.clone());
+    v
 }
 
 #[cfg(test)]
