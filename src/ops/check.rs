@@ -116,27 +116,20 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
     let index = load_index_checked(repo, &mut report)?;
     let reader = PackReader::new(repo);
 
-    // Snapshots and the trees they reach.
-    let mut seen_trees: HashSet<TreeId> = HashSet::new();
+    // Snapshots, then the trees they reach, level by level in parallel.
+    let mut roots = Vec::new();
     for name in repo.backend().list(FileType::Snapshot)? {
         let loaded = SnapshotId::from_hex(&name).and_then(|id| repo.load_snapshot(&id));
         match loaded {
             Ok(snap) => {
                 report.snapshots += 1;
-                walk(
-                    &reader,
-                    &index,
-                    snap.tree,
-                    &format!("snapshot {}", &name[..8.min(name.len())]),
-                    &mut seen_trees,
-                    &mut report,
-                    interrupt,
-                )?;
+                roots.push((snap.tree, format!("snapshot {}", &name[..8.min(name.len())])));
             }
             Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(e),
             Err(e) => report.problem(format!("snapshot {name}"), e),
         }
     }
+    let seen_trees = walk_trees(&reader, &index, roots, &mut report, interrupt)?;
     report.trees = seen_trees.len();
 
     // Packs: the ones the index names against the ones stored.
@@ -200,49 +193,87 @@ fn load_index_checked(repo: &Repository, report: &mut CheckReport) -> Result<Ind
     }
 }
 
-fn walk(
+/// Load every tree reachable from `roots` once, checking that each file's chunks are
+/// indexed. Each level of the trees is loaded in parallel. `roots` name the snapshot of
+/// each root ("snapshot X"), for messages; deeper paths are built only for problems.
+fn walk_trees(
     reader: &PackReader<'_>,
     index: &Index,
-    root: TreeId,
-    origin: &str,
-    seen: &mut HashSet<TreeId>,
+    roots: Vec<(TreeId, String)>,
     report: &mut CheckReport,
     interrupt: &AtomicBool,
-) -> Result<()> {
-    let mut stack = vec![(root, String::from("/"))];
-    while let Some((id, path)) = stack.pop() {
+) -> Result<HashSet<TreeId>> {
+    let mut seen: HashSet<TreeId> = HashSet::new();
+    // (tree, its parent's position in `names`, its name): paths are rebuilt on demand.
+    let mut names: Vec<(Option<usize>, String)> = Vec::new();
+    let mut level: Vec<(TreeId, usize)> = Vec::new();
+    for (id, origin) in roots {
+        names.push((None, origin));
+        level.push((id, names.len() - 1));
+    }
+    let path_of = |names: &[(Option<usize>, String)], mut i: usize| {
+        let mut parts = Vec::new();
+        loop {
+            parts.push(names[i].1.clone());
+            match names[i].0 {
+                Some(p) => i = p,
+                None => break,
+            }
+        }
+        parts.reverse();
+        format!("{}: /{}", parts[0], parts[1..].join("/"))
+    };
+    while !level.is_empty() {
         if interrupt.load(Ordering::Relaxed) {
             return Err(Error::new(ErrorKind::Interrupted, "check interrupted"));
         }
-        if !seen.insert(id) {
-            continue;
-        }
-        let tree = match load_tree(reader, index, &id) {
-            Ok(t) => t,
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(e),
-            Err(e) => {
-                report.problem(format!("tree {id}"), format!("{e} (folder {path} of {origin})"));
-                continue;
-            }
-        };
-        for node in &tree.nodes {
-            let child = format!("{}{}", path, String::from_utf8_lossy(&node.name));
-            match &node.kind {
-                NodeKind::Dir { tree } => stack.push((*tree, child + "/")),
-                NodeKind::File { chunks, .. } => {
-                    let missing = chunks.iter().filter(|c| !index.contains(&BlobId::Chunk(**c))).count();
-                    if missing > 0 {
-                        report.problem(
-                            format!("file {child}"),
-                            format!("{missing} chunks missing from the index ({origin})"),
-                        );
+        level.retain(|(id, _)| seen.insert(*id));
+        type Found = (Vec<(TreeId, usize, String)>, Vec<(usize, String, usize)>);
+        let results: Vec<(TreeId, usize, Result<Found>)> = level
+            .par_iter()
+            .map(|(id, at)| {
+                let found = load_tree(reader, index, id).map(|tree| {
+                    let (mut dirs, mut missing) = (Vec::new(), Vec::new());
+                    for node in tree.nodes {
+                        match &node.kind {
+                            NodeKind::Dir { tree } => {
+                                dirs.push((*tree, *at, String::from_utf8_lossy(&node.name).into_owned()))
+                            }
+                            NodeKind::File { chunks, .. } => {
+                                let n = chunks.iter().filter(|c| !index.contains(&BlobId::Chunk(**c))).count();
+                                if n > 0 {
+                                    missing.push((*at, String::from_utf8_lossy(&node.name).into_owned(), n));
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    (dirs, missing)
+                });
+                (*id, *at, found)
+            })
+            .collect();
+        let mut next = Vec::new();
+        for (id, at, found) in results {
+            match found {
+                Ok((dirs, missing)) => {
+                    for (parent, name, n) in missing {
+                        let dir = path_of(&names, parent);
+                        let file = format!("{}{name}", if dir.ends_with('/') { dir } else { dir + "/" });
+                        report.problem(format!("file {file}"), format!("{n} chunks missing from the index"));
+                    }
+                    for (tree, parent, name) in dirs {
+                        names.push((Some(parent), name));
+                        next.push((tree, names.len() - 1));
                     }
                 }
-                _ => {}
+                Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(e),
+                Err(e) => report.problem(format!("tree {id}"), format!("{e} (folder {})", path_of(&names, at))),
             }
         }
+        level = next;
     }
-    Ok(())
+    Ok(seen)
 }
 
 /// Check one pack; returns its problems, blobs read and bytes read.
