@@ -1,7 +1,7 @@
 //! `cairn repair`: bring a damaged repository back to a consistent state.
 
 use super::{exit, Ctx};
-use cairn::ops::repair::repair_index;
+use cairn::ops::repair::{repair_index, repair_snapshots};
 use cairn::repo::log::LogRecord;
 use cairn::Result;
 
@@ -15,10 +15,20 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Rewrite snapshots that need lost data: leave out what is lost and record it
+    #[command(after_help = "Example:\n  cairn repair index && cairn repair snapshots --dry-run")]
+    Snapshots {
+        /// Show what would be removed from which snapshot, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
-    let Command::Index { dry_run } = cmd;
+    let dry_run = match cmd {
+        Command::Index { dry_run } => dry_run,
+        Command::Snapshots { dry_run } => return snapshots(ctx, dry_run),
+    };
     let repo = ctx.open()?;
     repo.require_full_key("repair the repository")?;
     let _lock = repo.lock(true, "repair index")?;
@@ -54,4 +64,42 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         );
     }
     Ok(if r.packs_unreadable.is_empty() { exit::SUCCESS } else { exit::DAMAGED })
+}
+
+fn snapshots(ctx: &Ctx, dry_run: bool) -> Result<i32> {
+    let repo = ctx.open()?;
+    repo.require_full_key("repair the repository")?;
+    let _lock = repo.lock(true, "repair snapshots")?;
+    let repairs = repair_snapshots(&repo, dry_run, &ctx.interrupt)?;
+    if !dry_run {
+        for r in &repairs {
+            let mut rec =
+                LogRecord::new("repair snapshot", "success").figure("entries_removed", r.removed.len());
+            rec.snapshot = r.new;
+            rec.figures.push(("original".into(), r.old.short()));
+            rec.figures
+                .push(("removed".into(), r.removed.iter().take(50).cloned().collect::<Vec<_>>().join(", ")));
+            super::record(&repo, rec);
+        }
+    }
+    if ctx.json {
+        let list: Vec<_> = repairs
+            .iter()
+            .map(|r| serde_json::json!({"snapshot": r.old.to_hex(), "new": r.new.map(|n| n.to_hex()), "removed": r.removed}))
+            .collect();
+        println!("{}", serde_json::json!({"dry_run": dry_run, "repaired": list}));
+    } else if !ctx.quiet {
+        for r in &repairs {
+            let verb = if dry_run { "would lose" } else { "lost" };
+            let new = r.new.map(|n| format!(" -> {}", n.short())).unwrap_or_default();
+            println!("snapshot {}{new} {verb} {} entries:", r.old.short(), r.removed.len());
+            for p in &r.removed {
+                println!("  {p}");
+            }
+        }
+        if repairs.is_empty() {
+            println!("every snapshot is whole; nothing to repair");
+        }
+    }
+    Ok(exit::SUCCESS)
 }

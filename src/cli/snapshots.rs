@@ -17,8 +17,11 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    let snaps: Vec<_> = repo
-        .snapshots()?
+    let (all, damaged) = repo.snapshots_and_damage()?;
+    for (name, e) in &damaged {
+        eprintln!("cairn: warning: snapshot {name} is damaged ({e}); `cairn repair snapshots` removes it");
+    }
+    let snaps: Vec<_> = all
         .into_iter()
         .filter(|(_, s)| a.tag.is_empty() || s.tags.iter().any(|t| a.tag.contains(t)))
         .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
@@ -52,7 +55,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             })
             .collect();
         println!("{}", serde_json::Value::Array(list));
-        return Ok(exit::SUCCESS);
+        return Ok(if damaged.is_empty() { exit::SUCCESS } else { exit::DAMAGED });
     }
     let rows: Vec<Vec<String>> = snaps
         .iter()
@@ -76,5 +79,5 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if !ctx.quiet {
         println!("{} snapshots", snaps.len());
     }
-    Ok(exit::SUCCESS)
+    Ok(if damaged.is_empty() { exit::SUCCESS } else { exit::DAMAGED })
 }

@@ -176,6 +176,17 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
     for p in repo.read_log()?.problems {
         report.problem("activity log", p);
     }
+    for name in repo.backend().list(FileType::Key)? {
+        let bytes = repo.backend().read(FileType::Key, &name)?;
+        let named = crate::id::hex_encode(blake3::hash(&bytes).as_bytes()) == name;
+        match crate::format::keyfile::KeyFile::decode(&bytes) {
+            Ok(_) if named => {}
+            Ok(_) => report.problem(format!("key {name}"), "content does not match its name"),
+            Err(e) => {
+                report.problem(format!("key {name}"), format!("{e}; remove it with `cairn key remove`"))
+            }
+        }
+    }
     report.problems.sort_by(|a, b| a.object.cmp(&b.object));
     report.notes.sort();
     Ok(report)
@@ -240,7 +251,8 @@ fn walk_trees(
                                 dirs.push((*tree, *at, String::from_utf8_lossy(&node.name).into_owned()))
                             }
                             NodeKind::File { chunks, .. } => {
-                                let n = chunks.iter().filter(|c| !index.contains(&BlobId::Chunk(**c))).count();
+                                let n =
+                                    chunks.iter().filter(|c| !index.contains(&BlobId::Chunk(**c))).count();
                                 if n > 0 {
                                     missing.push((*at, String::from_utf8_lossy(&node.name).into_owned(), n));
                                 }
@@ -268,7 +280,9 @@ fn walk_trees(
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(e),
-                Err(e) => report.problem(format!("tree {id}"), format!("{e} (folder {})", path_of(&names, at))),
+                Err(e) => {
+                    report.problem(format!("tree {id}"), format!("{e} (folder {})", path_of(&names, at)))
+                }
             }
         }
         level = next;

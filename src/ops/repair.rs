@@ -1,87 +1,251 @@
-//! Repair the index: rebuild it from the packs' own sealed tables of contents, for when
-//! index files are lost or damaged. The new index files supersede every old one, which
-//! are deleted only after the new ones are stored; packs are never touched.
+//! Repairs. `repair_index` rebuilds the index from the packs' own sealed tables of
+//! contents, for when index files are lost or damaged: the new index files supersede
+//! every old one, which are deleted only after the new ones are stored; packs are never
+//! touched. `repair_snapshots` rewrites snapshots that need lost data so that the damage
+//! is recorded in them and later checks and backups succeed.
 
 use crate::backend::FileType;
+use crate::crypto::aead::Cipher;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
 use crate::format::pack::{self, Entry};
-use crate::id::{IndexId, PackId};
-use crate::pack::reader::read_toc;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{NodeKind, Tree};
+use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
+use crate::index::Index;
+use crate::pack::reader::{open_blob, read_toc};
+use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
+use crate::tree::load_tree;
 use rayon::prelude::*;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Default)]
 pub struct IndexRepair {
     pub packs_indexed: usize,
     pub blobs_indexed: usize,
-    /// Packs whose table of contents cannot be read, with the reason; their data is lost
-    /// to the index (and `check` reports what that affects).
+    /// Packs that cannot be read, or blobs in them that fail to open, with the reason;
+    /// that data is left out of the index (`repair snapshots` then records what it takes).
     pub packs_unreadable: Vec<String>,
     pub index_files_replaced: usize,
 }
 
-/// Read a pack's table of contents without reading its blobs.
-fn pack_toc(repo: &Repository, id: &PackId) -> Result<Vec<Entry>> {
-    let name = id.to_hex();
-    let size = repo.backend().size(FileType::Pack, &name)?;
-    let min = (pack::HEADER_LEN + pack::TRAILER_LEN) as u64;
-    if size < min {
-        return Err(Error::corrupt("too short to be a pack"));
-    }
-    let trailer = repo.backend().read_range(FileType::Pack, &name, size - pack::TRAILER_LEN as u64, 8)?;
-    let toc_len = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as u64;
-    if toc_len > size - min {
-        return Err(Error::corrupt("table of contents length does not fit the pack"));
-    }
-    // Header and tail are all read_toc needs; the blobs between them are left unread.
-    let head = repo.backend().read_range(FileType::Pack, &name, 0, pack::HEADER_LEN as u64)?;
-    let tail_start = size - pack::TRAILER_LEN as u64 - toc_len;
-    let tail =
-        repo.backend().read_range(FileType::Pack, &name, tail_start, toc_len + pack::TRAILER_LEN as u64)?;
-    // Rebuild a pack image with the blob area zero-filled virtually: offsets stay valid.
-    let mut image = head;
-    image.resize(tail_start as usize, 0);
-    image.extend_from_slice(&tail);
-    read_toc(repo.keys(), &image)
+/// What a pack holds that is intact: read whole, its table opened and every blob opened
+/// and re-hashed. A pack stored under a wrong name is stored again under its hash.
+struct ScannedPack {
+    id: PackId,
+    good: Vec<Entry>,
+    damaged: usize,
+    misnamed: Option<String>,
 }
 
+fn scan_pack(repo: &Repository, name: &str) -> Result<ScannedPack> {
+    let bytes = repo.backend().read(FileType::Pack, name)?;
+    let id = PackId(*blake3::hash(&bytes).as_bytes());
+    let toc = read_toc(repo.keys(), &bytes)?;
+    let cipher = Cipher::new(&*repo.keys().open_sealed_object_key(&pack::parse_header(&bytes)?)?);
+    let (mut good, mut damaged) = (Vec::new(), 0);
+    for e in toc {
+        let sealed = bytes[e.offset as usize..(e.offset + e.length) as usize].to_vec();
+        match open_blob(repo.keys(), &cipher, &e, sealed) {
+            Ok(_) => good.push(e),
+            Err(_) => damaged += 1,
+        }
+    }
+    let misnamed = (id.to_hex() != name).then(|| name.to_string());
+    if misnamed.is_some() {
+        repo.backend().write(FileType::Pack, &id.to_hex(), &bytes)?;
+    }
+    Ok(ScannedPack { id, good, damaged, misnamed })
+}
+
+/// Rebuild the index from what the packs really hold (reading every pack whole).
 pub fn repair_index(repo: &Repository, dry_run: bool, interrupt: &AtomicBool) -> Result<IndexRepair> {
     let old: Vec<IndexId> =
         repo.backend().list(FileType::Index)?.iter().filter_map(|n| IndexId::from_hex(n).ok()).collect();
-    let packs: Vec<PackId> =
-        repo.backend().list(FileType::Pack)?.iter().filter_map(|n| PackId::from_hex(n).ok()).collect();
-    let tocs: Vec<(PackId, Result<Vec<Entry>>)> = packs
+    let names = repo.backend().list(FileType::Pack)?;
+    let mut out = IndexRepair { index_files_replaced: old.len(), ..Default::default() };
+    if dry_run {
+        out.packs_indexed = names.len();
+        return Ok(out);
+    }
+    let scans: Vec<(String, Result<ScannedPack>)> = names
         .par_iter()
-        .map(|p| {
+        .map(|n| {
             if interrupt.load(Ordering::Relaxed) {
-                return (*p, Err(Error::new(ErrorKind::Interrupted, "repair interrupted; nothing changed")));
+                return (
+                    n.clone(),
+                    Err(Error::new(ErrorKind::Interrupted, "repair interrupted; index unchanged")),
+                );
             }
-            (*p, pack_toc(repo, p))
+            (n.clone(), scan_pack(repo, n))
         })
         .collect();
-    let mut out = IndexRepair { index_files_replaced: old.len(), ..Default::default() };
-    let mut good = Vec::new();
-    for (pack, toc) in tocs {
-        match toc {
-            Ok(entries) => {
-                out.blobs_indexed += entries.len();
-                good.push((pack, entries));
+    let (mut good, mut misnamed) = (Vec::new(), Vec::new());
+    for (name, scan) in scans {
+        match scan {
+            Ok(p) => {
+                if p.damaged > 0 {
+                    out.packs_unreadable.push(format!("pack {name}: {} damaged blobs left out", p.damaged));
+                }
+                out.blobs_indexed += p.good.len();
+                misnamed.extend(p.misnamed);
+                good.push((p.id, p.good));
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
-            Err(e) => out.packs_unreadable.push(format!("pack {pack}: {e}")),
+            Err(e) => out.packs_unreadable.push(format!("pack {name}: {e}")),
         }
     }
     out.packs_indexed = good.len();
-    if dry_run {
-        return Ok(out);
-    }
     for chunk in good.chunks(1000) {
         repo.save_index(&IndexFile { supersedes: old.clone(), packs: chunk.to_vec() })?;
     }
     for id in &old {
         repo.backend().remove(FileType::Index, &id.to_hex())?;
     }
+    // Misnamed copies go last: their content is now stored and indexed under its hash.
+    for name in misnamed {
+        repo.backend().remove(FileType::Pack, &name)?;
+    }
     Ok(out)
+}
+
+/// A snapshot `repair snapshots` rewrote (or would rewrite).
+#[derive(Debug)]
+pub struct SnapshotRepair {
+    pub old: SnapshotId,
+    pub new: Option<SnapshotId>,
+    /// What the new snapshot no longer holds: paths, folders ending in '/'.
+    pub removed: Vec<String>,
+}
+
+/// Rewrite every snapshot that needs data the repository no longer has: files with a
+/// chunk missing from the index are left out, folders whose tree is lost become empty
+/// folders, and the new snapshot records the repair (tag `repaired`, label `repaired`
+/// with the count, `original` naming the old one). The new snapshot is stored after its
+/// trees are, and the old one deleted after that. Whole snapshots are not touched.
+pub fn repair_snapshots(
+    repo: &Repository,
+    dry_run: bool,
+    interrupt: &AtomicBool,
+) -> Result<Vec<SnapshotRepair>> {
+    let index = Index::load(repo)?;
+    let reader = PackReader::new(repo);
+    let (snapshots, damaged) = repo.snapshots_and_damage()?;
+    let (rewritten, _) = BlobWriter::run(
+        repo,
+        Index::load(repo)?,
+        |writer| -> Result<Vec<(SnapshotId, Snapshot, Vec<String>)>> {
+            let mut memo: HashMap<TreeId, (TreeId, Vec<String>)> = HashMap::new();
+            let mut out = Vec::new();
+            for (id, snap) in &snapshots {
+                if interrupt.load(Ordering::Relaxed) {
+                    return Err(Error::new(
+                        ErrorKind::Interrupted,
+                        "repair interrupted; no snapshot changed",
+                    ));
+                }
+                let (tree, removed) = match rewrite(repo, &reader, &index, writer, snap.tree, &mut memo) {
+                    Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
+                        // Even the root listing is lost: the snapshot keeps only its record.
+                        let empty = Tree::default().encode();
+                        let empty_id = repo.keys().tree_id(&empty);
+                        writer.save(BlobId::Tree(empty_id), &empty)?;
+                        (empty_id, vec!["/ (the whole snapshot)".to_string()])
+                    }
+                    other => other?,
+                };
+                if removed.is_empty() {
+                    continue;
+                }
+                let mut new = snap.clone();
+                new.tree = tree;
+                new.original = Some(*id);
+                if !new.tags.iter().any(|t| t == "repaired") {
+                    new.tags.push("repaired".into());
+                }
+                new.labels.retain(|(k, _)| k != "repaired");
+                new.labels.push(("repaired".into(), format!("{} entries removed", removed.len())));
+                new.labels.sort();
+                out.push((*id, new, removed));
+            }
+            Ok(out)
+        },
+    )?;
+    let mut repairs = Vec::new();
+    // A snapshot object that cannot be read holds nothing to save: it goes, recorded.
+    for (name, e) in damaged {
+        if !dry_run {
+            repo.backend().remove(FileType::Snapshot, &name)?;
+        }
+        let old = SnapshotId::from_hex(&name).unwrap_or(SnapshotId([0; 32]));
+        repairs.push(SnapshotRepair { old, new: None, removed: vec![format!("the whole snapshot ({e})")] });
+    }
+    for (old, snap, removed) in rewritten? {
+        let removed: Vec<String> =
+            removed.into_iter().map(|p| if p.starts_with('/') { p } else { format!("/{p}") }).collect();
+        let new = if dry_run {
+            None
+        } else {
+            let new = repo.save_snapshot(&snap)?;
+            repo.backend().remove(FileType::Snapshot, &old.to_hex())?;
+            Some(new)
+        };
+        repairs.push(SnapshotRepair { old, new, removed });
+    }
+    Ok(repairs)
+}
+
+/// The tree `id` without what is lost, and the paths (relative to it) left out.
+fn rewrite(
+    repo: &Repository,
+    reader: &PackReader<'_>,
+    index: &Index,
+    writer: &BlobWriter<'_>,
+    id: TreeId,
+    memo: &mut HashMap<TreeId, (TreeId, Vec<String>)>,
+) -> Result<(TreeId, Vec<String>)> {
+    if let Some(done) = memo.get(&id) {
+        return Ok(done.clone());
+    }
+    let tree = load_tree(reader, index, &id)?;
+    let mut nodes = Vec::with_capacity(tree.nodes.len());
+    let mut removed = Vec::new();
+    for mut node in tree.nodes {
+        let name = String::from_utf8_lossy(&node.name).into_owned();
+        match &mut node.kind {
+            NodeKind::File { chunks, .. } if chunks.iter().any(|c| !index.contains(&BlobId::Chunk(*c))) => {
+                removed.push(name);
+                continue;
+            }
+            NodeKind::Dir { tree } => match rewrite(repo, reader, index, writer, *tree, memo) {
+                Ok((sub, lost)) => {
+                    *tree = sub;
+                    removed.extend(lost.into_iter().map(|p| format!("{name}/{p}")));
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
+                    // The folder's listing is lost: keep the folder, empty, and say so.
+                    let empty = Tree::default().encode();
+                    let empty_id = repo.keys().tree_id(&empty);
+                    writer.save(BlobId::Tree(empty_id), &empty)?;
+                    *tree = empty_id;
+                    removed.push(format!("{name}/"));
+                }
+                Err(e) => return Err(e),
+            },
+            _ => {}
+        }
+        nodes.push(node);
+    }
+    let result = if removed.is_empty() {
+        (id, removed)
+    } else {
+        let encoded = Tree { nodes }.encode();
+        let new_id = repo.keys().tree_id(&encoded);
+        writer.save(BlobId::Tree(new_id), &encoded)?;
+        (new_id, removed)
+    };
+    memo.insert(id, result.clone());
+    Ok(result)
 }

@@ -16,6 +16,9 @@ use std::sync::Arc;
 
 pub mod keys;
 pub mod lock;
+
+/// Readable snapshots, and the names of damaged snapshot objects with the reason.
+pub type SnapshotsAndDamage = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
 pub mod log;
 pub use keys::{KeyInfo, KeySource};
 
@@ -185,23 +188,46 @@ impl Repository {
     }
 
     /// Every snapshot, oldest first.
+    /// Every readable snapshot, oldest first. Damaged ones are left out (see
+    /// [`Repository::snapshots_and_damage`]): one bad object must not stop every backup.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
-        let mut out = Vec::new();
+        Ok(self.snapshots_and_damage()?.0)
+    }
+
+    /// Every readable snapshot, oldest first, and the names of damaged ones with why.
+    pub fn snapshots_and_damage(&self) -> Result<SnapshotsAndDamage> {
+        let (mut out, mut damaged) = (Vec::new(), Vec::new());
         for name in self.backend.list(FileType::Snapshot)? {
-            let id = SnapshotId::from_hex(&name).map_err(|e| e.wrap("snapshot file name"))?;
-            out.push((id, self.load_snapshot(&id)?));
+            let loaded = SnapshotId::from_hex(&name).and_then(|id| Ok((id, self.load_snapshot(&id)?)));
+            match loaded {
+                Ok(s) => out.push(s),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Corrupt | ErrorKind::InvalidInput | ErrorKind::Unsupported
+                    ) =>
+                {
+                    damaged.push((name, e))
+                }
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok(out)
+        Ok((out, damaged))
     }
 
     /// A snapshot named by `latest`, a full id or a unique id prefix.
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         if spec == "latest" {
-            return self
-                .snapshots()?
-                .pop()
-                .ok_or_else(|| Error::new(ErrorKind::NotFound, "the repository has no snapshots yet"));
+            let (mut good, damaged) = self.snapshots_and_damage()?;
+            return match (good.pop(), damaged.first()) {
+                (Some(latest), _) => Ok(latest),
+                (None, Some((name, e))) => Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!("no readable snapshot: snapshot {name} is damaged ({e}); run `cairn check`"),
+                )),
+                (None, None) => Err(Error::new(ErrorKind::NotFound, "the repository has no snapshots yet")),
+            };
         }
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::invalid(format!(
