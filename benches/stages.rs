@@ -90,6 +90,25 @@ fn stages(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // What check --read-data does per blob: open (decrypt), decompress, re-hash.
+    let pack = {
+        let mut pack = PackBuilder::new(&keys, 80 * MB).unwrap();
+        for chunk in &chunks {
+            pack.add(BlobId::Chunk(keys.chunk_id(chunk)), compress::encode(chunk, 3), chunk.len() as u32);
+        }
+        pack.finish()
+    };
+    let pack_cipher = Cipher::new(
+        &keys.open_sealed_object_key(&cairn::format::pack::parse_header(&pack.bytes).unwrap()).unwrap(),
+    );
+    g.bench_function("open (decrypt + decompress + re-hash)", |b| {
+        b.iter(|| {
+            for e in &pack.entries {
+                let sealed = pack.bytes[e.offset as usize..(e.offset + e.length) as usize].to_vec();
+                black_box(cairn::pack::reader::open_blob(&keys, &pack_cipher, e, sealed).unwrap());
+            }
+        })
+    });
     g.finish();
 
     let mut g = c.benchmark_group("pipeline");

@@ -40,6 +40,22 @@ impl Cipher {
     }
 }
 
+impl Cipher {
+    /// Check the tag and decrypt a sealed message (ciphertext then tag) where it lies,
+    /// returning the plaintext part: no copy of the message is made.
+    pub fn open_slice<'b>(&self, nonce: &[u8; 12], aad: &[u8], sealed: &'b mut [u8]) -> Result<&'b [u8]> {
+        if sealed.len() < TAG_LEN {
+            return Err(Error::corrupt("sealed message shorter than its tag"));
+        }
+        let (body, tag) = sealed.split_at_mut(sealed.len() - TAG_LEN);
+        let tag = aes_gcm::Tag::try_from(&*tag).expect("16-byte tag");
+        self.0
+            .decrypt_inout_detached(&Nonce::from(*nonce), aad, body.into(), &tag)
+            .map_err(|_| Error::corrupt("authentication failed (damaged, tampered or wrong key)"))?;
+        Ok(body)
+    }
+}
+
 /// A nonce holding a 64-bit counter, for the n-th message under one key.
 pub fn counter_nonce(n: u64) -> [u8; 12] {
     let mut nonce = [0u8; 12];
@@ -70,5 +86,10 @@ mod tests {
         assert!(c.open_in_place(&counter_nonce(3), b"aad", &mut flipped).is_err());
         let mut short = vec![0u8; 5];
         assert!(c.open_in_place(&counter_nonce(3), b"aad", &mut short).is_err());
+        let mut again = sealed.clone();
+        assert_eq!(c.open_slice(&counter_nonce(3), b"aad", &mut again).unwrap(), b"gateway config");
+        let mut flipped = sealed.clone();
+        flipped[2] ^= 1;
+        assert!(c.open_slice(&counter_nonce(3), b"aad", &mut flipped).is_err());
     }
 }

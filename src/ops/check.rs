@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, PackId, SnapshotId, TreeId};
 use crate::index::Index;
-use crate::pack::reader::{open_blob, read_toc};
+use crate::pack::reader::{open_blob_in_place, read_toc};
 use crate::pack::PackReader;
 use crate::repo::Repository;
 use crate::tree::load_tree;
@@ -326,7 +326,7 @@ fn check_pack(
             Err(e) => (lost(e.to_string()), 0, 0),
         };
     }
-    let bytes = match repo.backend().read(FileType::Pack, &pack.to_hex()) {
+    let mut bytes = match repo.backend().read(FileType::Pack, &pack.to_hex()) {
         Ok(b) => b,
         Err(e) => return (lost(e.to_string()), 0, 0),
     };
@@ -353,8 +353,9 @@ fn check_pack(
     let mut blobs = 0;
     for e in entries {
         let (s, l) = (e.offset as usize, e.length as usize);
-        let opened = match bytes.get(s..s + l) {
-            Some(sealed) => open_blob(repo.keys(), &cipher, e, sealed.to_vec()).map(|_| ()),
+        // Blobs are decrypted where they lie in the pack buffer (read once, no copies).
+        let opened = match bytes.get_mut(s..s + l) {
+            Some(sealed) => open_blob_in_place(repo.keys(), &cipher, e, sealed).map(|_| ()),
             None => Err(Error::corrupt(format!("{} lies past the end of the pack", e.id))),
         };
         match opened {

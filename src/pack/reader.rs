@@ -57,10 +57,16 @@ impl<'r> PackReader<'r> {
 
 /// Open a sealed blob and check that its plaintext hashes to its id.
 pub fn open_blob(keys: &RepoKeys, cipher: &Cipher, e: &Entry, mut sealed: Vec<u8>) -> Result<Vec<u8>> {
-    cipher
-        .open_in_place(&counter_nonce(e.offset as u64), &Entry::aad(&e.id), &mut sealed)
+    open_blob_in_place(keys, cipher, e, &mut sealed)
+}
+
+/// [`open_blob`] on sealed bytes lying in a larger buffer (a whole pack), decrypted where
+/// they lie.
+pub fn open_blob_in_place(keys: &RepoKeys, cipher: &Cipher, e: &Entry, sealed: &mut [u8]) -> Result<Vec<u8>> {
+    let encoded = cipher
+        .open_slice(&counter_nonce(e.offset as u64), &Entry::aad(&e.id), sealed)
         .map_err(|err| err.wrap(e.id))?;
-    let plain = compress::decode(&sealed, e.raw_length as usize).map_err(|err| err.wrap(e.id))?;
+    let plain = compress::decode(encoded, e.raw_length as usize).map_err(|err| err.wrap(e.id))?;
     if plain.len() != e.raw_length as usize {
         return Err(Error::corrupt(format!("{}: length differs from the index", e.id)));
     }
