@@ -226,6 +226,8 @@ fn for_each_index_file(
 }
 
 /// Every pack entry of every readable index file, with full ids (for check and repair).
+/// A pack named by several index files (prune stopped between writing the new index and
+/// deleting the old) has each entry once.
 pub fn load_pack_lists(repo: &Repository) -> Result<PackLists> {
     let mut packs: HashMap<PackId, Vec<Entry>> = HashMap::new();
     let damaged = for_each_index_file(repo, false, |_, file| {
@@ -233,6 +235,10 @@ pub fn load_pack_lists(repo: &Repository) -> Result<PackLists> {
             packs.entry(pack).or_default().extend(list);
         }
     })?;
+    for list in packs.values_mut() {
+        list.sort_by_key(|e| (e.offset, *e.id.bytes()));
+        list.dedup();
+    }
     Ok((packs, damaged))
 }
 

@@ -351,8 +351,20 @@ fn check_pack(
         Err(e) => return (lost(e.to_string()), 0, n),
     };
     let mut blobs = 0;
+    // Entries come sorted by offset; one that overlaps its predecessor is damage (and
+    // decrypting it in place would spoil its neighbour).
+    let mut free_from = 0usize;
     for e in entries {
         let (s, l) = (e.offset as usize, e.length as usize);
+        if s < free_from {
+            out.push(Problem::new(
+                object.clone(),
+                format!("{} overlaps another blob", e.id),
+                vec![*e.id.bytes()],
+            ));
+            continue;
+        }
+        free_from = s + l;
         // Blobs are decrypted where they lie in the pack buffer (read once, no copies).
         let opened = match bytes.get_mut(s..s + l) {
             Some(sealed) => open_blob_in_place(repo.keys(), &cipher, e, sealed).map(|_| ()),
