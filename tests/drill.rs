@@ -130,6 +130,7 @@ fn read_data_subsets_cover_every_pack_once() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&o.stdout).unwrap()
     };
+    assert_eq!(read("1/3")["status"], "partial");
     let parts: Vec<u64> = (1..=3).map(|n| read(&format!("{n}/3"))["packs_read"].as_u64().unwrap()).collect();
     assert_eq!(parts.iter().sum::<u64>() as usize, packs, "parts 1/3..3/3 read every pack exactly once");
     assert_eq!(read("100%")["packs_read"].as_u64().unwrap() as usize, packs);

@@ -108,6 +108,8 @@ fn forget_and_prune_leave_no_chunk_of_forgotten_data_in_any_pack() {
     let dry = json(cairn(&repo, &["prune", "--dry-run", "--json"]));
     assert_eq!(dry["packs_delete"], 0, "both snapshots still use everything: {dry}");
     ok(cairn(&repo, &["forget", &with[..12]]));
+    let report = json(cairn(&repo, &["check", "--json"]));
+    assert!(report["notes"].to_string().contains("used by no snapshot"), "{report}");
     let pruned = json(cairn(&repo, &["prune", "--max-unused", "0", "--json"]));
     assert!(
         pruned["bytes_delete"].as_u64().unwrap() + pruned["bytes_repack_unused"].as_u64().unwrap() > 600_000

@@ -38,7 +38,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         println!(
             "{}",
             serde_json::json!({
-                "status": if r.healthy() { "success" } else { "failed" },
+                // partial: healthy as far as it looked, but only part of the data was read.
+                "status": match (r.healthy(), subset) {
+                    (false, _) => "failed",
+                    (true, Some(Subset::Part { .. } | Subset::Share(_))) => "partial",
+                    (true, _) => "success",
+                },
                 "snapshots": r.snapshots, "trees": r.trees, "packs": r.packs,
                 "packs_read": r.packs_read, "blobs_read": r.blobs_read, "bytes_read": r.bytes_read,
                 "problems": problems, "notes": r.notes,

@@ -106,18 +106,27 @@ impl Index {
         Ok((idx, damaged))
     }
 
-    fn slot(&self, id: &BlobId) -> Option<&Slot> {
+    /// The position of the blob among the entries (0..len).
+    pub fn position(&self, id: &BlobId) -> Option<usize> {
         let p = prefix(id.bytes());
         let b = bucket_of(&p, self.bucket_bits);
-        let range = *self.buckets.get(b)? as usize..*self.buckets.get(b + 1)? as usize;
-        let within = &self.slots[range];
-        let i = within.binary_search_by(|s| s.prefix.cmp(&p)).ok()?;
-        let s = &within[i];
-        (s.pack_kind() & 1 == id.kind() as u32 - 1).then_some(s)
+        let start = *self.buckets.get(b)? as usize;
+        let end = *self.buckets.get(b + 1)? as usize;
+        let i = start + self.slots[start..end].binary_search_by(|s| s.prefix.cmp(&p)).ok()?;
+        (self.slots[i].pack_kind() & 1 == id.kind() as u32 - 1).then_some(i)
+    }
+
+    fn slot(&self, id: &BlobId) -> Option<&Slot> {
+        self.position(id).map(|i| &self.slots[i])
     }
 
     pub fn contains(&self, id: &BlobId) -> bool {
         self.slot(id).is_some()
+    }
+
+    /// Sealed length of the blob at `position`.
+    pub fn stored_length_at(&self, position: usize) -> u64 {
+        u32::from_le_bytes(self.slots[position].length) as u64
     }
 
     pub fn get(&self, id: &BlobId) -> Option<Location> {

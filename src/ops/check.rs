@@ -20,7 +20,7 @@ use crate::repo::Repository;
 use crate::tree::load_tree;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Clone, Debug, Default)]
 pub struct CheckOptions {
@@ -129,8 +129,20 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
             Err(e) => report.problem(format!("snapshot {name}"), e),
         }
     }
-    let seen_trees = walk_trees(&reader, &index, roots, &mut report, interrupt)?;
+    // Which index entries some snapshot uses: one bit per entry, set while walking.
+    let used: Vec<AtomicU64> = (0..index.len().div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+    let seen_trees = walk_trees(&reader, &index, roots, &used, &mut report, interrupt)?;
     report.trees = seen_trees.len();
+    let unused: Vec<usize> =
+        (0..index.len()).filter(|&i| used[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) == 0).collect();
+    if !unused.is_empty() {
+        let bytes: u64 = unused.iter().map(|&i| index.stored_length_at(i)).sum();
+        report.notes.push(format!(
+            "{} blobs ({} bytes) are used by no snapshot; `cairn prune` removes them",
+            unused.len(),
+            bytes
+        ));
+    }
 
     // Packs: the ones the index names against the ones stored.
     let stored: HashMap<String, ()> =
@@ -211,6 +223,7 @@ fn walk_trees(
     reader: &PackReader<'_>,
     index: &Index,
     roots: Vec<(TreeId, String)>,
+    used: &[AtomicU64],
     report: &mut CheckReport,
     interrupt: &AtomicBool,
 ) -> Result<HashSet<TreeId>> {
@@ -243,6 +256,15 @@ fn walk_trees(
         let results: Vec<(TreeId, usize, Result<Found>)> = level
             .par_iter()
             .map(|(id, at)| {
+                let mark = |b: &BlobId| {
+                    if let Some(i) = index.position(b) {
+                        used[i / 64].fetch_or(1 << (i % 64), Ordering::Relaxed);
+                        true
+                    } else {
+                        false
+                    }
+                };
+                mark(&BlobId::Tree(*id));
                 let found = load_tree(reader, index, id).map(|tree| {
                     let (mut dirs, mut missing) = (Vec::new(), Vec::new());
                     for node in tree.nodes {
@@ -251,8 +273,7 @@ fn walk_trees(
                                 dirs.push((*tree, *at, String::from_utf8_lossy(&node.name).into_owned()))
                             }
                             NodeKind::File { chunks, .. } => {
-                                let n =
-                                    chunks.iter().filter(|c| !index.contains(&BlobId::Chunk(**c))).count();
+                                let n = chunks.iter().filter(|c| !mark(&BlobId::Chunk(**c))).count();
                                 if n > 0 {
                                     missing.push((*at, String::from_utf8_lossy(&node.name).into_owned(), n));
                                 }
