@@ -56,8 +56,8 @@ step "cairn backup (second: stores only what changed)"
 step "cairn check --read-data"
 "$cairn" check --read-data
 
-step "cairn restore latest"
-"$cairn" restore latest --target "$work/restore"
+step "cairn restore latest --verify (re-reads and compares everything it wrote)"
+"$cairn" restore latest --target "$work/restore" --verify
 
 step "verify: restored tree equals the source (content, modes, times, links)"
 restored=$work/restore$gw
@@ -65,3 +65,9 @@ diff -r --no-dereference "$gw" "$restored"
 meta() { (cd "$1" && find . -printf '%p %y %m %T@ %l\n' | sort); }
 diff <(meta "$gw") <(meta "$restored")
 echo "verified: $(find "$gw" | wc -l) entries identical"
+
+step "cairn drill (restore into a scratch folder, verify, measure RTO and RPO)"
+"$cairn" drill --max-rto 5m --max-rpo 1h
+
+step "cairn log (what was done to the repository)"
+"$cairn" log
