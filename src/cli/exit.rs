@@ -36,7 +36,10 @@ Exit codes:
   11  repository locked by another process
   12  wrong password or key
   13  no space left on the repository or target disk
-  130 interrupted (SIGINT/SIGTERM)";
+  130 interrupted (SIGINT/SIGTERM)
+
+Example:
+  CAIRN_REPOSITORY=/backups/gw cairn backup /opt/apigateway/conf --tag prod";
 
 pub fn for_error(kind: ErrorKind) -> i32 {
     match kind {
