@@ -287,11 +287,9 @@ fn write_file(
             .get(&BlobId::Chunk(*id))
             .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("chunk {id} is not in the index")))?;
         let data = reader.read_blob(&loc)?;
-        for (i, block) in data.chunks(BLOCK).enumerate() {
-            if block.iter().any(|&b| b != 0) {
-                f.write_all_at(block, offset + (i * BLOCK) as u64)
-                    .ctx(|| format!("cannot write {}", path.display()))?;
-            }
+        for (start, end) in data_runs(&data) {
+            f.write_all_at(&data[start..end], offset + start as u64)
+                .ctx(|| format!("cannot write {}", path.display()))?;
         }
         offset += data.len() as u64;
     }
@@ -300,6 +298,23 @@ fn write_file(
     }
     f.set_len(size).ctx(|| format!("cannot size {}", path.display()))?;
     Ok(())
+}
+
+/// The byte ranges of `data` to write: runs of blocks holding a non-zero byte, so blocks
+/// of zeros stay holes and everything else takes one write per run (not per block).
+fn data_runs(data: &[u8]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, block) in data.chunks(BLOCK).enumerate() {
+        if block.iter().all(|&b| b == 0) {
+            continue;
+        }
+        let (start, end) = (i * BLOCK, i * BLOCK + block.len());
+        match runs.last_mut() {
+            Some(last) if last.1 == start => last.1 = end,
+            _ => runs.push((start, end)),
+        }
+    }
+    runs
 }
 
 /// Whether `path` already holds exactly the content of these chunks (compared by
@@ -325,4 +340,18 @@ fn already_identical(repo: &Repository, index: &Index, path: &Path, size: u64, c
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_runs_merge_blocks_and_skip_zero_blocks() {
+        let mut data = vec![1u8; BLOCK * 5 + 100];
+        data[BLOCK * 2..BLOCK * 3].fill(0);
+        assert_eq!(data_runs(&data), vec![(0, BLOCK * 2), (BLOCK * 3, BLOCK * 5 + 100)]);
+        assert!(data_runs(&vec![0u8; BLOCK * 3]).is_empty());
+        assert_eq!(data_runs(&[7u8; 10]), vec![(0, 10)]);
+    }
 }
