@@ -2,49 +2,18 @@
 //! with the right object, `restore` restores everything intact, and the repair commands
 //! bring the repository back to a state that checks clean, with the loss recorded.
 
+mod common;
+
+use common::{copy_dir, files_below};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn cairn(repo: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("-r")
-        .arg(repo)
-        .args(args)
-        .env("CAIRN_PASSWORD", "pw")
-        .env_remove("CAIRN_REPOSITORY")
-        .env_remove("CAIRN_KEY_FILE")
-        .output()
-        .unwrap()
+    common::cairn_with(repo, "pw", args)
 }
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// A repository with one big file in packs of its own, small files, and a second key.
@@ -74,7 +43,7 @@ fn build(tmp: &Path) -> (PathBuf, PathBuf) {
 
 /// Largest pack (a part of big.bin) and the pack holding trees (smallest).
 fn packs(repo: &Path) -> Vec<PathBuf> {
-    let mut p = files(&repo.join("data"));
+    let mut p = files_below(&repo.join("data"));
     p.sort_by_key(|f| std::cmp::Reverse(std::fs::metadata(f).unwrap().len()));
     p
 }
@@ -135,19 +104,19 @@ fn every_kind_of_damage_is_reported_survived_and_repaired() {
         },
         Case {
             name: "deleted index",
-            damage: |r| files(&r.join("index")).iter().for_each(|f| std::fs::remove_file(f).unwrap()),
+            damage: |r| files_below(&r.join("index")).iter().for_each(|f| std::fs::remove_file(f).unwrap()),
             object: "is not in the index",
             repair: &[&["repair", "index"]],
         },
         Case {
             name: "corrupted index",
-            damage: |r| files(&r.join("index")).iter().for_each(|f| flip(f, 100)),
+            damage: |r| files_below(&r.join("index")).iter().for_each(|f| flip(f, 100)),
             object: "index",
             repair: &[&["repair", "index"]],
         },
         Case {
             name: "corrupted snapshot",
-            damage: |r| flip(&files(&r.join("snapshots"))[0], 80),
+            damage: |r| flip(&files_below(&r.join("snapshots"))[0], 80),
             object: "snapshot ",
             repair: &[&["repair", "snapshots"]],
         },
@@ -162,7 +131,7 @@ fn every_kind_of_damage_is_reported_survived_and_repaired() {
         },
         Case {
             name: "corrupted key file",
-            damage: |r| flip(&files(&r.join("keys"))[0], 30),
+            damage: |r| flip(&files_below(&r.join("keys"))[0], 30),
             object: "key ",
             repair: &[],
         },
@@ -206,7 +175,7 @@ fn every_kind_of_damage_is_reported_survived_and_repaired() {
             // damaged pack depends on which worker packed them; tests/tamper.rs pins that).
             let err = stderr(&r);
             let base = out.join(src.to_str().unwrap().trim_start_matches('/'));
-            for f in files(&src) {
+            for f in files_below(&src) {
                 let rel = f.strip_prefix(&src).unwrap();
                 match std::fs::read(base.join(rel)) {
                     Ok(b) if b == std::fs::read(&f).unwrap() => {}
@@ -243,7 +212,7 @@ fn every_kind_of_damage_is_reported_survived_and_repaired() {
                 serde_json::from_slice(&list.stdout).unwrap_or(serde_json::json!([]));
             let _ = keys;
             // The damaged key file is removed by name.
-            let damaged = files(&repo.join("keys"))
+            let damaged = files_below(&repo.join("keys"))
                 .into_iter()
                 .find(|f| {
                     let b = std::fs::read(f).unwrap();

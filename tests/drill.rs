@@ -1,22 +1,16 @@
 //! Integrity proofs: verified restores, disaster-recovery drills with RTO/RPO limits, and
 //! read-data subsets that together cover every pack.
 
+mod common;
+
 use cairn::repo::KeySource;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::AtomicBool;
 
 fn cairn(repo: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("-r")
-        .arg(repo)
-        .args(args)
-        .env("CAIRN_PASSWORD", "pw")
-        .env_remove("CAIRN_REPOSITORY")
-        .env_remove("CAIRN_KEY_FILE")
-        .output()
-        .unwrap()
+    common::cairn_with(repo, "pw", args)
 }
 
 fn setup(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -59,12 +53,7 @@ fn a_drill_passes_reports_and_fails_on_limits_and_damage() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("NO-GO"));
 
     // Damage in a pack: the drill names it and exits 4; the activity log records both.
-    let pack = std::fs::read_dir(repo.join("data"))
-        .unwrap()
-        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-        .map(|e| e.unwrap().path())
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
+    let pack = common::largest_pack(&repo);
     let mut b = std::fs::read(&pack).unwrap();
     b[5000] ^= 1;
     std::fs::write(&pack, b).unwrap();
@@ -178,12 +167,7 @@ fn check_names_the_files_a_damaged_pack_affects() {
     let s = src.to_str().unwrap();
     assert!(cairn(&repo, &["backup", s]).status.success());
     assert!(cairn(&repo, &["backup", s]).status.success());
-    let pack = std::fs::read_dir(repo.join("data"))
-        .unwrap()
-        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-        .map(|e| e.unwrap().path())
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
+    let pack = common::largest_pack(&repo);
     let mut b = std::fs::read(&pack).unwrap();
     b[2000] ^= 1;
     std::fs::write(&pack, b).unwrap();

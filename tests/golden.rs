@@ -4,6 +4,8 @@
 //! (then keep the old fixture too):
 //!     cargo test --test golden -- --ignored regenerate_golden_v1
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -102,7 +104,7 @@ fn regenerate_golden_v1() {
 fn golden_v1_still_reads() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    copy_dir(Path::new(FIXTURE), &repo);
+    common::copy_dir(Path::new(FIXTURE), &repo);
 
     let out = cairn(&repo, &["snapshots", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -129,16 +131,4 @@ fn golden_v1_still_reads() {
     let restored = manifest(&target.join(SOURCE.trim_start_matches('/')));
     let expected = std::fs::read_to_string(format!("{FIXTURE}.manifest")).unwrap();
     assert_eq!(write_manifest(&restored), expected);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }

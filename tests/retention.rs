@@ -2,22 +2,15 @@
 //! of forgotten data in any pack, locks against concurrent use, and prune killed at any
 //! moment leaving a repository that checks clean.
 
+mod common;
+
 use cairn::repo::KeySource;
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn cairn(repo: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("-r")
-        .arg(repo)
-        .args(args)
-        .env("CAIRN_PASSWORD", "pw")
-        .env("TZ", "UTC")
-        .env_remove("CAIRN_REPOSITORY")
-        .env_remove("CAIRN_KEY_FILE")
-        .output()
-        .unwrap()
+    common::cairn_with(repo, "pw", args)
 }
 
 fn ok(o: Output) -> String {

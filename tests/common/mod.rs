@@ -1211,3 +1211,56 @@ pub fn flip_byte(path: &Path, offset: u64) {
     f.write_all_at(&b, offset).unwrap();
     f.sync_all().unwrap();
 }
+
+/// Run cairn on `repo` with `password`, nothing else from the environment that would
+/// change its behaviour, and times in UTC.
+pub fn cairn_with(repo: &Path, password: &str, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .env("CAIRN_PASSWORD", password)
+        .env("TZ", "UTC")
+        .env_remove("CAIRN_REPOSITORY")
+        .env_remove("CAIRN_PASSWORD_FILE")
+        .env_remove("CAIRN_KEY_FILE")
+        .env_remove("CAIRN_NEW_PASSWORD")
+        .output()
+        .expect("run cairn")
+}
+
+/// The largest pack file of a repository (one that holds file data).
+pub fn largest_pack(repo: &Path) -> PathBuf {
+    pack_paths(repo)
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a pack")
+}
+
+/// Every file below `dir`, sorted.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).expect("list folder") {
+        let p = e.expect("list folder").path();
+        if p.is_dir() {
+            out.extend(files_below(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Copy a folder tree (a repository, to damage a copy of it).
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("create folder");
+    for e in fs::read_dir(from).expect("list folder") {
+        let e = e.expect("list folder");
+        if e.file_type().expect("file type").is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            fs::copy(e.path(), to.join(e.file_name())).expect("copy file");
+        }
+    }
+}
