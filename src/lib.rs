@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod browse;
 pub mod chunker;
 pub mod compress;
 pub mod crypto;

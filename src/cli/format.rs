@@ -1,5 +1,6 @@
 //! Human-readable output helpers: sizes, local times, tables.
 
+use cairn::format::tree::{Node, NodeKind};
 use cairn::format::Timespec;
 
 pub fn size(bytes: u64) -> String {
@@ -124,6 +125,99 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// `ls -l`'s type letter and permission bits: "drwxr-xr-x", with s/S and t/T.
+pub fn mode_string(node: &Node) -> String {
+    let kind = match node.kind {
+        NodeKind::File { .. } => '-',
+        NodeKind::Dir { .. } => 'd',
+        NodeKind::Symlink { .. } => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::CharDevice { .. } => 'c',
+        NodeKind::BlockDevice { .. } => 'b',
+        NodeKind::Socket => 's',
+    };
+    let m = node.mode;
+    let mut s = String::with_capacity(10);
+    s.push(kind);
+    for (shift, special, set, unset) in [(6, 0o4000, 's', 'S'), (3, 0o2000, 's', 'S'), (0, 0o1000, 't', 'T')]
+    {
+        let bits = (m >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(match (bits & 1 != 0, m & special != 0) {
+            (true, true) => set,
+            (false, true) => unset,
+            (true, false) => 'x',
+            (false, false) => '-',
+        });
+    }
+    s
+}
+
+/// A node's type name for JSON.
+pub fn kind_name(kind: &NodeKind) -> &'static str {
+    match kind {
+        NodeKind::File { .. } => "file",
+        NodeKind::Dir { .. } => "dir",
+        NodeKind::Symlink { .. } => "symlink",
+        NodeKind::Fifo => "fifo",
+        NodeKind::CharDevice { .. } => "chardev",
+        NodeKind::BlockDevice { .. } => "blockdev",
+        NodeKind::Socket => "socket",
+    }
+}
+
+/// A file's size; 0 for everything else.
+pub fn node_size(node: &Node) -> u64 {
+    match node.kind {
+        NodeKind::File { size, .. } => size,
+        _ => 0,
+    }
+}
+
+/// Owner as "name" when stored, else the number.
+pub fn owner(name: &Option<String>, id: u32) -> String {
+    name.clone().unwrap_or_else(|| id.to_string())
+}
+
+/// One entry in JSON, as `ls --json` and `find --json` print it.
+pub fn node_json(path: &[u8], node: &Node) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "path": String::from_utf8_lossy(path),
+        "type": kind_name(&node.kind),
+        "mode": format!("{:04o}", node.mode),
+        "size": node_size(node),
+        "uid": node.uid,
+        "gid": node.gid,
+        "user": node.user,
+        "group": node.group,
+        "mtime": rfc3339(node.mtime),
+        "links": node.links,
+    });
+    if let NodeKind::Symlink { target } = &node.kind {
+        v["target"] = String::from_utf8_lossy(target).into();
+    }
+    v
+}
+
+/// One entry as `ls -l` prints it: mode, owner, group, size, mtime, path (-> target).
+pub fn long_line(path: &[u8], node: &Node) -> String {
+    let mut line = format!(
+        "{} {:>8} {:>8} {:>12} {} {}",
+        mode_string(node),
+        owner(&node.user, node.uid),
+        owner(&node.group, node.gid),
+        node_size(node),
+        local_time(node.mtime),
+        String::from_utf8_lossy(path)
+    );
+    if let NodeKind::Symlink { target } = &node.kind {
+        line.push_str(" -> ");
+        line.push_str(&String::from_utf8_lossy(target));
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +235,16 @@ mod tests {
         assert_eq!(parse_duration("90s").unwrap(), 90);
         assert!(parse_duration("15").is_err() && parse_duration("2x").is_err());
         assert_eq!(duration(75.0), "1m 15s");
+    }
+
+    #[test]
+    fn modes_read_like_ls() {
+        let mut n = cairn::browse::root_node(cairn::id::TreeId([0; 32]), Timespec::default());
+        assert_eq!(mode_string(&n), "drwxr-xr-x");
+        n.mode = 0o4754;
+        n.kind = NodeKind::Fifo;
+        assert_eq!(mode_string(&n), "prwsr-xr--");
+        n.mode = 0o1640;
+        assert_eq!(mode_string(&n), "prw-r----T");
     }
 }

@@ -2,6 +2,7 @@
 //! the mapping of errors to exit codes live here.
 
 mod backup;
+mod cat;
 mod check;
 mod drill;
 mod exit;
@@ -10,6 +11,7 @@ mod format;
 mod init;
 mod key;
 mod log;
+mod ls;
 mod progress;
 mod prune;
 mod repair;
@@ -58,6 +60,8 @@ enum Command {
     Init(init::Args),
     Backup(backup::Args),
     Snapshots(snapshots::Args),
+    Ls(ls::Args),
+    Cat(cat::Args),
     Restore(restore::Args),
     Check(check::Args),
     #[command(subcommand)]
@@ -192,6 +196,8 @@ pub fn main() -> i32 {
         Command::Check(a) => check::run(&ctx, a),
         Command::Key(c) => key::run(&ctx, c),
         Command::Log(a) => log::run(&ctx, a),
+        Command::Ls(a) => ls::run(&ctx, a),
+        Command::Cat(a) => cat::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
@@ -200,11 +206,24 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        // `cairn ls | head`: the reader has what it wanted.
+        Err(e) if closed_pipe(&e) => exit::SUCCESS,
         Err(e) => {
             eprintln!("cairn: {e}");
             exit::for_error(e.kind())
         }
     }
+}
+
+/// Writing to standard output failed.
+pub fn stdout_error(e: std::io::Error) -> Error {
+    Error::io("cannot write to standard output", e)
+}
+
+fn closed_pipe(e: &Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 #[cfg(test)]

@@ -1,0 +1,41 @@
+//! `cairn cat`: one file of a snapshot to standard output.
+
+use super::{exit, Ctx};
+use cairn::browse::Browser;
+use cairn::format::tree::NodeKind;
+use cairn::{Error, ErrorKind, Result};
+use std::io::Write;
+
+/// Write one file of a snapshot to standard output, every chunk verified
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  cairn cat latest /opt/apigateway/system/conf/nodemanager.xml > nodemanager.xml"
+)]
+pub struct Args {
+    /// Snapshot id prefix, or 'latest'
+    snapshot: String,
+    /// Absolute path of the file in the snapshot
+    path: String,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let repo = ctx.open()?;
+    let _lock = repo.lock(false, "cat")?;
+    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let browser = Browser::open(&repo)?;
+    let node = browser.lookup(&snap, a.path.as_bytes())?;
+    let NodeKind::File { chunks, .. } = &node.kind else {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} is not a regular file; `cairn ls` lists folders, `cairn dump` archives them", a.path),
+        ));
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut file = browser.reader(chunks);
+    while let Some(chunk) = file.next_chunk()? {
+        out.write_all(&chunk).map_err(super::stdout_error)?;
+    }
+    out.flush().map_err(super::stdout_error)?;
+    Ok(exit::SUCCESS)
+}
