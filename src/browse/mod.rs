@@ -3,7 +3,10 @@
 //! `ls`, `cat`, `find`, `diff`, `dump` and `mount` all read through a [`Browser`], so every
 //! byte they show has been decrypted and re-hashed against its id like a restored one.
 
+pub mod diff;
 pub mod file;
+pub mod find;
+pub mod stats;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;

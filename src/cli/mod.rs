@@ -4,8 +4,10 @@
 mod backup;
 mod cat;
 mod check;
+mod diff;
 mod drill;
 mod exit;
+mod find;
 mod forget;
 mod format;
 mod init;
@@ -17,6 +19,7 @@ mod prune;
 mod repair;
 mod restore;
 mod snapshots;
+mod stats;
 mod unlock;
 
 use cairn::repo::KeySource;
@@ -62,6 +65,9 @@ enum Command {
     Snapshots(snapshots::Args),
     Ls(ls::Args),
     Cat(cat::Args),
+    Diff(diff::Args),
+    Find(find::Args),
+    Stats(stats::Args),
     Restore(restore::Args),
     Check(check::Args),
     #[command(subcommand)]
@@ -198,6 +204,9 @@ pub fn main() -> i32 {
         Command::Log(a) => log::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),
+        Command::Diff(a) => diff::run(&ctx, a),
+        Command::Find(a) => find::run(&ctx, a),
+        Command::Stats(a) => stats::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
