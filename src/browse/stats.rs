@@ -13,6 +13,8 @@ use std::collections::{HashMap, HashSet};
 pub struct TreeFigures {
     pub files: u64,
     pub dirs: u64,
+    /// Symlinks, fifos, devices, sockets.
+    pub others: u64,
     /// Sum of file sizes (each hard link counted, as a restore writes it).
     pub bytes: u64,
 }
@@ -64,9 +66,10 @@ impl<'b, 'r> Stats<'b, 'r> {
                     let sub = self.add_tree(tree)?;
                     f.files += sub.files;
                     f.dirs += sub.dirs + 1;
+                    f.others += sub.others;
                     f.bytes += sub.bytes;
                 }
-                _ => {}
+                _ => f.others += 1,
             }
         }
         self.trees.insert(*tree, f);

@@ -62,7 +62,7 @@ pub struct Args {
     time: Option<Timespec>,
 }
 
-fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
+pub(super) fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("label '{s}' must look like KEY=VALUE")),

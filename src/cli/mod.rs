@@ -18,8 +18,10 @@ mod progress;
 mod prune;
 mod repair;
 mod restore;
+mod rewrite;
 mod snapshots;
 mod stats;
+mod tag;
 mod unlock;
 
 use cairn::repo::KeySource;
@@ -68,6 +70,8 @@ enum Command {
     Diff(diff::Args),
     Find(find::Args),
     Stats(stats::Args),
+    Tag(tag::Args),
+    Rewrite(rewrite::Args),
     Restore(restore::Args),
     Check(check::Args),
     #[command(subcommand)]
@@ -207,6 +211,8 @@ pub fn main() -> i32 {
         Command::Diff(a) => diff::run(&ctx, a),
         Command::Find(a) => find::run(&ctx, a),
         Command::Stats(a) => stats::run(&ctx, a),
+        Command::Tag(a) => tag::run(&ctx, a),
+        Command::Rewrite(a) => rewrite::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
@@ -222,6 +228,31 @@ pub fn main() -> i32 {
             exit::for_error(e.kind())
         }
     }
+}
+
+/// The snapshots a command that changes snapshots names: the given ones (each once, in
+/// order), or all with `--all`; neither is an error so that nothing is edited by accident.
+pub fn select_snapshots(
+    repo: &Repository,
+    specs: &[String],
+    all: bool,
+) -> Result<Vec<(cairn::id::SnapshotId, cairn::format::snapshot::Snapshot)>> {
+    if all {
+        return repo.snapshots();
+    }
+    if specs.is_empty() {
+        return Err(Error::invalid(
+            "no snapshot given: name snapshots (id prefixes or 'latest') or use --all",
+        ));
+    }
+    let mut out: Vec<(cairn::id::SnapshotId, cairn::format::snapshot::Snapshot)> = Vec::new();
+    for spec in specs {
+        let found = repo.find_snapshot(spec)?;
+        if !out.iter().any(|(id, _)| *id == found.0) {
+            out.push(found);
+        }
+    }
+    Ok(out)
 }
 
 /// Writing to standard output failed.

@@ -9,5 +9,6 @@ pub mod progress;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod rewrite;
 pub mod verify;
 mod walker;

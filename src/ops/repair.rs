@@ -10,15 +10,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
 use crate::format::pack::{self, Entry};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{NodeKind, Tree};
-use crate::id::{BlobId, IndexId, PackId, SnapshotId, TreeId};
+use crate::format::tree::{Node, NodeKind};
+use crate::id::{BlobId, IndexId, PackId, SnapshotId};
 use crate::index::Index;
+use crate::ops::rewrite::{replace_all, set_label, LostFolder, SnapshotRewrite, TreeFilter};
 use crate::pack::reader::{open_blob, read_toc};
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
-use crate::tree::load_tree;
 use rayon::prelude::*;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Default)]
@@ -111,15 +110,6 @@ pub fn repair_index(repo: &Repository, dry_run: bool, interrupt: &AtomicBool) ->
     Ok(out)
 }
 
-/// A snapshot `repair snapshots` rewrote (or would rewrite).
-#[derive(Debug)]
-pub struct SnapshotRepair {
-    pub old: SnapshotId,
-    pub new: Option<SnapshotId>,
-    /// What the new snapshot no longer holds: paths, folders ending in '/'.
-    pub removed: Vec<String>,
-}
-
 /// Rewrite every snapshot that needs data the repository no longer has: files with a
 /// chunk missing from the index are left out, folders whose tree is lost become empty
 /// folders, and the new snapshot records the repair (tag `repaired`, label `repaired`
@@ -129,15 +119,20 @@ pub fn repair_snapshots(
     repo: &Repository,
     dry_run: bool,
     interrupt: &AtomicBool,
-) -> Result<Vec<SnapshotRepair>> {
+) -> Result<Vec<SnapshotRewrite>> {
     let index = Index::load(repo)?;
     let reader = PackReader::new(repo);
     let (snapshots, damaged) = repo.snapshots_and_damage()?;
+    let data_lost = |_: &[u8], node: &Node| match &node.kind {
+        NodeKind::File { chunks, .. } => chunks.iter().any(|c| !index.contains(&BlobId::Chunk(*c))),
+        _ => false,
+    };
     let (rewritten, _) = BlobWriter::run(
         repo,
         Index::load(repo)?,
         |writer| -> Result<Vec<(SnapshotId, Snapshot, Vec<String>)>> {
-            let mut memo: HashMap<TreeId, (TreeId, Vec<String>)> = HashMap::new();
+            let mut filter =
+                TreeFilter::new(repo, &reader, &index, writer, &data_lost, LostFolder::MakeEmpty, !dry_run);
             let mut out = Vec::new();
             for (id, snap) in &snapshots {
                 if interrupt.load(Ordering::Relaxed) {
@@ -146,13 +141,10 @@ pub fn repair_snapshots(
                         "repair interrupted; no snapshot changed",
                     ));
                 }
-                let (tree, removed) = match rewrite(repo, &reader, &index, writer, snap.tree, &mut memo) {
+                let (tree, removed) = match filter.filter(snap.tree, b"") {
+                    // Even the root listing is lost: the snapshot keeps only its record.
                     Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
-                        // Even the root listing is lost: the snapshot keeps only its record.
-                        let empty = Tree::default().encode();
-                        let empty_id = repo.keys().tree_id(&empty);
-                        writer.save(BlobId::Tree(empty_id), &empty)?;
-                        (empty_id, vec!["/ (the whole snapshot)".to_string()])
+                        (filter.empty_tree()?, vec!["/ (the whole snapshot)".to_string()])
                     }
                     other => other?,
                 };
@@ -165,9 +157,7 @@ pub fn repair_snapshots(
                 if !new.tags.iter().any(|t| t == "repaired") {
                     new.tags.push("repaired".into());
                 }
-                new.labels.retain(|(k, _)| k != "repaired");
-                new.labels.push(("repaired".into(), format!("{} entries removed", removed.len())));
-                new.labels.sort();
+                set_label(&mut new, "repaired", format!("{} entries removed", removed.len()));
                 out.push((*id, new, removed));
             }
             Ok(out)
@@ -180,72 +170,8 @@ pub fn repair_snapshots(
             repo.backend().remove(FileType::Snapshot, &name)?;
         }
         let old = SnapshotId::from_hex(&name).unwrap_or(SnapshotId([0; 32]));
-        repairs.push(SnapshotRepair { old, new: None, removed: vec![format!("the whole snapshot ({e})")] });
+        repairs.push(SnapshotRewrite { old, new: None, removed: vec![format!("the whole snapshot ({e})")] });
     }
-    for (old, snap, removed) in rewritten? {
-        let removed: Vec<String> =
-            removed.into_iter().map(|p| if p.starts_with('/') { p } else { format!("/{p}") }).collect();
-        let new = if dry_run {
-            None
-        } else {
-            let new = repo.save_snapshot(&snap)?;
-            repo.backend().remove(FileType::Snapshot, &old.to_hex())?;
-            Some(new)
-        };
-        repairs.push(SnapshotRepair { old, new, removed });
-    }
+    repairs.extend(replace_all(repo, rewritten?, dry_run)?);
     Ok(repairs)
-}
-
-/// The tree `id` without what is lost, and the paths (relative to it) left out.
-fn rewrite(
-    repo: &Repository,
-    reader: &PackReader<'_>,
-    index: &Index,
-    writer: &BlobWriter<'_>,
-    id: TreeId,
-    memo: &mut HashMap<TreeId, (TreeId, Vec<String>)>,
-) -> Result<(TreeId, Vec<String>)> {
-    if let Some(done) = memo.get(&id) {
-        return Ok(done.clone());
-    }
-    let tree = load_tree(reader, index, &id)?;
-    let mut nodes = Vec::with_capacity(tree.nodes.len());
-    let mut removed = Vec::new();
-    for mut node in tree.nodes {
-        let name = String::from_utf8_lossy(&node.name).into_owned();
-        match &mut node.kind {
-            NodeKind::File { chunks, .. } if chunks.iter().any(|c| !index.contains(&BlobId::Chunk(*c))) => {
-                removed.push(name);
-                continue;
-            }
-            NodeKind::Dir { tree } => match rewrite(repo, reader, index, writer, *tree, memo) {
-                Ok((sub, lost)) => {
-                    *tree = sub;
-                    removed.extend(lost.into_iter().map(|p| format!("{name}/{p}")));
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
-                    // The folder's listing is lost: keep the folder, empty, and say so.
-                    let empty = Tree::default().encode();
-                    let empty_id = repo.keys().tree_id(&empty);
-                    writer.save(BlobId::Tree(empty_id), &empty)?;
-                    *tree = empty_id;
-                    removed.push(format!("{name}/"));
-                }
-                Err(e) => return Err(e),
-            },
-            _ => {}
-        }
-        nodes.push(node);
-    }
-    let result = if removed.is_empty() {
-        (id, removed)
-    } else {
-        let encoded = Tree { nodes }.encode();
-        let new_id = repo.keys().tree_id(&encoded);
-        writer.save(BlobId::Tree(new_id), &encoded)?;
-        (new_id, removed)
-    };
-    memo.insert(id, result.clone());
-    Ok(result)
 }

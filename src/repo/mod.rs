@@ -182,6 +182,16 @@ impl Repository {
         self.save_object(FileType::Snapshot, ObjectType::Snapshot, &snap.encode()).map(SnapshotId)
     }
 
+    /// Store `new` in place of the snapshot `old`: the new one is stored first, so a crash
+    /// in between leaves both, never neither.
+    pub fn replace_snapshot(&self, old: &SnapshotId, new: &Snapshot) -> Result<SnapshotId> {
+        let id = self.save_snapshot(new)?;
+        if id != *old {
+            self.backend.remove(FileType::Snapshot, &old.to_hex())?;
+        }
+        Ok(id)
+    }
+
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         let payload = self.load_object(FileType::Snapshot, ObjectType::Snapshot, &id.0)?;
         Snapshot::decode(&payload).map_err(|e| e.wrap(format!("snapshot {id}")))

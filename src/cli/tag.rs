@@ -1,0 +1,101 @@
+//! `cairn tag`: edit the tags and labels of snapshots.
+
+use super::{exit, Ctx};
+use cairn::ops::rewrite::set_label;
+use cairn::repo::log::LogRecord;
+use cairn::{Error, Result};
+
+/// Add, remove or replace tags and labels of snapshots
+#[derive(clap::Args)]
+#[command(after_help = "\
+A snapshot's id is the hash of its record, so an edited snapshot gets a new id; it names
+the old one as its original, and the activity log records the change.
+
+Examples:
+  cairn tag latest --add before-sp7
+  cairn tag 3f9a1c --set prod --label owner=platform --remove-label ticket")]
+pub struct Args {
+    /// Snapshots to edit (id prefixes or 'latest')
+    snapshots: Vec<String>,
+    /// Edit every snapshot
+    #[arg(long, conflicts_with = "snapshots")]
+    all: bool,
+    /// Add this tag (repeatable)
+    #[arg(long)]
+    add: Vec<String>,
+    /// Remove this tag (repeatable)
+    #[arg(long)]
+    remove: Vec<String>,
+    /// Replace all tags with these (repeatable; `--set ''` removes every tag)
+    #[arg(long)]
+    set: Vec<String>,
+    /// Set label KEY=VALUE (repeatable)
+    #[arg(long, value_parser = super::backup::parse_label)]
+    label: Vec<(String, String)>,
+    /// Remove the label with this key (repeatable)
+    #[arg(long)]
+    remove_label: Vec<String>,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    if a.add.is_empty()
+        && a.remove.is_empty()
+        && a.set.is_empty()
+        && a.label.is_empty()
+        && a.remove_label.is_empty()
+    {
+        return Err(Error::invalid(
+            "nothing to change: give --add, --remove, --set, --label or --remove-label",
+        ));
+    }
+    let repo = ctx.open()?;
+    repo.require_full_key("edit snapshots")?;
+    let _lock = repo.lock(false, "tag")?;
+    let mut changed = Vec::new();
+    for (old, snap) in super::select_snapshots(&repo, &a.snapshots, a.all)? {
+        let mut new = snap.clone();
+        if !a.set.is_empty() {
+            new.tags = a.set.iter().filter(|t| !t.is_empty()).cloned().collect();
+        }
+        new.tags.retain(|t| !a.remove.contains(t));
+        for t in &a.add {
+            if !new.tags.contains(t) {
+                new.tags.push(t.clone());
+            }
+        }
+        new.labels.retain(|(k, _)| !a.remove_label.contains(k));
+        for (k, v) in &a.label {
+            set_label(&mut new, k, v.clone());
+        }
+        if new.tags == snap.tags && new.labels == snap.labels {
+            continue;
+        }
+        new.original = Some(old);
+        let id = repo.replace_snapshot(&old, &new)?;
+        let mut rec = LogRecord::new("tag snapshot", "success")
+            .figure("original", old.short())
+            .figure("tags", new.tags.join(","))
+            .figure(
+                "labels",
+                new.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            );
+        rec.snapshot = Some(id);
+        super::record(&repo, rec);
+        changed.push((old, id, new));
+    }
+    if ctx.json {
+        let list: Vec<_> = changed
+            .iter()
+            .map(|(old, id, s)| {
+                serde_json::json!({"snapshot": old.to_hex(), "new": id.to_hex(), "tags": s.tags, "labels": s.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else if !ctx.quiet {
+        for (old, id, s) in &changed {
+            println!("snapshot {} -> {}: tags {}", old.short(), id.short(), s.tags.join(","));
+        }
+        println!("{} snapshots changed", changed.len());
+    }
+    Ok(exit::SUCCESS)
+}
