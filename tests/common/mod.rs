@@ -180,6 +180,8 @@ pub struct Out {
     pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+    /// stdout as written, for binary output.
+    pub stdout_bytes: Vec<u8>,
 }
 
 impl Out {
@@ -191,6 +193,7 @@ impl Out {
             signal: status.signal(),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stdout_bytes: stdout,
         }
     }
 
