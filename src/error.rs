@@ -34,6 +34,8 @@ pub enum ErrorKind {
     Locked,
     /// The key in use lacks the right (for example a backup-only key asked to read).
     PermissionDenied,
+    /// A command cairn ran for the user (a database dump, a hook) failed.
+    CommandFailed,
     /// Any other I/O failure.
     Io,
 }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 /// Back up files and folders (or standard input) into a new snapshot
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  cairn backup /opt/apigateway/conf /opt/apigateway/groups --exclude /opt/apigateway/conf/opsdb.d --tag prod\n  mysqldump gwdb | cairn backup --stdin --stdin-name gwdb.sql --tag prod"
+    after_help = "Examples:\n  cairn backup /opt/apigateway/conf /opt/apigateway/groups --exclude /opt/apigateway/conf/opsdb.d --tag prod\n  mysqldump gwdb | cairn backup --stdin --stdin-name gwdb.sql --tag prod\n  cairn backup --stdin-from-command 'pg_dump gwdb' --stdin-name gwdb.sql"
 )]
 pub struct Args {
     /// Files and folders to back up
@@ -20,8 +20,12 @@ pub struct Args {
     /// Back up standard input as one file
     #[arg(long, conflicts_with = "paths")]
     stdin: bool,
-    /// File name for --stdin
-    #[arg(long, default_value = "stdin", requires = "stdin")]
+    /// Back up what this shell command writes to standard output (a database dump) as one
+    /// file, streamed; if the command fails, no snapshot is written (exit 6)
+    #[arg(long, value_name = "COMMAND", conflicts_with_all = ["paths", "stdin"])]
+    stdin_from_command: Option<String>,
+    /// File name for --stdin and --stdin-from-command
+    #[arg(long, default_value = "stdin")]
     stdin_name: String,
     /// Exclude paths matching this gitignore-style glob (with '/': whole path; without: any
     /// name; trailing '/': folders only; leading '!': include again)
@@ -70,7 +74,9 @@ pub(super) fn parse_label(s: &str) -> std::result::Result<(String, String), Stri
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    let source = if a.stdin {
+    let source = if let Some(command) = a.stdin_from_command {
+        Source::Command { name: a.stdin_name, command }
+    } else if a.stdin {
         Source::Stdin { name: a.stdin_name, reader: Box::new(std::io::stdin()) }
     } else {
         if a.paths.is_empty() {

@@ -13,6 +13,8 @@ pub const PARTIAL: i32 = 3;
 pub const DAMAGED: i32 = 4;
 /// A drill restored and verified everything but missed its RTO or RPO limit.
 pub const LIMIT_MISSED: i32 = 5;
+/// A command cairn ran failed: a database dump, a job's hook, or a job step.
+pub const COMMAND_FAILED: i32 = 6;
 /// The repository does not exist at the given location.
 pub const NO_REPOSITORY: i32 = 10;
 /// The repository is locked by another process.
@@ -32,6 +34,7 @@ Exit codes:
   3   backup incomplete: some files could not be read (snapshot marked partial)
   4   damaged or missing data found (restore wrote all intact files; check found damage)
   5   drill passed its checks but missed an RTO/RPO limit
+  6   a command cairn ran failed (database dump, job hook) or a job failed
   10  no repository at the given location
   11  repository locked by another process
   12  wrong password or key
@@ -49,6 +52,7 @@ pub fn for_error(kind: ErrorKind) -> i32 {
         ErrorKind::InvalidInput => USAGE,
         ErrorKind::NoSpace => NO_SPACE,
         ErrorKind::Interrupted => INTERRUPTED,
+        ErrorKind::CommandFailed => COMMAND_FAILED,
         _ => ERROR,
     }
 }

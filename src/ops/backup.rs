@@ -40,6 +40,12 @@ pub enum Source {
         name: String,
         reader: Box<dyn Read + Send>,
     },
+    /// The output of a shell command (a database dump), stored under `name`. The command's
+    /// exit status is known only after its last byte: a failed command leaves no snapshot.
+    Command {
+        name: String,
+        command: String,
+    },
 }
 
 /// Which snapshot to compare files with.
@@ -82,7 +88,7 @@ pub fn backup(
     let host = opts.host.clone().unwrap_or_else(crate::sys::hostname);
     let sources = match &source {
         Source::Paths(paths) => check_sources(paths)?,
-        Source::Stdin { .. } => Vec::new(),
+        Source::Stdin { .. } | Source::Command { .. } => Vec::new(),
     };
     let mut paths: Vec<Vec<u8>> = sources.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
     // A backup-only key cannot read the parent's trees; it reads every file instead.
@@ -90,7 +96,7 @@ pub fn backup(
         (Source::Paths(_), true) => find_parent(repo, &opts.parent, &host, &paths)?,
         _ => None,
     };
-    if let Source::Stdin { name, .. } = &source {
+    if let Source::Stdin { name, .. } | Source::Command { name, .. } = &source {
         paths = vec![name.as_bytes().to_vec()];
     }
     let excludes = Excludes::new(&opts.excludes)?;
@@ -119,6 +125,7 @@ pub fn backup(
             let walked = match source {
                 Source::Paths(_) => walker.save_sources(&sources, parent.map(|p| p.1)),
                 Source::Stdin { name, reader } => walker.save_stdin(&name, reader, time),
+                Source::Command { name, command } => save_command_output(&walker, &name, &command, time),
             };
             scan_stop.store(true, Ordering::Relaxed);
             walked
@@ -157,6 +164,37 @@ pub fn backup(
     };
     let id = repo.save_snapshot(&snapshot)?;
     Ok(BackupOutcome { id, snapshot, errors })
+}
+
+/// Run `command` with `sh -c` and store what it writes to standard output as one file,
+/// streamed (never written to a temporary file). Its standard error passes through.
+fn save_command_output(walker: &Walker<'_>, name: &str, command: &str, time: Timespec) -> Result<TreeId> {
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .ctx(|| format!("cannot start the command for {name}"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let saved = walker.save_stdin(name, Box::new(stdout), time);
+    if saved.is_err() {
+        // Stop a command whose output can no longer be stored.
+        let _ = child.kill();
+    }
+    let status = child.wait().ctx(|| format!("cannot wait for the command for {name}"))?;
+    let tree = saved?;
+    if !status.success() {
+        let how = match status.code() {
+            Some(code) => format!("exited with code {code}"),
+            None => "was killed by a signal".to_string(),
+        };
+        return Err(Error::new(
+            ErrorKind::CommandFailed,
+            format!("the command for {name} ({command}) {how}; no snapshot was written"),
+        ));
+    }
+    Ok(tree)
 }
 
 /// The parent snapshot and its root tree, if any.
