@@ -26,6 +26,7 @@ pub mod pack;
 pub mod repo;
 pub mod sys;
 pub mod tree;
+pub mod units;
 
 pub use error::{Error, ErrorKind, Result};
 pub use repo::{InitOptions, Repository};

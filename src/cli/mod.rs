@@ -109,7 +109,7 @@ impl Ctx {
             return Ok(Zeroizing::new(p.into_vec()));
         }
         if let Some(f) = &self.password_file {
-            return read_password_file(f);
+            return cairn::repo::keys::read_password_file(f);
         }
         let ask = |prompt: &str| {
             rpassword::prompt_password(prompt).map(|s| Zeroizing::new(s.into_bytes())).map_err(|_| {
@@ -132,7 +132,7 @@ impl Ctx {
             return Ok(Zeroizing::new(p.into_vec()));
         }
         if let Some(f) = file {
-            return read_password_file(f);
+            return cairn::repo::keys::read_password_file(f);
         }
         let ask = |prompt: &str| {
             rpassword::prompt_password(prompt).map(|s| Zeroizing::new(s.into_bytes())).map_err(|_| {
@@ -163,16 +163,6 @@ pub fn record(repo: &Repository, rec: cairn::repo::log::LogRecord) {
     if let Err(e) = repo.append_log(rec) {
         eprintln!("cairn: warning: could not append to the activity log: {e}");
     }
-}
-
-/// The first line of a password file.
-fn read_password_file(f: &std::path::Path) -> Result<Zeroizing<Vec<u8>>> {
-    let raw = Zeroizing::new(std::fs::read(f).map_err(|e| {
-        Error::with_source(ErrorKind::InvalidInput, format!("cannot read password file {}", f.display()), e)
-    })?);
-    let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    Ok(Zeroizing::new(line.to_vec()))
 }
 
 pub fn main() -> i32 {

@@ -12,6 +12,7 @@ use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::keyfile::{KeyFile, KeyHeader};
 use crate::id::KeyId;
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 /// Where the key that opens a repository comes from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -244,4 +245,14 @@ impl Repository {
             }
         }
     }
+}
+
+/// The first line of a password file.
+pub fn read_password_file(f: &std::path::Path) -> Result<Zeroizing<Vec<u8>>> {
+    let raw = Zeroizing::new(std::fs::read(f).map_err(|e| {
+        Error::with_source(ErrorKind::InvalidInput, format!("cannot read password file {}", f.display()), e)
+    })?);
+    let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Ok(Zeroizing::new(line.to_vec()))
 }
