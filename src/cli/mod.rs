@@ -25,7 +25,7 @@ mod tag;
 mod unlock;
 
 use cairn::repo::KeySource;
-use cairn::{Error, ErrorKind, Repository, Result};
+use cairn::{Error, Repository, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
