@@ -1,0 +1,610 @@
+//! Job files: TOML that names jobs, each a repository, what to back up and what to do
+//! around it. The whole file is checked before anything runs, and every mistake is
+//! reported with its line and what was expected (unknown keys included), not just the
+//! first one.
+
+use crate::units::{parse_duration, parse_size};
+use std::fmt;
+use std::ops::Range;
+use std::path::PathBuf;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+/// One mistake in a job file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// 1-based line number.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobFile {
+    /// In the order of the file.
+    pub jobs: Vec<Job>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Job {
+    pub name: String,
+    pub repository: String,
+    pub password_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub host: Option<String>,
+    /// Paths (shell globs allowed) that must exist.
+    pub sources: Vec<String>,
+    /// Paths (shell globs allowed) backed up when present, skipped when not.
+    pub optional_sources: Vec<String>,
+    pub excludes: Vec<String>,
+    pub exclude_if_present: Vec<String>,
+    pub exclude_caches: bool,
+    pub one_file_system: bool,
+    pub exclude_larger_than: Option<u64>,
+    pub tags: Vec<String>,
+    /// Sorted by key.
+    pub labels: Vec<(String, String)>,
+    /// Snapshot name template, e.g. "{application}-{environment}-{time:%Y%m%d-%H%M}-{kind}".
+    pub snapshot_name: Option<String>,
+    pub dumps: Vec<Dump>,
+    pub hooks: Hooks,
+    pub retention: Option<Retention>,
+    pub check: Option<CheckPlan>,
+    pub drill: Option<DrillPlan>,
+    pub copies: Vec<CopyTarget>,
+    pub monitoring: Monitoring,
+}
+
+/// A command whose standard output is stored as one file (a database dump).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dump {
+    pub name: String,
+    pub command: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+    pub on_error: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// (forget option without "--", count), e.g. ("keep-daily", 7).
+    pub keep: Vec<(String, u32)>,
+    pub keep_within: Option<String>,
+    pub prune: bool,
+    pub max_unused: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckPlan {
+    /// Read one of this many parts of the data each run, in turn (by day).
+    pub read_data_parts: Option<u32>,
+    /// Read everything when the last full read is this many days old or more.
+    pub full_read_every_days: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DrillPlan {
+    pub max_rto: Option<String>,
+    pub max_rpo: Option<String>,
+    pub random: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CopyTarget {
+    pub repository: String,
+    pub password_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Monitoring {
+    pub ping_start: Option<String>,
+    pub ping_success: Option<String>,
+    pub ping_failure: Option<String>,
+    /// Seconds a ping may take before it is given up.
+    pub ping_timeout: u64,
+}
+
+const JOB_KEYS: &[&str] = &[
+    "repository",
+    "password-file",
+    "key-file",
+    "host",
+    "sources",
+    "optional-sources",
+    "excludes",
+    "exclude-if-present",
+    "exclude-caches",
+    "one-file-system",
+    "exclude-larger-than",
+    "tags",
+    "labels",
+    "snapshot-name",
+    "dumps",
+    "hooks",
+    "retention",
+    "check",
+    "drill",
+    "copy",
+    "monitoring",
+];
+const KEEP_KEYS: &[&str] =
+    &["keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly"];
+
+/// Parse and check a job file; every problem found is returned.
+pub fn parse(text: &str) -> Result<JobFile, Vec<ConfigError>> {
+    let (doc, syntax) = DeTable::parse_recoverable(text);
+    let mut r = Reader { text, errors: Vec::new() };
+    for e in syntax {
+        let line = e.span().map_or(1, |s| r.line(s.start));
+        r.errors.push(ConfigError { line, message: e.message().trim().to_string() });
+    }
+    let mut file = JobFile::default();
+    let root = doc.get_ref();
+    for (key, value) in root.iter() {
+        if key.get_ref() != "jobs" {
+            r.unknown(key, "the top level", &["jobs"]);
+            continue;
+        }
+        let Some(jobs) = r.table(value, "[jobs]: a table of jobs, e.g. [jobs.gateway]") else { continue };
+        for (name, job) in jobs.iter() {
+            if let Some(job) = r.job(name, job) {
+                file.jobs.push(job);
+            }
+        }
+    }
+    if file.jobs.is_empty() && r.errors.is_empty() {
+        r.errors.push(ConfigError {
+            line: 1,
+            message: "no jobs: add a [jobs.NAME] table (`cairn config example` prints one)".into(),
+        });
+    }
+    r.errors.sort_by_key(|e| e.line);
+    if r.errors.is_empty() {
+        Ok(file)
+    } else {
+        Err(r.errors)
+    }
+}
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+struct Reader<'t> {
+    text: &'t str,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    fn error(&mut self, span: Range<usize>, message: String) {
+        let line = self.line(span.start);
+        self.errors.push(ConfigError { line, message });
+    }
+
+    fn unknown(&mut self, key: &Spanned<std::borrow::Cow<'_, str>>, place: &str, allowed: &[&str]) {
+        self.error(
+            key.span(),
+            format!("unknown key `{}` in {place}; expected one of: {}", key.get_ref(), allowed.join(", ")),
+        );
+    }
+
+    fn table<'a, 'i>(&mut self, v: &'a Value<'i>, expected: &str) -> Option<&'a DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            other => {
+                self.error(v.span(), format!("expected {expected}, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, v: &Value<'_>, what: &str) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) if !s.is_empty() => Some(s.to_string()),
+            DeValue::String(_) => {
+                self.error(v.span(), format!("{what} is empty"));
+                None
+            }
+            other => {
+                self.error(v.span(), format!("{what} must be a string, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, v: &Value<'_>, what: &str) -> Vec<String> {
+        match v.get_ref() {
+            DeValue::Array(items) => items.iter().filter_map(|item| self.string(item, what)).collect(),
+            other => {
+                self.error(v.span(), format!("{what} must be a list of strings, found {}", other.type_str()));
+                Vec::new()
+            }
+        }
+    }
+
+    fn bool(&mut self, v: &Value<'_>, what: &str) -> bool {
+        match v.get_ref() {
+            DeValue::Boolean(b) => *b,
+            other => {
+                self.error(v.span(), format!("{what} must be true or false, found {}", other.type_str()));
+                false
+            }
+        }
+    }
+
+    fn count(&mut self, v: &Value<'_>, what: &str) -> Option<u32> {
+        let n = match v.get_ref() {
+            DeValue::Integer(i) => u32::from_str_radix(i.as_str(), i.radix()).ok(),
+            _ => None,
+        };
+        if n.is_none_or(|n| n == 0) {
+            self.error(v.span(), format!("{what} must be a whole number from 1 up"));
+            return None;
+        }
+        n
+    }
+
+    fn duration(&mut self, v: &Value<'_>, what: &str) -> Option<String> {
+        let s = self.string(v, what)?;
+        match parse_duration(&s) {
+            Ok(_) => Some(s),
+            Err(e) => {
+                self.error(v.span(), format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The entries of a sub-table, after reporting its unknown keys.
+    fn section<'a, 'i>(
+        &mut self,
+        v: &'a Value<'i>,
+        place: &str,
+        allowed: &[&str],
+    ) -> Vec<(&'a str, &'a Value<'i>)> {
+        let Some(t) = self.table(v, &format!("a table for {place}")) else { return Vec::new() };
+        let mut out = Vec::new();
+        for (k, v) in t.iter() {
+            if allowed.contains(&k.get_ref().as_ref()) {
+                out.push((k.get_ref().as_ref(), v));
+            } else {
+                self.unknown(k, place, allowed);
+            }
+        }
+        out
+    }
+
+    fn job(&mut self, name: &Spanned<std::borrow::Cow<'_, str>>, v: &Value<'_>) -> Option<Job> {
+        let place = format!("[jobs.{}]", name.get_ref());
+        let valid_name = !name.get_ref().is_empty()
+            && name.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !valid_name {
+            self.error(
+                name.span(),
+                format!("job name `{}` may hold only letters, digits, '-', '_' and '.'", name.get_ref()),
+            );
+        }
+        let mut job = Job { name: name.get_ref().to_string(), ..Default::default() };
+        job.monitoring.ping_timeout = 10;
+        let mut has_repo = false;
+        let mut name_at = None;
+        let entries = self.section(v, &place, JOB_KEYS);
+        let names_sources = entries.iter().any(|(k, _)| ["sources", "optional-sources", "dumps"].contains(k));
+        for (key, value) in entries {
+            match key {
+                "repository" => {
+                    has_repo = true;
+                    job.repository = self.string(value, "repository").unwrap_or_default();
+                }
+                "password-file" => job.password_file = self.string(value, key).map(PathBuf::from),
+                "key-file" => job.key_file = self.string(value, key).map(PathBuf::from),
+                "host" => job.host = self.string(value, key),
+                "sources" => job.sources = self.strings(value, key),
+                "optional-sources" => job.optional_sources = self.strings(value, key),
+                "excludes" => job.excludes = self.strings(value, key),
+                "exclude-if-present" => job.exclude_if_present = self.strings(value, key),
+                "exclude-caches" => job.exclude_caches = self.bool(value, key),
+                "one-file-system" => job.one_file_system = self.bool(value, key),
+                "exclude-larger-than" => {
+                    job.exclude_larger_than = self.string(value, key).and_then(|s| match parse_size(&s) {
+                        Ok(n) => Some(n),
+                        Err(e) => {
+                            self.error(value.span(), format!("{key}: {e}"));
+                            None
+                        }
+                    })
+                }
+                "tags" => job.tags = self.strings(value, key),
+                "labels" => {
+                    if let Some(t) =
+                        self.table(value, "a table of labels, e.g. labels = { environment = \"prod\" }")
+                    {
+                        for (k, v) in t.iter() {
+                            if let Some(s) = self.string(v, &format!("label {}", k.get_ref())) {
+                                job.labels.push((k.get_ref().to_string(), s));
+                            }
+                        }
+                    }
+                }
+                "snapshot-name" => {
+                    job.snapshot_name = self.string(value, key);
+                    name_at = Some(value.span());
+                }
+                "dumps" => job.dumps = self.dumps(value, &place),
+                "hooks" => job.hooks = self.hooks(value, &place),
+                "retention" => job.retention = Some(self.retention(value, &place)),
+                "check" => job.check = Some(self.check(value, &place)),
+                "drill" => job.drill = Some(self.drill(value, &place)),
+                "copy" => job.copies = self.copies(value, &place),
+                "monitoring" => job.monitoring = self.monitoring(value, &place),
+                _ => unreachable!("key listed in JOB_KEYS"),
+            }
+        }
+        job.labels.sort();
+        if !has_repo {
+            self.error(name.span(), format!("{place} has no `repository`; add repository = \"/backups/gw\""));
+        }
+        if !names_sources {
+            self.error(
+                name.span(),
+                format!("{place} backs up nothing: give `sources` or a [[jobs.{}.dumps]]", job.name),
+            );
+        }
+        if let (Some(template), Some(span)) = (&job.snapshot_name, name_at) {
+            if let Err(e) = super::template::check(template, &job.labels) {
+                self.error(span, format!("snapshot-name: {e}"));
+            }
+        }
+        Some(job)
+    }
+
+    fn dumps(&mut self, v: &Value<'_>, place: &str) -> Vec<Dump> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.error(v.span(), format!("dumps in {place} must be a list of tables: [[jobs.NAME.dumps]]"));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items.iter() {
+            let mut d = Dump::default();
+            for (key, value) in self.section(item, &format!("{place} dumps"), &["name", "command"]) {
+                match key {
+                    "name" => d.name = self.string(value, "dump name").unwrap_or_default(),
+                    _ => d.command = self.string(value, "dump command").unwrap_or_default(),
+                }
+            }
+            if d.name.is_empty() || d.command.is_empty() {
+                self.error(
+                    item.span(),
+                    "a dump needs `name` (a file name such as gwdb.sql) and `command`".into(),
+                );
+            } else if !crate::format::tree::valid_name(d.name.as_bytes()) {
+                self.error(item.span(), format!("dump name `{}` must be a plain file name (no '/')", d.name));
+            } else {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    fn hooks(&mut self, v: &Value<'_>, place: &str) -> Hooks {
+        let mut h = Hooks::default();
+        for (key, value) in self.section(v, &format!("{place} hooks"), &["before", "after", "on-error"]) {
+            let list = self.strings(value, key);
+            match key {
+                "before" => h.before = list,
+                "after" => h.after = list,
+                _ => h.on_error = list,
+            }
+        }
+        h
+    }
+
+    fn retention(&mut self, v: &Value<'_>, place: &str) -> Retention {
+        let mut allowed = KEEP_KEYS.to_vec();
+        allowed.extend(["keep-within", "prune", "max-unused"]);
+        let mut r = Retention { prune: true, ..Default::default() };
+        for (key, value) in self.section(v, &format!("{place} retention"), &allowed) {
+            match key {
+                "keep-within" => r.keep_within = self.string(value, key),
+                "prune" => r.prune = self.bool(value, key),
+                "max-unused" => r.max_unused = self.string(value, key),
+                _ => {
+                    if let Some(n) = self.count(value, key) {
+                        r.keep.push((key.to_string(), n));
+                    }
+                }
+            }
+        }
+        if r.keep.is_empty() && r.keep_within.is_none() {
+            self.error(v.span(), format!("{place} retention keeps nothing: give keep-daily = 7 or the like"));
+        }
+        r
+    }
+
+    fn check(&mut self, v: &Value<'_>, place: &str) -> CheckPlan {
+        let mut c = CheckPlan::default();
+        for (key, value) in
+            self.section(v, &format!("{place} check"), &["read-data-parts", "full-read-every-days"])
+        {
+            match key {
+                "read-data-parts" => c.read_data_parts = self.count(value, key),
+                _ => c.full_read_every_days = self.count(value, key),
+            }
+        }
+        c
+    }
+
+    fn drill(&mut self, v: &Value<'_>, place: &str) -> DrillPlan {
+        let mut d = DrillPlan::default();
+        for (key, value) in self.section(v, &format!("{place} drill"), &["max-rto", "max-rpo", "random"]) {
+            match key {
+                "max-rto" => d.max_rto = self.duration(value, key),
+                "max-rpo" => d.max_rpo = self.duration(value, key),
+                _ => d.random = self.bool(value, key),
+            }
+        }
+        d
+    }
+
+    fn copies(&mut self, v: &Value<'_>, place: &str) -> Vec<CopyTarget> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.error(v.span(), format!("copy in {place} must be a list of tables: [[jobs.NAME.copy]]"));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items.iter() {
+            let mut c = CopyTarget::default();
+            for (key, value) in
+                self.section(item, &format!("{place} copy"), &["repository", "password-file", "key-file"])
+            {
+                match key {
+                    "repository" => c.repository = self.string(value, key).unwrap_or_default(),
+                    "password-file" => c.password_file = self.string(value, key).map(PathBuf::from),
+                    _ => c.key_file = self.string(value, key).map(PathBuf::from),
+                }
+            }
+            if c.repository.is_empty() {
+                self.error(item.span(), "a copy target needs `repository`".into());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    fn monitoring(&mut self, v: &Value<'_>, place: &str) -> Monitoring {
+        let mut m = Monitoring { ping_timeout: 10, ..Default::default() };
+        let allowed = ["ping-start", "ping-success", "ping-failure", "ping-timeout"];
+        for (key, value) in self.section(v, &format!("{place} monitoring"), &allowed) {
+            if key == "ping-timeout" {
+                if let Some(d) = self.duration(value, key) {
+                    m.ping_timeout = parse_duration(&d).unwrap_or(10);
+                }
+                continue;
+            }
+            let url = self.string(value, key).filter(|u| {
+                let ok = u.starts_with("http://") || u.starts_with("https://");
+                if !ok {
+                    self.error(value.span(), format!("{key} must be an http:// or https:// URL"));
+                }
+                ok
+            });
+            match key {
+                "ping-start" => m.ping_start = url,
+                "ping-success" => m.ping_success = url,
+                _ => m.ping_failure = url,
+            }
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[jobs.gateway]
+repository = "/backups/gw"
+password-file = "/etc/cairn/pass"
+sources = ["/opt/gw/conf", "/opt/gw/groups"]
+optional-sources = ["/etc/init.d/vshell-*"]
+excludes = ["/opt/gw/conf/opsdb.d"]
+tags = ["prod"]
+labels = { environment = "prod", application = "apigw" }
+snapshot-name = "{application}-{environment}-{time:%Y%m%d-%H%M}-{kind}"
+
+[[jobs.gateway.dumps]]
+name = "gwdb.sql"
+command = "mysqldump gwdb"
+
+[jobs.gateway.hooks]
+before = ["true"]
+on-error = ["logger cairn failed"]
+
+[jobs.gateway.retention]
+keep-daily = 7
+keep-monthly = 12
+
+[jobs.gateway.check]
+read-data-parts = 7
+full-read-every-days = 30
+
+[jobs.gateway.drill]
+max-rto = "15m"
+max-rpo = "4h"
+
+[[jobs.gateway.copy]]
+repository = "sftp:backup@offsite/srv/cairn"
+
+[jobs.gateway.monitoring]
+ping-success = "https://hc.example/ping/abc"
+ping-timeout = "5s"
+"#;
+
+    #[test]
+    fn a_complete_job_parses() {
+        let f = parse(GOOD).unwrap();
+        let j = &f.jobs[0];
+        assert_eq!(j.name, "gateway");
+        assert_eq!(j.sources.len(), 2);
+        assert_eq!(j.labels[0], ("application".into(), "apigw".into()));
+        assert_eq!(j.dumps, vec![Dump { name: "gwdb.sql".into(), command: "mysqldump gwdb".into() }]);
+        let r = j.retention.as_ref().unwrap();
+        assert_eq!(r.keep, vec![("keep-daily".into(), 7), ("keep-monthly".into(), 12)]);
+        assert!(r.prune);
+        assert_eq!(j.check.as_ref().unwrap().read_data_parts, Some(7));
+        assert_eq!(j.copies[0].repository, "sftp:backup@offsite/srv/cairn");
+        assert_eq!(j.monitoring.ping_timeout, 5);
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_line() {
+        let bad = "\
+[jobs.gw]
+repository = \"/b\"
+sources = \"/opt/gw\"
+exclude-caches = \"yes\"
+snapshot-name = \"{team}-{time}\"
+
+[jobs.gw.retention]
+keep-dayly = 7
+keep-weekly = 0
+
+[jobs.gw.drill]
+max-rto = \"soon\"
+
+[jobs.other]
+sources = [\"/x\"]
+";
+        let errors = parse(bad).unwrap_err();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines, [3, 4, 5, 7, 8, 9, 12, 14], "{text:#?}");
+        assert!(text[0].contains("sources must be a list of strings"), "{text:#?}");
+        assert!(text[2].contains("unknown placeholder {team}"), "{text:#?}");
+        assert!(text[4].contains("unknown key `keep-dayly`") && text[4].contains("keep-daily"), "{text:#?}");
+        assert!(text[7].contains("no `repository`"), "{text:#?}");
+    }
+
+    #[test]
+    fn syntax_errors_and_empty_files_are_reported() {
+        let errors = parse("[jobs.a]\nrepository = \nsources = [\"/x\"]\n").unwrap_err();
+        assert_eq!(errors[0].line, 2, "{errors:?}");
+        assert!(errors[0].message.contains("quoted"), "{errors:?}");
+        assert!(parse("").unwrap_err()[0].message.contains("no jobs"));
+        assert!(parse("[paths]\n").unwrap_err()[0].message.contains("unknown key `paths`"));
+    }
+}
