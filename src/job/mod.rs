@@ -3,4 +3,5 @@
 //! step (`run`), and what monitoring reads (`metrics`, pings).
 
 pub mod config;
+pub mod presets;
 pub mod template;
