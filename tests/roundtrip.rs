@@ -464,9 +464,9 @@ fn snapshot_id_prefixes_resolve_and_ambiguity_is_refused() {
     let line = out.one_line_error();
     assert!(line.contains("no snapshot") && line.contains(&unknown), "{line}");
 
-    // Not hex at all.
-    let out = repo.restore("xyz", &work.path().join("t7"), &[]).expect_code(2);
-    out.one_line_error();
+    // Not hex at all: it could only be a snapshot name, and no snapshot has it.
+    let out = repo.restore("xyz", &work.path().join("t7"), &[]).expect_code(1);
+    assert!(out.one_line_error().contains("the name 'xyz'"), "{}", out.context());
 }
 
 #[test]

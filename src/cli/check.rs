@@ -27,7 +27,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let rec = LogRecord::new("check", if r.healthy() { "success" } else { "failed" })
         .figure("packs_read", r.packs_read)
         .figure("problems", r.problems.len())
-        .figure("bytes_read", r.bytes_read);
+        .figure("bytes_read", r.bytes_read)
+        .figure("read_data", subset.map_or("none".to_string(), |s| s.to_string()));
     super::record(&repo, rec);
     if ctx.json {
         let problems: Vec<_> = r

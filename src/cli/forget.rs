@@ -49,6 +49,9 @@ pub struct Args {
     /// Only consider snapshots of this path (repeatable: any)
     #[arg(long)]
     path: Vec<String>,
+    /// Only consider snapshots with this label KEY=VALUE (repeatable: all must match)
+    #[arg(long, value_parser = super::backup::parse_label)]
+    label: Vec<(String, String)>,
     /// Show what would be removed, change nothing
     #[arg(long)]
     dry_run: bool,
@@ -81,6 +84,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         .filter(|(_, s)| {
             a.path.is_empty() || s.paths.iter().any(|p| a.path.iter().any(|q| q.as_bytes() == p))
         })
+        .filter(|(_, s)| a.label.iter().all(|l| s.labels.contains(l)))
         .collect();
     let mut drop = Vec::new();
     let mut report = Vec::new();

@@ -57,10 +57,15 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         println!("{}", serde_json::Value::Array(list));
         return Ok(if damaged.is_empty() { exit::SUCCESS } else { exit::DAMAGED });
     }
+    // Snapshots made by jobs with a snapshot-name template carry a name beside the id.
+    let name = |s: &cairn::format::snapshot::Snapshot| {
+        s.labels.iter().find(|(k, _)| k == "name").map(|(_, v)| v.clone()).unwrap_or_default()
+    };
+    let named = snaps.iter().any(|(_, s)| !name(s).is_empty());
     let rows: Vec<Vec<String>> = snaps
         .iter()
         .map(|(id, s)| {
-            vec![
+            let mut row = vec![
                 id.short(),
                 format::local_time(s.time),
                 s.host.clone(),
@@ -72,10 +77,18 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                     s.paths.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>().join(" "),
                     if s.is_partial() { " (partial)" } else { "" }
                 ),
-            ]
+            ];
+            if named {
+                row.insert(1, name(s));
+            }
+            row
         })
         .collect();
-    format::table(&["ID", "Time", "Host", "Tags", "Files", "Size", "Paths"], &rows);
+    let mut header = vec!["ID", "Time", "Host", "Tags", "Files", "Size", "Paths"];
+    if named {
+        header.insert(1, "Name");
+    }
+    format::table(&header, &rows);
     if !ctx.quiet {
         println!("{} snapshots", snaps.len());
     }

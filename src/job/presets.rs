@@ -174,7 +174,8 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
-            let file = crate::job::config::parse(&enabled).unwrap_or_else(|e| panic!("{name} enabled: {e:?}"));
+            let file =
+                crate::job::config::parse(&enabled).unwrap_or_else(|e| panic!("{name} enabled: {e:?}"));
             let j = &file.jobs[0];
             assert!(j.retention.is_some() && j.check.is_some() && j.drill.is_some(), "{name}");
             assert!(!j.copies.is_empty() && j.monitoring.ping_success.is_some(), "{name}");

@@ -42,6 +42,17 @@ pub enum Subset {
     Share(f64),
 }
 
+/// As the log records it: "all", "N/M" or "P%".
+impl std::fmt::Display for Subset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subset::All => f.write_str("all"),
+            Subset::Part { n, m } => write!(f, "{n}/{m}"),
+            Subset::Share(s) => write!(f, "{}%", s * 100.0),
+        }
+    }
+}
+
 impl Subset {
     /// Parse "1/5" or "10%".
     pub fn parse(s: &str) -> Result<Subset> {

@@ -226,7 +226,8 @@ impl Repository {
         Ok((out, damaged))
     }
 
-    /// A snapshot named by `latest`, a full id or a unique id prefix.
+    /// A snapshot named by `latest`, a full id, a unique id prefix, or its name (label
+    /// `name`, set by a job's snapshot-name template). An id prefix wins over a name.
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         if spec == "latest" {
             let (mut good, damaged) = self.snapshots_and_damage()?;
@@ -239,26 +240,46 @@ impl Repository {
                 (None, None) => Err(Error::new(ErrorKind::NotFound, "the repository has no snapshots yet")),
             };
         }
-        if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::invalid(format!(
-                "'{spec}' is not a snapshot id: give a hex id prefix or 'latest'"
-            )));
+        if spec.is_empty() {
+            return Err(Error::invalid(
+                "empty snapshot name: give 'latest', an id prefix or a snapshot name",
+            ));
         }
-        let spec_lc = spec.to_ascii_lowercase();
-        let matches: Vec<String> =
-            self.backend.list(FileType::Snapshot)?.into_iter().filter(|n| n.starts_with(&spec_lc)).collect();
-        match matches.as_slice() {
-            [one] => {
-                let id = SnapshotId::from_hex(one)?;
-                Ok((id, self.load_snapshot(&id)?))
+        if spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let spec_lc = spec.to_ascii_lowercase();
+            let matches: Vec<String> = self
+                .backend
+                .list(FileType::Snapshot)?
+                .into_iter()
+                .filter(|n| n.starts_with(&spec_lc))
+                .collect();
+            match matches.as_slice() {
+                [one] => {
+                    let id = SnapshotId::from_hex(one)?;
+                    return Ok((id, self.load_snapshot(&id)?));
+                }
+                [] => {}
+                many => {
+                    return Err(Error::invalid(format!(
+                        "'{spec}' matches {} snapshots; give more digits of the id",
+                        many.len()
+                    )))
+                }
             }
-            [] => {
-                Err(Error::new(ErrorKind::NotFound, format!("no snapshot has an id starting with '{spec}'")))
-            }
-            many => Err(Error::invalid(format!(
-                "'{spec}' matches {} snapshots; give more digits of the id",
-                many.len()
-            ))),
+        }
+        // Not an id: a name given by a job's snapshot-name template (label `name`).
+        let mut named: Vec<(SnapshotId, Snapshot)> = self
+            .snapshots()?
+            .into_iter()
+            .filter(|(_, s)| s.labels.iter().any(|(k, v)| k == "name" && v == spec))
+            .collect();
+        match named.len() {
+            1 => Ok(named.remove(0)),
+            0 => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no snapshot has an id starting with '{spec}' or the name '{spec}'; `cairn snapshots` lists them"),
+            )),
+            n => Err(Error::invalid(format!("{n} snapshots are named '{spec}'; give an id instead"))),
         }
     }
 }
@@ -294,6 +315,8 @@ mod tests {
             ErrorKind::NotARepository
         );
         assert_eq!(r.find_snapshot("latest").err().unwrap().kind(), ErrorKind::NotFound);
-        assert_eq!(r.find_snapshot("xyz").err().unwrap().kind(), ErrorKind::InvalidInput);
+        // Not hex: it could be a snapshot name, and none has it.
+        assert_eq!(r.find_snapshot("xyz").err().unwrap().kind(), ErrorKind::NotFound);
+        assert_eq!(r.find_snapshot("").err().unwrap().kind(), ErrorKind::InvalidInput);
     }
 }
