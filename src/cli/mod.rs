@@ -4,6 +4,7 @@
 mod backup;
 mod cat;
 mod check;
+mod config;
 mod diff;
 mod drill;
 mod exit;
@@ -19,6 +20,7 @@ mod prune;
 mod repair;
 mod restore;
 mod rewrite;
+mod run;
 mod snapshots;
 mod stats;
 mod tag;
@@ -81,6 +83,9 @@ enum Command {
     Forget(forget::Args),
     Prune(prune::Args),
     Drill(drill::Args),
+    Run(run::Args),
+    #[command(subcommand)]
+    Config(config::Command),
     #[command(subcommand)]
     Repair(repair::Command),
 }
@@ -207,6 +212,8 @@ pub fn main() -> i32 {
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Drill(a) => drill::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
+        Command::Config(c) => config::run(&ctx, c),
         Command::Repair(c) => repair::run(&ctx, c),
     };
     match result {

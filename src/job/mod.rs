@@ -3,5 +3,8 @@
 //! step (`run`), and what monitoring reads (`metrics`, pings).
 
 pub mod config;
+pub mod metrics;
+pub mod ping;
 pub mod presets;
+pub mod run;
 pub mod template;

@@ -1,0 +1,197 @@
+//! `cairn run`: run the jobs of a job file.
+
+use super::{exit, Ctx};
+use cairn::job::config::{self, Job, JobFile};
+use cairn::job::run::{JobReport, Outcome, Runner, StepReport};
+use cairn::{Error, ErrorKind, Result};
+use std::path::{Path, PathBuf};
+
+/// Where job files are looked for when --config is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/cairn/cairn.toml";
+
+/// Run backup jobs from a job file: backup, dumps, retention, check, drill, copies
+#[derive(clap::Args)]
+#[command(after_help = "\
+Each job runs its steps in order: ping start, hooks before, backup of the sources, each
+database dump, then (if all of that worked) retention, check, drill and offsite copies,
+then hooks after (or on-error) and ping success (or failure). Every step is a cairn
+command; --dry-run prints them. Exit codes: 0 every job succeeded, 3 a backup missed
+unreadable files, 6 a job failed, 2 the job file is invalid, 11 the job is running.
+
+Examples:
+  cairn config example --preset axway-apigateway > /etc/cairn/cairn.toml
+  cairn run                               # every job in /etc/cairn/cairn.toml
+  cairn run apigateway --metrics-file /var/lib/node_exporter/cairn.prom")]
+pub struct Args {
+    /// Jobs to run, by name (default: every job in the file)
+    jobs: Vec<String>,
+    #[command(flatten)]
+    file: ConfigFile,
+    /// Write Prometheus metrics for each job run to this textfile
+    #[arg(long)]
+    metrics_file: Option<PathBuf>,
+    /// Print the steps each job would run, run nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// The job file option, shared by run, config and schedule.
+#[derive(clap::Args)]
+pub struct ConfigFile {
+    /// The job file
+    #[arg(long, env = "CAIRN_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+impl ConfigFile {
+    /// Read and check the whole file; every mistake is printed with its line.
+    pub fn load(&self) -> Result<JobFile> {
+        let text = std::fs::read_to_string(&self.config).map_err(|e| {
+            Error::with_source(
+                ErrorKind::InvalidInput,
+                format!(
+                    "cannot read job file {} (--config or CAIRN_CONFIG; `cairn config example` prints one)",
+                    self.config.display()
+                ),
+                e,
+            )
+        })?;
+        config::parse(&text).map_err(|errors| {
+            for e in &errors {
+                eprintln!("cairn: {}:{}: {}", self.config.display(), e.line, e.message);
+            }
+            Error::invalid(format!(
+                "{} has {} mistakes; nothing was run",
+                self.config.display(),
+                errors.len()
+            ))
+        })
+    }
+}
+
+/// The jobs named (all when none), in the order of the file.
+pub fn select<'f>(file: &'f JobFile, names: &[String]) -> Result<Vec<&'f Job>> {
+    for n in names {
+        if !file.jobs.iter().any(|j| &j.name == n) {
+            let known: Vec<&str> = file.jobs.iter().map(|j| j.name.as_str()).collect();
+            return Err(Error::invalid(format!(
+                "no job named '{n}' in the job file; it has: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(file.jobs.iter().filter(|j| names.is_empty() || names.contains(&j.name)).collect())
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let file = a.file.load()?;
+    let jobs = select(&file, &a.jobs)?;
+    let cairn = std::env::current_exe().map_err(|e| Error::io("cannot find the cairn binary", e))?;
+    let mut worst = Outcome::Success;
+    let mut locked = false;
+    for job in jobs {
+        let _guard = match a.dry_run {
+            true => None,
+            false => match JobLock::take(&job.name)? {
+                Some(g) => Some(g),
+                None => {
+                    eprintln!("cairn: job {} is already running; this run of it is skipped", job.name);
+                    locked = true;
+                    continue;
+                }
+            },
+        };
+        let (quiet, json) = (ctx.quiet, ctx.json);
+        let name = job.name.clone();
+        let mut on_step = |s: &StepReport| print_step(&name, s, quiet || json);
+        let mut runner = Runner {
+            cairn: cairn.clone(),
+            interrupt: &ctx.interrupt,
+            dry_run: a.dry_run,
+            on_step: &mut on_step,
+        };
+        let report = runner.run(job);
+        if let (Some(f), false) = (&a.metrics_file, a.dry_run) {
+            if let Err(e) = cairn::job::metrics::update(f, &report) {
+                eprintln!("cairn: warning: {e}");
+            }
+        }
+        print_report(&report, ctx);
+        worst = worst.max(report.outcome);
+    }
+    Ok(match worst {
+        Outcome::Failed => exit::COMMAND_FAILED,
+        Outcome::Partial => exit::PARTIAL,
+        Outcome::Success if locked => exit::LOCKED,
+        Outcome::Success => exit::SUCCESS,
+    })
+}
+
+fn print_step(job: &str, s: &StepReport, quiet: bool) {
+    let failed = s.outcome == Outcome::Failed;
+    if quiet && !failed {
+        return;
+    }
+    let line = format!("[{job}] {:<20} {:<8} {:>6.1} s  {}", s.step, s.outcome.name(), s.seconds, s.detail);
+    if failed {
+        eprintln!("{}", line.trim_end());
+    } else {
+        println!("{}", line.trim_end());
+    }
+}
+
+fn print_report(r: &JobReport, ctx: &Ctx) {
+    if ctx.json {
+        let steps: Vec<_> = r
+            .steps
+            .iter()
+            .map(|s| {
+                serde_json::json!({"step": s.step, "outcome": s.outcome.name(), "detail": s.detail, "seconds": s.seconds})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "type": "job", "job": r.job, "outcome": r.outcome.name(), "started": r.started.to_string(),
+                "seconds": r.seconds, "snapshots": r.snapshots, "bytes_added": r.bytes_added,
+                "snapshot_count": r.snapshot_count, "check_ok": r.check_ok,
+                "rto_seconds": r.rto_seconds, "rpo_seconds": r.rpo_seconds, "steps": steps,
+            })
+        );
+    } else if !ctx.quiet {
+        println!("[{}] {} in {:.1} s", r.job, r.outcome.name(), r.seconds);
+    }
+}
+
+/// Keeps two runs of one job from overlapping: an exclusive flock on a file per job,
+/// released when the process ends however it ends.
+struct JobLock {
+    /// Held open: closing it (at drop or exit) releases the lock.
+    _file: std::fs::File,
+}
+
+impl JobLock {
+    /// The lock, or None when another run of the job holds it.
+    fn take(job: &str) -> Result<Option<JobLock>> {
+        let dir = std::env::var_os("CAIRN_LOCK_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            let run_lock = Path::new("/run/lock");
+            if rustix::fs::access(run_lock, rustix::fs::Access::WRITE_OK).is_ok() {
+                run_lock.to_path_buf()
+            } else {
+                std::env::temp_dir()
+            }
+        });
+        let path = dir.join(format!("cairn-job-{job}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("cannot open job lock {}", path.display()), e))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(JobLock { _file: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(Error::io(format!("cannot lock {}", path.display()), e.into())),
+        }
+    }
+}

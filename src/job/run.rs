@@ -1,0 +1,566 @@
+//! Running a job: each step is a cairn command (or a hook, a database dump, a ping) run
+//! as its own process, in this order:
+//!
+//! 1. ping start, hooks `before`;
+//! 2. backup of the sources, then each dump (`backup --stdin-from-command`): these run
+//!    even when one of them fails, so as much as possible is saved;
+//! 3. only if nothing failed: retention (`forget --prune`, limited to the job's
+//!    snapshots), `check` (with a rotating part of the data, or all of it when a full read
+//!    is due), `drill`, and `copy` to each offsite repository;
+//! 4. hooks `after` (success) or `on-error` (failure), ping success or failure, and a
+//!    `job` entry in the repository's activity log.
+//!
+//! Each command records itself in the activity log as it would run by hand, and the same
+//! command lines are what `cairn run --dry-run` prints. Library code does not print: the
+//! caller gets each step as it ends.
+
+use super::config::Job;
+use super::template::{expand, NameParts};
+use crate::error::{Error, Result};
+use crate::repo::log::LogRecord;
+use crate::repo::{KeySource, Repository};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// How a step or a job ended; the order is from best to worst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Success,
+    /// Done, with something missing: a backup could not read some files.
+    Partial,
+    Failed,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    /// What ran: "backup", "dump gwdb.sql", "hook before", "check", "ping success", ...
+    pub step: String,
+    pub outcome: Outcome,
+    /// A failure's reason, or a short result ("snapshot 3f9a1c12", "skipped: ...").
+    pub detail: String,
+    pub seconds: f64,
+    /// Pings only warn: a monitor that is down never fails a backup.
+    pub counts: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct JobReport {
+    pub job: String,
+    pub outcome: Outcome,
+    pub steps: Vec<StepReport>,
+    pub started: jiff::Timestamp,
+    pub seconds: f64,
+    /// Ids of the snapshots this run made.
+    pub snapshots: Vec<String>,
+    pub bytes_added: u64,
+    /// The job's snapshots in the repository after the run.
+    pub snapshot_count: Option<u64>,
+    pub check_ok: Option<bool>,
+    pub rto_seconds: Option<f64>,
+    pub rpo_seconds: Option<f64>,
+}
+
+/// What a run needs besides the job.
+pub struct Runner<'a> {
+    /// The cairn binary to run steps with (normally the running one).
+    pub cairn: PathBuf,
+    pub interrupt: &'a AtomicBool,
+    /// Only report the steps' command lines; run nothing.
+    pub dry_run: bool,
+    /// Called as each step ends.
+    pub on_step: &'a mut dyn FnMut(&StepReport),
+}
+
+/// One planned step: what to run and how to judge it.
+struct Step {
+    name: String,
+    command: Command,
+    kind: StepKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StepKind {
+    /// A cairn command: exit 0 success, 3 partial; its `--json` result is read.
+    Cairn,
+    /// `cairn check`: as Cairn, and its result says whether the repository is healthy.
+    Check,
+    /// A shell command (hook): exit 0 success.
+    Shell,
+}
+
+impl Runner<'_> {
+    pub fn run(&mut self, job: &Job) -> JobReport {
+        let started = jiff::Timestamp::now();
+        let clock = Instant::now();
+        let mut report = JobReport {
+            job: job.name.clone(),
+            outcome: Outcome::Success,
+            steps: Vec::new(),
+            started,
+            seconds: 0.0,
+            snapshots: Vec::new(),
+            bytes_added: 0,
+            snapshot_count: None,
+            check_ok: None,
+            rto_seconds: None,
+            rpo_seconds: None,
+        };
+        self.ping(job, job.monitoring.ping_start.as_deref(), "ping start", "", &mut report);
+        let repo = if self.dry_run { None } else { self.open(job, &mut report) };
+        let mut ok = report.outcome != Outcome::Failed;
+        if ok {
+            ok = self.steps(hooks("before", &job.hooks.before, job, None), &mut report);
+        }
+        if ok {
+            let data = self.data_steps(job, started, &mut report);
+            let data_ok = self.steps(data, &mut report);
+            ok = data_ok && self.steps(self.upkeep_steps(job, repo.as_ref(), started), &mut report);
+        }
+        let closing = match ok {
+            true => hooks("after", &job.hooks.after, job, Some(report.outcome)),
+            false => hooks("on-error", &job.hooks.on_error, job, Some(report.outcome)),
+        };
+        self.steps(closing, &mut report);
+        if let Some(repo) = &repo {
+            report.snapshot_count = repo.snapshots().ok().map(|all| {
+                all.iter().filter(|(_, s)| s.labels.iter().any(|(k, v)| k == "job" && *v == job.name)).count()
+                    as u64
+            });
+        }
+        report.seconds = clock.elapsed().as_secs_f64();
+        let summary = format!("cairn job {}: {} in {:.1} s", job.name, report.outcome.name(), report.seconds);
+        match report.outcome {
+            Outcome::Failed => {
+                self.ping(job, job.monitoring.ping_failure.as_deref(), "ping failure", &summary, &mut report)
+            }
+            _ => {
+                self.ping(job, job.monitoring.ping_success.as_deref(), "ping success", &summary, &mut report)
+            }
+        }
+        if let Some(repo) = &repo {
+            record(repo, &report);
+        }
+        report
+    }
+
+    /// Open the job's repository once, to read state and to record the run; a wrong
+    /// password or a missing repository fails the job before anything runs.
+    fn open(&mut self, job: &Job, report: &mut JobReport) -> Option<Repository> {
+        let clock = Instant::now();
+        let opened = password(job.password_file.as_deref()).and_then(|pw| {
+            let source = job.key_file.clone().map(KeySource::File).unwrap_or(KeySource::Stored);
+            Repository::open(&job.repository, &pw, &source)
+        });
+        match opened {
+            Ok(repo) => Some(repo),
+            Err(e) => {
+                self.finish(report, "open repository", Outcome::Failed, e.to_string(), clock, true);
+                None
+            }
+        }
+    }
+
+    fn data_steps(&self, job: &Job, started: jiff::Timestamp, report: &mut JobReport) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let time = started.to_zoned_datetime(jiff::tz::TimeZone::system());
+        let host = job.host.clone().unwrap_or_else(crate::sys::hostname);
+        let common = |kind: &str| -> Vec<OsString> {
+            let mut args: Vec<OsString> = vec!["--json".into(), "--time".into(), started.to_string().into()];
+            if let Some(h) = &job.host {
+                args.extend(["--host".into(), h.into()]);
+            }
+            for t in &job.tags {
+                args.extend(["--tag".into(), t.into()]);
+            }
+            let mut labels = job.labels.clone();
+            labels.push(("job".into(), job.name.clone()));
+            if let Some(template) = &job.snapshot_name {
+                let parts = NameParts { job: &job.name, host: &host, kind, time: &time, labels: &job.labels };
+                // The template was checked when the file was read; a failure here is a
+                // label value with a '/', reported by the backup's own label check.
+                labels.push(("name".into(), expand(template, &parts).unwrap_or_else(|e| e)));
+            }
+            for (k, v) in labels {
+                args.extend(["--label".into(), format!("{k}={v}").into()]);
+            }
+            args
+        };
+        match resolve_sources(job) {
+            Ok(sources) if !sources.is_empty() => {
+                let mut args: Vec<OsString> = vec!["backup".into()];
+                args.extend(sources.into_iter().map(OsString::from));
+                args.extend(common("files"));
+                for e in &job.excludes {
+                    args.extend(["--exclude".into(), e.into()]);
+                }
+                for e in &job.exclude_if_present {
+                    args.extend(["--exclude-if-present".into(), e.into()]);
+                }
+                if job.exclude_caches {
+                    args.push("--exclude-caches".into());
+                }
+                if job.one_file_system {
+                    args.push("--one-file-system".into());
+                }
+                if let Some(n) = job.exclude_larger_than {
+                    args.extend(["--exclude-larger-than".into(), n.to_string().into()]);
+                }
+                steps.push(self.cairn_step(job, "backup", args));
+            }
+            Ok(_) => {}
+            Err(e) => report.steps.push(StepReport {
+                step: "backup".into(),
+                outcome: Outcome::Failed,
+                detail: e,
+                seconds: 0.0,
+                counts: true,
+            }),
+        }
+        for d in &job.dumps {
+            let mut args: Vec<OsString> = vec![
+                "backup".into(),
+                "--stdin-from-command".into(),
+                d.command.clone().into(),
+                "--stdin-name".into(),
+                d.name.clone().into(),
+            ];
+            args.extend(common(&d.name));
+            steps.push(self.cairn_step(job, &format!("dump {}", d.name), args));
+        }
+        steps
+    }
+
+    fn upkeep_steps(&self, job: &Job, repo: Option<&Repository>, started: jiff::Timestamp) -> Vec<Step> {
+        let mut steps = Vec::new();
+        if let Some(r) = &job.retention {
+            let mut args: Vec<OsString> = vec!["forget".into(), "--json".into(), "--label".into()];
+            args.push(format!("job={}", job.name).into());
+            for (k, n) in &r.keep {
+                args.extend([format!("--{k}").into(), n.to_string().into()]);
+            }
+            if let Some(w) = &r.keep_within {
+                args.extend(["--keep-within".into(), w.into()]);
+            }
+            if r.prune {
+                args.push("--prune".into());
+                if let Some(m) = &r.max_unused {
+                    args.extend(["--max-unused".into(), m.into()]);
+                }
+            }
+            steps.push(self.cairn_step(job, "retention", args));
+        }
+        if let Some(c) = &job.check {
+            let mut args: Vec<OsString> = vec!["check".into(), "--json".into()];
+            let day = started.as_second().div_euclid(86_400);
+            let full_due = c.full_read_every_days.is_some_and(|days| {
+                repo.and_then(last_full_read)
+                    .is_none_or(|last| started.as_second() - last >= i64::from(days) * 86_400)
+            });
+            if full_due {
+                args.push("--read-data".into());
+            } else if let Some(parts) = c.read_data_parts {
+                // One part a day, in turn: `parts` days read everything.
+                let part = day.rem_euclid(i64::from(parts)) + 1;
+                args.extend(["--read-data-subset".into(), format!("{part}/{parts}").into()]);
+            }
+            let mut step = self.cairn_step(job, "check", args);
+            step.kind = StepKind::Check;
+            steps.push(step);
+        }
+        if let Some(d) = &job.drill {
+            let mut args: Vec<OsString> = vec!["drill".into(), "--json".into()];
+            if let Some(v) = &d.max_rto {
+                args.extend(["--max-rto".into(), v.into()]);
+            }
+            if let Some(v) = &d.max_rpo {
+                args.extend(["--max-rpo".into(), v.into()]);
+            }
+            if d.random {
+                args.push("--random".into());
+            }
+            steps.push(self.cairn_step(job, "drill", args));
+        }
+        for c in &job.copies {
+            let mut args: Vec<OsString> = vec!["copy".into(), "--json".into(), "--from-repo".into()];
+            args.push(job.repository.clone().into());
+            if let Some(f) = &job.password_file {
+                args.extend(["--from-password-file".into(), f.into()]);
+            }
+            if let Some(f) = &job.key_file {
+                args.extend(["--from-key-file".into(), f.into()]);
+            }
+            let mut step = self.cairn_step(job, &format!("copy to {}", c.repository), args);
+            // The target's own repository and key.
+            set_repository(
+                &mut step.command,
+                &c.repository,
+                c.password_file.as_deref(),
+                c.key_file.as_deref(),
+            );
+            steps.push(step);
+        }
+        steps
+    }
+
+    fn cairn_step(&self, job: &Job, name: &str, args: Vec<OsString>) -> Step {
+        let mut command = Command::new(&self.cairn);
+        command.args(args);
+        set_repository(&mut command, &job.repository, job.password_file.as_deref(), job.key_file.as_deref());
+        Step { name: name.to_string(), command, kind: StepKind::Cairn }
+    }
+
+    /// Run steps in order; all run (a dump after a failed backup still runs). Returns
+    /// whether none failed.
+    fn steps(&mut self, steps: Vec<Step>, report: &mut JobReport) -> bool {
+        let mut ok = !report.steps.iter().any(|s| s.counts && s.outcome == Outcome::Failed);
+        for mut step in steps {
+            let clock = Instant::now();
+            if self.dry_run {
+                let detail = describe(&step.command);
+                self.finish(report, &step.name, Outcome::Success, detail, clock, true);
+                continue;
+            }
+            if self.interrupt.load(Ordering::Relaxed) {
+                self.finish(
+                    report,
+                    &step.name,
+                    Outcome::Failed,
+                    "interrupted before it started".into(),
+                    clock,
+                    true,
+                );
+                ok = false;
+                continue;
+            }
+            let output =
+                step.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).output();
+            let (outcome, detail) = match output {
+                Err(e) => (Outcome::Failed, format!("cannot start: {e}")),
+                Ok(out) => judge(step.kind, &out, report),
+            };
+            ok &= outcome != Outcome::Failed;
+            self.finish(report, &step.name, outcome, detail, clock, true);
+        }
+        ok
+    }
+
+    fn finish(
+        &mut self,
+        report: &mut JobReport,
+        step: &str,
+        outcome: Outcome,
+        detail: String,
+        clock: Instant,
+        counts: bool,
+    ) {
+        let s =
+            StepReport { step: step.into(), outcome, detail, seconds: clock.elapsed().as_secs_f64(), counts };
+        (self.on_step)(&s);
+        if counts {
+            report.outcome = report.outcome.max(outcome);
+        }
+        report.steps.push(s);
+    }
+
+    fn ping(&mut self, job: &Job, url: Option<&str>, step: &str, body: &str, report: &mut JobReport) {
+        let Some(url) = url else { return };
+        let clock = Instant::now();
+        if self.dry_run {
+            self.finish(report, step, Outcome::Success, format!("POST {url}"), clock, false);
+            return;
+        }
+        let (outcome, detail) = match super::ping::send(url, body, job.monitoring.ping_timeout) {
+            Ok(()) => (Outcome::Success, url.to_string()),
+            Err(e) => (Outcome::Failed, format!("monitor not reached (the job goes on): {e}")),
+        };
+        self.finish(report, step, outcome, detail, clock, false);
+    }
+}
+
+/// A step's outcome from its exit status; a cairn command's JSON result adds figures to
+/// the report.
+fn judge(kind: StepKind, out: &std::process::Output, report: &mut JobReport) -> (Outcome, String) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last_error = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+    let code = out.status.code();
+    let outcome = match (kind, code) {
+        (_, Some(0)) => Outcome::Success,
+        (StepKind::Cairn | StepKind::Check, Some(3)) => Outcome::Partial,
+        _ => Outcome::Failed,
+    };
+    if kind == StepKind::Shell {
+        let detail = match code {
+            Some(0) => String::new(),
+            Some(c) => format!("exited with code {c}: {last_error}"),
+            None => "killed by a signal".into(),
+        };
+        return (outcome, detail);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result: Option<serde_json::Value> = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok());
+    let mut detail = String::new();
+    if let Some(v) = &result {
+        if let Some(id) = v["snapshot"].as_str().filter(|_| v["type"] == "summary") {
+            report.snapshots.push(id.to_string());
+            report.bytes_added += v["bytes_added"].as_u64().unwrap_or(0);
+            detail = format!("snapshot {}", &id[..id.len().min(8)]);
+        }
+        if v.get("rto_seconds").is_some() {
+            report.rto_seconds = v["rto_seconds"].as_f64();
+            report.rpo_seconds = v["rpo_seconds"].as_f64();
+            detail = format!(
+                "RTO {:.1} s, RPO {:.0} s",
+                report.rto_seconds.unwrap_or_default(),
+                report.rpo_seconds.unwrap_or_default()
+            );
+        }
+        if kind == StepKind::Check {
+            report.check_ok = Some(v["status"] != "failed" && outcome == Outcome::Success);
+        }
+    }
+    if outcome != Outcome::Success && !last_error.is_empty() {
+        detail = format!("exit {}: {last_error}", code.map_or("signal".into(), |c| c.to_string()));
+    }
+    (outcome, detail)
+}
+
+/// Hook steps; closing hooks also learn how the job went (CAIRN_JOB_OUTCOME).
+fn hooks(when: &str, commands: &[String], job: &Job, outcome: Option<Outcome>) -> Vec<Step> {
+    commands
+        .iter()
+        .map(|c| {
+            let mut command = Command::new("sh");
+            command.arg("-c").arg(c).env("CAIRN_JOB", &job.name);
+            if let Some(o) = outcome {
+                command.env("CAIRN_JOB_OUTCOME", o.name());
+            }
+            Step { name: format!("hook {when}"), command, kind: StepKind::Shell }
+        })
+        .collect()
+}
+
+/// Point a cairn command at a repository and its key; a password file given in the job
+/// wins over the caller's CAIRN_PASSWORD.
+fn set_repository(command: &mut Command, repo: &str, password_file: Option<&Path>, key_file: Option<&Path>) {
+    command.env("CAIRN_REPOSITORY", repo);
+    if let Some(f) = password_file {
+        command.env("CAIRN_PASSWORD_FILE", f).env_remove("CAIRN_PASSWORD");
+    }
+    match key_file {
+        Some(k) => command.env("CAIRN_KEY_FILE", k),
+        None => command.env_remove("CAIRN_KEY_FILE"),
+    };
+}
+
+/// A command line as a person would type it (for --dry-run).
+fn describe(command: &Command) -> String {
+    let quote = |s: &std::ffi::OsStr| {
+        let s = s.to_string_lossy();
+        if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%,+".contains(c)) {
+            s.into_owned()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    let mut parts: Vec<String> = Vec::new();
+    for (k, v) in command.get_envs() {
+        if let Some(v) = v {
+            parts.push(format!("{}={}", k.to_string_lossy(), quote(v)));
+        }
+    }
+    parts.push("cairn".into());
+    parts.extend(command.get_args().map(quote));
+    parts.join(" ")
+}
+
+/// The job's password: its password file, else what the caller's environment gives.
+fn password(file: Option<&Path>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    if let Some(f) = file {
+        return crate::repo::keys::read_password_file(f);
+    }
+    if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
+        use std::os::unix::ffi::OsStringExt;
+        return Ok(zeroize::Zeroizing::new(p.into_vec()));
+    }
+    if let Some(f) = std::env::var_os("CAIRN_PASSWORD_FILE") {
+        return crate::repo::keys::read_password_file(Path::new(&f));
+    }
+    Err(Error::invalid("no password for the job: set password-file in the job, or CAIRN_PASSWORD_FILE"))
+}
+
+/// Sources with globs in their last component expanded; optional ones that match nothing
+/// are left out, required ones must match.
+fn resolve_sources(job: &Job) -> std::result::Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for (pattern, required) in
+        job.sources.iter().map(|s| (s, true)).chain(job.optional_sources.iter().map(|s| (s, false)))
+    {
+        let path = Path::new(pattern);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !name.contains(['*', '?', '[']) {
+            if required || path.symlink_metadata().is_ok() {
+                out.push(path.to_path_buf());
+            }
+            continue;
+        }
+        let glob = globset::Glob::new(&name).map_err(|e| format!("source {pattern}: {e}"))?.compile_matcher();
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| glob.is_match(e.file_name()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if found.is_empty() && required {
+            return Err(format!(
+                "source {pattern} matches nothing; fix the path or list it under optional-sources"
+            ));
+        }
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// When the log last records a check that read all data (seconds since the epoch).
+fn last_full_read(repo: &Repository) -> Option<i64> {
+    let log = repo.read_log().ok()?;
+    log.entries
+        .iter()
+        .rev()
+        .find(|e| e.operation == "check" && e.figures.iter().any(|(k, v)| k == "read_data" && v == "all"))
+        .map(|e| e.time.secs)
+}
+
+/// The job's own entry in the activity log: outcome, and each step's.
+fn record(repo: &Repository, report: &JobReport) {
+    let mut rec = LogRecord::new(&format!("job {}", report.job), report.outcome.name())
+        .figure("duration_s", format!("{:.1}", report.seconds))
+        .figure("bytes_added", report.bytes_added);
+    for s in &report.steps {
+        let mut v = s.outcome.name().to_string();
+        if s.outcome != Outcome::Success && !s.detail.is_empty() {
+            v = format!("{v} ({})", s.detail);
+        }
+        rec.figures.push((s.step.clone(), v));
+    }
+    // The job ran; a failure to record it is not a job failure (and there is no one to
+    // tell but the caller's report, which has every step).
+    let _ = repo.append_log(rec);
+}
