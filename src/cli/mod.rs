@@ -21,6 +21,7 @@ mod repair;
 mod restore;
 mod rewrite;
 mod run;
+mod schedule;
 mod snapshots;
 mod stats;
 mod tag;
@@ -86,6 +87,8 @@ enum Command {
     Run(run::Args),
     #[command(subcommand)]
     Config(config::Command),
+    #[command(subcommand)]
+    Schedule(schedule::Command),
     #[command(subcommand)]
     Repair(repair::Command),
 }
@@ -214,6 +217,7 @@ pub fn main() -> i32 {
         Command::Drill(a) => drill::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
         Command::Config(c) => config::run(&ctx, c),
+        Command::Schedule(c) => schedule::run(&ctx, c),
         Command::Repair(c) => repair::run(&ctx, c),
     };
     match result {

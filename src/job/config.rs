@@ -415,7 +415,9 @@ impl Reader<'_> {
         let mut allowed = KEEP_KEYS.to_vec();
         allowed.extend(["keep-within", "prune", "max-unused"]);
         let mut r = Retention { prune: true, ..Default::default() };
-        for (key, value) in self.section(v, &format!("{place} retention"), &allowed) {
+        let entries = self.section(v, &format!("{place} retention"), &allowed);
+        let names_a_rule = entries.iter().any(|(k, _)| k.starts_with("keep-"));
+        for (key, value) in entries {
             match key {
                 "keep-within" => r.keep_within = self.string(value, key),
                 "prune" => r.prune = self.bool(value, key),
@@ -427,7 +429,7 @@ impl Reader<'_> {
                 }
             }
         }
-        if r.keep.is_empty() && r.keep_within.is_none() {
+        if !names_a_rule {
             self.error(v.span(), format!("{place} retention keeps nothing: give keep-daily = 7 or the like"));
         }
         r

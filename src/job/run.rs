@@ -394,7 +394,16 @@ impl Runner<'_> {
 /// the report.
 fn judge(kind: StepKind, out: &std::process::Output, report: &mut JobReport) -> (Outcome, String) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let last_error = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+    // The error line: cairn's own ("cairn: ...") or clap's ("error: ..."), else the last.
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let last_error = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("cairn: ") || l.starts_with("error: "))
+        .or(lines.last())
+        .copied()
+        .unwrap_or("")
+        .to_string();
     let code = out.status.code();
     let outcome = match (kind, code) {
         (_, Some(0)) => Outcome::Success,
