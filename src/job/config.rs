@@ -594,11 +594,11 @@ sources = [\"/x\"]
         let errors = parse(bad).unwrap_err();
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(lines, [3, 4, 5, 7, 8, 9, 12, 14], "{text:#?}");
+        assert_eq!(lines, [3, 4, 5, 8, 9, 12, 14], "{text:#?}");
         assert!(text[0].contains("sources must be a list of strings"), "{text:#?}");
         assert!(text[2].contains("unknown placeholder {team}"), "{text:#?}");
-        assert!(text[4].contains("unknown key `keep-dayly`") && text[4].contains("keep-daily"), "{text:#?}");
-        assert!(text[7].contains("no `repository`"), "{text:#?}");
+        assert!(text[3].contains("unknown key `keep-dayly`") && text[3].contains("keep-daily"), "{text:#?}");
+        assert!(text[6].contains("no `repository`"), "{text:#?}");
     }
 
     #[test]
