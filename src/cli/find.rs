@@ -53,11 +53,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let pattern = Excludes::new(&ExcludeOptions { patterns: vec![a.pattern.clone()], ..Default::default() })?;
     let repo = ctx.open()?;
     let _lock = repo.lock(false, "find")?;
-    let snapshots = if a.snapshot.is_empty() {
-        repo.snapshots()?
-    } else {
-        a.snapshot.iter().map(|s| repo.find_snapshot(s)).collect::<Result<Vec<_>>>()?
-    };
+    let snapshots = super::select_snapshots(&repo, &a.snapshot, a.snapshot.is_empty())?;
     let browser = Browser::open(&repo)?;
     let mut finder = Finder::new(&browser, |path, node| {
         let is_dir = matches!(node.kind, NodeKind::Dir { .. });

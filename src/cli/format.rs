@@ -114,19 +114,6 @@ pub fn mode_string(node: &Node) -> String {
     s
 }
 
-/// A node's type name for JSON.
-pub fn kind_name(kind: &NodeKind) -> &'static str {
-    match kind {
-        NodeKind::File { .. } => "file",
-        NodeKind::Dir { .. } => "dir",
-        NodeKind::Symlink { .. } => "symlink",
-        NodeKind::Fifo => "fifo",
-        NodeKind::CharDevice { .. } => "chardev",
-        NodeKind::BlockDevice { .. } => "blockdev",
-        NodeKind::Socket => "socket",
-    }
-}
-
 /// A file's size; 0 for everything else.
 pub fn node_size(node: &Node) -> u64 {
     match node.kind {
@@ -144,7 +131,7 @@ pub fn owner(name: &Option<String>, id: u32) -> String {
 pub fn node_json(path: &[u8], node: &Node) -> serde_json::Value {
     let mut v = serde_json::json!({
         "path": String::from_utf8_lossy(path),
-        "type": kind_name(&node.kind),
+        "type": node.kind.name(),
         "mode": format!("{:04o}", node.mode),
         "size": node_size(node),
         "uid": node.uid,

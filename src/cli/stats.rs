@@ -23,11 +23,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = repo.lock(false, "stats")?;
-    let snapshots = if a.snapshots.is_empty() {
-        repo.snapshots()?
-    } else {
-        a.snapshots.iter().map(|s| repo.find_snapshot(s)).collect::<Result<Vec<_>>>()?
-    };
+    let snapshots = super::select_snapshots(&repo, &a.snapshots, a.snapshots.is_empty())?;
     let browser = Browser::open(&repo)?;
     let mut stats = Stats::new(&browser);
     let mut per_snapshot = Vec::new();

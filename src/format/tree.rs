@@ -48,6 +48,21 @@ pub enum NodeKind {
     Socket,
 }
 
+impl NodeKind {
+    /// The kind's name, as JSON output and messages give it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeKind::File { .. } => "file",
+            NodeKind::Dir { .. } => "dir",
+            NodeKind::Symlink { .. } => "symlink",
+            NodeKind::Fifo => "fifo",
+            NodeKind::CharDevice { .. } => "chardev",
+            NodeKind::BlockDevice { .. } => "blockdev",
+            NodeKind::Socket => "socket",
+        }
+    }
+}
+
 impl Tree {
     pub fn encode(&self) -> Vec<u8> {
         encode_versioned(TREE_VERSION, self)

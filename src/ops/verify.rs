@@ -102,18 +102,6 @@ pub fn verify(
     Ok(report)
 }
 
-fn kind_name(k: &NodeKind) -> &'static str {
-    match k {
-        NodeKind::File { .. } => "file",
-        NodeKind::Dir { .. } => "folder",
-        NodeKind::Symlink { .. } => "symlink",
-        NodeKind::Fifo => "fifo",
-        NodeKind::CharDevice { .. } => "character device",
-        NodeKind::BlockDevice { .. } => "block device",
-        NodeKind::Socket => "socket",
-    }
-}
-
 /// Metadata differences of one entry (content is compared separately).
 fn compare_meta(path: &Path, node: &Node, md: &Metadata, as_root: bool) -> Vec<String> {
     use std::os::unix::fs::FileTypeExt;
@@ -130,7 +118,7 @@ fn compare_meta(path: &Path, node: &Node, md: &Metadata, as_root: bool) -> Vec<S
         NodeKind::Socket => return out, // sockets are not restored
     };
     if !kind_ok {
-        out.push(format!("{p}: is not a {}", kind_name(&node.kind)));
+        out.push(format!("{p}: is not a {}", node.kind.name()));
         return out;
     }
     if let NodeKind::Symlink { target } = &node.kind {
