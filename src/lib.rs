@@ -21,6 +21,7 @@ pub mod error;
 pub mod format;
 pub mod id;
 pub mod index;
+pub mod mount;
 pub mod ops;
 pub mod pack;
 pub mod repo;

@@ -12,6 +12,7 @@ mod init;
 mod key;
 mod log;
 mod ls;
+mod mount;
 mod progress;
 mod prune;
 mod repair;
@@ -62,6 +63,7 @@ enum Command {
     Snapshots(snapshots::Args),
     Ls(ls::Args),
     Cat(cat::Args),
+    Mount(mount::Args),
     Restore(restore::Args),
     Check(check::Args),
     #[command(subcommand)]
@@ -198,6 +200,7 @@ pub fn main() -> i32 {
         Command::Log(a) => log::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),
+        Command::Mount(a) => mount::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
