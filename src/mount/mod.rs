@@ -65,8 +65,8 @@ pub fn serve(
         Error::with_source(
             ErrorKind::Io,
             format!(
-                "cannot mount at {}: is it an empty folder, and is FUSE available (/dev/fuse, and \
-                 fusermount3 or fusermount when not root)?",
+                "cannot mount at {} (it needs an empty folder, a usable /dev/fuse, and fusermount3 \
+                 or fusermount when not root)",
                 mountpoint.display()
             ),
             e,
