@@ -84,18 +84,22 @@ impl Mount {
     }
 
     /// Send `signal` and wait for the process to end; returns its output.
-    fn stop(mut self, signal: rustix::process::Signal) -> Out {
-        let child = self.child.take().expect("running");
-        let pid = rustix::process::Pid::from_child(&child);
+    fn stop(self, signal: rustix::process::Signal) -> Out {
+        let pid = rustix::process::Pid::from_child(self.child.as_ref().expect("running"));
         rustix::process::kill_process(pid, signal).expect("send the signal");
-        let mut child = child;
+        self.wait(&format!("{signal:?}"))
+    }
+
+    /// Wait (30 s at most) for the process to end after `what`; returns its output.
+    fn wait(mut self, what: &str) -> Out {
+        let mut child = self.child.take().expect("running");
         let done = wait_until(Duration::from_secs(30), || child.try_wait().unwrap().is_some());
         if !done {
             let _ = child.kill();
         }
         let out = child.wait_with_output().unwrap();
-        assert!(done, "cairn mount did not end within 30 s of {signal:?}");
-        Out::new(format!("cairn mount (stopped by {signal:?})"), out.status, out.stdout, out.stderr)
+        assert!(done, "cairn mount did not end within 30 s of {what}");
+        Out::new(format!("cairn mount (ended by {what})"), out.status, out.stdout, out.stderr)
     }
 }
 
@@ -174,6 +178,8 @@ fn mount_shows_every_snapshot_with_its_metadata_and_content_read_only() {
         (src_md.mode(), src_md.uid(), src_md.gid(), 6 << 20)
     );
     assert_eq!((md.mtime(), md.mtime_nsec()), (src_md.mtime(), src_md.mtime_nsec()));
+    // Nothing changed the source since the backup, so its ctime is the one stored.
+    assert_eq!((md.ctime(), md.ctime_nsec()), (src_md.ctime(), src_md.ctime_nsec()));
     let link = &g.symlinks[0];
     assert_eq!(
         fs::read_link(in_snapshot("latest").join(link)).unwrap(),
@@ -222,4 +228,28 @@ fn sigterm_releases_a_mountpoint_that_is_in_use() {
     assert!(out.stderr.contains("detached"), "{}", out.context());
     assert!(!is_mountpoint(&dir), "the busy mount point was not released");
     drop(open);
+}
+
+#[test]
+fn unmounting_from_outside_ends_the_mount() {
+    let work = tempdir("cairn-mount-umount-");
+    let src = work.path().join("src");
+    write_random(&src.join("f.bin"), 6, 1000);
+    let repo = Repo::new();
+    repo.backup(&[&src], &[]);
+    let Some(m) = Mount::start(&repo, work.path()) else { return };
+    assert_eq!(names(&m.path("ids")).len(), 1);
+    let dir = m.dir.clone();
+    // Root unmounts with umount(8); another user through the FUSE helper.
+    let tools: &[&[&str]] =
+        if is_root() { &[&["umount"]] } else { &[&["fusermount3", "-u"], &["fusermount", "-u"]] };
+    let unmounted = tools.iter().any(|cmd| {
+        let out = std::process::Command::new(cmd[0]).args(&cmd[1..]).arg(&dir).output();
+        out.is_ok_and(|o| o.status.success())
+    });
+    assert!(unmounted, "could not unmount {} with {tools:?}", dir.display());
+    let out = m.wait("an unmount from outside");
+    assert_eq!(out.code, Some(0), "{}", out.context());
+    assert!(!is_mountpoint(&dir));
+    assert!(repo.objects("locks").is_empty(), "the lock was left behind");
 }
