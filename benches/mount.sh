@@ -7,7 +7,10 @@
 #   - `cairn cat latest FILE > /dev/null`.
 # Needs FUSE (/dev/fuse; root, or fusermount3/fusermount).
 #
-#   bash benches/mount.sh [--rounds R] [--mb SIZE]
+#   bash benches/mount.sh [--rounds R] [--mb SIZE] [--cold]
+#
+# --cold drops the kernel's caches (as root) before each timed read, so the repository's
+# packs come from the disk, not from memory.
 #
 # Results: Markdown on stdout (medians, min-max). Work files in a fresh folder under
 # $BENCH_DIR (default /tmp).
@@ -15,10 +18,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 R=10
 MB=200
+COLD=
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) R=${2:?}; shift 2 ;;
     --mb) MB=${2:?}; shift 2 ;;
+    --cold) COLD=1; shift ;;
     *) echo "mount.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -40,15 +45,16 @@ head -c "$((MB * 1000 * 1000))" /dev/urandom >"$file"
 "$cairn" init -q --kdf-memory 8M --kdf-iterations 1
 "$cairn" backup -q "$file"
 sync
-now() { date +%s.%N; }
-since() { echo "$(now) - $1" | bc; }
+now() { [ -n "$COLD" ] && sync && echo 3 >/proc/sys/vm/drop_caches; date +%s.%N; }
+since() { echo "$(date +%s.%N) - $1" | bc; }
 for i in $(seq 1 "$R"); do
   t=$(now)
   "$cairn" mount -q "$mnt" & pid=$!
   until grep -q " $mnt " /proc/self/mountinfo; do sleep 0.01; done
   up=$(since "$t")
+  ls "$mnt/latest$file" >/dev/null
   t=$(now); cat "$mnt/latest$file" >/dev/null; cold=$(since "$t")
-  t=$(now); cat "$mnt/latest$file" >/dev/null; warm=$(since "$t")
+  t=$(date +%s.%N); cat "$mnt/latest$file" >/dev/null; warm=$(since "$t") # no drop: the page cache is the point
   kill -INT "$pid"; wait "$pid"; pid=
   rm -rf "$work/target"
   t=$(now); "$cairn" restore -q latest --target "$work/target" --include "$file"; restore=$(since "$t")
@@ -56,12 +62,13 @@ for i in $(seq 1 "$R"); do
   t=$(now); "$cairn" cat latest "$file" >/dev/null; cat_=$(since "$t")
   echo "$cold $restore $cat_ $up $warm" >>"$work/times"
 done
-python3 - "$work/times" "$MB" "$R" <<'EOF'
+python3 - "$work/times" "$MB" "$R" "$COLD" <<'EOF'
 import statistics, sys
 rows = [list(map(float, l.split())) for l in open(sys.argv[1])]
 mb, rounds = float(sys.argv[2]), sys.argv[3]
 med = lambda i: statistics.median(r[i] for r in rows)
-print(f"Reading one {mb:.0f} MB random file, median of {rounds} rounds:\n")
+cold = " (kernel caches dropped before each timed read)" if sys.argv[4] else ""
+print(f"Reading one {mb:.0f} MB random file, median of {rounds} rounds{cold}:\n")
 print("| how | seconds | MB/s | min-max s |")
 print("|---|--:|--:|---|")
 names = ["through the mount, first read", "`restore --include` (to disk)", "`cat` (to /dev/null)",
