@@ -253,3 +253,38 @@ fn unmounting_from_outside_ends_the_mount() {
     assert!(!is_mountpoint(&dir));
     assert!(repo.objects("locks").is_empty(), "the lock was left behind");
 }
+
+#[test]
+fn a_damaged_chunk_fails_only_the_reads_that_need_it() {
+    let work = tempdir("cairn-mount-damage-");
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("ok.txt"), b"intact\n").unwrap();
+    let repo = Repo::with_options(&["--pack-size", "1M"]);
+    repo.backup(&[&src], &[]);
+    let before = repo.pack_paths();
+    write_random(&src.join("big.bin"), 8, 3 << 20);
+    repo.backup(&[&src], &[]);
+    // Trees go in small packs of their own: the large new packs hold only big.bin's chunks.
+    let pack = repo
+        .pack_paths()
+        .into_iter()
+        .find(|p| !before.contains(p) && fs::metadata(p).unwrap().len() > 256 << 10)
+        .expect("a data pack of big.bin");
+    flip_byte(&pack, fs::metadata(&pack).unwrap().len() / 2);
+    let Some(m) = Mount::start(&repo, work.path()) else { return };
+    let inside = m.path("latest").join(fs::canonicalize(&src).unwrap().strip_prefix("/").unwrap());
+    const EIO: i32 = 5;
+    for attempt in ["first", "second"] {
+        assert_eq!(
+            os_error(fs::read(inside.join("big.bin"))),
+            Some(EIO),
+            "{attempt} read of the damaged file"
+        );
+    }
+    assert_eq!(fs::read(inside.join("ok.txt")).unwrap(), b"intact\n", "other files still read");
+    assert_eq!(names(&inside), ["big.bin", "ok.txt"]);
+    let out = m.stop(rustix::process::Signal::INT);
+    assert_eq!(out.code, Some(0), "{}", out.context());
+    assert!(out.stderr.contains("cairn: mount:"), "the damage is reported\n{}", out.context());
+}
