@@ -22,6 +22,7 @@ pub mod format;
 pub mod id;
 pub mod index;
 pub mod job;
+pub mod mount;
 pub mod ops;
 pub mod pack;
 pub mod repo;

@@ -15,6 +15,7 @@ mod init;
 mod key;
 mod log;
 mod ls;
+mod mount;
 mod progress;
 mod prune;
 mod repair;
@@ -75,6 +76,7 @@ enum Command {
     Stats(stats::Args),
     Tag(tag::Args),
     Rewrite(rewrite::Args),
+    Mount(mount::Args),
     Restore(restore::Args),
     Check(check::Args),
     #[command(subcommand)]
@@ -211,6 +213,7 @@ pub fn main() -> i32 {
         Command::Stats(a) => stats::run(&ctx, a),
         Command::Tag(a) => tag::run(&ctx, a),
         Command::Rewrite(a) => rewrite::run(&ctx, a),
+        Command::Mount(a) => mount::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),

@@ -1,0 +1,52 @@
+//! `cairn mount`: browse every snapshot as a read-only filesystem until interrupted.
+
+use super::{exit, Ctx};
+use cairn::browse::Browser;
+use cairn::mount::{self, Ended, MountOptions, SnapshotFs};
+use cairn::{Repository, Result};
+use std::path::PathBuf;
+
+/// Mount the repository's snapshots as a read-only filesystem (FUSE)
+#[derive(clap::Args)]
+#[command(after_help = "\
+Layout: ids/<short id>/, times/<YYYY-MM-DDTHH:MM:SS>/ (local time), hosts/<host>/<time>/,
+tags/<tag>/<time>/ and latest (a link to the newest snapshot). Snapshots made after the
+mount appear after mounting again. Files are read on demand, every chunk verified.
+
+Stays in the foreground; Ctrl-C (SIGINT) or SIGTERM unmounts and exits with 0, as does
+unmounting from outside (umount, fusermount -u).
+
+Example:
+  cairn mount /mnt/backups & ls /mnt/backups/latest/opt/apigateway/conf")]
+pub struct Args {
+    /// An empty folder to mount on
+    mountpoint: PathBuf,
+    /// Let other users see the mount (the kernel then checks the stored modes and owners)
+    #[arg(long)]
+    allow_other: bool,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    // The filesystem is answered from threads that live as long as the mount: they need a
+    // repository that is never dropped, and this process ends with the mount anyway.
+    let repo: &'static Repository = Box::leak(Box::new(ctx.open()?));
+    let lock = repo.lock(false, "mount")?;
+    let snapshots = repo.snapshots()?;
+    let browser = Browser::open(repo)?;
+    let fs = SnapshotFs::new(browser, &snapshots, &jiff::tz::TimeZone::system(), mount::fs::CACHE_BYTES);
+    let opts = MountOptions { allow_other: a.allow_other };
+    let shown = a.mountpoint.display().to_string();
+    let ended = mount::serve(fs, &a.mountpoint, &opts, &ctx.interrupt, || {
+        if !ctx.quiet {
+            eprintln!(
+                "cairn: {} snapshots mounted at {shown}; Ctrl-C or `umount {shown}` unmounts",
+                snapshots.len()
+            );
+        }
+    })?;
+    if ended == Ended::Detached {
+        eprintln!("cairn: {shown} was in use: detached; it is released when the last program leaves it");
+    }
+    drop(lock);
+    Ok(exit::SUCCESS)
+}
