@@ -33,6 +33,9 @@ fn tag_edits_tags_and_labels_and_records_the_change() {
     assert_eq!(snaps[0]["labels"], serde_json::json!({"owner": "platform"}));
     let set = repo.cairn().args(["tag", "--json", "latest", "--set", "a", "--set", "b"]).run().ok().json();
     assert_eq!(set[0]["tags"], serde_json::json!(["a", "b"]));
+    // A second edit keeps naming the snapshot the backup made: `original` is where the
+    // chain of edits started (copy relies on it to know what it copied).
+    assert_eq!(repo.snapshots()[0]["original"], old);
     // Nothing to change is not an edit; no snapshot named is an error, not "all".
     let same = repo.cairn().args(["tag", "--json", "latest", "--add", "a"]).run().ok().json();
     assert_eq!(same, serde_json::json!([]));

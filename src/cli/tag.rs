@@ -9,7 +9,8 @@ use cairn::{Error, Result};
 #[derive(clap::Args)]
 #[command(after_help = "\
 A snapshot's id is the hash of its record, so an edited snapshot gets a new id; it names
-the old one as its original, and the activity log records the change.
+the old one as its original (or keeps the original the old one named), and the activity
+log records the change.
 
 Examples:
   cairn tag latest --add before-sp7
@@ -70,7 +71,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         if new.tags == snap.tags && new.labels == snap.labels {
             continue;
         }
-        new.original = Some(old);
+        new.original = snap.original.or(Some(old));
         let id = repo.replace_snapshot(&old, &new)?;
         let mut rec = LogRecord::new("tag snapshot", "success")
             .figure("original", old.short())

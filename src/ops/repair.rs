@@ -153,7 +153,7 @@ pub fn repair_snapshots(
                 }
                 let mut new = snap.clone();
                 new.tree = tree;
-                new.original = Some(*id);
+                new.original = snap.original.or(Some(*id));
                 if !new.tags.iter().any(|t| t == "repaired") {
                     new.tags.push("repaired".into());
                 }

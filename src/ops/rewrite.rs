@@ -125,7 +125,8 @@ impl<'a, 'r> TreeFilter<'a, 'r> {
 }
 
 /// Rewrite `snapshots` without the entries `excludes` matches. Snapshots with nothing to
-/// leave out are not touched. Each new snapshot names the old one as its original and
+/// leave out are not touched. Each new snapshot names the old one as its original (or
+/// keeps the original the old one named: where its line of edits started) and
 /// carries a `rewritten` label; `dry_run` stores nothing.
 pub fn rewrite_snapshots(
     repo: &Repository,
@@ -152,7 +153,7 @@ pub fn rewrite_snapshots(
             }
             let mut new = snap.clone();
             new.tree = tree;
-            new.original = Some(*id);
+            new.original = snap.original.or(Some(*id));
             set_label(&mut new, "rewritten", format!("{} entries removed", removed.len()));
             out.push((*id, new, removed));
         }
