@@ -39,8 +39,8 @@ du -sh "$gw"
 
 step "cairn init"
 "$cairn" init
-step "cairn backup (first)"
-"$cairn" backup "$gw" --tag demo
+step "cairn backup (first; named, so later commands can say 'before-change')"
+"$cairn" backup "$gw" --tag demo --label name=before-change
 mysql_dump() { for r in $(seq 1 20000); do printf 'INSERT INTO audit VALUES (%s,"event-%s");\n' "$r" "$r"; done; }
 step "cairn backup --stdin (a database dump piped in)"
 mysql_dump | "$cairn" backup --stdin --stdin-name gwdb.sql --tag demo
@@ -52,6 +52,9 @@ rm "$gw/groups/group-1/instance-1/conf/store-40.xml"
 step "cairn backup (second: stores only what changed)"
 "$cairn" backup "$gw" --tag demo
 "$cairn" snapshots
+
+step "cairn diff (what changed between the two file backups, with the changed settings)"
+"$cairn" diff before-change latest --content
 
 step "cairn check --read-data"
 "$cairn" check --read-data

@@ -27,7 +27,7 @@ pub struct Args {
     /// Compare only this absolute path and what is below it
     #[arg(default_value = "/")]
     path: String,
-    /// Show a unified diff of every changed text file (UTF-8, up to 4 MiB)
+    /// Show a unified diff of every modified text file (UTF-8, up to 4 MiB)
     #[arg(long)]
     content: bool,
 }
@@ -159,8 +159,12 @@ fn line(c: &Change) -> String {
     }
 }
 
-/// A unified diff of a changed, added or removed text file; None for anything else.
+/// A unified diff of a modified text file; None for anything else (an added or removed
+/// file's whole content would bury the changed settings).
 fn text_diff(browser: &Browser<'_>, c: &Change) -> Result<Option<String>> {
+    if c.kind != ChangeKind::Modified {
+        return Ok(None);
+    }
     let (Some(old), Some(new)) = (text(browser, &c.old)?, text(browser, &c.new)?) else {
         return Ok(None);
     };
@@ -174,10 +178,9 @@ fn text_diff(browser: &Browser<'_>, c: &Change) -> Result<Option<String>> {
     ))
 }
 
-/// A small text file's content; "" for a side that has no file (so additions show whole);
-/// None when either side is not text.
+/// A small text file's content; None when it is not one.
 fn text(browser: &Browser<'_>, node: &Option<Node>) -> Result<Option<String>> {
-    let Some(node) = node else { return Ok(Some(String::new())) };
+    let Some(node) = node else { return Ok(None) };
     let NodeKind::File { size, chunks } = &node.kind else { return Ok(None) };
     if *size > CONTENT_LIMIT {
         return Ok(None);
