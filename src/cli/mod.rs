@@ -5,6 +5,7 @@ mod backup;
 mod cat;
 mod check;
 mod drill;
+mod dump;
 mod exit;
 mod forget;
 mod format;
@@ -62,6 +63,7 @@ enum Command {
     Snapshots(snapshots::Args),
     Ls(ls::Args),
     Cat(cat::Args),
+    Dump(dump::Args),
     Restore(restore::Args),
     Check(check::Args),
     #[command(subcommand)]
@@ -198,6 +200,7 @@ pub fn main() -> i32 {
         Command::Log(a) => log::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),
+        Command::Dump(a) => dump::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
