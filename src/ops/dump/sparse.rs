@@ -4,9 +4,10 @@
 //! A tar header announces the map before the data, but a stored file has no hole map, and
 //! decrypting every file twice (once to find zero runs, once to write) would halve the dump
 //! speed; buffering a whole file is out for large ones. The chunk level answers it without
-//! reading data: FastCDC cuts a long run of zeros into chunks of nothing but zeros, and
-//! such a chunk compresses to almost nothing. A chunk whose sealed size is a tiny fraction
-//! of its length is a candidate, and it is all zeros exactly when its id is the keyed id of
+//! reading data: FastCDC cuts a long run of zeros into chunks of nothing but zeros, which
+//! compress to almost nothing and, in a long run, repeat. A chunk whose sealed size is a
+//! tiny fraction of its length, or that occurs twice in the file (for repositories without
+//! compression), is a candidate, and it is all zeros exactly when its id is the keyed id of
 //! that many zero bytes (computed once per length). Runs of zero chunks, trimmed inward to
 //! 4 KiB file offsets, are the holes; zero chunks are then never fetched. Memory: a few
 //! numbers per chunk. What this misses: zeros sharing a chunk with data (at most one
@@ -35,12 +36,14 @@ pub struct ZeroChunks {
 }
 
 impl ZeroChunks {
-    fn is_zero(&mut self, browser: &Browser<'_>, id: &ChunkId) -> Result<bool> {
+    /// Whether the chunk is all zeros; `repeated`: it occurs more than once in the file.
+    fn is_zero(&mut self, browser: &Browser<'_>, id: &ChunkId, repeated: bool) -> Result<bool> {
         let loc = browser.index().get(&BlobId::Chunk(*id)).ok_or_else(|| {
             Error::new(ErrorKind::NotFound, format!("chunk {id} is not in the index; run `cairn check`"))
         })?;
         let (raw, sealed) = (loc.entry.raw_length, loc.entry.length);
-        if u64::from(raw) < BLOCK || u64::from(sealed) * ZERO_RATIO > u64::from(raw) {
+        let tiny = u64::from(sealed) * ZERO_RATIO <= u64::from(raw);
+        if u64::from(raw) < BLOCK || !(tiny || repeated) {
             return Ok(false);
         }
         let zero =
@@ -67,11 +70,15 @@ pub fn plan(
     size: u64,
 ) -> Result<Option<Layout>> {
     check_length(ctx.browser, chunks, size)?;
+    let mut seen: HashMap<&ChunkId, u32> = HashMap::new();
+    for id in chunks {
+        *seen.entry(id).or_default() += 1;
+    }
     let mut layout = Vec::with_capacity(chunks.len());
     let mut at = 0;
     for id in chunks {
         let len = ctx.browser.chunk_len(id)?;
-        layout.push((at, len, zeros.is_zero(ctx.browser, id)?));
+        layout.push((at, len, zeros.is_zero(ctx.browser, id, seen[id] > 1)?));
         at += len;
     }
     let data = data_extents(&layout, size);
