@@ -1,5 +1,6 @@
 //! `cairn dump`: archives of a snapshot that real tools extract to the tree that was backed
-//! up. tar goes through GNU tar (`tar -xpf`, xattrs on), zip through Python's zipfile.
+//! up. tar goes through GNU tar (`tar -xpf`, xattrs on), zip through Python's zipfile and
+//! Info-ZIP's unzip.
 
 mod common;
 
@@ -257,6 +258,21 @@ fn zip_dump_holds_contents_modes_times_and_symlinks() {
         assert_eq!(x["mtime"].as_i64(), Some(e.mtime.0), "{want}: mtime");
     }
     assert!(checked.0 as u64 >= g.files - 1 && checked.1 > 5 && checked.2 >= 2, "checked {checked:?}");
+
+    // Info-ZIP's unzip (the strictest common reader) takes it whole and applies the
+    // permission bits and the exact mtimes of files and folders.
+    let unzipped = work.path().join("info-zip");
+    let unzip = Command::new("unzip").arg("-q").arg(&zip).arg("-d").arg(&unzipped).output().unwrap();
+    assert!(
+        unzip.status.success() && unzip.stderr.is_empty(),
+        "unzip: {}",
+        String::from_utf8_lossy(&unzip.stderr)
+    );
+    for rel in ["bin/setgid-tool", "db", "bin/readonly.cfg"] {
+        let (a, b) =
+            (fs::metadata(g.path(rel)).unwrap(), fs::metadata(restored(&unzipped, &g.path(rel))).unwrap());
+        assert_eq!((b.mode() & 0o777, b.mtime()), (a.mode() & 0o777, a.mtime()), "{rel} after unzip");
+    }
 
     let help = Cairn::new().args(["dump", "--help"]).run().ok();
     assert!(help.stdout.contains("zip cannot hold owners, xattrs"), "{}", help.stdout);

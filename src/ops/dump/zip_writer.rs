@@ -60,7 +60,13 @@ impl ArchiveWriter for ZipArchive<'_> {
         match &node.kind {
             NodeKind::Dir { .. } => {
                 out.dirs += 1;
-                self.zip.add_directory(format!("{shown}/"), opts).map_err(zip_error)
+                // Not `add_directory`: in a streamed archive it flags the entry as followed
+                // by a data descriptor that it never writes, and unzip then refuses the whole
+                // archive ("overlapped components"). An empty stored entry named "dir/" gets
+                // its descriptor; readers take the trailing '/' for a folder (its mode's type
+                // bits say regular file, its permission bits are the folder's).
+                let opts = opts.compression_method(CompressionMethod::Stored);
+                self.zip.start_file(format!("{shown}/"), opts).map_err(zip_error)
             }
             NodeKind::Symlink { target } => {
                 out.others += 1;
