@@ -261,6 +261,8 @@ fn zip_dump_holds_contents_modes_times_and_symlinks() {
 
     // Info-ZIP's unzip (the strictest common reader) takes it whole and applies the
     // permission bits and the exact mtimes of files and folders.
+    let test = Command::new("unzip").arg("-tq").arg(&zip).output().unwrap();
+    assert!(test.status.success(), "unzip -t: {}", String::from_utf8_lossy(&test.stdout));
     let unzipped = work.path().join("info-zip");
     let unzip = Command::new("unzip").arg("-q").arg(&zip).arg("-d").arg(&unzipped).output().unwrap();
     assert!(
