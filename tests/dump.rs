@@ -192,7 +192,8 @@ for info in zf.infolist():
         if tag == 0x5455 and extra[4] & 1:
             mtime = struct.unpack("<i", extra[5:9])[0]
         extra = extra[4 + size:]
-    entry = {"name": info.filename, "mode": mode, "size": info.file_size, "mtime": mtime}
+    entry = {"name": info.filename, "mode": mode, "size": info.file_size, "mtime": mtime,
+             "method": info.compress_type}
     data = zf.read(info)
     if (mode & 0o170000) == 0o120000:
         entry["target"] = data.decode()
@@ -258,6 +259,12 @@ fn zip_dump_holds_contents_modes_times_and_symlinks() {
         assert_eq!(x["mtime"].as_i64(), Some(e.mtime.0), "{want}: mtime");
     }
     assert!(checked.0 as u64 >= g.files - 1 && checked.1 > 5 && checked.2 >= 2, "checked {checked:?}");
+    // Text is deflated; random jars, which the repository could not compress, are stored.
+    let method = |suffix: &str| {
+        entries.iter().find(|e| e["name"].as_str().unwrap().ends_with(suffix)).unwrap()["method"].clone()
+    };
+    assert_eq!(method("db/gwdb.sql"), 8, "deflated");
+    assert_eq!(method("system/lib/vendor-0.jar"), 0, "stored");
 
     // Info-ZIP's unzip (the strictest common reader) takes it whole and applies the
     // permission bits and the exact mtimes of files and folders.

@@ -1,7 +1,8 @@
 //! The zip side of dump, through the `zip` crate's streaming writer (sizes and CRCs follow
 //! each entry's data, so the output needs no seeking and can be a pipe).
 //!
-//! Files are deflated, the one method every zip reader knows. An entry keeps its content,
+//! Files are deflated, the one method every zip reader knows, or stored when the repository
+//! could not compress them either. An entry keeps its content,
 //! its permission bits (rwx: the crate keeps no setuid, setgid or sticky bit), its mtime
 //! (the 2-second local DOS time, and the exact second in UTC in an extended timestamp
 //! field, which unzip applies) and symlinks as unix symlink entries. zip has no owners,
@@ -9,9 +10,11 @@
 //! a warning), and only UTF-8 names (others are written with U+FFFD, with a warning).
 
 use super::{from_io, ArchiveWriter, Ctx, FileBody, Gate};
+use crate::browse::Browser;
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::format::Timespec;
+use crate::id::{BlobId, ChunkId};
 use zip::write::{FullFileOptions, StreamWriter, ZipWriter};
 use zip::CompressionMethod;
 
@@ -82,7 +85,10 @@ impl ArchiveWriter for ZipArchive<'_> {
                 if link_to.is_some() {
                     out.links += 1;
                 }
-                let opts = opts.large_file(*size >= LARGE_FILE);
+                let mut opts = opts.large_file(*size >= LARGE_FILE);
+                if incompressible(ctx.browser, chunks) {
+                    opts = opts.compression_method(CompressionMethod::Stored);
+                }
                 self.zip.start_file(shown, opts).map_err(zip_error)?;
                 let mut body = FileBody::new(ctx, chunks, *size)?;
                 std::io::copy(&mut body, &mut self.zip).map_err(from_io)?;
@@ -98,6 +104,22 @@ impl ArchiveWriter for ZipArchive<'_> {
         use std::io::Write;
         out.flush().map_err(from_io)
     }
+}
+
+/// Whether zstd could not shrink the file's chunks in the repository (a jar, an image, a
+/// compressed log): deflate would do no better, at about 50 MB/s, so the entry is stored.
+/// Known from the index without reading data; never said of a repository without
+/// compression.
+fn incompressible(browser: &Browser<'_>, chunks: &[ChunkId]) -> bool {
+    if browser.repo().config().compression_level == 0 {
+        return false;
+    }
+    let (mut raw, mut sealed) = (0u64, 0u64);
+    for loc in chunks.iter().filter_map(|c| browser.index().get(&BlobId::Chunk(*c))) {
+        raw += u64::from(loc.entry.raw_length);
+        sealed += u64::from(loc.entry.length);
+    }
+    raw >= 4096 && sealed * 100 >= raw * 97
 }
 
 fn zip_error(e: zip::result::ZipError) -> Error {
