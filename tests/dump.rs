@@ -350,3 +350,32 @@ fn holes_are_found_in_a_repository_without_compression_too() {
         eprintln!("NOTE: this filesystem keeps no holes; the sparse check is skipped");
     }
 }
+
+#[test]
+fn sigint_during_a_dump_exits_130_and_leaves_no_archive() {
+    let work = tempdir("cairn-dump-int-");
+    let src = work.path().join("src");
+    write_random(&src.join("big.bin"), 26, 96 << 20);
+    let repo = Repo::new();
+    repo.backup(&[&src], &[]);
+    let outdir = work.path().join("out");
+    fs::create_dir(&outdir).unwrap();
+    let file = outdir.join("gw.tar");
+
+    let child = repo.cairn().args(["dump", "latest", "--archive", "tar", "-o"]).arg(&file).arg(&src).spawn();
+    // Interrupt once the archive is being written under its temporary name.
+    let started = wait_until(std::time::Duration::from_secs(30), || {
+        fs::read_dir(&outdir).unwrap().flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20))
+    });
+    assert!(started, "no archive data appeared");
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::INT)
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let out = Out::new("cairn dump (SIGINT)".into(), output.status, output.stdout, output.stderr);
+    assert_ne!(out.code, Some(0), "the dump finished before SIGINT; make the file larger");
+    let out = out.expect_code(130);
+    assert!(!file.exists(), "a final archive from an interrupted dump");
+    assert!(out.one_line_error().contains("interrupted"), "{}", out.context());
+    let left: Vec<_> = fs::read_dir(&outdir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
