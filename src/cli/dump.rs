@@ -12,7 +12,8 @@ enum Archive {
     /// POSIX pax tar: keeps modes (setuid/setgid/sticky too), owners (ids and names),
     /// mtimes to the nanosecond, symlinks, hard links, fifos, devices, xattrs and holes
     Tar,
-    /// zip (deflate): keeps contents, rwx permission bits, mtimes and symlinks; no owners,
+    /// deflate, or stored where the data does not compress: keeps contents, rwx
+    /// permission bits, mtimes and symlinks; no owners,
     /// xattrs, setuid/setgid/sticky bits, hard links (copies instead), fifos or devices
     Zip,
 }
@@ -22,8 +23,9 @@ enum Archive {
 #[command(after_help = "\
 tar keeps everything `tar -xp` can give back: extract as root with
   tar -xpf gw.tar --xattrs --xattrs-include='*'        (add --numeric-owner to ignore names)
-zip cannot hold owners, xattrs, setuid/setgid/sticky bits, hard links, fifos or devices:
-those entries are left out or changed, each with a warning.
+zip cannot hold owners, xattrs, setuid/setgid/sticky bits or hard links (a second link
+becomes a copy); fifos and devices are left out, names that are not UTF-8 get U+FFFD, each
+with a warning. Neither format holds sockets (left out with a warning).
 
 Examples:
   cairn dump latest /opt/apigateway/conf /opt/apigateway/groups --archive tar --output gw.tar
