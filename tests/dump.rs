@@ -170,6 +170,18 @@ fn dump_of_one_file_or_one_folder_holds_only_that() {
     assert!(outside.is_empty(), "entries outside the folder: {outside:?}");
     assert!(back.join("startinstance.link").is_file());
 
+    // Several paths in one archive, and the summary as JSON.
+    let file2 = work.path().join("two.tar");
+    let out = repo.cairn().args(["dump", "--json", "latest", "--archive", "tar", "-o"]).arg(&file2);
+    let v = out.arg(&file).arg(&folder).run().ok().json();
+    assert_eq!(v["links"], 0, "{v}");
+    assert_eq!(v["output"], file2.to_str().unwrap(), "{v}");
+    let listing = tar_listing(&file2);
+    assert_eq!(v["files"].as_u64().unwrap() + v["dirs"].as_u64().unwrap(), listing.len() as u64, "{v}");
+    let (a, b) = (file.strip_prefix("/").unwrap(), folder.strip_prefix("/").unwrap());
+    assert!(listing[0].ends_with(a.to_str().unwrap()), "{listing:?}");
+    assert!(listing[1].ends_with(&format!("{}/", b.display())), "{listing:?}");
+
     // A path the snapshot lacks: one clear line, no archive.
     let missing = g.path("no/such/file");
     let out = repo.cairn().args(["dump", "latest", "--archive", "tar"]).arg(&missing).run();
