@@ -311,14 +311,20 @@ fn a_damaged_chunk_fails_the_dump_and_leaves_no_archive() {
 
     let outdir = work.path().join("out");
     fs::create_dir(&outdir).unwrap();
-    let file = outdir.join("gw.tar");
-    let out =
-        repo.cairn().args(["dump", "latest", "--archive", "tar", "--output"]).arg(&file).arg(&src).run();
-    out.one_line_error();
-    assert_eq!(out.code, Some(4), "damage exits 4 as in restore\n{}", out.context());
-    assert!(out.stderr.contains("no complete archive"), "{}", out.context());
-    let left: Vec<_> = fs::read_dir(&outdir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    for archive in ["tar", "zip"] {
+        let file = outdir.join(format!("gw.{archive}"));
+        let out = repo
+            .cairn()
+            .args(["dump", "latest", "--archive", archive, "--output"])
+            .arg(&file)
+            .arg(&src)
+            .run();
+        out.one_line_error();
+        assert_eq!(out.code, Some(4), "damage exits 4 as in restore\n{}", out.context());
+        assert!(out.stderr.contains("no complete archive"), "{}", out.context());
+        let left: Vec<_> = fs::read_dir(&outdir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
 
     // To a pipe: what was written is no complete archive for tar either.
     let raw =

@@ -2,10 +2,10 @@
 //!
 //! Each entry is a ustar header, preceded by a pax extended header when the ustar fields
 //! cannot hold something: a path or link target over 100 bytes or not UTF-8 (`path`,
-//! `linkpath`), sub-second or out-of-range mtimes
-//! (`mtime`), large ids, long owner names, sizes of 8 GiB and more, xattrs
-//! (`SCHILY.xattr.NAME`, which GNU tar and bsdtar restore), and holes (GNU sparse 1.0:
-//! `GNU.sparse.major/minor/name/realsize`, the map at the start of the data).
+//! `linkpath`), sub-second or out-of-range mtimes (`mtime`), large ids, long owner names,
+//! sizes of 8 GiB and more, xattrs (`SCHILY.xattr.NAME`, which GNU tar and bsdtar restore),
+//! and holes (GNU sparse 1.0: `GNU.sparse.major/minor/name/realsize`, the map at the start
+//! of the data).
 
 use super::sparse::{self, SparseBody, ZeroChunks};
 use super::{from_io, ArchiveWriter, Ctx, FileBody, Gate};
