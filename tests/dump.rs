@@ -182,6 +182,10 @@ fn dump_of_one_file_or_one_folder_holds_only_that() {
     assert!(listing[0].ends_with(a.to_str().unwrap()), "{listing:?}");
     assert!(listing[1].ends_with(&format!("{}/", b.display())), "{listing:?}");
 
+    // A folder as --output: one clear line.
+    let out = repo.cairn().args(["dump", "latest", "--archive", "tar", "-o"]).arg(work.path()).run();
+    assert!(out.expect_code(2).one_line_error().contains("is a folder"));
+
     // A path the snapshot lacks: one clear line, no archive.
     let missing = g.path("no/such/file");
     let out = repo.cairn().args(["dump", "latest", "--archive", "tar"]).arg(&missing).run();

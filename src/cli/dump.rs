@@ -52,6 +52,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             "refusing to write an archive to a terminal: redirect standard output or use --output FILE",
         ));
     }
+    if let Some(file) = a.output.as_ref().filter(|f| f.is_dir()) {
+        return Err(Error::invalid(format!("--output {} is a folder: give a file name", file.display())));
+    }
     let repo = ctx.open()?;
     let _lock = repo.lock(false, "dump")?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
@@ -112,7 +115,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
 fn to_file<T>(file: &Path, write: impl FnOnce(&mut dyn Write) -> Result<T>) -> Result<T> {
     use std::os::unix::fs::OpenOptionsExt;
     let name = file.file_name().ok_or_else(|| {
-        Error::invalid(format!("--output {}: give a file name, not a folder", file.display()))
+        Error::invalid(format!("--output {} is a folder: give a file name", file.display()))
     })?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
