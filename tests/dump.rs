@@ -367,7 +367,8 @@ fn holes_are_found_in_a_repository_without_compression_too() {
     let allocated = fs::metadata(&back).unwrap().blocks() * 512;
     let source = fs::metadata(src.join("disk.img")).unwrap().blocks() * 512;
     if source < 2 << 20 {
-        assert!(allocated < 3 << 20, "holes lost: {allocated} bytes allocated of 10 MiB");
+        // Holes end where the data does, to the 4 KiB block, as in the source.
+        assert!(allocated <= source + (16 << 10), "holes lost: {allocated} bytes allocated, source {source}");
     } else {
         eprintln!("NOTE: this filesystem keeps no holes; the sparse check is skipped");
     }

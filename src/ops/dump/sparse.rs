@@ -8,11 +8,11 @@
 //! compress to almost nothing and, in a long run, repeat. A chunk whose sealed size is a
 //! tiny fraction of its length, or that occurs twice in the file (for repositories without
 //! compression), is a candidate, and it is all zeros exactly when its id is the keyed id of
-//! that many zero bytes (computed once per length). Runs of zero chunks, trimmed inward to
-//! 4 KiB file offsets, are the holes; zero chunks are then never fetched. Memory: a few
-//! numbers per chunk. What this misses: zeros sharing a chunk with data (at most one
-//! maximum-size chunk at each edge of a hole, and zero runs shorter than about two
-//! chunks), which are written as data.
+//! that many zero bytes (computed once per length). A run of zero chunks, widened by the
+//! zeros that end the data chunk before it and start the one after (the only chunks read
+//! twice) and trimmed inward to 4 KiB file offsets, is a hole; zero chunks are never
+//! fetched. Memory: a few numbers per chunk. What this misses: zero runs that never fill
+//! a whole chunk (shorter than about two chunks), which are written as data.
 
 use super::{check_length, Ctx};
 use crate::browse::{Browser, FileReader};
@@ -81,24 +81,40 @@ pub fn plan(
         layout.push((at, len, zeros.is_zero(ctx.browser, id, seen[id] > 1)?));
         at += len;
     }
-    let data = data_extents(&layout, size);
+    // Zero byte ranges, in order: zero chunks, and the zero ends of their neighbours.
+    let mut ranges = Vec::new();
+    for (i, &(off, len, zero)) in layout.iter().enumerate() {
+        let after_zero = i > 0 && layout[i - 1].2;
+        let before_zero = layout.get(i + 1).is_some_and(|c| c.2);
+        if zero {
+            ranges.push((off, off + len));
+        } else if after_zero || before_zero {
+            let bytes = ctx.browser.chunk(&chunks[i])?;
+            let lead = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len()) as u64;
+            let trail = bytes.iter().rev().position(|&b| b != 0).unwrap_or(bytes.len()) as u64;
+            if after_zero && lead > 0 {
+                ranges.push((off, off + lead));
+            }
+            if before_zero && trail > 0 {
+                ranges.push((off + len - trail, off + len));
+            }
+        }
+    }
+    let data = data_extents(&ranges, size);
     let held: u64 = data.iter().map(|e| e.1).sum();
     Ok((size - held >= BLOCK).then_some(Layout { chunks: layout, data, size }))
 }
 
-/// The complement of the holes: runs of zero chunks, trimmed inward to whole blocks.
-fn data_extents(chunks: &[(u64, u64, bool)], size: u64) -> Vec<(u64, u64)> {
-    let mut holes = Vec::new();
-    let mut run: Option<(u64, u64)> = None;
-    for &(off, len, zero) in chunks {
-        match (&mut run, zero) {
-            (Some(r), true) => r.1 = off + len,
-            (None, true) => run = Some((off, off + len)),
-            (Some(_), false) => holes.extend(run.take()),
-            (None, false) => {}
+/// The complement of the holes: zero ranges (in order, touching or overlapping ones
+/// merged), trimmed inward to whole blocks.
+fn data_extents(zero_ranges: &[(u64, u64)], size: u64) -> Vec<(u64, u64)> {
+    let mut holes: Vec<(u64, u64)> = Vec::new();
+    for &(start, end) in zero_ranges {
+        match holes.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => holes.push((start, end)),
         }
     }
-    holes.extend(run);
     let mut data = Vec::new();
     let mut at = 0;
     for (start, end) in holes {
@@ -140,8 +156,8 @@ pub fn data_chunks(layout: &Layout, chunks: &[ChunkId]) -> Vec<ChunkId> {
     chunks.iter().zip(&layout.chunks).filter(|(_, c)| !c.2).map(|(id, _)| *id).collect()
 }
 
-/// A sparse entry's data: the map, then the bytes of every data extent. Data chunks lie
-/// wholly inside data extents; zero chunks give the zeros of extents that reach into them.
+/// A sparse entry's data: the map, then the bytes of every data extent: cut out of the data
+/// chunks, and zeros where an extent reaches into a zero chunk.
 pub struct SparseBody<'b, 'r> {
     layout: &'b Layout,
     piece: Vec<u8>,
@@ -178,28 +194,40 @@ impl<'b, 'r> SparseBody<'b, 'r> {
             if self.interrupt.load(Ordering::Relaxed) {
                 return Err(Error::new(ErrorKind::Interrupted, "dump interrupted"));
             }
-            if !zero {
-                let bytes = self.file.next_chunk()?.ok_or_else(|| Error::corrupt("file data ends early"))?;
-                if bytes.len() as u64 != len {
-                    return Err(Error::corrupt(format!(
-                        "a chunk holds {} bytes where the index says {len}",
-                        bytes.len()
-                    )));
+            let bytes = match zero {
+                true => None,
+                false => {
+                    let b = self.file.next_chunk()?.ok_or_else(|| Error::corrupt("file data ends early"))?;
+                    if b.len() as u64 != len {
+                        return Err(Error::corrupt(format!(
+                            "a chunk holds {} bytes where the index says {len}",
+                            b.len()
+                        )));
+                    }
+                    Some(b)
                 }
-                return Ok(Some(bytes));
-            }
+            };
             let end = off + len;
             let data = &self.layout.data;
             while self.next_extent < data.len() && data[self.next_extent].0 + data[self.next_extent].1 <= off
             {
                 self.next_extent += 1;
             }
-            let mut zeros = 0;
-            for &(start, n) in data[self.next_extent..].iter().take_while(|e| e.0 < end) {
-                zeros += (start + n).min(end).saturating_sub(start.max(off));
-            }
-            if zeros > 0 {
-                return Ok(Some(vec![0; zeros as usize]));
+            // The parts of this chunk inside data extents, relative to the chunk.
+            let parts: Vec<(usize, usize)> = data[self.next_extent..]
+                .iter()
+                .take_while(|e| e.0 < end)
+                .map(|&(start, n)| (start.max(off) - off, (start + n).min(end) - off))
+                .filter(|(s, e)| s < e)
+                .map(|(s, e)| (s as usize, e as usize))
+                .collect();
+            let piece = match bytes {
+                Some(b) if parts == [(0, b.len())] => b,
+                Some(b) => parts.iter().flat_map(|&(s, e)| &b[s..e]).copied().collect(),
+                None => vec![0; parts.iter().map(|(s, e)| e - s).sum()],
+            };
+            if !piece.is_empty() {
+                return Ok(Some(piece));
             }
         }
         Ok(None)
@@ -227,39 +255,30 @@ mod tests {
 
     const K: u64 = 1024;
 
-    /// Chunks of the given (length, zero) in a row.
-    fn chunks(spec: &[(u64, bool)]) -> Vec<(u64, u64, bool)> {
-        let mut at = 0;
-        spec.iter()
-            .map(|&(len, zero)| {
-                at += len;
-                (at - len, len, zero)
-            })
-            .collect()
-    }
-
     #[test]
-    fn zero_chunk_runs_become_holes_trimmed_to_blocks() {
-        // 10 KiB data, 70 KiB of zero chunks, 6 KiB data.
-        let c = chunks(&[(10 * K, false), (30 * K, true), (40 * K, true), (6 * K, false)]);
+    fn zero_ranges_become_holes_trimmed_to_blocks() {
+        // 10 KiB data, 70 KiB of zeros in two chunks, 6 KiB data.
+        let z = [(10 * K, 40 * K), (40 * K, 80 * K)];
         // The hole starts at the first block boundary after 10 KiB and ends at the last
         // before 80 KiB.
-        assert_eq!(data_extents(&c, 86 * K), vec![(0, 12 * K), (80 * K, 6 * K)]);
+        assert_eq!(data_extents(&z, 86 * K), vec![(0, 12 * K), (80 * K, 6 * K)]);
+        // The zero tail of the data chunk before widens the hole; overlaps merge.
+        let z = [(5000, 10 * K), (9 * K, 40 * K), (10 * K, 80 * K)];
+        assert_eq!(data_extents(&z, 86 * K), vec![(0, 8 * K), (80 * K, 6 * K)]);
     }
 
     #[test]
     fn a_hole_can_start_the_file_or_run_to_its_end() {
-        let c = chunks(&[(64 * K, true), (5000, false), (64 * K + 3, true)]);
         let size = 128 * K + 5003;
-        assert_eq!(data_extents(&c, size), vec![(64 * K, 8 * K)]);
-        let all = chunks(&[(64 * K, true)]);
-        assert!(data_extents(&all, 64 * K).is_empty());
+        let z = [(0, 64 * K), (64 * K + 5000, size)];
+        assert_eq!(data_extents(&z, size), vec![(64 * K, 8 * K)]);
+        assert!(data_extents(&[(0, 64 * K)], 64 * K).is_empty());
     }
 
     #[test]
-    fn data_only_files_have_one_extent() {
-        let c = chunks(&[(64 * K, false), (64 * K, false)]);
-        assert_eq!(data_extents(&c, 128 * K), vec![(0, 128 * K)]);
+    fn short_zero_runs_and_no_zeros_leave_one_extent() {
+        assert_eq!(data_extents(&[], 128 * K), vec![(0, 128 * K)]);
+        assert_eq!(data_extents(&[(100, 4196)], 128 * K), vec![(0, 128 * K)]);
     }
 
     #[test]
