@@ -7,6 +7,7 @@ mod check;
 mod config;
 mod diff;
 mod drill;
+mod dump;
 mod exit;
 mod find;
 mod forget;
@@ -77,6 +78,7 @@ enum Command {
     Tag(tag::Args),
     Rewrite(rewrite::Args),
     Mount(mount::Args),
+    Dump(dump::Args),
     Restore(restore::Args),
     Check(check::Args),
     #[command(subcommand)]
@@ -214,6 +216,7 @@ pub fn main() -> i32 {
         Command::Tag(a) => tag::run(&ctx, a),
         Command::Rewrite(a) => rewrite::run(&ctx, a),
         Command::Mount(a) => mount::run(&ctx, a),
+        Command::Dump(a) => dump::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
