@@ -90,3 +90,48 @@ fn an_unchanged_tree_stores_no_new_trees() {
     // temporary folder there.
     assert!(again["chunks_new"].as_u64().unwrap() <= 1, "an unchanged tree stored new trees: {again}");
 }
+
+#[test]
+fn xattrs_set_or_removed_between_backups_are_in_the_next_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    std::fs::create_dir_all(src.join("conf")).unwrap();
+    let f = src.join("conf/a.xml");
+    std::fs::write(&f, "<a/>").unwrap();
+    if xattr::set(&f, "user.cairn.test", b"1").is_err() {
+        eprintln!("SKIPPED: this filesystem refuses user xattrs");
+        return;
+    }
+    cairn(&repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1"]);
+    let s = src.to_str().unwrap();
+    cairn(&repo, &["backup", s]);
+    // Unchanged backups take xattrs from the parent; a change sets the ctime, so the next
+    // backup reads them again even though the content is the same.
+    xattr::set(&f, "user.cairn.test", b"2").unwrap();
+    xattr::set(src.join("conf"), "user.cairn.dir", b"d").unwrap();
+    let second = cairn(&repo, &["backup", s]);
+    assert_eq!(second["files_changed"], 1, "{second}");
+    xattr::remove(&f, "user.cairn.test").unwrap();
+    cairn(&repo, &["backup", s]);
+    let restore = |snap: &str, to: &str| {
+        let target = tmp.path().join(to);
+        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["-r", repo.to_str().unwrap(), "restore", snap, "--target", target.to_str().unwrap()])
+            .env("CAIRN_PASSWORD", "pw")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        target.join(s.trim_start_matches('/'))
+    };
+    let snaps: Vec<String> = cairn(&repo, &["snapshots"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    let middle = restore(&snaps[1], "mid");
+    assert_eq!(xattr::get(middle.join("conf/a.xml"), "user.cairn.test").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(xattr::get(middle.join("conf"), "user.cairn.dir").unwrap(), Some(b"d".to_vec()));
+    let last = restore("latest", "last");
+    assert_eq!(xattr::get(last.join("conf/a.xml"), "user.cairn.test").unwrap(), None);
+}

@@ -118,7 +118,7 @@ impl Walker<'_> {
                 SkeletonEntry::Folder(path, inner) => {
                     let md =
                         std::fs::symlink_metadata(path).ctx(|| format!("cannot read {}", path.display()))?;
-                    let mut node = meta::read_node(path, name, &md)?;
+                    let mut node = meta::read_node_after(path, name, &md, before)?;
                     node.kind = NodeKind::Dir { tree: self.save_skeleton(inner, subtree_of(before))? };
                     nodes.push(node);
                 }
@@ -161,7 +161,7 @@ impl Walker<'_> {
         if self.excluded(path, &md, parent_dev) {
             return Ok(None);
         }
-        let mut node = match meta::read_node(path, name, &md) {
+        let mut node = match meta::read_node_after(path, name, &md, before) {
             Ok(n) => n,
             Err(e) => {
                 self.skip(path, e);

@@ -21,6 +21,18 @@ use std::sync::{Mutex, OnceLock};
 /// Build a node from `lstat` metadata. File content and subtrees are filled in by the
 /// caller; symlink targets and xattrs are read here.
 pub fn read_node(path: &Path, name: &[u8], md: &Metadata) -> Result<Node> {
+    read_node_after(path, name, md, None)
+}
+
+/// Like [`read_node`], taking the xattrs from `before` (the same path in the parent
+/// snapshot) when its inode, device and change time are unchanged: every change to an
+/// xattr sets the change time, so they cannot differ, and a backup that finds nothing
+/// changed saves one llistxattr call per entry.
+pub fn read_node_after(path: &Path, name: &[u8], md: &Metadata, before: Option<&Node>) -> Result<Node> {
+    let ctime = Timespec { secs: md.ctime(), nanos: md.ctime_nsec() as u32 };
+    let known_xattrs = before
+        .filter(|b| b.ctime == ctime && b.inode == md.ino() && b.device == md.dev())
+        .map(|b| b.xattrs.clone());
     let ft = md.file_type();
     use std::os::unix::fs::FileTypeExt;
     let kind = if ft.is_file() {
@@ -56,11 +68,11 @@ pub fn read_node(path: &Path, name: &[u8], md: &Metadata) -> Result<Node> {
         } else {
             Timespec { secs: md.atime(), nanos: md.atime_nsec() as u32 }
         },
-        ctime: Timespec { secs: md.ctime(), nanos: md.ctime_nsec() as u32 },
+        ctime,
         inode: md.ino(),
         device: md.dev(),
         links: md.nlink(),
-        xattrs: read_xattrs(path),
+        xattrs: known_xattrs.unwrap_or_else(|| read_xattrs(path)),
     })
 }
 
