@@ -15,7 +15,6 @@
 use super::retry::transient;
 use super::{check_name, object_path, Backend, FileType};
 use crate::error::{Error, ErrorKind, Result};
-use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -220,11 +219,14 @@ impl S3Backend {
             }
             read.map_err(|e| transient(format!("cannot list {}", self.describe(prefix)), e))?;
             self.bucket_seen.store(true, Ordering::Relaxed);
-            let page = ListObjectsV2::parse_response(&body).map_err(|e| {
-                transient(format!("cannot list {}", self.describe(prefix)), format!("unreadable answer: {e}"))
+            let (keys, next) = parse_listing(&body).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unsupported,
+                    format!("cannot list {}: the store's answer is not a listing", self.describe(prefix)),
+                )
             })?;
-            out.extend(page.contents.into_iter().map(|c| (c.key, c.size)));
-            match page.next_continuation_token {
+            out.extend(keys);
+            match next {
                 Some(t) if max.is_none() => token = Some(t),
                 _ => return Ok(out),
             }
@@ -242,11 +244,36 @@ fn net_cause(e: &ureq::Error) -> String {
     }
 }
 
-/// The text of the first `<tag>...</tag>` in an S3 error document.
+/// The text of the first `<tag>...</tag>` in an S3 answer, with XML escapes undone.
 fn xml_field(body: &str, tag: &str) -> Option<String> {
     let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
     let end = body[start..].find(&format!("</{tag}>"))? + start;
-    Some(body[start..end].to_string())
+    Some(
+        body[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// Keys with sizes and the continuation token of a ListObjectsV2 answer. Only the fields
+/// cairn uses are read: stores differ in which of the others they send (some omit ETag,
+/// which stricter parsers require).
+fn parse_listing(body: &str) -> Option<(Vec<(String, u64)>, Option<String>)> {
+    if !body.contains("<ListBucketResult") {
+        return None;
+    }
+    let mut keys = Vec::new();
+    for item in body.split("<Contents>").skip(1) {
+        let item = item.split("</Contents>").next()?;
+        let size = xml_field(item, "Size").and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        keys.push((xml_field(item, "Key")?, size));
+    }
+    let truncated = xml_field(body, "IsTruncated").is_some_and(|t| t.trim() == "true");
+    let next = xml_field(body, "NextContinuationToken").filter(|_| truncated);
+    Some((keys, next))
 }
 
 impl Backend for S3Backend {
@@ -355,5 +382,18 @@ mod tests {
         assert_eq!(xml_field(body, "Code").as_deref(), Some("NoSuchKey"));
         assert_eq!(xml_field(body, "Message").as_deref(), Some("gone"));
         assert_eq!(xml_field("", "Code"), None);
+    }
+
+    #[test]
+    fn listings_parse_without_optional_fields() {
+        let body = "<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>p/keys/ab</Key>\
+                    <Size>12</Size></Contents><Contents><Key>p/keys/cd</Key><ETag>\"x\"</ETag><Size>3</Size>\
+                    </Contents><NextContinuationToken>t&amp;1</NextContinuationToken></ListBucketResult>";
+        let (keys, next) = parse_listing(body).unwrap();
+        assert_eq!(keys, vec![("p/keys/ab".to_string(), 12), ("p/keys/cd".to_string(), 3)]);
+        assert_eq!(next.as_deref(), Some("t&1"));
+        let done = body.replace("<IsTruncated>true", "<IsTruncated>false");
+        assert_eq!(parse_listing(&done).unwrap().1, None);
+        assert!(parse_listing("<Error><Code>x</Code></Error>").is_none());
     }
 }
