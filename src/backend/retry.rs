@@ -196,7 +196,10 @@ mod tests {
         // First call fails in transit, the retry finds the object gone.
         flaky(1, ErrorKind::Io).remove(FileType::Lock, "a").unwrap();
         // Without a failed try first, a missing object stays an error.
-        assert_eq!(flaky(0, ErrorKind::Io).remove(FileType::Lock, "a").unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            flaky(0, ErrorKind::Io).remove(FileType::Lock, "a").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]

@@ -74,9 +74,11 @@ impl S3Backend {
         let region = std::env::var("AWS_DEFAULT_REGION")
             .or_else(|_| std::env::var("AWS_REGION"))
             .unwrap_or_else(|_| "us-east-1".to_string());
-        let endpoint: url::Url = loc.endpoint.parse().map_err(|e| Error::invalid(format!("{}: {e}", loc.endpoint)))?;
+        let endpoint: url::Url =
+            loc.endpoint.parse().map_err(|e| Error::invalid(format!("{}: {e}", loc.endpoint)))?;
         // AWS itself prefers bucket-named hosts; other stores commonly serve paths only.
-        let style = if loc.endpoint.ends_with(".amazonaws.com") { UrlStyle::VirtualHost } else { UrlStyle::Path };
+        let style =
+            if loc.endpoint.ends_with(".amazonaws.com") { UrlStyle::VirtualHost } else { UrlStyle::Path };
         let bucket = Bucket::new(endpoint, style, loc.bucket.clone(), region)
             .map_err(|e| Error::invalid(format!("s3:{}/{}: {e}", loc.endpoint, loc.bucket)))?;
         let config = ureq::Agent::config_builder()
@@ -126,9 +128,10 @@ impl S3Backend {
                      AWS_SECRET_ACCESS_KEY and AWS_DEFAULT_REGION"
                 ),
             ),
-            400 | 405 | 411 | 413 => {
-                Error::new(ErrorKind::InvalidInput, format!("cannot {what} {target}: the store said {detail}"))
-            }
+            400 | 405 | 411 | 413 => Error::new(
+                ErrorKind::InvalidInput,
+                format!("cannot {what} {target}: the store said {detail}"),
+            ),
             // 5xx, throttling (429, 503 SlowDown), timeouts: worth another try.
             _ => transient(format!("cannot {what} {target}"), detail),
         }
@@ -210,7 +213,8 @@ impl S3Backend {
                 action.with_continuation_token(t.as_str());
             }
             let url = action.sign(SIGNATURE_TTL);
-            let mut resp = self.agent.get(url.as_str()).call().map_err(|e| self.net_error("list", prefix, e))?;
+            let mut resp =
+                self.agent.get(url.as_str()).call().map_err(|e| self.net_error("list", prefix, e))?;
             let status = resp.status().as_u16();
             let mut body = String::new();
             let read = resp.body_mut().as_reader().read_to_string(&mut body);
@@ -258,10 +262,13 @@ fn xml_field(body: &str, tag: &str) -> Option<String> {
     )
 }
 
+/// Keys with their sizes, and the continuation token if the listing goes on.
+type Listing = (Vec<(String, u64)>, Option<String>);
+
 /// Keys with sizes and the continuation token of a ListObjectsV2 answer. Only the fields
 /// cairn uses are read: stores differ in which of the others they send (some omit ETag,
 /// which stricter parsers require).
-fn parse_listing(body: &str) -> Option<(Vec<(String, u64)>, Option<String>)> {
+fn parse_listing(body: &str) -> Option<Listing> {
     if !body.contains("<ListBucketResult") {
         return None;
     }
@@ -307,7 +314,8 @@ impl Backend for S3Backend {
     fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {
         let key = self.key(ft, name)?;
         let url = self.bucket.put_object(Some(&self.credentials), &key).sign(SIGNATURE_TTL);
-        let mut resp = self.agent.put(url.as_str()).send(bytes).map_err(|e| self.net_error("write", &key, e))?;
+        let mut resp =
+            self.agent.put(url.as_str()).send(bytes).map_err(|e| self.net_error("write", &key, e))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let body = resp.body_mut().read_to_string().unwrap_or_default();
@@ -345,7 +353,8 @@ impl Backend for S3Backend {
         self.size(ft, name)?;
         let key = self.key(ft, name)?;
         let url = self.bucket.delete_object(Some(&self.credentials), &key).sign(SIGNATURE_TTL);
-        let mut resp = self.agent.delete(url.as_str()).call().map_err(|e| self.net_error("delete", &key, e))?;
+        let mut resp =
+            self.agent.delete(url.as_str()).call().map_err(|e| self.net_error("delete", &key, e))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let body = resp.body_mut().read_to_string().unwrap_or_default();

@@ -49,7 +49,9 @@ impl SftpLocation {
     /// Parse what follows `sftp:`.
     pub fn parse(s: &str) -> Result<SftpLocation> {
         let bad = |why: &str| {
-            Error::invalid(format!("'sftp:{s}' is not an SFTP location ({why}); write sftp:[USER@]HOST[:PORT]/PATH"))
+            Error::invalid(format!(
+                "'sftp:{s}' is not an SFTP location ({why}); write sftp:[USER@]HOST[:PORT]/PATH"
+            ))
         };
         let slash = s.find('/').ok_or_else(|| bad("no path"))?;
         let (authority, path) = s.split_at(slash);
@@ -61,7 +63,9 @@ impl SftpLocation {
             Some((h, p)) => (h, Some(p.parse::<u16>().map_err(|_| bad("the port is not a number"))?)),
             None => (hostport, None),
         };
-        if host.is_empty() || host.starts_with('-') || user.as_deref().is_some_and(|u| u.is_empty() || u.starts_with('-'))
+        if host.is_empty()
+            || host.starts_with('-')
+            || user.as_deref().is_some_and(|u| u.is_empty() || u.starts_with('-'))
         {
             return Err(bad("no usable host or user"));
         }
@@ -148,9 +152,9 @@ impl SftpBackend {
         cmd.args(["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", "-o", "ConnectTimeout=20"]);
         cmd.args(["-s", "--", &self.loc.host, "sftp"]);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| Error::invalid(format!("cannot run '{program}' to reach {}: {e}", self.loc.display())))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::invalid(format!("cannot run '{program}' to reach {}: {e}", self.loc.display()))
+        })?;
         let (stdin, stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
         let mut stderr = child.stderr.take().expect("piped");
         let started =
@@ -167,8 +171,7 @@ impl SftpBackend {
             other => {
                 let _ = child.start_kill();
                 let mut said = Vec::new();
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(5), stderr.read_to_end(&mut said)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), stderr.read_to_end(&mut said)).await;
                 let cause = match other {
                     Err(_) => "no answer in time".to_string(),
                     Ok(Err(e)) => e.to_string(),
@@ -184,8 +187,7 @@ impl SftpBackend {
         let last = stderr
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
-            .next_back()
+            .rfind(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
             .unwrap_or(cause)
             .to_string();
         let whom = self.loc.display();
@@ -296,10 +298,7 @@ impl SftpBackend {
             let mut rd = Box::pin(c.sftp.fs().open_dir(d).await?.read_dir());
             let mut names = Vec::new();
             loop {
-                let next = std::future::poll_fn(|cx| {
-                    futures_core::Stream::poll_next(rd.as_mut(), cx)
-                })
-                .await;
+                let next = std::future::poll_fn(|cx| futures_core::Stream::poll_next(rd.as_mut(), cx)).await;
                 match next {
                     None => return Ok(names),
                     Some(entry) => {
@@ -349,7 +348,14 @@ impl Backend for SftpBackend {
         }
         self.mkdir_all(&root)?;
         // Pack subfolders are made on first use: 256 round trips would slow init on a far server.
-        for ft in [FileType::Key, FileType::Index, FileType::Snapshot, FileType::Lock, FileType::Log, FileType::Pack] {
+        for ft in [
+            FileType::Key,
+            FileType::Index,
+            FileType::Snapshot,
+            FileType::Lock,
+            FileType::Log,
+            FileType::Pack,
+        ] {
             self.mkdir_all(&self.dir(ft))?;
         }
         Ok(())
@@ -464,7 +470,10 @@ mod tests {
         assert_eq!(l.user.as_deref(), Some("backup"));
         assert_eq!((l.host.as_str(), l.port, l.path.as_str()), ("nas", Some(2222), "/srv/cairn"));
         let l = SftpLocation::parse("offsite/~/repo").unwrap();
-        assert_eq!((l.user, l.host.as_str(), l.port, l.path.as_str()), (None, "offsite", None, "repo"));
+        assert_eq!(
+            (l.user.as_deref(), l.host.as_str(), l.port, l.path.as_str()),
+            (None, "offsite", None, "repo")
+        );
         assert_eq!(l.display_for_test(), "sftp:offsite/~/repo");
         for bad in ["nas", "nas:x/p", "@nas/p", "-oProxyCommand=x/p", "nas/", "u@:22/p"] {
             assert_eq!(SftpLocation::parse(bad).unwrap_err().kind(), ErrorKind::InvalidInput, "{bad}");
