@@ -3,6 +3,7 @@
 
 mod backup;
 mod check;
+mod copy;
 mod drill;
 mod exit;
 mod forget;
@@ -34,7 +35,8 @@ use zeroize::Zeroizing;
     after_long_help = exit::HELP
 )]
 pub struct Cli {
-    /// Repository location (a local path)
+    /// Repository location: a local path, sftp:[USER@]HOST[:PORT]/PATH or
+    /// s3:https://HOST[:PORT]/BUCKET[/PREFIX]
     #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
     repo: Option<String>,
     /// Read the password from this file (first line)
@@ -60,6 +62,7 @@ enum Command {
     Snapshots(snapshots::Args),
     Restore(restore::Args),
     Check(check::Args),
+    Copy(copy::Args),
     #[command(subcommand)]
     Key(key::Command),
     Log(log::Args),
@@ -190,6 +193,7 @@ pub fn main() -> i32 {
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
+        Command::Copy(a) => copy::run(&ctx, a),
         Command::Key(c) => key::run(&ctx, c),
         Command::Log(a) => log::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
