@@ -27,12 +27,12 @@ pub const INTERRUPTED: i32 = 130;
 pub const HELP: &str = "\
 Exit codes:
   0   success
-  1   error
+  1   error (also refused credentials or host key, unreachable remote store)
   2   bad arguments or input
   3   backup incomplete: some files could not be read (snapshot marked partial)
   4   damaged or missing data found (restore wrote all intact files; check found damage)
   5   drill passed its checks but missed an RTO/RPO limit
-  10  no repository at the given location
+  10  no repository at the given location (or no such S3 bucket)
   11  repository locked by another process
   12  wrong password or key
   13  no space left on the repository or target disk
