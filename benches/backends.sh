@@ -59,10 +59,12 @@ for rep in $(seq "$REPEAT"); do
     loc=$(location "$b" "$rep")
     "$CAIRN" -r "$loc" init -q >/dev/null
     sync
-    backup[$b]+="$(seconds "$CAIRN" -r "$loc" backup -q "$WORK/data")"$'\n'
+    tb=$(seconds "$CAIRN" -r "$loc" backup -q "$WORK/data")
     rm -rf "$WORK/restore"
-    restore[$b]+="$(seconds "$CAIRN" -r "$loc" restore -q latest --target "$WORK/restore")"$'\n'
-    say "rep $rep $b done"
+    tr=$(seconds "$CAIRN" -r "$loc" restore -q latest --target "$WORK/restore")
+    backup[$b]+="$tb"$'\n'
+    restore[$b]+="$tr"$'\n'
+    say "rep $rep $b: backup $tb s, restore $tr s"
   done
 done
 

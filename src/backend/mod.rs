@@ -7,11 +7,13 @@
 //! - a missing object is `ErrorKind::NotFound`, distinct from any other failure;
 //! - objects are never modified in place.
 //!
-//! Remote stores (`sftp:`, `s3:`) are wrapped in [`retry::RetryBackend`] by [`open`]; they
+//! Remote stores (`sftp:`, `s3:`) are wrapped by [`open`] in [`retry::RetryBackend`] (and a
+//! [`cache::PackCache`] of whole packs for ranged reads); they
 //! report transient failures (network, server errors, timeouts) as `ErrorKind::Io` and
 //! everything a retry cannot fix (missing object or bucket, refused credentials) as its
 //! own kind, which is what the wrapper relies on.
 
+pub mod cache;
 pub mod local;
 pub mod retry;
 pub mod s3;
@@ -93,13 +95,20 @@ pub trait Backend: Send + Sync {
 pub fn open(location: &str) -> Result<Box<dyn Backend>> {
     if let Some(rest) = location.strip_prefix("sftp:") {
         let b = sftp::SftpBackend::new(sftp::SftpLocation::parse(rest)?)?;
-        return Ok(Box::new(retry::RetryBackend::new(Box::new(b), retry::RetryPolicy::DEFAULT)));
+        return Ok(remote(Box::new(b)));
     }
     if let Some(rest) = location.strip_prefix("s3:") {
         let b = s3::S3Backend::new(s3::S3Location::parse(rest)?)?;
-        return Ok(Box::new(retry::RetryBackend::new(Box::new(b), retry::RetryPolicy::DEFAULT)));
+        return Ok(remote(Box::new(b)));
     }
     Ok(Box::new(local::LocalBackend::new(location)))
+}
+
+/// The wrappers every remote store gets, in this order: a cache of whole packs in front of
+/// retries in front of the store.
+fn remote(store: Box<dyn Backend>) -> Box<dyn Backend> {
+    let retried = retry::RetryBackend::new(store, retry::RetryPolicy::DEFAULT);
+    Box::new(cache::PackCache::new(Box::new(retried)))
 }
 
 /// The path of an object relative to the repository root: the same layout on every

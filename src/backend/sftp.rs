@@ -257,13 +257,13 @@ impl SftpBackend {
     }
 
     fn mkdir_all(&self, dir: &str) -> Result<()> {
-        let mut at = String::new();
-        for part in dir.split('/') {
-            if !at.is_empty() || dir.starts_with('/') {
+        let mut at = if dir.starts_with('/') { String::from("/") } else { String::new() };
+        for part in dir.split('/').filter(|p| !p.is_empty()) {
+            if !at.is_empty() && !at.ends_with('/') {
                 at.push('/');
             }
             at.push_str(part);
-            if part.is_empty() || part == "~" {
+            if part == "~" {
                 continue;
             }
             let p = at.clone();

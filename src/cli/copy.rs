@@ -69,7 +69,6 @@ impl SourceKey {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let src = a.source_key.open(&a.from_repo)?;
-    src.require_full_key("be copied from (reading its data needs a full key)")?;
     let dst = ctx.open()?;
     check_distinct(&src, &dst)?;
     let _src_lock = src.lock(false, "copy (source)")?;

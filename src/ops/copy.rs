@@ -61,21 +61,22 @@ pub fn same_ids(src: &Repository, dst: &Repository) -> bool {
         && src.keys().tree_id(probe) == dst.keys().tree_id(probe)
 }
 
-/// Copy `selected` (snapshots of `src`) into `dst`. Both must be opened with full keys
-/// for reading `src`; `dst` may be opened with a backup-only key.
+/// Copy `selected` (snapshots of `src`) into `dst`. Both need full keys: the source's to
+/// read its data, the destination's to see which snapshots were copied before.
 pub fn copy(
     src: &Repository,
     dst: &Repository,
     selected: &[(SnapshotId, Snapshot)],
     interrupt: &AtomicBool,
 ) -> Result<CopyOutcome> {
+    src.require_full_key("be copied from (reading its data needs a full key)")?;
+    dst.require_full_key("receive copies (finding earlier copies reads its snapshots)")?;
     let mut out = CopyOutcome { same_ids: same_ids(src, dst), ..Default::default() };
     let src_index = Index::load(src)?;
     let reader = PackReader::new(src);
     // Copies made earlier, by the source snapshot they came from.
     let mut copied: HashMap<SnapshotId, SnapshotId> = HashMap::new();
-    let dst_snapshots = if dst.keys().can_read() { dst.snapshots()? } else { Vec::new() };
-    for (id, s) in dst_snapshots {
+    for (id, s) in dst.snapshots()? {
         if let Some(orig) = s.original {
             copied.insert(orig, id);
         }
