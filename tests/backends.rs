@@ -179,3 +179,28 @@ fn unreachable_hosts_fail_after_retries_with_one_line() {
     let line = out.one_line_error();
     assert!(line.contains("failed 2 times") && line.contains("cannot connect"), "{}", out.context());
 }
+
+/// A store that is down for a moment is retried until it is back: the backup succeeds.
+fn short_outage_is_ridden_out(mut server: Server) {
+    let work = tempdir("cairn-remote-outage-");
+    let src = gateway_tree(&work.path().join("src"), 3, TreeSize::SMALL).root;
+    let loc = server.location("repo");
+    cairn_on(&server, &loc).arg("init").args(FAST_KDF).run().ok();
+    server.stop();
+    let child = cairn_on(&server, &loc).env("CAIRN_RETRIES", "10").arg("backup").arg(&src).spawn();
+    std::thread::sleep(Duration::from_millis(500));
+    server.restart();
+    let out = child.wait_with_output().unwrap();
+    Out::new("backup".into(), out.status, out.stdout, out.stderr).ok();
+    cairn_on(&server, &loc).args(["check", "--read-data"]).run().ok();
+}
+
+#[test]
+fn s3_short_outage_is_ridden_out() {
+    short_outage_is_ridden_out(Server::s3());
+}
+
+#[test]
+fn sftp_short_outage_is_ridden_out() {
+    short_outage_is_ridden_out(Server::sftp());
+}
