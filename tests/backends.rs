@@ -204,3 +204,34 @@ fn s3_short_outage_is_ridden_out() {
 fn sftp_short_outage_is_ridden_out() {
     short_outage_is_ridden_out(Server::sftp());
 }
+
+/// cairn killed (SIGKILL) in the middle of uploads: nothing partial under a final name on
+/// the server, and the next backup completes and checks clean.
+fn client_killed_mid_upload(server: Server) {
+    let work = tempdir("cairn-remote-client-kill-");
+    let src = work.path().join("src");
+    random_source(&src);
+    let loc = server.location("repo");
+    cairn_on(&server, &loc).arg("init").args(FAST_KDF).args(["--pack-size", "1M"]).run().ok();
+    let stored = server.storage("repo");
+    let mut child = cairn_on(&server, &loc).arg("backup").arg(&src).spawn();
+    let started = wait_until(Duration::from_secs(60), || pack_count(&stored) >= 3);
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(started, "the backup stored no packs in time");
+    assert!(!status.success(), "the backup finished before it was killed; make the source larger");
+    assert!(objects_complete(&stored).is_empty(), "partial objects: {:?}", objects_complete(&stored));
+    cairn_on(&server, &loc).arg("unlock").run().ok();
+    cairn_on(&server, &loc).arg("backup").arg(&src).run().ok();
+    cairn_on(&server, &loc).args(["check", "--read-data"]).run().ok();
+}
+
+#[test]
+fn s3_client_killed_mid_upload() {
+    client_killed_mid_upload(Server::s3());
+}
+
+#[test]
+fn sftp_client_killed_mid_upload() {
+    client_killed_mid_upload(Server::sftp());
+}
