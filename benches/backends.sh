@@ -37,6 +37,8 @@ bash scripts/servers/s3.sh start "$WORK/s3" "$(free_port)"
 bash scripts/servers/sshd.sh start "$WORK/ssh" "$(free_port)"
 set -a; . "$WORK/s3/env"; set +a
 export CAIRN_SSH_COMMAND="ssh -F $WORK/ssh/ssh_config" CAIRN_PASSWORD=bench-password
+# Requests to the local servers must not go through a proxy.
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 
 say "generating the corpus (scale $SCALE)"
 "$WORK/bin/corpus" generate "$WORK/data" --scale "$SCALE" >/dev/null

@@ -66,11 +66,17 @@ impl Server {
         run_script(self.script, &["start", self.dir.path().to_str().unwrap(), &self.port.to_string()]);
         self.env = if self.script == "s3.sh" {
             let text = std::fs::read_to_string(self.dir.path().join("env")).expect("server env");
-            text.lines()
+            let mut env: Vec<(String, String)> = text
+                .lines()
                 .filter_map(|l| l.split_once('='))
                 .filter(|(k, _)| k.starts_with("AWS_"))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
+                .collect();
+            // The HTTP client honours proxy settings: test traffic must stay on this machine.
+            for k in ["NO_PROXY", "no_proxy"] {
+                env.push((k.to_string(), "127.0.0.1,localhost".to_string()));
+            }
+            env
         } else {
             let config = self.dir.path().join("ssh_config");
             vec![("CAIRN_SSH_COMMAND".into(), format!("ssh -F {}", config.display()))]
