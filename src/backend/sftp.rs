@@ -320,6 +320,37 @@ impl SftpBackend {
     }
 }
 
+/// Bytes read by one task when a whole object is read.
+const READ_SPAN: u64 = 1 << 20;
+
+/// Read `len` bytes at `offset` (fewer if the file ends first) through one file handle.
+async fn read_span(
+    c: Arc<Connection>,
+    path: String,
+    offset: u64,
+    len: u64,
+) -> std::result::Result<Vec<u8>, openssh_sftp_client::Error> {
+    let mut f = c.sftp.open(path).await?;
+    let seek = |f: &mut openssh_sftp_client::file::File, at: u64| {
+        tokio::io::AsyncSeek::start_seek(std::pin::Pin::new(f), std::io::SeekFrom::Start(at))
+    };
+    seek(&mut f, offset)?;
+    let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
+    while (out.len() as u64) < len {
+        let want = (len - out.len() as u64).min(u32::MAX as u64) as u32;
+        match f.read(want, bytes::BytesMut::new()).await? {
+            Some(b) if !b.is_empty() => {
+                out.extend_from_slice(&b);
+                // The client moves its offset by what was asked, not by what came back.
+                seek(&mut f, offset + out.len() as u64)?;
+            }
+            _ => break,
+        }
+    }
+    f.close().await?;
+    Ok(out)
+}
+
 fn random_suffix() -> String {
     let mut b = [0u8; 8];
     // A weak suffix would only risk a clash between two temporary names.
@@ -363,31 +394,28 @@ impl Backend for SftpBackend {
 
     fn read(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
         let p = self.path(ft, name)?;
-        self.run("read", &p.clone(), |c| async move { c.sftp.fs().read(p).await.map(|b| b.to_vec()) })
+        self.run("read", &p.clone(), |c| async move {
+            let size = c.sftp.fs().metadata(&p).await?.len().unwrap_or(0);
+            // One request at a time waits a round trip per 256 KiB: a large object is read
+            // as several spans at once over the same connection.
+            let spans: Vec<_> = (0..size.div_ceil(READ_SPAN).max(1))
+                .map(|i| {
+                    let (c, p) = (c.clone(), p.clone());
+                    let len = READ_SPAN.min(size - (i * READ_SPAN).min(size));
+                    tokio::spawn(read_span(c, p, i * READ_SPAN, len))
+                })
+                .collect();
+            let mut out = Vec::with_capacity(size as usize);
+            for span in spans {
+                out.extend_from_slice(&span.await??);
+            }
+            Ok(out)
+        })
     }
 
     fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let p = self.path(ft, name)?;
-        self.run("read", &p.clone(), |c| async move {
-            let mut f = c.sftp.open(p).await?;
-            tokio::io::AsyncSeek::start_seek(std::pin::Pin::new(&mut f), std::io::SeekFrom::Start(offset))?;
-            let mut out = Vec::with_capacity(len.min(1 << 30) as usize);
-            while (out.len() as u64) < len {
-                let want = (len - out.len() as u64).min(u32::MAX as u64) as u32;
-                match f.read(want, bytes::BytesMut::new()).await? {
-                    Some(b) if !b.is_empty() => {
-                        out.extend_from_slice(&b);
-                        tokio::io::AsyncSeek::start_seek(
-                            std::pin::Pin::new(&mut f),
-                            std::io::SeekFrom::Start(offset + out.len() as u64),
-                        )?;
-                    }
-                    _ => break,
-                }
-            }
-            f.close().await?;
-            Ok(out)
-        })
+        self.run("read", &p.clone(), |c| read_span(c, p, offset, len))
     }
 
     fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {
