@@ -6,8 +6,18 @@
 //!   (temp name + rename, or one PUT); an interrupted write leaves no partial object;
 //! - a missing object is `ErrorKind::NotFound`, distinct from any other failure;
 //! - objects are never modified in place.
+//!
+//! Remote stores (`sftp:`, `s3:`) are wrapped by [`open`] in [`retry::RetryBackend`] (and a
+//! [`cache::PackCache`] of whole packs for ranged reads); they
+//! report transient failures (network, server errors, timeouts) as `ErrorKind::Io` and
+//! everything a retry cannot fix (missing object or bucket, refused credentials) as its
+//! own kind, which is what the wrapper relies on.
 
+pub mod cache;
 pub mod local;
+pub mod retry;
+pub mod s3;
+pub mod sftp;
 
 use crate::error::Result;
 
@@ -65,6 +75,11 @@ pub trait Backend: Send + Sync {
     fn size(&self, ft: FileType, name: &str) -> Result<u64>;
     /// Delete an object; deleting a missing object is `NotFound`.
     fn remove(&self, ft: FileType, name: &str) -> Result<()>;
+    /// How many writes may usefully run at once: a remote store hides its latency by
+    /// overlapping uploads, a local disk gains nothing.
+    fn write_parallelism(&self) -> usize {
+        1
+    }
     /// Whether an object exists.
     fn exists(&self, ft: FileType, name: &str) -> Result<bool> {
         match self.size(ft, name) {
@@ -75,7 +90,42 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// Open the backend a repository location names. Only local paths exist today.
+/// Open the backend a repository location names: `sftp:[user@]host[:port]/path`,
+/// `s3:http[s]://host[:port]/bucket[/prefix]`, or a local path. Remote ones get retries.
 pub fn open(location: &str) -> Result<Box<dyn Backend>> {
+    if let Some(rest) = location.strip_prefix("sftp:") {
+        let b = sftp::SftpBackend::new(sftp::SftpLocation::parse(rest)?)?;
+        return Ok(remote(Box::new(b)));
+    }
+    if let Some(rest) = location.strip_prefix("s3:") {
+        let b = s3::S3Backend::new(s3::S3Location::parse(rest)?)?;
+        return Ok(remote(Box::new(b)));
+    }
     Ok(Box::new(local::LocalBackend::new(location)))
+}
+
+/// The wrappers every remote store gets, in this order: a cache of whole packs in front of
+/// retries in front of the store.
+fn remote(store: Box<dyn Backend>) -> Box<dyn Backend> {
+    let retried = retry::RetryBackend::new(store, retry::RetryPolicy::DEFAULT);
+    Box::new(cache::PackCache::new(Box::new(retried)))
+}
+
+/// The path of an object relative to the repository root: the same layout on every
+/// backend, so a repository can be moved between them with any file copying tool.
+pub fn object_path(ft: FileType, name: &str) -> String {
+    match ft {
+        FileType::Config => "config".to_string(),
+        // Packs are spread over 256 folders by their first byte, so no folder grows huge.
+        FileType::Pack => format!("data/{}/{name}", name.get(..2).unwrap_or("00")),
+        _ => format!("{}/{name}", ft.dir()),
+    }
+}
+
+/// Object names are hex ids or `config`; anything else must not reach a remote path.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(crate::error::Error::invalid(format!("'{name}' is not a valid object name")));
+    }
+    Ok(())
 }

@@ -29,13 +29,13 @@ pub const INTERRUPTED: i32 = 130;
 pub const HELP: &str = "\
 Exit codes:
   0   success
-  1   error
+  1   error (also refused credentials or host key, unreachable remote store)
   2   bad arguments or input
   3   backup incomplete: some files could not be read (snapshot marked partial)
   4   damaged or missing data found (restore wrote all intact files; check found damage)
   5   drill passed its checks but missed an RTO/RPO limit
   6   a command cairn ran failed (database dump, job hook) or a job failed
-  10  no repository at the given location
+  10  no repository at the given location (or no such S3 bucket)
   11  repository locked by another process
   12  wrong password or key
   13  no space left on the repository or target disk

@@ -24,6 +24,12 @@ pub struct Args {
     /// Argon2id passes for the key; at least 1
     #[arg(long, default_value_t = 3)]
     kdf_iterations: u32,
+    /// Chunk and name data exactly as this repository does (its chunk sizes and id keys),
+    /// so copies from it and backups made here deduplicate; needs its password
+    #[arg(long, value_name = "SRC", conflicts_with = "chunk_sizes")]
+    copy_chunker_params_from: Option<String>,
+    #[command(flatten)]
+    source_key: super::copy::SourceKey,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
@@ -55,7 +61,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if pw.is_empty() {
         return Err(Error::invalid("the password is empty; choose a password"));
     }
-    let repo = Repository::init(location, &pw, &opts, ctx.key_file.as_deref())?;
+    let repo = match &a.copy_chunker_params_from {
+        Some(src) => {
+            let src = a.source_key.open(src)?;
+            Repository::init_sharing_ids(location, &pw, &opts, ctx.key_file.as_deref(), &src)?
+        }
+        None => Repository::init(location, &pw, &opts, ctx.key_file.as_deref())?,
+    };
     if ctx.json {
         println!(
             "{}",

@@ -5,6 +5,7 @@ mod backup;
 mod cat;
 mod check;
 mod config;
+mod copy;
 mod diff;
 mod drill;
 mod dump;
@@ -46,7 +47,8 @@ use zeroize::Zeroizing;
     after_long_help = exit::HELP
 )]
 pub struct Cli {
-    /// Repository location (a local path)
+    /// Repository location: a local path, sftp:[USER@]HOST[:PORT]/PATH or
+    /// s3:https://HOST[:PORT]/BUCKET[/PREFIX]
     #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
     repo: Option<String>,
     /// Read the password from this file (first line)
@@ -81,6 +83,7 @@ enum Command {
     Dump(dump::Args),
     Restore(restore::Args),
     Check(check::Args),
+    Copy(copy::Args),
     #[command(subcommand)]
     Key(key::Command),
     Log(log::Args),
@@ -206,6 +209,7 @@ pub fn main() -> i32 {
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
+        Command::Copy(a) => copy::run(&ctx, a),
         Command::Key(c) => key::run(&ctx, c),
         Command::Log(a) => log::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),

@@ -84,6 +84,23 @@ impl MasterKey {
         Ok(MasterKey { kind: KeyKind::Full, write_root, read_secret: Some(secret), public })
     }
 
+    /// Key material for a new repository that shares this one's write root, so the two
+    /// agree on chunk boundaries and blob ids (`init --copy-chunker-params-from`), with
+    /// a read secret of its own: neither repository's full key reads the other's packs
+    /// or snapshots. See format-spec/keys.md for what the shared root does share.
+    pub fn sharing_ids(&self) -> Result<MasterKey> {
+        let mut read = Zeroizing::new([0u8; 32]);
+        fill_random(&mut read[..])?;
+        let secret = StaticSecret::from(*read);
+        let public = PublicKey::from(&secret).to_bytes();
+        Ok(MasterKey {
+            kind: KeyKind::Full,
+            write_root: self.write_root.clone(),
+            read_secret: Some(secret),
+            public,
+        })
+    }
+
     /// The same repository's key material without the read secret.
     pub fn backup_only(&self) -> MasterKey {
         MasterKey {
@@ -332,6 +349,19 @@ mod tests {
         // Ids agree between the two, so the backup-only key dedups against full-key data.
         assert_eq!(full.chunk_id(b"x"), writer.chunk_id(b"x"));
         assert_ne!(full.chunk_id(b"x").0, full.tree_id(b"x").0);
+    }
+
+    #[test]
+    fn a_key_sharing_ids_agrees_on_ids_but_reads_nothing_of_the_other() {
+        let m = MasterKey::generate().unwrap();
+        let other = m.sharing_ids().unwrap();
+        let (a, b) = (m.derive(m.public_key()).unwrap(), other.derive(other.public_key()).unwrap());
+        assert_eq!(a.chunk_id(b"x"), b.chunk_id(b"x"));
+        assert_eq!(a.tree_id(b"x"), b.tree_id(b"x"));
+        assert_eq!(a.gear_table(), b.gear_table());
+        assert_ne!(m.public_key(), other.public_key());
+        let (eph, k) = a.new_sealed_object_key().unwrap();
+        assert_ne!(*b.open_sealed_object_key(&eph).unwrap(), *k);
     }
 
     #[test]

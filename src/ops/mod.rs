@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod copy;
 pub mod dump;
 pub mod exclude;
 pub mod forget;

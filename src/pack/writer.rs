@@ -1,12 +1,12 @@
 //! Saves blobs into new packs: skips blobs the repository already has (or that this run
 //! already saved), compresses and seals the rest, and hands each full pack to an uploader
-//! thread that stores it and writes index files naming stored packs, so the order
-//! packs -> index -> snapshot always holds.
+//! thread (several for remote stores) that stores it and writes index files naming stored
+//! packs, so the order packs -> index -> snapshot always holds.
 //!
 //! Safe to share between threads: compression runs outside every lock; a full pack is
 //! taken out of its builder under the lock and handed to the uploader. The hand-over
-//! waits while the uploader still writes the previous pack, so memory holds the builders
-//! and one pack being written, and workers wait for the disk only when it is slower than
+//! waits while the uploaders still write earlier packs, so memory holds the builders and
+//! one pack per uploader, and workers wait for the disk only when it is slower than
 //! they are.
 
 use crate::backend::FileType;
@@ -36,7 +36,7 @@ pub struct BlobWriter<'r> {
     data: Vec<Mutex<Option<PackBuilder>>>,
     trees: Mutex<Option<PackBuilder>>,
     queue: Mutex<Option<SyncSender<FinishedPack>>>,
-    /// The first error of the uploader; later saves fail with it at once.
+    /// The first error of an uploader; later saves fail with it at once.
     upload_failed: Mutex<Option<Error>>,
     unindexed: Mutex<Vec<(PackId, Vec<Entry>)>>,
     pub blobs_new: AtomicU64,
@@ -73,8 +73,13 @@ impl<'r> BlobWriter<'r> {
             blobs_new: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
         };
+        // Remote stores hide their round trips behind several uploads at once; each
+        // uploader holds one pack, so memory grows by a pack per extra uploader.
+        let rx = Mutex::new(rx);
         let out = std::thread::scope(|s| {
-            s.spawn(|| writer.upload(rx));
+            for _ in 0..repo.backend().write_parallelism().max(1) {
+                s.spawn(|| writer.upload(&rx));
+            }
             let out = work(&writer);
             writer.finish_builders();
             // Closing the queue ends the uploader once it has stored what is queued.
@@ -163,12 +168,18 @@ impl<'r> BlobWriter<'r> {
         }
     }
 
-    /// The uploader: store each queued pack, and index every few stored packs.
-    fn upload(&self, rx: Receiver<FinishedPack>) {
-        for pack in rx {
+    /// An uploader: store each queued pack, and index every few stored packs.
+    fn upload(&self, rx: &Mutex<Receiver<FinishedPack>>) {
+        loop {
+            // The lock is held only while waiting for the next pack, not while storing it.
+            let Ok(pack) = rx.lock().expect("queue lock").recv() else { return };
+            // After a failure, packs still queued are dropped (the run fails anyway), but
+            // the queue keeps draining so no worker waits forever to hand one over.
+            if self.upload_failed.lock().expect("upload lock").is_some() {
+                continue;
+            }
             if let Err(e) = self.store(pack) {
-                *self.upload_failed.lock().expect("upload lock") = Some(e);
-                return;
+                self.upload_failed.lock().expect("upload lock").get_or_insert(e);
             }
         }
     }

@@ -73,6 +73,32 @@ impl Repository {
         opts: &InitOptions,
         key_file: Option<&std::path::Path>,
     ) -> Result<Repository> {
+        Self::init_with(backend, passphrase, opts, key_file, MasterKey::generate()?)
+    }
+
+    /// Create a repository that chunks and names blobs exactly as `src` does (its chunk
+    /// sizes and its write root, see [`MasterKey::sharing_ids`]), so snapshots copied
+    /// from `src` and backups made directly into it deduplicate against each other, and
+    /// `copy` needs no data read for blobs already present.
+    pub fn init_sharing_ids(
+        location: &str,
+        passphrase: &[u8],
+        opts: &InitOptions,
+        key_file: Option<&std::path::Path>,
+        src: &Repository,
+    ) -> Result<Repository> {
+        src.require_full_key("share its chunker parameters")?;
+        let opts = InitOptions { chunker: src.config.chunker, ..opts.clone() };
+        Self::init_with(backend::open(location)?, passphrase, &opts, key_file, src.master.sharing_ids()?)
+    }
+
+    fn init_with(
+        backend: Box<dyn Backend>,
+        passphrase: &[u8],
+        opts: &InitOptions,
+        key_file: Option<&std::path::Path>,
+        master: MasterKey,
+    ) -> Result<Repository> {
         opts.kdf.check()?;
         if let Some(k) = key_file.filter(|k| k.exists()) {
             return Err(Error::new(
@@ -80,7 +106,6 @@ impl Repository {
                 format!("key file {} already exists; choose a new path", k.display()),
             ));
         }
-        let master = MasterKey::generate()?;
         let mut repo_id = [0u8; 32];
         fill_random(&mut repo_id)?;
         let config = Config {

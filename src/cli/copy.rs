@@ -1,0 +1,130 @@
+//! `cairn copy`: copy snapshots from another repository into this one.
+
+use super::{exit, format, Ctx};
+use cairn::ops::copy::{check_distinct, copy};
+use cairn::repo::log::LogRecord;
+use cairn::repo::KeySource;
+use cairn::{Error, Repository, Result};
+use std::path::PathBuf;
+use zeroize::Zeroizing;
+
+/// Copy snapshots from another repository (re-encrypted under this one's keys)
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  cairn -r s3:https://s3.example.net/offsite/gw copy --from-repo /backups/gw --tag prod\n  \
+                  CAIRN_FROM_PASSWORD_FILE=/etc/cairn/pass cairn -r sftp:vault/srv/gw copy --from-repo /backups/gw latest"
+)]
+pub struct Args {
+    /// Snapshots to copy (ids, id prefixes or 'latest'); all by default
+    ids: Vec<String>,
+    /// The repository to copy from
+    #[arg(long, env = "CAIRN_FROM_REPOSITORY", value_name = "SRC")]
+    from_repo: String,
+    #[command(flatten)]
+    source_key: SourceKey,
+    /// Only snapshots with this tag (repeatable: any)
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Only snapshots of this host
+    #[arg(long)]
+    host: Option<String>,
+}
+
+/// How to open the other repository of `copy` or `init --copy-chunker-params-from`.
+#[derive(clap::Args)]
+pub struct SourceKey {
+    /// Read the source repository's password from this file (first line); or set
+    /// CAIRN_FROM_PASSWORD
+    #[arg(long, env = "CAIRN_FROM_PASSWORD_FILE")]
+    from_password_file: Option<PathBuf>,
+    /// Use this key file for the source repository instead of its stored keys
+    #[arg(long, env = "CAIRN_FROM_KEY_FILE")]
+    from_key_file: Option<PathBuf>,
+}
+
+impl SourceKey {
+    /// Open the source repository at `location`.
+    pub fn open(&self, location: &str) -> Result<Repository> {
+        let pw = if let Some(p) = std::env::var_os("CAIRN_FROM_PASSWORD") {
+            use std::os::unix::ffi::OsStringExt;
+            Zeroizing::new(p.into_vec())
+        } else if let Some(f) = &self.from_password_file {
+            cairn::repo::keys::read_password_file(f)?
+        } else {
+            let p = rpassword::prompt_password(format!("password of {location}: ")).map_err(|_| {
+                Error::invalid(
+                    "no password for the source repository: set CAIRN_FROM_PASSWORD or \
+                     --from-password-file, or run on a terminal",
+                )
+            })?;
+            Zeroizing::new(p.into_bytes())
+        };
+        let source = match &self.from_key_file {
+            Some(f) => KeySource::File(f.clone()),
+            None => KeySource::Stored,
+        };
+        Repository::open(location, &pw, &source).map_err(|e| e.wrap(format!("source repository {location}")))
+    }
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let src = a.source_key.open(&a.from_repo)?;
+    let dst = ctx.open()?;
+    check_distinct(&src, &dst)?;
+    let _src_lock = src.lock(false, "copy (source)")?;
+    let _dst_lock = dst.lock(false, "copy")?;
+    let mut selected = if a.ids.is_empty() {
+        src.snapshots()?
+    } else {
+        a.ids.iter().map(|spec| src.find_snapshot(spec)).collect::<Result<Vec<_>>>()?
+    };
+    selected.retain(|(_, s)| a.tag.is_empty() || s.tags.iter().any(|t| a.tag.contains(t)));
+    selected.retain(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h));
+    selected.sort_by(|x, y| x.1.time.cmp(&y.1.time).then(x.0.cmp(&y.0)));
+    selected.dedup_by_key(|s| s.0);
+    let started = std::time::Instant::now();
+    let out = copy(&src, &dst, &selected, &ctx.interrupt)?;
+    let new = out.snapshots.iter().filter(|s| !s.already_there).count();
+    let rec = LogRecord::new("copy", "success")
+        .figure("snapshots", new)
+        .figure("blobs_new", out.blobs_new)
+        .figure("bytes_added", out.bytes_stored)
+        .figure("duration_ms", started.elapsed().as_millis());
+    super::record(&dst, rec);
+    if ctx.json {
+        let snaps: Vec<_> = out
+            .snapshots
+            .iter()
+            .map(|s| {
+                serde_json::json!({"source": s.source.to_hex(), "copy": s.copy.to_hex(), "already_there": s.already_there})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "snapshots": snaps, "copied": new, "same_ids": out.same_ids, "trees_read": out.trees_read, "chunks_read": out.chunks_read,
+                "blobs_new": out.blobs_new, "bytes_added": out.bytes_stored,
+            })
+        );
+    } else if !ctx.quiet {
+        for s in &out.snapshots {
+            if s.already_there {
+                println!("snapshot {} already copied as {}", s.source.short(), s.copy.short());
+            } else {
+                println!("snapshot {} copied as {}", s.source.short(), s.copy.short());
+            }
+        }
+        println!(
+            "{new} of {} snapshots copied: {} blobs new, {} added{}",
+            out.snapshots.len(),
+            out.blobs_new,
+            format::size(out.bytes_stored),
+            if out.same_ids || new == 0 {
+                ""
+            } else {
+                " (the repositories' ids differ: every chunk was read to re-hash it)"
+            }
+        );
+    }
+    Ok(exit::SUCCESS)
+}

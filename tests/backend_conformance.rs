@@ -1,0 +1,117 @@
+//! The Backend contract (src/backend/mod.rs), run against every backend: a local folder,
+//! an S3 bucket on s3s-fs and a folder over SFTP on sshd (real servers on 127.0.0.1,
+//! started through scripts/servers/). Remote backends are opened through
+//! `backend::open`, so the retry wrapper and the location parsing are part of the test.
+
+mod servers;
+
+use cairn::backend::{self, Backend, FileType};
+use cairn::ErrorKind;
+use servers::Server;
+
+fn hex(seed: u8) -> String {
+    let h = blake3::hash(&[seed]);
+    h.to_hex().to_string()
+}
+
+fn contract(b: &dyn Backend) {
+    b.create().unwrap();
+    assert!(b.list(FileType::Config).unwrap().is_empty());
+    b.write(FileType::Config, "config", b"cfg").unwrap();
+    assert_eq!(b.list(FileType::Config).unwrap(), vec!["config".to_string()]);
+    assert_eq!(b.create().unwrap_err().kind(), ErrorKind::AlreadyExists, "create over a repository");
+
+    // Whole and ranged reads; a range past the end gives what is there.
+    let pack = hex(1);
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    b.write(FileType::Pack, &pack, &bytes).unwrap();
+    assert_eq!(b.read(FileType::Pack, &pack).unwrap(), bytes);
+    assert_eq!(b.read_range(FileType::Pack, &pack, 1000, 5000).unwrap(), &bytes[1000..6000]);
+    assert_eq!(b.read_range(FileType::Pack, &pack, 199_990, 100).unwrap(), &bytes[199_990..]);
+    assert!(b.read_range(FileType::Pack, &pack, 300_000, 10).unwrap().is_empty());
+    assert_eq!(b.size(FileType::Pack, &pack).unwrap(), bytes.len() as u64);
+    assert!(b.exists(FileType::Pack, &pack).unwrap());
+
+    // A large object reads back whole (remote backends read it in parallel spans).
+    let big: Vec<u8> = (0..(5u32 << 19) + 12_345).map(|i| (i * 31 % 255) as u8).collect();
+    b.write(FileType::Index, &hex(4), &big).unwrap();
+    assert!(b.read(FileType::Index, &hex(4)).unwrap() == big, "a large object read back differs");
+    assert_eq!(b.read_range(FileType::Index, &hex(4), 1 << 20, 100).unwrap(), &big[1 << 20..(1 << 20) + 100]);
+    b.remove(FileType::Index, &hex(4)).unwrap();
+
+    // Empty objects exist and read back empty.
+    b.write(FileType::Lock, &hex(2), b"").unwrap();
+    assert_eq!(b.read(FileType::Lock, &hex(2)).unwrap(), b"");
+    assert_eq!(b.size(FileType::Lock, &hex(2)).unwrap(), 0);
+
+    // Each type is its own namespace, and packs in different subfolders all list.
+    let mut packs: Vec<String> = (10..20).map(hex).collect();
+    std::thread::scope(|s| {
+        for name in &packs {
+            s.spawn(move || b.write(FileType::Pack, name, name.as_bytes()).unwrap());
+        }
+    });
+    packs.push(pack.clone());
+    packs.sort();
+    let mut listed = b.list(FileType::Pack).unwrap();
+    listed.sort();
+    assert_eq!(listed, packs);
+    for ft in [FileType::Index, FileType::Snapshot, FileType::Key, FileType::Log] {
+        assert!(b.list(ft).unwrap().is_empty(), "{ft:?} is empty");
+    }
+    b.write(FileType::Snapshot, &hex(3), b"snap").unwrap();
+    assert_eq!(b.list(FileType::Snapshot).unwrap(), vec![hex(3)]);
+    assert_eq!(b.read(FileType::Index, &hex(3)).unwrap_err().kind(), ErrorKind::NotFound);
+
+    // Writing the same object again is harmless (retries do it).
+    b.write(FileType::Snapshot, &hex(3), b"snap").unwrap();
+    assert_eq!(b.read(FileType::Snapshot, &hex(3)).unwrap(), b"snap");
+
+    // Missing objects are NotFound, for every operation, and nothing else.
+    let missing = hex(99);
+    assert_eq!(b.read(FileType::Pack, &missing).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(b.read_range(FileType::Pack, &missing, 0, 10).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(b.size(FileType::Pack, &missing).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(b.remove(FileType::Pack, &missing).unwrap_err().kind(), ErrorKind::NotFound);
+    assert!(!b.exists(FileType::Pack, &missing).unwrap());
+
+    // Removal.
+    b.remove(FileType::Pack, &pack).unwrap();
+    assert_eq!(b.read(FileType::Pack, &pack).unwrap_err().kind(), ErrorKind::NotFound);
+    assert!(!b.list(FileType::Pack).unwrap().contains(&pack));
+    b.remove(FileType::Lock, &hex(2)).unwrap();
+    assert!(b.list(FileType::Lock).unwrap().is_empty());
+
+    // Names that could leave the repository's folder never reach the store.
+    for bad in ["../x", "a/b", ""] {
+        assert!(b.write(FileType::Snapshot, bad, b"x").is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn local_backend_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backend::open(dir.path().join("repo").to_str().unwrap()).unwrap();
+    contract(b.as_ref());
+}
+
+#[test]
+fn s3_backend_keeps_the_contract() {
+    let server = Server::s3();
+    for (k, v) in &server.env {
+        // Safe here: nextest runs each test in its own process, before any thread starts.
+        std::env::set_var(k, v);
+    }
+    let b = backend::open(&server.location("conformance")).unwrap();
+    contract(b.as_ref());
+}
+
+#[test]
+fn sftp_backend_keeps_the_contract() {
+    let server = Server::sftp();
+    for (k, v) in &server.env {
+        std::env::set_var(k, v);
+    }
+    let b = backend::open(&server.location("conformance")).unwrap();
+    contract(b.as_ref());
+}
