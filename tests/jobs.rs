@@ -403,3 +403,30 @@ fn runs_of_one_job_never_overlap_and_schedules_are_written() {
         .run()
         .expect_code(2);
 }
+
+#[test]
+fn a_full_data_read_runs_when_due_and_a_rotating_part_otherwise() {
+    let tmp = common::tempdir("cairn-jobcheck-");
+    let repo = Repo::new();
+    let src = tmp.path().join("conf");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.xml"), "<a/>").unwrap();
+    let config = write_job_file(
+        tmp.path(),
+        &format!(
+            "[jobs.gw]\nrepository = \"{}\"\nsources = [\"{}\"]\n[jobs.gw.check]\nread-data-parts = 3\nfull-read-every-days = 30\n",
+            repo.path.display(),
+            src.display()
+        ),
+    );
+    // No full read is on record: the first run reads everything, the next ones a part.
+    run_job(&config, &[]).ok();
+    run_job(&config, &[]).ok();
+    let log = repo.cairn().args(["log"]).run().ok().stdout;
+    let reads: Vec<&str> =
+        log.lines().filter(|l| l.contains(" check ")).filter_map(|l| l.split("read_data=").nth(1)).collect();
+    assert_eq!(reads.len(), 2, "{log}");
+    assert_eq!(reads[0].split_whitespace().next(), Some("all"), "{log}");
+    let part = reads[1].split_whitespace().next().unwrap();
+    assert!(part.ends_with("/3") && part != "all", "{log}");
+}
