@@ -1,10 +1,12 @@
 //! Backup jobs: a TOML file of named jobs (`config`), snapshot names (`template`), the
 //! commented examples `cairn config example` prints (`presets`), running a job step by
-//! step (`run`), and what monitoring reads (`metrics`, pings).
+//! step (`run`, with the command lines in `steps`), and what monitoring reads (`metrics`,
+//! `ping`).
 
 pub mod config;
 pub mod metrics;
 pub mod ping;
 pub mod presets;
 pub mod run;
+mod steps;
 pub mod template;

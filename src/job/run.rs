@@ -15,11 +15,10 @@
 //! caller gets each step as it ends.
 
 use super::config::Job;
-use super::template::{expand, NameParts};
+use super::steps::{self, Step, StepKind};
 use crate::error::{Error, Result};
 use crate::repo::log::LogRecord;
 use crate::repo::{KeySource, Repository};
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,23 +83,6 @@ pub struct Runner<'a> {
     pub on_step: &'a mut dyn FnMut(&StepReport),
 }
 
-/// One planned step: what to run and how to judge it.
-struct Step {
-    name: String,
-    command: Command,
-    kind: StepKind,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum StepKind {
-    /// A cairn command: exit 0 success, 3 partial; its `--json` result is read.
-    Cairn,
-    /// `cairn check`: as Cairn, and its result says whether the repository is healthy.
-    Check,
-    /// A shell command (hook): exit 0 success.
-    Shell,
-}
-
 impl Runner<'_> {
     pub fn run(&mut self, job: &Job) -> JobReport {
         let started = jiff::Timestamp::now();
@@ -122,16 +104,25 @@ impl Runner<'_> {
         let repo = if self.dry_run { None } else { self.open(job, &mut report) };
         let mut ok = report.outcome != Outcome::Failed;
         if ok {
-            ok = self.steps(hooks("before", &job.hooks.before, job, None), &mut report);
+            ok = self.steps(steps::hooks("before", &job.hooks.before, job, None), &mut report);
         }
         if ok {
-            let data = self.data_steps(job, started, &mut report);
+            let (data, source_error) = steps::data_steps(&self.cairn, job, started);
+            if let Some(e) = source_error {
+                self.finish(&mut report, "backup", Outcome::Failed, e, Instant::now(), true);
+            }
             let data_ok = self.steps(data, &mut report);
-            ok = data_ok && self.steps(self.upkeep_steps(job, repo.as_ref(), started), &mut report);
+            let last_full = job
+                .check
+                .as_ref()
+                .and_then(|c| c.full_read_every_days)
+                .and_then(|_| repo.as_ref().and_then(last_full_read));
+            ok =
+                data_ok && self.steps(steps::upkeep_steps(&self.cairn, job, last_full, started), &mut report);
         }
         let closing = match ok {
-            true => hooks("after", &job.hooks.after, job, Some(report.outcome)),
-            false => hooks("on-error", &job.hooks.on_error, job, Some(report.outcome)),
+            true => steps::hooks("after", &job.hooks.after, job, Some(report.outcome)),
+            false => steps::hooks("on-error", &job.hooks.on_error, job, Some(report.outcome)),
         };
         self.steps(closing, &mut report);
         if let Some(repo) = &repo {
@@ -171,155 +162,6 @@ impl Runner<'_> {
                 None
             }
         }
-    }
-
-    fn data_steps(&self, job: &Job, started: jiff::Timestamp, report: &mut JobReport) -> Vec<Step> {
-        let mut steps = Vec::new();
-        let time = started.to_zoned_datetime(jiff::tz::TimeZone::system());
-        let host = job.host.clone().unwrap_or_else(crate::sys::hostname);
-        let common = |kind: &str| -> Vec<OsString> {
-            let mut args: Vec<OsString> = vec!["--json".into(), "--time".into(), started.to_string().into()];
-            if let Some(h) = &job.host {
-                args.extend(["--host".into(), h.into()]);
-            }
-            for t in &job.tags {
-                args.extend(["--tag".into(), t.into()]);
-            }
-            let mut labels = job.labels.clone();
-            labels.push(("job".into(), job.name.clone()));
-            if let Some(template) = &job.snapshot_name {
-                let parts = NameParts { job: &job.name, host: &host, kind, time: &time, labels: &job.labels };
-                // The template was checked when the file was read; a failure here is a
-                // label value with a '/', reported by the backup's own label check.
-                labels.push(("name".into(), expand(template, &parts).unwrap_or_else(|e| e)));
-            }
-            for (k, v) in labels {
-                args.extend(["--label".into(), format!("{k}={v}").into()]);
-            }
-            args
-        };
-        match resolve_sources(job) {
-            Ok(sources) if !sources.is_empty() => {
-                let mut args: Vec<OsString> = vec!["backup".into()];
-                args.extend(sources.into_iter().map(OsString::from));
-                args.extend(common("files"));
-                for e in &job.excludes {
-                    args.extend(["--exclude".into(), e.into()]);
-                }
-                for e in &job.exclude_if_present {
-                    args.extend(["--exclude-if-present".into(), e.into()]);
-                }
-                if job.exclude_caches {
-                    args.push("--exclude-caches".into());
-                }
-                if job.one_file_system {
-                    args.push("--one-file-system".into());
-                }
-                if let Some(n) = job.exclude_larger_than {
-                    args.extend(["--exclude-larger-than".into(), n.to_string().into()]);
-                }
-                steps.push(self.cairn_step(job, "backup", args));
-            }
-            Ok(_) => {}
-            Err(e) => report.steps.push(StepReport {
-                step: "backup".into(),
-                outcome: Outcome::Failed,
-                detail: e,
-                seconds: 0.0,
-                counts: true,
-            }),
-        }
-        for d in &job.dumps {
-            let mut args: Vec<OsString> = vec![
-                "backup".into(),
-                "--stdin-from-command".into(),
-                d.command.clone().into(),
-                "--stdin-name".into(),
-                d.name.clone().into(),
-            ];
-            args.extend(common(&d.name));
-            steps.push(self.cairn_step(job, &format!("dump {}", d.name), args));
-        }
-        steps
-    }
-
-    fn upkeep_steps(&self, job: &Job, repo: Option<&Repository>, started: jiff::Timestamp) -> Vec<Step> {
-        let mut steps = Vec::new();
-        if let Some(r) = &job.retention {
-            let mut args: Vec<OsString> = vec!["forget".into(), "--json".into(), "--label".into()];
-            args.push(format!("job={}", job.name).into());
-            for (k, n) in &r.keep {
-                args.extend([format!("--{k}").into(), n.to_string().into()]);
-            }
-            if let Some(w) = &r.keep_within {
-                args.extend(["--keep-within".into(), w.into()]);
-            }
-            if r.prune {
-                args.push("--prune".into());
-                if let Some(m) = &r.max_unused {
-                    args.extend(["--max-unused".into(), m.into()]);
-                }
-            }
-            steps.push(self.cairn_step(job, "retention", args));
-        }
-        if let Some(c) = &job.check {
-            let mut args: Vec<OsString> = vec!["check".into(), "--json".into()];
-            let day = started.as_second().div_euclid(86_400);
-            let full_due = c.full_read_every_days.is_some_and(|days| {
-                repo.and_then(last_full_read)
-                    .is_none_or(|last| started.as_second() - last >= i64::from(days) * 86_400)
-            });
-            if full_due {
-                args.push("--read-data".into());
-            } else if let Some(parts) = c.read_data_parts {
-                // One part a day, in turn: `parts` days read everything.
-                let part = day.rem_euclid(i64::from(parts)) + 1;
-                args.extend(["--read-data-subset".into(), format!("{part}/{parts}").into()]);
-            }
-            let mut step = self.cairn_step(job, "check", args);
-            step.kind = StepKind::Check;
-            steps.push(step);
-        }
-        if let Some(d) = &job.drill {
-            let mut args: Vec<OsString> = vec!["drill".into(), "--json".into()];
-            if let Some(v) = &d.max_rto {
-                args.extend(["--max-rto".into(), v.into()]);
-            }
-            if let Some(v) = &d.max_rpo {
-                args.extend(["--max-rpo".into(), v.into()]);
-            }
-            if d.random {
-                args.push("--random".into());
-            }
-            steps.push(self.cairn_step(job, "drill", args));
-        }
-        for c in &job.copies {
-            let mut args: Vec<OsString> = vec!["copy".into(), "--json".into(), "--from-repo".into()];
-            args.push(job.repository.clone().into());
-            if let Some(f) = &job.password_file {
-                args.extend(["--from-password-file".into(), f.into()]);
-            }
-            if let Some(f) = &job.key_file {
-                args.extend(["--from-key-file".into(), f.into()]);
-            }
-            let mut step = self.cairn_step(job, &format!("copy to {}", c.repository), args);
-            // The target's own repository and key.
-            set_repository(
-                &mut step.command,
-                &c.repository,
-                c.password_file.as_deref(),
-                c.key_file.as_deref(),
-            );
-            steps.push(step);
-        }
-        steps
-    }
-
-    fn cairn_step(&self, job: &Job, name: &str, args: Vec<OsString>) -> Step {
-        let mut command = Command::new(&self.cairn);
-        command.args(args);
-        set_repository(&mut command, &job.repository, job.password_file.as_deref(), job.key_file.as_deref());
-        Step { name: name.to_string(), command, kind: StepKind::Cairn }
     }
 
     /// Run steps in order; all run (a dump after a failed backup still runs). Returns
@@ -446,34 +288,6 @@ fn judge(kind: StepKind, out: &std::process::Output, report: &mut JobReport) -> 
     (outcome, detail)
 }
 
-/// Hook steps; closing hooks also learn how the job went (CAIRN_JOB_OUTCOME).
-fn hooks(when: &str, commands: &[String], job: &Job, outcome: Option<Outcome>) -> Vec<Step> {
-    commands
-        .iter()
-        .map(|c| {
-            let mut command = Command::new("sh");
-            command.arg("-c").arg(c).env("CAIRN_JOB", &job.name);
-            if let Some(o) = outcome {
-                command.env("CAIRN_JOB_OUTCOME", o.name());
-            }
-            Step { name: format!("hook {when}"), command, kind: StepKind::Shell }
-        })
-        .collect()
-}
-
-/// Point a cairn command at a repository and its key; a password file given in the job
-/// wins over the caller's CAIRN_PASSWORD.
-fn set_repository(command: &mut Command, repo: &str, password_file: Option<&Path>, key_file: Option<&Path>) {
-    command.env("CAIRN_REPOSITORY", repo);
-    if let Some(f) = password_file {
-        command.env("CAIRN_PASSWORD_FILE", f).env_remove("CAIRN_PASSWORD");
-    }
-    match key_file {
-        Some(k) => command.env("CAIRN_KEY_FILE", k),
-        None => command.env_remove("CAIRN_KEY_FILE"),
-    };
-}
-
 /// A command line as a person would type it (for --dry-run).
 fn describe(command: &Command) -> String {
     let quote = |s: &std::ffi::OsStr| {
@@ -508,43 +322,6 @@ fn password(file: Option<&Path>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
         return crate::repo::keys::read_password_file(Path::new(&f));
     }
     Err(Error::invalid("no password for the job: set password-file in the job, or CAIRN_PASSWORD_FILE"))
-}
-
-/// Sources with globs in their last component expanded; optional ones that match nothing
-/// are left out, required ones must match.
-fn resolve_sources(job: &Job) -> std::result::Result<Vec<PathBuf>, String> {
-    let mut out = Vec::new();
-    for (pattern, required) in
-        job.sources.iter().map(|s| (s, true)).chain(job.optional_sources.iter().map(|s| (s, false)))
-    {
-        let path = Path::new(pattern);
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if !name.contains(['*', '?', '[']) {
-            if required || path.symlink_metadata().is_ok() {
-                out.push(path.to_path_buf());
-            }
-            continue;
-        }
-        let glob = globset::Glob::new(&name).map_err(|e| format!("source {pattern}: {e}"))?.compile_matcher();
-        let dir = path.parent().unwrap_or(Path::new("/"));
-        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .filter(|e| glob.is_match(e.file_name()))
-                    .map(|e| e.path())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if found.is_empty() && required {
-            return Err(format!(
-                "source {pattern} matches nothing; fix the path or list it under optional-sources"
-            ));
-        }
-        found.sort();
-        out.extend(found);
-    }
-    Ok(out)
 }
 
 /// When the log last records a check that read all data (seconds since the epoch).

@@ -1,0 +1,238 @@
+//! What a job runs: each step's command line, built from the job file. Running them and
+//! judging the outcome are `run.rs`'s part.
+
+use super::config::Job;
+use super::run::Outcome;
+use super::template::{expand, NameParts};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One planned step: what to run and how to judge it.
+pub(super) struct Step {
+    pub name: String,
+    pub command: Command,
+    pub kind: StepKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum StepKind {
+    /// A cairn command: exit 0 success, 3 partial; its `--json` result is read.
+    Cairn,
+    /// `cairn check`: as Cairn, and its result says whether the repository is healthy.
+    Check,
+    /// A shell command (hook): exit 0 success.
+    Shell,
+}
+
+/// The backup of the sources and each dump. A source pattern that matches nothing
+/// comes back as the error of the backup step.
+pub(super) fn data_steps(cairn: &Path, job: &Job, started: jiff::Timestamp) -> (Vec<Step>, Option<String>) {
+    let mut steps = Vec::new();
+    let mut source_error = None;
+    let time = started.to_zoned_datetime(jiff::tz::TimeZone::system());
+    let host = job.host.clone().unwrap_or_else(crate::sys::hostname);
+    let common = |kind: &str| -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["--json".into(), "--time".into(), started.to_string().into()];
+        if let Some(h) = &job.host {
+            args.extend(["--host".into(), h.into()]);
+        }
+        for t in &job.tags {
+            args.extend(["--tag".into(), t.into()]);
+        }
+        let mut labels = job.labels.clone();
+        labels.push(("job".into(), job.name.clone()));
+        if let Some(template) = &job.snapshot_name {
+            let parts = NameParts { job: &job.name, host: &host, kind, time: &time, labels: &job.labels };
+            // The template was checked when the file was read; a failure here is a
+            // label value with a '/', reported by the backup's own label check.
+            labels.push(("name".into(), expand(template, &parts).unwrap_or_else(|e| e)));
+        }
+        for (k, v) in labels {
+            args.extend(["--label".into(), format!("{k}={v}").into()]);
+        }
+        args
+    };
+    match resolve_sources(job) {
+        Ok(sources) if !sources.is_empty() => {
+            let mut args: Vec<OsString> = vec!["backup".into()];
+            args.extend(sources.into_iter().map(OsString::from));
+            args.extend(common("files"));
+            for e in &job.excludes {
+                args.extend(["--exclude".into(), e.into()]);
+            }
+            for e in &job.exclude_if_present {
+                args.extend(["--exclude-if-present".into(), e.into()]);
+            }
+            if job.exclude_caches {
+                args.push("--exclude-caches".into());
+            }
+            if job.one_file_system {
+                args.push("--one-file-system".into());
+            }
+            if let Some(n) = job.exclude_larger_than {
+                args.extend(["--exclude-larger-than".into(), n.to_string().into()]);
+            }
+            steps.push(cairn_step(cairn, job, "backup", args));
+        }
+        Ok(_) => {}
+        Err(e) => source_error = Some(e),
+    }
+    for d in &job.dumps {
+        let mut args: Vec<OsString> = vec![
+            "backup".into(),
+            "--stdin-from-command".into(),
+            d.command.clone().into(),
+            "--stdin-name".into(),
+            d.name.clone().into(),
+        ];
+        args.extend(common(&d.name));
+        steps.push(cairn_step(cairn, job, &format!("dump {}", d.name), args));
+    }
+    (steps, source_error)
+}
+
+/// Retention, check, drill and copies. `last_full_read` is when the log last shows a
+/// check that read all data (seconds since the epoch).
+pub(super) fn upkeep_steps(
+    cairn: &Path,
+    job: &Job,
+    last_full_read: Option<i64>,
+    started: jiff::Timestamp,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if let Some(r) = &job.retention {
+        let mut args: Vec<OsString> = vec!["forget".into(), "--json".into(), "--label".into()];
+        args.push(format!("job={}", job.name).into());
+        for (k, n) in &r.keep {
+            args.extend([format!("--{k}").into(), n.to_string().into()]);
+        }
+        if let Some(w) = &r.keep_within {
+            args.extend(["--keep-within".into(), w.into()]);
+        }
+        if r.prune {
+            args.push("--prune".into());
+            if let Some(m) = &r.max_unused {
+                args.extend(["--max-unused".into(), m.into()]);
+            }
+        }
+        steps.push(cairn_step(cairn, job, "retention", args));
+    }
+    if let Some(c) = &job.check {
+        let mut args: Vec<OsString> = vec!["check".into(), "--json".into()];
+        let day = started.as_second().div_euclid(86_400);
+        let full_due = c.full_read_every_days.is_some_and(|days| {
+            last_full_read.is_none_or(|last| started.as_second() - last >= i64::from(days) * 86_400)
+        });
+        if full_due {
+            args.push("--read-data".into());
+        } else if let Some(parts) = c.read_data_parts {
+            // One part a day, in turn: `parts` days read everything.
+            let part = day.rem_euclid(i64::from(parts)) + 1;
+            args.extend(["--read-data-subset".into(), format!("{part}/{parts}").into()]);
+        }
+        let mut step = cairn_step(cairn, job, "check", args);
+        step.kind = StepKind::Check;
+        steps.push(step);
+    }
+    if let Some(d) = &job.drill {
+        let mut args: Vec<OsString> = vec!["drill".into(), "--json".into()];
+        if let Some(v) = &d.max_rto {
+            args.extend(["--max-rto".into(), v.into()]);
+        }
+        if let Some(v) = &d.max_rpo {
+            args.extend(["--max-rpo".into(), v.into()]);
+        }
+        if d.random {
+            args.push("--random".into());
+        }
+        steps.push(cairn_step(cairn, job, "drill", args));
+    }
+    for c in &job.copies {
+        let mut args: Vec<OsString> = vec!["copy".into(), "--json".into(), "--from-repo".into()];
+        args.push(job.repository.clone().into());
+        if let Some(f) = &job.password_file {
+            args.extend(["--from-password-file".into(), f.into()]);
+        }
+        if let Some(f) = &job.key_file {
+            args.extend(["--from-key-file".into(), f.into()]);
+        }
+        let mut step = cairn_step(cairn, job, &format!("copy to {}", c.repository), args);
+        // The target's own repository and key.
+        set_repository(&mut step.command, &c.repository, c.password_file.as_deref(), c.key_file.as_deref());
+        steps.push(step);
+    }
+    steps
+}
+
+fn cairn_step(cairn: &Path, job: &Job, name: &str, args: Vec<OsString>) -> Step {
+    let mut command = Command::new(cairn);
+    command.args(args);
+    set_repository(&mut command, &job.repository, job.password_file.as_deref(), job.key_file.as_deref());
+    Step { name: name.to_string(), command, kind: StepKind::Cairn }
+}
+
+/// Hook steps; closing hooks also learn how the job went (CAIRN_JOB_OUTCOME).
+pub(super) fn hooks(when: &str, commands: &[String], job: &Job, outcome: Option<Outcome>) -> Vec<Step> {
+    commands
+        .iter()
+        .map(|c| {
+            let mut command = Command::new("sh");
+            command.arg("-c").arg(c).env("CAIRN_JOB", &job.name);
+            if let Some(o) = outcome {
+                command.env("CAIRN_JOB_OUTCOME", o.name());
+            }
+            Step { name: format!("hook {when}"), command, kind: StepKind::Shell }
+        })
+        .collect()
+}
+
+/// Point a cairn command at a repository and its key; a password file given in the job
+/// wins over the caller's CAIRN_PASSWORD.
+fn set_repository(command: &mut Command, repo: &str, password_file: Option<&Path>, key_file: Option<&Path>) {
+    command.env("CAIRN_REPOSITORY", repo);
+    if let Some(f) = password_file {
+        command.env("CAIRN_PASSWORD_FILE", f).env_remove("CAIRN_PASSWORD");
+    }
+    match key_file {
+        Some(k) => command.env("CAIRN_KEY_FILE", k),
+        None => command.env_remove("CAIRN_KEY_FILE"),
+    };
+}
+
+/// Sources with globs in their last component expanded; optional ones that match nothing
+/// are left out, required ones must match.
+fn resolve_sources(job: &Job) -> std::result::Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for (pattern, required) in
+        job.sources.iter().map(|s| (s, true)).chain(job.optional_sources.iter().map(|s| (s, false)))
+    {
+        let path = Path::new(pattern);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !name.contains(['*', '?', '[']) {
+            if required || path.symlink_metadata().is_ok() {
+                out.push(path.to_path_buf());
+            }
+            continue;
+        }
+        let glob = globset::Glob::new(&name).map_err(|e| format!("source {pattern}: {e}"))?.compile_matcher();
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| glob.is_match(e.file_name()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if found.is_empty() && required {
+            return Err(format!(
+                "source {pattern} matches nothing; fix the path or list it under optional-sources"
+            ));
+        }
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
+}
