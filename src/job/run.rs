@@ -121,8 +121,8 @@ impl Runner<'_> {
                 data_ok && self.steps(steps::upkeep_steps(&self.cairn, job, last_full, started), &mut report);
         }
         let closing = match ok {
-            true => steps::hooks("after", &job.hooks.after, job, Some(report.outcome)),
-            false => steps::hooks("on-error", &job.hooks.on_error, job, Some(report.outcome)),
+            true => steps::hooks("after", &job.hooks.after, job, Some(report.outcome.name())),
+            false => steps::hooks("on-error", &job.hooks.on_error, job, Some(report.outcome.name())),
         };
         self.steps(closing, &mut report);
         if let Some(repo) = &repo {

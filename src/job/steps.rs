@@ -2,7 +2,6 @@
 //! judging the outcome are `run.rs`'s part.
 
 use super::config::Job;
-use super::run::Outcome;
 use super::template::{expand, NameParts};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -92,12 +91,12 @@ pub(super) fn data_steps(cairn: &Path, job: &Job, started: jiff::Timestamp) -> (
     (steps, source_error)
 }
 
-/// Retention, check, drill and copies. `last_full_read` is when the log last shows a
+/// Retention, check, drill and copies. `last_full` is when the log last shows a
 /// check that read all data (seconds since the epoch).
 pub(super) fn upkeep_steps(
     cairn: &Path,
     job: &Job,
-    last_full_read: Option<i64>,
+    last_full: Option<i64>,
     started: jiff::Timestamp,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
@@ -122,7 +121,7 @@ pub(super) fn upkeep_steps(
         let mut args: Vec<OsString> = vec!["check".into(), "--json".into()];
         let day = started.as_second().div_euclid(86_400);
         let full_due = c.full_read_every_days.is_some_and(|days| {
-            last_full_read.is_none_or(|last| started.as_second() - last >= i64::from(days) * 86_400)
+            last_full.is_none_or(|last| started.as_second() - last >= i64::from(days) * 86_400)
         });
         if full_due {
             args.push("--read-data".into());
@@ -173,14 +172,14 @@ fn cairn_step(cairn: &Path, job: &Job, name: &str, args: Vec<OsString>) -> Step 
 }
 
 /// Hook steps; closing hooks also learn how the job went (CAIRN_JOB_OUTCOME).
-pub(super) fn hooks(when: &str, commands: &[String], job: &Job, outcome: Option<Outcome>) -> Vec<Step> {
+pub(super) fn hooks(when: &str, commands: &[String], job: &Job, outcome: Option<&str>) -> Vec<Step> {
     commands
         .iter()
         .map(|c| {
             let mut command = Command::new("sh");
             command.arg("-c").arg(c).env("CAIRN_JOB", &job.name);
             if let Some(o) = outcome {
-                command.env("CAIRN_JOB_OUTCOME", o.name());
+                command.env("CAIRN_JOB_OUTCOME", o);
             }
             Step { name: format!("hook {when}"), command, kind: StepKind::Shell }
         })
