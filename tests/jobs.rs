@@ -183,6 +183,11 @@ ping-failure = "{url}/fail"
     );
     Cairn::new().args(["config", "check", "--config"]).arg(&config).run().ok();
 
+    // A snapshot of another job (or made by hand) in the same repository: the job's
+    // retention and copy leave it alone.
+    let other =
+        repo.backup(&[g.root.join("db")], &["--tag", "by-hand"])["snapshot"].as_str().unwrap().to_string();
+
     // Three runs: retention keeps the last two of each kind (files, the dump).
     let mut last = Value::Null;
     for _ in 0..3 {
@@ -217,7 +222,9 @@ ping-failure = "{url}/fail"
     assert_eq!(fs::read_to_string(&marker).unwrap(), "gateway success\n");
 
     // The dump was streamed from the real server: the named snapshot holds its rows.
-    let snaps = repo.snapshots();
+    let mut snaps = repo.snapshots();
+    assert!(snaps.iter().any(|s| s["id"] == other), "retention removed another job's snapshot");
+    snaps.retain(|s| s["id"] != other);
     assert_eq!(snaps.len(), 4);
     let dump = snaps.iter().rev().find(|s| s["paths"][0] == "gateway.sql").unwrap();
     let name = dump["labels"]["name"].as_str().unwrap();
@@ -236,7 +243,11 @@ ping-failure = "{url}/fail"
     assert_eq!(jars.ok().json(), serde_json::json!([]));
 
     // The offsite copy holds the snapshots too; metrics and pings tell a monitor.
-    assert!(!offsite.snapshots().is_empty(), "copy wrote nothing offsite");
+    // Each run copied what it made (retention runs on the job's own repository, not
+    // offsite), and nothing of the other snapshot.
+    let copied = offsite.snapshots();
+    assert_eq!(copied.len(), 6, "{copied:#?}");
+    assert!(copied.iter().all(|s| s["labels"]["job"] == "gateway" && s["original"] != other));
     let prom = fs::read_to_string(&metrics).unwrap();
     assert!(prom.contains("cairn_job_outcome{job=\"gateway\"} 0"), "{prom}");
     assert!(prom.contains("cairn_job_snapshots{job=\"gateway\"} 4"), "{prom}");

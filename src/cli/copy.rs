@@ -28,6 +28,9 @@ pub struct Args {
     /// Only snapshots of this host
     #[arg(long)]
     host: Option<String>,
+    /// Only snapshots with this label KEY=VALUE (repeatable: all must match)
+    #[arg(long, value_parser = super::backup::parse_label)]
+    label: Vec<(String, String)>,
 }
 
 /// How to open the other repository of `copy` or `init --copy-chunker-params-from`.
@@ -80,6 +83,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     };
     selected.retain(|(_, s)| a.tag.is_empty() || s.tags.iter().any(|t| a.tag.contains(t)));
     selected.retain(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h));
+    selected.retain(|(_, s)| a.label.iter().all(|l| s.labels.contains(l)));
     selected.sort_by(|x, y| x.1.time.cmp(&y.1.time).then(x.0.cmp(&y.0)));
     selected.dedup_by_key(|s| s.0);
     let started = std::time::Instant::now();

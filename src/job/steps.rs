@@ -148,8 +148,10 @@ pub(super) fn upkeep_steps(
         steps.push(cairn_step(cairn, job, "drill", args));
     }
     for c in &job.copies {
-        let mut args: Vec<OsString> = vec!["copy".into(), "--json".into(), "--from-repo".into()];
-        args.push(job.repository.clone().into());
+        // Only this job's snapshots: a repository may hold other jobs' too.
+        let mut args: Vec<OsString> = vec!["copy".into(), "--json".into(), "--label".into()];
+        args.push(format!("job={}", job.name).into());
+        args.extend(["--from-repo".into(), job.repository.clone().into()]);
         if let Some(f) = &job.password_file {
             args.extend(["--from-password-file".into(), f.into()]);
         }
