@@ -4,9 +4,8 @@ use super::{exit, format, Ctx};
 use cairn::ops::copy::{check_distinct, copy};
 use cairn::repo::log::LogRecord;
 use cairn::repo::KeySource;
-use cairn::{Error, Repository, Result};
+use cairn::{Repository, Result};
 use std::path::PathBuf;
-use zeroize::Zeroizing;
 
 /// Copy snapshots from another repository (re-encrypted under this one's keys)
 #[derive(clap::Args)]
@@ -48,20 +47,15 @@ pub struct SourceKey {
 impl SourceKey {
     /// Open the source repository at `location`.
     pub fn open(&self, location: &str) -> Result<Repository> {
-        let pw = if let Some(p) = std::env::var_os("CAIRN_FROM_PASSWORD") {
-            use std::os::unix::ffi::OsStringExt;
-            Zeroizing::new(p.into_vec())
-        } else if let Some(f) = &self.from_password_file {
-            cairn::repo::keys::read_password_file(f)?
-        } else {
-            let p = rpassword::prompt_password(format!("password of {location}: ")).map_err(|_| {
-                Error::invalid(
+        let pw = cairn::repo::keys::given_password("CAIRN_FROM_PASSWORD", self.from_password_file.as_deref())
+            .unwrap_or_else(|| {
+                super::ask_password(
+                    &format!("password of {location}: "),
+                    false,
                     "no password for the source repository: set CAIRN_FROM_PASSWORD or \
                      --from-password-file, or run on a terminal",
                 )
             })?;
-            Zeroizing::new(p.into_bytes())
-        };
         let source = match &self.from_key_file {
             Some(f) => KeySource::File(f.clone()),
             None => KeySource::Stored,

@@ -30,6 +30,7 @@ mod stats;
 mod tag;
 mod unlock;
 
+use cairn::repo::keys::given_password;
 use cairn::repo::KeySource;
 use cairn::{Error, Repository, Result};
 use clap::{Parser, Subcommand};
@@ -119,46 +120,24 @@ impl Ctx {
 
     /// The password from CAIRN_PASSWORD, the password file, or a prompt on the terminal.
     pub fn password(&self, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
-        if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
-            use std::os::unix::ffi::OsStringExt;
-            return Ok(Zeroizing::new(p.into_vec()));
-        }
-        if let Some(f) = &self.password_file {
-            return cairn::repo::keys::read_password_file(f);
-        }
-        let ask = |prompt: &str| {
-            rpassword::prompt_password(prompt).map(|s| Zeroizing::new(s.into_bytes())).map_err(|_| {
-                Error::invalid(
-                    "no password given: set CAIRN_PASSWORD or CAIRN_PASSWORD_FILE, or run on a terminal",
-                )
-            })
-        };
-        let first = ask("repository password: ")?;
-        if confirm && *ask("repeat password: ")? != *first {
-            return Err(Error::invalid("the passwords differ"));
-        }
-        Ok(first)
+        given_password("CAIRN_PASSWORD", self.password_file.as_deref()).unwrap_or_else(|| {
+            ask_password(
+                "repository password: ",
+                confirm,
+                "no password given: set CAIRN_PASSWORD or CAIRN_PASSWORD_FILE, or run on a terminal",
+            )
+        })
     }
 
     /// A new password (for key add / passwd): CAIRN_NEW_PASSWORD, a file, or asked twice.
     pub fn new_password(&self, file: Option<&std::path::Path>) -> Result<Zeroizing<Vec<u8>>> {
-        if let Some(p) = std::env::var_os("CAIRN_NEW_PASSWORD") {
-            use std::os::unix::ffi::OsStringExt;
-            return Ok(Zeroizing::new(p.into_vec()));
-        }
-        if let Some(f) = file {
-            return cairn::repo::keys::read_password_file(f);
-        }
-        let ask = |prompt: &str| {
-            rpassword::prompt_password(prompt).map(|s| Zeroizing::new(s.into_bytes())).map_err(|_| {
-                Error::invalid("no new password given: set CAIRN_NEW_PASSWORD or --new-password-file, or run on a terminal")
-            })
-        };
-        let first = ask("new password: ")?;
-        if *ask("repeat new password: ")? != *first {
-            return Err(Error::invalid("the passwords differ"));
-        }
-        Ok(first)
+        given_password("CAIRN_NEW_PASSWORD", file).unwrap_or_else(|| {
+            ask_password(
+                "new password: ",
+                true,
+                "no new password given: set CAIRN_NEW_PASSWORD or --new-password-file, or run on a terminal",
+            )
+        })
     }
 
     pub fn open(&self) -> Result<Repository> {
@@ -264,6 +243,21 @@ pub fn select_snapshots(
         }
     }
     Ok(out)
+}
+
+/// Ask for a password on the terminal (twice with `confirm`); `missing` is the error when
+/// there is no terminal to ask on.
+pub fn ask_password(prompt: &str, confirm: bool, missing: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map(|s| Zeroizing::new(s.into_bytes()))
+            .map_err(|_| Error::invalid(missing))
+    };
+    let first = ask(prompt)?;
+    if confirm && *ask(&format!("repeat {prompt}"))? != *first {
+        return Err(Error::invalid("the passwords differ"));
+    }
+    Ok(first)
 }
 
 /// Writing to standard output failed.

@@ -314,14 +314,10 @@ fn password(file: Option<&Path>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     if let Some(f) = file {
         return crate::repo::keys::read_password_file(f);
     }
-    if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
-        use std::os::unix::ffi::OsStringExt;
-        return Ok(zeroize::Zeroizing::new(p.into_vec()));
-    }
-    if let Some(f) = std::env::var_os("CAIRN_PASSWORD_FILE") {
-        return crate::repo::keys::read_password_file(Path::new(&f));
-    }
-    Err(Error::invalid("no password for the job: set password-file in the job, or CAIRN_PASSWORD_FILE"))
+    let env_file = std::env::var_os("CAIRN_PASSWORD_FILE").map(PathBuf::from);
+    crate::repo::keys::given_password("CAIRN_PASSWORD", env_file.as_deref()).unwrap_or_else(|| {
+        Err(Error::invalid("no password for the job: set password-file in the job, or CAIRN_PASSWORD_FILE"))
+    })
 }
 
 /// When the log last records a check that read all data (seconds since the epoch).

@@ -247,6 +247,16 @@ impl Repository {
     }
 }
 
+/// A password given without a prompt: the environment variable `var` (holding the
+/// password itself) wins over `file` (its first line). None when neither is given.
+pub fn given_password(var: &str, file: Option<&Path>) -> Option<Result<Zeroizing<Vec<u8>>>> {
+    if let Some(p) = std::env::var_os(var) {
+        use std::os::unix::ffi::OsStringExt;
+        return Some(Ok(Zeroizing::new(p.into_vec())));
+    }
+    file.map(read_password_file)
+}
+
 /// The first line of a password file.
 pub fn read_password_file(f: &std::path::Path) -> Result<Zeroizing<Vec<u8>>> {
     let raw = Zeroizing::new(std::fs::read(f).map_err(|e| {
