@@ -9,11 +9,10 @@ use crate::crypto::aead::Cipher;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
 use crate::format::pack::{self, Entry};
-use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
 use crate::index::Index;
-use crate::ops::rewrite::{replace_all, set_label, LostFolder, SnapshotRewrite, TreeFilter};
+use crate::ops::rewrite::{replace_all, LostFolder, Planned, SnapshotRewrite, TreeFilter};
 use crate::pack::reader::{open_blob, read_toc};
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
@@ -127,42 +126,32 @@ pub fn repair_snapshots(
         NodeKind::File { chunks, .. } => chunks.iter().any(|c| !index.contains(&BlobId::Chunk(*c))),
         _ => false,
     };
-    let (rewritten, _) = BlobWriter::run(
-        repo,
-        Index::load(repo)?,
-        |writer| -> Result<Vec<(SnapshotId, Snapshot, Vec<String>)>> {
-            let mut filter =
-                TreeFilter::new(repo, &reader, &index, writer, &data_lost, LostFolder::MakeEmpty, !dry_run);
-            let mut out = Vec::new();
-            for (id, snap) in &snapshots {
-                if interrupt.load(Ordering::Relaxed) {
-                    return Err(Error::new(
-                        ErrorKind::Interrupted,
-                        "repair interrupted; no snapshot changed",
-                    ));
-                }
-                let (tree, removed) = match filter.filter(snap.tree, b"") {
-                    // Even the root listing is lost: the snapshot keeps only its record.
-                    Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
-                        (filter.empty_tree()?, vec!["/ (the whole snapshot)".to_string()])
-                    }
-                    other => other?,
-                };
-                if removed.is_empty() {
-                    continue;
-                }
-                let mut new = snap.clone();
-                new.tree = tree;
-                new.original = snap.original.or(Some(*id));
-                if !new.tags.iter().any(|t| t == "repaired") {
-                    new.tags.push("repaired".into());
-                }
-                set_label(&mut new, "repaired", format!("{} entries removed", removed.len()));
-                out.push((*id, new, removed));
+    let (rewritten, _) = BlobWriter::run(repo, Index::load(repo)?, |writer| -> Result<Vec<Planned>> {
+        let mut filter =
+            TreeFilter::new(repo, &reader, &index, writer, &data_lost, LostFolder::MakeEmpty, !dry_run);
+        let mut out = Vec::new();
+        for (id, snap) in &snapshots {
+            if interrupt.load(Ordering::Relaxed) {
+                return Err(Error::new(ErrorKind::Interrupted, "repair interrupted; no snapshot changed"));
             }
-            Ok(out)
-        },
-    )?;
+            let (tree, removed) = match filter.filter(snap.tree, b"") {
+                // Even the root listing is lost: the snapshot keeps only its record.
+                Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
+                    (filter.empty_tree()?, vec!["/ (the whole snapshot)".to_string()])
+                }
+                other => other?,
+            };
+            if removed.is_empty() {
+                continue;
+            }
+            let mut planned = Planned::new(*id, snap, tree, removed, "repaired");
+            if !planned.new.tags.iter().any(|t| t == "repaired") {
+                planned.new.tags.push("repaired".into());
+            }
+            out.push(planned);
+        }
+        Ok(out)
+    })?;
     let mut repairs = Vec::new();
     // A snapshot object that cannot be read holds nothing to save: it goes, recorded.
     for (name, e) in damaged {

@@ -151,38 +151,58 @@ pub fn rewrite_snapshots(
             if removed.is_empty() {
                 continue;
             }
-            let mut new = snap.clone();
-            new.tree = tree;
-            new.original = snap.original.or(Some(*id));
-            set_label(&mut new, "rewritten", format!("{} entries removed", removed.len()));
-            out.push((*id, new, removed));
+            out.push(Planned::new(*id, snap, tree, removed, "rewritten"));
         }
         Ok(out)
     })?;
     replace_all(repo, planned?, dry_run)
 }
 
+/// A snapshot to store in place of an old one, with what it leaves out.
+pub(crate) struct Planned {
+    old: SnapshotId,
+    old_tree: TreeId,
+    pub new: Snapshot,
+    removed: Vec<String>,
+}
+
+impl Planned {
+    /// `snap` (stored as `id`) with root `tree`, naming where its line of edits started as
+    /// its original, and the count of what it lost in label `label`.
+    pub(crate) fn new(
+        id: SnapshotId,
+        snap: &Snapshot,
+        tree: TreeId,
+        removed: Vec<String>,
+        label: &str,
+    ) -> Self {
+        let mut new = snap.clone();
+        new.tree = tree;
+        new.original = snap.original.or(Some(id));
+        set_label(&mut new, label, format!("{} entries removed", removed.len()));
+        Planned { old: id, old_tree: snap.tree, new, removed }
+    }
+}
+
 /// Store each rewritten snapshot, its summary's counts corrected, in place of its old one.
 pub(crate) fn replace_all(
     repo: &Repository,
-    planned: Vec<(SnapshotId, Snapshot, Vec<String>)>,
+    planned: Vec<Planned>,
     dry_run: bool,
 ) -> Result<Vec<SnapshotRewrite>> {
     if dry_run {
         return Ok(planned
             .into_iter()
-            .map(|(old, _, removed)| SnapshotRewrite { old, new: None, removed })
+            .map(|p| SnapshotRewrite { old: p.old, new: None, removed: p.removed })
             .collect());
     }
     // The index now holds the new trees.
     let browser = Browser::open(repo)?;
     let mut stats = Stats::new(&browser);
     let mut out = Vec::new();
-    for (old, mut snap, removed) in planned {
+    for Planned { old, old_tree, new: mut snap, removed } in planned {
         // A repaired snapshot's old trees may be lost; then its counts stay as recorded.
-        let figures = stats
-            .add_tree(&repo.load_snapshot(&old)?.tree)
-            .and_then(|b| Ok((b, stats.add_tree(&snap.tree)?)));
+        let figures = stats.add_tree(&old_tree).and_then(|b| Ok((b, stats.add_tree(&snap.tree)?)));
         match figures {
             Ok((before, after)) => {
                 let s = &mut snap.summary;
