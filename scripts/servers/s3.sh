@@ -7,6 +7,7 @@
 #
 # The bucket "cairn-test" exists from the start. Credentials: cairn-test / cairn-test-secret.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cmd=${1:?usage: s3.sh start|stop STATE_DIR [PORT]}
 state=${2:?usage: s3.sh start|stop STATE_DIR [PORT]}
 case "$cmd" in
@@ -26,23 +27,10 @@ AWS_SECRET_ACCESS_KEY=cairn-test-secret
 AWS_DEFAULT_REGION=us-east-1
 S3_ENDPOINT=http://127.0.0.1:$port
 END
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then exit 0; fi
-    if ! kill -0 "$(cat "$state/pid")" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  echo "s3.sh: s3s-fs did not start on 127.0.0.1:$port; its log:" >&2
-  cat "$state/server.log" >&2
-  exit 1
+  wait_listening "s3.sh: s3s-fs" "$port" "$state"
   ;;
 stop)
-  if [ -f "$state/pid" ]; then
-    pid=$(cat "$state/pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    rm -f "$state/pid"
-  fi
+  stop_server "$state"
   ;;
 *) echo "usage: s3.sh start|stop STATE_DIR [PORT]" >&2; exit 2 ;;
 esac

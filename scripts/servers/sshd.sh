@@ -11,6 +11,7 @@
 #
 # Use it with CAIRN_SSH_COMMAND="ssh -F STATE_DIR/ssh_config".
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cmd=${1:?usage: sshd.sh start|stop STATE_DIR [PORT]}
 state=${2:?usage: sshd.sh start|stop STATE_DIR [PORT]}
 case "$cmd" in
@@ -67,24 +68,13 @@ END
     alias cairn-test-badhost user_key wrong_known_hosts; } >"$state/ssh_config"
   /usr/sbin/sshd -D -e -f "$state/sshd_config" </dev/null >"$state/server.log" 2>&1 &
   echo $! >"$state/pid"
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then exit 0; fi
-    if ! kill -0 "$(cat "$state/pid")" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  echo "sshd.sh: sshd did not start on 127.0.0.1:$port; its log:" >&2
-  cat "$state/server.log" >&2
-  exit 1
+  wait_listening "sshd.sh: sshd" "$port" "$state"
   ;;
 stop)
   if [ -f "$state/pid" ]; then
-    pid=$(cat "$state/pid")
     # The sessions are sshd's children: end them too, by their ids.
-    children=$(pgrep -P "$pid" 2>/dev/null || true)
-    kill "$pid" $children 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" $children 2>/dev/null || true
-    rm -f "$state/pid"
+    # shellcheck disable=SC2046
+    stop_server "$state" $(pgrep -P "$(cat "$state/pid")" 2>/dev/null || true)
   fi
   ;;
 *) echo "usage: sshd.sh start|stop STATE_DIR [PORT]" >&2; exit 2 ;;
