@@ -154,6 +154,10 @@ fn diff_reports_exactly_the_changes_made_on_disk() {
     assert!(!text.stdout.contains("gone.json"), "{}", text.stdout);
     let sub = changes(&repo, &first, "latest", &src.join("conf/sub"));
     assert!(sub.is_empty(), "{sub:?}");
+    // A path in neither snapshot is an error, not an empty diff; a bad pattern is bad input.
+    let none = repo.cairn().args(["diff", &first, "latest"]).arg(src.join("no-such")).run().expect_code(1);
+    assert!(none.one_line_error().contains("is in neither snapshot"), "{}", none.context());
+    repo.cairn().args(["find", "[unclosed"]).run().expect_code(2).one_line_error();
 }
 
 #[test]
