@@ -135,7 +135,8 @@ def main():
       "(borg 1.x's default). Every backup uses the same absolute path and a fixed host "
       "(`--host bench` for cairn and restic), so each tool finds its previous snapshot and "
       "skips unchanged files. The page cache is warmed (every corpus file read once) before "
-      "the first backup and after each mutation. restic and borg keep a local cache "
+      "the first backup and after each mutation, and each tool's repository is read once "
+      "before its restore and its check. restic and borg keep a local cache "
       "(not counted in the repository size): "
       + ", ".join(f"{t} {fmt(num(meta.get('cache_' + t, '')) and num(meta.get('cache_' + t)) / 1e6)} MB"
                   for t in tools if t != "cairn")

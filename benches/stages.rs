@@ -99,12 +99,12 @@ fn stages(c: &mut Criterion) {
         pack.finish()
     };
     let pack_cipher = Cipher::new(
-        &keys.open_sealed_object_key(&cairn::format::pack::parse_header(&pack.bytes).unwrap()).unwrap(),
+        &keys.open_sealed_object_key(&cairn::format::pack::parse_header(pack.bytes()).unwrap()).unwrap(),
     );
     g.bench_function("open (decrypt + decompress + re-hash)", |b| {
         b.iter(|| {
             for e in &pack.entries {
-                let sealed = pack.bytes[e.offset as usize..(e.offset + e.length) as usize].to_vec();
+                let sealed = pack.bytes()[e.offset as usize..(e.offset + e.length) as usize].to_vec();
                 black_box(cairn::pack::reader::open_blob(&keys, &pack_cipher, e, sealed).unwrap());
             }
         })
@@ -125,7 +125,7 @@ fn stages(c: &mut Criterion) {
                 let (id, enc) = one(chunk);
                 pack.add(BlobId::Chunk(id), enc, chunk.len() as u32);
             }
-            pack.finish().bytes.len()
+            pack.finish().bytes().len()
         })
     });
     // As the backup writer does: each worker fills its own pack, so sealing runs in
@@ -142,7 +142,7 @@ fn stages(c: &mut Criterion) {
                         pack
                     },
                 )
-                .map(|pack| pack.finish().bytes.len())
+                .map(|pack| pack.finish().bytes().len())
                 .sum::<usize>()
         })
     });

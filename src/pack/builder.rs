@@ -1,7 +1,12 @@
 //! Assembles one pack in memory: seals each blob as it is added and, on `finish`, seals
 //! the table of contents and names the pack by the hash of its bytes. Pure: no I/O, so a
 //! caller decides when and where a full pack is written.
+//!
+//! A pack's first byte sits at an address aligned to [`WRITE_ALIGN`], so a local store
+//! can write it past the page cache, and its buffer can be handed back for the next pack
+//! so a long backup does not fault in fresh memory for every pack.
 
+use crate::backend::WRITE_ALIGN;
 use crate::crypto::aead::{counter_nonce, Cipher};
 use crate::crypto::keys::RepoKeys;
 use crate::error::Result;
@@ -12,28 +17,54 @@ pub struct PackBuilder {
     cipher: Cipher,
     header: [u8; pack::HEADER_LEN],
     buf: Vec<u8>,
+    /// Where the pack starts in `buf`: the padding before it aligns its first byte.
+    start: usize,
     entries: Vec<Entry>,
 }
 
 /// A complete pack, ready to store.
 pub struct FinishedPack {
     pub id: PackId,
-    pub bytes: Vec<u8>,
+    buf: Vec<u8>,
+    start: usize,
     pub entries: Vec<Entry>,
 }
 
+impl FinishedPack {
+    /// The pack's bytes, as stored.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// The memory the pack was built in, for [`PackBuilder::reusing`].
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
 impl PackBuilder {
+    /// A builder for a pack of about `capacity` bytes.
     pub fn new(keys: &RepoKeys, capacity: usize) -> Result<Self> {
+        Self::reusing(keys, capacity, Vec::new())
+    }
+
+    /// Like `new`, building in `buf` (the buffer of an earlier pack) when it is big enough.
+    pub fn reusing(keys: &RepoKeys, capacity: usize, mut buf: Vec<u8>) -> Result<Self> {
         let (eph, key) = keys.new_sealed_object_key()?;
         let header = pack::header(&eph);
-        let mut buf = Vec::with_capacity(capacity + capacity / 16);
+        buf.clear();
+        // Blobs may overshoot the target size by one blob; a pack that outgrows the buffer
+        // still works, it only loses its alignment (and is then written through the cache).
+        buf.reserve(capacity + capacity / 16 + WRITE_ALIGN);
+        let start = buf.as_ptr().align_offset(WRITE_ALIGN).min(WRITE_ALIGN);
+        buf.resize(start, 0);
         buf.extend_from_slice(&header);
-        Ok(PackBuilder { cipher: Cipher::new(&key), header, buf, entries: Vec::new() })
+        Ok(PackBuilder { cipher: Cipher::new(&key), header, buf, start, entries: Vec::new() })
     }
 
     /// Seal and append a blob. `encoded` is the compress-encoded plaintext.
     pub fn add(&mut self, id: BlobId, mut encoded: Vec<u8>, raw_length: u32) {
-        let offset = self.buf.len() as u32;
+        let offset = self.size() as u32;
         self.cipher.seal_in_place(&counter_nonce(offset as u64), &Entry::aad(&id), &mut encoded);
         self.buf.extend_from_slice(&encoded);
         self.entries.push(Entry { id, offset, length: encoded.len() as u32, raw_length });
@@ -41,7 +72,7 @@ impl PackBuilder {
 
     /// Bytes in the pack so far.
     pub fn size(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     pub fn is_empty(&self) -> bool {
@@ -49,13 +80,52 @@ impl PackBuilder {
     }
 
     pub fn finish(self) -> FinishedPack {
-        let PackBuilder { cipher, header, mut buf, entries } = self;
+        let PackBuilder { cipher, header, mut buf, start, entries } = self;
         let mut toc = pack::encode_toc(&entries);
         cipher.seal_in_place(&pack::TOC_NONCE, &header, &mut toc);
         buf.extend_from_slice(&toc);
         buf.extend_from_slice(&(toc.len() as u32).to_le_bytes());
         buf.extend_from_slice(pack::TRAILER_MAGIC);
-        let id = PackId(*blake3::hash(&buf).as_bytes());
-        FinishedPack { id, bytes: buf, entries }
+        let id = PackId(*blake3::hash(&buf[start..]).as_bytes());
+        FinishedPack { id, buf, start, entries }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compress;
+    use crate::crypto::keys::MasterKey;
+    use crate::format::pack::MAX_BLOB;
+
+    #[test]
+    fn packs_start_aligned_and_reuse_their_buffer() {
+        let m = MasterKey::generate().unwrap();
+        let keys = m.derive(m.public_key()).unwrap();
+        let data = b"<policy name='gateway'/>".repeat(100);
+        let id = BlobId::Chunk(keys.chunk_id(&data));
+        let mut b = PackBuilder::new(&keys, 1 << 16).unwrap();
+        b.add(id, compress::encode(&data, 3), data.len() as u32);
+        let first = b.finish();
+        assert_eq!(first.bytes().as_ptr().align_offset(WRITE_ALIGN), 0);
+        assert_eq!(first.id.0, *blake3::hash(first.bytes()).as_bytes());
+        assert_eq!(first.entries[0].offset as usize, pack::HEADER_LEN, "offsets count from the pack's start");
+        let (first_bytes, first_ptr) = (first.bytes().to_vec(), first.bytes().as_ptr());
+
+        let mut b = PackBuilder::reusing(&keys, 1 << 16, first.into_buffer()).unwrap();
+        b.add(id, compress::encode(&data, 3), data.len() as u32);
+        let second = b.finish();
+        assert_eq!(second.bytes().as_ptr(), first_ptr, "the memory of the first pack is reused");
+        assert_eq!(second.bytes().len(), first_bytes.len());
+        assert_ne!(second.bytes(), &first_bytes[..], "a new pack key, so new bytes");
+
+        // A pack that outgrows its buffer moves and may lose its alignment; it stays whole.
+        let big = vec![7u8; (MAX_BLOB / 8) as usize];
+        let mut b = PackBuilder::reusing(&keys, 1 << 16, second.into_buffer()).unwrap();
+        b.add(BlobId::Chunk(keys.chunk_id(&big)), compress::encode(&big, 3), big.len() as u32);
+        b.add(id, compress::encode(&data, 3), data.len() as u32);
+        let third = b.finish();
+        assert_eq!(third.id.0, *blake3::hash(third.bytes()).as_bytes());
+        assert_eq!(&third.bytes()[..4], pack::MAGIC);
     }
 }

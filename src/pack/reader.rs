@@ -108,13 +108,13 @@ mod tests {
         let other = b"second".to_vec();
         b.add(BlobId::Chunk(keys.chunk_id(&other)), compress::encode(&other, 3), 6);
         let p = b.finish();
-        assert_eq!(p.id.0, *blake3::hash(&p.bytes).as_bytes());
-        let toc = read_toc(&keys, &p.bytes).unwrap();
+        assert_eq!(p.id.0, *blake3::hash(p.bytes()).as_bytes());
+        let toc = read_toc(&keys, p.bytes()).unwrap();
         assert_eq!(toc, p.entries);
         let cipher =
-            Cipher::new(&keys.open_sealed_object_key(&pack::parse_header(&p.bytes).unwrap()).unwrap());
+            Cipher::new(&keys.open_sealed_object_key(&pack::parse_header(p.bytes()).unwrap()).unwrap());
         let e = &toc[0];
-        let sealed = p.bytes[e.offset as usize..(e.offset + e.length) as usize].to_vec();
+        let sealed = p.bytes()[e.offset as usize..(e.offset + e.length) as usize].to_vec();
         assert_eq!(open_blob(&keys, &cipher, e, sealed.clone()).unwrap(), data);
         let mut bad = sealed.clone();
         bad[3] ^= 1;
@@ -124,6 +124,6 @@ mod tests {
         assert!(open_blob(&keys, &cipher, &swapped, sealed).is_err());
         // A backup-only key wrote nothing it can read back.
         let writer = m.backup_only().derive(m.public_key()).unwrap();
-        assert!(read_toc(&writer, &p.bytes).is_err());
+        assert!(read_toc(&writer, p.bytes()).is_err());
     }
 }

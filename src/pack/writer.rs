@@ -39,6 +39,9 @@ pub struct BlobWriter<'r> {
     /// The first error of an uploader; later saves fail with it at once.
     upload_failed: Mutex<Option<Error>>,
     unindexed: Mutex<Vec<(PackId, Vec<Entry>)>>,
+    /// Buffers of stored packs, reused for new ones: memory a backup has touched once
+    /// serves every later pack instead of being returned and faulted in again.
+    spare_buffers: Mutex<Vec<Vec<u8>>>,
     pub blobs_new: AtomicU64,
     pub bytes_stored: AtomicU64,
 }
@@ -70,6 +73,7 @@ impl<'r> BlobWriter<'r> {
             queue: Mutex::new(Some(tx)),
             upload_failed: Mutex::new(None),
             unindexed: Mutex::new(Vec::new()),
+            spare_buffers: Mutex::new(Vec::new()),
             blobs_new: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
         };
@@ -123,7 +127,9 @@ impl<'r> BlobWriter<'r> {
         let full = {
             let mut slot = self.builder(id.kind()).lock().expect("builder lock");
             if slot.is_none() {
-                *slot = Some(PackBuilder::new(self.repo.keys(), self.repo.config().pack_size as usize)?);
+                let spare = self.spare_buffers.lock().expect("spare lock").pop().unwrap_or_default();
+                let capacity = self.repo.config().pack_size as usize;
+                *slot = Some(PackBuilder::reusing(self.repo.keys(), capacity, spare)?);
             }
             let b = slot.as_mut().expect("set above");
             b.add(id, encoded, plaintext.len() as u32);
@@ -184,12 +190,14 @@ impl<'r> BlobWriter<'r> {
         }
     }
 
-    fn store(&self, pack: FinishedPack) -> Result<()> {
-        self.repo.backend().write(FileType::Pack, &pack.id.to_hex(), &pack.bytes)?;
-        self.bytes_stored.fetch_add(pack.bytes.len() as u64, Ordering::Relaxed);
+    fn store(&self, mut pack: FinishedPack) -> Result<()> {
+        self.repo.backend().write(FileType::Pack, &pack.id.to_hex(), pack.bytes())?;
+        self.bytes_stored.fetch_add(pack.bytes().len() as u64, Ordering::Relaxed);
+        let (id, entries) = (pack.id, std::mem::take(&mut pack.entries));
+        self.spare_buffers.lock().expect("spare lock").push(pack.into_buffer());
         let batch = {
             let mut u = self.unindexed.lock().expect("unindexed lock");
-            u.push((pack.id, pack.entries));
+            u.push((id, entries));
             if u.len() >= PACKS_PER_INDEX {
                 std::mem::take(&mut *u)
             } else {
