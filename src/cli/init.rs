@@ -51,7 +51,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         kdf: KdfParams {
             memory_kib: u32_of(a.kdf_memory / 1024, "--kdf-memory")?,
             iterations: a.kdf_iterations,
-            parallelism: 1,
+            parallelism: KdfParams::DEFAULT.parallelism,
         },
     };
     opts.kdf.check()?;

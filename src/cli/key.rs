@@ -80,7 +80,11 @@ impl KdfArgs {
     fn params(&self) -> Result<KdfParams> {
         let memory_kib =
             u32::try_from(self.kdf_memory / 1024).map_err(|_| Error::invalid("--kdf-memory is too large"))?;
-        let p = KdfParams { memory_kib, iterations: self.kdf_iterations, parallelism: 1 };
+        let p = KdfParams {
+            memory_kib,
+            iterations: self.kdf_iterations,
+            parallelism: KdfParams::DEFAULT.parallelism,
+        };
         p.check()?;
         Ok(p)
     }
