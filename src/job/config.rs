@@ -103,6 +103,9 @@ pub struct CopyTarget {
     pub repository: String,
     pub password_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// Whether the job's retention also runs at the target (`retention = false`: another
+    /// host prunes it, or the target's key is not allowed to delete).
+    pub retention: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -467,13 +470,13 @@ impl Reader<'_> {
         };
         let mut out = Vec::new();
         for item in items.iter() {
-            let mut c = CopyTarget::default();
-            for (key, value) in
-                self.section(item, &format!("{place} copy"), &["repository", "password-file", "key-file"])
-            {
+            let mut c = CopyTarget { retention: true, ..Default::default() };
+            let allowed = ["repository", "password-file", "key-file", "retention"];
+            for (key, value) in self.section(item, &format!("{place} copy"), &allowed) {
                 match key {
                     "repository" => c.repository = self.string(value, key).unwrap_or_default(),
                     "password-file" => c.password_file = self.string(value, key).map(PathBuf::from),
+                    "retention" => c.retention = self.bool(value, key),
                     _ => c.key_file = self.string(value, key).map(PathBuf::from),
                 }
             }
@@ -551,6 +554,10 @@ max-rpo = "4h"
 [[jobs.gateway.copy]]
 repository = "sftp:backup@offsite/srv/cairn"
 
+[[jobs.gateway.copy]]
+repository = "s3:https://vault.example/gw"
+retention = false
+
 [jobs.gateway.monitoring]
 ping-success = "https://hc.example/ping/abc"
 ping-timeout = "5s"
@@ -569,6 +576,7 @@ ping-timeout = "5s"
         assert!(r.prune);
         assert_eq!(j.check.as_ref().unwrap().read_data_parts, Some(7));
         assert_eq!(j.copies[0].repository, "sftp:backup@offsite/srv/cairn");
+        assert_eq!((j.copies[0].retention, j.copies[1].retention), (true, false));
         assert_eq!(j.monitoring.ping_timeout, 5);
     }
 

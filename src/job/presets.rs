@@ -142,7 +142,9 @@ const COMMON: &str = r#"
 # max-rto = "15m"
 # max-rpo = "4h"
 
-# Offsite copies (3-2-1): any repository location, each with its own key.
+# Offsite copies (3-2-1): any repository location, each with its own key. The job's
+# retention runs there too; set `retention` to false in a target when another host
+# prunes the copy or its key may not delete.
 # [[jobs.JOB.copy]]
 # repository = "sftp:backup@offsite/srv/cairn/gw"
 # password-file = "/etc/cairn/offsite.pass"

@@ -6,7 +6,8 @@
 //!    even when one of them fails, so as much as possible is saved;
 //! 3. only if nothing failed: retention (`forget --prune`, limited to the job's
 //!    snapshots), `check` (with a rotating part of the data, or all of it when a full read
-//!    is due), `drill`, and `copy` to each offsite repository;
+//!    is due), `drill`, and `copy` to each offsite repository followed by the same
+//!    retention there (unless the target sets `retention = false`);
 //! 4. hooks `after` (success) or `on-error` (failure), ping success or failure, and a
 //!    `job` entry in the repository's activity log.
 //!

@@ -1,7 +1,7 @@
 //! What a job runs: each step's command line, built from the job file. Running them and
 //! judging the outcome are `run.rs`'s part.
 
-use super::config::Job;
+use super::config::{Job, Retention};
 use super::template::{expand, NameParts};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -91,7 +91,7 @@ pub(super) fn data_steps(cairn: &Path, job: &Job, started: jiff::Timestamp) -> (
     (steps, source_error)
 }
 
-/// Retention, check, drill and copies. `last_full` is when the log last shows a
+/// Retention, check, drill, and copies (each followed by the retention at its target). `last_full` is when the log last shows a
 /// check that read all data (seconds since the epoch).
 pub(super) fn upkeep_steps(
     cairn: &Path,
@@ -101,21 +101,7 @@ pub(super) fn upkeep_steps(
 ) -> Vec<Step> {
     let mut steps = Vec::new();
     if let Some(r) = &job.retention {
-        let mut args: Vec<OsString> = vec!["forget".into(), "--json".into(), "--label".into()];
-        args.push(format!("job={}", job.name).into());
-        for (k, n) in &r.keep {
-            args.extend([format!("--{k}").into(), n.to_string().into()]);
-        }
-        if let Some(w) = &r.keep_within {
-            args.extend(["--keep-within".into(), w.into()]);
-        }
-        if r.prune {
-            args.push("--prune".into());
-            if let Some(m) = &r.max_unused {
-                args.extend(["--max-unused".into(), m.into()]);
-            }
-        }
-        steps.push(cairn_step(cairn, job, "retention", args));
+        steps.push(cairn_step(cairn, job, "retention", retention_args(job, r)));
     }
     if let Some(c) = &job.check {
         let mut args: Vec<OsString> = vec!["check".into(), "--json".into()];
@@ -162,8 +148,40 @@ pub(super) fn upkeep_steps(
         // The target's own repository and key.
         set_repository(&mut step.command, &c.repository, c.password_file.as_deref(), c.key_file.as_deref());
         steps.push(step);
+        // The copy keeps the same history as the job's repository, unless the target
+        // says another host prunes it (or its key may not delete).
+        if let (Some(r), true) = (&job.retention, c.retention) {
+            let mut step =
+                cairn_step(cairn, job, &format!("retention at {}", c.repository), retention_args(job, r));
+            set_repository(
+                &mut step.command,
+                &c.repository,
+                c.password_file.as_deref(),
+                c.key_file.as_deref(),
+            );
+            steps.push(step);
+        }
     }
     steps
+}
+
+/// `forget` of the job's own snapshots by its retention rules.
+fn retention_args(job: &Job, r: &Retention) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["forget".into(), "--json".into(), "--label".into()];
+    args.push(format!("job={}", job.name).into());
+    for (k, n) in &r.keep {
+        args.extend([format!("--{k}").into(), n.to_string().into()]);
+    }
+    if let Some(w) = &r.keep_within {
+        args.extend(["--keep-within".into(), w.into()]);
+    }
+    if r.prune {
+        args.push("--prune".into());
+        if let Some(m) = &r.max_unused {
+            args.extend(["--max-unused".into(), m.into()]);
+        }
+    }
+    args
 }
 
 fn cairn_step(cairn: &Path, job: &Job, name: &str, args: Vec<OsString>) -> Step {
@@ -236,4 +254,40 @@ fn resolve_sources(job: &Job) -> std::result::Result<Vec<PathBuf>, String> {
         out.extend(found);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_follows_each_copy_unless_the_target_opts_out() {
+        let file = super::super::config::parse(
+            r#"
+[jobs.gw]
+repository = "/r"
+sources = ["/src"]
+[jobs.gw.retention]
+keep-daily = 7
+[[jobs.gw.copy]]
+repository = "/offsite-a"
+[[jobs.gw.copy]]
+repository = "/offsite-b"
+retention = false
+"#,
+        )
+        .unwrap();
+        let job = &file.jobs[0];
+        let steps = upkeep_steps(Path::new("cairn"), job, None, jiff::Timestamp::UNIX_EPOCH);
+        let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["retention", "copy to /offsite-a", "retention at /offsite-a", "copy to /offsite-b"]
+        );
+        let at_target = &steps[2].command;
+        let repo = at_target.get_envs().find(|(k, _)| *k == "CAIRN_REPOSITORY").and_then(|(_, v)| v);
+        assert_eq!(repo, Some(std::ffi::OsStr::new("/offsite-a")), "runs against the copy's repository");
+        let args: Vec<_> = at_target.get_args().collect();
+        assert_eq!(args, ["forget", "--json", "--label", "job=gw", "--keep-daily", "7", "--prune"]);
+    }
 }
