@@ -6,6 +6,7 @@ pub mod check;
 pub mod copy;
 pub mod dump;
 pub mod exclude;
+mod flusher;
 pub mod forget;
 pub mod progress;
 pub mod prune;

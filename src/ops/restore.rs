@@ -12,6 +12,7 @@
 //! A damaged or missing chunk fails only the files that use it: every other file is still
 //! restored, and the outcome names each damaged file.
 
+use super::flusher::{Flusher, FLUSH_EVERY};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::id::{BlobId, ChunkId, TreeId};
@@ -96,7 +97,8 @@ pub fn restore(
     // Files whose data could not be restored, so their hard links are not made either.
     let failed = Mutex::new(std::collections::HashSet::new());
     let warnings = Mutex::new(Vec::new());
-    plan.files.par_iter().try_for_each(|(path, node)| -> Result<()> {
+    let flusher = Flusher::new(std::fs::File::open(target).ok(), FLUSH_EVERY);
+    let restored = plan.files.par_iter().try_for_each(|(path, node)| -> Result<()> {
         if interrupt.load(Ordering::Relaxed) {
             return Err(Error::new(ErrorKind::Interrupted, "restore interrupted"));
         }
@@ -104,6 +106,7 @@ pub fn restore(
             Ok(FileResult::Written(n)) => {
                 written.fetch_add(1, Ordering::Relaxed);
                 bytes.fetch_add(n, Ordering::Relaxed);
+                flusher.wrote(n);
             }
             Ok(FileResult::Unchanged) => {
                 unchanged.fetch_add(1, Ordering::Relaxed);
@@ -117,7 +120,9 @@ pub fn restore(
         }
         warnings.lock().expect("warnings lock").extend(meta::apply(path, node, as_root)?);
         Ok(())
-    })?;
+    });
+    flusher.finish();
+    restored?;
     let mut warnings = warnings.into_inner().expect("warnings lock");
     for (path, node) in &plan.specials {
         replace_with(path, |p| meta::create_special(p, node))?;
@@ -146,6 +151,7 @@ pub fn restore(
     }
     // One flush of the target filesystem at the end instead of one per file (which cost
     // a disk round trip per file): when restore reports success, the data is on disk.
+    // The flusher above wrote most of it back already, while files were still restored.
     let target_dir = std::fs::File::open(target).ctx(|| format!("cannot open {}", target.display()))?;
     rustix::fs::syncfs(&target_dir)
         .map_err(|e| Error::io(format!("cannot sync {}", target.display()), e.into()))?;
