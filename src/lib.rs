@@ -17,6 +17,7 @@ pub mod browse;
 pub mod chunker;
 pub mod compress;
 pub mod crypto;
+pub mod direct_io;
 pub mod error;
 pub mod format;
 pub mod id;

@@ -3,14 +3,13 @@
 //! disk never leaves a partial object under a real name. Files are 0600, folders 0700.
 
 use super::{Backend, FileType, WRITE_ALIGN};
+use crate::direct_io;
 use crate::error::{Error, ErrorKind, IoContext, Result};
-use rustix::fs::{Mode, OFlags};
-use rustix::io::Errno;
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::FileExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -57,37 +56,14 @@ fn random_suffix() -> String {
     crate::id::hex_encode(&b)
 }
 
-/// Create a new 0600 file for writing; with `direct`, past the page cache (O_DIRECT) if
-/// the filesystem supports it. Returns the file and whether it is open for direct I/O.
-fn create_new(path: &Path, direct: bool) -> std::io::Result<(File, bool)> {
-    if direct {
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::DIRECT;
-        match rustix::fs::open(path, flags, Mode::from_raw_mode(0o600)) {
-            Ok(fd) => return Ok((File::from(fd), true)),
-            // Filesystems without direct I/O (tmpfs on older kernels, some FUSE) refuse
-            // the flag: write through the cache there.
-            Err(Errno::INVAL) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    Ok((f, false))
-}
-
-/// Write all of `bytes` to a new file from `create_new`.
-///
-/// Why packs skip the page cache: a backup writes hundreds of megabytes that nobody reads
-/// soon, and copying them into the cache cost the backup more CPU than sealing them (more
-/// still on virtual machines, where fresh cache pages fault in from the host); it also
-/// evicts what the host's own services have cached. Direct I/O moves whole aligned blocks
-/// only, so the last partial block goes through the cache, and a filesystem that refuses
-/// an aligned direct write gets the rest through the cache as well.
+/// Write all of `bytes` to a new file from `direct_io::create`: whole aligned blocks
+/// past the page cache while `direct`, the rest through it (see `crate::direct_io`).
 fn write_all(f: &File, bytes: &[u8], mut direct: bool) -> std::io::Result<()> {
     let aligned_end = bytes.len() / WRITE_ALIGN * WRITE_ALIGN;
     let mut pos = 0;
     while pos < bytes.len() {
         if direct && (pos >= aligned_end || pos % WRITE_ALIGN != 0) {
-            stop_direct(f)?;
+            direct_io::stop(f)?;
             direct = false;
         }
         let end = if direct { aligned_end } else { bytes.len() };
@@ -95,19 +71,13 @@ fn write_all(f: &File, bytes: &[u8], mut direct: bool) -> std::io::Result<()> {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => pos += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if direct && Errno::from_io_error(&e) == Some(Errno::INVAL) => {
-                stop_direct(f)?;
+            Err(e) if direct && direct_io::refused(&e) => {
+                direct_io::stop(f)?;
                 direct = false;
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(())
-}
-
-fn stop_direct(f: &File) -> std::io::Result<()> {
-    let flags = rustix::fs::fcntl_getfl(f)?;
-    rustix::fs::fcntl_setfl(f, flags - OFlags::DIRECT)?;
     Ok(())
 }
 
@@ -186,10 +156,8 @@ impl Backend for LocalBackend {
         let tmp = dir.join(format!("{TEMP_PREFIX}{name}-{}", random_suffix()));
         let result = (|| {
             // Packs are written past the page cache where their buffer allows it.
-            let direct = ft == FileType::Pack
-                && bytes.len() >= WRITE_ALIGN
-                && bytes.as_ptr().align_offset(WRITE_ALIGN) == 0;
-            let open = || create_new(&tmp, direct);
+            let direct = ft == FileType::Pack && bytes.len() >= WRITE_ALIGN && direct_io::is_aligned(bytes);
+            let open = || direct_io::create(&tmp, true, direct);
             let (f, direct) = match open() {
                 // Copies of a repository made by tools that drop empty folders lack some.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.root.join("config").exists() => {
@@ -305,17 +273,6 @@ mod tests {
         (v, start)
     }
 
-    /// Bytes of `path` in the page cache, as util-linux's `fincore` reports them.
-    fn cached_bytes(path: &Path) -> u64 {
-        let out = std::process::Command::new("fincore")
-            .args(["--bytes", "--noheadings", "--output", "RES"])
-            .arg(path)
-            .output()
-            .expect("fincore (Debian: util-linux-extra) runs");
-        assert!(out.status.success(), "fincore failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("fincore prints a number")
-    }
-
     #[test]
     fn packs_are_written_whole_past_the_page_cache_when_aligned() {
         let dir = tempfile::tempdir().unwrap();
@@ -334,10 +291,8 @@ mod tests {
             let path = b.path(FileType::Pack, &name);
             // Local folders on filesystems that support direct I/O (ext4 here, and xfs
             // and btrfs alike) keep no more than the tail block of a pack in the cache.
-            let fs_type = rustix::fs::statfs(&path).unwrap().f_type as i64;
-            const EXT4: i64 = 0xEF53;
-            if shift == 0 && len > WRITE_ALIGN && fs_type == EXT4 {
-                let cached = cached_bytes(&path);
+            if shift == 0 && len > WRITE_ALIGN && direct_io::is_ext4(&path) {
+                let cached = direct_io::cached_bytes(&path);
                 assert!(
                     cached <= WRITE_ALIGN as u64,
                     "{cached} bytes of a {len}-byte pack went into the page cache"

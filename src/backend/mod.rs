@@ -22,8 +22,8 @@ pub mod sftp;
 use crate::error::Result;
 
 /// A buffer whose first byte is aligned to this many bytes (and that is at least this
-/// long) may be written past the page cache by a local store; see `local::write_direct`.
-pub const WRITE_ALIGN: usize = 4096;
+/// long) may be written past the page cache by a local store (see `crate::direct_io`).
+pub const WRITE_ALIGN: usize = crate::direct_io::ALIGN;
 
 /// The kinds of stored objects, each in its own namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -13,5 +13,6 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod rewrite;
+mod sparse_writer;
 pub mod verify;
 mod walker;

@@ -13,6 +13,7 @@
 //! restored, and the outcome names each damaged file.
 
 use super::flusher::{Flusher, FLUSH_EVERY};
+use super::sparse_writer::SparseWriter;
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::id::{BlobId, ChunkId, TreeId};
@@ -23,9 +24,8 @@ use crate::tree::meta;
 use crate::tree::walk::{walk, Visit};
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -270,9 +270,8 @@ fn restore_file(
     Ok(FileResult::Written(*size))
 }
 
-/// Sparse-aware write: blocks of zeros are skipped and left as holes.
-const BLOCK: usize = 4096;
-
+/// Write the file's chunks through a `SparseWriter`: zero blocks become holes, large
+/// files skip the page cache.
 fn write_file(
     reader: &PackReader<'_>,
     index: &Index,
@@ -280,47 +279,20 @@ fn write_file(
     size: u64,
     chunks: &[ChunkId],
 ) -> Result<()> {
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .ctx(|| format!("cannot create {}", path.display()))?;
+    let mut w = SparseWriter::create(path, size).ctx(|| format!("cannot create {}", path.display()))?;
     let mut offset = 0u64;
     for id in chunks {
         let loc = index
             .get(&BlobId::Chunk(*id))
             .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("chunk {id} is not in the index")))?;
         let data = reader.read_blob(&loc)?;
-        for (start, end) in data_runs(&data) {
-            f.write_all_at(&data[start..end], offset + start as u64)
-                .ctx(|| format!("cannot write {}", path.display()))?;
-        }
+        w.write(&data).ctx(|| format!("cannot write {}", path.display()))?;
         offset += data.len() as u64;
     }
     if offset != size {
         return Err(Error::corrupt(format!("chunks hold {offset} bytes but the file had {size}")));
     }
-    f.set_len(size).ctx(|| format!("cannot size {}", path.display()))?;
-    Ok(())
-}
-
-/// The byte ranges of `data` to write: runs of blocks holding a non-zero byte, so blocks
-/// of zeros stay holes and everything else takes one write per run (not per block).
-fn data_runs(data: &[u8]) -> Vec<(usize, usize)> {
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for (i, block) in data.chunks(BLOCK).enumerate() {
-        if block.iter().all(|&b| b == 0) {
-            continue;
-        }
-        let (start, end) = (i * BLOCK, i * BLOCK + block.len());
-        match runs.last_mut() {
-            Some(last) if last.1 == start => last.1 = end,
-            _ => runs.push((start, end)),
-        }
-    }
-    runs
+    w.finish(size).ctx(|| format!("cannot write {}", path.display()))
 }
 
 /// Whether `path` already holds exactly the content of these chunks (compared by
@@ -346,18 +318,4 @@ fn already_identical(repo: &Repository, index: &Index, path: &Path, size: u64, c
         }
     }
     true
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn data_runs_merge_blocks_and_skip_zero_blocks() {
-        let mut data = vec![1u8; BLOCK * 5 + 100];
-        data[BLOCK * 2..BLOCK * 3].fill(0);
-        assert_eq!(data_runs(&data), vec![(0, BLOCK * 2), (BLOCK * 3, BLOCK * 5 + 100)]);
-        assert!(data_runs(&vec![0u8; BLOCK * 3]).is_empty());
-        assert_eq!(data_runs(&[7u8; 10]), vec![(0, 10)]);
-    }
 }

@@ -2,13 +2,13 @@
 //! the table of contents and names the pack by the hash of its bytes. Pure: no I/O, so a
 //! caller decides when and where a full pack is written.
 //!
-//! A pack's first byte sits at an address aligned to [`WRITE_ALIGN`], so a local store
+//! A pack's first byte sits at an aligned address (`crate::direct_io`), so a local store
 //! can write it past the page cache, and its buffer can be handed back for the next pack
 //! so a long backup does not fault in fresh memory for every pack.
 
-use crate::backend::WRITE_ALIGN;
 use crate::crypto::aead::{counter_nonce, Cipher};
 use crate::crypto::keys::RepoKeys;
+use crate::direct_io;
 use crate::error::Result;
 use crate::format::pack::{self, Entry};
 use crate::id::{BlobId, PackId};
@@ -52,12 +52,9 @@ impl PackBuilder {
     pub fn reusing(keys: &RepoKeys, capacity: usize, mut buf: Vec<u8>) -> Result<Self> {
         let (eph, key) = keys.new_sealed_object_key()?;
         let header = pack::header(&eph);
-        buf.clear();
         // Blobs may overshoot the target size by one blob; a pack that outgrows the buffer
         // still works, it only loses its alignment (and is then written through the cache).
-        buf.reserve(capacity + capacity / 16 + WRITE_ALIGN);
-        let start = buf.as_ptr().align_offset(WRITE_ALIGN).min(WRITE_ALIGN);
-        buf.resize(start, 0);
+        let start = direct_io::align_empty(&mut buf, capacity + capacity / 16);
         buf.extend_from_slice(&header);
         Ok(PackBuilder { cipher: Cipher::new(&key), header, buf, start, entries: Vec::new() })
     }
@@ -107,7 +104,7 @@ mod tests {
         let mut b = PackBuilder::new(&keys, 1 << 16).unwrap();
         b.add(id, compress::encode(&data, 3), data.len() as u32);
         let first = b.finish();
-        assert_eq!(first.bytes().as_ptr().align_offset(WRITE_ALIGN), 0);
+        assert!(direct_io::is_aligned(first.bytes()));
         assert_eq!(first.id.0, *blake3::hash(first.bytes()).as_bytes());
         assert_eq!(first.entries[0].offset as usize, pack::HEADER_LEN, "offsets count from the pack's start");
         let (first_bytes, first_ptr) = (first.bytes().to_vec(), first.bytes().as_ptr());
