@@ -300,6 +300,14 @@ mod tests {
             }
             assert_eq!(b.read(FileType::Pack, &name).unwrap(), &buf[start..], "pack {i} of {len} bytes");
         }
+        // A direct write the filesystem refuses (here: from memory that is not aligned)
+        // is redone through the cache, whole.
+        let (buf, start) = buffer(3 * WRITE_ALIGN, 1);
+        let path = dir.path().join("refused");
+        let (f, direct) = direct_io::create(&path, true, true).unwrap();
+        write_all(&f, &buf[start..], direct).unwrap();
+        drop(f);
+        assert_eq!(fs::read(&path).unwrap(), &buf[start..]);
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("repo/data/00")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files remain");
     }
