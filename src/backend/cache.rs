@@ -122,6 +122,10 @@ impl Backend for PackCache {
     fn write_parallelism(&self) -> usize {
         self.inner.write_parallelism()
     }
+
+    fn read_parallelism(&self) -> usize {
+        self.inner.read_parallelism()
+    }
 }
 
 #[cfg(test)]

@@ -84,6 +84,12 @@ pub trait Backend: Send + Sync {
     fn write_parallelism(&self) -> usize {
         1
     }
+    /// How many whole-pack reads may usefully wait at once: check --read-data keeps this
+    /// many fetches from a remote store in flight (so the network, not one round trip
+    /// after another, sets its pace); a local disk is read by one thread per core.
+    fn read_parallelism(&self) -> usize {
+        1
+    }
     /// Whether an object exists.
     fn exists(&self, ft: FileType, name: &str) -> Result<bool> {
         match self.size(ft, name) {

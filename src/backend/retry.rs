@@ -117,6 +117,10 @@ impl Backend for RetryBackend {
     fn write_parallelism(&self) -> usize {
         self.inner.write_parallelism()
     }
+
+    fn read_parallelism(&self) -> usize {
+        self.inner.read_parallelism()
+    }
 }
 
 /// An `Io` error meaning "try again" for remote backends.

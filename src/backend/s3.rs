@@ -24,6 +24,8 @@ use std::time::Duration;
 const SIGNATURE_TTL: Duration = Duration::from_secs(3600);
 /// Uploads in flight during a backup: enough to hide a round trip per pack.
 const PARALLEL_UPLOADS: usize = 4;
+/// Whole packs check --read-data fetches at once.
+const PARALLEL_READS: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct S3Location {
@@ -365,6 +367,10 @@ impl Backend for S3Backend {
 
     fn write_parallelism(&self) -> usize {
         PARALLEL_UPLOADS
+    }
+
+    fn read_parallelism(&self) -> usize {
+        PARALLEL_READS
     }
 }
 

@@ -34,6 +34,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Uploads in flight over the one connection: SFTP pipelines requests, so overlapping
 /// packs hides the round trips of their renames.
 const PARALLEL_UPLOADS: usize = 4;
+/// Whole packs check --read-data fetches at once.
+const PARALLEL_READS: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SftpLocation {
@@ -485,6 +487,10 @@ impl Backend for SftpBackend {
 
     fn write_parallelism(&self) -> usize {
         PARALLEL_UPLOADS
+    }
+
+    fn read_parallelism(&self) -> usize {
+        PARALLEL_READS
     }
 }
 

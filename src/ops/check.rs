@@ -166,16 +166,18 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
             report.notes.push(format!("pack {name} is not in any index (left by an interrupted backup?)"));
         }
     }
-    let results: Vec<(Vec<Problem>, u64, u64)> = by_pack
-        .par_iter()
-        .map(|(pack, entries)| {
-            if interrupt.load(Ordering::Relaxed) {
-                return (vec![], 0, 0);
-            }
-            let read = opts.read_data.is_some_and(|sub| sub.contains(pack));
-            check_pack(repo, &reader, pack, entries, stored.contains_key(&pack.to_hex()), read)
-        })
-        .collect();
+    let results: Vec<(Vec<Problem>, u64, u64)> = super::read_pool::install(repo, || {
+        by_pack
+            .par_iter()
+            .map(|(pack, entries)| {
+                if interrupt.load(Ordering::Relaxed) {
+                    return (vec![], 0, 0);
+                }
+                let read = opts.read_data.is_some_and(|sub| sub.contains(pack));
+                check_pack(repo, &reader, pack, entries, stored.contains_key(&pack.to_hex()), read)
+            })
+            .collect()
+    })?;
     if interrupt.load(Ordering::Relaxed) {
         return Err(Error::new(ErrorKind::Interrupted, "check interrupted"));
     }

@@ -10,6 +10,7 @@ mod flusher;
 pub mod forget;
 pub mod progress;
 pub mod prune;
+mod read_pool;
 pub mod repair;
 pub mod restore;
 pub mod rewrite;
