@@ -84,9 +84,9 @@ pub trait Backend: Send + Sync {
     fn write_parallelism(&self) -> usize {
         1
     }
-    /// How many whole-pack reads may usefully wait at once: check --read-data keeps this
-    /// many fetches from a remote store in flight (so the network, not one round trip
-    /// after another, sets its pace); a local disk is read by one thread per core.
+    /// How many pack reads may usefully wait at once: check --read-data and restore keep
+    /// this many fetches from a remote store in flight (so the network, not one round
+    /// trip after another, sets their pace); a local disk is read by one thread per core.
     fn read_parallelism(&self) -> usize {
         1
     }

@@ -24,7 +24,7 @@ use std::time::Duration;
 const SIGNATURE_TTL: Duration = Duration::from_secs(3600);
 /// Uploads in flight during a backup: enough to hide a round trip per pack.
 const PARALLEL_UPLOADS: usize = 4;
-/// Whole packs check --read-data fetches at once.
+/// Pack fetches check --read-data and restore keep in flight.
 const PARALLEL_READS: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

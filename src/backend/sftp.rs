@@ -34,7 +34,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Uploads in flight over the one connection: SFTP pipelines requests, so overlapping
 /// packs hides the round trips of their renames.
 const PARALLEL_UPLOADS: usize = 4;
-/// Whole packs check --read-data fetches at once.
+/// Pack fetches check --read-data and restore keep in flight.
 const PARALLEL_READS: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

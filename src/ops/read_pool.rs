@@ -1,4 +1,5 @@
-//! Threads for work that waits on whole-pack reads (check --read-data).
+//! Threads for work that waits on pack reads from a remote store (check --read-data,
+//! restore).
 //!
 //! Rayon's pool has one thread per core, which keeps a local disk busy. A remote store
 //! answers each read after a round trip, so with one fetch per core in flight the cores
@@ -6,10 +7,10 @@
 //! Measured with check --read-data of 293 MB from s3s-fs on loopback (2 cores):
 //! 2 threads 3.40 s, 4 threads 2.48 s, 8 threads 2.01 s.
 //!
-//! Restore does not use it: its threads read blob by blob through the remote pack cache,
-//! and 8 threads working on 8 parts of the file list evicted each other's packs (a
-//! 293 MB restore from s3s-fs took 3.2 s with 2 threads, 4.0 s with 8). Restoring from a
-//! remote store faster needs the files ordered by the packs they read first.
+//! Restore reads blob by blob through the remote pack cache, and 8 threads working on 8
+//! parts of the file list in tree order evicted each other's packs (3.2 s with 2 threads,
+//! 4.0 s with 8, same corpus). So a remote restore first orders its files by the pack
+//! their data starts in; then 8 threads restored it in 2.8 s.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repository;

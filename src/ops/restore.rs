@@ -98,7 +98,11 @@ pub fn restore(
     let failed = Mutex::new(std::collections::HashSet::new());
     let warnings = Mutex::new(Vec::new());
     let flusher = Flusher::new(std::fs::File::open(target).ok(), FLUSH_EVERY);
-    let restored = plan.files.par_iter().try_for_each(|(path, node)| -> Result<()> {
+    let remote = repo.backend().read_parallelism() > 1;
+    if remote {
+        order_by_first_pack(&mut plan.files, &index);
+    }
+    let restore_one = |(path, node): &(PathBuf, Node)| -> Result<()> {
         if interrupt.load(Ordering::Relaxed) {
             return Err(Error::new(ErrorKind::Interrupted, "restore interrupted"));
         }
@@ -120,7 +124,13 @@ pub fn restore(
         }
         warnings.lock().expect("warnings lock").extend(meta::apply(path, node, as_root)?);
         Ok(())
-    });
+    };
+    let restored = if remote {
+        // Threads wait for fetched packs: more of them keep more fetches in flight.
+        super::read_pool::install(repo, || plan.files.par_iter().try_for_each(restore_one))?
+    } else {
+        plan.files.par_iter().try_for_each(restore_one)
+    };
     flusher.finish();
     restored?;
     let mut warnings = warnings.into_inner().expect("warnings lock");
@@ -233,6 +243,18 @@ fn temp_name(path: &Path) -> PathBuf {
     let mut name = std::ffi::OsString::from(".cairn-restore-");
     name.push(path.file_name().unwrap_or_default());
     path.with_file_name(name)
+}
+
+/// Order files by where their data starts (pack, then offset). From a remote store, whose
+/// packs are fetched whole into a small cache, each restore thread then works through a
+/// few packs at a time instead of evicting the packs the other threads still read.
+fn order_by_first_pack(files: &mut [(PathBuf, Node)], index: &Index) {
+    files.sort_by_cached_key(|(_, node)| match &node.kind {
+        NodeKind::File { chunks, .. } => {
+            chunks.first().and_then(|c| index.get(&BlobId::Chunk(*c))).map(|l| (l.pack.0, l.entry.offset))
+        }
+        _ => None,
+    });
 }
 
 enum FileResult {
