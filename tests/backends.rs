@@ -207,31 +207,54 @@ fn sftp_short_outage_is_ridden_out() {
 
 /// cairn killed (SIGKILL) in the middle of uploads: nothing partial under a final name on
 /// the server, and the next backup completes and checks clean.
-fn client_killed_mid_upload(server: Server) {
+fn client_killed_mid_upload(server: &Server) {
     let work = tempdir("cairn-remote-client-kill-");
     let src = work.path().join("src");
     random_source(&src);
     let loc = server.location("repo");
-    cairn_on(&server, &loc).arg("init").args(FAST_KDF).args(["--pack-size", "1M"]).run().ok();
+    cairn_on(server, &loc).arg("init").args(FAST_KDF).args(["--pack-size", "1M"]).run().ok();
     let stored = server.storage("repo");
-    let mut child = cairn_on(&server, &loc).arg("backup").arg(&src).spawn();
+    let mut child = cairn_on(server, &loc).arg("backup").arg(&src).spawn();
     let started = wait_until(Duration::from_secs(60), || pack_count(&stored) >= 3);
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(started, "the backup stored no packs in time");
     assert!(!status.success(), "the backup finished before it was killed; make the source larger");
     assert!(objects_complete(&stored).is_empty(), "partial objects: {:?}", objects_complete(&stored));
-    cairn_on(&server, &loc).arg("unlock").run().ok();
-    cairn_on(&server, &loc).arg("backup").arg(&src).run().ok();
-    cairn_on(&server, &loc).args(["check", "--read-data"]).run().ok();
+    cairn_on(server, &loc).arg("unlock").run().ok();
+    cairn_on(server, &loc).arg("backup").arg(&src).run().ok();
+    cairn_on(server, &loc).args(["check", "--read-data"]).run().ok();
 }
 
 #[test]
 fn s3_client_killed_mid_upload() {
-    client_killed_mid_upload(Server::s3());
+    client_killed_mid_upload(&Server::s3());
 }
 
 #[test]
 fn sftp_client_killed_mid_upload() {
-    client_killed_mid_upload(Server::sftp());
+    let server = Server::sftp();
+    let stored = server.storage("repo");
+    let loc = server.location("repo");
+    client_killed_mid_upload(&server);
+    // Writes over SFTP go through temporary files; the killed run may have left some,
+    // and one more is planted. Once an hour old, prune deletes them all over SFTP.
+    let planted = stored.join("index/.tmp-ab-0011223344556677");
+    std::fs::write(&planted, b"partial").unwrap();
+    let temporaries = || -> Vec<std::path::PathBuf> {
+        let out = std::process::Command::new("find").arg(&stored).args(["-name", ".tmp-*"]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().lines().map(Into::into).collect()
+    };
+    for t in temporaries() {
+        assert!(std::process::Command::new("touch")
+            .args(["-d", "2 hours ago"])
+            .arg(&t)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let pruned = cairn_on(&server, &loc).args(["prune", "--json"]).run().ok().json();
+    assert!(pruned["leftovers"].as_array().unwrap().iter().any(|l| l == "index/.tmp-ab-0011223344556677"));
+    assert_eq!(temporaries(), Vec::<std::path::PathBuf>::new());
+    cairn_on(&server, &loc).args(["check", "--read-data"]).run().ok();
 }

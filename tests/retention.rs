@@ -6,6 +6,7 @@ mod common;
 
 use cairn::repo::KeySource;
 use std::collections::HashSet;
+use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -275,4 +276,46 @@ fn two_hosts_back_up_at_once_and_dedup_against_each_other() {
     let third = json(cairn(&repo, &["backup", s, "--host", "gw-c", "--json"]));
     assert!(third["bytes_added"].as_u64().unwrap() < 10_000, "no dedup across hosts: {third}");
     assert_eq!(json(cairn(&repo, &["snapshots", "--json"])).as_array().unwrap().len(), 3);
+}
+
+/// Temporary files that interrupted writes left are deleted by prune once an hour old;
+/// fresh ones (a write may still be under way) and files that are not cairn's stay.
+#[test]
+fn prune_deletes_old_temporary_files_and_nothing_else() {
+    let dir = common::tempdir("cairn-leftovers-");
+    let repo = dir.path().join("repo");
+    init(&repo, "1M");
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.xml"), "<a/>".repeat(1000)).unwrap();
+    ok(cairn(&repo, &["backup", src.to_str().unwrap()]));
+    let age = |path: &Path, ago: &str| {
+        let s = Command::new("touch").arg("-d").arg(ago).arg(path).status().unwrap();
+        assert!(s.success());
+    };
+    let old_pack = repo.join("data/ab").join(format!(".tmp-ab{}-0011223344556677", "0".repeat(62)));
+    let old_index = repo.join("index/.tmp-cd-8899aabbccddeeff");
+    let fresh = repo.join("data/cd/.tmp-cd-fresh");
+    let stranger = repo.join("data/ab/notes.txt");
+    for (f, ago) in
+        [(&old_pack, "2 hours ago"), (&old_index, "3 hours ago"), (&fresh, "now"), (&stranger, "1 day ago")]
+    {
+        fs::write(f, vec![7u8; 5000]).unwrap();
+        age(f, ago);
+    }
+    let dry = json(cairn(&repo, &["prune", "--dry-run", "--json"]));
+    let mut listed: Vec<&str> =
+        dry["leftovers"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    listed.sort();
+    let want_pack = format!("data/ab/.tmp-ab{}-0011223344556677", "0".repeat(62));
+    assert_eq!(listed, [want_pack.as_str(), "index/.tmp-cd-8899aabbccddeeff"]);
+    assert_eq!(dry["bytes_leftovers"], 10_000);
+    assert!(old_pack.exists() && old_index.exists(), "a dry run deletes nothing");
+    let done = json(cairn(&repo, &["prune", "--json"]));
+    assert_eq!(done["leftovers"].as_array().unwrap().len(), 2);
+    assert!(!old_pack.exists() && !old_index.exists());
+    assert!(fresh.exists() && stranger.exists(), "only old temporary files go");
+    ok(cairn(&repo, &["check", "--read-data"]));
+    let log = ok(cairn(&repo, &["log"]));
+    assert!(log.contains("leftovers_deleted=2"), "{log}");
 }

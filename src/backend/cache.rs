@@ -126,6 +126,14 @@ impl Backend for PackCache {
     fn read_parallelism(&self) -> usize {
         self.inner.read_parallelism()
     }
+
+    fn leftovers(&self, age: std::time::Duration) -> Result<Vec<super::Leftover>> {
+        self.inner.leftovers(age)
+    }
+
+    fn remove_leftover(&self, path: &str) -> Result<()> {
+        self.inner.remove_leftover(path)
+    }
 }
 
 #[cfg(test)]

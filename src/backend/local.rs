@@ -186,6 +186,33 @@ impl Backend for LocalBackend {
         result
     }
 
+    fn leftovers(&self, age: std::time::Duration) -> Result<Vec<super::Leftover>> {
+        let mut out = Vec::new();
+        for dir in super::object_dirs() {
+            let listing = match fs::read_dir(self.root.join(&dir)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                other => other.ctx(|| format!("cannot list {}", self.root.join(&dir).display()))?,
+            };
+            for e in listing.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Ok(md) = e.metadata() else { continue };
+                let old = md.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|a| a >= age);
+                if name.starts_with(TEMP_PREFIX) && md.is_file() && old {
+                    out.push(super::Leftover { path: super::in_dir(&dir, &name), size: md.len() });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove_leftover(&self, path: &str) -> Result<()> {
+        if !super::is_leftover_path(path) {
+            return Err(Error::invalid(format!("{path} is not a temporary file of the repository")));
+        }
+        let p = self.root.join(path);
+        fs::remove_file(&p).ctx(|| format!("cannot delete {}", p.display()))
+    }
+
     fn list(&self, ft: FileType) -> Result<Vec<String>> {
         let dirs: Vec<PathBuf> = match ft {
             FileType::Config => {

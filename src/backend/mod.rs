@@ -20,6 +20,7 @@ pub mod s3;
 pub mod sftp;
 
 use crate::error::Result;
+use std::time::Duration;
 
 /// A buffer whose first byte is aligned to this many bytes (and that is at least this
 /// long) may be written past the page cache by a local store (see `crate::direct_io`).
@@ -84,6 +85,17 @@ pub trait Backend: Send + Sync {
     fn write_parallelism(&self) -> usize {
         1
     }
+    /// Temporary files that writes interrupted before their rename left behind (names
+    /// starting with `local::TEMP_PREFIX`), unchanged for at least `age`. Stores that write
+    /// an object in one request (S3) leave none.
+    fn leftovers(&self, age: Duration) -> Result<Vec<Leftover>> {
+        let _ = age;
+        Ok(Vec::new())
+    }
+    /// Delete a leftover that `leftovers` named; any other path is refused.
+    fn remove_leftover(&self, path: &str) -> Result<()> {
+        Err(crate::error::Error::invalid(format!("{path}: this store keeps no temporary files")))
+    }
     /// How many pack reads may usefully wait at once: check --read-data and restore keep
     /// this many fetches from a remote store in flight (so the network, not one round
     /// trip after another, sets their pace); a local disk is read by one thread per core.
@@ -97,6 +109,41 @@ pub trait Backend: Send + Sync {
             Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A temporary file an interrupted write left: its path from the repository's root
+/// (`data/ab/.tmp-...`) and its size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leftover {
+    pub path: String,
+    pub size: u64,
+}
+
+/// The folders, relative to the repository's root ("" is the root), where writes make
+/// their temporary files: beside the objects they become.
+pub fn object_dirs() -> Vec<String> {
+    let mut dirs: Vec<String> = ["", "keys", "index", "snapshots", "locks", "log"].map(String::from).to_vec();
+    dirs.extend((0..=255u8).map(|b| format!("data/{}", crate::id::hex_encode(&[b]))));
+    dirs
+}
+
+/// Whether `path` names a temporary file in one of `object_dirs` (so deleting it can only
+/// ever remove a leftover, never an object).
+pub fn is_leftover_path(path: &str) -> bool {
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    name.starts_with(local::TEMP_PREFIX)
+        && !name.contains(['/', '\\'])
+        && name != local::TEMP_PREFIX
+        && object_dirs().iter().any(|d| d == dir)
+}
+
+/// Join a folder from `object_dirs` and a file name.
+pub fn in_dir(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
     }
 }
 

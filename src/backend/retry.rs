@@ -121,6 +121,14 @@ impl Backend for RetryBackend {
     fn read_parallelism(&self) -> usize {
         self.inner.read_parallelism()
     }
+
+    fn leftovers(&self, age: std::time::Duration) -> Result<Vec<super::Leftover>> {
+        self.inner.leftovers(age)
+    }
+
+    fn remove_leftover(&self, path: &str) -> Result<()> {
+        self.inner.remove_leftover(path)
+    }
 }
 
 /// An `Io` error meaning "try again" for remote backends.

@@ -294,19 +294,35 @@ impl SftpBackend {
         }
     }
 
+    /// Names in `dir` (objects only, no temporaries) and whether each is a folder.
     fn list_dir(&self, dir: &str) -> Result<Vec<(String, bool)>> {
+        Ok(self
+            .list_dir_entries(dir)?
+            .into_iter()
+            .filter(|e| !e.name.starts_with(TEMP_PREFIX))
+            .map(|e| (e.name, e.is_dir))
+            .collect())
+    }
+
+    /// Everything in `dir` but `.` and `..`; a missing folder holds nothing.
+    fn list_dir_entries(&self, dir: &str) -> Result<Vec<DirEntry>> {
         let d = dir.to_string();
         let listed = self.run("list", dir, |c| async move {
             let mut rd = Box::pin(c.sftp.fs().open_dir(d).await?.read_dir());
-            let mut names = Vec::new();
+            let mut entries = Vec::new();
             loop {
                 let next = std::future::poll_fn(|cx| futures_core::Stream::poll_next(rd.as_mut(), cx)).await;
                 match next {
-                    None => return Ok(names),
+                    None => return Ok(entries),
                     Some(entry) => {
                         let entry = entry?;
-                        let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
-                        names.push((entry.filename().to_string_lossy().into_owned(), is_dir));
+                        let md = entry.metadata();
+                        entries.push(DirEntry {
+                            name: entry.filename().to_string_lossy().into_owned(),
+                            is_dir: entry.file_type().is_some_and(|t| t.is_dir()),
+                            size: md.len().unwrap_or(0),
+                            modified: md.modified().map(|t| t.as_system_time()),
+                        });
                     }
                 }
             }
@@ -314,12 +330,16 @@ impl SftpBackend {
         match listed {
             // A folder that was never needed may not exist: it holds nothing.
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-            other => Ok(other?
-                .into_iter()
-                .filter(|(n, _)| n != "." && n != ".." && !n.starts_with(TEMP_PREFIX))
-                .collect()),
+            other => Ok(other?.into_iter().filter(|e| e.name != "." && e.name != "..").collect()),
         }
     }
+}
+
+struct DirEntry {
+    name: String,
+    is_dir: bool,
+    size: u64,
+    modified: Option<std::time::SystemTime>,
 }
 
 /// Bytes read by one task when a whole object is read.
@@ -482,6 +502,29 @@ impl Backend for SftpBackend {
 
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
         let p = self.path(ft, name)?;
+        self.run("delete", &p.clone(), |c| async move { c.sftp.fs().remove_file(p).await })
+    }
+
+    fn leftovers(&self, age: std::time::Duration) -> Result<Vec<super::Leftover>> {
+        let mut out = Vec::new();
+        for dir in super::object_dirs() {
+            let full =
+                if dir.is_empty() { self.loc.path.clone() } else { format!("{}/{dir}", self.loc.path) };
+            for e in self.list_dir_entries(&full)? {
+                let old = e.modified.and_then(|t| t.elapsed().ok()).is_some_and(|a| a >= age);
+                if e.name.starts_with(TEMP_PREFIX) && !e.is_dir && old {
+                    out.push(super::Leftover { path: super::in_dir(&dir, &e.name), size: e.size });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove_leftover(&self, path: &str) -> Result<()> {
+        if !super::is_leftover_path(path) {
+            return Err(Error::invalid(format!("{path} is not a temporary file of the repository")));
+        }
+        let p = format!("{}/{path}", self.loc.path);
         self.run("delete", &p.clone(), |c| async move { c.sftp.fs().remove_file(p).await })
     }
 

@@ -54,11 +54,13 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
     })?;
     let opts = PruneOptions { max_unused: a.max_unused };
     let p = plan(repo, &opts, &ctx.interrupt)?;
+    let leftover_bytes: u64 = p.leftovers.iter().map(|l| l.size).sum();
     if !dry_run {
         execute(repo, &p, &ctx.interrupt)?;
         let rec = LogRecord::new("prune", "success")
             .figure("packs_deleted", p.packs_delete.len() + p.packs_repack.len() + p.packs_orphaned.len())
-            .figure("bytes_freed", p.bytes_delete + p.bytes_repack_unused);
+            .figure("bytes_freed", p.bytes_delete + p.bytes_repack_unused + leftover_bytes)
+            .figure("leftovers_deleted", p.leftovers.len());
         super::record(repo, rec);
     }
     if ctx.json {
@@ -71,6 +73,8 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
                 "bytes_delete": p.bytes_delete, "bytes_repack_used": p.bytes_repack_used,
                 "bytes_repack_unused": p.bytes_repack_unused, "bytes_keep": p.bytes_keep,
                 "blobs_used": p.blobs_used, "blobs_unused": p.blobs_unused,
+                "leftovers": p.leftovers.iter().map(|l| &l.path).collect::<Vec<_>>(),
+                "bytes_leftovers": leftover_bytes,
             })
         );
     } else if !ctx.quiet {
@@ -86,6 +90,13 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
             p.packs_keep,
             format::size(p.bytes_keep),
         );
+        if !p.leftovers.is_empty() {
+            println!(
+                "prune {verb} delete {} temporary files ({}) that interrupted writes left",
+                p.leftovers.len(),
+                format::size(leftover_bytes)
+            );
+        }
     }
     Ok(())
 }

@@ -5,12 +5,13 @@
 //!    index files);
 //! 2. a new index naming every kept pack is written, superseding all old index files;
 //! 3. the old index files are deleted;
-//! 4. the packs that are wholly unused, repacked, or named by no index are deleted.
+//! 4. the packs that are wholly unused, repacked, or named by no index are deleted;
+//! 5. temporary files that interrupted writes left (untouched for an hour) are deleted.
 //!
 //! Until step 4 every pack an index names exists; a stop between steps leaves at worst
 //! duplicate index entries or packs nothing names, which the next prune removes.
 
-use crate::backend::FileType;
+use crate::backend::{FileType, Leftover};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
 use crate::format::pack::Entry;
@@ -22,6 +23,7 @@ use crate::repo::Repository;
 use crate::tree::load_tree;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct PruneOptions {
@@ -43,6 +45,8 @@ pub struct PrunePlan {
     pub packs_keep: usize,
     /// Packs stored but named by no index file.
     pub packs_orphaned: Vec<PackId>,
+    /// Temporary files that interrupted writes left, untouched for `LEFTOVER_AGE`.
+    pub leftovers: Vec<Leftover>,
     pub bytes_delete: u64,
     pub bytes_repack_used: u64,
     pub bytes_repack_unused: u64,
@@ -142,8 +146,14 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, interrupt: &AtomicBool) -> R
             }
         }
     }
+    plan.leftovers = repo.backend().leftovers(LEFTOVER_AGE)?;
     Ok(plan)
 }
+
+/// A temporary file is a leftover once it has not changed for this long. Prune holds
+/// the exclusive lock, so no write of another cairn is under way; the age also spares the
+/// file of a writer that ignored or broke the lock.
+pub const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
 /// Carry out a plan made under the same exclusive lock.
 pub fn execute(repo: &Repository, plan: &PrunePlan, interrupt: &AtomicBool) -> Result<()> {
@@ -174,6 +184,13 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, interrupt: &AtomicBool) -> R
     // 4. Packs nothing names any more.
     for pack in plan.packs_delete.iter().chain(&plan.packs_repack).chain(&plan.packs_orphaned) {
         match repo.backend().remove(FileType::Pack, &pack.to_hex()) {
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    // 5. What interrupted writes left.
+    for leftover in &plan.leftovers {
+        match repo.backend().remove_leftover(&leftover.path) {
             Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
             _ => {}
         }
