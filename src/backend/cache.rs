@@ -73,13 +73,12 @@ impl Backend for PackCache {
         let slot = self.slot(name);
         let mut failure = None;
         let pack = slot.get_or_init(|| {
-            let fetched = match self.inner.size(ft, name) {
-                Ok(size) if size <= MAX_CACHED_PACK => self.inner.read(ft, name),
-                Ok(_) => return None,
-                Err(e) => Err(e),
-            };
-            match fetched {
-                Ok(bytes) => Some(Arc::new(bytes)),
+            // One request, not a size lookup and then a read (a round trip less per pack):
+            // ask for one byte more than may be cached. A shorter answer is the whole pack;
+            // a full one means a larger pack, read by range from then on.
+            match self.inner.read_range(ft, name, 0, MAX_CACHED_PACK + 1) {
+                Ok(bytes) if bytes.len() as u64 <= MAX_CACHED_PACK => Some(Arc::new(bytes)),
+                Ok(_) => None,
                 Err(e) => {
                     failure = Some(e);
                     None
@@ -159,5 +158,71 @@ mod tests {
         let e = cache.read_range(FileType::Pack, &other, 0, 1).unwrap_err();
         assert_eq!(e.kind(), crate::error::ErrorKind::NotFound);
         assert!(cache.packs.lock().unwrap().iter().all(|(n, _)| n != &other));
+    }
+
+    /// Counts the requests that reach the store.
+    struct Counting(LocalBackend, Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Counting {
+        fn count(&self) {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    impl Backend for Counting {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        fn create(&self) -> Result<()> {
+            self.0.create()
+        }
+        fn read(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
+            self.count();
+            self.0.read(ft, name)
+        }
+        fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+            self.count();
+            self.0.read_range(ft, name, offset, len)
+        }
+        fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {
+            self.0.write(ft, name, bytes)
+        }
+        fn list(&self, ft: FileType) -> Result<Vec<String>> {
+            self.0.list(ft)
+        }
+        fn size(&self, ft: FileType, name: &str) -> Result<u64> {
+            self.count();
+            self.0.size(ft, name)
+        }
+        fn remove(&self, ft: FileType, name: &str) -> Result<()> {
+            self.0.remove(ft, name)
+        }
+    }
+
+    #[test]
+    fn a_pack_costs_one_request_and_larger_packs_are_read_by_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalBackend::new(dir.path().join("r"));
+        local.create().unwrap();
+        let small = "ab".to_string() + &"1".repeat(62);
+        let small_bytes = vec![5u8; 300_000];
+        local.write(FileType::Pack, &small, &small_bytes).unwrap();
+        let big = "cd".to_string() + &"2".repeat(62);
+        let big_bytes: Vec<u8> = (0..MAX_CACHED_PACK + 10).map(|i| (i % 251) as u8).collect();
+        local.write(FileType::Pack, &big, &big_bytes).unwrap();
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let cache =
+            PackCache::new(Box::new(Counting(LocalBackend::new(dir.path().join("r")), requests.clone())));
+        let sent = || requests.load(std::sync::atomic::Ordering::Relaxed);
+        for (offset, len) in [(0, 10), (1000, 5000), (299_990, 100)] {
+            let got = cache.read_range(FileType::Pack, &small, offset, len).unwrap();
+            assert_eq!(got, &small_bytes[offset as usize..(offset + len).min(300_000) as usize]);
+        }
+        assert_eq!(sent(), 1, "three reads of a cacheable pack, one request");
+        let got = cache.read_range(FileType::Pack, &big, MAX_CACHED_PACK, 10).unwrap();
+        assert_eq!(got, &big_bytes[MAX_CACHED_PACK as usize..]);
+        let got = cache.read_range(FileType::Pack, &big, 5, 5).unwrap();
+        assert_eq!(got, &big_bytes[5..10]);
+        assert_eq!(sent(), 4, "a larger pack: one probe, then one request per read");
     }
 }
