@@ -27,7 +27,9 @@ pub fn create(path: &Path, create_new: bool, direct: bool) -> io::Result<(File, 
     if direct {
         match rustix::fs::open(path, flags | OFlags::DIRECT, Mode::from_raw_mode(0o600)) {
             Ok(fd) => return Ok((File::from(fd), true)),
-            Err(Errno::INVAL) => {}
+            // Linux refuses O_DIRECT only after it has created the file, so the second
+            // open must not insist on creating it: the file is ours, made just now.
+            Err(Errno::INVAL) => flags = (flags - OFlags::EXCL) | OFlags::TRUNC,
             Err(e) => return Err(e.into()),
         }
     }

@@ -338,4 +338,39 @@ mod tests {
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("repo/data/00")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files remain");
     }
+
+    /// Unmounts a test filesystem however the test ends.
+    struct Mounted(std::path::PathBuf);
+
+    impl Drop for Mounted {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+
+    /// ramfs refuses O_DIRECT, and Linux refuses it only after creating the file: packs
+    /// must still be stored there, through the cache (the second open must not insist
+    /// on creating the file anew).
+    #[test]
+    fn a_filesystem_without_direct_io_still_stores_packs() {
+        if !crate::sys::is_root() {
+            eprintln!("skipped: mounting a ramfs needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = dir.path().join("ramfs");
+        fs::create_dir(&mnt).unwrap();
+        let status =
+            std::process::Command::new("mount").args(["-t", "ramfs", "ramfs"]).arg(&mnt).status().unwrap();
+        assert!(status.success(), "mount -t ramfs failed");
+        let _mounted = Mounted(mnt.clone());
+        let b = LocalBackend::new(mnt.join("repo"));
+        b.create().unwrap();
+        let (buf, start) = buffer(4 * WRITE_ALIGN + 10, 0);
+        let name = format!("ab{}", "0".repeat(62));
+        b.write(FileType::Pack, &name, &buf[start..]).unwrap();
+        assert_eq!(b.read(FileType::Pack, &name).unwrap(), &buf[start..]);
+        let (_, direct) = direct_io::create(&mnt.join("probe"), true, true).unwrap();
+        assert!(!direct, "ramfs took O_DIRECT; the test needs a filesystem that refuses it");
+    }
 }
