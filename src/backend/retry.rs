@@ -123,11 +123,12 @@ impl Backend for RetryBackend {
     }
 
     fn leftovers(&self, age: std::time::Duration) -> Result<Vec<super::Leftover>> {
-        self.inner.leftovers(age)
+        self.run("listing", || self.inner.leftovers(age))
     }
 
     fn remove_leftover(&self, path: &str) -> Result<()> {
-        self.inner.remove_leftover(path)
+        // Prune ignores NotFound here, so a retry after a delete that took effect is fine.
+        self.run("deleting", || self.inner.remove_leftover(path))
     }
 }
 
