@@ -1,9 +1,8 @@
 //! `cairn mount`: browse every snapshot as a read-only filesystem until interrupted.
 
 use super::{exit, Ctx};
-use cairn::browse::Browser;
-use cairn::mount::{self, Ended, MountOptions, SnapshotFs};
-use cairn::{Repository, Result};
+use cairn::mount::{self, Ended, MountOptions, MountView, SnapshotFs};
+use cairn::Result;
 use std::path::PathBuf;
 
 /// Mount the repository's snapshots as a read-only filesystem (FUSE)
@@ -27,13 +26,11 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    // The filesystem is answered from threads that live as long as the mount: they need a
-    // repository that is never dropped, and this process ends with the mount anyway.
-    let repo: &'static Repository = Box::leak(Box::new(ctx.open()?));
-    let lock = repo.lock(false, "mount")?;
-    let snapshots = repo.snapshots()?;
-    let browser = Browser::open(repo)?;
-    let fs = SnapshotFs::new(browser, &snapshots, &jiff::tz::TimeZone::system(), mount::fs::CACHE_BYTES);
+    // The filesystem owns the repository: unmounting drops it, which releases the lock
+    // and wipes the keys.
+    let view = MountView::open(ctx.open()?)?;
+    let snapshots = view.repository().snapshots()?;
+    let fs = SnapshotFs::new(view, &snapshots, &jiff::tz::TimeZone::system(), mount::fs::CACHE_BYTES);
     let opts = MountOptions { allow_other: a.allow_other };
     let shown = a.mountpoint.display().to_string();
     let ended = mount::serve(fs, &a.mountpoint, &opts, &ctx.interrupt, || {
@@ -44,9 +41,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             );
         }
     })?;
+    // Detached: the filesystem (and with it the repository) lives on in its thread until
+    // this process exits, so its lock stays behind, found stale (its process gone) by
+    // the next command.
     if ended == Ended::Detached {
         eprintln!("cairn: {shown} was in use: detached; it is released when the last program leaves it");
     }
-    drop(lock);
     Ok(exit::SUCCESS)
 }

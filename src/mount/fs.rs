@@ -10,6 +10,8 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::format::Timespec;
 use crate::id::{SnapshotId, TreeId};
+use crate::repo::lock::LockGuard;
+use crate::repo::Repository;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
     LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
@@ -29,15 +31,50 @@ pub const READ_AHEAD_BYTES: u64 = 8 << 20;
 /// How long the kernel may keep names and attributes: nothing changes while mounted.
 const TTL: Duration = Duration::from_secs(3600);
 
+/// What a mount reads through: a browser over the repository, and the shared lock held
+/// while mounted.
+pub struct MountedRepo<'r> {
+    browser: Browser<'r>,
+    _lock: LockGuard<'r>,
+}
+
+self_cell::self_cell!(
+    /// A repository together with the browser and lock that borrow it, owned by the
+    /// filesystem: when the filesystem is dropped at unmount, the lock is released and the
+    /// repository's keys are wiped (before, the repository was leaked to live long enough).
+    pub struct MountView {
+        owner: Repository,
+        #[covariant]
+        dependent: MountedRepo,
+    }
+);
+
+impl MountView {
+    /// Lock `repo` (shared) and load what browsing needs.
+    pub fn open(repo: Repository) -> crate::Result<MountView> {
+        MountView::try_new(repo, |r| {
+            Ok(MountedRepo { _lock: r.lock(false, "mount")?, browser: Browser::open(r)? })
+        })
+    }
+
+    pub fn repository(&self) -> &Repository {
+        self.borrow_owner()
+    }
+
+    fn browser(&self) -> &Browser<'_> {
+        &self.borrow_dependent().browser
+    }
+}
+
 /// What the read-ahead threads need: shared, as they outlive the request that started them.
 struct Shared {
-    browser: Browser<'static>,
+    view: MountView,
     cache: ChunkCache,
 }
 
 impl Shared {
     fn chunk(&self, id: &crate::id::ChunkId) -> crate::Result<Arc<Vec<u8>>> {
-        self.cache.get(id, |c| self.browser.chunk(c))
+        self.cache.get(id, |c| self.view.browser().chunk(c))
     }
 }
 
@@ -65,14 +102,14 @@ pub struct SnapshotFs {
 impl SnapshotFs {
     /// The view of `snapshots` (oldest first), with times named in `tz`.
     pub fn new(
-        browser: Browser<'static>,
+        view: MountView,
         snapshots: &[(SnapshotId, Snapshot)],
         tz: &jiff::tz::TimeZone,
         cache_bytes: usize,
     ) -> SnapshotFs {
         let layout = names::layout(snapshots, tz);
         SnapshotFs {
-            shared: Arc::new(Shared { browser, cache: ChunkCache::new(cache_bytes) }),
+            shared: Arc::new(Shared { view, cache: ChunkCache::new(cache_bytes) }),
             inodes: Inodes::new(&layout, snapshots),
             files: Mutex::default(),
             next_fh: AtomicU64::new(1),
@@ -86,7 +123,7 @@ impl SnapshotFs {
     }
 
     fn tree(&self, id: &TreeId) -> Result<Arc<Tree>, Errno> {
-        self.shared.browser.tree(id).map_err(|e| eio(&e))
+        self.shared.view.browser().tree(id).map_err(|e| eio(&e))
     }
 
     /// The number of `name` in the folder `parent`.
@@ -220,7 +257,7 @@ impl Filesystem for SnapshotFs {
         let Kind::Node { node: Node { kind: NodeKind::File { chunks, .. }, .. }, .. } = &inode.kind else {
             return reply.error(Errno::EINVAL);
         };
-        let layout = match self.shared.browser.layout(chunks) {
+        let layout = match self.shared.view.browser().layout(chunks) {
             Ok(l) => l,
             Err(e) => return reply.error(eio(&e)),
         };

@@ -11,7 +11,7 @@ pub mod fs;
 pub mod inodes;
 pub mod names;
 
-pub use fs::SnapshotFs;
+pub use fs::{MountView, SnapshotFs};
 
 use crate::error::{Error, ErrorKind, Result};
 use std::path::Path;
