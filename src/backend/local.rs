@@ -105,12 +105,8 @@ impl Backend for LocalBackend {
                 ));
             }
         }
-        Self::mkdir(&self.root)?;
-        for ft in [FileType::Key, FileType::Index, FileType::Snapshot, FileType::Lock, FileType::Log] {
-            Self::mkdir(&self.root.join(ft.dir()))?;
-        }
-        for b in 0..=255u8 {
-            Self::mkdir(&self.root.join("data").join(crate::id::hex_encode(&[b])))?;
+        for dir in super::object_dirs() {
+            Self::mkdir(&self.root.join(dir))?;
         }
         Ok(())
     }

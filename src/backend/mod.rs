@@ -120,11 +120,19 @@ pub struct Leftover {
     pub size: u64,
 }
 
-/// The folders, relative to the repository's root ("" is the root), where writes make
-/// their temporary files: beside the objects they become.
+/// The folders that hold objects, relative to the repository's root ("" is the root,
+/// where the config is): each type's folder, packs spread over `data/00` to `data/ff`
+/// as [`object_path`] places them. Writes make their temporary files there too.
 pub fn object_dirs() -> Vec<String> {
-    let mut dirs: Vec<String> = ["", "keys", "index", "snapshots", "locks", "log"].map(String::from).to_vec();
-    dirs.extend((0..=255u8).map(|b| format!("data/{}", crate::id::hex_encode(&[b]))));
+    let mut dirs = Vec::new();
+    for ft in FileType::ALL {
+        match ft {
+            FileType::Pack => {
+                dirs.extend((0..=255u8).map(|b| format!("{}/{}", ft.dir(), crate::id::hex_encode(&[b]))))
+            }
+            _ => dirs.push(ft.dir().to_string()),
+        }
+    }
     dirs
 }
 
@@ -132,9 +140,8 @@ pub fn object_dirs() -> Vec<String> {
 /// ever remove a leftover, never an object).
 pub fn is_leftover_path(path: &str) -> bool {
     let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-    name.starts_with(local::TEMP_PREFIX)
-        && !name.contains(['/', '\\'])
-        && name != local::TEMP_PREFIX
+    name.len() > local::TEMP_PREFIX.len()
+        && name.starts_with(local::TEMP_PREFIX)
         && object_dirs().iter().any(|d| d == dir)
 }
 
@@ -185,4 +192,33 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
         return Err(crate::error::Error::invalid(format!("'{name}' is not a valid object name")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_temporary_files_in_object_folders_count_as_leftovers() {
+        let dirs = object_dirs();
+        assert_eq!(dirs.len(), 6 + 256);
+        assert!(["", "keys", "index", "snapshots", "locks", "log", "data/00", "data/ff"]
+            .iter()
+            .all(|d| dirs.iter().any(|x| x == d)));
+        for ok in [".tmp-config-0011", "data/ab/.tmp-ab00-ff", "index/.tmp-x"] {
+            assert!(is_leftover_path(ok), "{ok}");
+        }
+        for bad in [
+            "config",
+            "data/ab/ab00",
+            ".tmp-",
+            "data/.tmp-x",
+            "data/ab/../.tmp-x",
+            "../.tmp-x",
+            "/etc/.tmp-x",
+            "data/ab/sub/.tmp-x",
+        ] {
+            assert!(!is_leftover_path(bad), "{bad}");
+        }
+    }
 }

@@ -98,8 +98,7 @@ pub fn restore(
     let failed = Mutex::new(std::collections::HashSet::new());
     let warnings = Mutex::new(Vec::new());
     let flusher = Flusher::new(std::fs::File::open(target).ok(), FLUSH_EVERY);
-    let remote = repo.backend().read_parallelism() > 1;
-    if remote {
+    if repo.backend().read_parallelism() > 1 {
         order_by_first_pack(&mut plan.files, &index);
     }
     let restore_one = |(path, node): &(PathBuf, Node)| -> Result<()> {
@@ -125,12 +124,9 @@ pub fn restore(
         warnings.lock().expect("warnings lock").extend(meta::apply(path, node, as_root)?);
         Ok(())
     };
-    let restored = if remote {
-        // Threads wait for fetched packs: more of them keep more fetches in flight.
-        super::read_pool::install(repo, || plan.files.par_iter().try_for_each(restore_one))?
-    } else {
-        plan.files.par_iter().try_for_each(restore_one)
-    };
+    // From a remote store, threads wait for fetched packs: more of them keep more
+    // fetches in flight (a local store keeps one thread per core).
+    let restored = super::read_pool::install(repo, || plan.files.par_iter().try_for_each(restore_one))?;
     flusher.finish();
     restored?;
     let mut warnings = warnings.into_inner().expect("warnings lock");
