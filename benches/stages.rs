@@ -98,14 +98,12 @@ fn stages(c: &mut Criterion) {
         }
         pack.finish()
     };
-    let pack_cipher = Cipher::new(
-        &keys.open_sealed_object_key(&cairn::format::pack::parse_header(pack.bytes()).unwrap()).unwrap(),
-    );
+    let pack_key = cairn::pack::reader::PackKey::of_header(&keys, pack.bytes()).unwrap();
     g.bench_function("open (decrypt + decompress + re-hash)", |b| {
         b.iter(|| {
             for e in &pack.entries {
-                let sealed = pack.bytes()[e.offset as usize..(e.offset + e.length) as usize].to_vec();
-                black_box(cairn::pack::reader::open_blob(&keys, &pack_cipher, e, sealed).unwrap());
+                let mut sealed = pack.bytes()[e.offset as usize..(e.offset + e.length) as usize].to_vec();
+                black_box(cairn::pack::reader::open_blob(&keys, &pack_key, e, &mut sealed).unwrap());
             }
         })
     });
@@ -160,11 +158,17 @@ fn index_lookups(c: &mut Criterion) {
     let per_pack = 1000;
     for p in 0..N / per_pack {
         let entries: Vec<Entry> = (0..per_pack)
-            .map(|i| Entry { id: id_of(p * per_pack + i), offset: 40 + i * 100, length: 90, raw_length: 80 })
+            .map(|i| Entry {
+                id: id_of(p * per_pack + i),
+                offset: 40 + i / 16 * 1000,
+                length: 1000,
+                raw_length: 80,
+                start: i % 16 * 80,
+            })
             .collect();
         let mut pack = [0u8; 32];
         pack[..4].copy_from_slice(&p.to_le_bytes());
-        builder.add_pack(PackId(pack), &entries);
+        builder.add_pack(PackId(pack), &entries).unwrap();
     }
     let index = builder.build();
     let per_entry = index.memory_bytes() as f64 / index.len() as f64;

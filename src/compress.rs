@@ -27,7 +27,7 @@ const PROBE_PART: usize = 2048;
 /// Whether a sample of `data` (its start, middle and end) fails to shrink at zstd's
 /// fastest level: then the whole is very likely incompressible (archives, media,
 /// encrypted files) and compressing it would only burn time.
-fn looks_incompressible(data: &[u8]) -> bool {
+pub fn looks_incompressible(data: &[u8]) -> bool {
     if data.len() < PROBE_MIN {
         return false;
     }
@@ -70,6 +70,11 @@ pub fn encode(data: &[u8], level: i32) -> Vec<u8> {
             }
         }
     }
+    store(data)
+}
+
+/// Encode `data` as stored bytes, without trying to compress it.
+pub fn store(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 1);
     out.push(TAG_RAW);
     out.extend_from_slice(data);

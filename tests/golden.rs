@@ -1,8 +1,9 @@
-//! The golden repository: made once by cairn 0.1.0 (repository format 1) with a fixed
-//! passphrase, committed under tests/fixtures/golden-v1/. Every later version must still
-//! list, check and restore it exactly. Regenerate only when the format version changes
-//! (then keep the old fixture too):
-//!     cargo test --test golden -- --ignored regenerate_golden_v1
+//! The golden repositories, each made once with a fixed passphrase by the cairn that
+//! introduced a format version, and committed under tests/fixtures/: golden-v1 (pack and
+//! index version 1: a blob per frame) and golden-v2 (version 2: frames of several blobs).
+//! Every later version must still list, check and restore each exactly. Make a new one
+//! only when the format version changes, and keep the old ones:
+//!     cargo test --test golden -- --ignored regenerate_golden_current
 
 mod common;
 
@@ -13,9 +14,31 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const PASSPHRASE: &str = "golden-passphrase-v1";
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden-v1");
-/// The source tree was backed up from this absolute path.
-const SOURCE: &str = "/tmp/cairn-golden-v1-src";
+
+/// One golden repository: its folder under tests/fixtures, and the absolute path its
+/// source tree was backed up from (also its tag's version).
+struct Golden {
+    version: u32,
+}
+
+impl Golden {
+    const V1: Golden = Golden { version: 1 };
+    const V2: Golden = Golden { version: 2 };
+    /// The one this cairn writes.
+    const CURRENT: Golden = Golden::V2;
+
+    fn fixture(&self) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/golden-v{}", self.version))
+    }
+
+    fn manifest(&self) -> PathBuf {
+        self.fixture().with_extension("manifest")
+    }
+
+    fn source(&self) -> String {
+        format!("/tmp/cairn-golden-v{}-src", self.version)
+    }
+}
 
 fn cairn(repo: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_cairn"))
@@ -89,31 +112,36 @@ fn make_source(root: &Path) {
 
 #[test]
 #[ignore = "run by hand to make the fixture of a new format version"]
-fn regenerate_golden_v1() {
-    let src = PathBuf::from(SOURCE);
-    make_source(&src);
-    let _ = std::fs::remove_dir_all(FIXTURE);
-    let repo = Path::new(FIXTURE);
+fn regenerate_golden_current() {
+    let g = Golden::CURRENT;
+    let source = g.source();
+    make_source(Path::new(&source));
+    let repo = g.fixture();
+    let _ = std::fs::remove_dir_all(&repo);
     let ok = |o: std::process::Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    ok(cairn(repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1", "--pack-size", "1M"]));
-    ok(cairn(repo, &["backup", SOURCE, "--host", "golden", "--tag", "v1", "--time", "2026-11-24T06:00:00Z"]));
-    std::fs::write(format!("{FIXTURE}.manifest"), write_manifest(&manifest(&src))).unwrap();
+    ok(cairn(&repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1", "--pack-size", "1M"]));
+    let tag = format!("v{}", g.version);
+    ok(cairn(
+        &repo,
+        &["backup", &source, "--host", "golden", "--tag", &tag, "--time", "2026-11-24T06:00:00Z"],
+    ));
+    std::fs::write(g.manifest(), write_manifest(&manifest(Path::new(&source)))).unwrap();
 }
 
-#[test]
-fn golden_v1_still_reads() {
+/// Copy a golden repository and check that it lists, checks and restores exactly.
+fn still_reads(g: &Golden) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    common::copy_dir(Path::new(FIXTURE), &repo);
+    common::copy_dir(&g.fixture(), &repo);
 
     let out = cairn(&repo, &["snapshots", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let snap = &list.as_array().unwrap()[0];
     assert_eq!(snap["host"], "golden");
-    assert_eq!(snap["tags"][0], "v1");
+    assert_eq!(snap["tags"][0], format!("v{}", g.version));
     assert_eq!(snap["time"], "2026-11-24T06:00:00Z");
-    assert_eq!(snap["paths"][0], SOURCE);
+    assert_eq!(snap["paths"][0], g.source());
 
     let check = cairn(&repo, &["check", "--read-data"]);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
@@ -128,7 +156,58 @@ fn golden_v1_still_reads() {
     let target = tmp.path().join("restore");
     let out = cairn(&repo, &["restore", "latest", "--target", target.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let restored = manifest(&target.join(SOURCE.trim_start_matches('/')));
-    let expected = std::fs::read_to_string(format!("{FIXTURE}.manifest")).unwrap();
+    let restored = manifest(&target.join(g.source().trim_start_matches('/')));
+    let expected = std::fs::read_to_string(g.manifest()).unwrap();
     assert_eq!(write_manifest(&restored), expected);
+    tmp
+}
+
+/// The version byte of every pack of a repository, so each fixture is known to keep
+/// testing the version it was made for.
+fn pack_versions(repo: &Path) -> Vec<u8> {
+    let mut packs = Vec::new();
+    for dir in std::fs::read_dir(repo.join("data")).unwrap() {
+        for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            packs.push(std::fs::read(f.unwrap().path()).unwrap()[4]);
+        }
+    }
+    packs.sort();
+    packs
+}
+
+#[test]
+fn golden_v1_still_reads() {
+    let packs = pack_versions(&Golden::V1.fixture());
+    assert!(!packs.is_empty() && packs.iter().all(|&v| v == 1), "{packs:?}");
+    still_reads(&Golden::V1);
+}
+
+#[test]
+fn golden_v2_still_reads() {
+    let packs = pack_versions(&Golden::V2.fixture());
+    assert!(!packs.is_empty() && packs.iter().all(|&v| v == 2), "{packs:?}");
+    still_reads(&Golden::V2);
+}
+
+/// A version 1 repository that this cairn backs up into holds both versions side by
+/// side: both snapshots restore, and check reads every pack.
+#[test]
+fn a_version_1_repository_takes_version_2_packs() {
+    let tmp = still_reads(&Golden::V1);
+    let repo = tmp.path().join("repo");
+    let src = tmp.path().join("new-src");
+    make_source(&src);
+    std::fs::write(src.join("conf/added.xml"), "<added/>\n".repeat(5000)).unwrap();
+    let out = cairn(&repo, &["backup", src.to_str().unwrap(), "--host", "golden"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let check = cairn(&repo, &["check", "--read-data"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let mut versions = pack_versions(&repo);
+    versions.dedup();
+    assert_eq!(versions, vec![1, 2]);
+    let target = tmp.path().join("restore-new");
+    let out = cairn(&repo, &["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let restored = manifest(&target.join(src.strip_prefix("/").unwrap()));
+    assert_eq!(restored, manifest(&src));
 }

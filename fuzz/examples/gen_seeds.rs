@@ -99,8 +99,9 @@ fn main() {
     write("lock", "shared", &lock.encode());
 
     let entries = vec![
-        Entry { id: BlobId::Chunk(ChunkId([5; 32])), offset: 40, length: 100, raw_length: 90 },
-        Entry { id: BlobId::Tree(TreeId([6; 32])), offset: 140, length: 50, raw_length: 200 },
+        Entry { id: BlobId::Chunk(ChunkId([5; 32])), offset: 40, length: 100, raw_length: 90, start: 0 },
+        Entry { id: BlobId::Chunk(ChunkId([7; 32])), offset: 40, length: 100, raw_length: 30, start: 90 },
+        Entry { id: BlobId::Tree(TreeId([6; 32])), offset: 140, length: 50, raw_length: 200, start: 0 },
     ];
     let index =
         IndexFile { supersedes: vec![IndexId([8; 32])], packs: vec![(PackId([9; 32]), entries.clone())] };
@@ -109,11 +110,11 @@ fn main() {
 
     // pack: a real sealed pack, and the `[u16 blob area][table]` form.
     let mut b = PackBuilder::new(keys, 1 << 16).unwrap();
-    for data in [&b"<config>gateway</config>".repeat(20)[..], b"second"] {
-        let id = BlobId::Chunk(keys.chunk_id(data));
-        b.add(id, compress::encode(data, 3), data.len() as u32);
-    }
-    write("pack", "sealed_pack", &b.finish().bytes);
+    let (first, second) = (b"<config>gateway</config>".repeat(20), b"second".to_vec());
+    let frame = [(BlobId::Chunk(keys.chunk_id(&first)), first.len() as u32), (BlobId::Chunk(keys.chunk_id(&second)), 6)];
+    b.add_frame(&frame, compress::encode(&[first.clone(), second].concat(), 3));
+    b.add(BlobId::Chunk(keys.chunk_id(b"alone")), compress::encode(b"alone", 3), 5);
+    write("pack", "sealed_pack", b.finish().bytes());
     let mut framed = 200u16.to_le_bytes().to_vec();
     framed.extend_from_slice(&encode_toc(&entries));
     write("pack", "table", &framed);

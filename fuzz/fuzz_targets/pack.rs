@@ -3,7 +3,8 @@
 //!
 //! The input is used twice:
 //! - as a whole pack: parse_header, parse_trailer, read_toc with fixed keys (almost every
-//!   input fails authentication there), and as a plaintext table for decode_toc;
+//!   input fails authentication there), and as a plaintext table of either version for
+//!   decode_toc;
 //! - as `[u16 LE blob area length][table plaintext]`: the target seals the table into a
 //!   pack with a valid header and trailer, so read_toc authenticates it and its result
 //!   must equal decode_toc's on the same plaintext.
@@ -11,25 +12,36 @@
 
 use cairn::crypto::aead::TAG_LEN;
 use cairn::format::pack::{
-    decode_toc, encode_toc, parse_header, parse_trailer, Entry, HEADER_LEN, MAX_BLOB, TRAILER_LEN,
+    decode_toc, encode_toc, parse_header, parse_trailer, Entry, HEADER_LEN, MAX_BLOB, TRAILER_LEN, VERSION,
+    VERSION_1,
 };
 use cairn::pack::reader::read_toc;
 use libfuzzer_sys::fuzz_target;
 
-fn check_entries(entries: &[Entry], toc: &[u8], blob_area_end: usize) {
-    for e in entries {
+fn check_entries(entries: &[Entry], toc: &[u8], blob_area_end: usize, version: u8) {
+    for (i, e) in entries.iter().enumerate() {
         assert!(e.offset as usize >= HEADER_LEN);
         assert!(e.length as usize > TAG_LEN);
-        assert!(e.raw_length <= MAX_BLOB);
+        assert!(e.end() <= MAX_BLOB as usize);
         assert!(e.offset as usize + e.length as usize <= blob_area_end);
+        // A frame's blobs follow each other; every other entry starts a frame.
+        match i.checked_sub(1).map(|p| &entries[p]) {
+            Some(p) if p.same_frame(e) => assert!(p.length == e.length && p.end() == e.start as usize),
+            _ => assert_eq!(e.start, 0),
+        }
     }
-    assert_eq!(encode_toc(entries), toc, "fixed-width table is canonical");
+    if version == VERSION {
+        assert_eq!(encode_toc(entries), toc, "fixed-width table is canonical");
+    } else {
+        assert!(entries.iter().all(|e| e.start == 0), "version 1 entries have no start");
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
     // Whole pack.
-    if let Ok(eph) = parse_header(data) {
-        assert_eq!(&eph[..], &data[8..40]);
+    if let Ok(h) = parse_header(data) {
+        assert_eq!(&h.eph_pub[..], &data[8..40]);
+        assert!(h.version == VERSION || h.version == VERSION_1);
     }
     if let Ok(range) = parse_trailer(data) {
         let n = data.len();
@@ -46,8 +58,10 @@ fuzz_target!(|data: &[u8]| {
     }
     // Plaintext table, against the input's own length and against a huge area.
     for end in [data.len(), usize::MAX] {
-        if let Ok(entries) = decode_toc(data, end) {
-            check_entries(&entries, data, end);
+        for version in [VERSION_1, VERSION] {
+            if let Ok(entries) = decode_toc(data, end, version) {
+                check_entries(&entries, data, end, version);
+            }
         }
     }
 
@@ -59,11 +73,11 @@ fuzz_target!(|data: &[u8]| {
     let toc = &data[2..];
     let built = cairn_fuzz::pack_with_toc(blob_area, toc);
     let blob_area_end = HEADER_LEN + blob_area;
-    let direct = decode_toc(toc, blob_area_end);
+    let direct = decode_toc(toc, blob_area_end, VERSION);
     match read_toc(cairn_fuzz::keys(), &built) {
         Ok(entries) => {
             assert_eq!(Ok(&entries), direct.as_ref().map_err(|_| ()));
-            check_entries(&entries, toc, blob_area_end);
+            check_entries(&entries, toc, blob_area_end, VERSION);
         }
         Err(e) => {
             // Either the table itself is refused, or the trailer cannot describe it

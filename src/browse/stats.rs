@@ -81,6 +81,8 @@ impl<'b, 'r> Stats<'b, 'r> {
         let index = self.browser.index();
         let mut d = DataFigures::default();
         let mut packs: HashSet<PackId> = HashSet::new();
+        // Blobs share frames: each frame's sealed bytes count once.
+        let mut frames: HashSet<(PackId, u32)> = HashSet::new();
         let blobs =
             self.chunks.iter().map(|c| BlobId::Chunk(*c)).chain(self.trees.keys().map(|t| BlobId::Tree(*t)));
         for blob in blobs {
@@ -93,7 +95,9 @@ impl<'b, 'r> Stats<'b, 'r> {
                 BlobId::Chunk(_) => (d.chunks, d.chunk_bytes) = (d.chunks + 1, d.chunk_bytes + raw),
                 BlobId::Tree(_) => (d.trees, d.tree_bytes) = (d.trees + 1, d.tree_bytes + raw),
             }
-            d.stored_bytes += u64::from(loc.entry.length);
+            if frames.insert((loc.pack, loc.entry.offset)) {
+                d.stored_bytes += u64::from(loc.entry.length);
+            }
             packs.insert(loc.pack);
         }
         d.packs = packs.len() as u64;

@@ -2,16 +2,17 @@
 //! packs. Payload of an envelope of type Index, fixed width little endian:
 //!
 //! ```text
-//! u8  version (1)
+//! u8  version (2; version 1 is still read)
 //! u32 S, then S x 32-byte ids of index files this one replaces (written by prune/repair)
-//! u32 P, then P packs: 32-byte pack id, u32 N, then N pack entries (pack::Entry, 45 bytes)
+//! u32 P, then P packs: 32-byte pack id, u32 N, then N pack entries (pack::Entry, 49 bytes;
+//!     45 in version 1, which has no `start`)
 //! ```
 
-use super::pack::{Entry, ENTRY_LEN};
+use super::pack::{Entry, ENTRY_LEN, ENTRY_LEN_V1, VERSION_1};
 use super::Reader;
 use crate::error::{Error, ErrorKind, Result};
 
-pub const INDEX_VERSION: u8 = 1;
+pub const INDEX_VERSION: u8 = 2;
 use crate::id::{IndexId, PackId};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,10 +45,10 @@ impl IndexFile {
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new("index file", bytes);
         let v = r.u8()?;
-        if v != INDEX_VERSION {
+        if v != INDEX_VERSION && v != VERSION_1 {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("index file has encoding version {v}; this cairn reads version {INDEX_VERSION}"),
+                format!("index file has encoding version {v}; this cairn reads 1 and {INDEX_VERSION}; upgrade cairn"),
             ));
         }
         let s = r.count(32)?;
@@ -59,10 +60,10 @@ impl IndexFile {
         let mut packs = Vec::with_capacity(p);
         for _ in 0..p {
             let pack = PackId(r.id()?);
-            let n = r.count(ENTRY_LEN)?;
+            let n = r.count(if v == VERSION_1 { ENTRY_LEN_V1 } else { ENTRY_LEN })?;
             let mut list = Vec::with_capacity(n);
             for _ in 0..n {
-                list.push(Entry::read(&mut r)?);
+                list.push(Entry::read(&mut r, v)?);
             }
             packs.push((pack, list));
         }
@@ -82,7 +83,13 @@ mod tests {
             supersedes: vec![IndexId([9; 32])],
             packs: vec![(
                 PackId([1; 32]),
-                vec![Entry { id: BlobId::Chunk(ChunkId([3; 32])), offset: 40, length: 20, raw_length: 10 }],
+                vec![Entry {
+                    id: BlobId::Chunk(ChunkId([3; 32])),
+                    offset: 40,
+                    length: 20,
+                    raw_length: 10,
+                    start: 4,
+                }],
             )],
         };
         let enc = f.encode();
@@ -90,5 +97,23 @@ mod tests {
         for cut in 0..enc.len() {
             assert!(IndexFile::decode(&enc[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn version_1_files_still_decode() {
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&0u32.to_le_bytes());
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&[1; 32]);
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.push(1);
+        v1.extend_from_slice(&[3; 32]);
+        for x in [40u32, 20, 10] {
+            v1.extend_from_slice(&x.to_le_bytes());
+        }
+        let f = IndexFile::decode(&v1).unwrap();
+        let e =
+            Entry { id: BlobId::Chunk(ChunkId([3; 32])), offset: 40, length: 20, raw_length: 10, start: 0 };
+        assert_eq!(f.packs, vec![(PackId([1; 32]), vec![e])]);
     }
 }

@@ -1,18 +1,24 @@
-//! Pack files: immutable containers of sealed blobs, named by the BLAKE3 hash of their
-//! bytes.
+//! Pack files: immutable containers of sealed frames, named by the BLAKE3 hash of their
+//! bytes. A frame is the compressed plaintexts of one or more blobs of one kind, sealed
+//! as one: neighbouring chunks share a compression context (a 64 KiB chunk compressed
+//! alone loses much of what zstd finds across a file), while each blob keeps its own
+//! index entry, id and check.
 //!
 //! ```text
 //! 0    4   magic "CRNP"
-//! 4    1   pack version (1)
+//! 4    1   pack version (2; version 1 is still read)
 //! 5    3   reserved, 0
 //! 8    32  ephemeral X25519 public key; the pack key comes from it (keys.rs)
-//! 40   ..  blobs: AES-256-GCM(pack key, nonce = counter_nonce(offset), aad = kind || id)
-//!          of compress::encode(plaintext), each followed by its tag
+//! 40   ..  frames: AES-256-GCM(pack key, nonce = counter_nonce(offset), aad = frame_aad)
+//!          of compress::encode(plaintexts of the frame's blobs, in order)
 //! T    L   table of contents: AES-256-GCM(pack key, nonce = 12 x 0xFF, aad = bytes 0..40)
 //!          of: u32 count, then count entries (ENTRY_LEN bytes each, see `Entry`)
 //! T+L  4   u32 LE: L
 //! T+L+4 4  magic "CRNT"
 //! ```
+//!
+//! Version 1 packs hold one blob per frame, with `kind || id` as associated data, and
+//! 45-byte entries without `start`.
 
 use super::Reader;
 use crate::crypto::aead::TAG_LEN;
@@ -21,25 +27,37 @@ use crate::id::{BlobId, BlobKind};
 
 pub const MAGIC: &[u8; 4] = b"CRNP";
 pub const TRAILER_MAGIC: &[u8; 4] = b"CRNT";
-pub const VERSION: u8 = 1;
+/// The version this cairn writes.
+pub const VERSION: u8 = 2;
+/// The first version: one blob per frame.
+pub const VERSION_1: u8 = 1;
 pub const HEADER_LEN: usize = 40;
 pub const TRAILER_LEN: usize = 8;
 pub const TOC_NONCE: [u8; 12] = [0xFF; 12];
-/// kind (1) + id (32) + offset (4) + stored length (4) + raw length (4).
-pub const ENTRY_LEN: usize = 45;
-/// The largest plaintext a blob may have (trees of huge directories included).
+/// kind (1) + id (32) + offset (4) + sealed length (4) + raw length (4) + start (4).
+pub const ENTRY_LEN: usize = 49;
+/// A version 1 entry has no `start`.
+pub const ENTRY_LEN_V1: usize = 45;
+/// The largest plaintext a blob, or a frame, may have (trees of huge directories included).
 pub const MAX_BLOB: u32 = 64 << 20;
+/// The largest sealed frame: a stored (uncompressed) MAX_BLOB with its tag byte and tag.
+pub const MAX_SEALED: u32 = MAX_BLOB + 1 + TAG_LEN as u32;
+/// Frames start below this offset (a pack of at most 1 GiB, overshot by one frame).
+pub const MAX_OFFSET: u32 = 1 << 31;
 
-/// Where a blob lives in its pack.
+/// Where a blob lives in its pack: the frame (offset and sealed length) and the blob's
+/// bytes inside the frame's plaintext.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Entry {
     pub id: BlobId,
-    /// Offset of the sealed blob from the start of the pack.
+    /// Offset of the sealed frame from the start of the pack.
     pub offset: u32,
-    /// Sealed length: encoded payload plus tag.
+    /// Sealed length of the frame: encoded payload plus tag.
     pub length: u32,
-    /// Plaintext length.
+    /// Plaintext length of the blob.
     pub raw_length: u32,
+    /// Where the blob starts in the frame's plaintext.
+    pub start: u32,
 }
 
 impl Entry {
@@ -49,24 +67,62 @@ impl Entry {
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.length.to_le_bytes());
         out.extend_from_slice(&self.raw_length.to_le_bytes());
+        out.extend_from_slice(&self.start.to_le_bytes());
     }
 
-    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
+    /// Read an entry of a table or index file of `version` (1 or 2).
+    pub(crate) fn read(r: &mut Reader<'_>, version: u8) -> Result<Self> {
         let kind = BlobKind::from_byte(r.u8()?)?;
         let id = BlobId::from_parts(kind, r.id()?);
-        let e = Entry { id, offset: r.u32()?, length: r.u32()?, raw_length: r.u32()? };
-        if e.raw_length > MAX_BLOB || (e.length as usize) < TAG_LEN + 1 || (e.offset as usize) < HEADER_LEN {
+        let (offset, length, raw_length) = (r.u32()?, r.u32()?, r.u32()?);
+        let start = if version == VERSION_1 { 0 } else { r.u32()? };
+        let e = Entry { id, offset, length, raw_length, start };
+        let plausible = (HEADER_LEN as u32..MAX_OFFSET).contains(&e.offset)
+            && (TAG_LEN as u32 + 1..=MAX_SEALED).contains(&e.length)
+            && e.start as u64 + e.raw_length as u64 <= MAX_BLOB as u64;
+        if !plausible {
             return Err(Error::corrupt(format!("implausible pack entry for {}", e.id)));
         }
         Ok(e)
     }
 
-    /// The AES-GCM associated data of this blob.
-    pub fn aad(id: &BlobId) -> [u8; 33] {
-        let mut aad = [0u8; 33];
-        aad[0] = id.kind() as u8;
-        aad[1..].copy_from_slice(id.bytes());
-        aad
+    /// One past the blob's last byte in its frame's plaintext.
+    pub fn end(&self) -> usize {
+        self.start as usize + self.raw_length as usize
+    }
+
+    /// Whether the blob is stored as is, in a frame of its own: the writer's choice for
+    /// bytes that did not compress (archives, media), so a sign of them.
+    pub fn stored_raw(&self) -> bool {
+        self.start == 0 && self.length as usize == self.raw_length as usize + 1 + TAG_LEN
+    }
+
+    /// Whether two entries name the same frame.
+    pub fn same_frame(&self, other: &Entry) -> bool {
+        self.offset == other.offset
+    }
+}
+
+/// The AES-GCM associated data of a frame of a pack of `version` holding `id`: in
+/// version 2 the kind of its blobs (each blob's id is checked by hashing its plaintext);
+/// in version 1, whose frames hold one blob, the kind and that blob's id.
+pub fn frame_aad(version: u8, id: &BlobId) -> Aad {
+    let mut aad = Aad([0u8; 33], 1);
+    aad.0[0] = id.kind() as u8;
+    if version == VERSION_1 {
+        aad.0[1..].copy_from_slice(id.bytes());
+        aad.1 = 33;
+    }
+    aad
+}
+
+/// Associated data of a frame (see [`frame_aad`]).
+pub struct Aad([u8; 33], usize);
+
+impl std::ops::Deref for Aad {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0[..self.1]
     }
 }
 
@@ -78,21 +134,31 @@ pub fn header(eph_pub: &[u8; 32]) -> [u8; HEADER_LEN] {
     h
 }
 
-/// Check a pack header; returns the ephemeral public key.
-pub fn parse_header(bytes: &[u8]) -> Result<[u8; 32]> {
+/// What a pack header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub version: u8,
+    pub eph_pub: [u8; 32],
+}
+
+/// Check a pack header.
+pub fn parse_header(bytes: &[u8]) -> Result<Header> {
     if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {
         return Err(Error::corrupt("not a cairn pack (bad magic)"));
     }
-    if bytes[4] != VERSION {
+    let version = bytes[4];
+    if version != VERSION && version != VERSION_1 {
         return Err(Error::new(
             ErrorKind::Unsupported,
-            format!("pack version {} is not supported (this cairn reads {VERSION})", bytes[4]),
+            format!(
+                "pack version {version} is not supported (this cairn reads 1 and {VERSION}); upgrade cairn"
+            ),
         ));
     }
     if bytes[5..8] != [0, 0, 0] {
         return Err(Error::corrupt("pack header reserved bytes are not zero"));
     }
-    Ok(bytes[8..40].try_into().expect("32 bytes"))
+    Ok(Header { version, eph_pub: bytes[8..40].try_into().expect("32 bytes") })
 }
 
 /// Check the trailer of a whole pack; returns the range of the sealed table of contents.
@@ -108,6 +174,7 @@ pub fn parse_trailer(pack: &[u8]) -> Result<std::ops::Range<usize>> {
     Ok(n - TRAILER_LEN - len..n - TRAILER_LEN)
 }
 
+/// The table of contents of a version 2 pack.
 pub fn encode_toc(entries: &[Entry]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + entries.len() * ENTRY_LEN + TAG_LEN);
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -117,16 +184,27 @@ pub fn encode_toc(entries: &[Entry]) -> Vec<u8> {
     out
 }
 
-/// Decode an opened table of contents and check every entry lies inside `blob_area`
-/// (the bytes between header and table).
-pub fn decode_toc(bytes: &[u8], blob_area_end: usize) -> Result<Vec<Entry>> {
+/// Decode an opened table of contents of a pack of `version` and check every entry lies
+/// inside `blob_area` (the bytes between header and table). The entries of one frame
+/// follow each other with the same kind and length, the first starting at 0 and each
+/// next one where the one before ends.
+pub fn decode_toc(bytes: &[u8], blob_area_end: usize, version: u8) -> Result<Vec<Entry>> {
     let mut r = Reader::new("pack table of contents", bytes);
-    let n = r.count(ENTRY_LEN)?;
-    let mut entries = Vec::with_capacity(n);
+    let n = r.count(if version == VERSION_1 { ENTRY_LEN_V1 } else { ENTRY_LEN })?;
+    let mut entries: Vec<Entry> = Vec::with_capacity(n);
     for _ in 0..n {
-        let e = Entry::read(&mut r)?;
+        let e = Entry::read(&mut r, version)?;
         if e.offset as u64 + e.length as u64 > blob_area_end as u64 {
             return Err(Error::corrupt(format!("pack entry for {} points past the blobs", e.id)));
+        }
+        let follows = match entries.last() {
+            Some(p) if p.same_frame(&e) => {
+                p.length == e.length && p.id.kind() == e.id.kind() && e.start as usize == p.end()
+            }
+            _ => e.start == 0,
+        };
+        if !follows {
+            return Err(Error::corrupt(format!("pack entry for {} does not follow its frame", e.id)));
         }
         entries.push(e);
     }
@@ -142,15 +220,54 @@ mod tests {
     #[test]
     fn toc_round_trip_and_bounds() {
         let entries = vec![
-            Entry { id: BlobId::Chunk(ChunkId([1; 32])), offset: 40, length: 100, raw_length: 90 },
-            Entry { id: BlobId::Tree(TreeId([2; 32])), offset: 140, length: 50, raw_length: 200 },
+            Entry { id: BlobId::Chunk(ChunkId([1; 32])), offset: 40, length: 100, raw_length: 90, start: 0 },
+            Entry { id: BlobId::Chunk(ChunkId([3; 32])), offset: 40, length: 100, raw_length: 10, start: 90 },
+            Entry { id: BlobId::Tree(TreeId([2; 32])), offset: 140, length: 50, raw_length: 200, start: 0 },
         ];
         let enc = encode_toc(&entries);
-        assert_eq!(decode_toc(&enc, 190).unwrap(), entries);
-        assert!(decode_toc(&enc, 189).is_err());
-        assert!(decode_toc(&enc[..enc.len() - 1], 190).is_err());
+        assert_eq!(decode_toc(&enc, 190, VERSION).unwrap(), entries);
+        assert!(decode_toc(&enc, 189, VERSION).is_err());
+        assert!(decode_toc(&enc[..enc.len() - 1], 190, VERSION).is_err());
         let mut huge = enc.clone();
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode_toc(&huge, 190).is_err());
+        assert!(decode_toc(&huge, 190, VERSION).is_err());
+    }
+
+    #[test]
+    fn a_frame_is_contiguous_and_of_one_kind() {
+        let a =
+            Entry { id: BlobId::Chunk(ChunkId([1; 32])), offset: 40, length: 100, raw_length: 90, start: 0 };
+        let b = Entry { id: BlobId::Chunk(ChunkId([3; 32])), start: 90, raw_length: 5, ..a };
+        assert!(decode_toc(&encode_toc(&[a, b]), 140, VERSION).is_ok());
+        for bad in [
+            vec![Entry { start: 1, ..a }],
+            vec![a, Entry { start: 91, ..b }],
+            vec![a, Entry { length: 99, ..b }],
+            vec![a, Entry { id: BlobId::Tree(TreeId([3; 32])), ..b }],
+        ] {
+            assert!(decode_toc(&encode_toc(&bad), 140, VERSION).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn version_1_tables_have_no_start() {
+        let mut v1 = 1u32.to_le_bytes().to_vec();
+        v1.push(1);
+        v1.extend_from_slice(&[7; 32]);
+        for x in [40u32, 30, 20] {
+            v1.extend_from_slice(&x.to_le_bytes());
+        }
+        let e = decode_toc(&v1, 70, VERSION_1).unwrap();
+        assert_eq!(
+            e,
+            vec![Entry {
+                id: BlobId::Chunk(ChunkId([7; 32])),
+                offset: 40,
+                length: 30,
+                raw_length: 20,
+                start: 0
+            }]
+        );
+        assert!(decode_toc(&v1, 70, VERSION).is_err());
     }
 }

@@ -1,15 +1,16 @@
 //! The in-memory index: which pack holds each blob, and where.
 //!
 //! Memory is the scale limit of a backup tool, so an entry is 31 bytes, byte-aligned: the
-//! first 15 bytes of the blob id, the pack (as a slot number, with the blob kind in its
-//! low bit), offset, sealed length and plaintext length. Entries sit in one array sorted
-//! by id prefix, with a table of bucket starts over the prefix's top bits (at most 4 MiB),
-//! so a lookup is a short binary search inside one bucket and no entry owns an
-//! allocation: 10 million blobs take 31.5 bytes each with the table.
+//! first 14 bytes of the blob id, then the pack (as a slot number, with the blob kind in
+//! its low bit) in 3 bytes, and the frame's offset and sealed length with the blob's
+//! length and start in its frame packed into 14 bytes. Entries sit in one array sorted by
+//! id prefix, with a table of bucket starts over the prefix's top bits (at most 4 MiB), so
+//! a lookup is a short binary search inside one bucket and no entry owns an allocation:
+//! 10 million blobs take 31.5 bytes each with the table.
 //!
-//! Two different blobs sharing a 120-bit prefix is as unlikely as a hash collision
-//! (about 4e-21 for 1e8 blobs), and cannot go unnoticed: a blob is opened with its full
-//! id as associated data and its plaintext re-hashed, so a wrong entry fails to open.
+//! Two different blobs sharing a 112-bit prefix is as unlikely as a hash collision
+//! (about 1e-18 for 1e8 blobs), and cannot go unnoticed: a blob's plaintext is re-hashed
+//! with its full id when it is read, so a wrong entry fails to read.
 //! Full ids stay in the index files on disk.
 
 use crate::backend::FileType;
@@ -21,33 +22,62 @@ use crate::id::{BlobId, IndexId, PackId};
 use crate::repo::Repository;
 use std::collections::HashMap;
 
-/// Byte arrays instead of u32 fields keep the entry at 31 bytes with alignment 1.
+/// Byte arrays instead of integer fields keep the entry at 31 bytes with alignment 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Slot {
     prefix: Prefix,
-    /// Pack slot number << 1 | (kind - 1), little endian.
-    pack_kind: [u8; 4],
-    offset: [u8; 4],
-    length: [u8; 4],
-    raw_length: [u8; 4],
+    /// Pack slot number << 1 | (kind - 1), 24 bits little endian.
+    pack_kind: [u8; 3],
+    /// offset (31 bits) | length (27) | raw length (27) | start (27), little endian.
+    place: [u8; 14],
 }
 
-const PREFIX_LEN: usize = 15;
+const PREFIX_LEN: usize = 14;
 type Prefix = [u8; PREFIX_LEN];
 
+/// The most packs the in-memory index can name (23 bits of slot number).
+pub const MAX_PACKS: usize = 1 << 23;
+/// Field widths of `Slot::place`; `Entry::read` keeps every entry within them.
+const OFFSET_BITS: u32 = 31;
+const LENGTH_BITS: u32 = 27;
+
 const _: () = assert!(std::mem::size_of::<Slot>() == 31);
+const _: () = assert!(crate::format::pack::MAX_OFFSET as u64 <= 1 << OFFSET_BITS);
+const _: () = assert!((crate::format::pack::MAX_SEALED as u64) < 1 << LENGTH_BITS);
+const _: () = assert!((crate::format::pack::MAX_BLOB as u64) < 1 << LENGTH_BITS);
 
 impl Slot {
+    fn new(pack: u32, e: &Entry) -> Slot {
+        let pack_kind = pack << 1 | (e.id.kind() as u32 - 1);
+        let mut place = e.offset as u128;
+        let mut shift = OFFSET_BITS;
+        for field in [e.length, e.raw_length, e.start] {
+            place |= (field as u128) << shift;
+            shift += LENGTH_BITS;
+        }
+        Slot {
+            prefix: prefix(e.id.bytes()),
+            pack_kind: pack_kind.to_le_bytes()[..3].try_into().expect("3 bytes"),
+            place: place.to_le_bytes()[..14].try_into().expect("14 bytes"),
+        }
+    }
+
     fn pack_kind(&self) -> u32 {
-        u32::from_le_bytes(self.pack_kind)
+        let [a, b, c] = self.pack_kind;
+        u32::from_le_bytes([a, b, c, 0])
     }
 
     fn entry(&self, id: BlobId) -> Entry {
+        let mut bytes = [0u8; 16];
+        bytes[..14].copy_from_slice(&self.place);
+        let place = u128::from_le_bytes(bytes);
+        let field = |shift: u32, bits: u32| ((place >> shift) & ((1 << bits) - 1)) as u32;
         Entry {
             id,
-            offset: u32::from_le_bytes(self.offset),
-            length: u32::from_le_bytes(self.length),
-            raw_length: u32::from_le_bytes(self.raw_length),
+            offset: field(0, OFFSET_BITS),
+            length: field(OFFSET_BITS, LENGTH_BITS),
+            raw_length: field(OFFSET_BITS + LENGTH_BITS, LENGTH_BITS),
+            start: field(OFFSET_BITS + 2 * LENGTH_BITS, LENGTH_BITS),
         }
     }
 }
@@ -95,12 +125,18 @@ impl Index {
     fn load_inner(repo: &Repository, stop_at_damage: bool) -> Result<(Index, Vec<(String, Error)>)> {
         let mut builder = IndexBuilder::default();
         let mut files = Vec::new();
+        let mut too_many = None;
         let damaged = for_each_index_file(repo, stop_at_damage, |id, file| {
             files.push(id);
             for (pack, list) in &file.packs {
-                builder.add_pack(*pack, list);
+                if let Err(e) = builder.add_pack(*pack, list) {
+                    too_many.get_or_insert(e);
+                }
             }
         })?;
+        if let Some(e) = too_many {
+            return Err(e);
+        }
         let mut idx = builder.build();
         idx.files = files;
         Ok((idx, damaged))
@@ -124,9 +160,19 @@ impl Index {
         self.slot(id).is_some()
     }
 
-    /// Sealed length of the blob at `position`.
-    pub fn stored_length_at(&self, position: usize) -> u64 {
-        u32::from_le_bytes(self.slots[position].length) as u64
+    /// The entry of the blob at `position` (its id holds only the known prefix).
+    pub fn entry_at(&self, position: usize) -> Entry {
+        let s = &self.slots[position];
+        let mut id = [0u8; 32];
+        id[..PREFIX_LEN].copy_from_slice(&s.prefix);
+        let kind =
+            if s.pack_kind() & 1 == 0 { crate::id::BlobKind::Chunk } else { crate::id::BlobKind::Tree };
+        s.entry(BlobId::from_parts(kind, id))
+    }
+
+    /// The pack of the blob at `position`.
+    pub fn pack_at(&self, position: usize) -> PackId {
+        self.packs[(self.slots[position].pack_kind() >> 1) as usize]
     }
 
     pub fn get(&self, id: &BlobId) -> Option<Location> {
@@ -163,19 +209,23 @@ pub struct IndexBuilder {
 }
 
 impl IndexBuilder {
-    pub fn add_pack(&mut self, pack: PackId, entries: &[Entry]) {
+    /// Add a pack's entries (as decoded, so within `Slot`'s field widths). Fails only
+    /// when the index would name more than [`MAX_PACKS`] packs.
+    pub fn add_pack(&mut self, pack: PackId, entries: &[Entry]) -> Result<()> {
         let next = self.packs.len() as u32;
         let p = *self.pack_slots.entry(pack).or_insert(next);
         if p == next {
+            if self.packs.len() == MAX_PACKS {
+                self.pack_slots.remove(&pack);
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("the repository has more than {MAX_PACKS} packs, more than this cairn's index holds; prune it, or copy it to a repository with a larger --pack-size"),
+                ));
+            }
             self.packs.push(pack);
         }
-        self.slots.extend(entries.iter().map(|e| Slot {
-            prefix: prefix(e.id.bytes()),
-            pack_kind: (p << 1 | (e.id.kind() as u32 - 1)).to_le_bytes(),
-            offset: e.offset.to_le_bytes(),
-            length: e.length.to_le_bytes(),
-            raw_length: e.raw_length.to_le_bytes(),
-        }));
+        self.slots.extend(entries.iter().map(|e| Slot::new(p, e)));
+        Ok(())
     }
 
     pub fn build(self) -> Index {
@@ -245,7 +295,7 @@ pub fn load_pack_lists(repo: &Repository) -> Result<PackLists> {
         }
     })?;
     for list in packs.values_mut() {
-        list.sort_by_key(|e| (e.offset, *e.id.bytes()));
+        list.sort_by_key(|e| (e.offset, e.start, *e.id.bytes()));
         list.dedup();
     }
     Ok((packs, damaged))
@@ -267,14 +317,14 @@ mod tests {
     use crate::id::{ChunkId, TreeId};
 
     fn entry(id: BlobId, offset: u32) -> Entry {
-        Entry { id, offset, length: 30, raw_length: 20 }
+        Entry { id, offset, length: 30, raw_length: 20, start: offset % 7 }
     }
 
     #[test]
     fn lookups_check_the_kind_and_find_every_entry() {
         let mut b = IndexBuilder::default();
         let c = BlobId::Chunk(ChunkId([5; 32]));
-        b.add_pack(PackId([1; 32]), &[entry(c, 40)]);
+        b.add_pack(PackId([1; 32]), &[entry(c, 40)]).unwrap();
         let mut many = Vec::new();
         for i in 0..5000u32 {
             let mut id = [0u8; 32];
@@ -282,7 +332,7 @@ mod tests {
             id[31] = 1;
             many.push(entry(BlobId::Tree(TreeId(id)), 40 + i));
         }
-        b.add_pack(PackId([2; 32]), &many);
+        b.add_pack(PackId([2; 32]), &many).unwrap();
         let idx = b.build();
         assert_eq!(idx.len(), 5001);
         assert_eq!(idx.get(&c).unwrap().entry, entry(c, 40));

@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, PackId, SnapshotId, TreeId};
 use crate::index::Index;
-use crate::pack::reader::{open_blob_in_place, read_toc};
+use crate::pack::reader::{blob_of_frame, open_frame, read_toc};
 use crate::pack::PackReader;
 use crate::repo::Repository;
 use crate::tree::load_tree;
@@ -147,9 +147,9 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
     let unused: Vec<usize> =
         (0..index.len()).filter(|&i| used[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) == 0).collect();
     if !unused.is_empty() {
-        let bytes: u64 = unused.iter().map(|&i| index.stored_length_at(i)).sum();
+        let bytes: u64 = unused.iter().map(|&i| index.entry_at(i).raw_length as u64).sum();
         report.notes.push(format!(
-            "{} blobs ({} bytes) are used by no snapshot; `cairn prune` removes them",
+            "{} blobs ({} bytes of content) are used by no snapshot; `cairn prune` removes them",
             unused.len(),
             bytes
         ));
@@ -380,33 +380,40 @@ fn check_pack(
         }
         Err(e) => out.push(Problem::new(object.clone(), format!("table of contents: {e}"), Vec::new())),
     }
-    let cipher = match reader.cipher(pack) {
+    let key = match reader.key(pack) {
         Ok(c) => c,
         Err(e) => return (lost(e.to_string()), 0, n),
     };
     let mut blobs = 0;
-    // Entries come sorted by offset; one that overlaps its predecessor is damage (and
-    // decrypting it in place would spoil its neighbour).
+    // Entries come sorted by offset, a frame's blobs in order; a frame that overlaps its
+    // predecessor is damage (and decrypting it in place would spoil its neighbour).
     let mut free_from = 0usize;
-    for e in entries {
+    for frame in entries.chunk_by(|a, b| a.same_frame(b)) {
+        let e = &frame[0];
+        let ids = || frame.iter().map(|e| *e.id.bytes()).collect::<Vec<_>>();
         let (s, l) = (e.offset as usize, e.length as usize);
-        if s < free_from {
-            out.push(Problem::new(
-                object.clone(),
-                format!("{} overlaps another blob", e.id),
-                vec![*e.id.bytes()],
-            ));
+        if s < free_from || frame.iter().any(|f| f.length != e.length) {
+            out.push(Problem::new(object.clone(), format!("{} overlaps another blob", e.id), ids()));
             continue;
         }
         free_from = s + l;
-        // Blobs are decrypted where they lie in the pack buffer (read once, no copies).
+        // Frames are decrypted where they lie in the pack buffer (read once, no copies).
         let opened = match bytes.get_mut(s..s + l) {
-            Some(sealed) => open_blob_in_place(repo.keys(), &cipher, e, sealed).map(|_| ()),
+            Some(sealed) => open_frame(&key, frame.iter().max_by_key(|e| e.end()).expect("a frame"), sealed),
             None => Err(Error::corrupt(format!("{} lies past the end of the pack", e.id))),
         };
-        match opened {
-            Ok(()) => blobs += 1,
-            Err(err) => out.push(Problem::new(object.clone(), err, vec![*e.id.bytes()])),
+        let plain = match opened {
+            Ok(plain) => plain,
+            Err(err) => {
+                out.push(Problem::new(object.clone(), err, ids()));
+                continue;
+            }
+        };
+        for e in frame {
+            match blob_of_frame(repo.keys(), e, &plain) {
+                Ok(_) => blobs += 1,
+                Err(err) => out.push(Problem::new(object.clone(), err, vec![*e.id.bytes()])),
+            }
         }
     }
     (out, blobs, n)

@@ -106,18 +106,26 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, interrupt: &AtomicBool) -> R
     ids.sort();
     for pack in ids {
         let entries = &packs[pack];
-        let (mut used_here, mut unused_here) = (Vec::new(), 0u64);
+        let mut used_here = Vec::new();
+        // Per frame (by offset): sealed length, plaintext bytes, plaintext bytes in use.
+        let mut frames: HashMap<u32, (u64, u64, u64)> = HashMap::new();
         for e in entries {
-            if used.contains(e.id.bytes()) && placed.insert(*e.id.bytes()) {
+            let live = used.contains(e.id.bytes()) && placed.insert(*e.id.bytes());
+            let f = frames.entry(e.offset).or_insert((e.length as u64, 0, 0));
+            f.1 += e.raw_length as u64;
+            if live {
+                f.2 += e.raw_length as u64;
                 used_here.push(*e);
             } else {
-                unused_here += e.length as u64;
                 plan.blobs_unused += 1;
             }
         }
         plan.blobs_used += used_here.len();
-        let used_bytes: u64 = used_here.iter().map(|e| e.length as u64).sum();
-        let total = used_bytes + unused_here;
+        // A frame's sealed bytes count as unused in the share of its plaintext no
+        // snapshot uses: repacking rewrites only the used blobs.
+        let total: u64 = frames.values().map(|f| f.0).sum();
+        let unused_here: u64 = frames.values().map(|&(len, raw, live)| len * (raw - live) / raw.max(1)).sum();
+        let used_bytes = total - unused_here;
         if used_here.is_empty() {
             plan.packs_delete.push(*pack);
             plan.bytes_delete += total;

@@ -5,15 +5,14 @@
 //! is recorded in them and later checks and backups succeed.
 
 use crate::backend::FileType;
-use crate::crypto::aead::Cipher;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
-use crate::format::pack::{self, Entry};
+use crate::format::pack::Entry;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
 use crate::index::Index;
 use crate::ops::rewrite::{replace_all, LostFolder, Planned, SnapshotRewrite, TreeFilter};
-use crate::pack::reader::{open_blob, read_toc};
+use crate::pack::reader::{blob_of_frame, open_frame, read_toc, PackKey};
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
 use rayon::prelude::*;
@@ -42,13 +41,22 @@ fn scan_pack(repo: &Repository, name: &str) -> Result<ScannedPack> {
     let bytes = repo.backend().read(FileType::Pack, name)?;
     let id = PackId(*blake3::hash(&bytes).as_bytes());
     let toc = read_toc(repo.keys(), &bytes)?;
-    let cipher = Cipher::new(&*repo.keys().open_sealed_object_key(&pack::parse_header(&bytes)?)?);
+    let key = PackKey::of_header(repo.keys(), &bytes)?;
     let (mut good, mut damaged) = (Vec::new(), 0);
-    for e in toc {
-        let sealed = bytes[e.offset as usize..(e.offset + e.length) as usize].to_vec();
-        match open_blob(repo.keys(), &cipher, &e, sealed) {
-            Ok(_) => good.push(e),
-            Err(_) => damaged += 1,
+    // The table's frames are consistent (decode_toc checks it): open each once.
+    for frame in toc.chunk_by(|a, b| a.same_frame(b)) {
+        let last = frame.last().expect("a frame has a blob");
+        let mut sealed = bytes[last.offset as usize..(last.offset + last.length) as usize].to_vec();
+        match open_frame(&key, last, &mut sealed) {
+            Ok(plain) => {
+                for e in frame {
+                    match blob_of_frame(repo.keys(), e, &plain) {
+                        Ok(_) => good.push(*e),
+                        Err(_) => damaged += 1,
+                    }
+                }
+            }
+            Err(_) => damaged += frame.len(),
         }
     }
     let misnamed = (id.to_hex() != name).then(|| name.to_string());

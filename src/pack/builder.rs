@@ -59,12 +59,23 @@ impl PackBuilder {
         Ok(PackBuilder { cipher: Cipher::new(&key), header, buf, start, entries: Vec::new() })
     }
 
-    /// Seal and append a blob. `encoded` is the compress-encoded plaintext.
-    pub fn add(&mut self, id: BlobId, mut encoded: Vec<u8>, raw_length: u32) {
+    /// Seal and append a frame of one blob. `encoded` is the compress-encoded plaintext.
+    pub fn add(&mut self, id: BlobId, encoded: Vec<u8>, raw_length: u32) {
+        self.add_frame(&[(id, raw_length)], encoded)
+    }
+
+    /// Seal and append a frame: `encoded` is the compress-encoded concatenation of the
+    /// plaintexts of `blobs` (id and plaintext length each, all of one kind), in order.
+    pub fn add_frame(&mut self, blobs: &[(BlobId, u32)], mut encoded: Vec<u8>) {
         let offset = self.size() as u32;
-        self.cipher.seal_in_place(&counter_nonce(offset as u64), &Entry::aad(&id), &mut encoded);
+        let aad = pack::frame_aad(pack::VERSION, &blobs[0].0);
+        self.cipher.seal_in_place(&counter_nonce(offset as u64), &aad, &mut encoded);
         self.buf.extend_from_slice(&encoded);
-        self.entries.push(Entry { id, offset, length: encoded.len() as u32, raw_length });
+        let mut start = 0;
+        for &(id, raw_length) in blobs {
+            self.entries.push(Entry { id, offset, length: encoded.len() as u32, raw_length, start });
+            start += raw_length;
+        }
     }
 
     /// Bytes in the pack so far.

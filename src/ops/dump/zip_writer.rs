@@ -106,20 +106,23 @@ impl ArchiveWriter for ZipArchive<'_> {
     }
 }
 
-/// Whether zstd could not shrink the file's chunks in the repository (a jar, an image, a
-/// compressed log): deflate would do no better, at about 50 MB/s, so the entry is stored.
-/// Known from the index without reading data; never said of a repository without
-/// compression.
+/// Whether the repository stores nine tenths of the file's bytes as they are, because
+/// they did not compress (a jar, an image, a compressed log): deflate would do no
+/// better, at about 50 MB/s, so the entry is stored. Known from the index without reading
+/// data (`Entry::stored_raw`); never said of a repository without compression. Chunks
+/// too small for the writer's probe share frames, so a file's short tail does not count.
 fn incompressible(browser: &Browser<'_>, chunks: &[ChunkId]) -> bool {
     if browser.repo().config().compression_level == 0 {
         return false;
     }
-    let (mut raw, mut sealed) = (0u64, 0u64);
+    let (mut raw, mut stored_raw) = (0u64, 0u64);
     for loc in chunks.iter().filter_map(|c| browser.index().get(&BlobId::Chunk(*c))) {
         raw += u64::from(loc.entry.raw_length);
-        sealed += u64::from(loc.entry.length);
+        if loc.entry.stored_raw() {
+            stored_raw += u64::from(loc.entry.raw_length);
+        }
     }
-    raw >= 4096 && sealed * 100 >= raw * 97
+    raw >= 4096 && stored_raw * 10 >= raw * 9
 }
 
 fn zip_error(e: zip::result::ZipError) -> Error {
