@@ -122,6 +122,44 @@ fn forget_and_prune_leave_no_chunk_of_forgotten_data_in_any_pack() {
     assert_eq!(std::fs::read(out.join(s.trim_start_matches('/')).join("shared.bin")).unwrap(), shared);
 }
 
+/// Small compressible files share frames (format-spec/packs.md), so forgetting some of
+/// them leaves frames partly unused: prune counts that share and repacks it away.
+#[test]
+fn prune_repacks_frames_that_forgotten_files_shared_with_kept_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    init(&repo, "1M");
+    let body = |i: usize| format!("<policy id='{i}' name='route-{i}'/>\n").repeat(300 + i);
+    for i in 0..40 {
+        std::fs::write(src.join(format!("p{i:02}.xml")), body(i)).unwrap();
+    }
+    let s = src.to_str().unwrap();
+    let with = json(cairn(&repo, &["backup", s, "--json"]))["snapshot"].as_str().unwrap().to_string();
+    let gone: HashSet<[u8; 32]> =
+        (0..40).step_by(2).flat_map(|i| chunk_ids(&repo, body(i).as_bytes())).collect();
+    assert!(!gone.is_empty());
+    for i in (0..40).step_by(2) {
+        std::fs::remove_file(src.join(format!("p{i:02}.xml"))).unwrap();
+    }
+    ok(cairn(&repo, &["backup", s]));
+    ok(cairn(&repo, &["forget", &with[..12]]));
+    let pruned = json(cairn(&repo, &["prune", "--max-unused", "0", "--json"]));
+    assert!(pruned["bytes_repack_unused"].as_u64().unwrap() > 0, "{pruned}");
+
+    let r = cairn::Repository::open(repo.to_str().unwrap(), b"pw", &KeySource::Stored).unwrap();
+    let stored: HashSet<[u8; 32]> =
+        cairn::ops::prune::stored_blob_ids(&r).unwrap().into_values().flatten().map(|b| *b.bytes()).collect();
+    assert!(gone.iter().all(|c| !stored.contains(c)), "a chunk of a forgotten file is still stored");
+    ok(cairn(&repo, &["check", "--read-data"]));
+    let out = tmp.path().join("out");
+    ok(cairn(&repo, &["restore", "latest", "--target", out.to_str().unwrap()]));
+    for i in (1..40).step_by(2) {
+        let restored = out.join(s.trim_start_matches('/')).join(format!("p{i:02}.xml"));
+        assert_eq!(std::fs::read_to_string(restored).unwrap(), body(i));
+    }
+}
+
 #[test]
 fn prune_waits_for_a_running_backup_and_backups_share() {
     let tmp = tempfile::tempdir().unwrap();
