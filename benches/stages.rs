@@ -8,12 +8,13 @@
 //! predict for the pipeline (1 / sum of 1/rate).
 
 use cairn::chunker::{Chunker, ChunkerParams};
-use cairn::compress;
 use cairn::crypto::aead::{counter_nonce, Cipher};
 use cairn::crypto::keys::{MasterKey, RepoKeys};
 use cairn::format::pack::Entry;
 use cairn::id::{BlobId, ChunkId, PackId};
 use cairn::index::IndexBuilder;
+use cairn::pack::frames::Framer;
+use cairn::pack::reader::{blob_of_frame, open_frame, PackKey};
 use cairn::pack::PackBuilder;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rayon::prelude::*;
@@ -74,8 +75,18 @@ fn stages(c: &mut Criterion) {
     g.bench_function("hash (keyed BLAKE3)", |b| {
         b.iter(|| chunks.iter().map(|c| keys.chunk_id(c).0[0] as usize).sum::<usize>())
     });
-    g.bench_function("compress (zstd 3)", |b| {
-        b.iter(|| chunks.iter().map(|c| compress::encode(c, 3).len()).sum::<usize>())
+    // As the writer compresses: chunks gathered into frames of up to 1 MiB.
+    g.bench_function("compress (zstd 3, in frames)", |b| {
+        b.iter(|| {
+            let mut framer = Framer::new(3);
+            let mut out: usize = chunks
+                .iter()
+                .filter_map(|c| framer.add(BlobId::Chunk(ChunkId([0; 32])), c))
+                .map(|f| f.encoded.len())
+                .sum();
+            out += framer.finish().map_or(0, |f| f.encoded.len());
+            out
+        })
     });
     let cipher = Cipher::new(&[7; 32]);
     g.bench_function("seal (AES-256-GCM)", |b| {
@@ -90,20 +101,30 @@ fn stages(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
-    // What check --read-data does per blob: open (decrypt), decompress, re-hash.
+    // What check --read-data does per frame: open (decrypt), decompress, re-hash each blob.
     let pack = {
         let mut pack = PackBuilder::new(&keys, 80 * MB).unwrap();
+        let mut framer = Framer::new(3);
         for chunk in &chunks {
-            pack.add(BlobId::Chunk(keys.chunk_id(chunk)), compress::encode(chunk, 3), chunk.len() as u32);
+            if let Some(f) = framer.add(BlobId::Chunk(keys.chunk_id(chunk)), chunk) {
+                pack.add_frame(&f.blobs, f.encoded);
+            }
+        }
+        if let Some(f) = framer.finish() {
+            pack.add_frame(&f.blobs, f.encoded);
         }
         pack.finish()
     };
-    let pack_key = cairn::pack::reader::PackKey::of_header(&keys, pack.bytes()).unwrap();
+    let pack_key = PackKey::of_header(&keys, pack.bytes()).unwrap();
     g.bench_function("open (decrypt + decompress + re-hash)", |b| {
         b.iter(|| {
-            for e in &pack.entries {
+            for frame in pack.entries.chunk_by(|a, b| a.same_frame(b)) {
+                let e = &frame[0];
                 let mut sealed = pack.bytes()[e.offset as usize..(e.offset + e.length) as usize].to_vec();
-                black_box(cairn::pack::reader::open_blob(&keys, &pack_key, e, &mut sealed).unwrap());
+                let plain = open_frame(&pack_key, frame.last().unwrap(), &mut sealed).unwrap();
+                for e in frame {
+                    black_box(blob_of_frame(&keys, e, &plain).unwrap());
+                }
             }
         })
     });
@@ -112,37 +133,25 @@ fn stages(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(data.len() as u64));
-    let one = |chunk: &[u8]| -> (ChunkId, Vec<u8>) {
-        let id = keys.chunk_id(chunk);
-        (id, compress::encode(chunk, 3))
+    // One writer's work: hash a chunk, gather it into the open frame, seal full frames.
+    let one = |(mut pack, mut framer): (PackBuilder, Framer), chunk: &[u8]| {
+        if let Some(f) = framer.add(BlobId::Chunk(keys.chunk_id(chunk)), chunk) {
+            pack.add_frame(&f.blobs, f.encoded);
+        }
+        (pack, framer)
     };
-    g.bench_function("in memory, 1 thread", |b| {
-        b.iter(|| {
-            let mut pack = PackBuilder::new(&keys, 64 * MB).unwrap();
-            for chunk in chunker.split(&data) {
-                let (id, enc) = one(chunk);
-                pack.add(BlobId::Chunk(id), enc, chunk.len() as u32);
-            }
-            pack.finish().bytes().len()
-        })
-    });
-    // As the backup writer does: each worker fills its own pack, so sealing runs in
-    // parallel too.
+    let finish = |(mut pack, mut framer): (PackBuilder, Framer)| {
+        if let Some(f) = framer.finish() {
+            pack.add_frame(&f.blobs, f.encoded);
+        }
+        pack.finish().bytes().len()
+    };
+    let fresh = || (PackBuilder::new(&keys, 64 * MB).unwrap(), Framer::new(3));
+    g.bench_function("in memory, 1 thread", |b| b.iter(|| finish(chunker.split(&data).fold(fresh(), one))));
+    // As the backup writer does: each worker fills its own frame and pack, so compressing
+    // and sealing run in parallel too.
     g.bench_function("in memory, all threads", |b| {
-        b.iter(|| {
-            chunks
-                .par_iter()
-                .fold(
-                    || PackBuilder::new(&keys, 64 * MB).unwrap(),
-                    |mut pack, chunk| {
-                        let (id, enc) = one(chunk);
-                        pack.add(BlobId::Chunk(id), enc, chunk.len() as u32);
-                        pack
-                    },
-                )
-                .map(|pack| pack.finish().bytes().len())
-                .sum::<usize>()
-        })
+        b.iter(|| chunks.par_iter().fold(fresh, |w, c| one(w, c)).map(finish).sum::<usize>())
     });
     g.finish();
 }

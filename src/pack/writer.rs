@@ -3,10 +3,9 @@
 //! thread (several for remote stores) that stores it and writes index files naming stored
 //! packs, so the order packs -> index -> snapshot always holds.
 //!
-//! Blobs are gathered into frames of up to [`FRAME_TARGET`] bytes that are compressed and
-//! sealed as one (format/pack.rs): consecutive chunks of a file, or the small files one
-//! thread reads one after another, share a compression context. A blob that looks
-//! incompressible, or fills a frame alone, gets a frame of its own at once.
+//! Blobs are gathered into frames (`frames.rs`) that are compressed and sealed as one:
+//! consecutive chunks of a file, or the small files one thread reads one after another,
+//! share a compression context.
 //!
 //! Safe to share between threads: each worker thread fills its own frame and pack, so its
 //! lock is only ever taken by its owner (trees share one); a full pack is handed to the
@@ -15,12 +14,12 @@
 //! it is slower than they are.
 
 use crate::backend::FileType;
-use crate::compress;
 use crate::error::{Error, Result};
 use crate::format::index::IndexFile;
 use crate::format::pack::{Entry, MAX_BLOB};
 use crate::id::{BlobId, BlobKind, PackId};
 use crate::index::Index;
+use crate::pack::frames::{Frame, Framer};
 use crate::pack::{FinishedPack, PackBuilder};
 use crate::repo::Repository;
 use std::collections::HashSet;
@@ -28,20 +27,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
-/// A frame is sealed once the next blob would take it past this many plaintext bytes:
-/// large enough that zstd finds most of what it would find in a whole file (a 200 MB SQL
-/// dump compresses 5% smaller in 1 MiB pieces than in 64 KiB chunks), small enough that
-/// reading one blob decompresses little else.
-pub const FRAME_TARGET: usize = 1 << 20;
-
 /// What one worker thread (or all tree saves) is filling: a pack, and the frame that
 /// goes into it next.
-#[derive(Default)]
 struct Filling {
     pack: Option<PackBuilder>,
-    /// The blobs of the open frame (id and length) and their plaintexts, concatenated.
-    blobs: Vec<(BlobId, u32)>,
-    plain: Vec<u8>,
+    framer: Framer,
 }
 
 /// Packs written but not yet named by an index file; after this many, write one, so an
@@ -74,6 +64,12 @@ pub struct WriterStats {
     pub bytes_stored: u64,
 }
 
+impl Filling {
+    fn new(repo: &Repository) -> Mutex<Filling> {
+        Mutex::new(Filling { pack: None, framer: Framer::new(repo.config().compression_level) })
+    }
+}
+
 impl<'r> BlobWriter<'r> {
     /// Run `work` with a writer; afterwards every blob it saved is in a stored pack named
     /// by a stored index file, also when `work` or the storing failed (whatever was stored
@@ -89,8 +85,8 @@ impl<'r> BlobWriter<'r> {
             repo,
             index,
             claimed: Mutex::new(HashSet::new()),
-            data: (0..=rayon::current_num_threads()).map(|_| Mutex::default()).collect(),
-            trees: Mutex::default(),
+            data: (0..=rayon::current_num_threads()).map(|_| Filling::new(repo)).collect(),
+            trees: Filling::new(repo),
             queue: Mutex::new(Some(tx)),
             upload_failed: Mutex::new(None),
             unindexed: Mutex::new(Vec::new()),
@@ -146,24 +142,11 @@ impl<'r> BlobWriter<'r> {
         if self.index.contains(&id) || !self.claimed.lock().expect("claimed lock").insert(*id.bytes()) {
             return Ok(false);
         }
-        let len = plaintext.len() as u32;
         let full = {
             let mut f = self.filling(id.kind()).lock().expect("filling lock");
-            if plaintext.len() >= FRAME_TARGET || compress::looks_incompressible(plaintext) {
-                let encoded = match self.repo.config().compression_level {
-                    0 => compress::store(plaintext),
-                    level => compress::encode(plaintext, level),
-                };
-                self.seal(&mut f, &[(id, len)], encoded)?
-            } else {
-                let full = if f.plain.len() + plaintext.len() > FRAME_TARGET {
-                    self.seal_frame(&mut f)?
-                } else {
-                    None
-                };
-                f.blobs.push((id, len));
-                f.plain.extend_from_slice(plaintext);
-                full
+            match f.framer.add(id, plaintext) {
+                Some(frame) => self.seal(&mut f, frame)?,
+                None => None,
             }
         };
         self.blobs_new.fetch_add(1, Ordering::Relaxed);
@@ -183,31 +166,15 @@ impl<'r> BlobWriter<'r> {
         }
     }
 
-    /// Compress and seal the open frame into the pack; returns the pack if that filled it.
-    fn seal_frame(&self, f: &mut Filling) -> Result<Option<FinishedPack>> {
-        if f.blobs.is_empty() {
-            return Ok(None);
-        }
-        let encoded = compress::encode(&f.plain, self.repo.config().compression_level);
-        let blobs = std::mem::take(&mut f.blobs);
-        f.plain.clear();
-        self.seal(f, &blobs, encoded)
-    }
-
     /// Seal a frame into the pack being filled; returns the pack if that filled it.
-    fn seal(
-        &self,
-        f: &mut Filling,
-        blobs: &[(BlobId, u32)],
-        encoded: Vec<u8>,
-    ) -> Result<Option<FinishedPack>> {
+    fn seal(&self, f: &mut Filling, frame: Frame) -> Result<Option<FinishedPack>> {
         let pack_size = self.repo.config().pack_size as usize;
         if f.pack.is_none() {
             let spare = self.spare_buffers.lock().expect("spare lock").pop().unwrap_or_default();
             f.pack = Some(PackBuilder::reusing(self.repo.keys(), pack_size, spare)?);
         }
         let b = f.pack.as_mut().expect("set above");
-        b.add_frame(blobs, encoded);
+        b.add_frame(&frame.blobs, frame.encoded);
         Ok(if b.size() >= pack_size { f.pack.take().map(PackBuilder::finish) } else { None })
     }
 
@@ -224,10 +191,12 @@ impl<'r> BlobWriter<'r> {
         let mut result = Ok(());
         for slot in self.data.iter().chain(std::iter::once(&self.trees)) {
             let mut f = slot.lock().expect("filling lock");
-            match self.seal_frame(&mut f) {
-                Ok(Some(full)) => self.enqueue(full),
-                Ok(None) => {}
-                Err(e) => result = result.and(Err(e)),
+            if let Some(frame) = f.framer.finish() {
+                match self.seal(&mut f, frame) {
+                    Ok(Some(full)) => self.enqueue(full),
+                    Ok(None) => {}
+                    Err(e) => result = result.and(Err(e)),
+                }
             }
             if let Some(b) = f.pack.take().filter(|b| !b.is_empty()) {
                 self.enqueue(b.finish());
@@ -283,6 +252,7 @@ mod tests {
     use super::*;
     use crate::crypto::keys::KdfParams;
     use crate::index::load_pack_lists;
+    use crate::pack::frames::FRAME_TARGET;
     use crate::pack::PackReader;
     use crate::repo::InitOptions;
 
