@@ -105,14 +105,16 @@ pub fn restore(
         if interrupt.load(Ordering::Relaxed) {
             return Err(Error::new(ErrorKind::Interrupted, "restore interrupted"));
         }
-        match restore_file(&reader, &index, repo, path, node) {
-            Ok(FileResult::Written(n)) => {
+        let file = match restore_file(&reader, &index, repo, path, node) {
+            Ok(FileResult::Written(n, file)) => {
                 written.fetch_add(1, Ordering::Relaxed);
                 bytes.fetch_add(n, Ordering::Relaxed);
                 flusher.wrote(n);
+                Some(file)
             }
             Ok(FileResult::Unchanged) => {
                 unchanged.fetch_add(1, Ordering::Relaxed);
+                None
             }
             Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {
                 damaged.lock().expect("damaged lock").push(format!("{}: {e}", path.display()));
@@ -120,8 +122,12 @@ pub fn restore(
                 return Ok(());
             }
             Err(e) => return Err(e),
-        }
-        warnings.lock().expect("warnings lock").extend(meta::apply(path, node, as_root)?);
+        };
+        let target = match &file {
+            Some(f) => meta::Target::File(f, path),
+            None => meta::Target::Path(path),
+        };
+        warnings.lock().expect("warnings lock").extend(meta::apply_to(target, node, as_root)?);
         Ok(())
     };
     // From a remote store, threads wait for fetched packs: more of them keep more
@@ -254,10 +260,14 @@ fn order_by_first_pack(files: &mut [(PathBuf, Node)], index: &Index) {
 }
 
 enum FileResult {
-    Written(u64),
+    /// Written, and still open so its metadata can be set without path lookups.
+    Written(u64, File),
     Unchanged,
 }
 
+/// Restore one file. Where nothing is at `path`, the file is written there directly;
+/// an existing file is replaced by writing beside it and renaming over it, so an
+/// interrupted restore never leaves the old file half overwritten.
 fn restore_file(
     reader: &PackReader<'_>,
     index: &Index,
@@ -266,38 +276,65 @@ fn restore_file(
     node: &Node,
 ) -> Result<FileResult> {
     let NodeKind::File { size, chunks } = &node.kind else { unreachable!("planned as a file") };
-    if already_identical(repo, index, path, *size, chunks) {
-        return Ok(FileResult::Unchanged);
+    let folder_in_the_way = || {
+        Error::new(
+            ErrorKind::AlreadyExists,
+            format!("{} is a folder at the target; remove it to restore this file", path.display()),
+        )
+    };
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match write_file(reader, index, path, true, *size, chunks) {
+                Ok(file) => return Ok(FileResult::Written(*size, file)),
+                // Made by someone else meanwhile: replace it like any existing file.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(md) if md.is_dir() => return Err(folder_in_the_way()),
+        Ok(md) if already_identical(repo, index, path, &md, *size, chunks) => {
+            return Ok(FileResult::Unchanged)
+        }
+        _ => {}
     }
     let tmp = temp_name(path);
-    let result = write_file(reader, index, &tmp, *size, chunks);
-    if result.is_err() {
+    let file = write_file(reader, index, &tmp, false, *size, chunks)?;
+    if std::fs::symlink_metadata(path).is_ok_and(|md| md.is_dir()) {
         let _ = std::fs::remove_file(&tmp);
-        result?;
-    }
-    if let Ok(md) = std::fs::symlink_metadata(path) {
-        if md.is_dir() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!("{} is a folder at the target; remove it to restore this file", path.display()),
-            ));
-        }
+        return Err(folder_in_the_way());
     }
     std::fs::rename(&tmp, path).ctx(|| format!("cannot rename into {}", path.display()))?;
-    Ok(FileResult::Written(*size))
+    Ok(FileResult::Written(*size, file))
 }
 
-/// Write the file's chunks through a `SparseWriter`: zero blocks become holes, large
-/// files skip the page cache.
+/// Write the file's chunks through a `SparseWriter` (zero blocks become holes, large
+/// files skip the page cache) into a new file at `path` (`create_new`: which must not
+/// exist). A file this made is removed again if writing it fails.
 fn write_file(
     reader: &PackReader<'_>,
     index: &Index,
     path: &Path,
+    create_new: bool,
     size: u64,
     chunks: &[ChunkId],
-) -> Result<()> {
-    let mut w = SparseWriter::create(path, size).ctx(|| format!("cannot create {}", path.display()))?;
+) -> Result<File> {
+    let w =
+        SparseWriter::create(path, create_new, size).ctx(|| format!("cannot create {}", path.display()))?;
+    let written = fill(reader, index, w, path, size, chunks);
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written
+}
+
+fn fill(
+    reader: &PackReader<'_>,
+    index: &Index,
+    mut w: SparseWriter,
+    path: &Path,
+    size: u64,
+    chunks: &[ChunkId],
+) -> Result<File> {
     let mut offset = 0u64;
     for id in chunks {
         let loc = index
@@ -315,10 +352,14 @@ fn write_file(
 
 /// Whether `path` already holds exactly the content of these chunks (compared by
 /// recomputing each chunk's keyed id over the existing bytes).
-fn already_identical(repo: &Repository, index: &Index, path: &Path, size: u64, chunks: &[ChunkId]) -> bool {
-    let Ok(md) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
+fn already_identical(
+    repo: &Repository,
+    index: &Index,
+    path: &Path,
+    md: &std::fs::Metadata,
+    size: u64,
+    chunks: &[ChunkId],
+) -> bool {
     if !md.is_file() || md.len() != size {
         return false;
     }

@@ -29,20 +29,46 @@ thread_local! {
 pub struct SparseWriter {
     file: File,
     direct: bool,
-    buf: Vec<u8>,
+    buf: Staging,
     /// Where the data starts in `buf` (the padding before it aligns it).
     start: usize,
     /// The file offset of `buf[start]`: always a multiple of STAGE.
     offset: u64,
+    /// The file's length so far: the end of the last write.
+    len: u64,
+}
+
+/// The staging buffer, handed back to its thread for the next file when dropped.
+struct Staging(Vec<u8>);
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        SPARE.with(|s| *s.borrow_mut() = buf);
+    }
+}
+
+impl std::ops::Deref for Staging {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Staging {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
 }
 
 impl SparseWriter {
-    /// Create (or truncate) `path` for a file of `size` bytes.
-    pub fn create(path: &Path, size: u64) -> io::Result<Self> {
-        let (file, direct) = direct_io::create(path, false, size >= DIRECT_MIN)?;
+    /// Create (or truncate, unless `create_new`: then it must not exist) `path` for a
+    /// file of `size` bytes.
+    pub fn create(path: &Path, create_new: bool, size: u64) -> io::Result<Self> {
+        let (file, direct) = direct_io::create(path, create_new, size >= DIRECT_MIN)?;
         let mut buf = SPARE.with(|s| std::mem::take(&mut *s.borrow_mut()));
         let start = direct_io::align_empty(&mut buf, (size as usize).min(STAGE));
-        Ok(SparseWriter { file, direct, buf, start, offset: 0 })
+        Ok(SparseWriter { file, direct, buf: Staging(buf), start, offset: 0, len: 0 })
     }
 
     /// Append `data` to the file.
@@ -76,7 +102,10 @@ impl SparseWriter {
         let whole = (to - from) / BLOCK * BLOCK;
         if self.direct && whole > 0 {
             match self.file.write_all_at(&self.buf[from..from + whole], at) {
-                Ok(()) => return self.write_run_cached(from + whole, to, at + whole as u64),
+                Ok(()) => {
+                    self.len = self.len.max(at + whole as u64);
+                    return self.write_run_cached(from + whole, to, at + whole as u64);
+                }
                 // A partial direct write may have been done: the cached write redoes it.
                 Err(e) if direct_io::refused(&e) => {}
                 Err(e) => return Err(e),
@@ -93,21 +122,19 @@ impl SparseWriter {
             direct_io::stop(&self.file)?;
             self.direct = false;
         }
-        self.file.write_all_at(&self.buf[from..to], at)
+        self.file.write_all_at(&self.buf[from..to], at)?;
+        self.len = self.len.max(at + (to - from) as u64);
+        Ok(())
     }
 
     /// Write the rest and give the file its full length (trailing holes included).
-    pub fn finish(mut self, size: u64) -> io::Result<()> {
+    /// Returns the file, still open.
+    pub fn finish(mut self, size: u64) -> io::Result<File> {
         self.flush()?;
-        self.file.set_len(size)?;
-        Ok(())
-    }
-}
-
-impl Drop for SparseWriter {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        SPARE.with(|s| *s.borrow_mut() = buf);
+        if self.len != size {
+            self.file.set_len(size)?;
+        }
+        Ok(self.file)
     }
 }
 
@@ -156,7 +183,7 @@ mod tests {
         let small: Vec<u8> = (0..70_000).map(|i| (i % 13) as u8).collect();
         for (name, content) in [("big", &big), ("small", &small), ("empty", &Vec::new())] {
             let path = dir.path().join(name);
-            let mut w = SparseWriter::create(&path, content.len() as u64).unwrap();
+            let mut w = SparseWriter::create(&path, true, content.len() as u64).unwrap();
             for piece in content.chunks(65_521) {
                 w.write(piece).unwrap();
             }

@@ -12,11 +12,12 @@ use crate::format::Timespec;
 use rustix::fs::{AtFlags, Timestamps, CWD};
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
+use xattr::FileExt;
 
 /// Build a node from `lstat` metadata. File content and subtrees are filled in by the
 /// caller; symlink targets and xattrs are read here.
@@ -167,16 +168,44 @@ pub fn create_special(path: &Path, node: &Node) -> Result<()> {
     made.ctx(|| format!("cannot create {}", path.display()))
 }
 
+/// Where restore applies metadata: a path (a symlink itself, not what it points to), or
+/// a file restore has just written and still holds open, which spares a path lookup for
+/// each change.
+#[derive(Clone, Copy)]
+pub enum Target<'a> {
+    Path(&'a Path),
+    File(&'a File, &'a Path),
+}
+
+impl Target<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Target::Path(p) | Target::File(_, p) => p,
+        }
+    }
+}
+
 /// Apply xattrs, owner, mode and times of `node` to `path`. Returns the problems that did
 /// not stop the restore (for example an xattr namespace the target filesystem refuses).
 pub fn apply(path: &Path, node: &Node, as_root: bool) -> Result<Vec<String>> {
+    apply_to(Target::Path(path), node, as_root)
+}
+
+/// [`apply`] to a path or an open file.
+pub fn apply_to(target: Target<'_>, node: &Node, as_root: bool) -> Result<Vec<String>> {
+    let path = target.path();
     let mut warnings = Vec::new();
     let is_link = matches!(node.kind, NodeKind::Symlink { .. });
     if matches!(node.kind, NodeKind::Socket) {
         return Ok(warnings);
     }
     for (name, value) in &node.xattrs {
-        if let Err(e) = xattr::set(path, OsStr::from_bytes(name), value) {
+        let name_os = OsStr::from_bytes(name);
+        let set = match target {
+            Target::Path(p) => xattr::set(p, name_os, value),
+            Target::File(f, _) => f.set_xattr(name_os, value),
+        };
+        if let Err(e) = set {
             warnings.push(format!(
                 "{}: cannot set xattr {}: {e}",
                 path.display(),
@@ -186,18 +215,28 @@ pub fn apply(path: &Path, node: &Node, as_root: bool) -> Result<Vec<String>> {
     }
     if as_root {
         let (uid, gid) = owner_ids(node);
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-            .ctx(|| format!("cannot set owner of {}", path.display()))?;
+        match target {
+            Target::Path(p) => std::os::unix::fs::lchown(p, Some(uid), Some(gid)),
+            Target::File(f, _) => std::os::unix::fs::fchown(f, Some(uid), Some(gid)),
+        }
+        .ctx(|| format!("cannot set owner of {}", path.display()))?;
     }
     if !is_link {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode & 0o7777))
-            .ctx(|| format!("cannot set mode of {}", path.display()))?;
+        let mode = std::fs::Permissions::from_mode(node.mode & 0o7777);
+        match target {
+            Target::Path(p) => std::fs::set_permissions(p, mode),
+            Target::File(f, _) => f.set_permissions(mode),
+        }
+        .ctx(|| format!("cannot set mode of {}", path.display()))?;
     }
     let ts = |t: Timespec| rustix::fs::Timespec { tv_sec: t.secs, tv_nsec: t.nanos as _ };
     let times = Timestamps { last_access: ts(node.atime), last_modification: ts(node.mtime) };
-    rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(std::io::Error::from)
-        .ctx(|| format!("cannot set times of {}", path.display()))?;
+    match target {
+        Target::Path(p) => rustix::fs::utimensat(CWD, p, &times, AtFlags::SYMLINK_NOFOLLOW),
+        Target::File(f, _) => rustix::fs::futimens(f, &times),
+    }
+    .map_err(std::io::Error::from)
+    .ctx(|| format!("cannot set times of {}", path.display()))?;
     Ok(warnings)
 }
 
