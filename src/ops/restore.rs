@@ -127,7 +127,12 @@ pub fn restore(
             Some(f) => meta::Target::File(f, path),
             None => meta::Target::Path(path),
         };
-        warnings.lock().expect("warnings lock").extend(meta::apply_to(target, node, as_root)?);
+        // Applied before taking the lock: a receiver is evaluated before the arguments,
+        // so `lock().extend(apply_to(..))` would set every file's metadata under it.
+        let problems = meta::apply_to(target, node, as_root)?;
+        if !problems.is_empty() {
+            warnings.lock().expect("warnings lock").extend(problems);
+        }
         Ok(())
     };
     // From a remote store, threads wait for fetched packs: more of them keep more
