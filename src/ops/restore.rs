@@ -271,8 +271,9 @@ enum FileResult {
 }
 
 /// Restore one file. Where nothing is at `path`, the file is written there directly;
-/// an existing file is replaced by writing beside it and renaming over it, so an
-/// interrupted restore never leaves the old file half overwritten.
+/// an existing file is left alone if it already holds the content, and otherwise
+/// replaced by writing beside it and renaming over it, so an interrupted restore never
+/// leaves the old file half overwritten.
 fn restore_file(
     reader: &PackReader<'_>,
     index: &Index,
@@ -281,6 +282,10 @@ fn restore_file(
     node: &Node,
 ) -> Result<FileResult> {
     let NodeKind::File { size, chunks } = &node.kind else { unreachable!("planned as a file") };
+    // Creating the file is also the check that nothing is there (no stat first).
+    if let Some(file) = write_file(reader, index, path, true, *size, chunks)? {
+        return Ok(FileResult::Written(*size, file));
+    }
     let folder_in_the_way = || {
         Error::new(
             ErrorKind::AlreadyExists,
@@ -288,14 +293,6 @@ fn restore_file(
         )
     };
     match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            match write_file(reader, index, path, true, *size, chunks) {
-                Ok(file) => return Ok(FileResult::Written(*size, file)),
-                // Made by someone else meanwhile: replace it like any existing file.
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-        }
         Ok(md) if md.is_dir() => return Err(folder_in_the_way()),
         Ok(md) if already_identical(repo, index, path, &md, *size, chunks) => {
             return Ok(FileResult::Unchanged)
@@ -303,7 +300,7 @@ fn restore_file(
         _ => {}
     }
     let tmp = temp_name(path);
-    let file = write_file(reader, index, &tmp, false, *size, chunks)?;
+    let file = write_file(reader, index, &tmp, false, *size, chunks)?.expect("created without O_EXCL");
     if std::fs::symlink_metadata(path).is_ok_and(|md| md.is_dir()) {
         let _ = std::fs::remove_file(&tmp);
         return Err(folder_in_the_way());
@@ -313,8 +310,9 @@ fn restore_file(
 }
 
 /// Write the file's chunks through a `SparseWriter` (zero blocks become holes, large
-/// files skip the page cache) into a new file at `path` (`create_new`: which must not
-/// exist). A file this made is removed again if writing it fails.
+/// files skip the page cache) into a new file at `path`. With `create_new`, something
+/// already at `path` gives `None` and is left as it is. A file this made is removed
+/// again if writing it fails.
 fn write_file(
     reader: &PackReader<'_>,
     index: &Index,
@@ -322,14 +320,17 @@ fn write_file(
     create_new: bool,
     size: u64,
     chunks: &[ChunkId],
-) -> Result<File> {
-    let w =
-        SparseWriter::create(path, create_new, size).ctx(|| format!("cannot create {}", path.display()))?;
+) -> Result<Option<File>> {
+    let w = match SparseWriter::create(path, create_new, size) {
+        Ok(w) => w,
+        Err(e) if create_new && e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+        Err(e) => return Err(Error::io(format!("cannot create {}", path.display()), e)),
+    };
     let written = fill(reader, index, w, path, size, chunks);
     if written.is_err() {
         let _ = std::fs::remove_file(path);
     }
-    written
+    written.map(Some)
 }
 
 fn fill(
