@@ -82,6 +82,12 @@ fn chunk_ids(repo: &Path, data: &[u8]) -> Vec<[u8; 32]> {
     chunker.split(data).map(|c| r.keys().chunk_id(c).0).collect()
 }
 
+/// Ids of every blob some pack of the repository holds.
+fn stored_blob_ids(repo: &Path) -> HashSet<[u8; 32]> {
+    let r = cairn::Repository::open(repo.to_str().unwrap(), b"pw", &KeySource::Stored).unwrap();
+    cairn::ops::prune::stored_blob_ids(&r).unwrap().into_values().flatten().map(|b| *b.bytes()).collect()
+}
+
 #[test]
 fn forget_and_prune_leave_no_chunk_of_forgotten_data_in_any_pack() {
     let tmp = tempfile::tempdir().unwrap();
@@ -111,9 +117,7 @@ fn forget_and_prune_leave_no_chunk_of_forgotten_data_in_any_pack() {
 
     let gone: HashSet<[u8; 32]> = chunk_ids(&repo, &personal).into_iter().collect();
     let kept: HashSet<[u8; 32]> = chunk_ids(&repo, &shared).into_iter().collect();
-    let r = cairn::Repository::open(repo.to_str().unwrap(), b"pw", &KeySource::Stored).unwrap();
-    let stored: HashSet<[u8; 32]> =
-        cairn::ops::prune::stored_blob_ids(&r).unwrap().into_values().flatten().map(|b| *b.bytes()).collect();
+    let stored = stored_blob_ids(&repo);
     assert!(gone.iter().all(|c| !stored.contains(c)), "a chunk of the forgotten file is still stored");
     assert!(kept.iter().all(|c| stored.contains(c)), "prune lost data a snapshot uses");
     ok(cairn(&repo, &["check", "--read-data"]));
@@ -147,9 +151,7 @@ fn prune_repacks_frames_that_forgotten_files_shared_with_kept_ones() {
     let pruned = json(cairn(&repo, &["prune", "--max-unused", "0", "--json"]));
     assert!(pruned["bytes_repack_unused"].as_u64().unwrap() > 0, "{pruned}");
 
-    let r = cairn::Repository::open(repo.to_str().unwrap(), b"pw", &KeySource::Stored).unwrap();
-    let stored: HashSet<[u8; 32]> =
-        cairn::ops::prune::stored_blob_ids(&r).unwrap().into_values().flatten().map(|b| *b.bytes()).collect();
+    let stored = stored_blob_ids(&repo);
     assert!(gone.iter().all(|c| !stored.contains(c)), "a chunk of a forgotten file is still stored");
     ok(cairn(&repo, &["check", "--read-data"]));
     let out = tmp.path().join("out");
