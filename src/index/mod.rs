@@ -48,6 +48,9 @@ const _: () = assert!((crate::format::pack::MAX_BLOB as u64) < 1 << LENGTH_BITS)
 
 impl Slot {
     fn new(pack: u32, e: &Entry) -> Slot {
+        // Entry::read and the pack builder keep every field within its width.
+        debug_assert!((pack as usize) < MAX_PACKS && e.offset < crate::format::pack::MAX_OFFSET);
+        debug_assert!(e.length.max(e.raw_length).max(e.start) < 1 << LENGTH_BITS);
         let pack_kind = pack << 1 | (e.id.kind() as u32 - 1);
         let mut place = e.offset as u128;
         let mut shift = OFFSET_BITS;
@@ -67,17 +70,24 @@ impl Slot {
         u32::from_le_bytes([a, b, c, 0])
     }
 
-    fn entry(&self, id: BlobId) -> Entry {
+    /// The field of `place` that starts at bit `shift` and is `bits` wide.
+    fn field(&self, shift: u32, bits: u32) -> u32 {
         let mut bytes = [0u8; 16];
         bytes[..14].copy_from_slice(&self.place);
-        let place = u128::from_le_bytes(bytes);
-        let field = |shift: u32, bits: u32| ((place >> shift) & ((1 << bits) - 1)) as u32;
+        ((u128::from_le_bytes(bytes) >> shift) & ((1 << bits) - 1)) as u32
+    }
+
+    fn raw_length(&self) -> u32 {
+        self.field(OFFSET_BITS + LENGTH_BITS, LENGTH_BITS)
+    }
+
+    fn entry(&self, id: BlobId) -> Entry {
         Entry {
             id,
-            offset: field(0, OFFSET_BITS),
-            length: field(OFFSET_BITS, LENGTH_BITS),
-            raw_length: field(OFFSET_BITS + LENGTH_BITS, LENGTH_BITS),
-            start: field(OFFSET_BITS + 2 * LENGTH_BITS, LENGTH_BITS),
+            offset: self.field(0, OFFSET_BITS),
+            length: self.field(OFFSET_BITS, LENGTH_BITS),
+            raw_length: self.raw_length(),
+            start: self.field(OFFSET_BITS + 2 * LENGTH_BITS, LENGTH_BITS),
         }
     }
 }
@@ -160,19 +170,9 @@ impl Index {
         self.slot(id).is_some()
     }
 
-    /// The entry of the blob at `position` (its id holds only the known prefix).
-    pub fn entry_at(&self, position: usize) -> Entry {
-        let s = &self.slots[position];
-        let mut id = [0u8; 32];
-        id[..PREFIX_LEN].copy_from_slice(&s.prefix);
-        let kind =
-            if s.pack_kind() & 1 == 0 { crate::id::BlobKind::Chunk } else { crate::id::BlobKind::Tree };
-        s.entry(BlobId::from_parts(kind, id))
-    }
-
-    /// The pack of the blob at `position`.
-    pub fn pack_at(&self, position: usize) -> PackId {
-        self.packs[(self.slots[position].pack_kind() >> 1) as usize]
+    /// Plaintext length of the blob at `position`.
+    pub fn raw_length_at(&self, position: usize) -> u32 {
+        self.slots[position].raw_length()
     }
 
     pub fn get(&self, id: &BlobId) -> Option<Location> {
@@ -201,11 +201,23 @@ impl Index {
 }
 
 /// Collects pack entries, then sorts them into an [`Index`].
-#[derive(Default)]
 pub struct IndexBuilder {
     packs: Vec<PackId>,
     pack_slots: HashMap<PackId, u32>,
     slots: Vec<Slot>,
+    /// MAX_PACKS, or less in tests (a test of the real limit would need 8 million packs).
+    max_packs: usize,
+}
+
+impl Default for IndexBuilder {
+    fn default() -> Self {
+        IndexBuilder {
+            packs: Vec::new(),
+            pack_slots: HashMap::new(),
+            slots: Vec::new(),
+            max_packs: MAX_PACKS,
+        }
+    }
 }
 
 impl IndexBuilder {
@@ -215,11 +227,14 @@ impl IndexBuilder {
         let next = self.packs.len() as u32;
         let p = *self.pack_slots.entry(pack).or_insert(next);
         if p == next {
-            if self.packs.len() == MAX_PACKS {
+            if self.packs.len() == self.max_packs {
                 self.pack_slots.remove(&pack);
                 return Err(Error::new(
                     ErrorKind::Unsupported,
-                    format!("the repository has more than {MAX_PACKS} packs, more than this cairn's index holds; prune it, or copy it to a repository with a larger --pack-size"),
+                    format!(
+                        "the repository has more than {} packs, more than this cairn's index holds; prune it, or copy it to a repository with a larger --pack-size",
+                        self.max_packs
+                    ),
                 ));
             }
             self.packs.push(pack);
@@ -344,6 +359,19 @@ mod tests {
         }
         assert!(!idx.contains(&BlobId::Chunk(ChunkId([9; 32]))));
         assert!(idx.memory_bytes() <= 5001 * 32 + 64 * 2, "{} bytes", idx.memory_bytes());
+    }
+
+    #[test]
+    fn more_packs_than_the_index_holds_are_refused() {
+        let mut b = IndexBuilder { max_packs: 2, ..Default::default() };
+        let c = BlobId::Chunk(ChunkId([5; 32]));
+        b.add_pack(PackId([1; 32]), &[entry(c, 40)]).unwrap();
+        b.add_pack(PackId([2; 32]), &[]).unwrap();
+        b.add_pack(PackId([1; 32]), &[]).unwrap();
+        let e = b.add_pack(PackId([3; 32]), &[entry(c, 40)]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.to_string().contains("more than 2 packs"), "{e}");
+        assert_eq!(b.build().len(), 1, "the refused pack's entries are not added");
     }
 
     #[test]

@@ -140,12 +140,6 @@ pub fn blob_of_frame<'f>(keys: &RepoKeys, e: &Entry, frame: &'f [u8]) -> Result<
     Ok(plain)
 }
 
-/// Open a sealed frame and return blob `e` out of it, checked against its id.
-pub fn open_blob(keys: &RepoKeys, key: &PackKey, e: &Entry, sealed: &mut [u8]) -> Result<Vec<u8>> {
-    let frame = open_frame(key, e, sealed)?;
-    blob_of_frame(keys, e, &frame).map(<[u8]>::to_vec)
-}
-
 /// Read a whole pack's table of contents (for check and index repair).
 pub fn read_toc(keys: &RepoKeys, pack_bytes: &[u8]) -> Result<Vec<Entry>> {
     let key = PackKey::of_header(keys, pack_bytes)?;
@@ -161,6 +155,12 @@ mod tests {
     use super::*;
     use crate::crypto::keys::MasterKey;
     use crate::pack::PackBuilder;
+
+    /// Open a sealed frame and take blob `e` out of it, checked against its id.
+    fn open_blob(keys: &RepoKeys, key: &PackKey, e: &Entry, sealed: &mut [u8]) -> Result<Vec<u8>> {
+        let frame = open_frame(key, e, sealed)?;
+        blob_of_frame(keys, e, &frame).map(<[u8]>::to_vec)
+    }
 
     #[test]
     fn built_pack_opens_and_detects_damage() {
