@@ -4,6 +4,9 @@
 
 mod common;
 
+use cairn::backend::FileType;
+use cairn::format::index::IndexFile;
+use cairn::format::pack::Entry;
 use cairn::id::BlobKind;
 use cairn::repo::KeySource;
 use common::{copy_dir, files_below};
@@ -244,5 +247,51 @@ fn every_kind_of_damage_is_reported_survived_and_repaired() {
         let fresh = tmp.path().join(format!("fresh{i}"));
         let v = run(&["restore", "latest", "--target", fresh.to_str().unwrap(), "--verify"]);
         assert!(v.status.success(), "{}: {}", case.name, stderr(&v));
+    }
+}
+
+/// Replace the index with one where `edit` changed the entries of the first frame that
+/// holds several blobs; returns the ids of that frame's blobs.
+fn rewrite_frame_entries(repo: &Path, edit: fn(&mut [Entry])) -> Vec<String> {
+    let r = cairn::Repository::open(repo.to_str().unwrap(), b"pw", &KeySource::Stored).unwrap();
+    let (mut lists, _) = cairn::index::load_pack_lists(&r).unwrap();
+    let mut ids = Vec::new();
+    for entries in lists.values_mut() {
+        let Some(frame) = entries.chunk_by_mut(|a, b| a.same_frame(b)).find(|f| f.len() > 1) else {
+            continue;
+        };
+        ids = frame.iter().map(|e| e.id.to_string()).collect();
+        edit(frame);
+        break;
+    }
+    assert!(!ids.is_empty(), "the small files share a frame");
+    for name in r.backend().list(FileType::Index).unwrap() {
+        r.backend().remove(FileType::Index, &name).unwrap();
+    }
+    r.save_index(&IndexFile { supersedes: Vec::new(), packs: lists.into_iter().collect() }).unwrap();
+    ids
+}
+
+/// Index entries that misplace a blob in its frame, or disagree on the frame's length,
+/// are damage that check --read-data names, down to the blobs it concerns.
+#[test]
+fn check_finds_index_entries_that_misplace_blobs_in_a_frame() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pristine, _) = build(tmp.path());
+    // (case, edit, what check says, which blob of the frame it names: the misplaced one,
+    // or for the frame as a whole its first)
+    let cases: [(&str, fn(&mut [Entry]), &str, usize); 2] = [
+        ("wrong start", |f| f[1].start += 1, "content does not match its id", 1),
+        ("wrong length", |f| f[1].length += 1, "disagree on its length", 0),
+    ];
+    for (i, (name, edit, says, named)) in cases.into_iter().enumerate() {
+        let repo = tmp.path().join(format!("case{i}"));
+        copy_dir(&pristine, &repo);
+        let ids = rewrite_frame_entries(&repo, edit);
+        let check = cairn(&repo, &["check", "--read-data"]);
+        assert_eq!(check.status.code(), Some(4), "{name}: {}", stderr(&check));
+        let err = stderr(&check);
+        assert!(err.contains(says), "{name}: {err}");
+        assert!(err.contains(&ids[named]), "{name}: the damaged blob is named: {err}");
     }
 }

@@ -147,7 +147,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
     let unused: Vec<usize> =
         (0..index.len()).filter(|&i| used[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) == 0).collect();
     if !unused.is_empty() {
-        let bytes: u64 = unused.iter().map(|&i| index.entry_at(i).raw_length as u64).sum();
+        let bytes: u64 = unused.iter().map(|&i| index.raw_length_at(i) as u64).sum();
         report.notes.push(format!(
             "{} blobs ({} bytes of content) are used by no snapshot; `cairn prune` removes them",
             unused.len(),
@@ -393,7 +393,9 @@ fn check_pack(
         let ids = || frame.iter().map(|e| *e.id.bytes()).collect::<Vec<_>>();
         let (s, l) = (e.offset as usize, e.length as usize);
         if s < free_from || frame.iter().any(|f| f.length != e.length) {
-            out.push(Problem::new(object.clone(), format!("{} overlaps another blob", e.id), ids()));
+            let damage =
+                format!("the frame of {} overlaps another or its entries disagree on its length", e.id);
+            out.push(Problem::new(object.clone(), damage, ids()));
             continue;
         }
         free_from = s + l;
