@@ -272,6 +272,9 @@ fn rewrite_frame_entries(repo: &Path, edit: fn(&mut [Entry])) -> Vec<String> {
     ids
 }
 
+/// A case of `check_finds_index_entries_that_misplace_blobs_in_a_frame`.
+type Misplacement = (&'static str, fn(&mut [Entry]), &'static str, usize);
+
 /// Index entries that misplace a blob in its frame, or disagree on the frame's length,
 /// are damage that check --read-data names, down to the blobs it concerns.
 #[test]
@@ -280,7 +283,7 @@ fn check_finds_index_entries_that_misplace_blobs_in_a_frame() {
     let (pristine, _) = build(tmp.path());
     // (case, edit, what check says, which blob of the frame it names: the misplaced one,
     // or for the frame as a whole its first)
-    let cases: [(&str, fn(&mut [Entry]), &str, usize); 2] = [
+    let cases: [Misplacement; 2] = [
         ("wrong start", |f| f[1].start += 1, "content does not match its id", 1),
         ("wrong length", |f| f[1].length += 1, "disagree on its length", 0),
     ];
