@@ -61,8 +61,11 @@ fn sftp_round_trip() {
 }
 
 /// 24 MiB of random data in 1 MiB packs: the upload takes long enough to be cut.
+/// 48 MiB of random files: enough that a backup is still uploading well after its first
+/// pack is stored, even on a fast loopback (24 MiB and a kill after 3 packs let the
+/// backup win the race once under a loaded full test run).
 fn random_source(root: &Path) {
-    for i in 0..24u64 {
+    for i in 0..48u64 {
         write_random(&root.join(format!("d{}/f{i:02}.bin", i % 3)), 300 + i, 1 << 20);
     }
 }
@@ -85,7 +88,7 @@ fn server_killed_mid_upload(mut server: Server) {
     let stored = server.storage("repo");
 
     let child = cairn(&server).arg("backup").arg(&src).spawn();
-    let started = wait_until(Duration::from_secs(60), || pack_count(&stored) >= 3);
+    let started = wait_until(Duration::from_secs(60), || pack_count(&stored) >= 1);
     server.stop();
     let out = child.wait_with_output().unwrap();
     assert!(started, "the backup stored no packs in time");
@@ -215,7 +218,7 @@ fn client_killed_mid_upload(server: &Server) {
     cairn_on(server, &loc).arg("init").args(FAST_KDF).args(["--pack-size", "1M"]).run().ok();
     let stored = server.storage("repo");
     let mut child = cairn_on(server, &loc).arg("backup").arg(&src).spawn();
-    let started = wait_until(Duration::from_secs(60), || pack_count(&stored) >= 3);
+    let started = wait_until(Duration::from_secs(60), || pack_count(&stored) >= 1);
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(started, "the backup stored no packs in time");
