@@ -36,6 +36,9 @@ pub enum ErrorKind {
     PermissionDenied,
     /// A command cairn ran for the user (a database dump, a hook) failed.
     CommandFailed,
+    /// A command that deletes or replaces data refused to run because a snapshot cannot be
+    /// read (damaged, or written by a newer cairn) and was not named for removal.
+    UnreadableSnapshot,
     /// Any other I/O failure.
     Io,
 }

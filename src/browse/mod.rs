@@ -68,10 +68,7 @@ impl<'r> Browser<'r> {
 
     /// One chunk's plaintext, verified against its id.
     pub fn chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
-        let loc = self.index.get(&BlobId::Chunk(*id)).ok_or_else(|| {
-            Error::new(ErrorKind::NotFound, format!("chunk {id} is not in the index; run `cairn check`"))
-        })?;
-        self.reader.read_blob(&loc)
+        self.reader.read_indexed(&self.index, &BlobId::Chunk(*id))
     }
 
     /// A chunk's plaintext length, from the index (no read).

@@ -15,6 +15,9 @@ pub const DAMAGED: i32 = 4;
 pub const LIMIT_MISSED: i32 = 5;
 /// A command cairn ran failed: a database dump, a job's hook, or a job step.
 pub const COMMAND_FAILED: i32 = 6;
+/// forget, prune, repair or rewrite refused: a snapshot cannot be read and was not named
+/// for removal; nothing was changed.
+pub const UNREADABLE_SNAPSHOT: i32 = 7;
 /// The repository does not exist at the given location.
 pub const NO_REPOSITORY: i32 = 10;
 /// The repository is locked by another process.
@@ -35,6 +38,7 @@ Exit codes:
   4   damaged or missing data found (restore wrote all intact files; check found damage)
   5   drill passed its checks but missed an RTO/RPO limit
   6   a command cairn ran failed (database dump, job hook) or a job failed
+  7   refused to delete: a snapshot cannot be read (damaged or newer); nothing changed
   10  no repository at the given location (or no such S3 bucket)
   11  repository locked by another process
   12  wrong password or key
@@ -53,6 +57,7 @@ pub fn for_error(kind: ErrorKind) -> i32 {
         ErrorKind::NoSpace => NO_SPACE,
         ErrorKind::Interrupted => INTERRUPTED,
         ErrorKind::CommandFailed => COMMAND_FAILED,
+        ErrorKind::UnreadableSnapshot => UNREADABLE_SNAPSHOT,
         _ => ERROR,
     }
 }

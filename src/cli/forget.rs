@@ -76,8 +76,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         within: a.keep_within,
         tags: a.keep_tag.clone(),
     };
-    let selected: Vec<_> = repo
-        .snapshots()?
+    let (snapshots, unreadable) = repo.snapshots_and_damage()?;
+    let selected: Vec<_> = snapshots
         .into_iter()
         .filter(|(_, s)| a.tag.is_empty() || s.tags.iter().any(|t| a.tag.contains(t)))
         .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
@@ -93,9 +93,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             return Err(Error::invalid("give snapshot ids or a --keep-* policy, not both"));
         }
         for spec in &a.ids {
-            drop.push(repo.find_snapshot(spec)?.0);
+            drop.push(repo.resolve_snapshot_id(spec)?);
         }
+        cairn::repo::refuse_unreadable(&unreadable, &drop, "forget")?;
     } else {
+        cairn::repo::refuse_unreadable(&unreadable, &[], "forget")?;
         let groups = plan(selected, &policy, GroupBy::parse(&a.group_by)?, &jiff::tz::TimeZone::system())?;
         for g in &groups {
             for d in &g.decisions {

@@ -54,25 +54,30 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
     })?;
     let opts = PruneOptions { max_unused: a.max_unused };
     let p = plan(repo, &opts, &ctx.interrupt)?;
+    let s = &p.packs;
     let leftover_bytes: u64 = p.leftovers.iter().map(|l| l.size).sum();
+    warn_about(&p);
     if !dry_run {
         execute(repo, &p, &ctx.interrupt)?;
         let rec = LogRecord::new("prune", "success")
-            .figure("packs_deleted", p.packs_delete.len() + p.packs_repack.len() + p.packs_orphaned.len())
-            .figure("bytes_freed", p.bytes_delete + p.bytes_repack_unused + leftover_bytes)
+            .figure("packs_deleted", p.packs_deleted().count())
+            .figure("bytes_freed", s.bytes_delete + s.bytes_repack_unused + leftover_bytes)
             .figure("leftovers_deleted", p.leftovers.len());
         super::record(repo, rec);
     }
+    let orphans_deleted = p.packs_orphaned.iter().filter(|o| s.delete.contains(o)).count();
     if ctx.json {
         println!(
             "{}",
             serde_json::json!({
                 "dry_run": dry_run,
-                "packs_delete": p.packs_delete.len(), "packs_repack": p.packs_repack.len(),
-                "packs_keep": p.packs_keep, "packs_orphaned": p.packs_orphaned.len(),
-                "bytes_delete": p.bytes_delete, "bytes_repack_used": p.bytes_repack_used,
-                "bytes_repack_unused": p.bytes_repack_unused, "bytes_keep": p.bytes_keep,
-                "blobs_used": p.blobs_used, "blobs_unused": p.blobs_unused,
+                "packs_delete": s.delete.len(), "packs_repack": s.repack.len(),
+                "packs_keep": s.keep.len(), "packs_orphaned": p.packs_orphaned.len(),
+                "packs_missing": p.packs_missing.len(), "packs_unreadable": s.unreadable.len(),
+                "bytes_delete": s.bytes_delete, "bytes_repack_used": s.bytes_repack_used,
+                "bytes_repack_unused": s.bytes_repack_unused, "bytes_keep": s.bytes_keep,
+                "blobs_used": s.blobs_used, "blobs_unused": s.blobs_unused,
+                "copies_failing_verification": s.bad.len(),
                 "leftovers": p.leftovers.iter().map(|l| &l.path).collect::<Vec<_>>(),
                 "bytes_leftovers": leftover_bytes,
             })
@@ -80,15 +85,15 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
     } else if !ctx.quiet {
         let verb = if dry_run { "would" } else { "did" };
         println!(
-            "prune {verb} delete {} packs ({}), repack {} packs (keeping {}, dropping {}), delete {} unindexed packs; {} packs ({}) stay",
-            p.packs_delete.len(),
-            format::size(p.bytes_delete),
-            p.packs_repack.len(),
-            format::size(p.bytes_repack_used),
-            format::size(p.bytes_repack_unused),
-            p.packs_orphaned.len(),
-            p.packs_keep,
-            format::size(p.bytes_keep),
+            "prune {verb} delete {} packs ({}, {} of them unindexed), repack {} packs (keeping {}, dropping {}); {} packs ({}) stay",
+            s.delete.len(),
+            format::size(s.bytes_delete),
+            orphans_deleted,
+            s.repack.len(),
+            format::size(s.bytes_repack_used),
+            format::size(s.bytes_repack_unused),
+            s.keep.len(),
+            format::size(s.bytes_keep),
         );
         if !p.leftovers.is_empty() {
             println!(
@@ -99,6 +104,35 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
         }
     }
     Ok(())
+}
+
+/// What prune found that a user should know: it changes nothing about what is deleted.
+fn warn_about(p: &cairn::ops::prune::PrunePlan) {
+    let s = &p.packs;
+    if !p.packs_missing.is_empty() {
+        eprintln!(
+            "cairn: warning: index files name {} packs that are not stored; their entries were ignored (`cairn check` tells which snapshots need them)",
+            p.packs_missing.len()
+        );
+    }
+    if !s.unreadable.is_empty() {
+        eprintln!(
+            "cairn: warning: {} packs could not be read and were left in place; run `cairn check --read-data`",
+            s.unreadable.len()
+        );
+    }
+    if !s.bad.is_empty() {
+        eprintln!(
+            "cairn: warning: {} indexed copies of used blobs do not hold what their index entries say; a verified copy was kept instead, and the false entries were dropped",
+            s.bad.len()
+        );
+    }
+    if !s.unverifiable.is_empty() {
+        eprintln!(
+            "cairn: warning: {} used blobs have no intact copy; every copy was kept; run `cairn check --read-data`",
+            s.unverifiable.len()
+        );
+    }
 }
 
 #[cfg(test)]

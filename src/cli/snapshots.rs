@@ -19,7 +19,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     let (all, damaged) = repo.snapshots_and_damage()?;
     for (name, e) in &damaged {
-        eprintln!("cairn: warning: snapshot {name} is damaged ({e}); `cairn repair snapshots` removes it");
+        if e.kind() == cairn::ErrorKind::Unsupported {
+            eprintln!("cairn: warning: snapshot {name} was written by a newer cairn ({e}); upgrade cairn to read it");
+        } else {
+            eprintln!("cairn: warning: snapshot {name} cannot be read ({e}); put back a good copy, or remove it with `cairn forget {}`", &name[..name.len().min(8)]);
+        }
     }
     let snaps: Vec<_> = all
         .into_iter()

@@ -100,6 +100,20 @@ impl KeyFile {
         Ok(KeyFile { kind, header, prefix: bytes[..12 + h].to_vec(), wrapped })
     }
 
+    /// The file's bytes: the header re-encoded, then the wrapped key as decoded. After a
+    /// change to `header` the wrapped key no longer authenticates (the header is its
+    /// associated data); tests use that to make hostile files.
+    pub fn encode(&self) -> Vec<u8> {
+        let head = postcard::to_stdvec(&self.header).expect("postcard encoding of an in-memory value");
+        let mut out = Vec::with_capacity(12 + head.len() + self.wrapped.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&[VERSION, self.kind as u8, 0, 0]);
+        out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&self.wrapped);
+        out
+    }
+
     /// Unwrap with `passphrase`; a wrong passphrase gives `WrongPassword`.
     pub fn unwrap(&self, passphrase: &[u8]) -> Result<MasterKey> {
         let kek = self.header.kdf.derive_kek(passphrase, &self.header.salt)?;

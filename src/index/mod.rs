@@ -12,15 +12,20 @@
 //! (about 1e-18 for 1e8 blobs), and cannot go unnoticed: a blob's plaintext is re-hashed
 //! with its full id when it is read, so a wrong entry fails to read.
 //! Full ids stay in the index files on disk.
+//!
+//! A blob stored twice (two backups racing, or an index entry written by someone who
+//! holds only a backup-only key and lies) keeps every location: which one is real is
+//! decided by reading, never by which entry happens to sort first
+//! ([`crate::pack::PackReader::read_indexed`] tries each in turn). Loading the index from
+//! the repository is in `load.rs`.
 
-use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::envelope::{self, ObjectType};
-use crate::format::index::IndexFile;
 use crate::format::pack::Entry;
 use crate::id::{BlobId, IndexId, PackId};
-use crate::repo::Repository;
 use std::collections::HashMap;
+
+mod load;
+pub use load::{load_index_file, load_pack_lists, load_pack_lists_reporting, IndexLoad, PackLists};
 
 /// Byte arrays instead of integer fields keep the entry at 31 bytes with alignment 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,56 +115,30 @@ pub struct Location {
     pub entry: Entry,
 }
 
-/// Pack entries loaded from index files, with the index files that were damaged.
-pub type PackLists = (HashMap<PackId, Vec<Entry>>, Vec<(String, Error)>);
-
 fn prefix(id: &[u8; 32]) -> Prefix {
     id[..PREFIX_LEN].try_into().expect("prefix length")
 }
 
 impl Index {
-    /// Load every index file of the repository; a damaged one is an error.
-    pub fn load(repo: &Repository) -> Result<Index> {
-        let (idx, mut damaged) = Self::load_inner(repo, true)?;
-        match damaged.pop() {
-            Some((_, e)) => Err(e),
-            None => Ok(idx),
-        }
-    }
-
-    /// Load every index file that opens; return the damaged ones beside the index.
-    pub fn load_skipping_damaged(repo: &Repository) -> Result<(Index, Vec<(String, Error)>)> {
-        Self::load_inner(repo, false)
-    }
-
-    fn load_inner(repo: &Repository, stop_at_damage: bool) -> Result<(Index, Vec<(String, Error)>)> {
-        let mut builder = IndexBuilder::default();
-        let mut files = Vec::new();
-        let mut too_many = None;
-        let damaged = for_each_index_file(repo, stop_at_damage, |id, file| {
-            files.push(id);
-            for (pack, list) in &file.packs {
-                if let Err(e) = builder.add_pack(*pack, list) {
-                    too_many.get_or_insert(e);
-                }
-            }
-        })?;
-        if let Some(e) = too_many {
-            return Err(e);
-        }
-        let mut idx = builder.build();
-        idx.files = files;
-        Ok((idx, damaged))
-    }
-
-    /// The position of the blob among the entries (0..len).
-    pub fn position(&self, id: &BlobId) -> Option<usize> {
+    /// The positions of every location of the blob among the entries (each in 0..len).
+    fn positions(&self, id: &BlobId) -> impl Iterator<Item = usize> + '_ {
         let p = prefix(id.bytes());
         let b = bucket_of(&p, self.bucket_bits);
-        let start = *self.buckets.get(b)? as usize;
-        let end = *self.buckets.get(b + 1)? as usize;
-        let i = start + self.slots[start..end].binary_search_by(|s| s.prefix.cmp(&p)).ok()?;
-        (self.slots[i].pack_kind() & 1 == id.kind() as u32 - 1).then_some(i)
+        let (start, end) = match (self.buckets.get(b), self.buckets.get(b + 1)) {
+            (Some(&s), Some(&e)) => (s as usize, e as usize),
+            _ => (0, 0),
+        };
+        let bucket = &self.slots[start..end];
+        let first = start + bucket.partition_point(|s| s.prefix < p);
+        let kind = id.kind() as u32 - 1;
+        (first..end)
+            .take_while(move |&i| self.slots[i].prefix == p)
+            .filter(move |&i| self.slots[i].pack_kind() & 1 == kind)
+    }
+
+    /// The position of the blob's first location among the entries (0..len).
+    pub fn position(&self, id: &BlobId) -> Option<usize> {
+        self.positions(id).next()
     }
 
     fn slot(&self, id: &BlobId) -> Option<&Slot> {
@@ -175,9 +154,19 @@ impl Index {
         self.slots[position].raw_length()
     }
 
+    /// The blob's first location. Use [`Index::locations`] where a copy that fails to
+    /// read must not be the end of it.
     pub fn get(&self, id: &BlobId) -> Option<Location> {
-        let s = self.slot(id)?;
-        Some(Location { pack: self.packs[(s.pack_kind() >> 1) as usize], entry: s.entry(*id) })
+        self.slot(id).map(|s| self.location(s, id))
+    }
+
+    /// Every location of the blob, in a fixed order (by pack slot).
+    pub fn locations(&self, id: &BlobId) -> Vec<Location> {
+        self.positions(id).map(|i| self.location(&self.slots[i], id)).collect()
+    }
+
+    fn location(&self, s: &Slot, id: &BlobId) -> Location {
+        Location { pack: self.packs[(s.pack_kind() >> 1) as usize], entry: s.entry(*id) }
     }
 
     pub fn len(&self) -> usize {
@@ -244,10 +233,21 @@ impl IndexBuilder {
     }
 
     pub fn build(self) -> Index {
+        self.build_keeping(|_| true)
+    }
+
+    /// Build from the entries of the packs `keep` accepts. Every location of a blob is
+    /// kept (the same entry named twice only once), ordered by pack slot.
+    pub fn build_keeping(self, keep: impl Fn(&PackId) -> bool) -> Index {
         let IndexBuilder { packs, mut slots, .. } = self;
-        slots.sort_unstable_by_key(|s| s.prefix);
-        // A blob stored twice (two backups racing) keeps one location; either is valid.
-        slots.dedup_by_key(|s| s.prefix);
+        let dropped: Vec<bool> = packs.iter().map(|p| !keep(p)).collect();
+        if dropped.iter().any(|&d| d) {
+            slots.retain(|s| !dropped[(s.pack_kind() >> 1) as usize]);
+        }
+        slots.sort_unstable_by(|a, b| {
+            (a.prefix, a.pack_kind(), a.place).cmp(&(b.prefix, b.pack_kind(), b.place))
+        });
+        slots.dedup();
         slots.shrink_to_fit();
         // 8 to 16 entries per bucket (at most half a byte per entry), at most 2^20 buckets.
         let per8 = slots.len() / 8;
@@ -263,67 +263,31 @@ impl IndexBuilder {
     }
 }
 
+/// Entries per index file that prune and repair write: files stay a few MiB whatever the
+/// packs hold (a pack of tiny files can hold a hundred thousand blobs).
+pub const ENTRIES_PER_INDEX_FILE: usize = 100_000;
+
+/// Split packs into groups of at most `limit` entries (a pack is never split; an empty
+/// list gives no group).
+pub fn batches(packs: &[(PackId, Vec<Entry>)], limit: usize) -> Vec<Vec<(PackId, Vec<Entry>)>> {
+    let mut out: Vec<Vec<(PackId, Vec<Entry>)>> = Vec::new();
+    let mut count = 0;
+    for (pack, entries) in packs {
+        if out.is_empty() || (count + entries.len() > limit && count > 0) {
+            out.push(Vec::new());
+            count = 0;
+        }
+        count += entries.len();
+        out.last_mut().expect("pushed above").push((*pack, entries.clone()));
+    }
+    out
+}
+
 fn bucket_of(prefix: &Prefix, bits: u32) -> usize {
     if bits == 0 {
         return 0;
     }
     (u32::from_be_bytes(prefix[..4].try_into().expect("4 bytes")) >> (32 - bits)) as usize
-}
-
-/// Run `f` on every index file that opens; returns the damaged ones (stopping at the first
-/// if `stop_at_damage`). Errors other than damage (I/O, permission) are returned.
-fn for_each_index_file(
-    repo: &Repository,
-    stop_at_damage: bool,
-    mut f: impl FnMut(IndexId, IndexFile),
-) -> Result<Vec<(String, Error)>> {
-    let mut damaged = Vec::new();
-    for name in repo.backend().list(FileType::Index)? {
-        let loaded = IndexId::from_hex(&name).and_then(|id| Ok((id, load_index_file(repo, &id)?)));
-        match loaded {
-            Ok((id, file)) => f(id, file),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::Corrupt | ErrorKind::InvalidInput | ErrorKind::Unsupported
-                ) =>
-            {
-                damaged.push((name.clone(), e.wrap(format!("index file {name}"))));
-                if stop_at_damage {
-                    break;
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(damaged)
-}
-
-/// Every pack entry of every readable index file, with full ids (for check and repair).
-/// A pack named by several index files (prune stopped between writing the new index and
-/// deleting the old) has each entry once.
-pub fn load_pack_lists(repo: &Repository) -> Result<PackLists> {
-    let mut packs: HashMap<PackId, Vec<Entry>> = HashMap::new();
-    let damaged = for_each_index_file(repo, false, |_, file| {
-        for (pack, list) in file.packs {
-            packs.entry(pack).or_default().extend(list);
-        }
-    })?;
-    for list in packs.values_mut() {
-        list.sort_by_key(|e| (e.offset, e.start, *e.id.bytes()));
-        list.dedup();
-    }
-    Ok((packs, damaged))
-}
-
-/// Read, check and decode one index file.
-pub fn load_index_file(repo: &Repository, id: &IndexId) -> Result<IndexFile> {
-    let bytes = repo.backend().read(FileType::Index, &id.to_hex())?;
-    if blake3::hash(&bytes).as_bytes() != &id.0 {
-        return Err(Error::corrupt("content does not match its name"));
-    }
-    let payload = envelope::open(repo.keys(), ObjectType::Index, &bytes)?;
-    IndexFile::decode(&payload)
 }
 
 #[cfg(test)]
@@ -372,6 +336,36 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Unsupported);
         assert!(e.to_string().contains("more than 2 packs"), "{e}");
         assert_eq!(b.build().len(), 1, "the refused pack's entries are not added");
+    }
+
+    #[test]
+    fn index_batches_bound_entries_and_never_split_a_pack() {
+        let e =
+            Entry { id: BlobId::Chunk(ChunkId([1; 32])), offset: 40, length: 30, raw_length: 9, start: 0 };
+        let packs: Vec<(PackId, Vec<Entry>)> = (0..5u8).map(|i| (PackId([i; 32]), vec![e; 4])).collect();
+        let b = batches(&packs, 10);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 1]);
+        let big = vec![(PackId([9; 32]), vec![e; 25])];
+        assert_eq!(batches(&big, 10).len(), 1, "a pack larger than the limit goes whole");
+        assert!(batches(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn every_location_of_a_blob_is_kept_and_dropped_packs_leave() {
+        let c = BlobId::Chunk(ChunkId([5; 32]));
+        let t = BlobId::Tree(TreeId([5; 32]));
+        let mut b = IndexBuilder::default();
+        b.add_pack(PackId([9; 32]), &[entry(c, 40), entry(c, 40)]).unwrap();
+        b.add_pack(PackId([1; 32]), &[entry(c, 80), entry(t, 120)]).unwrap();
+        b.add_pack(PackId([3; 32]), &[entry(c, 60)]).unwrap();
+        let idx = b.build_keeping(|p| *p != PackId([3; 32]));
+        let locs = idx.locations(&c);
+        assert_eq!(locs.len(), 2, "one per pack kept, the repeated entry once: {locs:?}");
+        assert_eq!((locs[0].pack, locs[0].entry.offset), (PackId([9; 32]), 40), "in order of pack slot");
+        assert_eq!((locs[1].pack, locs[1].entry.offset), (PackId([1; 32]), 80));
+        assert_eq!(idx.get(&c), Some(locs[0]));
+        assert_eq!(idx.locations(&t).len(), 1, "the same bytes as a tree id are another blob");
+        assert!(idx.locations(&BlobId::Chunk(ChunkId([6; 32]))).is_empty());
     }
 
     #[test]

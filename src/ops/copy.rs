@@ -153,14 +153,8 @@ impl Job<'_, '_> {
 
     /// Read one chunk of the source, verified.
     fn read(&self, id: BlobId) -> Result<Vec<u8>> {
-        let loc = self.src_index.get(&id).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("{id} is not in the source's index; run `cairn check` on the source"),
-            )
-        })?;
         self.chunks_read.fetch_add(1, Ordering::Relaxed);
-        self.reader.read_blob(&loc)
+        self.reader.read_indexed(self.src_index, &id).map_err(|e| e.wrap("the source repository"))
     }
 
     /// Copy a tree and everything below it; returns its id in the destination.

@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
 use crate::format::pack::Entry;
 use crate::format::tree::{Node, NodeKind};
-use crate::id::{BlobId, IndexId, PackId, SnapshotId};
+use crate::id::{BlobId, IndexId, PackId};
 use crate::index::Index;
 use crate::ops::rewrite::{replace_all, LostFolder, Planned, SnapshotRewrite, TreeFilter};
 use crate::pack::reader::{blob_of_frame, open_frame, read_toc, PackKey};
@@ -104,8 +104,8 @@ pub fn repair_index(repo: &Repository, dry_run: bool, interrupt: &AtomicBool) ->
         }
     }
     out.packs_indexed = good.len();
-    for chunk in good.chunks(1000) {
-        repo.save_index(&IndexFile { supersedes: old.clone(), packs: chunk.to_vec() })?;
+    for batch in crate::index::batches(&good, crate::index::ENTRIES_PER_INDEX_FILE) {
+        repo.save_index(&IndexFile { supersedes: old.clone(), packs: batch })?;
     }
     for id in &old {
         repo.backend().remove(FileType::Index, &id.to_hex())?;
@@ -127,9 +127,12 @@ pub fn repair_snapshots(
     dry_run: bool,
     interrupt: &AtomicBool,
 ) -> Result<Vec<SnapshotRewrite>> {
+    let (snapshots, damaged) = repo.snapshots_and_damage()?;
+    // A snapshot object that cannot be read may be whole but newer, or damaged in a way
+    // a good copy elsewhere can mend: removing it is the user's call (`cairn forget ID`).
+    crate::repo::refuse_unreadable(&damaged, &[], "repair snapshots")?;
     let index = Index::load(repo)?;
     let reader = PackReader::new(repo);
-    let (snapshots, damaged) = repo.snapshots_and_damage()?;
     let data_lost = |_: &[u8], node: &Node| match &node.kind {
         NodeKind::File { chunks, .. } => chunks.iter().any(|c| !index.contains(&BlobId::Chunk(*c))),
         _ => false,
@@ -160,15 +163,5 @@ pub fn repair_snapshots(
         }
         Ok(out)
     })?;
-    let mut repairs = Vec::new();
-    // A snapshot object that cannot be read holds nothing to save: it goes, recorded.
-    for (name, e) in damaged {
-        if !dry_run {
-            repo.backend().remove(FileType::Snapshot, &name)?;
-        }
-        let old = SnapshotId::from_hex(&name).unwrap_or(SnapshotId([0; 32]));
-        repairs.push(SnapshotRewrite { old, new: None, removed: vec![format!("the whole snapshot ({e})")] });
-    }
-    repairs.extend(replace_all(repo, rewritten?, dry_run)?);
-    Ok(repairs)
+    replace_all(repo, rewritten?, dry_run)
 }

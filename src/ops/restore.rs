@@ -343,10 +343,7 @@ fn fill(
 ) -> Result<File> {
     let mut offset = 0u64;
     for id in chunks {
-        let loc = index
-            .get(&BlobId::Chunk(*id))
-            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("chunk {id} is not in the index")))?;
-        let data = reader.read_blob(&loc)?;
+        let data = reader.read_indexed(index, &BlobId::Chunk(*id))?;
         w.write(&data).ctx(|| format!("cannot write {}", path.display()))?;
         offset += data.len() as u64;
     }

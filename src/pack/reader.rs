@@ -10,10 +10,10 @@ use crate::backend::FileType;
 use crate::compress;
 use crate::crypto::aead::{counter_nonce, Cipher};
 use crate::crypto::keys::RepoKeys;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{self, Entry, MAX_BLOB, VERSION_1};
 use crate::id::{BlobId, PackId};
-use crate::index::Location;
+use crate::index::{Index, Location};
 use crate::repo::Repository;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -95,6 +95,27 @@ impl<'r> PackReader<'r> {
         blob_of_frame(self.repo.keys(), e, &frame).map(<[u8]>::to_vec).map_err(wrap)
     }
 
+    /// Fetch, open and verify a blob from the first of its indexed locations that holds it
+    /// intact: a copy in a missing or damaged pack, or an entry that lies, is passed over
+    /// for the next one. The error of the first location is returned when none holds it.
+    pub fn read_indexed(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
+        let mut first_error = None;
+        for loc in index.locations(id) {
+            match self.read_blob(&loc) {
+                Ok(blob) => return Ok(blob),
+                Err(e) if matches!(e.kind(), ErrorKind::PermissionDenied | ErrorKind::Interrupted) => {
+                    return Err(e)
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| {
+            Error::new(ErrorKind::NotFound, format!("{id} is not in the index; run `cairn check`"))
+        }))
+    }
+
     fn fetch_frame(&self, loc: &Location) -> Result<Vec<u8>> {
         let key = self.key(&loc.pack)?;
         let e = &loc.entry;
@@ -108,6 +129,44 @@ impl<'r> PackReader<'r> {
             return Err(Error::corrupt(format!("{}: pack is truncated", e.id)));
         }
         open_frame(&key, e, &mut sealed)
+    }
+}
+
+/// The most bytes a table of contents is read from a stored pack: a full 8 MiB pack of
+/// the smallest frames holds about 24 MiB of entries.
+const MAX_TOC: u64 = 64 << 20;
+
+impl PackReader<'_> {
+    /// The sealed table of contents of a stored pack, read with range reads (header,
+    /// trailer, table): what the pack itself says it holds, whatever any index claims.
+    pub fn stored_toc(&self, pack: &PackId) -> Result<Vec<Entry>> {
+        let name = pack.to_hex();
+        let backend = self.repo.backend();
+        let size = backend.size(FileType::Pack, &name)?;
+        let least = (pack::HEADER_LEN + crate::crypto::aead::TAG_LEN + 4 + pack::TRAILER_LEN) as u64;
+        if size < least {
+            return Err(Error::corrupt(format!("pack {pack} is too short to be a pack ({size} bytes)")));
+        }
+        let trailer = backend.read_range(FileType::Pack, &name, size - pack::TRAILER_LEN as u64, 8)?;
+        if trailer.len() != 8 || &trailer[4..] != pack::TRAILER_MAGIC {
+            return Err(Error::corrupt(format!("pack {pack}: trailer missing (truncated pack?)")));
+        }
+        let len = u64::from(u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")));
+        let area = size - (pack::HEADER_LEN + pack::TRAILER_LEN) as u64;
+        if len < (crate::crypto::aead::TAG_LEN + 4) as u64 || len > area || len > MAX_TOC {
+            return Err(Error::corrupt(format!("pack {pack}: table of contents length does not fit")));
+        }
+        let toc_start = size - pack::TRAILER_LEN as u64 - len;
+        let mut toc = backend.read_range(FileType::Pack, &name, toc_start, len)?;
+        if toc.len() as u64 != len {
+            return Err(Error::corrupt(format!("pack {pack} is truncated")));
+        }
+        let key = self.key(pack)?;
+        let header = backend.read_range(FileType::Pack, &name, 0, pack::HEADER_LEN as u64)?;
+        key.cipher
+            .open_in_place(&pack::TOC_NONCE, &header, &mut toc)
+            .map_err(|e| e.wrap(format!("pack {pack} table of contents")))?;
+        pack::decode_toc(&toc, toc_start as usize, key.version).map_err(|e| e.wrap(format!("pack {pack}")))
     }
 }
 

@@ -19,6 +19,32 @@ pub mod lock;
 
 /// Readable snapshots, and the names of damaged snapshot objects with the reason.
 pub type SnapshotsAndDamage = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
+
+/// Refuse `what` (a command that deletes or replaces data) while a snapshot cannot be
+/// read, unless it is among `named`, the snapshots this very command removes: deleting
+/// data while a snapshot cannot be read (damaged, or written by a newer cairn) could
+/// delete what that snapshot uses.
+pub fn refuse_unreadable(damaged: &[(String, Error)], named: &[SnapshotId], what: &str) -> Result<()> {
+    let blocking: Vec<&(String, Error)> =
+        damaged.iter().filter(|(name, _)| !named.iter().any(|id| id.to_hex() == *name)).collect();
+    let Some((first, why)) = blocking.first() else { return Ok(()) };
+    let short = &first[..first.len().min(8)];
+    let others = match blocking.len() {
+        1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    let remedy = if why.kind() == ErrorKind::Unsupported {
+        "upgrade cairn, or"
+    } else {
+        "put back a good copy of it, or"
+    };
+    Err(Error::new(
+        ErrorKind::UnreadableSnapshot,
+        format!(
+            "{what} refused, nothing changed: snapshot {short}{others} cannot be read ({why}); {remedy} remove it with `cairn forget {short}` (its data then goes with the next prune)"
+        ),
+    ))
+}
 pub mod log;
 pub use keys::{KeyInfo, KeySource};
 
@@ -249,6 +275,24 @@ impl Repository {
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok((out, damaged))
+    }
+
+    /// The id a snapshot spec names, without reading the snapshot when the spec is an id
+    /// prefix: a snapshot that cannot be read can still be named (to remove it).
+    pub fn resolve_snapshot_id(&self, spec: &str) -> Result<SnapshotId> {
+        if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let spec_lc = spec.to_ascii_lowercase();
+            let matches: Vec<String> = self
+                .backend
+                .list(FileType::Snapshot)?
+                .into_iter()
+                .filter(|n| n.starts_with(&spec_lc))
+                .collect();
+            if let [one] = matches.as_slice() {
+                return SnapshotId::from_hex(one);
+            }
+        }
+        self.find_snapshot(spec).map(|(id, _)| id)
     }
 
     /// A snapshot named by `latest`, a full id, a unique id prefix, or its name (label

@@ -1,8 +1,9 @@
-//! Prune: delete data no snapshot uses. First a plan (pure, so `--dry-run` is free), then
-//! its execution in an order that keeps the repository valid if it stops at any point:
+//! Prune: delete data no snapshot uses. First a plan (so `--dry-run` is the same
+//! computation), then its execution in an order that keeps the repository valid if it
+//! stops at any point:
 //!
 //! 1. repack: the used blobs of packs worth repacking go into new packs (with their own
-//!    index files);
+//!    index files); each is read back and re-hashed on the way;
 //! 2. a new index naming every kept pack is written, superseding all old index files;
 //! 3. the old index files are deleted;
 //! 4. the packs that are wholly unused, repacked, or named by no index are deleted;
@@ -10,6 +11,14 @@
 //!
 //! Until step 4 every pack an index names exists; a stop between steps leaves at worst
 //! duplicate index entries or packs nothing names, which the next prune removes.
+//!
+//! What may be deleted is decided in `select.rs`, which trusts no index entry with a
+//! deletion: see its rule. Prune refuses to run while a snapshot cannot be read (damaged,
+//! or written by a newer cairn): it could not tell what that snapshot uses.
+
+mod select;
+
+pub use select::{select, PackProbe, Selection};
 
 use crate::backend::{FileType, Leftover};
 use crate::error::{Error, ErrorKind, Result};
@@ -17,7 +26,7 @@ use crate::format::index::IndexFile;
 use crate::format::pack::Entry;
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, IndexId, PackId, TreeId};
-use crate::index::{load_pack_lists, Index, Location};
+use crate::index::{load_pack_lists_reporting, Index, Location};
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
 use crate::tree::load_tree;
@@ -40,36 +49,33 @@ impl Default for PruneOptions {
 /// What prune will do (or did), in packs and bytes.
 #[derive(Clone, Debug, Default)]
 pub struct PrunePlan {
-    pub packs_delete: Vec<PackId>,
-    pub packs_repack: Vec<PackId>,
-    pub packs_keep: usize,
-    /// Packs stored but named by no index file.
+    pub packs: Selection,
+    /// Stored packs named by no live index file (their own tables decided their fate).
     pub packs_orphaned: Vec<PackId>,
+    /// Packs index files name that are not stored: their entries are left out.
+    pub packs_missing: Vec<PackId>,
     /// Temporary files that interrupted writes left, untouched for `LEFTOVER_AGE`.
     pub leftovers: Vec<Leftover>,
-    pub bytes_delete: u64,
-    pub bytes_repack_used: u64,
-    pub bytes_repack_unused: u64,
-    pub bytes_keep: u64,
-    pub blobs_used: usize,
-    pub blobs_unused: usize,
-    /// Entries of the packs that stay, by pack.
-    keep: Vec<(PackId, Vec<Entry>)>,
-    /// Used blobs to move out of repacked packs.
-    moves: Vec<Location>,
     old_index: Vec<IndexId>,
 }
 
-/// Every blob id that some snapshot reaches (trees and chunks).
-fn used_blobs(repo: &Repository, index: &Index, interrupt: &AtomicBool) -> Result<HashSet<[u8; 32]>> {
+impl PrunePlan {
+    /// Packs that will be deleted: wholly unused and repacked ones (orphans included).
+    pub fn packs_deleted(&self) -> impl Iterator<Item = &PackId> {
+        self.packs.delete.iter().chain(&self.packs.repack)
+    }
+}
+
+/// Every blob that some snapshot reaches (trees and chunks).
+fn used_blobs(repo: &Repository, index: &Index, interrupt: &AtomicBool) -> Result<HashSet<BlobId>> {
     let reader = PackReader::new(repo);
     let mut used = HashSet::new();
-    let mut stack: Vec<TreeId> = repo.snapshots()?.into_iter().map(|(_, s)| s.tree).collect();
+    let mut stack: Vec<TreeId> = readable_snapshots(repo)?.into_iter().map(|(_, s)| s.tree).collect();
     while let Some(id) = stack.pop() {
         if interrupt.load(Ordering::Relaxed) {
             return Err(Error::new(ErrorKind::Interrupted, "prune interrupted before deleting anything"));
         }
-        if !used.insert(id.0) {
+        if !used.insert(BlobId::Tree(id)) {
             continue;
         }
         let tree = load_tree(&reader, index, &id).map_err(|e| {
@@ -78,12 +84,49 @@ fn used_blobs(repo: &Repository, index: &Index, interrupt: &AtomicBool) -> Resul
         for node in tree.nodes {
             match node.kind {
                 NodeKind::Dir { tree } => stack.push(tree),
-                NodeKind::File { chunks, .. } => used.extend(chunks.iter().map(|c| c.0)),
+                NodeKind::File { chunks, .. } => used.extend(chunks.iter().map(|c| BlobId::Chunk(*c))),
                 _ => {}
             }
         }
     }
     Ok(used)
+}
+
+/// Every snapshot, or an error naming those that cannot be read: deleting data while one
+/// cannot be read could delete what it uses.
+fn readable_snapshots(
+    repo: &Repository,
+) -> Result<Vec<(crate::id::SnapshotId, crate::format::snapshot::Snapshot)>> {
+    let (good, damaged) = repo.snapshots_and_damage()?;
+    crate::repo::refuse_unreadable(&damaged, &[], "prune")?;
+    Ok(good)
+}
+
+/// Reads for the selection: a pack's own table, and whether a located blob is intact.
+struct RepoProbe<'r> {
+    reader: PackReader<'r>,
+}
+
+impl PackProbe for RepoProbe<'_> {
+    fn table(&self, pack: &PackId) -> Result<Option<Vec<Entry>>> {
+        match self.reader.stored_toc(pack) {
+            Ok(entries) => Ok(Some(entries)),
+            Err(e)
+                if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Unsupported | ErrorKind::NotFound) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify(&self, loc: &Location) -> Result<bool> {
+        match self.reader.read_blob(loc) {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 pub fn plan(repo: &Repository, opts: &PruneOptions, interrupt: &AtomicBool) -> Result<PrunePlan> {
@@ -92,70 +135,31 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, interrupt: &AtomicBool) -> R
     }
     let index = Index::load(repo)?;
     let used = used_blobs(repo, &index, interrupt)?;
-    let (packs, damaged) = load_pack_lists(repo)?;
-    if let Some((name, e)) = damaged.first() {
+    drop(index);
+    let (mut packs, load) = load_pack_lists_reporting(repo)?;
+    if let Some((name, e)) = load.damaged.first() {
         return Err(Error::new(
             ErrorKind::Corrupt,
-            format!("index file {name} is damaged ({e}); run `cairn check`"),
+            format!("index file {name} is damaged ({e}); run `cairn repair index`, then prune"),
         ));
     }
-    let mut plan = PrunePlan { old_index: index.files.clone(), ..Default::default() };
-    // A blob stored twice counts as used in the first pack seen only.
-    let mut placed: HashSet<[u8; 32]> = HashSet::new();
-    let mut ids: Vec<&PackId> = packs.keys().collect();
-    ids.sort();
-    for pack in ids {
-        let entries = &packs[pack];
-        let mut used_here = Vec::new();
-        // Per frame (by offset): sealed length, plaintext bytes, plaintext bytes in use.
-        let mut frames: HashMap<u32, (u64, u64, u64)> = HashMap::new();
-        for e in entries {
-            let live = used.contains(e.id.bytes()) && placed.insert(*e.id.bytes());
-            let f = frames.entry(e.offset).or_insert((e.length as u64, 0, 0));
-            f.1 += e.raw_length as u64;
-            if live {
-                f.2 += e.raw_length as u64;
-                used_here.push(*e);
-            } else {
-                plan.blobs_unused += 1;
-            }
-        }
-        plan.blobs_used += used_here.len();
-        // A frame's sealed bytes count as unused in the share of its plaintext no
-        // snapshot uses: repacking rewrites only the used blobs.
-        let total: u64 = frames.values().map(|f| f.0).sum();
-        let unused_here: u64 = frames.values().map(|&(len, raw, live)| len * (raw - live) / raw.max(1)).sum();
-        let used_bytes = total - unused_here;
-        if used_here.is_empty() {
-            plan.packs_delete.push(*pack);
-            plan.bytes_delete += total;
-        } else if unused_here > 0 && unused_here as f64 > opts.max_unused * total as f64 {
-            plan.packs_repack.push(*pack);
-            plan.bytes_repack_used += used_bytes;
-            plan.bytes_repack_unused += unused_here;
-            plan.moves.extend(used_here.into_iter().map(|entry| Location { pack: *pack, entry }));
-        } else {
-            plan.packs_keep += 1;
-            plan.bytes_keep += total;
-            plan.keep.push((*pack, entries.clone()));
-        }
-    }
-    let missing = used.iter().filter(|id| !placed.contains(*id)).count();
-    if missing > 0 {
-        return Err(Error::new(
-            ErrorKind::Corrupt,
-            format!("{missing} blobs that snapshots use are in no pack; prune stops; run `cairn check`"),
-        ));
-    }
-    for name in repo.backend().list(FileType::Pack)? {
-        if let Ok(id) = PackId::from_hex(&name) {
-            if !packs.contains_key(&id) {
-                plan.packs_orphaned.push(id);
-            }
-        }
-    }
-    plan.leftovers = repo.backend().leftovers(LEFTOVER_AGE)?;
-    Ok(plan)
+    packs.retain(|p, _| !load.missing_packs.contains(p));
+    let orphans: Vec<PackId> = repo
+        .backend()
+        .list(FileType::Pack)?
+        .iter()
+        .filter_map(|n| PackId::from_hex(n).ok())
+        .filter(|p| !packs.contains_key(p))
+        .collect();
+    let probe = RepoProbe { reader: PackReader::new(repo) };
+    let selection = select(packs, &orphans, &used, opts.max_unused, &probe)?;
+    Ok(PrunePlan {
+        packs: selection,
+        packs_orphaned: orphans,
+        packs_missing: load.missing_packs,
+        leftovers: repo.backend().leftovers(LEFTOVER_AGE)?,
+        old_index: load.files,
+    })
 }
 
 /// A temporary file is a leftover once it has not changed for this long. Prune holds
@@ -165,10 +169,11 @@ pub const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
 /// Carry out a plan made under the same exclusive lock.
 pub fn execute(repo: &Repository, plan: &PrunePlan, interrupt: &AtomicBool) -> Result<()> {
-    // 1. Repack. The writer starts from an empty index, so it stores every blob given.
+    // 1. Repack. The writer starts from an empty index, so it stores every blob given;
+    // each blob is re-hashed as it is read.
     let reader = PackReader::new(repo);
     let (moved, _) = BlobWriter::run(repo, Index::default(), |w| -> Result<()> {
-        for loc in &plan.moves {
+        for loc in &plan.packs.moves {
             if interrupt.load(Ordering::Relaxed) {
                 return Err(Error::new(
                     ErrorKind::Interrupted,
@@ -180,17 +185,19 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, interrupt: &AtomicBool) -> R
         Ok(())
     })?;
     moved?;
-    // 2. One index for the packs that stay, superseding every old index file.
-    let superseded: Vec<IndexId> = plan.old_index.clone();
-    for chunk in plan.keep.chunks(1000) {
-        repo.save_index(&IndexFile { supersedes: superseded.clone(), packs: chunk.to_vec() })?;
+    // 2. New index files for the packs that stay, superseding every old index file.
+    for batch in crate::index::batches(&plan.packs.keep, crate::index::ENTRIES_PER_INDEX_FILE) {
+        repo.save_index(&IndexFile { supersedes: plan.old_index.clone(), packs: batch })?;
     }
     // 3. The old index files go (the repacked blobs' new index files are not among them).
     for id in &plan.old_index {
-        repo.backend().remove(FileType::Index, &id.to_hex())?;
+        match repo.backend().remove(FileType::Index, &id.to_hex()) {
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
     // 4. Packs nothing names any more.
-    for pack in plan.packs_delete.iter().chain(&plan.packs_repack).chain(&plan.packs_orphaned) {
+    for pack in plan.packs_deleted() {
         match repo.backend().remove(FileType::Pack, &pack.to_hex()) {
             Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
             _ => {}

@@ -1,0 +1,231 @@
+//! Loading the index from a repository's index files, trusting them no further than they
+//! deserve.
+//!
+//! Index files are shared objects: anyone holding the write root can write one (a
+//! backup-only key, a sibling repository of old), and anyone with write access to the
+//! storage can put back an old genuine one. So:
+//! - an entry counts only if its pack is in the listing of stored packs, so a replayed
+//!   index file whose packs prune deleted makes nothing look stored that is not;
+//! - `supersedes` is honoured only in files a full key attested (see
+//!   format-spec/objects.md): prune and repair write them, and they name every pack that
+//!   stays; a file that claims to supersede others without that attestation supersedes
+//!   nothing;
+//! - a pack named only by superseded files does not count.
+//!
+//! The pack listing is taken before the index files are read: a pack a concurrent backup
+//! writes in between is then left out (and its blobs stored again), never the reverse.
+
+use super::{Index, IndexBuilder};
+use crate::backend::FileType;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::envelope::{self, ObjectType};
+use crate::format::index::IndexFile;
+use crate::format::pack::Entry;
+use crate::id::{IndexId, PackId};
+use crate::repo::Repository;
+use std::collections::{HashMap, HashSet};
+
+/// Pack entries loaded from index files (each pack once, every pack a live index file
+/// names, stored or not), with the index files that were damaged.
+pub type PackLists = (HashMap<PackId, Vec<Entry>>, Vec<(String, Error)>);
+
+/// What loading the index found besides the entries.
+#[derive(Debug, Default)]
+pub struct IndexLoad {
+    /// Every index file read, superseded ones included.
+    pub files: Vec<IndexId>,
+    /// Files an attested index file supersedes: their entries count only for packs a live
+    /// file names too.
+    pub superseded: Vec<IndexId>,
+    /// Packs an index file names that are not stored: their entries were dropped.
+    pub missing_packs: Vec<PackId>,
+    /// Index files that could not be read, with why.
+    pub damaged: Vec<(String, Error)>,
+}
+
+/// Which index files name which packs, and which files are superseded.
+#[derive(Default)]
+struct Coverage {
+    files: Vec<IndexId>,
+    superseded: HashSet<IndexId>,
+    named_by: HashMap<PackId, Vec<u32>>,
+}
+
+impl Coverage {
+    fn add_file(&mut self, id: IndexId, file: &IndexFile, attested: bool) {
+        let n = self.files.len() as u32;
+        self.files.push(id);
+        if attested {
+            self.superseded.extend(file.supersedes.iter().copied());
+        }
+        for (pack, _) in &file.packs {
+            self.named_by.entry(*pack).or_default().push(n);
+        }
+    }
+
+    /// Whether some index file that is not superseded names `pack`.
+    fn live(&self, pack: &PackId) -> bool {
+        self.named_by
+            .get(pack)
+            .is_some_and(|files| files.iter().any(|&f| !self.superseded.contains(&self.files[f as usize])))
+    }
+
+    fn report(&self, stored: &HashSet<PackId>, damaged: Vec<(String, Error)>) -> IndexLoad {
+        let mut missing: Vec<PackId> =
+            self.named_by.keys().filter(|p| !stored.contains(*p) && self.live(p)).copied().collect();
+        missing.sort();
+        IndexLoad {
+            files: self.files.clone(),
+            superseded: self.files.iter().filter(|f| self.superseded.contains(f)).copied().collect(),
+            missing_packs: missing,
+            damaged,
+        }
+    }
+}
+
+impl Index {
+    /// Load the index; a damaged index file is an error.
+    pub fn load(repo: &Repository) -> Result<Index> {
+        let (idx, mut load) = Self::load_reporting(repo, true)?;
+        match load.damaged.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(idx),
+        }
+    }
+
+    /// Load the index from every index file that opens; what was left out is reported.
+    pub fn load_reporting(repo: &Repository, stop_at_damage: bool) -> Result<(Index, IndexLoad)> {
+        let stored = stored_packs(repo)?;
+        let mut builder = IndexBuilder::default();
+        let mut coverage = Coverage::default();
+        let mut too_many = None;
+        let damaged = for_each_index_file(repo, stop_at_damage, |id, file, attested| {
+            coverage.add_file(id, &file, attested);
+            for (pack, list) in &file.packs {
+                if stored.contains(pack) {
+                    if let Err(e) = builder.add_pack(*pack, list) {
+                        too_many.get_or_insert(e);
+                    }
+                }
+            }
+        })?;
+        if let Some(e) = too_many {
+            return Err(e);
+        }
+        let load = coverage.report(&stored, damaged);
+        let mut idx = builder.build_keeping(|p| coverage.live(p));
+        idx.files = load.files.clone();
+        Ok((idx, load))
+    }
+}
+
+/// Every pack entry of the live index files, with full ids (for check and prune), each
+/// pack's entries once. Packs that are not stored are included (check reports them as
+/// lost) and listed in the report's `missing_packs`.
+pub fn load_pack_lists_reporting(repo: &Repository) -> Result<(HashMap<PackId, Vec<Entry>>, IndexLoad)> {
+    let stored = stored_packs(repo)?;
+    let mut coverage = Coverage::default();
+    let mut packs: HashMap<PackId, Vec<Entry>> = HashMap::new();
+    let damaged = for_each_index_file(repo, false, |id, file, attested| {
+        coverage.add_file(id, &file, attested);
+        for (pack, list) in file.packs {
+            packs.entry(pack).or_default().extend(list);
+        }
+    })?;
+    packs.retain(|p, _| coverage.live(p));
+    for list in packs.values_mut() {
+        list.sort_by_key(|e| (e.offset, e.start, *e.id.bytes()));
+        list.dedup();
+    }
+    Ok((packs, coverage.report(&stored, damaged)))
+}
+
+/// [`load_pack_lists_reporting`] without the report beyond damaged files.
+pub fn load_pack_lists(repo: &Repository) -> Result<PackLists> {
+    load_pack_lists_reporting(repo).map(|(packs, load)| (packs, load.damaged))
+}
+
+fn stored_packs(repo: &Repository) -> Result<HashSet<PackId>> {
+    Ok(repo.backend().list(FileType::Pack)?.iter().filter_map(|n| PackId::from_hex(n).ok()).collect())
+}
+
+/// Run `f` on every index file that opens, with whether a full key attested it; returns
+/// the damaged ones (stopping at the first if `stop_at_damage`). Errors other than damage
+/// (I/O, permission) are returned.
+fn for_each_index_file(
+    repo: &Repository,
+    stop_at_damage: bool,
+    mut f: impl FnMut(IndexId, IndexFile, bool),
+) -> Result<Vec<(String, Error)>> {
+    let mut damaged = Vec::new();
+    for name in repo.backend().list(FileType::Index)? {
+        let loaded = IndexId::from_hex(&name).and_then(|id| Ok((id, open_index_file(repo, &id)?)));
+        match loaded {
+            Ok((id, (file, attested))) => f(id, file, attested),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Corrupt | ErrorKind::InvalidInput | ErrorKind::Unsupported
+                ) =>
+            {
+                damaged.push((name.clone(), e.wrap(format!("index file {name}"))));
+                if stop_at_damage {
+                    break;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(damaged)
+}
+
+/// Read, check and decode one index file.
+pub fn load_index_file(repo: &Repository, id: &IndexId) -> Result<IndexFile> {
+    open_index_file(repo, id).map(|(file, _)| file)
+}
+
+/// Read, check and decode one index file; also whether a full key attested it.
+fn open_index_file(repo: &Repository, id: &IndexId) -> Result<(IndexFile, bool)> {
+    let bytes = repo.backend().read(FileType::Index, &id.to_hex())?;
+    if blake3::hash(&bytes).as_bytes() != &id.0 {
+        return Err(Error::corrupt("content does not match its name"));
+    }
+    let payload = envelope::open(repo.keys(), ObjectType::Index, &bytes)?;
+    Ok((IndexFile::decode(&payload)?, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::pack::Entry;
+    use crate::id::{BlobId, ChunkId};
+
+    fn file(supersedes: &[u8], packs: &[u8]) -> IndexFile {
+        let e =
+            Entry { id: BlobId::Chunk(ChunkId([1; 32])), offset: 40, length: 30, raw_length: 9, start: 0 };
+        IndexFile {
+            supersedes: supersedes.iter().map(|&b| IndexId([b; 32])).collect(),
+            packs: packs.iter().map(|&b| (PackId([b; 32]), vec![e])).collect(),
+        }
+    }
+
+    #[test]
+    fn only_attested_files_supersede_and_a_pack_counts_while_a_live_file_names_it() {
+        let mut c = Coverage::default();
+        c.add_file(IndexId([1; 32]), &file(&[], &[10, 11]), false);
+        c.add_file(IndexId([2; 32]), &file(&[], &[12]), false);
+        // Unattested: claims to supersede file 1, supersedes nothing.
+        c.add_file(IndexId([3; 32]), &file(&[1], &[]), false);
+        assert!(c.live(&PackId([10; 32])) && c.live(&PackId([12; 32])));
+        // Attested: supersedes files 1 and 2, names pack 11 again.
+        c.add_file(IndexId([4; 32]), &file(&[1, 2], &[11]), true);
+        assert!(!c.live(&PackId([10; 32])), "named only by a superseded file");
+        assert!(c.live(&PackId([11; 32])), "named by the superseding file too");
+        assert!(!c.live(&PackId([12; 32])));
+        assert!(!c.live(&PackId([99; 32])), "named by no file");
+        let stored: HashSet<PackId> = [PackId([10; 32])].into();
+        let r = c.report(&stored, Vec::new());
+        assert_eq!(r.superseded, vec![IndexId([1; 32]), IndexId([2; 32])]);
+        assert_eq!(r.missing_packs, vec![PackId([11; 32])], "live but not stored");
+    }
+}
