@@ -42,7 +42,7 @@ export CAIRN_REPOSITORY=$work/repo CAIRN_PASSWORD=bench TZ=UTC
 file=$work/data/big.bin
 mkdir -p "$work/data" "$mnt"
 head -c "$((MB * 1000 * 1000))" /dev/urandom >"$file"
-"$cairn" init -q --kdf-memory 8M --kdf-iterations 1
+"$cairn" init -q --kdf-memory 64M --kdf-iterations 3
 "$cairn" backup -q "$file"
 sync
 now() { [ -n "$COLD" ] && sync && echo 3 >/proc/sys/vm/drop_caches; date +%s.%N; }

@@ -24,7 +24,7 @@ const MB: usize = 1 << 20;
 
 fn keys() -> RepoKeys {
     let m = MasterKey::generate().unwrap();
-    m.derive(m.public_key()).unwrap()
+    m.derive(m.public_key(), [0; 32]).unwrap()
 }
 
 /// A corpus like a gateway host's: half SQL dump text, a quarter XML, a quarter random.
@@ -103,15 +103,15 @@ fn stages(c: &mut Criterion) {
     });
     // What check --read-data does per frame: open (decrypt), decompress, re-hash each blob.
     let pack = {
-        let mut pack = PackBuilder::new(&keys, 80 * MB).unwrap();
+        let mut pack = PackBuilder::new(80 * MB);
         let mut framer = Framer::new(3);
         for chunk in &chunks {
             if let Some(f) = framer.add(BlobId::Chunk(keys.chunk_id(chunk)), chunk) {
-                pack.add_frame(&f.blobs, f.encoded);
+                pack.add_frame(&keys, &f.blobs, f.encoded).unwrap();
             }
         }
         if let Some(f) = framer.finish() {
-            pack.add_frame(&f.blobs, f.encoded);
+            pack.add_frame(&keys, &f.blobs, f.encoded).unwrap();
         }
         pack.finish()
     };
@@ -136,17 +136,17 @@ fn stages(c: &mut Criterion) {
     // One writer's work: hash a chunk, gather it into the open frame, seal full frames.
     let one = |(mut pack, mut framer): (PackBuilder, Framer), chunk: &[u8]| {
         if let Some(f) = framer.add(BlobId::Chunk(keys.chunk_id(chunk)), chunk) {
-            pack.add_frame(&f.blobs, f.encoded);
+            pack.add_frame(&keys, &f.blobs, f.encoded).unwrap();
         }
         (pack, framer)
     };
     let finish = |(mut pack, mut framer): (PackBuilder, Framer)| {
         if let Some(f) = framer.finish() {
-            pack.add_frame(&f.blobs, f.encoded);
+            pack.add_frame(&keys, &f.blobs, f.encoded).unwrap();
         }
         pack.finish().bytes().len()
     };
-    let fresh = || (PackBuilder::new(&keys, 64 * MB).unwrap(), Framer::new(3));
+    let fresh = || (PackBuilder::new(64 * MB), Framer::new(3));
     g.bench_function("in memory, 1 thread", |b| b.iter(|| finish(chunker.split(&data).fold(fresh(), one))));
     // As the backup writer does: each worker fills its own frame and pack, so compressing
     // and sealing run in parallel too.

@@ -2,9 +2,9 @@
 //! make the data smaller (already-compressed archives, random bytes).
 //!
 //! Encoded form: one tag byte, then the payload. Tag 0: the payload is the data. Tag 1: the
-//! payload is one zstd frame that declares its content size. Decoding checks the declared
-//! size against the caller's limit before allocating, so hostile input cannot make us
-//! allocate more than the limit.
+//! payload is one zstd frame that declares its content size, and nothing after it.
+//! Decoding checks the declared size against the caller's limit before allocating, so
+//! hostile input cannot make us allocate more than the limit.
 
 use crate::error::{Error, Result};
 use std::cell::RefCell;
@@ -102,6 +102,13 @@ pub fn decode(encoded: &[u8], limit: usize) -> Result<Vec<u8>> {
             if size > limit as u64 {
                 return Err(Error::corrupt(format!("zstd frame declares {size} bytes, limit is {limit}")));
             }
+            // Exactly one frame: a second (even an empty or skippable one) would be bytes
+            // the writer never wrote, hidden behind a valid first frame.
+            match zstd::zstd_safe::find_frame_compressed_size(payload) {
+                Ok(n) if n == payload.len() => {}
+                Ok(_) => return Err(Error::corrupt("bytes follow the zstd frame")),
+                Err(_) => return Err(Error::corrupt("zstd frame is malformed")),
+            }
             DECOMPRESSOR.with(|d| {
                 let mut d = d.borrow_mut();
                 if d.is_none() {
@@ -163,5 +170,21 @@ mod tests {
         assert!(decode(&[7, 1, 2], 10).is_err());
         assert!(decode(&[TAG_ZSTD, 1, 2, 3], 10).is_err());
         assert!(decode(&[TAG_RAW, 1, 2, 3], 2).is_err());
+    }
+
+    #[test]
+    fn bytes_after_the_zstd_frame_are_refused() {
+        let data = b"<entity/>".repeat(100);
+        let enc = encode(&data, 3);
+        assert_eq!(decode(&enc, 1 << 20).unwrap(), data);
+        let empty_frame = &encode(&[], 3);
+        let empty_frame = zstd::bulk::compress(&[], 3).unwrap_or_else(|_| empty_frame[1..].to_vec());
+        // A second frame that adds nothing, a skippable frame, and stray bytes.
+        let skippable = [0x50, 0x2A, 0x4D, 0x18, 1, 0, 0, 0, 0xEE];
+        for tail in [&empty_frame[..], &skippable[..], &[0u8][..]] {
+            let mut bad = enc.clone();
+            bad.extend_from_slice(tail);
+            assert!(decode(&bad, 1 << 20).is_err(), "tail {tail:?} accepted");
+        }
     }
 }

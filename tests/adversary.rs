@@ -222,7 +222,13 @@ fn a_sibling_repositorys_index_files_are_not_accepted() {
     }
     let fresh = Repo { dir: tempdir("cairn-unused-"), path: fresh };
     let mut witness = Witness::new();
-    witness.backup(&fresh, &s.src, &[]);
+    let out = fresh.cairn().args(["backup", "--json"]).arg(&s.src).run().ok();
+    assert!(out.stderr.contains("left out"), "the foreign index files are reported\n{}", out.context());
+    witness.record(&fresh, out.json()["snapshot"].as_str().unwrap(), &s.src);
+    // They do not open here: check names them, and prune replaces them.
+    let out = fresh.cairn().args(["check", "--read-data"]).run().expect_code(4);
+    assert!(out.stderr.contains("index file"), "{}", out.context());
+    fresh.cairn().arg("prune").run().ok();
     fresh.cairn().args(["check", "--read-data"]).run().ok();
     witness.verify_all(&fresh);
 }
@@ -254,7 +260,8 @@ fn planted_huge_objects_and_costly_key_files_neither_exhaust_memory_nor_wedge_co
     plant_huge(&s.repo.path.join("log"), &format!("0000000000000099-{hex}"));
     plant_costly_key(&s.repo.path);
     let started = std::time::Instant::now();
-    s.repo.cairn().arg("snapshots").run().ok();
+    let out = s.repo.cairn().arg("snapshots").run().expect_code(4);
+    assert!(out.stderr.contains("not read"), "the planted snapshot is named, unread\n{}", out.context());
     fs::write(s.src.join("after-plant.xml"), sql_dump(79, 20_000)).unwrap();
     s.witness.backup(&s.repo, &s.src, &[]);
     let out = s.repo.cairn().arg("log").run();

@@ -25,7 +25,7 @@ fn contract(b: &dyn Backend) {
     let pack = hex(1);
     let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     b.write(FileType::Pack, &pack, &bytes).unwrap();
-    assert_eq!(b.read(FileType::Pack, &pack).unwrap(), bytes);
+    assert_eq!(b.read(FileType::Pack, &pack, 1 << 30).unwrap(), bytes);
     assert_eq!(b.read_range(FileType::Pack, &pack, 1000, 5000).unwrap(), &bytes[1000..6000]);
     assert_eq!(b.read_range(FileType::Pack, &pack, 199_990, 100).unwrap(), &bytes[199_990..]);
     assert!(b.read_range(FileType::Pack, &pack, 300_000, 10).unwrap().is_empty());
@@ -35,13 +35,13 @@ fn contract(b: &dyn Backend) {
     // A large object reads back whole (remote backends read it in parallel spans).
     let big: Vec<u8> = (0..(5u32 << 19) + 12_345).map(|i| (i * 31 % 255) as u8).collect();
     b.write(FileType::Index, &hex(4), &big).unwrap();
-    assert!(b.read(FileType::Index, &hex(4)).unwrap() == big, "a large object read back differs");
+    assert!(b.read(FileType::Index, &hex(4), 1 << 30).unwrap() == big, "a large object read back differs");
     assert_eq!(b.read_range(FileType::Index, &hex(4), 1 << 20, 100).unwrap(), &big[1 << 20..(1 << 20) + 100]);
     b.remove(FileType::Index, &hex(4)).unwrap();
 
     // Empty objects exist and read back empty.
     b.write(FileType::Lock, &hex(2), b"").unwrap();
-    assert_eq!(b.read(FileType::Lock, &hex(2)).unwrap(), b"");
+    assert_eq!(b.read(FileType::Lock, &hex(2), 1 << 30).unwrap(), b"");
     assert_eq!(b.size(FileType::Lock, &hex(2)).unwrap(), 0);
 
     // Each type is its own namespace, and packs in different subfolders all list.
@@ -61,15 +61,15 @@ fn contract(b: &dyn Backend) {
     }
     b.write(FileType::Snapshot, &hex(3), b"snap").unwrap();
     assert_eq!(b.list(FileType::Snapshot).unwrap(), vec![hex(3)]);
-    assert_eq!(b.read(FileType::Index, &hex(3)).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(b.read(FileType::Index, &hex(3), 1 << 30).unwrap_err().kind(), ErrorKind::NotFound);
 
     // Writing the same object again is harmless (retries do it).
     b.write(FileType::Snapshot, &hex(3), b"snap").unwrap();
-    assert_eq!(b.read(FileType::Snapshot, &hex(3)).unwrap(), b"snap");
+    assert_eq!(b.read(FileType::Snapshot, &hex(3), 1 << 30).unwrap(), b"snap");
 
     // Missing objects are NotFound, for every operation, and nothing else.
     let missing = hex(99);
-    assert_eq!(b.read(FileType::Pack, &missing).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(b.read(FileType::Pack, &missing, 1 << 30).unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(b.read_range(FileType::Pack, &missing, 0, 10).unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(b.size(FileType::Pack, &missing).unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(b.remove(FileType::Pack, &missing).unwrap_err().kind(), ErrorKind::NotFound);
@@ -77,7 +77,7 @@ fn contract(b: &dyn Backend) {
 
     // Removal.
     b.remove(FileType::Pack, &pack).unwrap();
-    assert_eq!(b.read(FileType::Pack, &pack).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(b.read(FileType::Pack, &pack, 1 << 30).unwrap_err().kind(), ErrorKind::NotFound);
     assert!(!b.list(FileType::Pack).unwrap().contains(&pack));
     b.remove(FileType::Lock, &hex(2)).unwrap();
     assert!(b.list(FileType::Lock).unwrap().is_empty());

@@ -136,7 +136,7 @@ fn s3_refused_credentials_and_missing_bucket_are_clear() {
     assert!(out.one_line_error().contains("AWS_ACCESS_KEY_ID"), "{}", out.context());
 
     let missing = format!("s3:http://127.0.0.1:{}/no-such-bucket/repo", server.port);
-    for args in [&["snapshots"][..], &["init", "--kdf-memory", "8M", "--kdf-iterations", "1"]] {
+    for args in [&["snapshots"][..], &["init", "--kdf-memory", "64M", "--kdf-iterations", "3"]] {
         let out = cairn_on(&server, &missing).args(args).run().expect_code(10);
         assert!(out.one_line_error().contains("bucket 'no-such-bucket' does not exist"), "{}", out.context());
     }

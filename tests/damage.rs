@@ -33,11 +33,11 @@ fn build(tmp: &Path) -> (PathBuf, PathBuf) {
             .unwrap();
     }
     let ok = |o: Output| assert!(o.status.success(), "{}", stderr(&o));
-    ok(cairn(&repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1", "--pack-size", "1M"]));
+    ok(cairn(&repo, &["init", "--kdf-memory", "64M", "--kdf-iterations", "3", "--pack-size", "1M"]));
     let s = src.to_str().unwrap();
     ok(cairn(&repo, &["backup", s]));
     let add = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["-r", repo.to_str().unwrap(), "key", "add", "--kdf-memory", "8M", "--kdf-iterations", "1"])
+        .args(["-r", repo.to_str().unwrap(), "key", "add", "--kdf-memory", "64M", "--kdf-iterations", "3"])
         .env("CAIRN_PASSWORD", "pw")
         .env("CAIRN_NEW_PASSWORD", "pw2")
         .output()

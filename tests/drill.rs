@@ -21,7 +21,7 @@ fn setup(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
         blake3::Hasher::new().update(&i.to_le_bytes()).finalize_xof().fill(&mut data);
         std::fs::write(src.join(format!("conf/f{i}.bin")), &data).unwrap();
     }
-    let o = cairn(&repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1", "--pack-size", "1M"]);
+    let o = cairn(&repo, &["init", "--kdf-memory", "64M", "--kdf-iterations", "3", "--pack-size", "1M"]);
     assert!(o.status.success());
     (repo, src)
 }

@@ -42,7 +42,7 @@ fn every_exclude_option_leaves_out_what_it_names_and_only_that() {
 
     let s = src.to_str().unwrap();
     let opsdb = format!("{s}/conf/opsdb.d");
-    cairn(&repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1"]);
+    cairn(&repo, &["init", "--kdf-memory", "64M", "--kdf-iterations", "3"]);
     #[rustfmt::skip]
     cairn(&repo, &[
         "backup", s, "--exclude", &opsdb, "--exclude", "*.log", "--exclude", "!keep.log",
@@ -84,7 +84,7 @@ fn one_file_system_stays_on_the_source_filesystem() {
     }
     let _guard = Unmount(&mnt);
     write(&mnt.join("other-fs.txt"), b"there");
-    cairn(&repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1"]);
+    cairn(&repo, &["init", "--kdf-memory", "64M", "--kdf-iterations", "3"]);
     let s = src.to_str().unwrap();
     cairn(&repo, &["backup", s, "--one-file-system"]);
     let target = tmp.path().join("out");

@@ -28,7 +28,7 @@ fn unchanged_files_are_not_read_and_changed_ones_are() {
     for i in 0..30 {
         std::fs::write(src.join(format!("conf/f{i}.xml")), format!("<v>{i}</v>\n").repeat(100)).unwrap();
     }
-    cairn(&repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1"]);
+    cairn(&repo, &["init", "--kdf-memory", "64M", "--kdf-iterations", "3"]);
     let s = src.to_str().unwrap();
     let first = cairn(&repo, &["backup", s]);
     assert_eq!(first["files_new"], 30);
@@ -79,7 +79,7 @@ fn an_unchanged_tree_stores_no_new_trees() {
     let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
     std::fs::create_dir_all(src.join("a/b/c")).unwrap();
     std::fs::write(src.join("a/b/c/f.txt"), b"x").unwrap();
-    cairn(&repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1"]);
+    cairn(&repo, &["init", "--kdf-memory", "64M", "--kdf-iterations", "3"]);
     let s = src.to_str().unwrap();
     cairn(&repo, &["backup", s]);
     // The first backup listed the folders, which changed their access times (relatime
@@ -102,7 +102,7 @@ fn xattrs_set_or_removed_between_backups_are_in_the_next_snapshot() {
         eprintln!("SKIPPED: this filesystem refuses user xattrs");
         return;
     }
-    cairn(&repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1"]);
+    cairn(&repo, &["init", "--kdf-memory", "64M", "--kdf-iterations", "3"]);
     let s = src.to_str().unwrap();
     cairn(&repo, &["backup", s]);
     // Unchanged backups take xattrs from the parent; a change sets the ctime, so the next

@@ -26,7 +26,7 @@ fn fails(o: Output, code: i32, needle: &str) {
     assert_eq!(err.trim().lines().count(), 1, "one-line error expected: {err}");
 }
 
-const FAST: [&str; 4] = ["--kdf-memory", "8M", "--kdf-iterations", "1"];
+const FAST: [&str; 4] = ["--kdf-memory", "64M", "--kdf-iterations", "3"];
 
 fn init(repo: &Path) {
     ok(run(repo, "first", &[], &[&["init"][..], &FAST].concat()));

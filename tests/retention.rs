@@ -25,7 +25,7 @@ fn json(o: Output) -> serde_json::Value {
 }
 
 fn init(repo: &Path, pack_size: &str) {
-    ok(cairn(repo, &["init", "--kdf-memory", "8M", "--kdf-iterations", "1", "--pack-size", pack_size]));
+    ok(cairn(repo, &["init", "--kdf-memory", "64M", "--kdf-iterations", "3", "--pack-size", pack_size]));
 }
 
 #[test]
@@ -34,15 +34,16 @@ fn forget_keeps_what_the_calendar_policy_says() {
     let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
     std::fs::create_dir_all(&src).unwrap();
     init(&repo, "1M");
+    // In the past: a snapshot dated after now is kept and counts toward no rule.
     let times = [
-        "2026-11-30 10:00",
-        "2026-11-30 22:00",
-        "2026-12-27 09:00",
-        "2026-12-28 09:00",
-        "2026-12-31 23:00",
-        "2027-01-01 08:00",
-        "2027-01-03 20:00",
-        "2027-01-04 07:00",
+        "2025-11-30 10:00",
+        "2025-11-30 22:00",
+        "2025-12-27 09:00",
+        "2025-12-28 09:00",
+        "2025-12-31 23:00",
+        "2026-01-01 08:00",
+        "2026-01-03 20:00",
+        "2026-01-04 07:00",
     ];
     let mut ids = Vec::new();
     for (i, t) in times.iter().enumerate() {

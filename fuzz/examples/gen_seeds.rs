@@ -85,6 +85,7 @@ fn main() {
         original: None,
         summary: Summary { files: 10, dirs: 2, bytes_read: 1000, total_bytes: 1000, ..Summary::default() },
         program: "cairn 0.1.0".into(),
+        written_by: Default::default(),
     };
     write("snapshot", "basic", &snapshot.encode());
 
@@ -109,11 +110,11 @@ fn main() {
     write("index", "empty", &IndexFile::default().encode());
 
     // pack: a real sealed pack, and the `[u16 blob area][table]` form.
-    let mut b = PackBuilder::new(keys, 1 << 16).unwrap();
+    let mut b = PackBuilder::new(1 << 16);
     let (first, second) = (b"<config>gateway</config>".repeat(20), b"second".to_vec());
     let frame = [(BlobId::Chunk(keys.chunk_id(&first)), first.len() as u32), (BlobId::Chunk(keys.chunk_id(&second)), 6)];
-    b.add_frame(&frame, compress::encode(&[first.clone(), second].concat(), 3));
-    b.add(BlobId::Chunk(keys.chunk_id(b"alone")), compress::encode(b"alone", 3), 5);
+    b.add_frame(keys, &frame, compress::encode(&[first.clone(), second].concat(), 3)).unwrap();
+    b.add(keys, BlobId::Chunk(keys.chunk_id(b"alone")), compress::encode(b"alone", 3), 5).unwrap();
     write("pack", "sealed_pack", b.finish().bytes());
     let mut framed = 200u16.to_le_bytes().to_vec();
     framed.extend_from_slice(&encode_toc(&entries));

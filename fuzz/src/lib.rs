@@ -3,7 +3,7 @@
 //! Nothing here is secret: these keys exist only for fuzzing.
 
 use cairn::crypto::aead::{Cipher, TAG_LEN};
-use cairn::crypto::keys::{MasterKey, RepoKeys};
+use cairn::crypto::keys::{Binding, MasterKey, RepoKeys, PACK_KIND};
 use cairn::format::{envelope, pack};
 use std::sync::OnceLock;
 
@@ -29,7 +29,7 @@ pub fn keys() -> &'static RepoKeys {
     static K: OnceLock<RepoKeys> = OnceLock::new();
     K.get_or_init(|| {
         let m = master();
-        m.derive(m.public_key()).expect("derive fixed keys")
+        m.derive(m.public_key(), [0x42; 32]).expect("derive fixed keys")
     })
 }
 
@@ -51,7 +51,7 @@ fn pack_key() -> &'static PackKey {
     static P: OnceLock<PackKey> = OnceLock::new();
     P.get_or_init(|| {
         let eph = fixed_eph();
-        let key = keys().open_sealed_object_key(&eph).expect("full key opens sealed keys");
+        let key = keys().open_sealed_object_key(&eph, Binding::Kind(PACK_KIND)).expect("full key opens sealed keys");
         PackKey { eph, cipher: Cipher::new(&key) }
     })
 }
@@ -84,30 +84,35 @@ fn envelope_mode(ty: envelope::ObjectType) -> u8 {
 
 /// An envelope of type `ty` whose body is `encoded` (a compress-encoded payload, or any
 /// bytes) sealed correctly with `keys()`, built by hand from format-spec's layout so
-/// `envelope::open` gets past authentication with a body the fuzzer chose.
+/// `envelope::open` gets past authentication with a body the fuzzer chose: version 2
+/// from a backup-only writer (no attestation to forge), version 1 for the config.
 pub fn envelope_with_body(ty: envelope::ObjectType, encoded: &[u8]) -> Vec<u8> {
     let mode = envelope_mode(ty);
+    let v1 = ty == envelope::ObjectType::Config;
+    let binding = if v1 { Binding::Legacy } else { Binding::Kind(ty as u8) };
     let (material, key) = if mode == 2 {
         // Sealed to the repository public key: material is the ephemeral public key.
         let eph = pack_key().eph;
-        let key = keys().open_sealed_object_key(&eph).expect("full key opens sealed keys");
+        let key = keys().open_sealed_object_key(&eph, binding).expect("full key opens sealed keys");
         (eph, key)
     } else {
         // Shared key: material is a salt.
         let salt = [0x5a; 32];
-        (salt, keys().shared_object_key(&salt))
+        (salt, keys().shared_object_key(&salt, binding))
     };
-    let mut h = [0u8; envelope::HEADER_LEN];
+    let len = if v1 { envelope::HEADER_LEN_V1 } else { envelope::HEADER_LEN };
+    let mut h = vec![0u8; len];
     h[..4].copy_from_slice(envelope::MAGIC);
-    h[4] = envelope::VERSION;
+    h[4] = if v1 { envelope::VERSION_1 } else { envelope::VERSION };
     h[5] = ty as u8;
     h[6] = mode;
-    h[8..].copy_from_slice(&material);
+    h[7] = if v1 { 0 } else { 2 };
+    h[8..40].copy_from_slice(&material);
     let mut body = encoded.to_vec();
     Cipher::new(&key).seal_in_place(&[0u8; 12], &h, &mut body);
     let mut out = Vec::with_capacity(h.len() + body.len());
     out.extend_from_slice(&h);
     out.extend_from_slice(&body);
-    debug_assert!(out.len() >= envelope::HEADER_LEN + TAG_LEN);
+    debug_assert!(out.len() >= len + TAG_LEN);
     out
 }

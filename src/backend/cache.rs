@@ -62,8 +62,8 @@ impl Backend for PackCache {
         self.inner.create()
     }
 
-    fn read(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
-        self.inner.read(ft, name)
+    fn read(&self, ft: FileType, name: &str, max: u64) -> Result<Vec<u8>> {
+        self.inner.read(ft, name, max)
     }
 
     fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -176,9 +176,9 @@ mod tests {
         fn create(&self) -> Result<()> {
             self.0.create()
         }
-        fn read(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
+        fn read(&self, ft: FileType, name: &str, max: u64) -> Result<Vec<u8>> {
             self.count();
-            self.0.read(ft, name)
+            self.0.read(ft, name, max)
         }
         fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
             self.count();

@@ -111,9 +111,21 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
-    fn read(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
+    fn read(&self, ft: FileType, name: &str, max: u64) -> Result<Vec<u8>> {
+        use std::io::Read;
         let p = self.path(ft, name);
-        fs::read(&p).ctx(|| format!("cannot read {}", p.display()))
+        let f = File::open(&p).ctx(|| format!("cannot read {}", p.display()))?;
+        let size = f.metadata().ctx(|| format!("cannot read {}", p.display()))?.len();
+        if size > max {
+            return Err(super::too_large(ft, name, size, max));
+        }
+        // Never more than `max`, even if the file grows while it is read.
+        let mut out = Vec::with_capacity(size as usize);
+        f.take(max.saturating_add(1)).read_to_end(&mut out).ctx(|| format!("cannot read {}", p.display()))?;
+        if out.len() as u64 > max {
+            return Err(super::too_large(ft, name, out.len() as u64, max));
+        }
+        Ok(out)
     }
 
     fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -275,7 +287,7 @@ mod tests {
         assert_eq!(b.create().unwrap_err().kind(), ErrorKind::AlreadyExists);
         let name = "ab".to_string() + &"0".repeat(62);
         b.write(FileType::Pack, &name, b"hello pack").unwrap();
-        assert_eq!(b.read(FileType::Pack, &name).unwrap(), b"hello pack");
+        assert_eq!(b.read(FileType::Pack, &name, u64::MAX).unwrap(), b"hello pack");
         assert_eq!(b.read_range(FileType::Pack, &name, 6, 100).unwrap(), b"pack");
         assert_eq!(b.list(FileType::Pack).unwrap(), vec![name.clone()]);
         let mode = fs::metadata(b.path(FileType::Pack, &name)).unwrap().permissions().mode();
@@ -283,7 +295,7 @@ mod tests {
         let dmode = fs::metadata(dir.path().join("repo/data")).unwrap().permissions().mode();
         assert_eq!(dmode & 0o777, 0o700);
         b.remove(FileType::Pack, &name).unwrap();
-        assert_eq!(b.read(FileType::Pack, &name).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(b.read(FileType::Pack, &name, u64::MAX).unwrap_err().kind(), ErrorKind::NotFound);
         assert!(!b.exists(FileType::Pack, &name).unwrap());
     }
 
@@ -321,7 +333,11 @@ mod tests {
                     "{cached} bytes of a {len}-byte pack went into the page cache"
                 );
             }
-            assert_eq!(b.read(FileType::Pack, &name).unwrap(), &buf[start..], "pack {i} of {len} bytes");
+            assert_eq!(
+                b.read(FileType::Pack, &name, u64::MAX).unwrap(),
+                &buf[start..],
+                "pack {i} of {len} bytes"
+            );
         }
         // A direct write the filesystem refuses (here: from memory that is not aligned)
         // is redone through the cache, whole.
@@ -365,7 +381,7 @@ mod tests {
         let (buf, start) = buffer(4 * WRITE_ALIGN + 10, 0);
         let name = format!("ab{}", "0".repeat(62));
         b.write(FileType::Pack, &name, &buf[start..]).unwrap();
-        assert_eq!(b.read(FileType::Pack, &name).unwrap(), &buf[start..]);
+        assert_eq!(b.read(FileType::Pack, &name, u64::MAX).unwrap(), &buf[start..]);
         let (_, direct) = direct_io::create(&mnt.join("probe"), true, true).unwrap();
         assert!(!direct, "ramfs took O_DIRECT; the test needs a filesystem that refuses it");
     }

@@ -49,6 +49,23 @@ impl FileType {
         FileType::Log,
     ];
 
+    /// The most bytes an object of this type may have: checked against the stored size
+    /// before an object is read whole. Packs have a tighter limit per repository
+    /// (`Repository::pack_read_limit`); this is the most any pack may reach.
+    pub fn size_limit(self) -> u64 {
+        match self {
+            FileType::Config | FileType::Lock => 64 << 10,
+            // A 64 KiB header, the fixed fields and the wrapped key.
+            FileType::Key => 128 << 10,
+            // Index files prune and repair write hold at most ENTRIES_PER_INDEX_FILE
+            // entries (about 5 MiB); backups write four packs' worth.
+            FileType::Index => 64 << 20,
+            FileType::Snapshot => 16 << 20,
+            FileType::Log => 1 << 20,
+            FileType::Pack => crate::format::pack::MAX_OFFSET as u64 + (64 << 20),
+        }
+    }
+
     /// The folder of this type inside a repository.
     pub fn dir(self) -> &'static str {
         match self {
@@ -68,8 +85,9 @@ pub trait Backend: Send + Sync {
     fn location(&self) -> String;
     /// Create the repository's folders; fails with `AlreadyExists` if a config is there.
     fn create(&self) -> Result<()>;
-    /// Read a whole object.
-    fn read(&self, ft: FileType, name: &str) -> Result<Vec<u8>>;
+    /// Read a whole object of at most `max` bytes. A larger one is refused (*corrupt*, see
+    /// [`too_large`]) before its bytes are read, so a planted huge file costs no memory.
+    fn read(&self, ft: FileType, name: &str, max: u64) -> Result<Vec<u8>>;
     /// Read `len` bytes at `offset`; fewer only if the object ends first.
     fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
     /// Store an object atomically under `name`.
@@ -110,6 +128,14 @@ pub trait Backend: Send + Sync {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The error for an object larger than its type allows: planted or damaged, never read.
+pub fn too_large(ft: FileType, name: &str, size: u64, max: u64) -> crate::error::Error {
+    crate::error::Error::corrupt(format!(
+        "{}/{name} is {size} bytes, more than the {max} such an object may have (planted or damaged); it was not read",
+        ft.dir()
+    ))
 }
 
 /// A temporary file an interrupted write left: its path from the repository's root

@@ -81,8 +81,8 @@ impl Backend for RetryBackend {
         self.run("creating the repository", || self.inner.create())
     }
 
-    fn read(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
-        self.run("reading", || self.inner.read(ft, name))
+    fn read(&self, ft: FileType, name: &str, max: u64) -> Result<Vec<u8>> {
+        self.run("reading", || self.inner.read(ft, name, max))
     }
 
     fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -156,14 +156,14 @@ mod tests {
         fn create(&self) -> Result<()> {
             Ok(())
         }
-        fn read(&self, _: FileType, _: &str) -> Result<Vec<u8>> {
+        fn read(&self, _: FileType, _: &str, _: u64) -> Result<Vec<u8>> {
             if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail {
                 return Err(Error::new(self.kind, "boom"));
             }
             Ok(b"ok".to_vec())
         }
         fn read_range(&self, ft: FileType, n: &str, _: u64, _: u64) -> Result<Vec<u8>> {
-            self.read(ft, n)
+            self.read(ft, n, u64::MAX)
         }
         fn write(&self, _: FileType, _: &str, _: &[u8]) -> Result<()> {
             Ok(())
@@ -175,7 +175,7 @@ mod tests {
             Ok(0)
         }
         fn remove(&self, ft: FileType, n: &str) -> Result<()> {
-            match self.read(ft, n) {
+            match self.read(ft, n, u64::MAX) {
                 Ok(_) => Err(Error::new(ErrorKind::NotFound, "gone")),
                 Err(e) => Err(e),
             }
@@ -191,8 +191,8 @@ mod tests {
 
     #[test]
     fn transient_errors_are_retried_until_the_limit() {
-        assert_eq!(flaky(3, ErrorKind::Io).read(FileType::Pack, "a").unwrap(), b"ok");
-        let e = flaky(4, ErrorKind::Io).read(FileType::Pack, "a").unwrap_err();
+        assert_eq!(flaky(3, ErrorKind::Io).read(FileType::Pack, "a", 9).unwrap(), b"ok");
+        let e = flaky(4, ErrorKind::Io).read(FileType::Pack, "a", 9).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io);
         assert!(e.to_string().starts_with("reading failed 4 times: boom"), "{e}");
     }
@@ -200,8 +200,8 @@ mod tests {
     #[test]
     fn permanent_errors_pass_through_at_once() {
         let b = flaky(1, ErrorKind::PermissionDenied);
-        assert_eq!(b.read(FileType::Pack, "a").unwrap_err().kind(), ErrorKind::PermissionDenied);
-        assert_eq!(b.read(FileType::Pack, "a").unwrap(), b"ok");
+        assert_eq!(b.read(FileType::Pack, "a", 9).unwrap_err().kind(), ErrorKind::PermissionDenied);
+        assert_eq!(b.read(FileType::Pack, "a", 9).unwrap(), b"ok");
     }
 
     #[test]

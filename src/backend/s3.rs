@@ -170,7 +170,9 @@ impl S3Backend {
     }
 
     /// GET an object, or a byte range of it.
-    fn get(&self, ft: FileType, name: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>> {
+    /// GET an object or a range of it; at most `max` bytes of the body are read (a store
+    /// that ignores Range sends the whole object: the part before the range end suffices).
+    fn get(&self, ft: FileType, name: &str, range: Option<(u64, u64)>, max: u64) -> Result<Vec<u8>> {
         let key = self.key(ft, name)?;
         let url = self.bucket.get_object(Some(&self.credentials), &key).sign(SIGNATURE_TTL);
         let mut req = self.agent.get(url.as_str());
@@ -186,12 +188,23 @@ impl S3Backend {
             // The range starts at or past the end: fewer bytes, here none.
             return Ok(Vec::new());
         }
+        if (200..300).contains(&status) && range.is_none() {
+            let declared =
+                resp.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if let Some(size) = declared.filter(|&s| s > max) {
+                return Err(super::too_large(ft, name, size, max));
+            }
+        }
         let mut body = Vec::new();
-        let read = resp.body_mut().as_reader().read_to_end(&mut body);
+        // Error bodies are short; an object body is read only up to one byte past `max`.
+        let read = resp.body_mut().as_reader().take(max.saturating_add(1)).read_to_end(&mut body);
         if !(200..300).contains(&status) {
             return Err(self.status_error("read", &key, status, &String::from_utf8_lossy(&body)));
         }
         read.map_err(|e| transient(format!("cannot read {}", self.describe(&key)), e))?;
+        if range.is_none() && body.len() as u64 > max {
+            return Err(super::too_large(ft, name, body.len() as u64, max));
+        }
         if let (Some((_, len)), 200) = (range, status) {
             // A store that ignores Range sends the whole object; take the part asked for.
             let (offset, _) = range.expect("matched");
@@ -305,12 +318,12 @@ impl Backend for S3Backend {
         Ok(())
     }
 
-    fn read(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
-        self.get(ft, name, None)
+    fn read(&self, ft: FileType, name: &str, max: u64) -> Result<Vec<u8>> {
+        self.get(ft, name, None, max)
     }
 
     fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        self.get(ft, name, Some((offset, len)))
+        self.get(ft, name, Some((offset, len)), offset.saturating_add(len))
     }
 
     fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {

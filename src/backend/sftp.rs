@@ -414,10 +414,13 @@ impl Backend for SftpBackend {
         Ok(())
     }
 
-    fn read(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
+    fn read(&self, ft: FileType, name: &str, max: u64) -> Result<Vec<u8>> {
+        let size = self.size(ft, name)?;
+        if size > max {
+            return Err(super::too_large(ft, name, size, max));
+        }
         let p = self.path(ft, name)?;
         self.run("read", &p.clone(), |c| async move {
-            let size = c.sftp.fs().metadata(&p).await?.len().unwrap_or(0);
             // One request at a time waits a round trip per 256 KiB: a large object is read
             // as several spans at once over the same connection.
             let spans: Vec<_> = (0..size.div_ceil(READ_SPAN).max(1))

@@ -116,6 +116,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     for e in &out.errors {
         eprintln!("cairn: warning: not backed up: {e}");
     }
+    for w in &out.warnings {
+        eprintln!("cairn: warning: {w}");
+    }
     let s = &out.snapshot.summary;
     let mut rec = LogRecord::new("backup", if out.errors.is_empty() { "success" } else { "partial" })
         .figure("files", s.files)

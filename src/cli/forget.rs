@@ -31,7 +31,7 @@ pub struct Args {
     /// ... of each of the N most recent years
     #[arg(long, default_value_t = 0)]
     keep_yearly: u32,
-    /// Keep snapshots within this span of the newest one (e.g. 30d, 2w, 6m, 1y6m)
+    /// Keep snapshots not older than this span before now (e.g. 30d, 2w, 6m, 1y6m)
     #[arg(long, value_parser = |s: &str| Within::parse(s).map_err(|e| e.to_string()))]
     keep_within: Option<Within>,
     /// Keep snapshots with this tag (repeatable)
@@ -98,9 +98,17 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         cairn::repo::refuse_unreadable(&unreadable, &drop, "forget")?;
     } else {
         cairn::repo::refuse_unreadable(&unreadable, &[], "forget")?;
-        let groups = plan(selected, &policy, GroupBy::parse(&a.group_by)?, &jiff::tz::TimeZone::system())?;
+        let tz = jiff::tz::TimeZone::system();
+        let groups = plan(selected, &policy, GroupBy::parse(&a.group_by)?, &tz, jiff::Timestamp::now())?;
         for g in &groups {
             for d in &g.decisions {
+                if d.future && !ctx.quiet {
+                    eprintln!(
+                        "cairn: warning: snapshot {} is dated in the future ({}); it is kept and counts toward no rule until then",
+                        d.id.short(),
+                        format::local_time(d.snapshot.time)
+                    );
+                }
                 if !d.keep() {
                     drop.push(d.id);
                 }
@@ -129,7 +137,8 @@ fn print(ctx: &Ctx, groups: &[cairn::ops::forget::Group], drop: &[cairn::id::Sna
                     .iter()
                     .map(|d| {
                         serde_json::json!({"id": d.id.to_hex(), "time": format::rfc3339(d.snapshot.time),
-                                           "keep": d.keep(), "reasons": d.reasons})
+                                           "keep": d.keep(), "reasons": d.reasons, "future": d.future,
+                                           "written_by": d.snapshot.written_by.name()})
                     })
                     .collect();
                 serde_json::json!({"group": g.key, "snapshots": d})

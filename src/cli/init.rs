@@ -18,10 +18,10 @@ pub struct Args {
     /// Chunk sizes as MIN,AVG,MAX (e.g. 16K,64K,256K)
     #[arg(long, default_value = "16K,64K,256K")]
     chunk_sizes: String,
-    /// Argon2id memory for the key (e.g. 64M); at least 8M
+    /// Argon2id memory for the key (e.g. 64M, 1G); at least 64M
     #[arg(long, default_value = "64M", value_parser = format::parse_size)]
     kdf_memory: u64,
-    /// Argon2id passes for the key; at least 1
+    /// Argon2id passes for the key; at least 3
     #[arg(long, default_value_t = 3)]
     kdf_iterations: u32,
     /// Chunk and name data exactly as this repository does (its chunk sizes and id keys),
@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             parallelism: KdfParams::DEFAULT.parallelism,
         },
     };
-    opts.kdf.check()?;
+    opts.kdf.check_new()?;
     opts.chunker.check()?;
     let location = ctx.location()?;
     let pw = ctx.password(true)?;

@@ -68,10 +68,10 @@ pub struct PasswdArgs {
 
 #[derive(clap::Args)]
 pub struct KdfArgs {
-    /// Argon2id memory for the new key (e.g. 64M, 1G); at least 8M
+    /// Argon2id memory for the new key (e.g. 64M, 1G); at least 64M
     #[arg(long, default_value = "64M", value_parser = format::parse_size)]
     kdf_memory: u64,
-    /// Argon2id passes for the new key; at least 1
+    /// Argon2id passes for the new key; at least 3
     #[arg(long, default_value_t = 3)]
     kdf_iterations: u32,
 }
@@ -85,7 +85,7 @@ impl KdfArgs {
             iterations: self.kdf_iterations,
             parallelism: KdfParams::DEFAULT.parallelism,
         };
-        p.check()?;
+        p.check_new()?;
         Ok(p)
     }
 }

@@ -23,7 +23,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             .map(|e| {
                 serde_json::json!({
                     "seq": e.seq, "time": format::rfc3339(e.time), "host": e.host, "user": e.user,
-                    "key": e.key.to_hex(), "operation": e.operation, "outcome": e.outcome,
+                    "key": e.key.to_hex(), "written_by": e.written_by.name(),
+                    "operation": e.operation, "outcome": e.outcome,
                     "snapshot": e.snapshot.map(|s| s.to_hex()),
                     "figures": e.figures.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
                 })
@@ -37,7 +38,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 vec![
                     e.seq.to_string(),
                     format::local_time(e.time),
-                    format!("{}@{}", e.user, e.host),
+                    format!("{}@{} ({})", e.user, e.host, e.written_by.name()),
                     e.operation.clone(),
                     e.outcome.clone(),
                     e.snapshot.map(|s| s.short()).unwrap_or_default(),

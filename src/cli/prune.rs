@@ -109,6 +109,9 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
 /// What prune found that a user should know: it changes nothing about what is deleted.
 fn warn_about(p: &cairn::ops::prune::PrunePlan) {
     let s = &p.packs;
+    for why in &p.index_files_skipped {
+        eprintln!("cairn: warning: {why}; left out, and replaced by the new index");
+    }
     if !p.packs_missing.is_empty() {
         eprintln!(
             "cairn: warning: index files name {} packs that are not stored; their entries were ignored (`cairn check` tells which snapshots need them)",

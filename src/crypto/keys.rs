@@ -25,6 +25,25 @@ const CTX_SHARED_SEAL: &str = "cairn 2026-11-24 v1 shared object sealing";
 const CTX_PACK_AUTH: &str = "cairn 2026-11-24 v1 sealed object authentication";
 const CTX_SHARED_OBJECT_KEY: &str = "cairn 2026-11-24 v1 shared object key";
 const CTX_SEALED_OBJECT_KEY: &str = "cairn 2026-11-24 v1 sealed object key";
+// Added with envelope version 2 and pack version 3 (format-spec/keys.md).
+const CTX_SHARED_OBJECT_KEY_V2: &str = "cairn 2026-12-04 v2 shared object key";
+const CTX_SEALED_OBJECT_KEY_V2: &str = "cairn 2026-12-04 v2 sealed object key";
+const CTX_ATTESTATION: &str = "cairn 2026-12-04 v2 full key attestation";
+const CTX_HEDGE: &str = "cairn 2026-12-04 v2 hedged randomness";
+
+/// What a sealed object's key is bound to, besides its salt or ephemeral key: the kind of
+/// object (so one object's bytes can never open as another kind), and for the legacy
+/// derivations none (version 1 envelopes, version 1 and 2 packs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// The first derivations: no kind, no repository id.
+    Legacy,
+    /// Bound to an object kind byte (an envelope's type, or [`PACK_KIND`]).
+    Kind(u8),
+}
+
+/// The kind byte packs bind their key to (envelope types are 1 to 5).
+pub const PACK_KIND: u8 = 0x50;
 
 /// What a key may do. Stored in key files; see format-spec/keys.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,13 +166,16 @@ impl MasterKey {
     }
 
     /// Derive all working keys. `public` is the repository public key from the config; it
-    /// must be this key's own.
-    pub fn derive(&self, public: [u8; 32]) -> Result<RepoKeys> {
+    /// must be this key's own. `repo_id` is the config's repository id, which shared
+    /// objects are bound to.
+    pub fn derive(&self, public: [u8; 32], repo_id: [u8; 32]) -> Result<RepoKeys> {
         if self.public != public {
             return Err(Error::corrupt(
                 "the config's public key is not this key's repository public key (config replaced?)",
             ));
         }
+        let attestation =
+            self.read_secret.as_ref().map(|s| blake3::derive_key(CTX_ATTESTATION, s.as_bytes()));
         Ok(RepoKeys {
             kind: self.kind,
             chunk_id: blake3::derive_key(CTX_CHUNK_ID, &self.write_root[..]),
@@ -162,6 +184,8 @@ impl MasterKey {
             shared_seal: blake3::derive_key(CTX_SHARED_SEAL, &self.write_root[..]),
             pack_auth: blake3::derive_key(CTX_PACK_AUTH, &self.write_root[..]),
             public,
+            repo_id,
+            attestation,
             read_secret: self.read_secret.clone(),
         })
     }
@@ -184,6 +208,9 @@ pub struct RepoKeys {
     shared_seal: [u8; 32],
     pack_auth: [u8; 32],
     public: [u8; 32],
+    repo_id: [u8; 32],
+    /// Full keys only: the key of attestations, which prove a full key wrote an object.
+    attestation: Option<[u8; 32]>,
     #[zeroize(skip)] // StaticSecret zeroizes itself on drop
     read_secret: Option<StaticSecret>,
 }
@@ -210,25 +237,52 @@ impl RepoKeys {
         table
     }
 
-    /// The key of one shared object (config, index, lock), from its random salt.
-    pub fn shared_object_key(&self, salt: &[u8; 32]) -> Zeroizing<[u8; 32]> {
-        shared_object_key(&self.shared_seal, salt)
+    /// The key of one shared object (index, lock, log entry), from its salt.
+    pub fn shared_object_key(&self, salt: &[u8; 32], binding: Binding) -> Zeroizing<[u8; 32]> {
+        match binding {
+            Binding::Legacy => shared_object_key(&self.shared_seal, salt),
+            Binding::Kind(kind) => {
+                let mut h = blake3::Hasher::new_derive_key(CTX_SHARED_OBJECT_KEY_V2);
+                h.update(&self.shared_seal).update(&self.repo_id).update(&[kind]).update(salt);
+                Zeroizing::new(*h.finalize().as_bytes())
+            }
+        }
     }
 
-    /// A fresh ephemeral key pair for a new sealed object (pack or snapshot): returns the
-    /// ephemeral public key to store and the object's key.
-    pub fn new_sealed_object_key(&self) -> Result<([u8; 32], Zeroizing<[u8; 32]>)> {
-        let mut eph = Zeroizing::new([0u8; 32]);
-        fill_random(&mut eph[..])?;
-        let eph = StaticSecret::from(*eph);
+    /// 32 bytes for a new object's salt or ephemeral secret: fresh randomness hashed
+    /// with what the object will hold. If the random source ever repeats (a virtual
+    /// machine restored from a snapshot), two objects still get the same key and nonce
+    /// only if they hold the same content, which then seals to the same bytes: a repeat
+    /// never reuses a GCM nonce for two different messages.
+    pub fn hedged(&self, kind: u8, content: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>> {
+        let mut fresh = Zeroizing::new([0u8; 32]);
+        fill_random(&mut fresh[..])?;
+        let mut h = blake3::Hasher::new_derive_key(CTX_HEDGE);
+        h.update(&fresh[..]).update(&[kind]).update(content).update(&self.repo_id);
+        Ok(Zeroizing::new(*h.finalize().as_bytes()))
+    }
+
+    /// A new ephemeral key pair for a sealed object of `kind` (pack or snapshot) whose
+    /// content hashes to `content`: returns the ephemeral public key to store and the
+    /// object's key (bound to `kind`).
+    pub fn new_sealed_object_key(
+        &self,
+        kind: u8,
+        content: &[u8; 32],
+    ) -> Result<([u8; 32], Zeroizing<[u8; 32]>)> {
+        let eph = StaticSecret::from(*self.hedged(kind, content)?);
         let eph_pub = PublicKey::from(&eph).to_bytes();
         let shared = eph.diffie_hellman(&PublicKey::from(self.public));
-        Ok((eph_pub, self.sealed_key(shared.as_bytes(), &eph_pub)))
+        Ok((eph_pub, self.sealed_key(shared.as_bytes(), &eph_pub, Binding::Kind(kind))))
     }
 
     /// The key of a stored sealed object, from its ephemeral public key. Needs the read
     /// secret: a backup-only key gets `PermissionDenied`.
-    pub fn open_sealed_object_key(&self, eph_pub: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>> {
+    pub fn open_sealed_object_key(
+        &self,
+        eph_pub: &[u8; 32],
+        binding: Binding,
+    ) -> Result<Zeroizing<[u8; 32]>> {
         let secret = self.read_secret.as_ref().ok_or_else(|| {
             Error::new(
                 ErrorKind::PermissionDenied,
@@ -236,13 +290,31 @@ impl RepoKeys {
             )
         })?;
         let shared = secret.diffie_hellman(&PublicKey::from(*eph_pub));
-        Ok(self.sealed_key(shared.as_bytes(), eph_pub))
+        Ok(self.sealed_key(shared.as_bytes(), eph_pub, binding))
     }
 
-    fn sealed_key(&self, shared: &[u8; 32], eph_pub: &[u8; 32]) -> Zeroizing<[u8; 32]> {
-        let mut h = blake3::Hasher::new_derive_key(CTX_SEALED_OBJECT_KEY);
+    fn sealed_key(&self, shared: &[u8; 32], eph_pub: &[u8; 32], binding: Binding) -> Zeroizing<[u8; 32]> {
+        let mut h = match binding {
+            Binding::Legacy => blake3::Hasher::new_derive_key(CTX_SEALED_OBJECT_KEY),
+            Binding::Kind(_) => blake3::Hasher::new_derive_key(CTX_SEALED_OBJECT_KEY_V2),
+        };
         h.update(shared).update(eph_pub).update(&self.public).update(&self.pack_auth);
+        if let Binding::Kind(kind) = binding {
+            h.update(&[kind]);
+        }
         Zeroizing::new(*h.finalize().as_bytes())
+    }
+
+    /// The attestation of an object whose attested bytes are `attested`: only a full key
+    /// can compute it (its key comes from the read secret). `None` for a backup-only key.
+    pub fn attest(&self, attested: &[u8]) -> Option<[u8; 32]> {
+        self.attestation.as_ref().map(|k| *blake3::keyed_hash(k, attested).as_bytes())
+    }
+
+    /// Whether `tag` attests `attested`: `None` when this key cannot tell (backup-only).
+    pub fn check_attestation(&self, attested: &[u8], tag: &[u8; 32]) -> Option<bool> {
+        // blake3::Hash compares in constant time.
+        self.attestation.as_ref().map(|k| blake3::keyed_hash(k, attested) == blake3::Hash::from(*tag))
     }
 
     pub fn can_read(&self) -> bool {
@@ -275,10 +347,36 @@ impl KdfParams {
     /// 64 MiB). The lanes are filled in parallel, so unlocking a repository (every command
     /// pays it) takes half the time on two cores for the same memory and passes.
     pub const DEFAULT: KdfParams = KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 4 };
-    /// The weakest parameters a key file may use; weaker ones are refused on open.
+    /// The weakest parameters a key file may use; weaker ones are refused on open. Key
+    /// files older cairns made this weak still open.
     pub const FLOOR: KdfParams = KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 };
-    /// The strongest accepted: a hostile key file must not make us allocate without bound.
-    pub const CEILING: KdfParams = KdfParams { memory_kib: 4 * 1024 * 1024, iterations: 64, parallelism: 16 };
+    /// The weakest parameters a new key may have: RFC 9106's second recommended setting
+    /// (64 MiB, 3 passes), with any number of lanes.
+    pub const NEW_KEY_FLOOR: KdfParams = KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 };
+    /// The strongest accepted: a planted key file must not make an open allocate or run
+    /// without bound (1 GiB and 16 passes is already tens of seconds).
+    pub const CEILING: KdfParams = KdfParams { memory_kib: 1024 * 1024, iterations: 16, parallelism: 16 };
+
+    /// What one derivation costs, in KiB-passes: the order in which key files are tried.
+    pub fn cost(&self) -> u64 {
+        u64::from(self.memory_kib) * u64::from(self.iterations)
+    }
+
+    /// Check parameters for a new key: within the ceiling and at least [`Self::NEW_KEY_FLOOR`].
+    pub fn check_new(&self) -> Result<()> {
+        self.check()?;
+        let lo = Self::NEW_KEY_FLOOR;
+        if self.memory_kib < lo.memory_kib || self.iterations < lo.iterations {
+            return Err(Error::invalid(format!(
+                "Argon2id for a new key needs at least {} MiB and {} passes (RFC 9106), not {} KiB and {}; raise --kdf-memory / --kdf-iterations",
+                lo.memory_kib / 1024,
+                lo.iterations,
+                self.memory_kib,
+                self.iterations
+            )));
+        }
+        Ok(())
+    }
 
     pub fn check(&self) -> Result<()> {
         let (lo, hi) = (Self::FLOOR, Self::CEILING);
@@ -333,20 +431,45 @@ mod tests {
         assert!(bb.read_secret.is_none());
         assert_eq!(bb.public_key(), m.public_key());
         // A backup-only key refuses a config whose public key was swapped.
-        assert!(bb.derive([7u8; 32]).is_err());
+        assert!(bb.derive([7u8; 32], [0; 32]).is_err());
         assert!(MasterKey::from_bytes(&m.to_bytes()[..40]).is_err());
         assert!(MasterKey::from_bytes(&[]).is_err());
+    }
+
+    #[test]
+    fn only_full_keys_attest_and_bindings_separate_keys() {
+        let m = MasterKey::generate().unwrap();
+        let full = m.derive(m.public_key(), [1; 32]).unwrap();
+        let writer = m.backup_only().derive(m.public_key(), [1; 32]).unwrap();
+        let tag = full.attest(b"snapshot").unwrap();
+        assert_eq!(full.check_attestation(b"snapshot", &tag), Some(true));
+        assert_eq!(full.check_attestation(b"snapshot!", &tag), Some(false));
+        assert_eq!(writer.attest(b"snapshot"), None);
+        assert_eq!(writer.check_attestation(b"snapshot", &tag), None);
+        // Shared keys: bound to the kind and the repository id.
+        let other_repo = m.derive(m.public_key(), [2; 32]).unwrap();
+        let salt = [7; 32];
+        let k = full.shared_object_key(&salt, Binding::Kind(2));
+        assert_eq!(*k, *writer.shared_object_key(&salt, Binding::Kind(2)));
+        assert_ne!(*k, *full.shared_object_key(&salt, Binding::Kind(4)));
+        assert_ne!(*k, *other_repo.shared_object_key(&salt, Binding::Kind(2)));
+        assert_ne!(*k, *full.shared_object_key(&salt, Binding::Legacy));
+        // Sealed keys: bound to the kind.
+        let (eph, key) = writer.new_sealed_object_key(PACK_KIND, &[0; 32]).unwrap();
+        assert_eq!(*full.open_sealed_object_key(&eph, Binding::Kind(PACK_KIND)).unwrap(), *key);
+        assert_ne!(*full.open_sealed_object_key(&eph, Binding::Kind(3)).unwrap(), *key);
+        assert_ne!(*full.open_sealed_object_key(&eph, Binding::Legacy).unwrap(), *key);
     }
 
     #[test]
     fn backup_only_keys_write_what_full_keys_read_but_cannot_read() {
         let m = MasterKey::generate().unwrap();
         let public = m.public_key();
-        let full = m.derive(public).unwrap();
-        let writer = m.backup_only().derive(public).unwrap();
-        let (eph, k_written) = writer.new_sealed_object_key().unwrap();
-        assert_eq!(*full.open_sealed_object_key(&eph).unwrap(), *k_written);
-        let err = writer.open_sealed_object_key(&eph).unwrap_err();
+        let full = m.derive(public, [0; 32]).unwrap();
+        let writer = m.backup_only().derive(public, [0; 32]).unwrap();
+        let (eph, k_written) = writer.new_sealed_object_key(3, &[0; 32]).unwrap();
+        assert_eq!(*full.open_sealed_object_key(&eph, Binding::Kind(3)).unwrap(), *k_written);
+        let err = writer.open_sealed_object_key(&eph, Binding::Kind(3)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
         // Ids agree between the two, so the backup-only key dedups against full-key data.
         assert_eq!(full.chunk_id(b"x"), writer.chunk_id(b"x"));
@@ -357,19 +480,20 @@ mod tests {
     fn a_key_sharing_ids_agrees_on_ids_but_reads_nothing_of_the_other() {
         let m = MasterKey::generate().unwrap();
         let other = m.sharing_ids().unwrap();
-        let (a, b) = (m.derive(m.public_key()).unwrap(), other.derive(other.public_key()).unwrap());
+        let (a, b) =
+            (m.derive(m.public_key(), [0; 32]).unwrap(), other.derive(other.public_key(), [0; 32]).unwrap());
         assert_eq!(a.chunk_id(b"x"), b.chunk_id(b"x"));
         assert_eq!(a.tree_id(b"x"), b.tree_id(b"x"));
         assert_eq!(a.gear_table(), b.gear_table());
         assert_ne!(m.public_key(), other.public_key());
-        let (eph, k) = a.new_sealed_object_key().unwrap();
-        assert_ne!(*b.open_sealed_object_key(&eph).unwrap(), *k);
+        let (eph, k) = a.new_sealed_object_key(PACK_KIND, &[0; 32]).unwrap();
+        assert_ne!(*b.open_sealed_object_key(&eph, Binding::Kind(PACK_KIND)).unwrap(), *k);
     }
 
     #[test]
     fn a_different_public_key_is_refused() {
         let m = MasterKey::generate().unwrap();
-        assert!(m.derive([9u8; 32]).is_err());
+        assert!(m.derive([9u8; 32], [0; 32]).is_err());
     }
 
     #[test]
@@ -377,6 +501,13 @@ mod tests {
         assert!(KdfParams::DEFAULT.check().is_ok());
         let weak = KdfParams { memory_kib: 1024, ..KdfParams::FLOOR };
         assert!(weak.check().is_err());
+        assert!(KdfParams::FLOOR.check().is_ok() && KdfParams::FLOOR.check_new().is_err());
+        assert!(KdfParams::DEFAULT.check_new().is_ok() && KdfParams::NEW_KEY_FLOOR.check_new().is_ok());
+        assert!(KdfParams { iterations: 2, ..KdfParams::DEFAULT }.check_new().is_err());
+        assert!(
+            KdfParams { memory_kib: 2 << 20, ..KdfParams::DEFAULT }.check().is_err(),
+            "above the ceiling"
+        );
         let huge = KdfParams { memory_kib: u32::MAX, ..KdfParams::FLOOR };
         assert!(huge.check().is_err());
         let k1 = KdfParams::FLOOR.derive_kek(b"pw", &[1; 32]).unwrap();

@@ -1,33 +1,48 @@
-//! The envelope of every sealed file object (config, index, snapshot, lock): a fixed
-//! 40-byte header, then the AES-256-GCM sealed, compression-encoded payload.
+//! The envelope of every sealed file object (config, index, snapshot, lock, log entry): a
+//! fixed header, then the AES-256-GCM sealed, compression-encoded payload.
 //!
+//! Version 2 (written since 2026-12-04):
 //! ```text
 //! 0   4  magic "CRNO"
-//! 4   1  envelope version (1)
+//! 4   1  envelope version (2)
 //! 5   1  object type (ObjectType)
-//! 6   1  seal mode: 1 shared (bytes 8..40 are a random salt), 2 sealed to the repository
+//! 6   1  seal mode: 1 shared (bytes 8..40 are a salt), 2 sealed to the repository
 //!        public key (bytes 8..40 are an ephemeral X25519 public key)
-//! 7   1  reserved, 0
-//! 8   32 salt or ephemeral public key
-//! 40  ..  ciphertext of compress::encode(payload), then the 16-byte tag
+//! 7   1  writer: 1 a full key, 2 a backup-only key
+//! 8   32 salt or ephemeral public key (hedged: see RepoKeys::hedged)
+//! 40  32 attestation: a full writer's KH(attestation key, bytes 0..40 || H(payload));
+//!        32 zero bytes from a backup-only writer
+//! 72  ..  ciphertext of compress::encode(payload), then the 16-byte tag
 //! ```
-//! The key is unique to the object (derived from the salt or the ephemeral key), so the
-//! nonce is 12 zero bytes; the associated data is the 40-byte header, which binds the
-//! object type: an index cannot be served where a snapshot is expected.
+//! The key is unique to the object and bound to its type (and, for shared objects, to the
+//! repository id), so the nonce is 12 zero bytes; the associated data is the 72-byte
+//! header. Only a full key can make an attestation, so a reader with a full key knows
+//! whether a full key wrote an object: retention, the activity log and `supersedes` rely
+//! on that against a backup-only key holder.
+//!
+//! Version 1 (still read): a 40-byte header whose byte 7 is 0, no attestation, and the
+//! first key derivations (no type, no repository id). The config is always version 1: it
+//! is sealed before the keys that bind to the repository exist, and is bound to its
+//! repository by the public key it holds (keys.md).
 
 use crate::compress;
 use crate::crypto::aead::{Cipher, TAG_LEN};
-use crate::crypto::keys::{fill_random, shared_object_key, MasterKey, RepoKeys};
+use crate::crypto::keys::{fill_random, shared_object_key, Binding, KeyKind, MasterKey, RepoKeys};
 use crate::error::{Error, ErrorKind, Result};
 
 pub const MAGIC: &[u8; 4] = b"CRNO";
-pub const VERSION: u8 = 1;
-pub const HEADER_LEN: usize = 40;
+/// The version this cairn writes.
+pub const VERSION: u8 = 2;
+pub const VERSION_1: u8 = 1;
+pub const HEADER_LEN: usize = 72;
+pub const HEADER_LEN_V1: usize = 40;
 /// Largest payload any object may decode to.
 pub const MAX_PAYLOAD: usize = 256 << 20;
 
 const MODE_SHARED: u8 = 1;
 const MODE_SEALED: u8 = 2;
+const WRITER_FULL: u8 = 1;
+const WRITER_BACKUP_ONLY: u8 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectType {
@@ -57,45 +72,91 @@ impl ObjectType {
     }
 }
 
-fn header(ty: ObjectType, material: &[u8; 32]) -> [u8; HEADER_LEN] {
+/// Who wrote an object, as far as the reader can prove.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WrittenBy {
+    /// A full key: its attestation verified.
+    FullKey,
+    /// Said to be a backup-only key (any write-root holder can write such an object).
+    BackupOnlyKey,
+    /// Not known: a version 1 object, or a full key's claim that this reader (holding a
+    /// backup-only key) cannot check.
+    #[default]
+    Unknown,
+}
+
+impl WrittenBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            WrittenBy::FullKey => "full key",
+            WrittenBy::BackupOnlyKey => "backup-only key",
+            WrittenBy::Unknown => "unknown",
+        }
+    }
+}
+
+/// An opened object: its payload and who wrote it.
+pub struct Opened {
+    pub payload: Vec<u8>,
+    pub written_by: WrittenBy,
+}
+
+/// The bytes an attestation covers: the first 40 header bytes and the payload's hash.
+fn attested(head40: &[u8], payload: &[u8]) -> [u8; 72] {
+    let mut a = [0u8; 72];
+    a[..40].copy_from_slice(&head40[..40]);
+    a[40..].copy_from_slice(blake3::hash(payload).as_bytes());
+    a
+}
+
+/// Seal an object of `ty` with the repository keys (version 2).
+pub fn seal(keys: &RepoKeys, ty: ObjectType, payload: &[u8]) -> Result<Vec<u8>> {
+    let content = *blake3::hash(payload).as_bytes();
+    let (material, key) = match ty.mode() {
+        MODE_SHARED => {
+            let salt = *keys.hedged(ty as u8, &content)?;
+            (salt, keys.shared_object_key(&salt, Binding::Kind(ty as u8)))
+        }
+        _ => keys.new_sealed_object_key(ty as u8, &content)?,
+    };
     let mut h = [0u8; HEADER_LEN];
     h[..4].copy_from_slice(MAGIC);
     h[4] = VERSION;
     h[5] = ty as u8;
     h[6] = ty.mode();
-    h[8..].copy_from_slice(material);
-    h
-}
-
-fn seal_with(ty: ObjectType, material: [u8; 32], key: &[u8; 32], payload: &[u8]) -> Vec<u8> {
-    let h = header(ty, &material);
+    h[7] = if keys.kind == KeyKind::Full { WRITER_FULL } else { WRITER_BACKUP_ONLY };
+    h[8..40].copy_from_slice(&material);
+    if let Some(tag) = keys.attest(&attested(&h, payload)) {
+        h[40..].copy_from_slice(&tag);
+    }
     let mut body = compress::encode(payload, 3);
-    Cipher::new(key).seal_in_place(&[0u8; 12], &h, &mut body);
+    Cipher::new(&key).seal_in_place(&[0u8; 12], &h, &mut body);
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&h);
     out.extend_from_slice(&body);
-    out
+    Ok(out)
 }
 
-/// Check the header of `bytes` for `ty`; returns the salt or ephemeral key.
-pub fn parse_header(ty: ObjectType, bytes: &[u8]) -> Result<[u8; 32]> {
-    if bytes.len() < HEADER_LEN + TAG_LEN + 1 {
+/// Check the fixed part of the header of `bytes` for `ty` (magic, version, type, mode);
+/// returns the version.
+fn check_header(ty: ObjectType, bytes: &[u8]) -> Result<u8> {
+    if bytes.len() < HEADER_LEN_V1 + TAG_LEN + 1 {
         return Err(Error::corrupt(format!("{} object too short ({} bytes)", ty.name(), bytes.len())));
     }
     if &bytes[..4] != MAGIC {
         return Err(Error::corrupt(format!("not a cairn {} object (bad magic)", ty.name())));
     }
-    if bytes[4] != VERSION {
+    let version = bytes[4];
+    if version != VERSION && version != VERSION_1 {
         return Err(Error::new(
             ErrorKind::Unsupported,
             format!(
-                "{} object has envelope version {}; this cairn reads version {VERSION}",
-                ty.name(),
-                bytes[4]
+                "{} object has envelope version {version}; this cairn reads versions 1 and {VERSION}; upgrade cairn",
+                ty.name()
             ),
         ));
     }
-    if bytes[5] != ty as u8 || bytes[6] != ty.mode() || bytes[7] != 0 {
+    if bytes[5] != ty as u8 || bytes[6] != ty.mode() {
         return Err(Error::corrupt(format!(
             "object type {} / mode {} found where a {} was expected",
             bytes[5],
@@ -103,54 +164,102 @@ pub fn parse_header(ty: ObjectType, bytes: &[u8]) -> Result<[u8; 32]> {
             ty.name()
         )));
     }
+    let writer_ok = match version {
+        VERSION_1 => bytes[7] == 0,
+        _ => matches!(bytes[7], WRITER_FULL | WRITER_BACKUP_ONLY) && bytes.len() > HEADER_LEN + TAG_LEN,
+    };
+    if !writer_ok {
+        return Err(Error::corrupt(format!("{} object header is malformed", ty.name())));
+    }
+    Ok(version)
+}
+
+/// Check the header of `bytes` for `ty`; returns the salt or ephemeral key.
+pub fn parse_header(ty: ObjectType, bytes: &[u8]) -> Result<[u8; 32]> {
+    check_header(ty, bytes)?;
     Ok(bytes[8..40].try_into().expect("32 bytes"))
 }
 
-fn open_with(ty: ObjectType, key: &[u8; 32], bytes: &[u8]) -> Result<Vec<u8>> {
-    let mut body = bytes[HEADER_LEN..].to_vec();
+fn open_with(ty: ObjectType, key: &[u8; 32], header_len: usize, bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut body = bytes[header_len..].to_vec();
     Cipher::new(key)
-        .open_in_place(&[0u8; 12], &bytes[..HEADER_LEN], &mut body)
+        .open_in_place(&[0u8; 12], &bytes[..header_len], &mut body)
         .map_err(|e| e.wrap(ty.name()))?;
     compress::decode(&body, MAX_PAYLOAD).map_err(|e| e.wrap(ty.name()))
 }
 
-/// Seal an object of `ty` with the repository keys.
-pub fn seal(keys: &RepoKeys, ty: ObjectType, payload: &[u8]) -> Result<Vec<u8>> {
-    match ty.mode() {
-        MODE_SHARED => {
-            let mut salt = [0u8; 32];
-            fill_random(&mut salt)?;
-            Ok(seal_with(ty, salt, &keys.shared_object_key(&salt), payload))
-        }
-        _ => {
-            let (eph, key) = keys.new_sealed_object_key()?;
-            Ok(seal_with(ty, eph, &key, payload))
-        }
-    }
-}
-
 /// Check and open an object of `ty`.
 pub fn open(keys: &RepoKeys, ty: ObjectType, bytes: &[u8]) -> Result<Vec<u8>> {
-    let material = parse_header(ty, bytes)?;
-    let key = match ty.mode() {
-        MODE_SHARED => keys.shared_object_key(&material),
-        _ => keys.open_sealed_object_key(&material)?,
-    };
-    open_with(ty, &key, bytes)
+    open_attested(keys, ty, bytes).map(|o| o.payload)
 }
 
-/// The config is sealed before the repository keys exist (it holds the public key).
+/// Check and open an object of `ty`, and tell who wrote it. A full key's attestation that
+/// does not verify is damage (or forgery), reported as *corrupt*.
+pub fn open_attested(keys: &RepoKeys, ty: ObjectType, bytes: &[u8]) -> Result<Opened> {
+    let version = check_header(ty, bytes)?;
+    let material: [u8; 32] = bytes[8..40].try_into().expect("32 bytes");
+    let (binding, header_len) = match version {
+        VERSION_1 => (Binding::Legacy, HEADER_LEN_V1),
+        _ => (Binding::Kind(ty as u8), HEADER_LEN),
+    };
+    let key = match ty.mode() {
+        MODE_SHARED => keys.shared_object_key(&material, binding),
+        _ => keys.open_sealed_object_key(&material, binding)?,
+    };
+    let payload = open_with(ty, &key, header_len, bytes)?;
+    let written_by = match (version, bytes[7]) {
+        (VERSION_1, _) => WrittenBy::Unknown,
+        (_, WRITER_FULL) => {
+            let tag: [u8; 32] = bytes[40..72].try_into().expect("32 bytes");
+            match keys.check_attestation(&attested(bytes, &payload), &tag) {
+                Some(true) => WrittenBy::FullKey,
+                Some(false) => {
+                    return Err(Error::corrupt(format!(
+                        "{} claims a full key wrote it, but its attestation does not verify",
+                        ty.name()
+                    )))
+                }
+                None => WrittenBy::Unknown,
+            }
+        }
+        _ if bytes[40..72] != [0u8; 32] => {
+            return Err(Error::corrupt(format!(
+                "{} from a backup-only key carries an attestation",
+                ty.name()
+            )))
+        }
+        _ => WrittenBy::BackupOnlyKey,
+    };
+    Ok(Opened { payload, written_by })
+}
+
+/// The config is sealed before the repository keys exist (it holds the public key and
+/// the repository id), with the shared key itself, in a version 1 envelope.
 pub fn seal_config(master: &MasterKey, payload: &[u8]) -> Result<Vec<u8>> {
     let mut salt = [0u8; 32];
     fill_random(&mut salt)?;
     let key = shared_object_key(&master.shared_seal_key(), &salt);
-    Ok(seal_with(ObjectType::Config, salt, &key, payload))
+    let mut h = [0u8; HEADER_LEN_V1];
+    h[..4].copy_from_slice(MAGIC);
+    h[4] = VERSION_1;
+    h[5] = ObjectType::Config as u8;
+    h[6] = MODE_SHARED;
+    h[8..].copy_from_slice(&salt);
+    let mut body = compress::encode(payload, 3);
+    Cipher::new(&key).seal_in_place(&[0u8; 12], &h, &mut body);
+    Ok([&h[..], &body].concat())
 }
 
 pub fn open_config(master: &MasterKey, bytes: &[u8]) -> Result<Vec<u8>> {
-    let salt = parse_header(ObjectType::Config, bytes)?;
+    if check_header(ObjectType::Config, bytes)? != VERSION_1 {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "the config has an envelope version this cairn does not read",
+        ));
+    }
+    let salt: [u8; 32] = bytes[8..40].try_into().expect("32 bytes");
     let key = shared_object_key(&master.shared_seal_key(), &salt);
-    open_with(ObjectType::Config, &key, bytes)
+    open_with(ObjectType::Config, &key, HEADER_LEN_V1, bytes)
 }
 
 #[cfg(test)]
@@ -159,7 +268,75 @@ mod tests {
 
     fn keys() -> RepoKeys {
         let m = MasterKey::generate().unwrap();
-        m.derive(m.public_key()).unwrap()
+        m.derive(m.public_key(), [3; 32]).unwrap()
+    }
+
+    /// A version 1 object, as cairn wrote them before envelope version 2.
+    fn seal_v1(k: &RepoKeys, ty: ObjectType, payload: &[u8]) -> Vec<u8> {
+        let salt = [9u8; 32];
+        let key = match ty.mode() {
+            MODE_SHARED => k.shared_object_key(&salt, Binding::Legacy),
+            _ => panic!("only shared objects here"),
+        };
+        let mut h = [0u8; HEADER_LEN_V1];
+        h[..4].copy_from_slice(MAGIC);
+        h[4] = VERSION_1;
+        h[5] = ty as u8;
+        h[6] = ty.mode();
+        h[8..].copy_from_slice(&salt);
+        let mut body = compress::encode(payload, 3);
+        Cipher::new(&key).seal_in_place(&[0u8; 12], &h, &mut body);
+        [&h[..], &body].concat()
+    }
+
+    #[test]
+    fn writers_are_told_apart_and_a_forged_claim_is_refused() {
+        let m = MasterKey::generate().unwrap();
+        let full = m.derive(m.public_key(), [3; 32]).unwrap();
+        let backup = m.backup_only().derive(m.public_key(), [3; 32]).unwrap();
+        let by_full = seal(&full, ObjectType::Index, b"i").unwrap();
+        let by_backup = seal(&backup, ObjectType::Index, b"i").unwrap();
+        assert_eq!(open_attested(&full, ObjectType::Index, &by_full).unwrap().written_by, WrittenBy::FullKey);
+        assert_eq!(
+            open_attested(&backup, ObjectType::Index, &by_full).unwrap().written_by,
+            WrittenBy::Unknown
+        );
+        assert_eq!(
+            open_attested(&full, ObjectType::Index, &by_backup).unwrap().written_by,
+            WrittenBy::BackupOnlyKey
+        );
+        // A backup-only key cannot claim to be a full key: it has no attestation key, and
+        // copying one from another object does not verify.
+        let mut claim = by_backup.clone();
+        claim[7] = WRITER_FULL;
+        claim[40..72].copy_from_slice(&by_full[40..72]);
+        assert!(open_attested(&full, ObjectType::Index, &claim).is_err());
+        // Version 1 objects still open, writer unknown.
+        let old = seal_v1(&full, ObjectType::Index, b"old");
+        let o = open_attested(&full, ObjectType::Index, &old).unwrap();
+        assert_eq!((o.payload.as_slice(), o.written_by), (&b"old"[..], WrittenBy::Unknown));
+    }
+
+    #[test]
+    fn shared_objects_of_a_sibling_repository_do_not_open() {
+        let m = MasterKey::generate().unwrap();
+        let sibling = m.sharing_ids().unwrap();
+        let (ours, theirs) = (
+            m.derive(m.public_key(), [1; 32]).unwrap(),
+            sibling.derive(sibling.public_key(), [2; 32]).unwrap(),
+        );
+        for ty in [ObjectType::Index, ObjectType::Lock, ObjectType::Log] {
+            let foreign = seal(&theirs, ty, b"x").unwrap();
+            assert!(open(&ours, ty, &foreign).is_err(), "{ty:?}");
+        }
+    }
+
+    #[test]
+    fn the_config_stays_version_1_and_opens_with_the_master_key() {
+        let m = MasterKey::generate().unwrap();
+        let c = seal_config(&m, b"config").unwrap();
+        assert_eq!(c[4], VERSION_1);
+        assert_eq!(open_config(&m, &c).unwrap(), b"config");
     }
 
     #[test]

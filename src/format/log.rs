@@ -8,6 +8,7 @@
 //! number n: the chain forks and the next entry joins both). A removed entry leaves a gap
 //! in the numbers or a dangling `prev`; an altered one no longer matches its name.
 
+use super::envelope::WrittenBy;
 use super::{decode_versioned, encode_versioned, Timespec};
 use crate::error::{Error, Result};
 use crate::id::{KeyId, SnapshotId};
@@ -31,6 +32,9 @@ pub struct LogEntry {
     pub snapshot: Option<SnapshotId>,
     /// Figures of the operation (bytes added, files, duration, damage found, ...).
     pub figures: Vec<(String, String)>,
+    /// Who wrote it, as proven by the envelope when it was read (not encoded).
+    #[serde(skip)]
+    pub written_by: WrittenBy,
 }
 
 impl LogEntry {

@@ -17,8 +17,11 @@
 //! T+L+4 4  magic "CRNT"
 //! ```
 //!
-//! Version 1 packs hold one blob per frame, with `kind || id` as associated data, and
-//! 45-byte entries without `start`.
+//! Version 3 (written since 2026-12-04) binds the pack key to the kind of object (a pack)
+//! and hedges the ephemeral key against a repeating random source (keys.rs); its layout
+//! is that of version 2. Version 2 packs have the first key derivation. Version 1 packs
+//! hold one blob per frame, with `kind || id` as associated data, and 45-byte entries
+//! without `start`.
 
 use super::Reader;
 use crate::crypto::aead::TAG_LEN;
@@ -28,7 +31,9 @@ use crate::id::{BlobId, BlobKind};
 pub const MAGIC: &[u8; 4] = b"CRNP";
 pub const TRAILER_MAGIC: &[u8; 4] = b"CRNT";
 /// The version this cairn writes.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
+/// Frames, with the first key derivation.
+pub const VERSION_2: u8 = 2;
 /// The first version: one blob per frame.
 pub const VERSION_1: u8 = 1;
 pub const HEADER_LEN: usize = 40;
@@ -147,11 +152,11 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
         return Err(Error::corrupt("not a cairn pack (bad magic)"));
     }
     let version = bytes[4];
-    if version != VERSION && version != VERSION_1 {
+    if !(VERSION_1..=VERSION).contains(&version) {
         return Err(Error::new(
             ErrorKind::Unsupported,
             format!(
-                "pack version {version} is not supported (this cairn reads 1 and {VERSION}); upgrade cairn"
+                "pack version {version} is not supported (this cairn reads 1 to {VERSION}); upgrade cairn"
             ),
         ));
     }

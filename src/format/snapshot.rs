@@ -2,6 +2,7 @@
 //! of type Snapshot (sealed to the repository public key). Encoding: version byte (1),
 //! then postcard `Snapshot`.
 
+use super::envelope::WrittenBy;
 use super::{decode_versioned, encode_versioned, Timespec};
 use crate::error::Result;
 use crate::id::{SnapshotId, TreeId};
@@ -29,6 +30,10 @@ pub struct Snapshot {
     pub summary: Summary,
     /// The cairn version that wrote it.
     pub program: String,
+    /// Who wrote it, as proven by the envelope's attestation when the snapshot was read
+    /// (not part of the encoding: set by `Repository::load_snapshot`).
+    #[serde(skip)]
+    pub written_by: WrittenBy,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,11 @@
 //!   format-spec/objects.md): prune and repair write them, and they name every pack that
 //!   stays; a file that claims to supersede others without that attestation supersedes
 //!   nothing;
-//! - a pack named only by superseded files does not count.
+//! - a pack named only by superseded files does not count;
+//! - an index file that does not open (damaged, planted, or another repository's) is left
+//!   out and reported, never a reason to stop: its packs' blobs are then stored again by
+//!   backups, and prune reads those packs' own tables. An index file written by a newer
+//!   cairn stops the load instead (it may name packs this cairn cannot judge).
 //!
 //! The pack listing is taken before the index files are read: a pack a concurrent backup
 //! writes in between is then left out (and its blobs stored again), never the reverse.
@@ -18,7 +22,7 @@
 use super::{Index, IndexBuilder};
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::envelope::{self, ObjectType};
+use crate::format::envelope::{self, ObjectType, WrittenBy};
 use crate::format::index::IndexFile;
 use crate::format::pack::Entry;
 use crate::id::{IndexId, PackId};
@@ -84,22 +88,19 @@ impl Coverage {
 }
 
 impl Index {
-    /// Load the index; a damaged index file is an error.
+    /// Load the index from every index file that opens; the ones that do not are named in
+    /// `skipped_files`, for the caller to report.
     pub fn load(repo: &Repository) -> Result<Index> {
-        let (idx, mut load) = Self::load_reporting(repo, true)?;
-        match load.damaged.pop() {
-            Some((_, e)) => Err(e),
-            None => Ok(idx),
-        }
+        Self::load_reporting(repo).map(|(idx, _)| idx)
     }
 
-    /// Load the index from every index file that opens; what was left out is reported.
-    pub fn load_reporting(repo: &Repository, stop_at_damage: bool) -> Result<(Index, IndexLoad)> {
+    /// Load the index from every index file that opens, with what was left out.
+    pub fn load_reporting(repo: &Repository) -> Result<(Index, IndexLoad)> {
         let stored = stored_packs(repo)?;
         let mut builder = IndexBuilder::default();
         let mut coverage = Coverage::default();
         let mut too_many = None;
-        let damaged = for_each_index_file(repo, stop_at_damage, |id, file, attested| {
+        let damaged = for_each_index_file(repo, |id, file, attested| {
             coverage.add_file(id, &file, attested);
             for (pack, list) in &file.packs {
                 if stored.contains(pack) {
@@ -115,6 +116,7 @@ impl Index {
         let load = coverage.report(&stored, damaged);
         let mut idx = builder.build_keeping(|p| coverage.live(p));
         idx.files = load.files.clone();
+        idx.skipped_files = load.damaged.iter().map(|(name, e)| format!("index file {name}: {e}")).collect();
         Ok((idx, load))
     }
 }
@@ -126,7 +128,7 @@ pub fn load_pack_lists_reporting(repo: &Repository) -> Result<(HashMap<PackId, V
     let stored = stored_packs(repo)?;
     let mut coverage = Coverage::default();
     let mut packs: HashMap<PackId, Vec<Entry>> = HashMap::new();
-    let damaged = for_each_index_file(repo, false, |id, file, attested| {
+    let damaged = for_each_index_file(repo, |id, file, attested| {
         coverage.add_file(id, &file, attested);
         for (pack, list) in file.packs {
             packs.entry(pack).or_default().extend(list);
@@ -150,11 +152,10 @@ fn stored_packs(repo: &Repository) -> Result<HashSet<PackId>> {
 }
 
 /// Run `f` on every index file that opens, with whether a full key attested it; returns
-/// the damaged ones (stopping at the first if `stop_at_damage`). Errors other than damage
-/// (I/O, permission) are returned.
+/// the ones that do not. Errors other than damage (I/O, permission, a file of a newer
+/// cairn) are returned.
 fn for_each_index_file(
     repo: &Repository,
-    stop_at_damage: bool,
     mut f: impl FnMut(IndexId, IndexFile, bool),
 ) -> Result<Vec<(String, Error)>> {
     let mut damaged = Vec::new();
@@ -162,16 +163,11 @@ fn for_each_index_file(
         let loaded = IndexId::from_hex(&name).and_then(|id| Ok((id, open_index_file(repo, &id)?)));
         match loaded {
             Ok((id, (file, attested))) => f(id, file, attested),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::Corrupt | ErrorKind::InvalidInput | ErrorKind::Unsupported
-                ) =>
-            {
-                damaged.push((name.clone(), e.wrap(format!("index file {name}"))));
-                if stop_at_damage {
-                    break;
-                }
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::InvalidInput) => {
+                damaged.push((name, e));
+            }
+            Err(e) if e.kind() == ErrorKind::Unsupported => {
+                return Err(e.wrap(format!("index file {name} was written by a newer cairn; upgrade cairn")))
             }
             Err(e) => return Err(e),
         }
@@ -186,12 +182,12 @@ pub fn load_index_file(repo: &Repository, id: &IndexId) -> Result<IndexFile> {
 
 /// Read, check and decode one index file; also whether a full key attested it.
 fn open_index_file(repo: &Repository, id: &IndexId) -> Result<(IndexFile, bool)> {
-    let bytes = repo.backend().read(FileType::Index, &id.to_hex())?;
+    let bytes = repo.read_object(FileType::Index, &id.to_hex())?;
     if blake3::hash(&bytes).as_bytes() != &id.0 {
         return Err(Error::corrupt("content does not match its name"));
     }
-    let payload = envelope::open(repo.keys(), ObjectType::Index, &bytes)?;
-    Ok((IndexFile::decode(&payload)?, false))
+    let opened = envelope::open_attested(repo.keys(), ObjectType::Index, &bytes)?;
+    Ok((IndexFile::decode(&opened.payload)?, opened.written_by == WrittenBy::FullKey))
 }
 
 #[cfg(test)]

@@ -106,6 +106,8 @@ pub struct Index {
     bucket_bits: u32,
     /// The index files this index was loaded from.
     pub files: Vec<IndexId>,
+    /// Why each index file that did not open was left out, for the caller to report.
+    pub skipped_files: Vec<String>,
 }
 
 /// Where a blob is: its pack and its entry in that pack.
@@ -259,7 +261,7 @@ impl IndexBuilder {
         for b in 1..buckets.len() {
             buckets[b] += buckets[b - 1];
         }
-        Index { packs, slots, buckets, bucket_bits, files: Vec::new() }
+        Index { packs, slots, buckets, bucket_bits, files: Vec::new(), skipped_files: Vec::new() }
     }
 }
 

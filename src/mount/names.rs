@@ -147,6 +147,7 @@ mod tests {
                 original: None,
                 summary: Summary::default(),
                 program: String::new(),
+                written_by: Default::default(),
             },
         )
     }

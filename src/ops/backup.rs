@@ -74,6 +74,8 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
     /// Files and folders that could not be read, one line each.
     pub errors: Vec<String>,
+    /// What the user should know that did not make the snapshot partial.
+    pub warnings: Vec<String>,
 }
 
 pub fn backup(
@@ -104,7 +106,14 @@ pub fn backup(
     let parent_reader = parent.as_ref().map(|_| PackReader::new(repo));
     // The writer stores and indexes whatever was saved even when the walk fails, so the
     // next run reuses it; a failed walk still ends here without a snapshot.
-    let ((walked, counters, errors), stats) = BlobWriter::run(repo, Index::load(repo)?, |writer| {
+    let index = Index::load(repo)?;
+    // Blobs only a skipped index file names are stored again: nothing is lost by it.
+    let warnings: Vec<String> = index
+        .skipped_files
+        .iter()
+        .map(|w| format!("{w}: left out; `cairn repair index` rebuilds it"))
+        .collect();
+    let ((walked, counters, errors), stats) = BlobWriter::run(repo, index, |writer| {
         let walker = Walker {
             repo,
             writer,
@@ -161,9 +170,10 @@ pub fn backup(
             duration_ms: started.elapsed().as_millis() as u64,
         },
         program: concat!("cairn ", env!("CARGO_PKG_VERSION")).to_string(),
+        written_by: Default::default(),
     };
     let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupOutcome { id, snapshot, errors })
+    Ok(BackupOutcome { id, snapshot, errors, warnings })
 }
 
 /// Run `command` with `sh -c` and store what it writes to standard output as one file,

@@ -219,8 +219,23 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
     for p in repo.read_log()?.problems {
         report.problem("activity log", p);
     }
+    for found in repo.locks()? {
+        if found.lock.is_none() {
+            report.problem(
+                format!("lock {}", found.name),
+                "cannot be opened (damaged or planted); it blocks nothing, and `cairn unlock` removes it",
+            );
+        }
+    }
     for name in repo.backend().list(FileType::Key)? {
-        let bytes = repo.backend().read(FileType::Key, &name)?;
+        let bytes = match repo.read_object(FileType::Key, &name) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                report.problem(format!("key {name}"), e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let named = crate::id::hex_encode(blake3::hash(&bytes).as_bytes()) == name;
         match crate::format::keyfile::KeyFile::decode(&bytes) {
             Ok(_) if named => {}
@@ -237,7 +252,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
 
 /// Load every index file that opens, reporting damaged ones instead of failing.
 fn load_index_checked(repo: &Repository, report: &mut CheckReport) -> Result<Index> {
-    let (index, load) = Index::load_reporting(repo, false)?;
+    let (index, load) = Index::load_reporting(repo)?;
     for (name, e) in load.damaged {
         report.problem(format!("index file {name}"), e);
     }
@@ -382,7 +397,7 @@ fn check_pack(
             Err(e) => (lost(e.to_string()), 0, 0),
         };
     }
-    let mut bytes = match repo.backend().read(FileType::Pack, &pack.to_hex()) {
+    let mut bytes = match repo.read_object(FileType::Pack, &pack.to_hex()) {
         Ok(b) => b,
         Err(e) => return (lost(e.to_string()), 0, 0),
     };

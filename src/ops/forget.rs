@@ -5,12 +5,21 @@
 //! own, newest first. `last N` keeps the N newest. `hourly/daily/weekly/monthly/yearly N`
 //! keep the newest snapshot of each of the N most recent calendar periods that hold a
 //! snapshot, in the local time zone (weeks are ISO weeks, starting on Monday). `within`
-//! keeps every snapshot not older than the span before the group's newest snapshot.
-//! `tags` keeps every snapshot carrying one of the tags. A snapshot is kept if any rule
-//! keeps it; the output names every rule that did.
+//! keeps every snapshot not older than the span before now. `tags` keeps every snapshot
+//! carrying one of the tags. A snapshot is kept if any rule keeps it; the output names
+//! every rule that did.
+//!
+//! Snapshot times are whatever their writer said, and a backup-only key (a compromised
+//! host) can write snapshots with any time into any group. So (format-spec/retention.md):
+//! - a snapshot dated after `now` is kept, reported, and counts toward no rule until its
+//!   time comes (else one dated 2099 would be "the newest" for ever);
+//! - the rules are applied twice: to every snapshot of the group, and to the snapshots a
+//!   full key wrote (proven by their attestation) alone. A full-key snapshot is kept if
+//!   either keeps it, so snapshots no full key wrote can never push one out.
 
 use crate::backend::FileType;
 use crate::error::{Error, Result};
+use crate::format::envelope::WrittenBy;
 use crate::format::snapshot::Snapshot;
 use crate::format::Timespec;
 use crate::id::SnapshotId;
@@ -146,6 +155,8 @@ pub struct Decision {
     pub snapshot: Snapshot,
     /// The rules that keep it; empty means it is forgotten.
     pub reasons: Vec<String>,
+    /// Dated after the time of the plan: kept, and counted toward no rule.
+    pub future: bool,
 }
 
 impl Decision {
@@ -161,12 +172,13 @@ pub struct Group {
     pub decisions: Vec<Decision>,
 }
 
-/// Apply `policy` to `snapshots` (any order) in time zone `tz`.
+/// Apply `policy` to `snapshots` (any order) in time zone `tz`, at time `now`.
 pub fn plan(
     snapshots: Vec<(SnapshotId, Snapshot)>,
     policy: &RetentionPolicy,
     group_by: GroupBy,
     tz: &TimeZone,
+    now: Timestamp,
 ) -> Result<Vec<Group>> {
     if policy.is_empty() {
         return Err(Error::invalid(
@@ -177,7 +189,7 @@ pub fn plan(
     for (id, s) in snapshots {
         groups.entry(group_by.key(&s)).or_default().push((id, s));
     }
-    groups.into_iter().map(|(key, list)| judge_group(key, list, policy, tz)).collect()
+    groups.into_iter().map(|(key, list)| judge_group(key, list, policy, tz, now)).collect()
 }
 
 fn judge_group(
@@ -185,30 +197,68 @@ fn judge_group(
     mut list: Vec<(SnapshotId, Snapshot)>,
     policy: &RetentionPolicy,
     tz: &TimeZone,
+    now: Timestamp,
 ) -> Result<Group> {
     list.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
-    let mut decisions: Vec<Decision> =
-        list.into_iter().map(|(id, snapshot)| Decision { id, snapshot, reasons: Vec::new() }).collect();
-    let zoned =
-        |t: Timespec| Timestamp::new(t.secs, t.nanos as i32).map(|ts| ts.to_zoned_datetime(tz.clone()));
-    for (i, d) in decisions.iter_mut().enumerate() {
-        if (i as u32) < policy.last {
-            d.reasons.push(format!("last {}", policy.last));
-        }
-        if d.snapshot.tags.iter().any(|t| policy.tags.contains(t)) {
-            d.reasons.push("tag".into());
+    let is_future = |s: &Snapshot| Timestamp::new(s.time.secs, s.time.nanos as i32).map_or(true, |t| t > now);
+    let mut decisions: Vec<Decision> = list
+        .into_iter()
+        .map(|(id, snapshot)| {
+            let future = is_future(&snapshot);
+            let reasons = if future { vec!["dated in the future".to_string()] } else { Vec::new() };
+            Decision { id, snapshot, reasons, future }
+        })
+        .collect();
+    let current: Vec<usize> = (0..decisions.len()).filter(|&i| !decisions[i].future).collect();
+    let by_full: Vec<usize> =
+        current.iter().copied().filter(|&i| decisions[i].snapshot.written_by == WrittenBy::FullKey).collect();
+    let all_reasons = apply_rules(&decisions, &current, policy, tz, now)?;
+    let full_reasons = apply_rules(&decisions, &by_full, policy, tz, now)?;
+    for (i, reasons) in current.iter().zip(all_reasons) {
+        decisions[*i].reasons = reasons;
+    }
+    for (i, reasons) in by_full.iter().zip(full_reasons) {
+        for r in reasons {
+            let r = format!("{r} (full-key snapshots)");
+            if !decisions[*i].reasons.iter().any(|have| r.starts_with(have.as_str())) {
+                decisions[*i].reasons.push(r);
+            }
         }
     }
-    if let (Some(w), Some(newest)) = (policy.within, decisions.first().map(|d| d.snapshot.time)) {
-        let cutoff = zoned(newest)
-            .map_err(|e| Error::invalid(format!("snapshot time: {e}")))?
+    Ok(Group { key, decisions })
+}
+
+/// The reasons `policy` keeps each of the snapshots at `members` (positions in
+/// `decisions`, newest first), judged among those snapshots alone.
+fn apply_rules(
+    decisions: &[Decision],
+    members: &[usize],
+    policy: &RetentionPolicy,
+    tz: &TimeZone,
+    now: Timestamp,
+) -> Result<Vec<Vec<String>>> {
+    let mut out: Vec<Vec<String>> = vec![Vec::new(); members.len()];
+    let snap = |k: usize| &decisions[members[k]].snapshot;
+    let zoned =
+        |t: Timespec| Timestamp::new(t.secs, t.nanos as i32).map(|ts| ts.to_zoned_datetime(tz.clone()));
+    for (k, reasons) in out.iter_mut().enumerate() {
+        if (k as u32) < policy.last {
+            reasons.push(format!("last {}", policy.last));
+        }
+        if snap(k).tags.iter().any(|t| policy.tags.contains(t)) {
+            reasons.push("tag".into());
+        }
+    }
+    if let Some(w) = policy.within {
+        let cutoff = now
+            .to_zoned_datetime(tz.clone())
             .checked_sub(w.span()?)
             .map_err(|e| Error::invalid(format!("--keep-within: {e}")))?
             .timestamp();
-        for d in decisions.iter_mut() {
-            let t = Timestamp::new(d.snapshot.time.secs, d.snapshot.time.nanos as i32);
+        for (k, reasons) in out.iter_mut().enumerate() {
+            let t = Timestamp::new(snap(k).time.secs, snap(k).time.nanos as i32);
             if t.is_ok_and(|t| t >= cutoff) {
-                d.reasons.push("within".into());
+                reasons.push("within".into());
             }
         }
     }
@@ -226,21 +276,21 @@ fn judge_group(
     for (name, count, bucket) in rules {
         let mut left = count;
         let mut last_bucket = None;
-        for d in decisions.iter_mut() {
+        for (k, reasons) in out.iter_mut().enumerate() {
             if left == 0 {
                 break;
             }
-            let z = zoned(d.snapshot.time).map_err(|e| Error::invalid(format!("snapshot time: {e}")))?;
+            let z = zoned(snap(k).time).map_err(|e| Error::invalid(format!("snapshot time: {e}")))?;
             let b = bucket(&z);
             // Newest first: the first snapshot of each new period is that period's newest.
             if last_bucket != Some(b) {
                 last_bucket = Some(b);
                 left -= 1;
-                d.reasons.push(format!("{name} {count}"));
+                reasons.push(format!("{name} {count}"));
             }
         }
     }
-    Ok(Group { key, decisions })
+    Ok(out)
 }
 
 /// Delete the snapshot objects of the dropped decisions. Data stays until `prune`.
@@ -272,8 +322,13 @@ mod tests {
             original: None,
             summary: Summary::default(),
             program: String::new(),
+            written_by: Default::default(),
         };
         (SnapshotId([n; 32]), s)
+    }
+
+    fn at(rfc3339: &str) -> Timestamp {
+        rfc3339.parse().unwrap()
     }
 
     fn kept(groups: &[Group]) -> Vec<u8> {
@@ -301,7 +356,7 @@ mod tests {
         let p = |f: fn(&mut RetentionPolicy)| {
             let mut p = RetentionPolicy::default();
             f(&mut p);
-            kept(&plan(snaps.clone(), &p, GroupBy::default(), &utc).unwrap())
+            kept(&plan(snaps.clone(), &p, GroupBy::default(), &utc, at("2027-01-04T07:00:00Z")).unwrap())
         };
         assert_eq!(p(|p| p.daily = 3), vec![6, 7, 8]);
         assert_eq!(p(|p| p.daily = 30), vec![2, 3, 4, 5, 6, 7, 8]);
@@ -321,13 +376,79 @@ mod tests {
     }
 
     #[test]
+    fn future_snapshots_are_kept_and_count_toward_no_rule_and_within_counts_from_now() {
+        let snaps = vec![
+            snap(1, "2026-11-01T10:00:00Z", &[]),
+            snap(2, "2026-11-02T10:00:00Z", &[]),
+            snap(3, "2099-01-01T00:00:00Z", &[]),
+        ];
+        let now = at("2026-11-03T00:00:00Z");
+        let p = RetentionPolicy { last: 1, ..Default::default() };
+        let groups = plan(snaps.clone(), &p, GroupBy::default(), &TimeZone::UTC, now).unwrap();
+        assert_eq!(kept(&groups), vec![2, 3], "the 2099 snapshot does not take the one 'last' place");
+        let d3 = groups[0].decisions.iter().find(|d| d.id.0[0] == 3).unwrap();
+        assert!(d3.future && d3.keep());
+        let p = RetentionPolicy { within: Some(Within::parse("36h").unwrap()), ..Default::default() };
+        let groups = plan(snaps, &p, GroupBy::default(), &TimeZone::UTC, now).unwrap();
+        assert_eq!(kept(&groups), vec![2, 3], "36 hours before now, not before the newest");
+    }
+
+    #[test]
+    fn snapshots_no_full_key_wrote_never_push_out_a_full_key_snapshot() {
+        let mut snaps = Vec::new();
+        for (n, t) in [(1, "2026-11-01T10:00:00Z"), (2, "2026-11-02T10:00:00Z"), (3, "2026-11-03T10:00:00Z")]
+        {
+            let mut s = snap(n, t, &[]);
+            s.1.written_by = WrittenBy::FullKey;
+            snaps.push(s);
+        }
+        // A compromised host floods the group with backdated snapshots.
+        for n in 0..10u8 {
+            let mut s = snap(100 + n, &format!("2026-11-03T1{n}:30:00Z"), &[]);
+            s.1.written_by = WrittenBy::BackupOnlyKey;
+            snaps.push(s);
+        }
+        let now = at("2026-11-04T00:00:00Z");
+        for p in [
+            RetentionPolicy { last: 3, ..Default::default() },
+            RetentionPolicy { daily: 3, ..Default::default() },
+            RetentionPolicy { hourly: 5, ..Default::default() },
+        ] {
+            let groups = plan(snaps.clone(), &p, GroupBy::default(), &TimeZone::UTC, now).unwrap();
+            let k = kept(&groups);
+            for full in [1, 2, 3] {
+                assert!(k.contains(&full), "{p:?}: full-key snapshot {full} dropped: {k:?}");
+            }
+            if p.daily == 0 {
+                // The flood fills the newest places; snapshot 1 stays only by the rule
+                // judged among full-key snapshots, and says so.
+                let d = groups[0].decisions.iter().find(|d| d.id.0[0] == 1).unwrap();
+                assert!(d.reasons.iter().any(|r| r.ends_with("(full-key snapshots)")), "{:?}", d.reasons);
+            }
+        }
+        // Judged among all, the flood keeps what the policy keeps of it.
+        let p = RetentionPolicy { last: 3, ..Default::default() };
+        let k = kept(&plan(snaps, &p, GroupBy::default(), &TimeZone::UTC, now).unwrap());
+        assert_eq!(k, vec![1, 2, 3, 107, 108, 109]);
+    }
+
+    #[test]
     fn local_time_zone_decides_the_day() {
         // 23:30 UTC on Dec 31 is already Jan 1 in Berlin: two different days there.
         let snaps = vec![snap(1, "2026-12-31T20:00:00Z", &[]), snap(2, "2026-12-31T23:30:00Z", &[])];
         let p = RetentionPolicy { daily: 5, ..Default::default() };
-        assert_eq!(kept(&plan(snaps.clone(), &p, GroupBy::default(), &TimeZone::UTC).unwrap()), vec![2]);
+        assert_eq!(
+            kept(
+                &plan(snaps.clone(), &p, GroupBy::default(), &TimeZone::UTC, at("2027-06-01T00:00:00Z"))
+                    .unwrap()
+            ),
+            vec![2]
+        );
         let berlin = TimeZone::get("Europe/Berlin").unwrap_or_else(|_| TimeZone::fixed(jiff::tz::offset(1)));
-        assert_eq!(kept(&plan(snaps, &p, GroupBy::default(), &berlin).unwrap()), vec![1, 2]);
+        assert_eq!(
+            kept(&plan(snaps, &p, GroupBy::default(), &berlin, at("2027-06-01T00:00:00Z")).unwrap()),
+            vec![1, 2]
+        );
     }
 
     #[test]
@@ -338,14 +459,24 @@ mod tests {
         other.1.host = "other".into();
         snaps.push(other);
         let p = RetentionPolicy { last: 1, tags: vec!["keep".into()], ..Default::default() };
-        let groups = plan(snaps.clone(), &p, GroupBy::default(), &TimeZone::UTC).unwrap();
+        let groups =
+            plan(snaps.clone(), &p, GroupBy::default(), &TimeZone::UTC, at("2027-06-01T00:00:00Z")).unwrap();
         assert_eq!(groups.len(), 2, "two hosts, two groups");
         assert_eq!(kept(&groups), vec![1, 2, 3]);
         let d1 = groups.iter().flat_map(|g| &g.decisions).find(|d| d.id.0[0] == 1).unwrap();
         assert_eq!(d1.reasons, vec!["tag".to_string()]);
-        let one = plan(snaps.clone(), &p, GroupBy::parse("").unwrap(), &TimeZone::UTC).unwrap();
+        let one =
+            plan(snaps.clone(), &p, GroupBy::parse("").unwrap(), &TimeZone::UTC, at("2027-06-01T00:00:00Z"))
+                .unwrap();
         assert_eq!(kept(&one), vec![1, 2], "one group: the other host's snapshot is not the newest");
-        assert!(plan(snaps, &RetentionPolicy::default(), GroupBy::default(), &TimeZone::UTC).is_err());
+        assert!(plan(
+            snaps,
+            &RetentionPolicy::default(),
+            GroupBy::default(),
+            &TimeZone::UTC,
+            at("2027-06-01T00:00:00Z")
+        )
+        .is_err());
         assert!(Within::parse("3x").is_err() && Within::parse("12").is_err() && Within::parse("").is_err());
         assert_eq!(Within::parse("1y6m").unwrap(), Within { years: 1, months: 6, ..Default::default() });
         assert!(GroupBy::parse("host,size").is_err());

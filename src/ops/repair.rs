@@ -38,7 +38,7 @@ struct ScannedPack {
 }
 
 fn scan_pack(repo: &Repository, name: &str) -> Result<ScannedPack> {
-    let bytes = repo.backend().read(FileType::Pack, name)?;
+    let bytes = repo.read_object(FileType::Pack, name)?;
     let id = PackId(*blake3::hash(&bytes).as_bytes());
     let toc = read_toc(repo.keys(), &bytes)?;
     let key = PackKey::of_header(repo.keys(), &bytes)?;

@@ -177,6 +177,10 @@ pub fn restore(
     out.bytes_written = bytes.into_inner();
     out.damaged = damaged.into_inner().expect("damaged lock");
     out.damaged.sort();
+    // An index file that did not open may be why a file above is damaged.
+    warnings.extend(
+        index.skipped_files.iter().map(|w| format!("{w}: left out; `cairn repair index` rebuilds it")),
+    );
     out.warnings = warnings;
     Ok(out)
 }

@@ -2,19 +2,24 @@
 //! the table of contents and names the pack by the hash of its bytes. Pure: no I/O, so a
 //! caller decides when and where a full pack is written.
 //!
+//! The pack's key is made when its first frame arrives, from fresh randomness hashed
+//! with that frame (`RepoKeys::hedged`): should the random source ever repeat, two packs
+//! share a key only if they start with the same bytes.
+//!
 //! A pack's first byte sits at an aligned address (`crate::direct_io`), so a local store
 //! can write it past the page cache, and its buffer can be handed back for the next pack
 //! so a long backup does not fault in fresh memory for every pack.
 
 use crate::crypto::aead::{counter_nonce, Cipher};
-use crate::crypto::keys::RepoKeys;
+use crate::crypto::keys::{RepoKeys, PACK_KIND};
 use crate::direct_io;
 use crate::error::Result;
 use crate::format::pack::{self, Entry};
 use crate::id::{BlobId, PackId};
 
 pub struct PackBuilder {
-    cipher: Cipher,
+    /// Made with the first frame.
+    cipher: Option<Cipher>,
     header: [u8; pack::HEADER_LEN],
     buf: Vec<u8>,
     /// Where the pack starts in `buf`: the padding before it aligns its first byte.
@@ -44,38 +49,50 @@ impl FinishedPack {
 
 impl PackBuilder {
     /// A builder for a pack of about `capacity` bytes.
-    pub fn new(keys: &RepoKeys, capacity: usize) -> Result<Self> {
-        Self::reusing(keys, capacity, Vec::new())
+    pub fn new(capacity: usize) -> Self {
+        Self::reusing(capacity, Vec::new())
     }
 
     /// Like `new`, building in `buf` (the buffer of an earlier pack) when it is big enough.
-    pub fn reusing(keys: &RepoKeys, capacity: usize, mut buf: Vec<u8>) -> Result<Self> {
-        let (eph, key) = keys.new_sealed_object_key()?;
-        let header = pack::header(&eph);
+    pub fn reusing(capacity: usize, mut buf: Vec<u8>) -> Self {
         // Blobs may overshoot the target size by one blob; a pack that outgrows the buffer
         // still works, it only loses its alignment (and is then written through the cache).
         let start = direct_io::align_empty(&mut buf, capacity + capacity / 16);
-        buf.extend_from_slice(&header);
-        Ok(PackBuilder { cipher: Cipher::new(&key), header, buf, start, entries: Vec::new() })
+        // The header's place; it is written with the first frame.
+        buf.extend_from_slice(&[0u8; pack::HEADER_LEN]);
+        PackBuilder { cipher: None, header: [0; pack::HEADER_LEN], buf, start, entries: Vec::new() }
     }
 
     /// Seal and append a frame of one blob. `encoded` is the compress-encoded plaintext.
-    pub fn add(&mut self, id: BlobId, encoded: Vec<u8>, raw_length: u32) {
-        self.add_frame(&[(id, raw_length)], encoded)
+    pub fn add(&mut self, keys: &RepoKeys, id: BlobId, encoded: Vec<u8>, raw_length: u32) -> Result<()> {
+        self.add_frame(keys, &[(id, raw_length)], encoded)
     }
 
     /// Seal and append a frame: `encoded` is the compress-encoded concatenation of the
     /// plaintexts of `blobs` (id and plaintext length each, all of one kind), in order.
-    pub fn add_frame(&mut self, blobs: &[(BlobId, u32)], mut encoded: Vec<u8>) {
+    pub fn add_frame(
+        &mut self,
+        keys: &RepoKeys,
+        blobs: &[(BlobId, u32)],
+        mut encoded: Vec<u8>,
+    ) -> Result<()> {
+        if self.cipher.is_none() {
+            let (eph, key) = keys.new_sealed_object_key(PACK_KIND, blake3::hash(&encoded).as_bytes())?;
+            self.header = pack::header(&eph);
+            self.buf[self.start..self.start + pack::HEADER_LEN].copy_from_slice(&self.header);
+            self.cipher = Some(Cipher::new(&key));
+        }
+        let cipher = self.cipher.as_ref().expect("made above");
         let offset = self.size() as u32;
         let aad = pack::frame_aad(pack::VERSION, &blobs[0].0);
-        self.cipher.seal_in_place(&counter_nonce(offset as u64), &aad, &mut encoded);
+        cipher.seal_in_place(&counter_nonce(offset as u64), &aad, &mut encoded);
         self.buf.extend_from_slice(&encoded);
         let mut start = 0;
         for &(id, raw_length) in blobs {
             self.entries.push(Entry { id, offset, length: encoded.len() as u32, raw_length, start });
             start += raw_length;
         }
+        Ok(())
     }
 
     /// Bytes in the pack so far.
@@ -87,8 +104,11 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
+    /// Seal the table of contents. A pack holds at least one frame: callers finish only
+    /// builders that are not empty.
     pub fn finish(self) -> FinishedPack {
         let PackBuilder { cipher, header, mut buf, start, entries } = self;
+        let cipher = cipher.expect("a pack is finished only after its first frame");
         let mut toc = pack::encode_toc(&entries);
         cipher.seal_in_place(&pack::TOC_NONCE, &header, &mut toc);
         buf.extend_from_slice(&toc);
@@ -109,19 +129,19 @@ mod tests {
     #[test]
     fn packs_start_aligned_and_reuse_their_buffer() {
         let m = MasterKey::generate().unwrap();
-        let keys = m.derive(m.public_key()).unwrap();
+        let keys = m.derive(m.public_key(), [0; 32]).unwrap();
         let data = b"<policy name='gateway'/>".repeat(100);
         let id = BlobId::Chunk(keys.chunk_id(&data));
-        let mut b = PackBuilder::new(&keys, 1 << 16).unwrap();
-        b.add(id, compress::encode(&data, 3), data.len() as u32);
+        let mut b = PackBuilder::new(1 << 16);
+        b.add(&keys, id, compress::encode(&data, 3), data.len() as u32).unwrap();
         let first = b.finish();
         assert!(direct_io::is_aligned(first.bytes()));
         assert_eq!(first.id.0, *blake3::hash(first.bytes()).as_bytes());
         assert_eq!(first.entries[0].offset as usize, pack::HEADER_LEN, "offsets count from the pack's start");
         let (first_bytes, first_ptr) = (first.bytes().to_vec(), first.bytes().as_ptr());
 
-        let mut b = PackBuilder::reusing(&keys, 1 << 16, first.into_buffer()).unwrap();
-        b.add(id, compress::encode(&data, 3), data.len() as u32);
+        let mut b = PackBuilder::reusing(1 << 16, first.into_buffer());
+        b.add(&keys, id, compress::encode(&data, 3), data.len() as u32).unwrap();
         let second = b.finish();
         assert_eq!(second.bytes().as_ptr(), first_ptr, "the memory of the first pack is reused");
         assert_eq!(second.bytes().len(), first_bytes.len());
@@ -129,9 +149,10 @@ mod tests {
 
         // A pack that outgrows its buffer moves and may lose its alignment; it stays whole.
         let big = vec![7u8; (MAX_BLOB / 8) as usize];
-        let mut b = PackBuilder::reusing(&keys, 1 << 16, second.into_buffer()).unwrap();
-        b.add(BlobId::Chunk(keys.chunk_id(&big)), compress::encode(&big, 3), big.len() as u32);
-        b.add(id, compress::encode(&data, 3), data.len() as u32);
+        let mut b = PackBuilder::reusing(1 << 16, second.into_buffer());
+        b.add(&keys, BlobId::Chunk(keys.chunk_id(&big)), compress::encode(&big, 3), big.len() as u32)
+            .unwrap();
+        b.add(&keys, id, compress::encode(&data, 3), data.len() as u32).unwrap();
         let third = b.finish();
         assert_eq!(third.id.0, *blake3::hash(third.bytes()).as_bytes());
         assert_eq!(&third.bytes()[..4], pack::MAGIC);

@@ -9,7 +9,7 @@
 use crate::backend::FileType;
 use crate::compress;
 use crate::crypto::aead::{counter_nonce, Cipher};
-use crate::crypto::keys::RepoKeys;
+use crate::crypto::keys::{Binding, RepoKeys, PACK_KIND};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{self, Entry, MAX_BLOB, VERSION_1};
 use crate::id::{BlobId, PackId};
@@ -28,7 +28,9 @@ impl PackKey {
     /// The key of the pack whose header is `header`.
     pub fn of_header(keys: &RepoKeys, header: &[u8]) -> Result<PackKey> {
         let h = pack::parse_header(header)?;
-        Ok(PackKey { version: h.version, cipher: Cipher::new(&*keys.open_sealed_object_key(&h.eph_pub)?) })
+        let binding = if h.version >= pack::VERSION { Binding::Kind(PACK_KIND) } else { Binding::Legacy };
+        let key = keys.open_sealed_object_key(&h.eph_pub, binding)?;
+        Ok(PackKey { version: h.version, cipher: Cipher::new(&key) })
     }
 }
 
@@ -224,15 +226,16 @@ mod tests {
     #[test]
     fn built_pack_opens_and_detects_damage() {
         let m = MasterKey::generate().unwrap();
-        let keys = m.derive(m.public_key()).unwrap();
-        let mut b = PackBuilder::new(&keys, 1 << 20).unwrap();
+        let keys = m.derive(m.public_key(), [0; 32]).unwrap();
+        let mut b = PackBuilder::new(1 << 20);
         let data = b"<config>gateway</config>".repeat(20);
         let other = b"second".to_vec();
         let alone = b"third, in a frame of its own".to_vec();
         let (id, other_id) = (BlobId::Chunk(keys.chunk_id(&data)), BlobId::Chunk(keys.chunk_id(&other)));
         let both = [data.clone(), other.clone()].concat();
-        b.add_frame(&[(id, data.len() as u32), (other_id, 6)], compress::encode(&both, 3));
-        b.add(BlobId::Chunk(keys.chunk_id(&alone)), compress::encode(&alone, 3), alone.len() as u32);
+        b.add_frame(&keys, &[(id, data.len() as u32), (other_id, 6)], compress::encode(&both, 3)).unwrap();
+        b.add(&keys, BlobId::Chunk(keys.chunk_id(&alone)), compress::encode(&alone, 3), alone.len() as u32)
+            .unwrap();
         let p = b.finish();
         assert_eq!(p.id.0, *blake3::hash(p.bytes()).as_bytes());
         let toc = read_toc(&keys, p.bytes()).unwrap();
@@ -258,7 +261,7 @@ mod tests {
             assert!(open_blob(&keys, &key, &wrong, &mut sealed(&wrong)).is_err(), "{wrong:?}");
         }
         // A backup-only key wrote nothing it can read back.
-        let writer = m.backup_only().derive(m.public_key()).unwrap();
+        let writer = m.backup_only().derive(m.public_key(), [0; 32]).unwrap();
         assert!(read_toc(&writer, p.bytes()).is_err());
     }
 }

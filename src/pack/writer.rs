@@ -171,10 +171,10 @@ impl<'r> BlobWriter<'r> {
         let pack_size = self.repo.config().pack_size as usize;
         if f.pack.is_none() {
             let spare = self.spare_buffers.lock().expect("spare lock").pop().unwrap_or_default();
-            f.pack = Some(PackBuilder::reusing(self.repo.keys(), pack_size, spare)?);
+            f.pack = Some(PackBuilder::reusing(pack_size, spare));
         }
         let b = f.pack.as_mut().expect("set above");
-        b.add_frame(&frame.blobs, frame.encoded);
+        b.add_frame(self.repo.keys(), &frame.blobs, frame.encoded)?;
         Ok(if b.size() >= pack_size { f.pack.take().map(PackBuilder::finish) } else { None })
     }
 
@@ -250,7 +250,6 @@ impl<'r> BlobWriter<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::keys::KdfParams;
     use crate::index::load_pack_lists;
     use crate::pack::frames::FRAME_TARGET;
     use crate::pack::PackReader;
@@ -260,7 +259,7 @@ mod tests {
     fn small_blobs_share_frames_and_large_or_random_ones_stand_alone() {
         let dir = tempfile::tempdir().unwrap();
         let loc = dir.path().join("r");
-        let opts = InitOptions { kdf: KdfParams::FLOOR, ..Default::default() };
+        let opts = InitOptions::default();
         let repo = Repository::init(loc.to_str().unwrap(), b"pw", &opts, None).unwrap();
         let text = |i: usize| format!("<policy id='{i}'/>\n").repeat(2000 + i).into_bytes();
         let mut random = vec![0u8; 100_000];

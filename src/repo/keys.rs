@@ -60,7 +60,12 @@ pub(super) fn open_key(
     }
 }
 
-/// Try each key file in keys/ with `passphrase`; the first that opens wins.
+/// Try the key files in keys/ with `passphrase`; the first that opens wins. Each try costs
+/// one Argon2id derivation at the file's own parameters, and anyone who can write to the
+/// storage can plant key files, so the order bounds what a planted one costs: the key
+/// that opened this repository last on this machine first, then the others cheapest
+/// first. A planted file asking for the ceiling is then only ever tried after every
+/// genuine key has failed (a wrong password).
 fn find_stored_key(backend: &dyn Backend, passphrase: &[u8]) -> Result<(KeyId, MasterKey)> {
     let names = backend.list(FileType::Key)?;
     if names.is_empty() {
@@ -70,15 +75,37 @@ fn find_stored_key(backend: &dyn Backend, passphrase: &[u8]) -> Result<(KeyId, M
         ));
     }
     let mut damaged = Vec::new();
+    let mut candidates: Vec<(String, KeyFile)> = Vec::new();
     for name in names {
-        let bytes = backend.read(FileType::Key, &name)?;
+        let bytes = match backend.read(FileType::Key, &name, FileType::Key.size_limit()) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                damaged.push(format!("{name}: {e}"));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if crate::id::hex_encode(blake3::hash(&bytes).as_bytes()) != name {
             // Never spend Argon2id time on a planted or damaged file.
             damaged.push(format!("{name}: content does not match its name"));
             continue;
         }
-        match KeyFile::decode(&bytes).and_then(|kf| kf.unwrap(passphrase)) {
-            Ok(master) => return Ok((KeyId::from_hex(&name)?, master)),
+        match KeyFile::decode(&bytes) {
+            Ok(kf) => candidates.push((name, kf)),
+            Err(e) => damaged.push(format!("{name}: {e}")),
+        }
+    }
+    let remembered = last_key::recall(&backend.location());
+    candidates
+        .sort_by_key(|(name, kf)| (Some(name) != remembered.as_ref(), kf.header.kdf.cost(), name.clone()));
+    for (name, kf) in candidates {
+        match kf.unwrap(passphrase) {
+            Ok(master) => {
+                if Some(&name) != remembered.as_ref() {
+                    last_key::remember(&backend.location(), &name);
+                }
+                return Ok((KeyId::from_hex(&name)?, master));
+            }
             Err(e) if e.kind() == ErrorKind::WrongPassword => {}
             Err(e) => damaged.push(format!("{name}: {e}")),
         }
@@ -105,6 +132,7 @@ pub(super) fn store_key(
     if passphrase.is_empty() {
         return Err(Error::invalid("the password is empty; choose a password"));
     }
+    kdf.check_new()?;
     let bytes = KeyFile::wrap(master, passphrase, kdf, &crate::sys::hostname(), &crate::sys::username())?;
     let id = KeyId(*blake3::hash(&bytes).as_bytes());
     match outside {
@@ -152,7 +180,7 @@ impl Repository {
         let mut out = Vec::new();
         for name in self.backend.list(FileType::Key)? {
             let id = KeyId::from_hex(&name)?;
-            let kf = KeyFile::decode(&self.backend.read(FileType::Key, &name)?)
+            let kf = KeyFile::decode(&self.read_object(FileType::Key, &name)?)
                 .map_err(|e| e.wrap(format!("key {name}")))?;
             out.push(KeyInfo { id, kind: kf.kind, header: kf.header, in_use: id == self.key_id });
         }
@@ -174,7 +202,7 @@ impl Repository {
         outside: Option<&Path>,
     ) -> Result<KeyId> {
         self.require_full_key("manage keys")?;
-        kdf.check()?;
+        kdf.check_new()?;
         let material = match kind {
             KeyKind::Full => MasterKey::from_bytes(&self.master.to_bytes())?,
             KeyKind::BackupOnly => self.master.backup_only(),
@@ -216,7 +244,7 @@ impl Repository {
     /// before the old one is removed, so a crash leaves at least one of them.
     pub fn change_password(&mut self, passphrase: &[u8], kdf: KdfParams) -> Result<KeyId> {
         self.require_full_key("manage keys")?;
-        kdf.check()?;
+        kdf.check_new()?;
         let old = self.key_id;
         let new = match &self.key_source {
             KeySource::Stored => {
@@ -239,11 +267,43 @@ impl Repository {
     /// The bytes of the key file in use (still wrapped under its passphrase).
     pub fn key_file_bytes(&self) -> Result<Vec<u8>> {
         match &self.key_source {
-            KeySource::Stored => self.backend.read(FileType::Key, &self.key_id.to_hex()),
+            KeySource::Stored => self.read_object(FileType::Key, &self.key_id.to_hex()),
             KeySource::File(path) => {
                 std::fs::read(path).ctx(|| format!("cannot read key file {}", path.display()))
             }
         }
+    }
+}
+
+/// Which key file opened a repository last on this machine, kept in the cache folder
+/// (`CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`), one small
+/// file per repository location. Only a hint for the order of tries: a missing or wrong
+/// entry costs time, never correctness.
+mod last_key {
+    use std::path::PathBuf;
+
+    fn file(location: &str) -> Option<PathBuf> {
+        let dir = std::env::var_os("CAIRN_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("cairn")))
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/cairn")))?;
+        let tag = blake3::hash(location.as_bytes()).to_hex();
+        Some(dir.join("keys").join(&tag[..32]))
+    }
+
+    pub fn recall(location: &str) -> Option<String> {
+        let text = std::fs::read_to_string(file(location)?).ok()?;
+        let name = text.trim();
+        (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())).then(|| name.to_string())
+    }
+
+    pub fn remember(location: &str, name: &str) {
+        use std::os::unix::fs::DirBuilderExt;
+        let Some(f) = file(location) else { return };
+        if let Some(dir) = f.parent() {
+            let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+        }
+        let _ = std::fs::write(f, name);
     }
 }
 

@@ -4,6 +4,11 @@
 //! refreshed by a background thread so a long run is never taken for a dead one; a lock
 //! whose process is gone (same host) or that was not refreshed within the timeout is
 //! stale and ignored, and `cairn unlock` removes it.
+//!
+//! Locks are not a security boundary, and anyone who can write to the storage can plant
+//! files in `locks/`: a lock that does not open (damaged, planted, another repository's,
+//! or too large to be one) counts as stale, so it never blocks anyone; `check` reports
+//! it and `unlock` removes it.
 
 use super::Repository;
 use crate::backend::FileType;
@@ -24,7 +29,7 @@ const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 #[derive(Clone, Debug)]
 pub struct FoundLock {
     pub name: String,
-    /// `None` when the lock object cannot be opened.
+    /// `None` when the lock object cannot be opened (it is then stale).
     pub lock: Option<Lock>,
     pub stale: bool,
 }
@@ -85,11 +90,11 @@ impl Repository {
         for name in self.backend.list(FileType::Lock)? {
             let lock = self
                 .backend
-                .read(FileType::Lock, &name)
+                .read(FileType::Lock, &name, FileType::Lock.size_limit())
                 .and_then(|b| envelope::open(&self.keys, ObjectType::Lock, &b))
                 .and_then(|p| Lock::decode(&p))
                 .ok();
-            let stale = lock.as_ref().is_some_and(|l| is_stale(l, now));
+            let stale = lock.as_ref().is_none_or(|l| is_stale(l, now));
             out.push(FoundLock { name, lock, stale });
         }
         Ok(out)
@@ -106,7 +111,7 @@ impl Repository {
             .locks()?
             .into_iter()
             .filter(|f| f.name != own && !f.stale)
-            .filter(|f| exclusive || f.lock.as_ref().is_none_or(|l| l.exclusive))
+            .filter(|f| exclusive || f.lock.as_ref().is_some_and(|l| l.exclusive))
             .collect();
         if let Some(c) = conflicts.first() {
             let _ = self.backend.remove(FileType::Lock, &own);
@@ -191,7 +196,6 @@ fn write_lock(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::keys::KdfParams;
     use crate::repo::InitOptions;
 
     fn plant(repo: &Repository, pid: u32, age_secs: i64, exclusive: bool) {
@@ -213,7 +217,7 @@ mod tests {
     fn shared_locks_coexist_exclusive_ones_do_not_and_stale_ones_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let loc = dir.path().join("r");
-        let opts = InitOptions { kdf: KdfParams::FLOOR, ..Default::default() };
+        let opts = InitOptions::default();
         let repo = Repository::init(loc.to_str().unwrap(), b"pw", &opts, None).unwrap();
         {
             let _a = repo.lock(false, "backup").unwrap();
@@ -232,6 +236,10 @@ mod tests {
         assert!(repo.lock(false, "backup").is_err());
         assert_eq!(repo.unlock(false).unwrap().len(), 0);
         assert_eq!(repo.unlock(true).unwrap().len(), 1);
+        // A lock that does not open never blocks, and unlock removes it.
+        repo.backend.write(FileType::Lock, &"ab".repeat(32), b"planted").unwrap();
+        drop(repo.lock(true, "prune").unwrap());
+        assert_eq!(repo.unlock(false).unwrap().len(), 1);
         plant(&repo, u32::MAX - 1, 0, true);
         plant(&repo, std::process::id(), STALE_AFTER.as_secs() as i64 + 60, true);
         assert!(repo.locks().unwrap().iter().all(|l| l.stale));

@@ -3,6 +3,13 @@
 //! An entry is appended after the operation it records, and a failure to append never
 //! fails the operation (the data is safe; the record is what is missing), but it is
 //! reported to the caller.
+//!
+//! Names in `log/` are only claims: a new entry chains to the newest entries that open
+//! and verify (name, seal, number), never to a name it has not read, and a number larger
+//! than the count of names listed cannot be genuine and is passed over. So a planted name
+//! neither wedges the log nor becomes part of it. What an entry proves, and against whom,
+//! is in format-spec/threat-model.md: one attested by a full key was written by a full
+//! key; any other could have been written by any holder of the write root.
 
 use super::Repository;
 use crate::backend::FileType;
@@ -57,13 +64,9 @@ fn names_by_seq(repo: &Repository) -> Result<LogListing> {
 }
 
 impl Repository {
-    /// Append an entry for `record`, chained to the newest entries present.
+    /// Append an entry for `record`, chained to the newest entries that verify.
     pub fn append_log(&self, record: LogRecord) -> Result<()> {
-        let (by_seq, _) = names_by_seq(self)?;
-        let (seq, prev) = match by_seq.last_key_value() {
-            Some((last, hashes)) => (last + 1, hashes.clone()),
-            None => (0, Vec::new()),
-        };
+        let (seq, prev) = self.log_head()?;
         let entry = LogEntry {
             seq,
             prev,
@@ -75,10 +78,33 @@ impl Repository {
             outcome: record.outcome,
             snapshot: record.snapshot,
             figures: record.figures,
+            written_by: Default::default(),
         };
         let bytes = envelope::seal(&self.keys, ObjectType::Log, &entry.encode())?;
         let hash = *blake3::hash(&bytes).as_bytes();
         self.backend.write(FileType::Log, &log::name(seq, &hash), &bytes)
+    }
+
+    /// The number of the next entry and the hashes of the newest entries that open and
+    /// verify. A genuine log has an entry of every number below its newest, so a number at
+    /// or above the count of names is a planted one.
+    fn log_head(&self) -> Result<(u64, Vec<[u8; 32]>)> {
+        let (by_seq, _) = names_by_seq(self)?;
+        let names: u64 = by_seq.values().map(|h| h.len() as u64).sum();
+        for (seq, hashes) in by_seq.range(..names).rev() {
+            let mut good = Vec::new();
+            for hash in hashes {
+                match self.load_log_entry(&log::name(*seq, hash), hash, *seq) {
+                    Ok(_) => good.push(*hash),
+                    Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            if !good.is_empty() {
+                return Ok((seq + 1, good));
+            }
+        }
+        Ok((0, Vec::new()))
     }
 
     /// Read every entry and check the chain: names match contents, numbers have no gaps,
@@ -125,11 +151,13 @@ impl Repository {
     }
 
     fn load_log_entry(&self, name: &str, hash: &[u8; 32], seq: u64) -> Result<LogEntry> {
-        let bytes = self.backend.read(FileType::Log, name)?;
+        let bytes = self.read_object(FileType::Log, name)?;
         if blake3::hash(&bytes).as_bytes() != hash {
             return Err(Error::corrupt("altered: its content does not match its name"));
         }
-        let entry = LogEntry::decode(&envelope::open(&self.keys, ObjectType::Log, &bytes)?)?;
+        let opened = envelope::open_attested(&self.keys, ObjectType::Log, &bytes)?;
+        let mut entry = LogEntry::decode(&opened.payload)?;
+        entry.written_by = opened.written_by;
         if entry.seq != seq {
             return Err(Error::corrupt(format!("holds number {} under number {seq}", entry.seq)));
         }
@@ -140,7 +168,6 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::keys::KdfParams;
     use crate::repo::{InitOptions, KeySource};
 
     #[test]
@@ -148,7 +175,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let loc = dir.path().join("r");
         let loc = loc.to_str().unwrap();
-        let opts = InitOptions { kdf: KdfParams::FLOOR, ..Default::default() };
+        let opts = InitOptions::default();
         let repo = Repository::init(loc, b"pw", &opts, None).unwrap();
         for i in 0..4 {
             repo.append_log(LogRecord::new("backup", "success").figure("n", i)).unwrap();

@@ -125,7 +125,7 @@ impl Repository {
         key_file: Option<&std::path::Path>,
         master: MasterKey,
     ) -> Result<Repository> {
-        opts.kdf.check()?;
+        opts.kdf.check_new()?;
         if let Some(k) = key_file.filter(|k| k.exists()) {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
@@ -149,7 +149,7 @@ impl Repository {
         // appears only when everything needed to open it is there.
         let key_id = keys::store_key(backend.as_ref(), &master, passphrase, opts.kdf, key_file)?;
         backend.write(FileType::Config, "config", &envelope::seal_config(&master, &config.encode())?)?;
-        let keys = master.derive(config.public_key)?;
+        let keys = master.derive(config.public_key, config.repo_id)?;
         let key_source = key_file.map(|k| KeySource::File(k.to_path_buf())).unwrap_or_default();
         Ok(Repository { backend: backend.into(), config, keys: Arc::new(keys), master, key_id, key_source })
     }
@@ -170,10 +170,10 @@ impl Repository {
             ));
         }
         let (key_id, master) = keys::open_key(backend.as_ref(), source, passphrase)?;
-        let sealed = backend.read(FileType::Config, "config")?;
+        let sealed = backend.read(FileType::Config, "config", FileType::Config.size_limit())?;
         let config =
             Config::decode(&envelope::open_config(&master, &sealed)?).map_err(|e| e.wrap("config"))?;
-        let keys = master.derive(config.public_key)?;
+        let keys = master.derive(config.public_key, config.repo_id)?;
         Ok(Repository {
             backend: backend.into(),
             config,
@@ -204,6 +204,20 @@ impl Repository {
         Chunker::new(self.config.chunker, self.keys.gear_table())
     }
 
+    /// The most bytes a pack of this repository is read whole with (check, repair): its
+    /// pack size twice over, with room for an outsized frame and the table of contents.
+    pub fn pack_read_limit(&self) -> u64 {
+        let size = u64::from(self.config.pack_size.max(8 << 20));
+        let frame = u64::from(crate::format::pack::MAX_SEALED);
+        (2 * size + 2 * frame + (64 << 20)).min(FileType::Pack.size_limit())
+    }
+
+    /// Read a whole stored object, refusing one larger than its type may be.
+    pub fn read_object(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
+        let max = if ft == FileType::Pack { self.pack_read_limit() } else { ft.size_limit() };
+        self.backend.read(ft, name, max)
+    }
+
     /// Seal `payload` as an object of `ty`, store it under the hash of its bytes.
     fn save_object(&self, ft: FileType, ty: ObjectType, payload: &[u8]) -> Result<[u8; 32]> {
         let bytes = envelope::seal(&self.keys, ty, payload)?;
@@ -213,16 +227,16 @@ impl Repository {
     }
 
     /// Read an object, check it matches its name, and open it.
-    fn load_object(&self, ft: FileType, ty: ObjectType, id: &[u8; 32]) -> Result<Vec<u8>> {
+    fn load_object(&self, ft: FileType, ty: ObjectType, id: &[u8; 32]) -> Result<envelope::Opened> {
         let name = crate::id::hex_encode(id);
-        let bytes = self.backend.read(ft, &name)?;
+        let bytes = self.read_object(ft, &name)?;
         if blake3::hash(&bytes).as_bytes() != id {
             return Err(Error::corrupt(format!(
                 "{} {name} is damaged: its content does not match its name",
                 ty.name()
             )));
         }
-        envelope::open(&self.keys, ty, &bytes).map_err(|e| e.wrap(format!("{} {name}", ty.name())))
+        envelope::open_attested(&self.keys, ty, &bytes).map_err(|e| e.wrap(format!("{} {name}", ty.name())))
     }
 
     pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
@@ -244,8 +258,10 @@ impl Repository {
     }
 
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let payload = self.load_object(FileType::Snapshot, ObjectType::Snapshot, &id.0)?;
-        Snapshot::decode(&payload).map_err(|e| e.wrap(format!("snapshot {id}")))
+        let opened = self.load_object(FileType::Snapshot, ObjectType::Snapshot, &id.0)?;
+        let mut snap = Snapshot::decode(&opened.payload).map_err(|e| e.wrap(format!("snapshot {id}")))?;
+        snap.written_by = opened.written_by;
+        Ok(snap)
     }
 
     /// Every snapshot, oldest first.
@@ -358,7 +374,7 @@ mod tests {
     use super::*;
 
     fn fast() -> InitOptions {
-        InitOptions { kdf: KdfParams::FLOOR, ..Default::default() }
+        InitOptions::default()
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct PrunePlan {
     pub packs_orphaned: Vec<PackId>,
     /// Packs index files name that are not stored: their entries are left out.
     pub packs_missing: Vec<PackId>,
+    /// Index files that did not open (why, each): replaced by the new index.
+    pub index_files_skipped: Vec<String>,
     /// Temporary files that interrupted writes left, untouched for `LEFTOVER_AGE`.
     pub leftovers: Vec<Leftover>,
     old_index: Vec<IndexId>,
@@ -137,12 +139,6 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, interrupt: &AtomicBool) -> R
     let used = used_blobs(repo, &index, interrupt)?;
     drop(index);
     let (mut packs, load) = load_pack_lists_reporting(repo)?;
-    if let Some((name, e)) = load.damaged.first() {
-        return Err(Error::new(
-            ErrorKind::Corrupt,
-            format!("index file {name} is damaged ({e}); run `cairn repair index`, then prune"),
-        ));
-    }
     packs.retain(|p, _| !load.missing_packs.contains(p));
     let orphans: Vec<PackId> = repo
         .backend()
@@ -153,12 +149,17 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, interrupt: &AtomicBool) -> R
         .collect();
     let probe = RepoProbe { reader: PackReader::new(repo) };
     let selection = select(packs, &orphans, &used, opts.max_unused, &probe)?;
+    // Index files that do not open are replaced too: the packs only they named were read
+    // as orphans, by their own tables, above.
+    let mut old_index = load.files;
+    old_index.extend(load.damaged.iter().filter_map(|(name, _)| IndexId::from_hex(name).ok()));
     Ok(PrunePlan {
         packs: selection,
         packs_orphaned: orphans,
         packs_missing: load.missing_packs,
+        index_files_skipped: load.damaged.iter().map(|(name, e)| format!("index file {name}: {e}")).collect(),
         leftovers: repo.backend().leftovers(LEFTOVER_AGE)?,
-        old_index: load.files,
+        old_index,
     })
 }
 
@@ -219,7 +220,7 @@ pub fn stored_blob_ids(repo: &Repository) -> Result<HashMap<PackId, Vec<BlobId>>
     let mut out = HashMap::new();
     for name in repo.backend().list(FileType::Pack)? {
         let id = PackId::from_hex(&name)?;
-        let bytes = repo.backend().read(FileType::Pack, &name)?;
+        let bytes = repo.read_object(FileType::Pack, &name)?;
         let toc = crate::pack::reader::read_toc(repo.keys(), &bytes)?;
         out.insert(id, toc.into_iter().map(|e| e.id).collect());
     }
