@@ -130,3 +130,97 @@ fn sigint_during_backup_exits_130_and_keeps_what_was_stored() {
     // Random data does not compress: a full backup adds at least `total` bytes.
     assert!(added < total, "the data stored before the interrupt was stored again: added {added} of {total}");
 }
+
+/// A single large file: a 1 MiB pseudo-random block repeated (quick to write, and it
+/// still has to be read, chunked and hashed in full). Returns its folder.
+fn large_file(root: &Path, mib: usize) -> PathBuf {
+    use std::io::Write;
+    fs::create_dir_all(root).unwrap();
+    let block = Rng::new(77).bytes(1 << 20);
+    let mut f = std::io::BufWriter::new(fs::File::create(root.join("large.bin")).unwrap());
+    for i in 0..mib {
+        // A counter in each block keeps the chunks from all being the same.
+        f.write_all(&(i as u64).to_le_bytes()).unwrap();
+        f.write_all(&block[8..]).unwrap();
+    }
+    f.flush().unwrap();
+    fs::canonicalize(root).unwrap()
+}
+
+/// Send `signal` to `child` once it has read into the large file, and return how long
+/// it took to exit and what it printed.
+fn interrupt_after_start(
+    mut child: std::process::Child,
+    signal: rustix::process::Signal,
+    what: &str,
+) -> (Duration, Out) {
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(child.try_wait().unwrap().is_none(), "{what} finished before it could be interrupted");
+    let sent = Instant::now();
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
+    // No second signal: a second one ends the process at once, hiding a flag that is not checked.
+    let output = child.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    (took, Out::new(what.into(), output.status, output.stdout, output.stderr))
+}
+
+#[test]
+fn sigint_and_sigterm_stop_a_backup_inside_a_large_file() {
+    let work = tempdir("cairn-int-large-");
+    let src = large_file(&work.path().join("src"), 1024);
+    let repo = Repo::new();
+    for signal in [rustix::process::Signal::INT, rustix::process::Signal::TERM] {
+        let child = repo.cairn().args(["backup", "--json"]).arg(&src).spawn();
+        let (took, out) = interrupt_after_start(child, signal, &format!("cairn backup ({signal:?})"));
+        let out = out.expect_code(130);
+        assert!(out.one_line_error().contains("interrupted"), "{}", out.context());
+        assert!(took < Duration::from_secs(3), "the backup took {took:?} to stop after {signal:?}");
+        check_consistent(&repo);
+    }
+    back_up_and_restore(&repo, &src, work.path());
+
+    // Restore and dump stop inside the large file too, and leave no half-written file.
+    let target = work.path().join("restore-interrupted");
+    let child = repo.cairn().args(["restore", "latest", "--target"]).arg(&target).spawn();
+    let (took, out) = interrupt_after_start(child, rustix::process::Signal::INT, "cairn restore (SIGINT)");
+    out.expect_code(130);
+    assert!(took < Duration::from_secs(3), "restore took {took:?} to stop");
+    let left: Vec<PathBuf> = files_below(&target).into_iter().filter(|p| p.is_file()).collect();
+    assert!(left.is_empty(), "an interrupted restore left files: {left:?}");
+    let archive = work.path().join("dump.tar");
+    let child = repo.cairn().args(["dump", "latest", "--archive", "tar", "--output"]).arg(&archive).spawn();
+    let (took, out) = interrupt_after_start(child, rustix::process::Signal::TERM, "cairn dump (SIGTERM)");
+    out.expect_code(130);
+    assert!(took < Duration::from_secs(3), "dump took {took:?} to stop");
+    assert!(!archive.exists(), "an interrupted dump left its archive");
+}
+
+#[test]
+fn an_interrupted_job_run_exits_130_and_stops_its_backup() {
+    let work = tempdir("cairn-int-run-");
+    let src = large_file(&work.path().join("src"), 1024);
+    let repo = Repo::new();
+    let config = work.path().join("cairn.toml");
+    fs::write(
+        &config,
+        format!(
+            "[jobs.big]\nrepository = \"{}\"\nsources = [\"{}\"]\n[jobs.big.retention]\nkeep-last = 3\n",
+            repo.path.display(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    let child =
+        Cairn::new().args(["run", "--config"]).arg(&config).env("CAIRN_LOCK_DIR", work.path()).spawn();
+    // Only the runner gets the signal (as from `kill`), not its process group.
+    let (took, out) = interrupt_after_start(child, rustix::process::Signal::TERM, "cairn run (SIGTERM)");
+    let out = out.expect_code(130);
+    assert!(took < Duration::from_secs(3), "cairn run took {took:?} to stop");
+    assert!(out.stderr.contains("interrupted"), "{}", out.context());
+    assert!(!out.stdout.contains("retention"), "no step starts after an interrupt\n{}", out.context());
+    check_consistent(&repo);
+    let log = repo.cairn().args(["log", "--json"]).run().ok().json();
+    let job = log["entries"].as_array().unwrap().iter().rev().find(|e| e["operation"] == "job big").cloned();
+    let job = job.unwrap_or_else(|| panic!("no job entry in the log: {log}"));
+    assert_eq!(job["outcome"], "interrupted", "{job}");
+}

@@ -34,6 +34,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut out = stdout.lock();
     let mut file = browser.reader(chunks);
     while let Some(chunk) = file.next_chunk()? {
+        if ctx.interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Interrupted, "cat interrupted"));
+        }
         out.write_all(&chunk).map_err(super::stdout_error)?;
     }
     out.flush().map_err(super::stdout_error)?;

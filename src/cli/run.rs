@@ -16,7 +16,8 @@ Each job runs its steps in order: ping start, hooks before, backup of the source
 database dump, then (if all of that worked) retention, check, drill and offsite copies,
 then hooks after (or on-error) and ping success (or failure). Every step is a cairn
 command; --dry-run prints them. Exit codes: 0 every job succeeded, 3 a backup missed
-unreadable files, 6 a job failed, 2 the job file is invalid, 11 the job is running.
+unreadable files, 6 a job failed, 2 the job file is invalid, 11 the job is running,
+130 interrupted (the running step is stopped, nothing after it runs).
 
 Examples:
   cairn config example --preset axway-apigateway > /etc/cairn/cairn.toml
@@ -118,8 +119,15 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         }
         print_report(&report, ctx);
         worst = worst.max(report.outcome);
+        if worst == Outcome::Interrupted {
+            break;
+        }
     }
     Ok(match worst {
+        Outcome::Interrupted => {
+            eprintln!("cairn: run interrupted; the running step was stopped and no later step ran");
+            exit::INTERRUPTED
+        }
         Outcome::Failed => exit::COMMAND_FAILED,
         Outcome::Partial => exit::PARTIAL,
         Outcome::Success if locked => exit::LOCKED,
@@ -128,7 +136,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
 }
 
 fn print_step(job: &str, s: &StepReport, quiet: bool) {
-    let failed = s.outcome == Outcome::Failed;
+    let failed = s.outcome >= Outcome::Failed;
     if quiet && !failed {
         return;
     }

@@ -134,6 +134,13 @@ impl Walker<'_> {
         Ok(id)
     }
 
+    fn check_interrupt(&self) -> Result<()> {
+        match self.interrupt.load(Ordering::Relaxed) {
+            true => Err(Error::new(ErrorKind::Interrupted, "backup interrupted; no snapshot was written")),
+            false => Ok(()),
+        }
+    }
+
     fn skip(&self, path: &Path, err: impl std::fmt::Display) {
         self.errors.lock().expect("errors lock").push(format!("{}: {err}", path.display()));
     }
@@ -148,9 +155,7 @@ impl Walker<'_> {
         before: Option<&Node>,
         parent_dev: Option<u64>,
     ) -> Result<Option<Node>> {
-        if self.interrupt.load(Ordering::Relaxed) {
-            return Err(Error::new(ErrorKind::Interrupted, "backup interrupted; no snapshot was written"));
-        }
+        self.check_interrupt()?;
         let md = match std::fs::symlink_metadata(path) {
             Ok(md) => md,
             Err(e) => {
@@ -263,6 +268,8 @@ impl Walker<'_> {
         let mut ids = Vec::new();
         let mut read = 0u64;
         loop {
+            // Checked per window too, so a large file does not hold off an interrupt.
+            self.check_interrupt()?;
             let (buf, ranges) = match stream.next_batch() {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
