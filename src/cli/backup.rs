@@ -116,8 +116,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     for e in &out.errors {
         eprintln!("cairn: warning: not backed up: {e}");
     }
+    for c in &out.changed {
+        eprintln!("cairn: warning: {c}");
+    }
+    let partial = out.snapshot.is_partial();
     let s = &out.snapshot.summary;
-    let mut rec = LogRecord::new("backup", if out.errors.is_empty() { "success" } else { "partial" })
+    let mut rec = LogRecord::new("backup", if partial { "partial" } else { "success" })
         .figure("files", s.files)
         .figure("files_changed", s.files_changed + s.files_new)
         .figure("bytes_read", s.bytes_read)
@@ -129,13 +133,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         println!(
             "{}",
             serde_json::json!({
-                "type": "summary", "snapshot": out.id.to_hex(), "partial": out.snapshot.is_partial(),
+                "type": "summary", "snapshot": out.id.to_hex(), "partial": partial,
                 "parent": out.snapshot.parent.map(|p| p.to_hex()),
                 "files": s.files, "files_new": s.files_new, "files_changed": s.files_changed,
                 "files_unchanged": s.files_unchanged, "dirs": s.dirs, "others": s.others,
                 "bytes_read": s.bytes_read, "total_bytes": s.total_bytes,
                 "chunks_new": s.chunks_new, "bytes_added": s.bytes_added,
-                "errors": out.errors, "duration_ms": s.duration_ms,
+                "errors": out.errors, "changed": out.changed, "duration_ms": s.duration_ms,
             })
         );
     } else if !ctx.quiet {
@@ -150,12 +154,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             format::size(s.bytes_read),
             format::size(s.bytes_added),
             s.duration_ms as f64 / 1000.0,
-            if out.errors.is_empty() {
-                String::new()
-            } else {
-                format!(" ({} unreadable, snapshot partial)", out.errors.len())
+            match (out.errors.len(), out.changed.len()) {
+                (0, 0) => String::new(),
+                (n, 0) => format!(" ({n} unreadable, snapshot partial)"),
+                (0, c) => format!(" ({c} changed while read, snapshot partial)"),
+                (n, c) => format!(" ({n} unreadable, {c} changed while read, snapshot partial)"),
             }
         );
     }
-    Ok(if out.errors.is_empty() { exit::SUCCESS } else { exit::PARTIAL })
+    Ok(if partial { exit::PARTIAL } else { exit::SUCCESS })
 }

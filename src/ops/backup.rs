@@ -9,6 +9,10 @@
 //! the parent's chunks are no longer indexed). Unchanged folders then encode to the same
 //! tree bytes, hence the same tree id, and are not stored again.
 //!
+//! A file is compared with its metadata from before it was read once the read ends (size,
+//! mtime, ctime, bytes read, and whether its path still names it): one that vanished is
+//! left out, one that changed is stored as read; both make the snapshot partial.
+//!
 //! Errors come in two sorts: a file that cannot be read (or vanished) is recorded, left out
 //! of the snapshot and the backup goes on (the snapshot is then partial); anything that
 //! threatens the repository (a failed write, a full disk, an interrupt) stops the backup
@@ -74,6 +78,8 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
     /// Files and folders that could not be read, one line each.
     pub errors: Vec<String>,
+    /// Files stored as read although they changed while being read, one line each.
+    pub changed: Vec<String>,
 }
 
 pub fn backup(
@@ -104,7 +110,7 @@ pub fn backup(
     let parent_reader = parent.as_ref().map(|_| PackReader::new(repo));
     // The writer stores and indexes whatever was saved even when the walk fails, so the
     // next run reuses it; a failed walk still ends here without a snapshot.
-    let ((walked, counters, errors), stats) = BlobWriter::run(repo, Index::load(repo)?, |writer| {
+    let ((walked, counters, errors, changed), stats) = BlobWriter::run(repo, Index::load(repo)?, |writer| {
         let walker = Walker {
             repo,
             writer,
@@ -113,6 +119,7 @@ pub fn backup(
             excludes,
             counters: Counters::default(),
             errors: Mutex::new(Vec::new()),
+            changed: Mutex::new(Vec::new()),
             interrupt,
             progress,
         };
@@ -130,7 +137,8 @@ pub fn backup(
             scan_stop.store(true, Ordering::Relaxed);
             walked
         });
-        (walked, walker.counters, walker.errors.into_inner().expect("errors lock"))
+        let changed = walker.changed.into_inner().expect("changed lock");
+        (walked, walker.counters, walker.errors.into_inner().expect("errors lock"), changed)
     })?;
     let tree = walked?;
     let c = &counters;
@@ -157,13 +165,14 @@ pub fn backup(
             total_bytes: load(&c.total_bytes),
             chunks_new: stats.blobs_new,
             bytes_added: stats.bytes_stored,
-            errors: errors.len() as u64,
+            // A file stored while it changed makes the snapshot partial too.
+            errors: (errors.len() + changed.len()) as u64,
             duration_ms: started.elapsed().as_millis() as u64,
         },
         program: concat!("cairn ", env!("CARGO_PKG_VERSION")).to_string(),
     };
     let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupOutcome { id, snapshot, errors })
+    Ok(BackupOutcome { id, snapshot, errors, changed })
 }
 
 /// Run `command` with `sh -c` and store what it writes to standard output as one file,
