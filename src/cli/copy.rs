@@ -21,15 +21,8 @@ pub struct Args {
     from_repo: String,
     #[command(flatten)]
     source_key: SourceKey,
-    /// Only snapshots with this tag (repeatable: any)
-    #[arg(long)]
-    tag: Vec<String>,
-    /// Only snapshots of this host
-    #[arg(long)]
-    host: Option<String>,
-    /// Only snapshots with this label KEY=VALUE (repeatable: all must match)
-    #[arg(long, value_parser = super::backup::parse_label)]
-    label: Vec<(String, String)>,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
 }
 
 /// How to open the other repository of `copy` or `init --copy-chunker-params-from`.
@@ -70,14 +63,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     check_distinct(&src, &dst)?;
     let _src_lock = src.lock(false, "copy (source)")?;
     let _dst_lock = dst.lock(false, "copy")?;
+    let filter = a.filter.filter();
     let mut selected = if a.ids.is_empty() {
         src.snapshots()?
     } else {
-        a.ids.iter().map(|spec| src.find_snapshot(spec)).collect::<Result<Vec<_>>>()?
+        let found = a.ids.iter().map(|spec| cairn::repo::select::find(&src, spec, &filter));
+        found.collect::<Result<Vec<_>>>()?
     };
-    selected.retain(|(_, s)| a.tag.is_empty() || s.tags.iter().any(|t| a.tag.contains(t)));
-    selected.retain(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h));
-    selected.retain(|(_, s)| a.label.iter().all(|l| s.labels.contains(l)));
+    selected.retain(|(_, s)| filter.matches(s));
     selected.sort_by(|x, y| x.1.time.cmp(&y.1.time).then(x.0.cmp(&y.0)));
     selected.dedup_by_key(|s| s.0);
     let started = std::time::Instant::now();

@@ -20,9 +20,9 @@ Examples:
   cairn diff 3f9a1c latest
   cairn diff 3f9a1c latest /opt/apigateway/groups --content")]
 pub struct Args {
-    /// The older snapshot (id prefix or 'latest')
+    /// The older snapshot (id prefix, name or 'latest')
     old: String,
-    /// The newer snapshot (id prefix or 'latest')
+    /// The newer snapshot (id prefix, name or 'latest')
     new: String,
     /// Compare only this absolute path and what is below it
     #[arg(default_value = "/")]
@@ -30,6 +30,8 @@ pub struct Args {
     /// Show a unified diff of every modified text file (UTF-8, up to 4 MiB)
     #[arg(long)]
     content: bool,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
 }
 
 #[derive(Default)]
@@ -45,8 +47,9 @@ struct Totals {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = repo.lock(false, "diff")?;
-    let (old_id, old_snap) = repo.find_snapshot(&a.old)?;
-    let (new_id, new_snap) = repo.find_snapshot(&a.new)?;
+    let filter = a.filter.filter();
+    let (old_id, old_snap) = cairn::repo::select::find(&repo, &a.old, &filter)?;
+    let (new_id, new_snap) = cairn::repo::select::find(&repo, &a.new, &filter)?;
     let browser = Browser::open(&repo)?;
     let path = browse::components(a.path.as_bytes()).fold(b"/".to_vec(), |p, c| browse::join(&p, c));
     let old = present(browser.lookup(&old_snap, &path))?;

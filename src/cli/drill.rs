@@ -11,7 +11,7 @@ use cairn::id::SnapshotId;
 use cairn::ops::restore::{restore, RestoreOptions};
 use cairn::ops::verify::verify;
 use cairn::repo::log::LogRecord;
-use cairn::{Error, Result};
+use cairn::{Error, ErrorKind, Result};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -26,12 +26,8 @@ pub struct Args {
     /// Pick a random matching snapshot instead of the newest
     #[arg(long, conflicts_with = "snapshot")]
     random: bool,
-    /// Only snapshots with this tag (repeatable: any)
-    #[arg(long)]
-    tag: Vec<String>,
-    /// Only snapshots of this host
-    #[arg(long)]
-    host: Option<String>,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
     /// Folder for the scratch restore (default: a new folder in the temporary folder)
     #[arg(long)]
     scratch: Option<PathBuf>,
@@ -63,16 +59,18 @@ struct Outcome<'a> {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = repo.lock(false, "drill")?;
-    let matching: Vec<(SnapshotId, Snapshot)> = repo
-        .snapshots()?
-        .into_iter()
-        .filter(|(_, s)| a.tag.is_empty() || s.tags.iter().any(|t| a.tag.contains(t)))
-        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
-        .collect();
-    let newest = matching.last().ok_or_else(|| Error::invalid("no snapshot matches the drill's filters"))?;
+    let filter = a.filter.filter();
+    let matching: Vec<(SnapshotId, Snapshot)> = cairn::repo::select::matching(&repo, &filter)?;
+    let newest = matching.last().ok_or_else(|| match filter.is_empty() {
+        true => Error::new(ErrorKind::NotFound, "the repository has no snapshots yet"),
+        false => Error::new(
+            ErrorKind::NotFound,
+            format!("no snapshot matches the drill's filter {}", filter.describe()),
+        ),
+    })?;
     let rpo = Timespec::now().secs - newest.1.time.secs;
     let (id, snap) = match (&a.snapshot, a.random) {
-        (Some(spec), _) => repo.find_snapshot(spec)?,
+        (Some(spec), _) => cairn::repo::select::find(&repo, spec, &filter)?,
         (None, true) => {
             let mut r = [0u8; 8];
             cairn::crypto::keys::fill_random(&mut r)?;

@@ -25,6 +25,7 @@ mod restore;
 mod rewrite;
 mod run;
 mod schedule;
+mod select;
 mod snapshots;
 mod stats;
 mod tag;

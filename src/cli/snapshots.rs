@@ -7,12 +7,8 @@ use cairn::Result;
 #[derive(clap::Args)]
 #[command(after_help = "Example:\n  cairn snapshots --tag prod\n  cairn snapshots --json")]
 pub struct Args {
-    /// Only snapshots with this tag (repeatable: any of them)
-    #[arg(long)]
-    tag: Vec<String>,
-    /// Only snapshots of this host
-    #[arg(long)]
-    host: Option<String>,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
@@ -21,11 +17,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     for (name, e) in &damaged {
         eprintln!("cairn: warning: snapshot {name} is damaged ({e}); `cairn repair snapshots` removes it");
     }
-    let snaps: Vec<_> = all
-        .into_iter()
-        .filter(|(_, s)| a.tag.is_empty() || s.tags.iter().any(|t| a.tag.contains(t)))
-        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
-        .collect();
+    let snaps = a.filter.filter().apply(all);
     if ctx.json {
         let list: Vec<_> = snaps
             .iter()

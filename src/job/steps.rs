@@ -104,7 +104,9 @@ pub(super) fn upkeep_steps(
         steps.push(cairn_step(cairn, job, "retention", retention_args(job, r)));
     }
     if let Some(c) = &job.check {
-        let mut args: Vec<OsString> = vec!["check".into(), "--json".into()];
+        // Only this job's trees: another host's snapshots are its own job's to check.
+        let mut args: Vec<OsString> = vec!["check".into(), "--json".into(), "--label".into()];
+        args.push(format!("job={}", job.name).into());
         let day = started.as_second().div_euclid(86_400);
         let full_due = c.full_read_every_days.is_some_and(|days| {
             last_full.is_none_or(|last| started.as_second() - last >= i64::from(days) * 86_400)
@@ -121,7 +123,9 @@ pub(super) fn upkeep_steps(
         steps.push(step);
     }
     if let Some(d) = &job.drill {
-        let mut args: Vec<OsString> = vec!["drill".into(), "--json".into()];
+        // The job's own newest snapshot, not whichever host backed up last.
+        let mut args: Vec<OsString> = vec!["drill".into(), "--json".into(), "--label".into()];
+        args.push(format!("job={}", job.name).into());
         if let Some(v) = &d.max_rto {
             args.extend(["--max-rto".into(), v.into()]);
         }
@@ -289,5 +293,27 @@ retention = false
         assert_eq!(repo, Some(std::ffi::OsStr::new("/offsite-a")), "runs against the copy's repository");
         let args: Vec<_> = at_target.get_args().collect();
         assert_eq!(args, ["forget", "--json", "--label", "job=gw", "--keep-daily", "7", "--prune"]);
+    }
+
+    #[test]
+    fn drill_and_check_stay_with_the_jobs_own_snapshots() {
+        let file = super::super::config::parse(
+            r#"
+[jobs.gw]
+repository = "/shared"
+sources = ["/src"]
+[jobs.gw.check]
+[jobs.gw.drill]
+max-rpo = "4h"
+"#,
+        )
+        .unwrap();
+        let steps = upkeep_steps(Path::new("cairn"), &file.jobs[0], None, jiff::Timestamp::UNIX_EPOCH);
+        for step in &steps {
+            let args: Vec<_> = step.command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+            let at = args.iter().position(|a| a == "--label");
+            assert_eq!(at.map(|i| args[i + 1].as_str()), Some("job=gw"), "{}: {args:?}", step.name);
+        }
+        assert_eq!(steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["check", "drill"]);
     }
 }
