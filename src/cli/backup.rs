@@ -55,6 +55,10 @@ pub struct Args {
     /// Host name to record instead of this machine's
     #[arg(long)]
     host: Option<String>,
+    /// The snapshot's type, such as config or full (stored as the label type=TYPE; without
+    /// it a snapshot counts as files, or dump for --stdin and --stdin-from-command)
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
+    snapshot_type: Option<String>,
     /// Compare files with this snapshot instead of the latest one of the same host and paths
     #[arg(long, conflicts_with = "force")]
     parent: Option<String>,
@@ -64,6 +68,13 @@ pub struct Args {
     /// Snapshot time instead of now ("2026-01-31 23:00" local, or RFC 3339)
     #[arg(long, value_parser = format::parse_time)]
     time: Option<Timespec>,
+}
+
+fn parse_type(s: &str) -> std::result::Result<String, String> {
+    match !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        true => Ok(s.to_string()),
+        false => Err(format!("type '{s}' may hold only letters, digits, '-', '_' and '.'")),
+    }
 }
 
 pub(super) fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
@@ -87,8 +98,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = repo.lock(false, "backup")?;
     // Sorted by key; a key given twice keeps its last value.
+    let mut labels = a.label;
+    if let Some(t) = a.snapshot_type {
+        labels.push(("type".into(), t));
+    }
     let labels: Vec<(String, String)> =
-        a.label.into_iter().collect::<std::collections::BTreeMap<_, _>>().into_iter().collect();
+        labels.into_iter().collect::<std::collections::BTreeMap<_, _>>().into_iter().collect();
     let parent = match (a.force, &a.parent) {
         (true, _) => ParentChoice::None,
         (false, Some(spec)) => ParentChoice::Snapshot(repo.find_snapshot(spec)?.0),

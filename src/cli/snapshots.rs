@@ -29,6 +29,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                     "user": s.user,
                     "paths": s.paths.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
                     "tags": s.tags,
+                    "type": cairn::repo::select::snapshot_type(s),
                     "labels": s.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
                     "parent": s.parent.map(|p| p.to_hex()),
                     "original": s.original.map(|p| p.to_hex()),
@@ -61,6 +62,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 id.short(),
                 format::local_time(s.time),
                 s.host.clone(),
+                cairn::repo::select::snapshot_type(s).to_string(),
                 s.tags.join(","),
                 s.summary.files.to_string(),
                 format::size(s.summary.total_bytes),
@@ -76,7 +78,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             row
         })
         .collect();
-    let mut header = vec!["ID", "Time", "Host", "Tags", "Files", "Size", "Paths"];
+    let mut header = vec!["ID", "Time", "Host", "Type", "Tags", "Files", "Size", "Paths"];
     if named {
         header.insert(1, "Name");
     }

@@ -51,6 +51,11 @@ pub struct Job {
     pub labels: Vec<(String, String)>,
     /// Snapshot name template, e.g. "{application}-{environment}-{time:%Y%m%d-%H%M}-{kind}".
     pub snapshot_name: Option<String>,
+    /// The type of the sources' snapshots (`type`: config, full, ...; default files).
+    pub snapshot_type: Option<String>,
+    /// The zone of the times in snapshot names (`name-time-zone`: "UTC" or a zone name;
+    /// default the system's).
+    pub name_time_zone: Option<String>,
     pub dumps: Vec<Dump>,
     pub hooks: Hooks,
     pub retention: Option<Retention>,
@@ -132,6 +137,8 @@ const JOB_KEYS: &[&str] = &[
     "tags",
     "labels",
     "snapshot-name",
+    "type",
+    "name-time-zone",
     "dumps",
     "hooks",
     "retention",
@@ -344,6 +351,32 @@ impl Reader<'_> {
                 "snapshot-name" => {
                     job.snapshot_name = self.string(value, key);
                     name_at = Some(value.span());
+                }
+                "type" => {
+                    job.snapshot_type = self.string(value, key).filter(|t| {
+                        let ok = t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                        if !ok {
+                            self.error(
+                                value.span(),
+                                format!("type `{t}` may hold only letters, digits, '-', '_' and '.'"),
+                            );
+                        }
+                        ok
+                    })
+                }
+                "name-time-zone" => {
+                    job.name_time_zone = self.string(value, key).filter(|z| {
+                        let found = jiff::tz::TimeZone::get(z);
+                        if let Err(e) = &found {
+                            self.error(
+                                value.span(),
+                                format!(
+                                    "name-time-zone: {e}; use \"UTC\" or a zone such as \"Europe/Paris\""
+                                ),
+                            );
+                        }
+                        found.is_ok()
+                    })
                 }
                 "dumps" => job.dumps = self.dumps(value, &place),
                 "hooks" => job.hooks = self.hooks(value, &place),

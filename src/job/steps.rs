@@ -29,9 +29,11 @@ pub(super) enum StepKind {
 pub(super) fn data_steps(cairn: &Path, job: &Job, started: jiff::Timestamp) -> (Vec<Step>, Option<String>) {
     let mut steps = Vec::new();
     let mut source_error = None;
-    let time = started.to_zoned_datetime(jiff::tz::TimeZone::system());
+    // Checked when the file was read; the system's zone unless the job names one.
+    let zone = job.name_time_zone.as_deref().and_then(|z| jiff::tz::TimeZone::get(z).ok());
+    let time = started.to_zoned_datetime(zone.unwrap_or_else(jiff::tz::TimeZone::system));
     let host = job.host.clone().unwrap_or_else(crate::sys::hostname);
-    let common = |kind: &str| -> Vec<OsString> {
+    let common = |kind: &str, snapshot_type: &str| -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--json".into(), "--time".into(), started.to_string().into()];
         if let Some(h) = &job.host {
             args.extend(["--host".into(), h.into()]);
@@ -42,7 +44,14 @@ pub(super) fn data_steps(cairn: &Path, job: &Job, started: jiff::Timestamp) -> (
         let mut labels = job.labels.clone();
         labels.push(("job".into(), job.name.clone()));
         if let Some(template) = &job.snapshot_name {
-            let parts = NameParts { job: &job.name, host: &host, kind, time: &time, labels: &job.labels };
+            let parts = NameParts {
+                job: &job.name,
+                host: &host,
+                kind,
+                snapshot_type,
+                time: &time,
+                labels: &job.labels,
+            };
             // The template was checked when the file was read; a failure here is a
             // label value with a '/', reported by the backup's own label check.
             labels.push(("name".into(), expand(template, &parts).unwrap_or_else(|e| e)));
@@ -56,7 +65,10 @@ pub(super) fn data_steps(cairn: &Path, job: &Job, started: jiff::Timestamp) -> (
         Ok(sources) if !sources.is_empty() => {
             let mut args: Vec<OsString> = vec!["backup".into()];
             args.extend(sources.into_iter().map(OsString::from));
-            args.extend(common("files"));
+            args.extend(common("files", job.snapshot_type.as_deref().unwrap_or("files")));
+            if let Some(t) = &job.snapshot_type {
+                args.extend(["--type".into(), t.into()]);
+            }
             for e in &job.excludes {
                 args.extend(["--exclude".into(), e.into()]);
             }
@@ -85,7 +97,7 @@ pub(super) fn data_steps(cairn: &Path, job: &Job, started: jiff::Timestamp) -> (
             "--stdin-name".into(),
             d.name.clone().into(),
         ];
-        args.extend(common(&d.name));
+        args.extend(common(&d.name, "dump"));
         steps.push(cairn_step(cairn, job, &format!("dump {}", d.name), args));
     }
     (steps, source_error)

@@ -149,7 +149,7 @@ pub fn backup(
         user: crate::sys::username(),
         paths,
         tags: opts.tags.clone(),
-        labels: opts.labels.clone(),
+        labels: with_unique_name(repo, opts.labels.clone())?,
         excludes: opts.excludes.patterns.clone(),
         tree,
         parent: parent.map(|p| p.0),
@@ -173,6 +173,31 @@ pub fn backup(
     };
     let id = repo.save_snapshot(&snapshot)?;
     Ok(BackupOutcome { id, snapshot, errors, changed })
+}
+
+/// Make the label `name` unique in the repository: a name another snapshot has gets
+/// "-2", "-3", ... (a template to the minute gives several runs the same name, and a
+/// name must name one snapshot). A backup-only key cannot list names and keeps it.
+fn with_unique_name(repo: &Repository, mut labels: Vec<(String, String)>) -> Result<Vec<(String, String)>> {
+    let Some(at) = labels.iter().position(|(k, _)| k == "name") else { return Ok(labels) };
+    if !repo.keys().can_read() {
+        return Ok(labels);
+    }
+    let taken: std::collections::HashSet<String> = repo
+        .snapshots()?
+        .into_iter()
+        .filter_map(|(_, s)| s.labels.into_iter().find(|(k, _)| k == "name").map(|(_, v)| v))
+        .collect();
+    labels[at].1 = unique_name(&labels[at].1, |n| taken.contains(n));
+    Ok(labels)
+}
+
+/// `name`, or the first of "name-2", "name-3", ... that is not `taken`.
+fn unique_name(name: &str, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(name) {
+        return name.to_string();
+    }
+    (2u64..).map(|n| format!("{name}-{n}")).find(|n| !taken(n)).expect("a free counter")
 }
 
 /// Run `command` with `sh -c` and store what it writes to standard output as one file,
@@ -260,4 +285,15 @@ fn check_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_name_already_taken_gets_the_first_free_counter() {
+        let taken = ["gw-0805", "gw-0805-2", "gw-0805-4"];
+        let is_taken = |n: &str| taken.contains(&n);
+        assert_eq!(super::unique_name("gw-0806", is_taken), "gw-0806");
+        assert_eq!(super::unique_name("gw-0805", is_taken), "gw-0805-3");
+    }
 }

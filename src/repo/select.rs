@@ -56,6 +56,16 @@ impl SnapshotFilter {
     }
 }
 
+/// A snapshot's type: its label `type` (set by `backup --type` or a job's `type`), else
+/// `dump` for a stream stored by name (standard input, a dump command), else `files`.
+pub fn snapshot_type(s: &Snapshot) -> &str {
+    match s.labels.iter().find(|(k, _)| k == "type") {
+        Some((_, t)) => t,
+        None if s.paths.iter().any(|p| !p.starts_with(b"/")) => "dump",
+        None => "files",
+    }
+}
+
 /// Every readable snapshot that passes `filter`, oldest first.
 pub fn matching(repo: &Repository, filter: &SnapshotFilter) -> Result<Vec<(SnapshotId, Snapshot)>> {
     Ok(filter.apply(repo.snapshots()?))
