@@ -299,6 +299,20 @@ fn judge(kind: StepKind, out: &std::process::Output, report: &mut JobReport) -> 
     let stdout = String::from_utf8_lossy(&out.stdout);
     let result: Option<serde_json::Value> = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok());
     let mut detail = String::new();
+    // forget's result (prune may print after it): which snapshots the step removed.
+    let forgot = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("removed").is_some_and(|r| r.is_array()) && v.get("groups").is_some());
+    if let Some(removed) = forgot.as_ref().and_then(|v| v["removed"].as_array()) {
+        let ids: Vec<&str> =
+            removed.iter().filter_map(|i| i.as_str()).map(|i| &i[..i.len().min(8)]).collect();
+        detail = match ids.len() {
+            0 => "removed no snapshot".into(),
+            1 => format!("removed 1 snapshot: {}", ids[0]),
+            n => format!("removed {n} snapshots: {}", ids.join(" ")),
+        };
+    }
     if let Some(v) = &result {
         if let Some(id) = v["snapshot"].as_str().filter(|_| v["type"] == "summary") {
             report.snapshots.push(id.to_string());
