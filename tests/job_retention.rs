@@ -70,4 +70,9 @@ fn a_retention_step_names_the_snapshots_it_removed() {
     let out = run_job(&config, work.path());
     let line = out.stdout.lines().find(|l| l.contains("retention")).unwrap_or_default();
     assert!(line.contains(&format!("removed 1 snapshot: {}", &first[..8])), "{}", out.context());
+    // The activity log lists the removed id too.
+    let log = repo.cairn().args(["log", "--json"]).run().ok().json();
+    let forget =
+        log["entries"].as_array().unwrap().iter().rev().find(|e| e["operation"] == "forget").cloned();
+    assert_eq!(forget.unwrap()["figures"]["removed"], first.as_str());
 }

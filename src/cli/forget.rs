@@ -108,7 +108,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     }
     if !a.dry_run {
         remove_snapshots(&repo, &drop)?;
-        super::record(&repo, LogRecord::new("forget", "success").figure("snapshots_removed", drop.len()));
+        let removed: Vec<String> = drop.iter().map(|id| id.to_hex()).collect();
+        let rec = LogRecord::new("forget", "success")
+            .figure("snapshots_removed", drop.len())
+            .figure("removed", removed.join(" "));
+        super::record(&repo, rec);
     }
     print(ctx, &report, &drop, a.dry_run);
     if a.prune {
