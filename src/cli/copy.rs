@@ -40,6 +40,9 @@ pub struct SourceKey {
 impl SourceKey {
     /// Open the source repository at `location`.
     pub fn open(&self, location: &str) -> Result<Repository> {
+        if let Some(f) = &self.from_password_file {
+            super::warn_if_exposed(f);
+        }
         let pw = cairn::repo::keys::given_password("CAIRN_FROM_PASSWORD", self.from_password_file.as_deref())
             .unwrap_or_else(|| {
                 super::ask_password(

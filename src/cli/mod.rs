@@ -121,6 +121,9 @@ impl Ctx {
 
     /// The password from CAIRN_PASSWORD, the password file, or a prompt on the terminal.
     pub fn password(&self, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
+        if let Some(f) = &self.password_file {
+            warn_if_exposed(f);
+        }
         given_password("CAIRN_PASSWORD", self.password_file.as_deref()).unwrap_or_else(|| {
             ask_password(
                 "repository password: ",
@@ -244,6 +247,19 @@ pub fn select_snapshots(
         }
     }
     Ok(out)
+}
+
+/// Warn when a password file is readable by every user: it is still used (a backup that
+/// stops over it would protect nothing), but whoever reads it can read every backup.
+pub fn warn_if_exposed(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::metadata(path).is_ok_and(|md| md.permissions().mode() & 0o004 != 0) {
+        eprintln!(
+            "cairn: warning: password file {} is readable by every user; `chmod o-rwx {}` it",
+            path.display(),
+            path.display()
+        );
+    }
 }
 
 /// Ask for a password on the terminal (twice with `confirm`); `missing` is the error when

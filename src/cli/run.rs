@@ -91,6 +91,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut worst = Outcome::Success;
     let mut locked = false;
     for job in jobs {
+        let files =
+            job.password_file.iter().chain(job.copies.iter().filter_map(|c| c.password_file.as_ref()));
+        files.for_each(|f| super::warn_if_exposed(f));
         let _guard = match a.dry_run {
             true => None,
             false => match JobLock::take(&job.name)? {

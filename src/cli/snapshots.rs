@@ -1,14 +1,36 @@
 //! `cairn snapshots`: list snapshots.
 
 use super::{exit, format, Ctx};
-use cairn::Result;
+use cairn::format::snapshot::Snapshot;
+use cairn::id::SnapshotId;
+use cairn::ops::expiry::{expiry, Expiry};
+use cairn::ops::forget::{GroupBy, RetentionPolicy, Within};
+use cairn::{Error, Result};
+use std::collections::HashMap;
 
 /// List snapshots, oldest first
 #[derive(clap::Args)]
-#[command(after_help = "Example:\n  cairn snapshots --tag prod\n  cairn snapshots --json")]
+#[command(
+    after_help = "Examples:\n  cairn snapshots --tag prod\n  cairn snapshots --long --retention apigateway --config /etc/cairn/cairn.toml\n  cairn snapshots --json"
+)]
 pub struct Args {
+    /// Also show the size each snapshot added to the repository and its job
+    #[arg(short, long)]
+    long: bool,
+    /// Show which rule of this job's retention keeps each of the job's snapshots, and until
+    /// when (the job file is --config)
+    #[arg(long, value_name = "JOB")]
+    retention: Option<String>,
+    #[command(flatten)]
+    file: super::run::ConfigFile,
     #[command(flatten)]
     filter: super::select::FilterArgs,
+}
+
+/// Why a snapshot is kept, and until when.
+struct Kept {
+    reasons: Vec<String>,
+    expiry: Option<Expiry>,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
@@ -17,12 +39,21 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     for (name, e) in &damaged {
         eprintln!("cairn: warning: snapshot {name} is damaged ({e}); `cairn repair snapshots` removes it");
     }
-    let snaps = a.filter.filter().apply(all);
+    let mut filter = a.filter.filter();
+    let kept = match &a.retention {
+        Some(job) => {
+            filter.labels.push(("job".into(), job.clone()));
+            let policy = job_policy(&a.file, job)?;
+            Some(retention(filter.apply(all.clone()), &policy)?)
+        }
+        None => None,
+    };
+    let snaps = filter.apply(all);
     if ctx.json {
         let list: Vec<_> = snaps
             .iter()
             .map(|(id, s)| {
-                serde_json::json!({
+                let mut v = serde_json::json!({
                     "id": id.to_hex(),
                     "time": format::rfc3339(s.time),
                     "host": s.host,
@@ -30,6 +61,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                     "paths": s.paths.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
                     "tags": s.tags,
                     "type": cairn::repo::select::snapshot_type(s),
+                    "job": label(s, "job"),
                     "labels": s.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
                     "parent": s.parent.map(|p| p.to_hex()),
                     "original": s.original.map(|p| p.to_hex()),
@@ -44,16 +76,24 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                         "chunks_new": s.summary.chunks_new, "bytes_added": s.summary.bytes_added,
                         "errors": s.summary.errors, "duration_ms": s.summary.duration_ms,
                     },
-                })
+                });
+                if let Some(k) = kept.as_ref().and_then(|k| k.get(id)) {
+                    v["kept_by"] = k.reasons.clone().into();
+                    v["expires"] = match &k.expiry {
+                        Some(Expiry::At(t)) => t.to_string().into(),
+                        Some(Expiry::Never) => "never".into(),
+                        Some(Expiry::AfterNewer(n)) => format!("after {n} newer snapshots").into(),
+                        None => serde_json::Value::Null,
+                    };
+                }
+                v
             })
             .collect();
         println!("{}", serde_json::Value::Array(list));
         return Ok(if damaged.is_empty() { exit::SUCCESS } else { exit::DAMAGED });
     }
     // Snapshots made by jobs with a snapshot-name template carry a name beside the id.
-    let name = |s: &cairn::format::snapshot::Snapshot| {
-        s.labels.iter().find(|(k, _)| k == "name").map(|(_, v)| v.clone()).unwrap_or_default()
-    };
+    let name = |s: &Snapshot| label(s, "name").unwrap_or_default();
     let named = snaps.iter().any(|(_, s)| !name(s).is_empty());
     let rows: Vec<Vec<String>> = snaps
         .iter()
@@ -75,6 +115,22 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             if named {
                 row.insert(1, name(s));
             }
+            if a.long {
+                row.push(format::size(s.summary.bytes_added));
+                row.push(label(s, "job").unwrap_or_default());
+            }
+            if let Some(kept) = &kept {
+                let k = kept.get(id);
+                row.push(k.map(|k| k.reasons.join(", ")).unwrap_or_default());
+                row.push(match k.and_then(|k| k.expiry.as_ref()) {
+                    Some(Expiry::At(t)) => {
+                        format::local_time(cairn::format::Timespec { secs: t.as_second(), nanos: 0 })
+                    }
+                    Some(Expiry::Never) => "never (tag)".into(),
+                    Some(Expiry::AfterNewer(n)) => format!("after {n} newer"),
+                    None => "next forget".into(),
+                });
+            }
             row
         })
         .collect();
@@ -82,9 +138,65 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if named {
         header.insert(1, "Name");
     }
+    if a.long {
+        header.extend(["Stored", "Job"]);
+    }
+    if kept.is_some() {
+        header.extend(["Kept by", "Expires"]);
+    }
     format::table(&header, &rows);
     if !ctx.quiet {
         println!("{} snapshots", snaps.len());
     }
     Ok(if damaged.is_empty() { exit::SUCCESS } else { exit::DAMAGED })
+}
+
+fn label(s: &Snapshot, key: &str) -> Option<String> {
+    s.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+/// The retention policy of job `job` in the job file.
+fn job_policy(file: &super::run::ConfigFile, job: &str) -> Result<RetentionPolicy> {
+    let jobs = file.load()?;
+    let job = super::run::select(&jobs, &[job.to_string()])?[0];
+    let r = job.retention.as_ref().ok_or_else(|| {
+        Error::invalid(format!(
+            "job {} has no retention; nothing decides how long its snapshots stay",
+            job.name
+        ))
+    })?;
+    let mut p = RetentionPolicy {
+        within: r.keep_within.as_deref().map(Within::parse).transpose()?,
+        ..Default::default()
+    };
+    for (rule, n) in &r.keep {
+        let slot = match rule.as_str() {
+            "keep-last" => &mut p.last,
+            "keep-hourly" => &mut p.hourly,
+            "keep-daily" => &mut p.daily,
+            "keep-weekly" => &mut p.weekly,
+            "keep-monthly" => &mut p.monthly,
+            _ => &mut p.yearly,
+        };
+        *slot = *n;
+    }
+    Ok(p)
+}
+
+/// Which rules keep each snapshot today (forget's own plan, as a job's retention step
+/// runs it: grouped by host and paths, in local time) and until when.
+fn retention(
+    snaps: Vec<(SnapshotId, Snapshot)>,
+    policy: &RetentionPolicy,
+) -> Result<HashMap<SnapshotId, Kept>> {
+    let tz = jiff::tz::TimeZone::system();
+    let groups = cairn::ops::forget::plan(snaps, policy, GroupBy::parse("host,paths")?, &tz)?;
+    Ok(groups
+        .into_iter()
+        .flat_map(|g| g.decisions)
+        .map(|d| {
+            let expiry = expiry(d.snapshot.time, &d.reasons, policy, &tz);
+            (d.id, Kept { reasons: d.reasons, expiry })
+        })
+        .collect())
 }
