@@ -62,7 +62,9 @@ impl SourceKey {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let src = a.source_key.open(&a.from_repo)?;
-    let dst = ctx.open()?;
+    let dst = ctx
+        .open()
+        .map_err(|e| e.wrap(format!("target repository {}", ctx.location().unwrap_or_default())))?;
     check_distinct(&src, &dst)?;
     let _src_lock = src.lock(false, "copy (source)")?;
     let _dst_lock = dst.lock(false, "copy")?;

@@ -105,9 +105,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 }
             },
         };
-        let (quiet, json) = (ctx.quiet, ctx.json);
+        let (quiet, json, dry_run) = (ctx.quiet, ctx.json, a.dry_run);
         let name = job.name.clone();
-        let mut on_step = |s: &StepReport| print_step(&name, s, quiet || json);
+        let mut on_step = |s: &StepReport| print_step(&name, s, quiet || json, dry_run);
         let mut runner = Runner {
             cairn: cairn.clone(),
             interrupt: &ctx.interrupt,
@@ -120,7 +120,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 eprintln!("cairn: warning: {e}");
             }
         }
-        print_report(&report, ctx);
+        print_report(&report, ctx, a.dry_run);
         worst = worst.max(report.outcome);
         if worst == Outcome::Interrupted {
             break;
@@ -138,9 +138,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     })
 }
 
-fn print_step(job: &str, s: &StepReport, quiet: bool) {
+fn print_step(job: &str, s: &StepReport, quiet: bool, dry_run: bool) {
     let failed = s.outcome >= Outcome::Failed;
     if quiet && !failed {
+        return;
+    }
+    if dry_run {
+        // Nothing ran: no outcome, no time, only what would run.
+        println!("[{job}] {:<20} would run  {}", s.step, s.detail);
         return;
     }
     let line = format!("[{job}] {:<20} {:<8} {:>6.1} s  {}", s.step, s.outcome.name(), s.seconds, s.detail);
@@ -151,24 +156,27 @@ fn print_step(job: &str, s: &StepReport, quiet: bool) {
     }
 }
 
-fn print_report(r: &JobReport, ctx: &Ctx) {
+fn print_report(r: &JobReport, ctx: &Ctx, dry_run: bool) {
+    let outcome = if dry_run { "dry-run" } else { r.outcome.name() };
     if ctx.json {
         let steps: Vec<_> = r
             .steps
             .iter()
             .map(|s| {
-                serde_json::json!({"step": s.step, "outcome": s.outcome.name(), "detail": s.detail, "seconds": s.seconds})
+                serde_json::json!({"step": s.step, "outcome": if dry_run { "would run" } else { s.outcome.name() }, "detail": s.detail, "seconds": s.seconds})
             })
             .collect();
         println!(
             "{}",
             serde_json::json!({
-                "type": "job", "job": r.job, "outcome": r.outcome.name(), "started": r.started.to_string(),
+                "type": "job", "job": r.job, "outcome": outcome, "dry_run": dry_run, "started": r.started.to_string(),
                 "seconds": r.seconds, "snapshots": r.snapshots, "bytes_added": r.bytes_added,
                 "snapshot_count": r.snapshot_count, "check_ok": r.check_ok,
                 "rto_seconds": r.rto_seconds, "rpo_seconds": r.rpo_seconds, "steps": steps,
             })
         );
+    } else if dry_run && !ctx.quiet {
+        println!("[{}] would run {} steps; nothing ran (dry run)", r.job, r.steps.len());
     } else if !ctx.quiet {
         println!("[{}] {} in {:.1} s", r.job, r.outcome.name(), r.seconds);
     }

@@ -4,9 +4,11 @@
 //! `ping`).
 
 pub mod config;
+pub mod deep;
 pub mod metrics;
 pub mod ping;
 pub mod presets;
+mod rules;
 pub mod run;
 mod steps;
 pub mod template;

@@ -360,7 +360,7 @@ fn describe(command: &Command) -> String {
 }
 
 /// The job's password: its password file, else what the caller's environment gives.
-fn password(file: Option<&Path>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+pub(super) fn password(file: Option<&Path>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     if let Some(f) = file {
         return crate::repo::keys::read_password_file(f);
     }

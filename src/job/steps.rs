@@ -237,7 +237,7 @@ fn set_repository(command: &mut Command, repo: &str, password_file: Option<&Path
 
 /// Sources with globs in their last component expanded; optional ones that match nothing
 /// are left out, required ones must match.
-fn resolve_sources(job: &Job) -> std::result::Result<Vec<PathBuf>, String> {
+pub(super) fn resolve_sources(job: &Job) -> std::result::Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for (pattern, required) in
         job.sources.iter().map(|s| (s, true)).chain(job.optional_sources.iter().map(|s| (s, false)))
@@ -287,8 +287,10 @@ sources = ["/src"]
 keep-daily = 7
 [[jobs.gw.copy]]
 repository = "/offsite-a"
+password-file = "/etc/cairn/a.pass"
 [[jobs.gw.copy]]
 repository = "/offsite-b"
+password-file = "/etc/cairn/b.pass"
 retention = false
 "#,
         )
