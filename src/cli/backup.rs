@@ -96,7 +96,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         Source::Paths(a.paths)
     };
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "backup")?;
+    let _lock = ctx.lock(&repo, false, "backup")?;
     // Sorted by key; a key given twice keeps its last value.
     let mut labels = a.label;
     if let Some(t) = a.snapshot_type {

@@ -67,7 +67,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         .map_err(|e| e.wrap(format!("target repository {}", ctx.location().unwrap_or_default())))?;
     check_distinct(&src, &dst)?;
     let _src_lock = src.lock(false, "copy (source)")?;
-    let _dst_lock = dst.lock(false, "copy")?;
+    let _dst_lock = ctx.lock(&dst, false, "copy")?;
     let filter = a.filter.filter();
     let mut selected = if a.ids.is_empty() {
         src.snapshots()?

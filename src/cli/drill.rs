@@ -58,7 +58,7 @@ struct Outcome<'a> {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "drill")?;
+    let _lock = ctx.lock(&repo, false, "drill")?;
     let filter = a.filter.filter();
     let matching: Vec<(SnapshotId, Snapshot)> = cairn::repo::select::matching(&repo, &filter)?;
     let newest = matching.last().ok_or_else(|| match filter.is_empty() {

@@ -65,6 +65,10 @@ pub struct Cli {
     /// Print only errors
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Wait this long (e.g. 10m) for a lock another process holds, instead of failing
+    /// at once with exit 11
+    #[arg(long, env = "CAIRN_LOCK_WAIT", global = true, value_name = "DURATION", value_parser = cairn::units::parse_duration)]
+    lock_wait: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -110,6 +114,8 @@ pub struct Ctx {
     pub json: bool,
     pub quiet: bool,
     pub interrupt: Arc<AtomicBool>,
+    /// How long to wait for a lock (--lock-wait), in seconds.
+    lock_wait: Option<u64>,
 }
 
 impl Ctx {
@@ -142,6 +148,17 @@ impl Ctx {
                 "no new password given: set CAIRN_NEW_PASSWORD or --new-password-file, or run on a terminal",
             )
         })
+    }
+
+    /// Lock `repo` for `operation`, waiting as --lock-wait says.
+    pub fn lock<'r>(
+        &self,
+        repo: &'r Repository,
+        exclusive: bool,
+        operation: &str,
+    ) -> Result<cairn::repo::lock::LockGuard<'r>> {
+        let wait = std::time::Duration::from_secs(self.lock_wait.unwrap_or(0));
+        repo.lock_waiting(exclusive, operation, wait, &self.interrupt)
     }
 
     pub fn open(&self) -> Result<Repository> {
@@ -185,6 +202,7 @@ pub fn main() -> i32 {
         json: cli.json,
         quiet: cli.quiet,
         interrupt,
+        lock_wait: cli.lock_wait,
     };
     let result = match cli.command {
         Command::Init(a) => init::run(&ctx, a),

@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         }
     }
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "restore")?;
+    let _lock = ctx.lock(&repo, false, "restore")?;
     let (id, snap) = select::find(&repo, &a.snapshot, &a.filter.filter())?;
     let out = restore(
         &repo,

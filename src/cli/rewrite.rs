@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     })?;
     let repo = ctx.open()?;
     repo.require_full_key("rewrite snapshots")?;
-    let _lock = repo.lock(true, "rewrite")?;
+    let _lock = ctx.lock(&repo, true, "rewrite")?;
     let snapshots = super::select_snapshots(&repo, &a.snapshots, a.all)?;
     let rewrites = rewrite_snapshots(&repo, &snapshots, &excludes, a.dry_run, &ctx.interrupt)?;
     if !a.dry_run {

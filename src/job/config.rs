@@ -56,6 +56,8 @@ pub struct Job {
     /// The zone of the times in snapshot names (`name-time-zone`: "UTC" or a zone name;
     /// default the system's).
     pub name_time_zone: Option<String>,
+    /// How long each step waits for a lock another host holds (`lock-wait`, e.g. "10m").
+    pub lock_wait: Option<String>,
     pub dumps: Vec<Dump>,
     pub hooks: Hooks,
     pub retention: Option<Retention>,
@@ -86,6 +88,9 @@ pub struct Retention {
     pub keep_within: Option<String>,
     pub prune: bool,
     pub max_unused: Option<String>,
+    /// Whether the rules run at the job's own repository (`at-repository = false`: one
+    /// designated host prunes a shared repository; the copies still follow the rules).
+    pub at_repository: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -139,6 +144,7 @@ const JOB_KEYS: &[&str] = &[
     "snapshot-name",
     "type",
     "name-time-zone",
+    "lock-wait",
     "dumps",
     "hooks",
     "retention",
@@ -402,6 +408,7 @@ impl Reader<'_> {
                         found.is_ok()
                     })
                 }
+                "lock-wait" => job.lock_wait = self.duration(value, key),
                 "dumps" => job.dumps = self.dumps(value, &place),
                 "hooks" => job.hooks = self.hooks(value, &place),
                 "retention" => job.retention = Some(self.retention(value, &place)),
@@ -473,8 +480,8 @@ impl Reader<'_> {
 
     fn retention(&mut self, v: &Value<'_>, place: &str) -> Retention {
         let mut allowed = KEEP_KEYS.to_vec();
-        allowed.extend(["keep-within", "prune", "max-unused"]);
-        let mut r = Retention { prune: true, ..Default::default() };
+        allowed.extend(["keep-within", "prune", "max-unused", "at-repository"]);
+        let mut r = Retention { prune: true, at_repository: true, ..Default::default() };
         let entries = self.section(v, &format!("{place} retention"), &allowed);
         let names_a_rule = entries.iter().any(|(k, _)| k.starts_with("keep-"));
         for (key, value) in entries {
@@ -484,6 +491,7 @@ impl Reader<'_> {
                     self.rule(value, r.keep_within.as_deref().and_then(super::rules::keep_within));
                 }
                 "prune" => r.prune = self.bool(value, key),
+                "at-repository" => r.at_repository = self.bool(value, key),
                 "max-unused" => r.max_unused = self.string(value, key),
                 _ => {
                     if let Some(n) = self.count(value, key) {

@@ -112,7 +112,7 @@ pub(super) fn upkeep_steps(
     started: jiff::Timestamp,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
-    if let Some(r) = &job.retention {
+    if let Some(r) = job.retention.as_ref().filter(|r| r.at_repository) {
         steps.push(cairn_step(cairn, job, "retention", retention_args(job, r)));
     }
     if let Some(c) = &job.check {
@@ -203,6 +203,10 @@ fn retention_args(job: &Job, r: &Retention) -> Vec<OsString> {
 fn cairn_step(cairn: &Path, job: &Job, name: &str, args: Vec<OsString>) -> Step {
     let mut command = Command::new(cairn);
     command.args(args);
+    // Another host may hold the shared repository's lock: wait rather than fail.
+    if let Some(w) = &job.lock_wait {
+        command.env("CAIRN_LOCK_WAIT", w);
+    }
     set_repository(&mut command, &job.repository, job.password_file.as_deref(), job.key_file.as_deref());
     Step { name: name.to_string(), command, kind: StepKind::Cairn }
 }
@@ -329,5 +333,31 @@ max-rpo = "4h"
             assert_eq!(at.map(|i| args[i + 1].as_str()), Some("job=gw"), "{}: {args:?}", step.name);
         }
         assert_eq!(steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["check", "drill"]);
+    }
+
+    #[test]
+    fn a_job_can_leave_its_repository_to_another_pruner_and_steps_wait_for_locks() {
+        let file = super::super::config::parse(
+            r#"
+[jobs.gw]
+repository = "/shared"
+sources = ["/src"]
+lock-wait = "10m"
+[jobs.gw.retention]
+keep-daily = 7
+at-repository = false
+[[jobs.gw.copy]]
+repository = "/offsite"
+password-file = "/etc/cairn/offsite.pass"
+"#,
+        )
+        .unwrap();
+        let steps = upkeep_steps(Path::new("cairn"), &file.jobs[0], None, jiff::Timestamp::UNIX_EPOCH);
+        let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["copy to /offsite", "retention at /offsite"]);
+        for s in &steps {
+            let wait = s.command.get_envs().find(|(k, _)| *k == "CAIRN_LOCK_WAIT").and_then(|(_, v)| v);
+            assert_eq!(wait, Some(std::ffi::OsStr::new("10m")), "{}", s.name);
+        }
     }
 }
