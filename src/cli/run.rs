@@ -4,7 +4,7 @@ use super::{exit, Ctx};
 use cairn::job::config::{self, Job, JobFile};
 use cairn::job::run::{JobReport, Outcome, Runner, StepReport};
 use cairn::{Error, ErrorKind, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where job files are looked for when --config is not given.
 pub const DEFAULT_CONFIG: &str = "/etc/cairn/cairn.toml";
@@ -182,6 +182,34 @@ fn print_report(r: &JobReport, ctx: &Ctx, dry_run: bool) {
     }
 }
 
+/// Where job locks live by default: a folder only this user can write to. Root's is
+/// /run/cairn (not the world-writable /run/lock, where any user could create the lock
+/// file first and so block a root job for good); another user's is its runtime folder.
+fn private_lock_dir() -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let euid = rustix::process::geteuid().as_raw();
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if euid != 0 => PathBuf::from(d),
+        _ if euid == 0 => PathBuf::from("/run/cairn"),
+        _ => std::env::temp_dir().join(format!("cairn-{euid}")),
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::io(format!("cannot create job lock folder {}", dir.display()), e))
+        }
+        _ => {}
+    }
+    let md = std::fs::symlink_metadata(&dir)
+        .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
+    if !md.is_dir() || md.uid() != euid || md.mode() & 0o022 != 0 {
+        return Err(Error::invalid(format!(
+            "job lock folder {} is not a folder of this user that only it can write to; remove it or set CAIRN_LOCK_DIR",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
 /// Keeps two runs of one job from overlapping: an exclusive flock on a file per job,
 /// released when the process ends however it ends.
 struct JobLock {
@@ -192,14 +220,10 @@ struct JobLock {
 impl JobLock {
     /// The lock, or None when another run of the job holds it.
     fn take(job: &str) -> Result<Option<JobLock>> {
-        let dir = std::env::var_os("CAIRN_LOCK_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            let run_lock = Path::new("/run/lock");
-            if rustix::fs::access(run_lock, rustix::fs::Access::WRITE_OK).is_ok() {
-                run_lock.to_path_buf()
-            } else {
-                std::env::temp_dir()
-            }
-        });
+        let dir = match std::env::var_os("CAIRN_LOCK_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => private_lock_dir()?,
+        };
         let path = dir.join(format!("cairn-job-{job}.lock"));
         let file = std::fs::OpenOptions::new()
             .create(true)

@@ -10,5 +10,6 @@ pub mod ping;
 pub mod presets;
 mod rules;
 pub mod run;
+pub mod schedule;
 mod steps;
 pub mod template;
