@@ -12,7 +12,7 @@ use std::path::PathBuf;
 /// Back up files and folders (or standard input) into a new snapshot
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  cairn backup /opt/apigateway/conf /opt/apigateway/groups --exclude /opt/apigateway/conf/opsdb.d --tag prod\n  mysqldump gwdb | cairn backup --stdin --stdin-name gwdb.sql --tag prod\n  cairn backup --stdin-from-command 'pg_dump gwdb' --stdin-name gwdb.sql"
+    after_help = "Examples:\n  cairn backup /opt/apigateway/conf /opt/apigateway/groups \\\n      --exclude /opt/apigateway/conf/opsdb.d --tag prod\n  mysqldump gwdb | cairn backup --stdin --stdin-name gwdb.sql --tag prod\n  cairn backup --stdin-from-command 'pg_dump gwdb' --stdin-name gwdb.sql"
 )]
 pub struct Args {
     /// Files and folders to back up

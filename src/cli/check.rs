@@ -7,9 +7,7 @@ use cairn::Result;
 
 /// Check that every snapshot's data is present and intact
 #[derive(clap::Args)]
-#[command(
-    after_help = "Exit codes: 0 healthy, 4 damage found, other non-zero: the check could not run.\n\nExample:\n  cairn check --read-data"
-)]
+#[command(after_help = "Example:\n  cairn check --read-data")]
 pub struct Args {
     /// Also read, decrypt and re-hash every blob of every pack
     #[arg(long, conflicts_with = "read_data_subset")]

@@ -9,9 +9,7 @@ use cairn::{Error, Result};
 #[command(about = "Check a job file, or print a commented example")]
 pub enum Command {
     /// Check the job file and report every mistake with its line
-    #[command(
-        after_help = "Exit codes: 0 no mistakes, 2 mistakes found (each printed with its line, or its job with --deep).\n\nExample:\n  cairn config check --deep --config /etc/cairn/cairn.toml"
-    )]
+    #[command(after_help = "Example:\n  cairn config check --deep --config /etc/cairn/cairn.toml")]
     Check {
         /// Also read each password file, open each repository and copy target with its
         /// own key, and expand each source glob, as a run would (writes nothing)

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 #[command(
     after_help = "Examples:\n  cairn -r s3:https://s3.example.net/offsite/gw copy --from-repo /backups/gw --tag prod\n  \
-                  CAIRN_FROM_PASSWORD_FILE=/etc/cairn/pass cairn -r sftp:vault/srv/gw copy --from-repo /backups/gw latest"
+                  CAIRN_FROM_PASSWORD_FILE=/etc/cairn/pass \\\n      cairn -r sftp:vault/srv/gw copy --from-repo /backups/gw latest"
 )]
 pub struct Args {
     /// Snapshots to copy (ids, id prefixes or 'latest'); all by default

@@ -18,7 +18,7 @@ use std::time::Instant;
 /// Rehearse a disaster recovery: restore, verify, measure RTO and RPO, report
 #[derive(clap::Args)]
 #[command(
-    after_help = "Exit codes: 0 drill passed, 4 the restore was damaged or differs, 5 a limit was missed.\n\nExamples:\n  cairn drill --max-rto 15m --max-rpo 4h --report drill.md\n  cairn drill --random --tag prod --json"
+    after_help = "Examples:\n  cairn drill --max-rto 15m --max-rpo 4h --report drill.md\n  cairn drill --random --tag prod --json"
 )]
 pub struct Args {
     /// Snapshot id prefix or 'latest' (default: the newest matching snapshot)

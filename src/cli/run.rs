@@ -15,9 +15,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/cairn/cairn.toml";
 Each job runs its steps in order: ping start, hooks before, backup of the sources, each
 database dump, then (if all of that worked) retention, check, drill and offsite copies,
 then hooks after (or on-error) and ping success (or failure). Every step is a cairn
-command; --dry-run prints them. Exit codes: 0 every job succeeded, 3 a backup missed
-unreadable files, 6 a job failed, 2 the job file is invalid, 11 the job is running,
-130 interrupted (the running step is stopped, nothing after it runs).
+command; --dry-run prints them. An interrupt (exit 130) stops the running step, and
+nothing after it runs.
 
 Examples:
   cairn config example --preset axway-apigateway > /etc/cairn/cairn.toml

@@ -18,8 +18,6 @@ The service treats exit 3 (a backup missed unreadable files) as success: the job
 report and metrics still say partial. Paths with spaces or '%' are quoted for systemd
 and escaped for cron.
 
-Exit codes: 0 written, 2 bad arguments or job file, 1 the units could not be written.
-
 Examples:
   cairn schedule install apigateway --every 1h --randomized-delay 10m
   systemctl daemon-reload && systemctl enable --now cairn-apigateway.timer
@@ -60,9 +58,7 @@ Examples:
         unit_dir: PathBuf,
     },
     /// List the timers cairn wrote: job, schedule and command
-    #[command(
-        after_help = "Exit codes: 0 listed, 1 the folder cannot be read.\n\nExample:\n  cairn schedule list"
-    )]
+    #[command(after_help = "Example:\n  cairn schedule list")]
     List {
         /// Folder of the systemd units
         #[arg(long, default_value = "/etc/systemd/system")]
@@ -70,7 +66,7 @@ Examples:
     },
     /// Remove a job's timer and service
     #[command(
-        after_help = "Exit codes: 0 removed, 2 no such timer, 1 it could not be removed.\n\nExample:\n  systemctl disable --now cairn-apigateway.timer && cairn schedule remove apigateway"
+        after_help = "Example:\n  systemctl disable --now cairn-apigateway.timer && cairn schedule remove apigateway"
     )]
     Remove {
         /// The job whose units to remove
