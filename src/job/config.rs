@@ -106,6 +106,10 @@ pub struct DrillPlan {
     pub max_rto: Option<String>,
     pub max_rpo: Option<String>,
     pub random: bool,
+    /// An application check run in the restored folder (`check-command`).
+    pub check_command: Option<String>,
+    /// Drill each copy target too, after its copy (`copies = true`).
+    pub copies: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -521,10 +525,13 @@ impl Reader<'_> {
 
     fn drill(&mut self, v: &Value<'_>, place: &str) -> DrillPlan {
         let mut d = DrillPlan::default();
-        for (key, value) in self.section(v, &format!("{place} drill"), &["max-rto", "max-rpo", "random"]) {
+        let allowed = ["max-rto", "max-rpo", "random", "check-command", "copies"];
+        for (key, value) in self.section(v, &format!("{place} drill"), &allowed) {
             match key {
                 "max-rto" => d.max_rto = self.duration(value, key),
                 "max-rpo" => d.max_rpo = self.duration(value, key),
+                "check-command" => d.check_command = self.string(value, key),
+                "copies" => d.copies = self.bool(value, key),
                 _ => d.random = self.bool(value, key),
             }
         }

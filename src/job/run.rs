@@ -319,7 +319,8 @@ fn judge(kind: StepKind, out: &std::process::Output, report: &mut JobReport) -> 
             report.bytes_added += v["bytes_added"].as_u64().unwrap_or(0);
             detail = format!("snapshot {}", &id[..id.len().min(8)]);
         }
-        if v.get("rto_seconds").is_some() {
+        // The first drill is the job's own repository's; drills of copies follow it.
+        if v.get("rto_seconds").is_some() && report.rto_seconds.is_none() {
             report.rto_seconds = v["rto_seconds"].as_f64();
             report.rpo_seconds = v["rpo_seconds"].as_f64();
             detail = format!(

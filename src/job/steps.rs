@@ -135,19 +135,7 @@ pub(super) fn upkeep_steps(
         steps.push(step);
     }
     if let Some(d) = &job.drill {
-        // The job's own newest snapshot, not whichever host backed up last.
-        let mut args: Vec<OsString> = vec!["drill".into(), "--json".into(), "--label".into()];
-        args.push(format!("job={}", job.name).into());
-        if let Some(v) = &d.max_rto {
-            args.extend(["--max-rto".into(), v.into()]);
-        }
-        if let Some(v) = &d.max_rpo {
-            args.extend(["--max-rpo".into(), v.into()]);
-        }
-        if d.random {
-            args.push("--random".into());
-        }
-        steps.push(cairn_step(cairn, job, "drill", args));
+        steps.push(cairn_step(cairn, job, "drill", drill_args(job, d)));
     }
     for c in &job.copies {
         // Only this job's snapshots: a repository may hold other jobs' too.
@@ -177,8 +165,38 @@ pub(super) fn upkeep_steps(
             );
             steps.push(step);
         }
+        // The offsite copy restores too, not only the local repository.
+        if let Some(d) = job.drill.as_ref().filter(|d| d.copies) {
+            let mut step = cairn_step(cairn, job, &format!("drill at {}", c.repository), drill_args(job, d));
+            set_repository(
+                &mut step.command,
+                &c.repository,
+                c.password_file.as_deref(),
+                c.key_file.as_deref(),
+            );
+            steps.push(step);
+        }
     }
     steps
+}
+
+/// `drill` of the job's own newest snapshot, not whichever host backed up last.
+fn drill_args(job: &Job, d: &super::config::DrillPlan) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["drill".into(), "--json".into(), "--label".into()];
+    args.push(format!("job={}", job.name).into());
+    if let Some(v) = &d.max_rto {
+        args.extend(["--max-rto".into(), v.into()]);
+    }
+    if let Some(v) = &d.max_rpo {
+        args.extend(["--max-rpo".into(), v.into()]);
+    }
+    if d.random {
+        args.push("--random".into());
+    }
+    if let Some(c) = &d.check_command {
+        args.extend(["--check-command".into(), c.into()]);
+    }
+    args
 }
 
 /// `forget` of the job's own snapshots by its retention rules.
