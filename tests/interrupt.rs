@@ -111,7 +111,11 @@ fn sigint_during_backup_exits_130_and_keeps_what_was_stored() {
         .expect_code(130);
     let line = out.one_line_error();
     assert!(line.contains("interrupted"), "{line}");
-    assert!(out.stdout.is_empty(), "{}", out.context());
+    // No summary: only a line saying what the interrupted run stored for the next one.
+    let lines: Vec<Value> = out.json_lines().into_iter().filter(|v| v["type"] != "progress").collect();
+    assert_eq!(lines.len(), 1, "{}", out.context());
+    assert_eq!(lines[0]["type"], "interrupted", "{}", out.context());
+    assert!(lines[0]["bytes_added"].as_u64().unwrap() > 0, "{}", out.context());
 
     check_consistent(&repo);
     let temps: Vec<String> = ["data", "index", "snapshots"]
@@ -223,4 +227,7 @@ fn an_interrupted_job_run_exits_130_and_stops_its_backup() {
     let job = log["entries"].as_array().unwrap().iter().rev().find(|e| e["operation"] == "job big").cloned();
     let job = job.unwrap_or_else(|| panic!("no job entry in the log: {log}"));
     assert_eq!(job["outcome"], "interrupted", "{job}");
+    // What the interrupted backup stored is counted: it stays for the next run.
+    let stored: u64 = job["figures"]["bytes_added"].as_str().unwrap().parse().unwrap();
+    assert!(stored > 0, "{job}");
 }

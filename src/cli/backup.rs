@@ -127,7 +127,16 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let progress = Progress::default();
     let out = super::progress::show_while(ctx, &progress, || {
         backup(&repo, source, &opts, &ctx.interrupt, &progress)
-    })?;
+    });
+    let out = match out {
+        Err(e) if e.kind() == cairn::ErrorKind::Interrupted && ctx.json => {
+            // What was stored stays for the next run; a job counts it.
+            let stored = progress.stored.load(std::sync::atomic::Ordering::Relaxed);
+            println!("{}", serde_json::json!({"type": "interrupted", "bytes_added": stored}));
+            return Err(e);
+        }
+        other => other?,
+    };
     for e in &out.errors {
         eprintln!("cairn: warning: not backed up: {e}");
     }

@@ -314,6 +314,9 @@ fn judge(kind: StepKind, out: &std::process::Output, report: &mut JobReport) -> 
         };
     }
     if let Some(v) = &result {
+        if v["type"] == "interrupted" {
+            report.bytes_added += v["bytes_added"].as_u64().unwrap_or(0);
+        }
         if let Some(id) = v["snapshot"].as_str().filter(|_| v["type"] == "summary") {
             report.snapshots.push(id.to_string());
             report.bytes_added += v["bytes_added"].as_u64().unwrap_or(0);

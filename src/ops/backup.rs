@@ -140,6 +140,7 @@ pub fn backup(
         let changed = walker.changed.into_inner().expect("changed lock");
         (walked, walker.counters, walker.errors.into_inner().expect("errors lock"), changed)
     })?;
+    progress.stored.store(stats.bytes_stored, Ordering::Relaxed);
     let tree = walked?;
     let c = &counters;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
