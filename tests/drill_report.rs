@@ -38,6 +38,12 @@ fn rpo_is_the_gap_between_backups_and_an_application_check_can_fail_the_drill() 
     // Right after a backup, a 30 minute RPO limit is still missed: backups are an hour apart.
     let out = drill(&["--max-rpo", "30m"]).expect_code(5);
     assert!(out.json()["limits_missed"][0].as_str().unwrap().contains("RPO"), "{}", out.context());
+    // Against the job's schedule: hourly backups an hour apart are on time; half-hourly
+    // ones would have missed a run.
+    drill(&["--schedule-every", "1h"]).ok();
+    let out = drill(&["--schedule-every", "30m"]).expect_code(5);
+    let missed = out.json()["limits_missed"][0].as_str().unwrap().to_string();
+    assert!(missed.contains("schedule of every 30m 00s") && missed.contains("missed"), "{missed}");
 
     // A restore that verifies but whose application check fails is a failed drill.
     fs::write(src.join("gateway.xml"), "<config>").unwrap();

@@ -37,6 +37,10 @@ pub struct Args {
     /// Fail when the newest matching snapshot is older (e.g. 4h)
     #[arg(long, value_parser = format::parse_duration)]
     max_rpo: Option<u64>,
+    /// The job's schedule (e.g. 1h): a gap between backups longer than one and a half
+    /// times it means a run was missed, and fails the drill (exit 5)
+    #[arg(long, value_name = "DURATION", value_parser = format::parse_duration)]
+    schedule_every: Option<u64>,
     /// Write the go-live report (Markdown) to this file
     #[arg(long)]
     report: Option<PathBuf>,
@@ -129,6 +133,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             format::duration(max as f64)
         ));
     }
+    // Against the schedule: the newest snapshot's age counts too (no run since).
+    if let Some(every) = a.schedule_every.filter(|e| rpo * 2 > *e as i64 * 3) {
+        missed.push(format!(
+            "RPO {} against a schedule of every {}: a scheduled backup was missed",
+            format::duration(rpo as f64),
+            format::duration(every as f64)
+        ));
+    }
     if let Some(max) = a.max_rpo.filter(|m| rpo > *m as i64) {
         missed.push(format!(
             "RPO {} exceeds the limit {}",
@@ -162,6 +174,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             serde_json::json!({
                 "passed": passed, "snapshot": o.id.to_hex(), "snapshot_time": format::rfc3339(o.snap.time),
                 "rto_seconds": o.rto, "rpo_seconds": o.rpo, "max_rto_seconds": a.max_rto, "max_rpo_seconds": a.max_rpo,
+                "schedule_every_seconds": a.schedule_every,
                 "files": o.files, "bytes": o.bytes, "problems": o.problems, "limits_missed": o.missed,
                 "snapshot_age_seconds": o.age, "gap_seconds": o.gap, "repository": o.repository,
                 "job": job_of(o.snap), "drill_host": cairn::sys::hostname(), "snapshot_host": o.snap.host,
@@ -193,7 +206,7 @@ fn markdown(o: &Outcome<'_>, a: &Args) -> String {
          | restored and verified | {} files, {} |\n\
          | application check | {} |\n\
          | RTO (restore + verification) | {} (limit {}) |\n\
-         | RPO (gap between backups, or age of the newest if longer) | {} (limit {}; newest {} old, gap before it {}) |\n\
+         | RPO (gap between backups, or age of the newest if longer) | {} (limit {}; schedule {}; newest {} old, gap before it {}) |\n\
          | problems | {} |\n",
         format::local_time(Timespec::now()),
         time_zone(),
@@ -212,6 +225,7 @@ fn markdown(o: &Outcome<'_>, a: &Args) -> String {
         limit(a.max_rto),
         format::duration(o.rpo as f64),
         limit(a.max_rpo),
+        a.schedule_every.map_or("not given".to_string(), |e| format!("every {}", format::duration(e as f64))),
         format::duration(o.age as f64),
         o.gap.map_or("none (first backup)".to_string(), |g| format::duration(g as f64)),
         o.problems.len()

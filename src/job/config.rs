@@ -110,6 +110,8 @@ pub struct DrillPlan {
     pub check_command: Option<String>,
     /// Drill each copy target too, after its copy (`copies = true`).
     pub copies: bool,
+    /// How often the job is scheduled (`schedule-every`): RPO is judged against it.
+    pub schedule_every: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -525,13 +527,14 @@ impl Reader<'_> {
 
     fn drill(&mut self, v: &Value<'_>, place: &str) -> DrillPlan {
         let mut d = DrillPlan::default();
-        let allowed = ["max-rto", "max-rpo", "random", "check-command", "copies"];
+        let allowed = ["max-rto", "max-rpo", "random", "check-command", "copies", "schedule-every"];
         for (key, value) in self.section(v, &format!("{place} drill"), &allowed) {
             match key {
                 "max-rto" => d.max_rto = self.duration(value, key),
                 "max-rpo" => d.max_rpo = self.duration(value, key),
                 "check-command" => d.check_command = self.string(value, key),
                 "copies" => d.copies = self.bool(value, key),
+                "schedule-every" => d.schedule_every = self.duration(value, key),
                 _ => d.random = self.bool(value, key),
             }
         }

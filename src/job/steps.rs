@@ -196,6 +196,9 @@ fn drill_args(job: &Job, d: &super::config::DrillPlan) -> Vec<OsString> {
     if let Some(c) = &d.check_command {
         args.extend(["--check-command".into(), c.into()]);
     }
+    if let Some(e) = &d.schedule_every {
+        args.extend(["--schedule-every".into(), e.into()]);
+    }
     args
 }
 
