@@ -125,29 +125,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut problems: Vec<String> = restored.damaged.clone();
     problems.extend(verified.differences.iter().cloned());
     problems.extend(app_check);
-    let mut missed = Vec::new();
-    if let Some(max) = a.max_rto.filter(|m| rto > *m as f64) {
-        missed.push(format!(
-            "RTO {} exceeds the limit {}",
-            format::duration(rto),
-            format::duration(max as f64)
-        ));
-    }
-    // Against the schedule: the newest snapshot's age counts too (no run since).
-    if let Some(every) = a.schedule_every.filter(|e| rpo * 2 > *e as i64 * 3) {
-        missed.push(format!(
-            "RPO {} against a schedule of every {}: a scheduled backup was missed",
-            format::duration(rpo as f64),
-            format::duration(every as f64)
-        ));
-    }
-    if let Some(max) = a.max_rpo.filter(|m| rpo > *m as i64) {
-        missed.push(format!(
-            "RPO {} exceeds the limit {}",
-            format::duration(rpo as f64),
-            format::duration(max as f64)
-        ));
-    }
+    let missed = limits_missed(&a, rto, rpo);
     let repository = ctx.location()?;
     let (files, bytes) = (verified.files, verified.bytes);
     let o = Outcome { id, snap: &snap, rto, rpo, age, gap, repository, files, bytes, problems, missed };
@@ -169,19 +147,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             .map_err(|e| Error::io(format!("cannot write report {}", path.display()), e))?;
     }
     if ctx.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "passed": passed, "snapshot": o.id.to_hex(), "snapshot_time": format::rfc3339(o.snap.time),
-                "rto_seconds": o.rto, "rpo_seconds": o.rpo, "max_rto_seconds": a.max_rto, "max_rpo_seconds": a.max_rpo,
-                "schedule_every_seconds": a.schedule_every,
-                "files": o.files, "bytes": o.bytes, "problems": o.problems, "limits_missed": o.missed,
-                "snapshot_age_seconds": o.age, "gap_seconds": o.gap, "repository": o.repository,
-                "job": job_of(o.snap), "drill_host": cairn::sys::hostname(), "snapshot_host": o.snap.host,
-                "version": env!("CARGO_PKG_VERSION"), "time_zone": time_zone(),
-                "check_command": a.check_command,
-            })
-        );
+        print_json(&o, &a, passed);
     } else if !ctx.quiet {
         print!("{}", markdown(&o, &a));
     }
@@ -267,4 +233,48 @@ fn application_check(command: &str, dir: &std::path::Path, id: &SnapshotId) -> O
             Some(format!("application check `{command}` {how}: {last}"))
         }
     }
+}
+
+/// The RTO, RPO and schedule limits a drill missed, one line each.
+fn limits_missed(a: &Args, rto: f64, rpo: i64) -> Vec<String> {
+    let mut missed = Vec::new();
+    if let Some(max) = a.max_rto.filter(|m| rto > *m as f64) {
+        missed.push(format!(
+            "RTO {} exceeds the limit {}",
+            format::duration(rto),
+            format::duration(max as f64)
+        ));
+    }
+    // Against the schedule: the newest snapshot's age counts too (no run since).
+    if let Some(every) = a.schedule_every.filter(|e| rpo * 2 > *e as i64 * 3) {
+        missed.push(format!(
+            "RPO {} against a schedule of every {}: a scheduled backup was missed",
+            format::duration(rpo as f64),
+            format::duration(every as f64)
+        ));
+    }
+    if let Some(max) = a.max_rpo.filter(|m| rpo > *m as i64) {
+        missed.push(format!(
+            "RPO {} exceeds the limit {}",
+            format::duration(rpo as f64),
+            format::duration(max as f64)
+        ));
+    }
+    missed
+}
+
+fn print_json(o: &Outcome<'_>, a: &Args, passed: bool) {
+    println!(
+        "{}",
+        serde_json::json!({
+            "passed": passed, "snapshot": o.id.to_hex(), "snapshot_time": format::rfc3339(o.snap.time),
+            "rto_seconds": o.rto, "rpo_seconds": o.rpo, "max_rto_seconds": a.max_rto, "max_rpo_seconds": a.max_rpo,
+            "schedule_every_seconds": a.schedule_every,
+            "files": o.files, "bytes": o.bytes, "problems": o.problems, "limits_missed": o.missed,
+            "snapshot_age_seconds": o.age, "gap_seconds": o.gap, "repository": o.repository,
+            "job": job_of(o.snap), "drill_host": cairn::sys::hostname(), "snapshot_host": o.snap.host,
+            "version": env!("CARGO_PKG_VERSION"), "time_zone": time_zone(),
+            "check_command": a.check_command,
+        })
+    );
 }

@@ -50,46 +50,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     };
     let snaps = filter.apply(all);
     if ctx.json {
-        let list: Vec<_> = snaps
-            .iter()
-            .map(|(id, s)| {
-                let mut v = serde_json::json!({
-                    "id": id.to_hex(),
-                    "time": format::rfc3339(s.time),
-                    "host": s.host,
-                    "user": s.user,
-                    "paths": s.paths.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
-                    "tags": s.tags,
-                    "type": cairn::repo::select::snapshot_type(s),
-                    "job": label(s, "job"),
-                    "labels": s.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-                    "parent": s.parent.map(|p| p.to_hex()),
-                    "original": s.original.map(|p| p.to_hex()),
-                    "tree": s.tree.to_hex(),
-                    "partial": s.is_partial(),
-                    "summary": {
-                        "files_new": s.summary.files_new,
-                        "files_changed": s.summary.files_changed,
-                        "files_unchanged": s.summary.files_unchanged,
-                        "files": s.summary.files, "dirs": s.summary.dirs, "others": s.summary.others,
-                        "bytes_read": s.summary.bytes_read, "total_bytes": s.summary.total_bytes,
-                        "chunks_new": s.summary.chunks_new, "bytes_added": s.summary.bytes_added,
-                        "errors": s.summary.errors, "duration_ms": s.summary.duration_ms,
-                    },
-                });
-                if let Some(k) = kept.as_ref().and_then(|k| k.get(id)) {
-                    v["kept_by"] = k.reasons.clone().into();
-                    v["expires"] = match &k.expiry {
-                        Some(Expiry::At(t)) => t.to_string().into(),
-                        Some(Expiry::Never) => "never".into(),
-                        Some(Expiry::AfterNewer(n)) => format!("after {n} newer snapshots").into(),
-                        None => serde_json::Value::Null,
-                    };
-                }
-                v
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(list));
+        print_json(&snaps, kept.as_ref());
         return Ok(if damaged.is_empty() { exit::SUCCESS } else { exit::DAMAGED });
     }
     // Snapshots made by jobs with a snapshot-name template carry a name beside the id.
@@ -199,4 +160,48 @@ fn retention(
             (d.id, Kept { reasons: d.reasons, expiry })
         })
         .collect())
+}
+
+/// The snapshots as one JSON array; with `kept`, the rules that keep each and until when.
+fn print_json(snaps: &[(SnapshotId, Snapshot)], kept: Option<&HashMap<SnapshotId, Kept>>) {
+    let list: Vec<_> = snaps
+        .iter()
+        .map(|(id, s)| {
+            let mut v = serde_json::json!({
+                "id": id.to_hex(),
+                "time": format::rfc3339(s.time),
+                "host": s.host,
+                "user": s.user,
+                "paths": s.paths.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
+                "tags": s.tags,
+                "type": cairn::repo::select::snapshot_type(s),
+                "job": label(s, "job"),
+                "labels": s.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                "parent": s.parent.map(|p| p.to_hex()),
+                "original": s.original.map(|p| p.to_hex()),
+                "tree": s.tree.to_hex(),
+                "partial": s.is_partial(),
+                "summary": {
+                    "files_new": s.summary.files_new,
+                    "files_changed": s.summary.files_changed,
+                    "files_unchanged": s.summary.files_unchanged,
+                    "files": s.summary.files, "dirs": s.summary.dirs, "others": s.summary.others,
+                    "bytes_read": s.summary.bytes_read, "total_bytes": s.summary.total_bytes,
+                    "chunks_new": s.summary.chunks_new, "bytes_added": s.summary.bytes_added,
+                    "errors": s.summary.errors, "duration_ms": s.summary.duration_ms,
+                },
+            });
+            if let Some(k) = kept.and_then(|k| k.get(id)) {
+                v["kept_by"] = k.reasons.clone().into();
+                v["expires"] = match &k.expiry {
+                    Some(Expiry::At(t)) => t.to_string().into(),
+                    Some(Expiry::Never) => "never".into(),
+                    Some(Expiry::AfterNewer(n)) => format!("after {n} newer snapshots").into(),
+                    None => serde_json::Value::Null,
+                };
+            }
+            v
+        })
+        .collect();
+    println!("{}", serde_json::Value::Array(list));
 }
