@@ -33,6 +33,10 @@ fn wrong_password_exits_12_with_one_line() {
     fs::write(&wrong, "nope\n").unwrap();
     let right = dir.path().join("right");
     fs::write(&right, format!("{PASSWORD}\n")).unwrap();
+    // Private, as password files should be (one every user can read gets a warning).
+    for f in [&wrong, &right] {
+        fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
     repo.cairn()
         .env_remove("CAIRN_PASSWORD")
         .arg("--password-file")

@@ -111,7 +111,11 @@ fn sigint_during_backup_exits_130_and_keeps_what_was_stored() {
         .expect_code(130);
     let line = out.one_line_error();
     assert!(line.contains("interrupted"), "{line}");
-    assert!(out.stdout.is_empty(), "{}", out.context());
+    // No summary: only a line saying what the interrupted run stored for the next one.
+    let lines: Vec<Value> = out.json_lines().into_iter().filter(|v| v["type"] != "progress").collect();
+    assert_eq!(lines.len(), 1, "{}", out.context());
+    assert_eq!(lines[0]["type"], "interrupted", "{}", out.context());
+    assert!(lines[0]["bytes_added"].as_u64().unwrap() > 0, "{}", out.context());
 
     check_consistent(&repo);
     let temps: Vec<String> = ["data", "index", "snapshots"]
@@ -129,4 +133,136 @@ fn sigint_during_backup_exits_130_and_keeps_what_was_stored() {
     let added = b["bytes_added"].as_u64().unwrap();
     // Random data does not compress: a full backup adds at least `total` bytes.
     assert!(added < total, "the data stored before the interrupt was stored again: added {added} of {total}");
+}
+
+/// A single large file: a 1 MiB pseudo-random block repeated (quick to write, and it
+/// still has to be read, chunked and hashed in full). Returns its folder.
+fn large_file(root: &Path, mib: usize) -> PathBuf {
+    use std::io::Write;
+    fs::create_dir_all(root).unwrap();
+    let block = Rng::new(77).bytes(1 << 20);
+    let mut f = std::io::BufWriter::new(fs::File::create(root.join("large.bin")).unwrap());
+    for i in 0..mib {
+        // A counter in each block keeps the chunks from all being the same.
+        f.write_all(&(i as u64).to_le_bytes()).unwrap();
+        f.write_all(&block[8..]).unwrap();
+    }
+    f.flush().unwrap();
+    fs::canonicalize(root).unwrap()
+}
+
+/// Whether the process, or a process it started, has a file open whose path contains
+/// `name`.
+fn has_open(child: &std::process::Child, name: &str) -> bool {
+    fn opened_by(pid: u32, name: &str) -> bool {
+        let open = fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().contains(name)))
+        });
+        let children = fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|list| {
+                list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).collect::<Vec<_>>()
+            });
+        open || children.into_iter().any(|c| opened_by(c, name))
+    }
+    opened_by(child.id(), name)
+}
+
+/// Send `signal` to `child` once it has a file named like `name` open (it is then inside
+/// the large file, not before or after it), and return how long it took to exit and what
+/// it printed.
+fn interrupt_after_start(
+    mut child: std::process::Child,
+    name: &str,
+    signal: rustix::process::Signal,
+    what: &str,
+) -> (Duration, Out) {
+    let started = wait_until(Duration::from_secs(30), || {
+        has_open(&child, name) || !matches!(child.try_wait(), Ok(None))
+    });
+    assert!(started && child.try_wait().unwrap().is_none(), "{what} finished before it could be interrupted");
+    let sent = Instant::now();
+    rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
+    // No second signal: a second one ends the process at once, hiding a flag that is not checked.
+    let output = child.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    (took, Out::new(what.into(), output.status, output.stdout, output.stderr))
+}
+
+#[test]
+fn sigint_and_sigterm_stop_a_backup_inside_a_large_file() {
+    let work = tempdir("cairn-int-large-");
+    let src = large_file(&work.path().join("src"), 1024);
+    let repo = Repo::new();
+    for signal in [rustix::process::Signal::INT, rustix::process::Signal::TERM] {
+        let child = repo.cairn().args(["backup", "--json"]).arg(&src).spawn();
+        let (took, out) =
+            interrupt_after_start(child, "large.bin", signal, &format!("cairn backup ({signal:?})"));
+        let out = out.expect_code(130);
+        assert!(out.one_line_error().contains("interrupted"), "{}", out.context());
+        assert!(took < Duration::from_secs(3), "the backup took {took:?} to stop after {signal:?}");
+        check_consistent(&repo);
+    }
+    back_up_and_restore(&repo, &src, work.path());
+
+    // Restore and dump stop inside the large file too, and leave no half-written file.
+    let target = work.path().join("restore-interrupted");
+    let child = repo.cairn().args(["restore", "latest", "--target"]).arg(&target).spawn();
+    let (took, out) =
+        interrupt_after_start(child, "large.bin", rustix::process::Signal::INT, "cairn restore (SIGINT)");
+    out.expect_code(130);
+    assert!(took < Duration::from_secs(3), "restore took {took:?} to stop");
+    let left: Vec<PathBuf> = files_below(&target).into_iter().filter(|p| p.is_file()).collect();
+    assert!(left.is_empty(), "an interrupted restore left files: {left:?}");
+    let archive = work.path().join("dump.tar");
+    let child = repo.cairn().args(["dump", "latest", "--archive", "tar", "--output"]).arg(&archive).spawn();
+    // Its archive is open from the start; wait until it is being written.
+    let written = || {
+        fs::read_dir(work.path()).unwrap().flatten().any(|e| {
+            e.file_name().to_string_lossy().contains("dump") && e.metadata().is_ok_and(|m| m.len() > 0)
+        })
+    };
+    assert!(wait_until(Duration::from_secs(30), written), "dump wrote nothing");
+    let (took, out) =
+        interrupt_after_start(child, ".cairn-dump-", rustix::process::Signal::TERM, "cairn dump (SIGTERM)");
+    out.expect_code(130);
+    assert!(took < Duration::from_secs(3), "dump took {took:?} to stop");
+    assert!(!archive.exists(), "an interrupted dump left its archive");
+}
+
+#[test]
+fn an_interrupted_job_run_exits_130_and_stops_its_backup() {
+    let work = tempdir("cairn-int-run-");
+    let src = large_file(&work.path().join("src"), 1024);
+    let repo = Repo::new();
+    let config = work.path().join("cairn.toml");
+    fs::write(
+        &config,
+        format!(
+            "[jobs.big]\nrepository = \"{}\"\nsources = [\"{}\"]\n[jobs.big.retention]\nkeep-last = 3\n",
+            repo.path.display(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    let child =
+        Cairn::new().args(["run", "--config"]).arg(&config).env("CAIRN_LOCK_DIR", work.path()).spawn();
+    // Only the runner gets the signal (as from `kill`), not its process group.
+    let (took, out) =
+        interrupt_after_start(child, "large.bin", rustix::process::Signal::TERM, "cairn run (SIGTERM)");
+    let out = out.expect_code(130);
+    assert!(took < Duration::from_secs(3), "cairn run took {took:?} to stop");
+    assert!(out.stderr.contains("interrupted"), "{}", out.context());
+    assert!(!out.stdout.contains("retention"), "no step starts after an interrupt\n{}", out.context());
+    check_consistent(&repo);
+    let log = repo.cairn().args(["log", "--json"]).run().ok().json();
+    let job = log["entries"].as_array().unwrap().iter().rev().find(|e| e["operation"] == "job big").cloned();
+    let job = job.unwrap_or_else(|| panic!("no job entry in the log: {log}"));
+    assert_eq!(job["outcome"], "interrupted", "{job}");
+    // What the interrupted backup stored is counted: it stays for the next run.
+    let stored: u64 = job["figures"]["bytes_added"].as_str().unwrap().parse().unwrap();
+    assert!(stored > 0, "{job}");
 }

@@ -47,13 +47,18 @@ impl Mount {
     /// Mount `repo` at a new folder under `work`; None (after saying why) where FUSE
     /// cannot mount here.
     fn start(repo: &Repo, work: &Path) -> Option<Mount> {
+        Mount::start_with(repo, work, &[])
+    }
+
+    /// As `start`, with more options for `cairn mount` (a snapshot filter).
+    fn start_with(repo: &Repo, work: &Path, extra: &[&str]) -> Option<Mount> {
         if !Path::new("/dev/fuse").exists() {
             eprintln!("SKIPPED: no /dev/fuse on this machine: the mount tests need FUSE");
             return None;
         }
         let dir = work.join("mnt");
         fs::create_dir_all(&dir).unwrap();
-        let child = repo.cairn().env("TZ", "UTC").arg("mount").arg(&dir).spawn();
+        let child = repo.cairn().env("TZ", "UTC").arg("mount").arg(&dir).args(extra).spawn();
         let mut m = Mount { child: Some(child), dir };
         let mut exited = None;
         let up = wait_until(Duration::from_secs(30), || {
@@ -287,4 +292,20 @@ fn a_damaged_chunk_fails_only_the_reads_that_need_it() {
     let out = m.stop(rustix::process::Signal::INT);
     assert_eq!(out.code, Some(0), "{}", out.context());
     assert!(out.stderr.contains("cairn: mount:"), "the damage is reported\n{}", out.context());
+}
+
+#[test]
+fn a_filtered_mount_shows_only_the_snapshots_that_pass_and_latest_among_them() {
+    let work = tempdir("cairn-mount-filter-");
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.xml"), "<a/>").unwrap();
+    let repo = Repo::new();
+    let gw1 = repo.backup(&[&src], &["--host", "gw1", "--time", "2026-01-31T22:00:00Z"]);
+    repo.backup(&[&src], &["--host", "gw2", "--time", "2026-01-31T23:00:00Z"]);
+    let Some(m) = Mount::start_with(&repo, work.path(), &["--host", "gw1"]) else { return };
+    assert_eq!(names(&m.path("hosts")), ["gw1"]);
+    let id = &gw1["snapshot"].as_str().unwrap()[..8];
+    assert_eq!(fs::read_link(m.path("latest")).unwrap(), Path::new("ids").join(id));
+    m.stop(rustix::process::Signal::INT).expect_code(0);
 }

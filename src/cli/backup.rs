@@ -12,7 +12,7 @@ use std::path::PathBuf;
 /// Back up files and folders (or standard input) into a new snapshot
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  cairn backup /opt/apigateway/conf /opt/apigateway/groups --exclude /opt/apigateway/conf/opsdb.d --tag prod\n  mysqldump gwdb | cairn backup --stdin --stdin-name gwdb.sql --tag prod\n  cairn backup --stdin-from-command 'pg_dump gwdb' --stdin-name gwdb.sql"
+    after_help = "Examples:\n  cairn backup /opt/apigateway/conf /opt/apigateway/groups \\\n      --exclude /opt/apigateway/conf/opsdb.d --tag prod\n  mysqldump gwdb | cairn backup --stdin --stdin-name gwdb.sql --tag prod\n  cairn backup --stdin-from-command 'pg_dump gwdb' --stdin-name gwdb.sql"
 )]
 pub struct Args {
     /// Files and folders to back up
@@ -55,6 +55,10 @@ pub struct Args {
     /// Host name to record instead of this machine's
     #[arg(long)]
     host: Option<String>,
+    /// The snapshot's type, such as config or full (stored as the label type=TYPE; without
+    /// it a snapshot counts as files, or dump for --stdin and --stdin-from-command)
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
+    snapshot_type: Option<String>,
     /// Compare files with this snapshot instead of the latest one of the same host and paths
     #[arg(long, conflicts_with = "force")]
     parent: Option<String>,
@@ -64,6 +68,13 @@ pub struct Args {
     /// Snapshot time instead of now ("2026-01-31 23:00" local, or RFC 3339)
     #[arg(long, value_parser = format::parse_time)]
     time: Option<Timespec>,
+}
+
+fn parse_type(s: &str) -> std::result::Result<String, String> {
+    match !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        true => Ok(s.to_string()),
+        false => Err(format!("type '{s}' may hold only letters, digits, '-', '_' and '.'")),
+    }
 }
 
 pub(super) fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
@@ -85,10 +96,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         Source::Paths(a.paths)
     };
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "backup")?;
+    let _lock = ctx.lock(&repo, false, "backup")?;
     // Sorted by key; a key given twice keeps its last value.
+    let mut labels = a.label;
+    if let Some(t) = a.snapshot_type {
+        labels.push(("type".into(), t));
+    }
     let labels: Vec<(String, String)> =
-        a.label.into_iter().collect::<std::collections::BTreeMap<_, _>>().into_iter().collect();
+        labels.into_iter().collect::<std::collections::BTreeMap<_, _>>().into_iter().collect();
     let parent = match (a.force, &a.parent) {
         (true, _) => ParentChoice::None,
         (false, Some(spec)) => ParentChoice::Snapshot(repo.find_snapshot(spec)?.0),
@@ -112,15 +127,28 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let progress = Progress::default();
     let out = super::progress::show_while(ctx, &progress, || {
         backup(&repo, source, &opts, &ctx.interrupt, &progress)
-    })?;
+    });
+    let out = match out {
+        Err(e) if e.kind() == cairn::ErrorKind::Interrupted && ctx.json => {
+            // What was stored stays for the next run; a job counts it.
+            let stored = progress.stored.load(std::sync::atomic::Ordering::Relaxed);
+            println!("{}", serde_json::json!({"type": "interrupted", "bytes_added": stored}));
+            return Err(e);
+        }
+        other => other?,
+    };
     for e in &out.errors {
         eprintln!("cairn: warning: not backed up: {e}");
     }
     for w in &out.warnings {
         eprintln!("cairn: warning: {w}");
     }
+    for c in &out.changed {
+        eprintln!("cairn: warning: {c}");
+    }
+    let partial = out.snapshot.is_partial();
     let s = &out.snapshot.summary;
-    let mut rec = LogRecord::new("backup", if out.errors.is_empty() { "success" } else { "partial" })
+    let mut rec = LogRecord::new("backup", if partial { "partial" } else { "success" })
         .figure("files", s.files)
         .figure("files_changed", s.files_changed + s.files_new)
         .figure("bytes_read", s.bytes_read)
@@ -132,13 +160,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         println!(
             "{}",
             serde_json::json!({
-                "type": "summary", "snapshot": out.id.to_hex(), "partial": out.snapshot.is_partial(),
+                "type": "summary", "snapshot": out.id.to_hex(), "partial": partial,
                 "parent": out.snapshot.parent.map(|p| p.to_hex()),
                 "files": s.files, "files_new": s.files_new, "files_changed": s.files_changed,
                 "files_unchanged": s.files_unchanged, "dirs": s.dirs, "others": s.others,
                 "bytes_read": s.bytes_read, "total_bytes": s.total_bytes,
                 "chunks_new": s.chunks_new, "bytes_added": s.bytes_added,
-                "errors": out.errors, "duration_ms": s.duration_ms,
+                "errors": out.errors, "changed": out.changed, "duration_ms": s.duration_ms,
             })
         );
     } else if !ctx.quiet {
@@ -153,12 +181,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             format::size(s.bytes_read),
             format::size(s.bytes_added),
             s.duration_ms as f64 / 1000.0,
-            if out.errors.is_empty() {
-                String::new()
-            } else {
-                format!(" ({} unreadable, snapshot partial)", out.errors.len())
+            match (out.errors.len(), out.changed.len()) {
+                (0, 0) => String::new(),
+                (n, 0) => format!(" ({n} unreadable, snapshot partial)"),
+                (0, c) => format!(" ({c} changed while read, snapshot partial)"),
+                (n, c) => format!(" ({n} unreadable, {c} changed while read, snapshot partial)"),
             }
         );
     }
-    Ok(if out.errors.is_empty() { exit::SUCCESS } else { exit::PARTIAL })
+    Ok(if partial { exit::PARTIAL } else { exit::SUCCESS })
 }

@@ -12,16 +12,18 @@ use std::io::Write;
     after_help = "Example:\n  cairn cat latest /opt/apigateway/system/conf/nodemanager.xml > nodemanager.xml"
 )]
 pub struct Args {
-    /// Snapshot id prefix, or 'latest'
+    /// Snapshot id prefix, name, or 'latest' (the newest one the filter passes)
     snapshot: String,
     /// Absolute path of the file in the snapshot
     path: String,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = repo.lock(false, "cat")?;
-    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (_, snap) = cairn::repo::select::find(&repo, &a.snapshot, &a.filter.filter())?;
     let browser = Browser::open(&repo)?;
     let node = browser.lookup(&snap, a.path.as_bytes())?;
     let NodeKind::File { chunks, .. } = &node.kind else {
@@ -34,6 +36,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut out = stdout.lock();
     let mut file = browser.reader(chunks);
     while let Some(chunk) = file.next_chunk()? {
+        if ctx.interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Interrupted, "cat interrupted"));
+        }
         out.write_all(&chunk).map_err(super::stdout_error)?;
     }
     out.flush().map_err(super::stdout_error)?;

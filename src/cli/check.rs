@@ -7,9 +7,7 @@ use cairn::Result;
 
 /// Check that every snapshot's data is present and intact
 #[derive(clap::Args)]
-#[command(
-    after_help = "Exit codes: 0 healthy, 4 damage found, other non-zero: the check could not run.\n\nExample:\n  cairn check --read-data"
-)]
+#[command(after_help = "Example:\n  cairn check --read-data")]
 pub struct Args {
     /// Also read, decrypt and re-hash every blob of every pack
     #[arg(long, conflicts_with = "read_data_subset")]
@@ -17,13 +15,15 @@ pub struct Args {
     /// Read only a deterministic part of the packs: N/M (runs 1/5 .. 5/5 cover all) or P%
     #[arg(long, value_parser = |s: &str| Subset::parse(s).map_err(|e| e.to_string()))]
     read_data_subset: Option<Subset>,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "check")?;
+    let _lock = ctx.lock(&repo, false, "check")?;
     let subset = if a.read_data { Some(Subset::All) } else { a.read_data_subset };
-    let r = check(&repo, &CheckOptions { read_data: subset }, &ctx.interrupt)?;
+    let r = check(&repo, &CheckOptions { read_data: subset, snapshots: a.filter.filter() }, &ctx.interrupt)?;
     let rec = LogRecord::new("check", if r.healthy() { "success" } else { "failed" })
         .figure("packs_read", r.packs_read)
         .figure("problems", r.problems.len())

@@ -9,8 +9,12 @@ use cairn::{Error, Result};
 #[command(about = "Check a job file, or print a commented example")]
 pub enum Command {
     /// Check the job file and report every mistake with its line
-    #[command(after_help = "Example:\n  cairn config check --config /etc/cairn/cairn.toml")]
+    #[command(after_help = "Example:\n  cairn config check --deep --config /etc/cairn/cairn.toml")]
     Check {
+        /// Also read each password file, open each repository and copy target with its
+        /// own key, and expand each source glob, as a run would (writes nothing)
+        #[arg(long)]
+        deep: bool,
         #[command(flatten)]
         file: ConfigFile,
     },
@@ -27,8 +31,23 @@ pub enum Command {
 
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
     match cmd {
-        Command::Check { file } => {
+        Command::Check { deep, file } => {
             let jobs = file.load()?;
+            if deep {
+                let mut count = 0;
+                for j in &jobs.jobs {
+                    for p in cairn::job::deep::deep_check(j) {
+                        eprintln!("cairn: job {}: {p}", j.name);
+                        count += 1;
+                    }
+                }
+                if count > 0 {
+                    return Err(Error::invalid(format!(
+                        "{}: the deep check found {count} problems; a run would fail",
+                        file.config.display()
+                    )));
+                }
+            }
             if !ctx.quiet {
                 for j in &jobs.jobs {
                     println!(
@@ -39,7 +58,12 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
                         j.repository
                     );
                 }
-                println!("{}: {} jobs, no mistakes", file.config.display(), jobs.jobs.len());
+                let how = if deep {
+                    " (deep: repositories opened, password files read, globs expanded)"
+                } else {
+                    ""
+                };
+                println!("{}: {} jobs, no mistakes{how}", file.config.display(), jobs.jobs.len());
             }
             Ok(exit::SUCCESS)
         }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 #[command(
     after_help = "Examples:\n  cairn -r s3:https://s3.example.net/offsite/gw copy --from-repo /backups/gw --tag prod\n  \
-                  CAIRN_FROM_PASSWORD_FILE=/etc/cairn/pass cairn -r sftp:vault/srv/gw copy --from-repo /backups/gw latest"
+                  CAIRN_FROM_PASSWORD_FILE=/etc/cairn/pass \\\n      cairn -r sftp:vault/srv/gw copy --from-repo /backups/gw latest"
 )]
 pub struct Args {
     /// Snapshots to copy (ids, id prefixes or 'latest'); all by default
@@ -21,15 +21,8 @@ pub struct Args {
     from_repo: String,
     #[command(flatten)]
     source_key: SourceKey,
-    /// Only snapshots with this tag (repeatable: any)
-    #[arg(long)]
-    tag: Vec<String>,
-    /// Only snapshots of this host
-    #[arg(long)]
-    host: Option<String>,
-    /// Only snapshots with this label KEY=VALUE (repeatable: all must match)
-    #[arg(long, value_parser = super::backup::parse_label)]
-    label: Vec<(String, String)>,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
 }
 
 /// How to open the other repository of `copy` or `init --copy-chunker-params-from`.
@@ -47,6 +40,9 @@ pub struct SourceKey {
 impl SourceKey {
     /// Open the source repository at `location`.
     pub fn open(&self, location: &str) -> Result<Repository> {
+        if let Some(f) = &self.from_password_file {
+            super::warn_if_exposed(f);
+        }
         let pw = cairn::repo::keys::given_password("CAIRN_FROM_PASSWORD", self.from_password_file.as_deref())
             .unwrap_or_else(|| {
                 super::ask_password(
@@ -66,18 +62,20 @@ impl SourceKey {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let src = a.source_key.open(&a.from_repo)?;
-    let dst = ctx.open()?;
+    let dst = ctx
+        .open()
+        .map_err(|e| e.wrap(format!("target repository {}", ctx.location().unwrap_or_default())))?;
     check_distinct(&src, &dst)?;
     let _src_lock = src.lock(false, "copy (source)")?;
-    let _dst_lock = dst.lock(false, "copy")?;
+    let _dst_lock = ctx.lock(&dst, false, "copy")?;
+    let filter = a.filter.filter();
     let mut selected = if a.ids.is_empty() {
         src.snapshots()?
     } else {
-        a.ids.iter().map(|spec| src.find_snapshot(spec)).collect::<Result<Vec<_>>>()?
+        let found = a.ids.iter().map(|spec| cairn::repo::select::find(&src, spec, &filter));
+        found.collect::<Result<Vec<_>>>()?
     };
-    selected.retain(|(_, s)| a.tag.is_empty() || s.tags.iter().any(|t| a.tag.contains(t)));
-    selected.retain(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h));
-    selected.retain(|(_, s)| a.label.iter().all(|l| s.labels.contains(l)));
+    selected.retain(|(_, s)| filter.matches(s));
     selected.sort_by(|x, y| x.1.time.cmp(&y.1.time).then(x.0.cmp(&y.0)));
     selected.dedup_by_key(|s| s.0);
     let started = std::time::Instant::now();

@@ -20,9 +20,9 @@ Examples:
   cairn diff 3f9a1c latest
   cairn diff 3f9a1c latest /opt/apigateway/groups --content")]
 pub struct Args {
-    /// The older snapshot (id prefix or 'latest')
+    /// The older snapshot (id prefix, name or 'latest')
     old: String,
-    /// The newer snapshot (id prefix or 'latest')
+    /// The newer snapshot (id prefix, name or 'latest')
     new: String,
     /// Compare only this absolute path and what is below it
     #[arg(default_value = "/")]
@@ -30,6 +30,8 @@ pub struct Args {
     /// Show a unified diff of every modified text file (UTF-8, up to 4 MiB)
     #[arg(long)]
     content: bool,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
 }
 
 #[derive(Default)]
@@ -45,8 +47,9 @@ struct Totals {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = repo.lock(false, "diff")?;
-    let (old_id, old_snap) = repo.find_snapshot(&a.old)?;
-    let (new_id, new_snap) = repo.find_snapshot(&a.new)?;
+    let filter = a.filter.filter();
+    let (old_id, old_snap) = cairn::repo::select::find(&repo, &a.old, &filter)?;
+    let (new_id, new_snap) = cairn::repo::select::find(&repo, &a.new, &filter)?;
     let browser = Browser::open(&repo)?;
     let path = browse::components(a.path.as_bytes()).fold(b"/".to_vec(), |p, c| browse::join(&p, c));
     let old = present(browser.lookup(&old_snap, &path))?;
@@ -64,6 +67,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 "old_size": c.old.as_ref().map(format::node_size),
                 "new_size": c.new.as_ref().map(format::node_size),
                 "fields": c.fields,
+                "values": field_values(&c),
             });
             if a.content {
                 v["content"] = text_diff(&browser, &c)?.into();
@@ -145,7 +149,17 @@ fn line(c: &Change) -> String {
     let path = String::from_utf8_lossy(&c.path);
     let size = |n: &Option<Node>| n.as_ref().map_or(0, format::node_size);
     let is_file = |n: &Option<Node>| matches!(n.as_ref().map(|n| &n.kind), Some(NodeKind::File { .. }));
-    let fields = if c.fields.is_empty() { String::new() } else { format!(" [{}]", c.fields.join(", ")) };
+    let fields = match (&c.old, &c.new) {
+        (Some(o), Some(n)) if !c.fields.is_empty() => {
+            let shown: Vec<String> = c
+                .fields
+                .iter()
+                .map(|f| format!("{f} {} -> {}", field_value(f, o), field_value(f, n)))
+                .collect();
+            format!(" [{}]", shown.join(", "))
+        }
+        _ => String::new(),
+    };
     match c.kind {
         ChangeKind::Added if is_file(&c.new) => format!("+ {path}  ({})", format::size(size(&c.new))),
         ChangeKind::Added => format!("+ {path}"),
@@ -157,6 +171,34 @@ fn line(c: &Change) -> String {
         ChangeKind::TypeChanged => format!("T {path}"),
         ChangeKind::Metadata => format!("U {path}{fields}"),
     }
+}
+
+/// A metadata field's value as `diff` shows it (the field names of `Change::fields`).
+fn field_value(field: &str, n: &Node) -> String {
+    match field {
+        "mode" => format!("{:04o}", n.mode & 0o7777),
+        "owner" => format!("{}({})", format::owner(&n.user, n.uid), n.uid),
+        "group" => format!("{}({})", format::owner(&n.group, n.gid), n.gid),
+        "mtime" => format::local_time(n.mtime),
+        "xattrs" => {
+            let names: Vec<String> = n
+                .xattrs
+                .iter()
+                .map(|(k, v)| format!("{}:{}B", String::from_utf8_lossy(k), v.len()))
+                .collect();
+            format!("{{{}}}", names.join(" "))
+        }
+        _ => String::new(),
+    }
+}
+
+/// Old and new value of each changed metadata field, for --json.
+fn field_values(c: &Change) -> serde_json::Value {
+    let (Some(o), Some(n)) = (&c.old, &c.new) else { return serde_json::json!({}) };
+    c.fields
+        .iter()
+        .map(|f| (f.to_string(), serde_json::json!({"old": field_value(f, o), "new": field_value(f, n)})))
+        .collect()
 }
 
 /// A unified diff of a modified text file; None for anything else (an added or removed

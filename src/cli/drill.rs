@@ -11,14 +11,14 @@ use cairn::id::SnapshotId;
 use cairn::ops::restore::{restore, RestoreOptions};
 use cairn::ops::verify::verify;
 use cairn::repo::log::LogRecord;
-use cairn::{Error, Result};
+use cairn::{Error, ErrorKind, Result};
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// Rehearse a disaster recovery: restore, verify, measure RTO and RPO, report
 #[derive(clap::Args)]
 #[command(
-    after_help = "Exit codes: 0 drill passed, 4 the restore was damaged or differs, 5 a limit was missed.\n\nExamples:\n  cairn drill --max-rto 15m --max-rpo 4h --report drill.md\n  cairn drill --random --tag prod --json"
+    after_help = "Examples:\n  cairn drill --max-rto 15m --max-rpo 4h --report drill.md\n  cairn drill --random --tag prod --json"
 )]
 pub struct Args {
     /// Snapshot id prefix or 'latest' (default: the newest matching snapshot)
@@ -26,12 +26,8 @@ pub struct Args {
     /// Pick a random matching snapshot instead of the newest
     #[arg(long, conflicts_with = "snapshot")]
     random: bool,
-    /// Only snapshots with this tag (repeatable: any)
-    #[arg(long)]
-    tag: Vec<String>,
-    /// Only snapshots of this host
-    #[arg(long)]
-    host: Option<String>,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
     /// Folder for the scratch restore (default: a new folder in the temporary folder)
     #[arg(long)]
     scratch: Option<PathBuf>,
@@ -41,12 +37,20 @@ pub struct Args {
     /// Fail when the newest matching snapshot is older (e.g. 4h)
     #[arg(long, value_parser = format::parse_duration)]
     max_rpo: Option<u64>,
+    /// The job's schedule (e.g. 1h): a gap between backups longer than one and a half
+    /// times it means a run was missed, and fails the drill (exit 5)
+    #[arg(long, value_name = "DURATION", value_parser = format::parse_duration)]
+    schedule_every: Option<u64>,
     /// Write the go-live report (Markdown) to this file
     #[arg(long)]
     report: Option<PathBuf>,
     /// Keep the scratch restore instead of deleting it
     #[arg(long)]
     keep: bool,
+    /// An application check run in the restored folder after verification (sh -c; also
+    /// given as CAIRN_DRILL_DIR); a non-zero exit fails the drill (exit 4)
+    #[arg(long, value_name = "COMMAND")]
+    check_command: Option<String>,
 }
 
 struct Outcome<'a> {
@@ -54,6 +58,10 @@ struct Outcome<'a> {
     snap: &'a Snapshot,
     rto: f64,
     rpo: i64,
+    /// Age of the newest matching snapshot, and the gap before it (seconds).
+    age: i64,
+    gap: Option<i64>,
+    repository: &'a str,
     files: u64,
     bytes: u64,
     problems: Vec<String>,
@@ -62,17 +70,28 @@ struct Outcome<'a> {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "drill")?;
-    let matching: Vec<(SnapshotId, Snapshot)> = repo
-        .snapshots()?
-        .into_iter()
-        .filter(|(_, s)| a.tag.is_empty() || s.tags.iter().any(|t| a.tag.contains(t)))
-        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
-        .collect();
-    let newest = matching.last().ok_or_else(|| Error::invalid("no snapshot matches the drill's filters"))?;
-    let rpo = Timespec::now().secs - newest.1.time.secs;
+    let _lock = ctx.lock(&repo, false, "drill")?;
+    let filter = a.filter.filter();
+    let matching: Vec<(SnapshotId, Snapshot)> = cairn::repo::select::matching(&repo, &filter)?;
+    let newest = matching.last().ok_or_else(|| match filter.is_empty() {
+        true => Error::new(ErrorKind::NotFound, "the repository has no snapshots yet"),
+        false => Error::new(
+            ErrorKind::NotFound,
+            format!("no snapshot matches the drill's filter {}", filter.describe()),
+        ),
+    })?;
+    // A drill right after a backup would always see an RPO of seconds: the data a failure
+    // can lose is up to the gap between two backups of the same host and paths.
+    let age = Timespec::now().secs - newest.1.time.secs;
+    let gap = matching
+        .iter()
+        .rev()
+        .skip(1)
+        .find(|(_, s)| s.host == newest.1.host && s.paths == newest.1.paths)
+        .map(|(_, s)| newest.1.time.secs - s.time.secs);
+    let rpo = age.max(gap.unwrap_or(0));
     let (id, snap) = match (&a.snapshot, a.random) {
-        (Some(spec), _) => repo.find_snapshot(spec)?,
+        (Some(spec), _) => cairn::repo::select::find(&repo, spec, &filter)?,
         (None, true) => {
             let mut r = [0u8; 8];
             cairn::crypto::keys::fill_random(&mut r)?;
@@ -94,6 +113,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let restored = restore(&repo, &snap.tree, &scratch, &RestoreOptions::default(), &ctx.interrupt);
     let verified = restored.as_ref().ok().map(|_| verify(&repo, &snap.tree, &scratch, &[], &ctx.interrupt));
     let rto = started.elapsed().as_secs_f64();
+    let app_check = match (&a.check_command, &verified) {
+        (Some(cmd), Some(Ok(v))) if v.ok() => application_check(cmd, &scratch, &id),
+        _ => None,
+    };
     if !a.keep {
         let _ = std::fs::remove_dir_all(&scratch);
     }
@@ -101,23 +124,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let verified = verified.expect("verified after a restore")?;
     let mut problems: Vec<String> = restored.damaged.clone();
     problems.extend(verified.differences.iter().cloned());
-    let mut missed = Vec::new();
-    if let Some(max) = a.max_rto.filter(|m| rto > *m as f64) {
-        missed.push(format!(
-            "RTO {} exceeds the limit {}",
-            format::duration(rto),
-            format::duration(max as f64)
-        ));
-    }
-    if let Some(max) = a.max_rpo.filter(|m| rpo > *m as i64) {
-        missed.push(format!(
-            "RPO {} exceeds the limit {}",
-            format::duration(rpo as f64),
-            format::duration(max as f64)
-        ));
-    }
-    let o =
-        Outcome { id, snap: &snap, rto, rpo, files: verified.files, bytes: verified.bytes, problems, missed };
+    problems.extend(app_check);
+    let missed = limits_missed(&a, rto, rpo);
+    let repository = ctx.location()?;
+    let (files, bytes) = (verified.files, verified.bytes);
+    let o = Outcome { id, snap: &snap, rto, rpo, age, gap, repository, files, bytes, problems, missed };
     let passed = o.problems.is_empty() && o.missed.is_empty();
     let rec = LogRecord {
         operation: "drill".into(),
@@ -136,14 +147,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             .map_err(|e| Error::io(format!("cannot write report {}", path.display()), e))?;
     }
     if ctx.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "passed": passed, "snapshot": o.id.to_hex(), "snapshot_time": format::rfc3339(o.snap.time),
-                "rto_seconds": o.rto, "rpo_seconds": o.rpo, "max_rto_seconds": a.max_rto, "max_rpo_seconds": a.max_rpo,
-                "files": o.files, "bytes": o.bytes, "problems": o.problems, "limits_missed": o.missed,
-            })
-        );
+        print_json(&o, &a, passed);
     } else if !ctx.quiet {
         print!("{}", markdown(&o, &a));
     }
@@ -162,26 +166,115 @@ fn markdown(o: &Outcome<'_>, a: &Args) -> String {
     let mut s = format!(
         "# Disaster-recovery drill: {verdict}\n\n\
          | | |\n|---|---|\n\
-         | date | {} |\n| snapshot | {} of {} (host {}, tags {}) |\n\
+         | date | {} (time zone {}) |\n| repository | {} |\n| job | {} |\n\
+         | drill run on | {} with cairn {} |\n\
+         | snapshot | {} of {} (host {}, tags {}) |\n\
          | restored and verified | {} files, {} |\n\
+         | application check | {} |\n\
          | RTO (restore + verification) | {} (limit {}) |\n\
-         | RPO (age of the newest snapshot) | {} (limit {}) |\n\
+         | RPO (gap between backups, or age of the newest if longer) | {} (limit {}; schedule {}; newest {} old, gap before it {}) |\n\
          | problems | {} |\n",
         format::local_time(Timespec::now()),
+        time_zone(),
+        o.repository,
+        job_of(o.snap).unwrap_or_else(|| "none".into()),
+        cairn::sys::hostname(),
+        env!("CARGO_PKG_VERSION"),
         o.id.short(),
         format::local_time(o.snap.time),
         o.snap.host,
         if o.snap.tags.is_empty() { "none".to_string() } else { o.snap.tags.join(",") },
         o.files,
         format::size(o.bytes),
+        a.check_command.as_deref().map_or("none".to_string(), |c| format!("`{c}`")),
         format::duration(o.rto),
         limit(a.max_rto),
         format::duration(o.rpo as f64),
         limit(a.max_rpo),
+        a.schedule_every.map_or("not given".to_string(), |e| format!("every {}", format::duration(e as f64))),
+        format::duration(o.age as f64),
+        o.gap.map_or("none (first backup)".to_string(), |g| format::duration(g as f64)),
         o.problems.len()
     );
     for line in o.missed.iter().chain(&o.problems) {
         s += &format!("\n- {line}");
     }
     s + "\n"
+}
+
+/// The job a snapshot belongs to (label `job`).
+fn job_of(s: &Snapshot) -> Option<String> {
+    s.labels.iter().find(|(k, _)| k == "job").map(|(_, v)| v.clone())
+}
+
+/// The system's time zone name, as the report's times are in it.
+fn time_zone() -> String {
+    jiff::tz::TimeZone::system().iana_name().unwrap_or("local").to_string()
+}
+
+/// Run the application check in the restored folder; its failure as a problem line.
+fn application_check(command: &str, dir: &std::path::Path, id: &SnapshotId) -> Option<String> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .env("CAIRN_DRILL_DIR", dir)
+        .env("CAIRN_DRILL_SNAPSHOT", id.to_hex())
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Err(e) => Some(format!("application check `{command}` could not start: {e}")),
+        Ok(o) if o.status.success() => None,
+        Ok(o) => {
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+            let how =
+                o.status.code().map_or("was killed by a signal".to_string(), |c| format!("exited with {c}"));
+            Some(format!("application check `{command}` {how}: {last}"))
+        }
+    }
+}
+
+/// The RTO, RPO and schedule limits a drill missed, one line each.
+fn limits_missed(a: &Args, rto: f64, rpo: i64) -> Vec<String> {
+    let mut missed = Vec::new();
+    if let Some(max) = a.max_rto.filter(|m| rto > *m as f64) {
+        missed.push(format!(
+            "RTO {} exceeds the limit {}",
+            format::duration(rto),
+            format::duration(max as f64)
+        ));
+    }
+    // Against the schedule: the newest snapshot's age counts too (no run since).
+    if let Some(every) = a.schedule_every.filter(|e| rpo * 2 > *e as i64 * 3) {
+        missed.push(format!(
+            "RPO {} against a schedule of every {}: a scheduled backup was missed",
+            format::duration(rpo as f64),
+            format::duration(every as f64)
+        ));
+    }
+    if let Some(max) = a.max_rpo.filter(|m| rpo > *m as i64) {
+        missed.push(format!(
+            "RPO {} exceeds the limit {}",
+            format::duration(rpo as f64),
+            format::duration(max as f64)
+        ));
+    }
+    missed
+}
+
+fn print_json(o: &Outcome<'_>, a: &Args, passed: bool) {
+    println!(
+        "{}",
+        serde_json::json!({
+            "passed": passed, "snapshot": o.id.to_hex(), "snapshot_time": format::rfc3339(o.snap.time),
+            "rto_seconds": o.rto, "rpo_seconds": o.rpo, "max_rto_seconds": a.max_rto, "max_rpo_seconds": a.max_rpo,
+            "schedule_every_seconds": a.schedule_every,
+            "files": o.files, "bytes": o.bytes, "problems": o.problems, "limits_missed": o.missed,
+            "snapshot_age_seconds": o.age, "gap_seconds": o.gap, "repository": o.repository,
+            "job": job_of(o.snap), "drill_host": cairn::sys::hostname(), "snapshot_host": o.snap.host,
+            "version": env!("CARGO_PKG_VERSION"), "time_zone": time_zone(),
+            "check_command": a.check_command,
+        })
+    );
 }

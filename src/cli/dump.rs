@@ -22,17 +22,19 @@ enum Archive {
 #[derive(clap::Args)]
 #[command(after_help = "\
 tar keeps everything `tar -xp` can give back: extract as root with
-  tar -xpf gw.tar --xattrs --xattrs-include='*'        (add --numeric-owner to ignore names)
+  tar -xpf gw.tar --xattrs --xattrs-include='*'    (--numeric-owner: ids, not names)
 zip cannot hold owners, xattrs, setuid/setgid/sticky bits or hard links (a second link
 becomes a copy); fifos and devices are left out, names that are not UTF-8 get U+FFFD, each
 with a warning. Neither format holds sockets (left out with a warning).
 
 Examples:
-  cairn dump latest /opt/apigateway/conf /opt/apigateway/groups --archive tar --output gw.tar
+  cairn dump latest /opt/apigateway/conf /opt/apigateway/groups \\
+      --archive tar --output gw.tar
   cairn dump 3f9a1c /opt/apigateway/conf/nodemanager.xml --archive zip > nodemanager.zip
-  cairn dump latest --archive tar | ssh standby 'tar -xpf - -C / --xattrs --xattrs-include=\"*\"'")]
+  cairn dump latest --archive tar \\
+      | ssh standby 'tar -xpf - -C / --xattrs --xattrs-include=\"*\"'")]
 pub struct Args {
-    /// Snapshot id prefix, or 'latest'
+    /// Snapshot id prefix, name, or 'latest' (the newest one the filter passes)
     snapshot: String,
     /// Absolute paths in the snapshot: files or folders (default: the whole snapshot)
     #[arg(default_value = "/")]
@@ -44,6 +46,8 @@ pub struct Args {
     /// standard output
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
@@ -57,7 +61,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     }
     let repo = ctx.open()?;
     let _lock = repo.lock(false, "dump")?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (id, snap) = cairn::repo::select::find(&repo, &a.snapshot, &a.filter.filter())?;
     let browser = Browser::open(&repo)?;
     let paths: Vec<Vec<u8>> = a.paths.iter().map(|p| p.as_bytes().to_vec()).collect();
     let archive = match a.archive {

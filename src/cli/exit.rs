@@ -48,6 +48,80 @@ Exit codes:
 Example:
   CAIRN_REPOSITORY=/backups/gw cairn backup /opt/apigateway/conf --tag prod";
 
+/// What each code means in short, for the list under each command's help.
+const MEANINGS: &[(i32, &str)] = &[
+    (SUCCESS, "success"),
+    (ERROR, "error"),
+    (USAGE, "bad arguments or input"),
+    (PARTIAL, "backup incomplete: some files could not be read (snapshot partial)"),
+    (DAMAGED, "damaged or missing data found"),
+    (LIMIT_MISSED, "an RTO or RPO limit was missed"),
+    (COMMAND_FAILED, "a command cairn ran failed"),
+    (NO_REPOSITORY, "no repository at the given location"),
+    (LOCKED, "repository locked by another process (see --lock-wait)"),
+    (WRONG_PASSWORD, "wrong password or key"),
+    (NO_SPACE, "no space left on the repository or target disk"),
+    (INTERRUPTED, "interrupted (SIGINT or SIGTERM)"),
+];
+
+/// The codes a command can return ("key add" for subcommands), with meanings of its own
+/// where the general one says too little.
+fn codes(command: &str) -> (&'static [i32], &'static [(i32, &'static str)]) {
+    const READ: &[i32] = &[0, 1, 2, 4, 10, 11, 12, 130];
+    const CHANGE: &[i32] = &[0, 1, 2, 10, 11, 12, 13, 130];
+    const KEY: &[i32] = &[0, 1, 2, 10, 12, 13];
+    match command {
+        "init" => (&[0, 1, 2, 13, 130], &[(1, "error (also: a repository is already there)")]),
+        "backup" => (
+            &[0, 1, 2, 3, 6, 10, 11, 12, 13, 130],
+            &[(6, "the --stdin-from-command command failed; no snapshot")],
+        ),
+        "snapshots" | "log" => {
+            (&[0, 1, 2, 4, 10, 12], &[(4, "a damaged snapshot or log entry was found (the rest is listed)")])
+        }
+        "restore" | "dump" => (
+            &[0, 1, 2, 4, 10, 11, 12, 13, 130],
+            &[(4, "damaged data: every intact file was written, the damaged ones named")],
+        ),
+        "check" => (READ, &[(4, "damage found"), (1, "error: the check could not run")]),
+        "copy" => (&[0, 1, 2, 4, 10, 11, 12, 13, 130], &[]),
+        "drill" => (&[0, 1, 2, 4, 5, 10, 11, 12, 130], &[(4, "the restore was damaged or differs")]),
+        "forget" | "prune" | "tag" | "rewrite" | "repair index" | "repair snapshots" => (CHANGE, &[]),
+        "unlock" => (&[0, 1, 2, 10, 12], &[]),
+        "mount" => (&[0, 1, 2, 10, 11, 12], &[(0, "unmounted (Ctrl-C, SIGTERM or umount)")]),
+        "run" => (
+            &[0, 2, 3, 6, 11, 130],
+            &[
+                (0, "every job succeeded"),
+                (2, "the job file is invalid; nothing ran"),
+                (6, "a job failed"),
+                (11, "the job is already running"),
+            ],
+        ),
+        "config check" => {
+            (&[0, 2], &[(2, "mistakes found (each printed with its line, or its job with --deep)")])
+        }
+        "config example" => (&[0, 2], &[(2, "no such preset")]),
+        "schedule install" | "schedule remove" => {
+            (&[0, 1, 2], &[(1, "the units could not be written or removed")])
+        }
+        "schedule list" => (&[0, 1], &[(1, "the unit folder cannot be read")]),
+        c if c.starts_with("key ") => (KEY, &[]),
+        _ => (READ, &[]),
+    }
+}
+
+/// "Exit codes:" and one line per code `command` can return, for its help.
+pub fn codes_help(command: &str) -> String {
+    let (list, own) = codes(command);
+    let mut out = String::from("Exit codes:");
+    for code in list {
+        let meaning = own.iter().chain(MEANINGS).find(|(c, _)| c == code).map_or("", |(_, m)| *m);
+        out.push_str(&format!("\n  {code:<3} {meaning}"));
+    }
+    out
+}
+
 pub fn for_error(kind: ErrorKind) -> i32 {
     match kind {
         ErrorKind::NotARepository => NO_REPOSITORY,

@@ -29,7 +29,7 @@ Examples:
 pub struct Args {
     /// Name or path pattern
     pattern: String,
-    /// Search only this snapshot (id prefix or 'latest'; repeatable; default: all)
+    /// Search only this snapshot (id prefix, name or 'latest'; repeatable; default: all the filter passes)
     #[arg(long)]
     snapshot: Vec<String>,
     /// Only entries modified after this time ("YYYY-MM-DD HH:MM" local, or RFC 3339)
@@ -41,6 +41,8 @@ pub struct Args {
     /// Only files larger than this size (e.g. 10M)
     #[arg(long, value_parser = format::parse_size)]
     larger: Option<u64>,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
 }
 
 /// One version of a path: the node as first seen and the snapshots holding it.
@@ -53,7 +55,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let pattern = Excludes::new(&ExcludeOptions { patterns: vec![a.pattern.clone()], ..Default::default() })?;
     let repo = ctx.open()?;
     let _lock = repo.lock(false, "find")?;
-    let snapshots = super::select_snapshots(&repo, &a.snapshot, a.snapshot.is_empty())?;
+    let filter = a.filter.filter();
+    let snapshots = match a.snapshot.is_empty() {
+        true => cairn::repo::select::matching(&repo, &filter)?,
+        false => {
+            a.snapshot.iter().map(|s| cairn::repo::select::find(&repo, s, &filter)).collect::<Result<_>>()?
+        }
+    };
     let browser = Browser::open(&repo)?;
     let mut finder = Finder::new(&browser, |path, node| {
         let is_dir = matches!(node.kind, NodeKind::Dir { .. });

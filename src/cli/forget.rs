@@ -65,7 +65,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     repo.require_full_key("forget snapshots")?;
-    let _lock = repo.lock(true, "forget")?;
+    let _lock = ctx.lock(&repo, true, "forget")?;
     let policy = RetentionPolicy {
         last: a.keep_last,
         hourly: a.keep_hourly,
@@ -118,7 +118,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     }
     if !a.dry_run {
         remove_snapshots(&repo, &drop)?;
-        super::record(&repo, LogRecord::new("forget", "success").figure("snapshots_removed", drop.len()));
+        let removed: Vec<String> = drop.iter().map(|id| id.to_hex()).collect();
+        let rec = LogRecord::new("forget", "success")
+            .figure("snapshots_removed", drop.len())
+            .figure("removed", removed.join(" "));
+        super::record(&repo, rec);
     }
     print(ctx, &report, &drop, a.dry_run);
     if a.prune {

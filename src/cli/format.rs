@@ -18,11 +18,11 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
-/// A time in the local time zone, to the second.
+/// A time in the local time zone, to the second, with the zone ("2026-11-24 09:05:00 CET").
 pub fn local_time(t: Timespec) -> String {
     match jiff::Timestamp::new(t.secs, t.nanos as i32) {
         Ok(ts) => {
-            ts.to_zoned_datetime(jiff::tz::TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S").to_string()
+            ts.to_zoned_datetime(jiff::tz::TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S %Z").to_string()
         }
         Err(_) => format!("@{}", t.secs),
     }

@@ -12,7 +12,7 @@ use std::io::Write;
     after_help = "Examples:\n  cairn ls latest /opt/apigateway/conf\n  cairn ls -l --recursive 3f9a1c /opt/apigateway/groups"
 )]
 pub struct Args {
-    /// Snapshot id prefix, or 'latest'
+    /// Snapshot id prefix, name, or 'latest' (the newest one the filter passes)
     snapshot: String,
     /// Absolute path in the snapshot (default: the root)
     #[arg(default_value = "/")]
@@ -23,12 +23,14 @@ pub struct Args {
     /// Everything below the path, not only its entries
     #[arg(short = 'R', long)]
     recursive: bool,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = repo.lock(false, "ls")?;
-    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (_, snap) = cairn::repo::select::find(&repo, &a.snapshot, &a.filter.filter())?;
     let browser = Browser::open(&repo)?;
     let start = browse::components(a.path.as_bytes()).fold(b"/".to_vec(), |p, c| browse::join(&p, c));
     let top = browser.lookup(&snap, &start)?;

@@ -25,6 +25,7 @@ mod restore;
 mod rewrite;
 mod run;
 mod schedule;
+mod select;
 mod snapshots;
 mod stats;
 mod tag;
@@ -50,20 +51,30 @@ use zeroize::Zeroizing;
 pub struct Cli {
     /// Repository location: a local path, sftp:[USER@]HOST[:PORT]/PATH or
     /// s3:https://HOST[:PORT]/BUCKET[/PREFIX]
-    #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "CAIRN_REPOSITORY",
+        global = true,
+        help_heading = "Global options"
+    )]
     repo: Option<String>,
     /// Read the password from this file (first line)
-    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, help_heading = "Global options")]
     password_file: Option<PathBuf>,
     /// Use this key file, kept apart from the repository, instead of the repository's keys
-    #[arg(long, env = "CAIRN_KEY_FILE", global = true)]
+    #[arg(long, env = "CAIRN_KEY_FILE", global = true, help_heading = "Global options")]
     key_file: Option<PathBuf>,
     /// Machine-readable JSON output
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     json: bool,
     /// Print only errors
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     quiet: bool,
+    /// Wait this long (e.g. 10m) for a lock another process holds, instead of failing
+    /// at once with exit 11
+    #[arg(long, env = "CAIRN_LOCK_WAIT", global = true, help_heading = "Global options", value_name = "DURATION", value_parser = cairn::units::parse_duration)]
+    lock_wait: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -109,6 +120,8 @@ pub struct Ctx {
     pub json: bool,
     pub quiet: bool,
     pub interrupt: Arc<AtomicBool>,
+    /// How long to wait for a lock (--lock-wait), in seconds.
+    lock_wait: Option<u64>,
 }
 
 impl Ctx {
@@ -120,6 +133,9 @@ impl Ctx {
 
     /// The password from CAIRN_PASSWORD, the password file, or a prompt on the terminal.
     pub fn password(&self, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
+        if let Some(f) = &self.password_file {
+            warn_if_exposed(f);
+        }
         given_password("CAIRN_PASSWORD", self.password_file.as_deref()).unwrap_or_else(|| {
             ask_password(
                 "repository password: ",
@@ -138,6 +154,17 @@ impl Ctx {
                 "no new password given: set CAIRN_NEW_PASSWORD or --new-password-file, or run on a terminal",
             )
         })
+    }
+
+    /// Lock `repo` for `operation`, waiting as --lock-wait says.
+    pub fn lock<'r>(
+        &self,
+        repo: &'r Repository,
+        exclusive: bool,
+        operation: &str,
+    ) -> Result<cairn::repo::lock::LockGuard<'r>> {
+        let wait = std::time::Duration::from_secs(self.lock_wait.unwrap_or(0));
+        repo.lock_waiting(exclusive, operation, wait, &self.interrupt)
     }
 
     pub fn open(&self) -> Result<Repository> {
@@ -159,8 +186,33 @@ pub fn record(repo: &Repository, rec: cairn::repo::log::LogRecord) {
     }
 }
 
+/// The command line: the derived definition, with each command's exit codes added
+/// below its own help text.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    fn add_codes(cmd: clap::Command, path: &str) -> clap::Command {
+        if cmd.has_subcommands() {
+            let names: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_string()).collect();
+            return names.into_iter().fold(cmd, |cmd, name| {
+                let path = format!("{path} {name}").trim().to_string();
+                cmd.mut_subcommand(name, |sub| add_codes(sub, &path))
+            });
+        }
+        let before = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+        let text = match before.is_empty() {
+            true => exit::codes_help(path),
+            false => format!("{}\n\n{before}", exit::codes_help(path)),
+        };
+        cmd.after_help(text.clone()).after_long_help(text)
+    }
+    let cli = Cli::command();
+    let names: Vec<String> = cli.get_subcommands().map(|s| s.get_name().to_string()).collect();
+    names.into_iter().fold(cli, |cli, name| cli.mut_subcommand(name.clone(), |sub| add_codes(sub, &name)))
+}
+
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    use clap::FromArgMatches;
+    let cli = match command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { exit::USAGE } else { exit::SUCCESS };
@@ -181,6 +233,7 @@ pub fn main() -> i32 {
         json: cli.json,
         quiet: cli.quiet,
         interrupt,
+        lock_wait: cli.lock_wait,
     };
     let result = match cli.command {
         Command::Init(a) => init::run(&ctx, a),
@@ -245,6 +298,19 @@ pub fn select_snapshots(
     Ok(out)
 }
 
+/// Warn when a password file is readable by every user: it is still used (a backup that
+/// stops over it would protect nothing), but whoever reads it can read every backup.
+pub fn warn_if_exposed(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::metadata(path).is_ok_and(|md| md.permissions().mode() & 0o004 != 0) {
+        eprintln!(
+            "cairn: warning: password file {} is readable by every user; `chmod o-rwx {}` it",
+            path.display(),
+            path.display()
+        );
+    }
+}
+
 /// Ask for a password on the terminal (twice with `confirm`); `missing` is the error when
 /// there is no terminal to ask on.
 pub fn ask_password(prompt: &str, confirm: bool, missing: &str) -> Result<Zeroizing<Vec<u8>>> {
@@ -277,5 +343,44 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// Every command, subcommands included, with its path ("key add").
+    fn every_command() -> Vec<(String, clap::Command)> {
+        fn walk(prefix: &str, cmd: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let name = format!("{prefix}{}", sub.get_name()).trim().to_string();
+                if sub.has_subcommands() {
+                    walk(&format!("{name} "), sub, out);
+                } else {
+                    out.push((name, sub.clone()));
+                }
+            }
+        }
+        let mut cli = super::command();
+        cli.build();
+        let mut out = Vec::new();
+        walk("", &cli, &mut out);
+        out
+    }
+
+    #[test]
+    fn every_help_names_its_exit_codes_and_shows_its_own_options_first() {
+        let commands = every_command();
+        assert!(commands.len() > 30, "{}", commands.len());
+        let mut long = Vec::new();
+        for (name, mut cmd) in commands {
+            let help = cmd.render_long_help().to_string();
+            assert!(help.contains("Exit codes:"), "`cairn {name} --help` names no exit codes:\n{help}");
+            let own = help.find("Options:").unwrap_or_else(|| panic!("{name}: no options heading\n{help}"));
+            let global =
+                help.find("Global options:").unwrap_or_else(|| panic!("{name}: no global heading\n{help}"));
+            assert!(own < global, "`cairn {name} --help` shows global options first:\n{help}");
+            let after =
+                cmd.get_after_long_help().or(cmd.get_after_help()).map(|h| h.to_string()).unwrap_or_default();
+            // clap would wrap a longer line where it likes: a long example is split with \ instead.
+            long.extend(after.lines().filter(|l| l.chars().count() > 90).map(|l| format!("{name}: {l}")));
+        }
+        assert!(long.is_empty(), "lines clap would wrap:\n{}", long.join("\n"));
     }
 }

@@ -23,13 +23,15 @@ pub struct Args {
     /// Let other users see the mount (the kernel then checks the stored modes and owners)
     #[arg(long)]
     allow_other: bool,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     // The filesystem owns the repository: unmounting drops it, which releases the lock
     // and wipes the keys.
     let view = MountView::open(ctx.open()?)?;
-    let snapshots = view.repository().snapshots()?;
+    let snapshots = cairn::repo::select::matching(view.repository(), &a.filter.filter())?;
     let fs = SnapshotFs::new(view, &snapshots, &jiff::tz::TimeZone::system(), mount::fs::CACHE_BYTES);
     let opts = MountOptions { allow_other: a.allow_other };
     let shown = a.mountpoint.display().to_string();

@@ -2,6 +2,7 @@
 
 use super::{exit, format, Ctx};
 use cairn::ops::restore::{restore, RestoreOptions};
+use cairn::repo::select;
 use cairn::{Error, Result};
 use std::path::PathBuf;
 
@@ -11,7 +12,7 @@ use std::path::PathBuf;
     after_help = "Examples:\n  cairn restore latest --target /\n  cairn restore 3f9a1c --target /tmp/r --include /opt/apigateway/conf"
 )]
 pub struct Args {
-    /// Snapshot id prefix, or 'latest'
+    /// Snapshot id prefix, name, or 'latest' (the newest one the filter passes)
     snapshot: String,
     /// Folder to restore into (the snapshot's absolute paths go below it)
     #[arg(short, long)]
@@ -22,6 +23,8 @@ pub struct Args {
     /// After restoring, re-read everything and compare it with the snapshot
     #[arg(long)]
     verify: bool,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
@@ -34,8 +37,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         }
     }
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "restore")?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let _lock = ctx.lock(&repo, false, "restore")?;
+    let (id, snap) = select::find(&repo, &a.snapshot, &a.filter.filter())?;
     let out = restore(
         &repo,
         &snap.tree,

@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     })?;
     let repo = ctx.open()?;
     repo.require_full_key("rewrite snapshots")?;
-    let _lock = repo.lock(true, "rewrite")?;
+    let _lock = ctx.lock(&repo, true, "rewrite")?;
     // rewrite is how data is erased for good: it must not run blind to a snapshot.
     cairn::repo::refuse_unreadable(&repo.snapshots_and_damage()?.1, &[], "rewrite")?;
     let snapshots = super::select_snapshots(&repo, &a.snapshots, a.all)?;

@@ -4,7 +4,7 @@ use super::{exit, Ctx};
 use cairn::job::config::{self, Job, JobFile};
 use cairn::job::run::{JobReport, Outcome, Runner, StepReport};
 use cairn::{Error, ErrorKind, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where job files are looked for when --config is not given.
 pub const DEFAULT_CONFIG: &str = "/etc/cairn/cairn.toml";
@@ -15,8 +15,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/cairn/cairn.toml";
 Each job runs its steps in order: ping start, hooks before, backup of the sources, each
 database dump, then (if all of that worked) retention, check, drill and offsite copies,
 then hooks after (or on-error) and ping success (or failure). Every step is a cairn
-command; --dry-run prints them. Exit codes: 0 every job succeeded, 3 a backup missed
-unreadable files, 6 a job failed, 2 the job file is invalid, 11 the job is running.
+command; --dry-run prints them. An interrupt (exit 130) stops the running step, and
+nothing after it runs.
 
 Examples:
   cairn config example --preset axway-apigateway > /etc/cairn/cairn.toml
@@ -90,6 +90,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut worst = Outcome::Success;
     let mut locked = false;
     for job in jobs {
+        let files =
+            job.password_file.iter().chain(job.copies.iter().filter_map(|c| c.password_file.as_ref()));
+        files.for_each(|f| super::warn_if_exposed(f));
         let _guard = match a.dry_run {
             true => None,
             false => match JobLock::take(&job.name)? {
@@ -101,9 +104,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 }
             },
         };
-        let (quiet, json) = (ctx.quiet, ctx.json);
+        let (quiet, json, dry_run) = (ctx.quiet, ctx.json, a.dry_run);
         let name = job.name.clone();
-        let mut on_step = |s: &StepReport| print_step(&name, s, quiet || json);
+        let mut on_step = |s: &StepReport| print_step(&name, s, quiet || json, dry_run);
         let mut runner = Runner {
             cairn: cairn.clone(),
             interrupt: &ctx.interrupt,
@@ -116,10 +119,17 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 eprintln!("cairn: warning: {e}");
             }
         }
-        print_report(&report, ctx);
+        print_report(&report, ctx, a.dry_run);
         worst = worst.max(report.outcome);
+        if worst == Outcome::Interrupted {
+            break;
+        }
     }
     Ok(match worst {
+        Outcome::Interrupted => {
+            eprintln!("cairn: run interrupted; the running step was stopped and no later step ran");
+            exit::INTERRUPTED
+        }
         Outcome::Failed => exit::COMMAND_FAILED,
         Outcome::Partial => exit::PARTIAL,
         Outcome::Success if locked => exit::LOCKED,
@@ -127,9 +137,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     })
 }
 
-fn print_step(job: &str, s: &StepReport, quiet: bool) {
-    let failed = s.outcome == Outcome::Failed;
+fn print_step(job: &str, s: &StepReport, quiet: bool, dry_run: bool) {
+    let failed = s.outcome >= Outcome::Failed;
     if quiet && !failed {
+        return;
+    }
+    if dry_run {
+        // Nothing ran: no outcome, no time, only what would run.
+        println!("[{job}] {:<20} would run  {}", s.step, s.detail);
         return;
     }
     let line = format!("[{job}] {:<20} {:<8} {:>6.1} s  {}", s.step, s.outcome.name(), s.seconds, s.detail);
@@ -140,27 +155,58 @@ fn print_step(job: &str, s: &StepReport, quiet: bool) {
     }
 }
 
-fn print_report(r: &JobReport, ctx: &Ctx) {
+fn print_report(r: &JobReport, ctx: &Ctx, dry_run: bool) {
+    let outcome = if dry_run { "dry-run" } else { r.outcome.name() };
     if ctx.json {
         let steps: Vec<_> = r
             .steps
             .iter()
             .map(|s| {
-                serde_json::json!({"step": s.step, "outcome": s.outcome.name(), "detail": s.detail, "seconds": s.seconds})
+                serde_json::json!({"step": s.step, "outcome": if dry_run { "would run" } else { s.outcome.name() }, "detail": s.detail, "seconds": s.seconds})
             })
             .collect();
         println!(
             "{}",
             serde_json::json!({
-                "type": "job", "job": r.job, "outcome": r.outcome.name(), "started": r.started.to_string(),
+                "type": "job", "job": r.job, "outcome": outcome, "dry_run": dry_run, "started": r.started.to_string(),
                 "seconds": r.seconds, "snapshots": r.snapshots, "bytes_added": r.bytes_added,
                 "snapshot_count": r.snapshot_count, "check_ok": r.check_ok,
                 "rto_seconds": r.rto_seconds, "rpo_seconds": r.rpo_seconds, "steps": steps,
             })
         );
+    } else if dry_run && !ctx.quiet {
+        println!("[{}] would run {} steps; nothing ran (dry run)", r.job, r.steps.len());
     } else if !ctx.quiet {
         println!("[{}] {} in {:.1} s", r.job, r.outcome.name(), r.seconds);
     }
+}
+
+/// Where job locks live by default: a folder only this user can write to. Root's is
+/// /run/cairn (not the world-writable /run/lock, where any user could create the lock
+/// file first and so block a root job for good); another user's is its runtime folder.
+fn private_lock_dir() -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let euid = rustix::process::geteuid().as_raw();
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if euid != 0 => PathBuf::from(d),
+        _ if euid == 0 => PathBuf::from("/run/cairn"),
+        _ => std::env::temp_dir().join(format!("cairn-{euid}")),
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::io(format!("cannot create job lock folder {}", dir.display()), e))
+        }
+        _ => {}
+    }
+    let md = std::fs::symlink_metadata(&dir)
+        .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
+    if !md.is_dir() || md.uid() != euid || md.mode() & 0o022 != 0 {
+        return Err(Error::invalid(format!(
+            "job lock folder {} is not a folder of this user that only it can write to; remove it or set CAIRN_LOCK_DIR",
+            dir.display()
+        )));
+    }
+    Ok(dir)
 }
 
 /// Keeps two runs of one job from overlapping: an exclusive flock on a file per job,
@@ -173,14 +219,10 @@ struct JobLock {
 impl JobLock {
     /// The lock, or None when another run of the job holds it.
     fn take(job: &str) -> Result<Option<JobLock>> {
-        let dir = std::env::var_os("CAIRN_LOCK_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            let run_lock = Path::new("/run/lock");
-            if rustix::fs::access(run_lock, rustix::fs::Access::WRITE_OK).is_ok() {
-                run_lock.to_path_buf()
-            } else {
-                std::env::temp_dir()
-            }
-        });
+        let dir = match std::env::var_os("CAIRN_LOCK_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => private_lock_dir()?,
+        };
         let path = dir.join(format!("cairn-job-{job}.lock"));
         let file = std::fs::OpenOptions::new()
             .create(true)

@@ -51,7 +51,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     }
     let repo = ctx.open()?;
     repo.require_full_key("edit snapshots")?;
-    let _lock = repo.lock(false, "tag")?;
+    let _lock = ctx.lock(&repo, false, "tag")?;
     let mut changed = Vec::new();
     for (old, snap) in super::select_snapshots(&repo, &a.snapshots, a.all)? {
         let mut new = snap.clone();

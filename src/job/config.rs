@@ -51,6 +51,13 @@ pub struct Job {
     pub labels: Vec<(String, String)>,
     /// Snapshot name template, e.g. "{application}-{environment}-{time:%Y%m%d-%H%M}-{kind}".
     pub snapshot_name: Option<String>,
+    /// The type of the sources' snapshots (`type`: config, full, ...; default files).
+    pub snapshot_type: Option<String>,
+    /// The zone of the times in snapshot names (`name-time-zone`: "UTC" or a zone name;
+    /// default the system's).
+    pub name_time_zone: Option<String>,
+    /// How long each step waits for a lock another host holds (`lock-wait`, e.g. "10m").
+    pub lock_wait: Option<String>,
     pub dumps: Vec<Dump>,
     pub hooks: Hooks,
     pub retention: Option<Retention>,
@@ -81,6 +88,9 @@ pub struct Retention {
     pub keep_within: Option<String>,
     pub prune: bool,
     pub max_unused: Option<String>,
+    /// Whether the rules run at the job's own repository (`at-repository = false`: one
+    /// designated host prunes a shared repository; the copies still follow the rules).
+    pub at_repository: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -96,6 +106,12 @@ pub struct DrillPlan {
     pub max_rto: Option<String>,
     pub max_rpo: Option<String>,
     pub random: bool,
+    /// An application check run in the restored folder (`check-command`).
+    pub check_command: Option<String>,
+    /// Drill each copy target too, after its copy (`copies = true`).
+    pub copies: bool,
+    /// How often the job is scheduled (`schedule-every`): RPO is judged against it.
+    pub schedule_every: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -132,6 +148,9 @@ const JOB_KEYS: &[&str] = &[
     "tags",
     "labels",
     "snapshot-name",
+    "type",
+    "name-time-zone",
+    "lock-wait",
     "dumps",
     "hooks",
     "retention",
@@ -270,6 +289,29 @@ impl Reader<'_> {
         }
     }
 
+    /// Report what a rule of `rules.rs` found wrong with `v`, if anything.
+    fn rule(&mut self, v: &Value<'_>, problem: Option<String>) {
+        if let Some(p) = problem {
+            self.error(v.span(), p);
+        }
+    }
+
+    /// An absolute path (password and key files).
+    fn path(&mut self, v: &Value<'_>, what: &str) -> Option<PathBuf> {
+        let s = self.string(v, what)?;
+        self.rule(v, super::rules::absolute(what, &s));
+        Some(PathBuf::from(s))
+    }
+
+    /// Source paths: absolute, globs in the last part only.
+    fn sources(&mut self, v: &Value<'_>, what: &str) -> Vec<String> {
+        let list = self.strings(v, what);
+        for s in &list {
+            self.rule(v, super::rules::source(s));
+        }
+        list
+    }
+
     /// The entries of a sub-table, after reporting its unknown keys.
     fn section<'a, 'i>(
         &mut self,
@@ -310,12 +352,13 @@ impl Reader<'_> {
                 "repository" => {
                     has_repo = true;
                     job.repository = self.string(value, "repository").unwrap_or_default();
+                    self.rule(value, super::rules::repository(&job.repository));
                 }
-                "password-file" => job.password_file = self.string(value, key).map(PathBuf::from),
-                "key-file" => job.key_file = self.string(value, key).map(PathBuf::from),
+                "password-file" => job.password_file = self.path(value, key),
+                "key-file" => job.key_file = self.path(value, key),
                 "host" => job.host = self.string(value, key),
-                "sources" => job.sources = self.strings(value, key),
-                "optional-sources" => job.optional_sources = self.strings(value, key),
+                "sources" => job.sources = self.sources(value, key),
+                "optional-sources" => job.optional_sources = self.sources(value, key),
                 "excludes" => job.excludes = self.strings(value, key),
                 "exclude-if-present" => job.exclude_if_present = self.strings(value, key),
                 "exclude-caches" => job.exclude_caches = self.bool(value, key),
@@ -345,6 +388,33 @@ impl Reader<'_> {
                     job.snapshot_name = self.string(value, key);
                     name_at = Some(value.span());
                 }
+                "type" => {
+                    job.snapshot_type = self.string(value, key).filter(|t| {
+                        let ok = t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                        if !ok {
+                            self.error(
+                                value.span(),
+                                format!("type `{t}` may hold only letters, digits, '-', '_' and '.'"),
+                            );
+                        }
+                        ok
+                    })
+                }
+                "name-time-zone" => {
+                    job.name_time_zone = self.string(value, key).filter(|z| {
+                        let found = jiff::tz::TimeZone::get(z);
+                        if let Err(e) = &found {
+                            self.error(
+                                value.span(),
+                                format!(
+                                    "name-time-zone: {e}; use \"UTC\" or a zone such as \"Europe/Paris\""
+                                ),
+                            );
+                        }
+                        found.is_ok()
+                    })
+                }
+                "lock-wait" => job.lock_wait = self.duration(value, key),
                 "dumps" => job.dumps = self.dumps(value, &place),
                 "hooks" => job.hooks = self.hooks(value, &place),
                 "retention" => job.retention = Some(self.retention(value, &place)),
@@ -416,14 +486,18 @@ impl Reader<'_> {
 
     fn retention(&mut self, v: &Value<'_>, place: &str) -> Retention {
         let mut allowed = KEEP_KEYS.to_vec();
-        allowed.extend(["keep-within", "prune", "max-unused"]);
-        let mut r = Retention { prune: true, ..Default::default() };
+        allowed.extend(["keep-within", "prune", "max-unused", "at-repository"]);
+        let mut r = Retention { prune: true, at_repository: true, ..Default::default() };
         let entries = self.section(v, &format!("{place} retention"), &allowed);
         let names_a_rule = entries.iter().any(|(k, _)| k.starts_with("keep-"));
         for (key, value) in entries {
             match key {
-                "keep-within" => r.keep_within = self.string(value, key),
+                "keep-within" => {
+                    r.keep_within = self.string(value, key);
+                    self.rule(value, r.keep_within.as_deref().and_then(super::rules::keep_within));
+                }
                 "prune" => r.prune = self.bool(value, key),
+                "at-repository" => r.at_repository = self.bool(value, key),
                 "max-unused" => r.max_unused = self.string(value, key),
                 _ => {
                     if let Some(n) = self.count(value, key) {
@@ -453,10 +527,14 @@ impl Reader<'_> {
 
     fn drill(&mut self, v: &Value<'_>, place: &str) -> DrillPlan {
         let mut d = DrillPlan::default();
-        for (key, value) in self.section(v, &format!("{place} drill"), &["max-rto", "max-rpo", "random"]) {
+        let allowed = ["max-rto", "max-rpo", "random", "check-command", "copies", "schedule-every"];
+        for (key, value) in self.section(v, &format!("{place} drill"), &allowed) {
             match key {
                 "max-rto" => d.max_rto = self.duration(value, key),
                 "max-rpo" => d.max_rpo = self.duration(value, key),
+                "check-command" => d.check_command = self.string(value, key),
+                "copies" => d.copies = self.bool(value, key),
+                "schedule-every" => d.schedule_every = self.duration(value, key),
                 _ => d.random = self.bool(value, key),
             }
         }
@@ -475,13 +553,19 @@ impl Reader<'_> {
             for (key, value) in self.section(item, &format!("{place} copy"), &allowed) {
                 match key {
                     "repository" => c.repository = self.string(value, key).unwrap_or_default(),
-                    "password-file" => c.password_file = self.string(value, key).map(PathBuf::from),
+                    "password-file" => c.password_file = self.path(value, key),
                     "retention" => c.retention = self.bool(value, key),
-                    _ => c.key_file = self.string(value, key).map(PathBuf::from),
+                    _ => c.key_file = self.path(value, key),
                 }
             }
             if c.repository.is_empty() {
                 self.error(item.span(), "a copy target needs `repository`".into());
+            } else if c.password_file.is_none() && c.key_file.is_none() {
+                // Without one the copy would open the target with the job's password.
+                self.error(
+                    item.span(),
+                    format!("copy target {} needs its own password-file (or key-file)", c.repository),
+                );
             } else {
                 out.push(c);
             }
@@ -517,104 +601,5 @@ impl Reader<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-[jobs.gateway]
-repository = "/backups/gw"
-password-file = "/etc/cairn/pass"
-sources = ["/opt/gw/conf", "/opt/gw/groups"]
-optional-sources = ["/etc/init.d/vshell-*"]
-excludes = ["/opt/gw/conf/opsdb.d"]
-tags = ["prod"]
-labels = { environment = "prod", application = "apigw" }
-snapshot-name = "{application}-{environment}-{time:%Y%m%d-%H%M}-{kind}"
-
-[[jobs.gateway.dumps]]
-name = "gwdb.sql"
-command = "mysqldump gwdb"
-
-[jobs.gateway.hooks]
-before = ["true"]
-on-error = ["logger cairn failed"]
-
-[jobs.gateway.retention]
-keep-daily = 7
-keep-monthly = 12
-
-[jobs.gateway.check]
-read-data-parts = 7
-full-read-every-days = 30
-
-[jobs.gateway.drill]
-max-rto = "15m"
-max-rpo = "4h"
-
-[[jobs.gateway.copy]]
-repository = "sftp:backup@offsite/srv/cairn"
-
-[[jobs.gateway.copy]]
-repository = "s3:https://vault.example/gw"
-retention = false
-
-[jobs.gateway.monitoring]
-ping-success = "https://hc.example/ping/abc"
-ping-timeout = "5s"
-"#;
-
-    #[test]
-    fn a_complete_job_parses() {
-        let f = parse(GOOD).unwrap();
-        let j = &f.jobs[0];
-        assert_eq!(j.name, "gateway");
-        assert_eq!(j.sources.len(), 2);
-        assert_eq!(j.labels[0], ("application".into(), "apigw".into()));
-        assert_eq!(j.dumps, vec![Dump { name: "gwdb.sql".into(), command: "mysqldump gwdb".into() }]);
-        let r = j.retention.as_ref().unwrap();
-        assert_eq!(r.keep, vec![("keep-daily".into(), 7), ("keep-monthly".into(), 12)]);
-        assert!(r.prune);
-        assert_eq!(j.check.as_ref().unwrap().read_data_parts, Some(7));
-        assert_eq!(j.copies[0].repository, "sftp:backup@offsite/srv/cairn");
-        assert_eq!((j.copies[0].retention, j.copies[1].retention), (true, false));
-        assert_eq!(j.monitoring.ping_timeout, 5);
-    }
-
-    #[test]
-    fn every_mistake_is_reported_with_its_line() {
-        let bad = "\
-[jobs.gw]
-repository = \"/b\"
-sources = \"/opt/gw\"
-exclude-caches = \"yes\"
-snapshot-name = \"{team}-{time}\"
-
-[jobs.gw.retention]
-keep-dayly = 7
-keep-weekly = 0
-
-[jobs.gw.drill]
-max-rto = \"soon\"
-
-[jobs.other]
-sources = [\"/x\"]
-";
-        let errors = parse(bad).unwrap_err();
-        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
-        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(lines, [3, 4, 5, 8, 9, 12, 14], "{text:#?}");
-        assert!(text[0].contains("sources must be a list of strings"), "{text:#?}");
-        assert!(text[2].contains("unknown placeholder {team}"), "{text:#?}");
-        assert!(text[3].contains("unknown key `keep-dayly`") && text[3].contains("keep-daily"), "{text:#?}");
-        assert!(text[6].contains("no `repository`"), "{text:#?}");
-    }
-
-    #[test]
-    fn syntax_errors_and_empty_files_are_reported() {
-        let errors = parse("[jobs.a]\nrepository = \nsources = [\"/x\"]\n").unwrap_err();
-        assert_eq!(errors[0].line, 2, "{errors:?}");
-        assert!(errors[0].message.contains("quoted"), "{errors:?}");
-        assert!(parse("").unwrap_err()[0].message.contains("no jobs"));
-        assert!(parse("[paths]\n").unwrap_err()[0].message.contains("unknown key `paths`"));
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// Metric names, their help text, in the order they are written.
 const METRICS: &[(&str, &str)] = &[
-    ("cairn_job_outcome", "Last run: 0 success, 1 partial (some files unreadable), 2 failed."),
+    ("cairn_job_outcome", "Last run: 0 success, 1 partial (some files unreadable), 2 failed, 3 interrupted."),
     ("cairn_job_last_run_timestamp_seconds", "When the last run started."),
     ("cairn_job_last_success_timestamp_seconds", "When the last fully successful run started."),
     ("cairn_job_duration_seconds", "How long the last run took."),
@@ -44,6 +44,7 @@ pub fn update(path: &Path, report: &JobReport) -> Result<()> {
         Outcome::Success => 0,
         Outcome::Partial => 1,
         Outcome::Failed => 2,
+        Outcome::Interrupted => 3,
     };
     set("cairn_job_outcome", Some(outcome.to_string()));
     set("cairn_job_last_run_timestamp_seconds", Some(started.clone()));

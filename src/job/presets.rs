@@ -58,7 +58,7 @@ optional-sources = ["/etc/init.d/vshell-*"]
 excludes = ["/opt/Axway/apigateway/conf/opsdb.d"]
 tags = ["apigateway"]
 labels = {{ application = "apigateway", environment = "prod", owner = "platform" }}
-snapshot-name = "{{application}}-{{environment}}-{{time:%Y%m%d-%H%M}}-{{kind}}"
+snapshot-name = "{{application}}-{{environment}}-{{time:%Y%m%d-%H%M%S}}-{{kind}}"
 
 # The API Manager or KPS database, streamed into the repository (no temporary file).
 # [[jobs.{job}.dumps]]
@@ -75,7 +75,7 @@ password-file = "/etc/cairn/analytics.pass"
 sources = ["/opt/Axway/analytics/conf", "/opt/Axway/analytics/ext"]
 tags = ["analytics"]
 labels = { application = "analytics", environment = "prod" }
-snapshot-name = "{application}-{environment}-{time:%Y%m%d-%H%M}-{kind}"
+snapshot-name = "{application}-{environment}-{time:%Y%m%d-%H%M%S}-{kind}"
 
 # The metrics database the reports read.
 # [[jobs.analytics.dumps]]
@@ -90,7 +90,7 @@ password-file = "/etc/cairn/kong.pass"
 sources = ["/etc/kong/kong.conf"]
 tags = ["kong"]
 labels = { application = "kong", environment = "prod" }
-snapshot-name = "{application}-{environment}-{time:%Y%m%d-%H%M}-{kind}"
+snapshot-name = "{application}-{environment}-{time:%Y%m%d-%H%M%S}-{kind}"
 
 # The declarative configuration, exported from the database the nodes share.
 [[jobs.kong.dumps]]
@@ -124,8 +124,11 @@ const COMMON: &str = r#"
 # before = ["test -d /opt/Axway"]
 # on-error = ["logger -t cairn 'backup job failed'"]
 
-# Keep 7 daily, 4 weekly and 12 monthly snapshots; delete the rest and their data.
+# Keep every run of the last 2 days (a job run many times a day keeps its same-day
+# history), then 7 daily, 4 weekly and 12 monthly snapshots; delete the rest and their
+# data. Each run prints how many snapshots it removed, and which.
 # [jobs.JOB.retention]
+# keep-within = "2d"
 # keep-daily = 7
 # keep-weekly = 4
 # keep-monthly = 12

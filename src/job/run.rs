@@ -32,6 +32,8 @@ pub enum Outcome {
     /// Done, with something missing: a backup could not read some files.
     Partial,
     Failed,
+    /// Stopped by SIGINT or SIGTERM: the running step was told to stop, none after it ran.
+    Interrupted,
 }
 
 impl Outcome {
@@ -40,6 +42,7 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::Partial => "partial",
             Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }
@@ -125,7 +128,9 @@ impl Runner<'_> {
             true => steps::hooks("after", &job.hooks.after, job, Some(report.outcome.name())),
             false => steps::hooks("on-error", &job.hooks.on_error, job, Some(report.outcome.name())),
         };
-        self.steps(closing, &mut report);
+        if report.outcome != Outcome::Interrupted {
+            self.steps(closing, &mut report);
+        }
         if let Some(repo) = &repo {
             report.snapshot_count = repo.snapshots().ok().map(|all| {
                 all.iter().filter(|(_, s)| s.labels.iter().any(|(k, v)| k == "job" && *v == job.name)).count()
@@ -135,7 +140,7 @@ impl Runner<'_> {
         report.seconds = clock.elapsed().as_secs_f64();
         let summary = format!("cairn job {}: {} in {:.1} s", job.name, report.outcome.name(), report.seconds);
         match report.outcome {
-            Outcome::Failed => {
+            Outcome::Failed | Outcome::Interrupted => {
                 self.ping(job, job.monitoring.ping_failure.as_deref(), "ping failure", &summary, &mut report)
             }
             _ => {
@@ -177,24 +182,20 @@ impl Runner<'_> {
                 continue;
             }
             if self.interrupt.load(Ordering::Relaxed) {
-                self.finish(
-                    report,
-                    &step.name,
-                    Outcome::Failed,
-                    "interrupted before it started".into(),
-                    clock,
-                    true,
-                );
-                ok = false;
-                continue;
+                // Nothing more starts once the run was told to stop.
+                report.outcome = report.outcome.max(Outcome::Interrupted);
+                return false;
             }
-            let output =
-                step.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).output();
+            let output = run_step(&mut step.command, self.interrupt);
             let (outcome, detail) = match output {
                 Err(e) => (Outcome::Failed, format!("cannot start: {e}")),
+                Ok(out) if self.interrupt.load(Ordering::Relaxed) => {
+                    let (_, detail) = judge(step.kind, &out, report);
+                    (Outcome::Interrupted, detail)
+                }
                 Ok(out) => judge(step.kind, &out, report),
             };
-            ok &= outcome != Outcome::Failed;
+            ok &= outcome < Outcome::Failed;
             self.finish(report, &step.name, outcome, detail, clock, true);
         }
         ok
@@ -233,6 +234,40 @@ impl Runner<'_> {
     }
 }
 
+/// Run a step's process to its end, collecting its output. An interrupt of this process
+/// is passed on to the step (SIGINT, once), which then stops as cairn commands do: the
+/// signal may have reached only this process (`kill PID`), not its process group.
+fn run_step(command: &mut Command, interrupt: &AtomicBool) -> std::io::Result<std::process::Output> {
+    use std::io::Read;
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let mut told = false;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if !told && interrupt.load(Ordering::Relaxed) {
+            let pid = rustix::process::Pid::from_child(&child);
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+            told = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    Ok(std::process::Output { status, stdout, stderr })
+}
+
 /// A step's outcome from its exit status; a cairn command's JSON result adds figures to
 /// the report.
 fn judge(kind: StepKind, out: &std::process::Output, report: &mut JobReport) -> (Outcome, String) {
@@ -264,13 +299,31 @@ fn judge(kind: StepKind, out: &std::process::Output, report: &mut JobReport) -> 
     let stdout = String::from_utf8_lossy(&out.stdout);
     let result: Option<serde_json::Value> = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok());
     let mut detail = String::new();
+    // forget's result (prune may print after it): which snapshots the step removed.
+    let forgot = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("removed").is_some_and(|r| r.is_array()) && v.get("groups").is_some());
+    if let Some(removed) = forgot.as_ref().and_then(|v| v["removed"].as_array()) {
+        let ids: Vec<&str> =
+            removed.iter().filter_map(|i| i.as_str()).map(|i| &i[..i.len().min(8)]).collect();
+        detail = match ids.len() {
+            0 => "removed no snapshot".into(),
+            1 => format!("removed 1 snapshot: {}", ids[0]),
+            n => format!("removed {n} snapshots: {}", ids.join(" ")),
+        };
+    }
     if let Some(v) = &result {
+        if v["type"] == "interrupted" {
+            report.bytes_added += v["bytes_added"].as_u64().unwrap_or(0);
+        }
         if let Some(id) = v["snapshot"].as_str().filter(|_| v["type"] == "summary") {
             report.snapshots.push(id.to_string());
             report.bytes_added += v["bytes_added"].as_u64().unwrap_or(0);
             detail = format!("snapshot {}", &id[..id.len().min(8)]);
         }
-        if v.get("rto_seconds").is_some() {
+        // The first drill is the job's own repository's; drills of copies follow it.
+        if v.get("rto_seconds").is_some() && report.rto_seconds.is_none() {
             report.rto_seconds = v["rto_seconds"].as_f64();
             report.rpo_seconds = v["rpo_seconds"].as_f64();
             detail = format!(
@@ -311,7 +364,7 @@ fn describe(command: &Command) -> String {
 }
 
 /// The job's password: its password file, else what the caller's environment gives.
-fn password(file: Option<&Path>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+pub(super) fn password(file: Option<&Path>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     if let Some(f) = file {
         return crate::repo::keys::read_password_file(f);
     }

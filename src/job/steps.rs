@@ -29,9 +29,11 @@ pub(super) enum StepKind {
 pub(super) fn data_steps(cairn: &Path, job: &Job, started: jiff::Timestamp) -> (Vec<Step>, Option<String>) {
     let mut steps = Vec::new();
     let mut source_error = None;
-    let time = started.to_zoned_datetime(jiff::tz::TimeZone::system());
+    // Checked when the file was read; the system's zone unless the job names one.
+    let zone = job.name_time_zone.as_deref().and_then(|z| jiff::tz::TimeZone::get(z).ok());
+    let time = started.to_zoned_datetime(zone.unwrap_or_else(jiff::tz::TimeZone::system));
     let host = job.host.clone().unwrap_or_else(crate::sys::hostname);
-    let common = |kind: &str| -> Vec<OsString> {
+    let common = |kind: &str, snapshot_type: &str| -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--json".into(), "--time".into(), started.to_string().into()];
         if let Some(h) = &job.host {
             args.extend(["--host".into(), h.into()]);
@@ -42,7 +44,14 @@ pub(super) fn data_steps(cairn: &Path, job: &Job, started: jiff::Timestamp) -> (
         let mut labels = job.labels.clone();
         labels.push(("job".into(), job.name.clone()));
         if let Some(template) = &job.snapshot_name {
-            let parts = NameParts { job: &job.name, host: &host, kind, time: &time, labels: &job.labels };
+            let parts = NameParts {
+                job: &job.name,
+                host: &host,
+                kind,
+                snapshot_type,
+                time: &time,
+                labels: &job.labels,
+            };
             // The template was checked when the file was read; a failure here is a
             // label value with a '/', reported by the backup's own label check.
             labels.push(("name".into(), expand(template, &parts).unwrap_or_else(|e| e)));
@@ -56,7 +65,10 @@ pub(super) fn data_steps(cairn: &Path, job: &Job, started: jiff::Timestamp) -> (
         Ok(sources) if !sources.is_empty() => {
             let mut args: Vec<OsString> = vec!["backup".into()];
             args.extend(sources.into_iter().map(OsString::from));
-            args.extend(common("files"));
+            args.extend(common("files", job.snapshot_type.as_deref().unwrap_or("files")));
+            if let Some(t) = &job.snapshot_type {
+                args.extend(["--type".into(), t.into()]);
+            }
             for e in &job.excludes {
                 args.extend(["--exclude".into(), e.into()]);
             }
@@ -85,7 +97,7 @@ pub(super) fn data_steps(cairn: &Path, job: &Job, started: jiff::Timestamp) -> (
             "--stdin-name".into(),
             d.name.clone().into(),
         ];
-        args.extend(common(&d.name));
+        args.extend(common(&d.name, "dump"));
         steps.push(cairn_step(cairn, job, &format!("dump {}", d.name), args));
     }
     (steps, source_error)
@@ -100,11 +112,13 @@ pub(super) fn upkeep_steps(
     started: jiff::Timestamp,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
-    if let Some(r) = &job.retention {
+    if let Some(r) = job.retention.as_ref().filter(|r| r.at_repository) {
         steps.push(cairn_step(cairn, job, "retention", retention_args(job, r)));
     }
     if let Some(c) = &job.check {
-        let mut args: Vec<OsString> = vec!["check".into(), "--json".into()];
+        // Only this job's trees: another host's snapshots are its own job's to check.
+        let mut args: Vec<OsString> = vec!["check".into(), "--json".into(), "--label".into()];
+        args.push(format!("job={}", job.name).into());
         let day = started.as_second().div_euclid(86_400);
         let full_due = c.full_read_every_days.is_some_and(|days| {
             last_full.is_none_or(|last| started.as_second() - last >= i64::from(days) * 86_400)
@@ -121,17 +135,7 @@ pub(super) fn upkeep_steps(
         steps.push(step);
     }
     if let Some(d) = &job.drill {
-        let mut args: Vec<OsString> = vec!["drill".into(), "--json".into()];
-        if let Some(v) = &d.max_rto {
-            args.extend(["--max-rto".into(), v.into()]);
-        }
-        if let Some(v) = &d.max_rpo {
-            args.extend(["--max-rpo".into(), v.into()]);
-        }
-        if d.random {
-            args.push("--random".into());
-        }
-        steps.push(cairn_step(cairn, job, "drill", args));
+        steps.push(cairn_step(cairn, job, "drill", drill_args(job, d)));
     }
     for c in &job.copies {
         // Only this job's snapshots: a repository may hold other jobs' too.
@@ -161,8 +165,41 @@ pub(super) fn upkeep_steps(
             );
             steps.push(step);
         }
+        // The offsite copy restores too, not only the local repository.
+        if let Some(d) = job.drill.as_ref().filter(|d| d.copies) {
+            let mut step = cairn_step(cairn, job, &format!("drill at {}", c.repository), drill_args(job, d));
+            set_repository(
+                &mut step.command,
+                &c.repository,
+                c.password_file.as_deref(),
+                c.key_file.as_deref(),
+            );
+            steps.push(step);
+        }
     }
     steps
+}
+
+/// `drill` of the job's own newest snapshot, not whichever host backed up last.
+fn drill_args(job: &Job, d: &super::config::DrillPlan) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["drill".into(), "--json".into(), "--label".into()];
+    args.push(format!("job={}", job.name).into());
+    if let Some(v) = &d.max_rto {
+        args.extend(["--max-rto".into(), v.into()]);
+    }
+    if let Some(v) = &d.max_rpo {
+        args.extend(["--max-rpo".into(), v.into()]);
+    }
+    if d.random {
+        args.push("--random".into());
+    }
+    if let Some(c) = &d.check_command {
+        args.extend(["--check-command".into(), c.into()]);
+    }
+    if let Some(e) = &d.schedule_every {
+        args.extend(["--schedule-every".into(), e.into()]);
+    }
+    args
 }
 
 /// `forget` of the job's own snapshots by its retention rules.
@@ -187,6 +224,10 @@ fn retention_args(job: &Job, r: &Retention) -> Vec<OsString> {
 fn cairn_step(cairn: &Path, job: &Job, name: &str, args: Vec<OsString>) -> Step {
     let mut command = Command::new(cairn);
     command.args(args);
+    // Another host may hold the shared repository's lock: wait rather than fail.
+    if let Some(w) = &job.lock_wait {
+        command.env("CAIRN_LOCK_WAIT", w);
+    }
     set_repository(&mut command, &job.repository, job.password_file.as_deref(), job.key_file.as_deref());
     Step { name: name.to_string(), command, kind: StepKind::Cairn }
 }
@@ -221,7 +262,7 @@ fn set_repository(command: &mut Command, repo: &str, password_file: Option<&Path
 
 /// Sources with globs in their last component expanded; optional ones that match nothing
 /// are left out, required ones must match.
-fn resolve_sources(job: &Job) -> std::result::Result<Vec<PathBuf>, String> {
+pub(super) fn resolve_sources(job: &Job) -> std::result::Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for (pattern, required) in
         job.sources.iter().map(|s| (s, true)).chain(job.optional_sources.iter().map(|s| (s, false)))
@@ -271,8 +312,10 @@ sources = ["/src"]
 keep-daily = 7
 [[jobs.gw.copy]]
 repository = "/offsite-a"
+password-file = "/etc/cairn/a.pass"
 [[jobs.gw.copy]]
 repository = "/offsite-b"
+password-file = "/etc/cairn/b.pass"
 retention = false
 "#,
         )
@@ -289,5 +332,53 @@ retention = false
         assert_eq!(repo, Some(std::ffi::OsStr::new("/offsite-a")), "runs against the copy's repository");
         let args: Vec<_> = at_target.get_args().collect();
         assert_eq!(args, ["forget", "--json", "--label", "job=gw", "--keep-daily", "7", "--prune"]);
+    }
+
+    #[test]
+    fn drill_and_check_stay_with_the_jobs_own_snapshots() {
+        let file = super::super::config::parse(
+            r#"
+[jobs.gw]
+repository = "/shared"
+sources = ["/src"]
+[jobs.gw.check]
+[jobs.gw.drill]
+max-rpo = "4h"
+"#,
+        )
+        .unwrap();
+        let steps = upkeep_steps(Path::new("cairn"), &file.jobs[0], None, jiff::Timestamp::UNIX_EPOCH);
+        for step in &steps {
+            let args: Vec<_> = step.command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+            let at = args.iter().position(|a| a == "--label");
+            assert_eq!(at.map(|i| args[i + 1].as_str()), Some("job=gw"), "{}: {args:?}", step.name);
+        }
+        assert_eq!(steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["check", "drill"]);
+    }
+
+    #[test]
+    fn a_job_can_leave_its_repository_to_another_pruner_and_steps_wait_for_locks() {
+        let file = super::super::config::parse(
+            r#"
+[jobs.gw]
+repository = "/shared"
+sources = ["/src"]
+lock-wait = "10m"
+[jobs.gw.retention]
+keep-daily = 7
+at-repository = false
+[[jobs.gw.copy]]
+repository = "/offsite"
+password-file = "/etc/cairn/offsite.pass"
+"#,
+        )
+        .unwrap();
+        let steps = upkeep_steps(Path::new("cairn"), &file.jobs[0], None, jiff::Timestamp::UNIX_EPOCH);
+        let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["copy to /offsite", "retention at /offsite"]);
+        for s in &steps {
+            let wait = s.command.get_envs().find(|(k, _)| *k == "CAIRN_LOCK_WAIT").and_then(|(_, v)| v);
+            assert_eq!(wait, Some(std::ffi::OsStr::new("10m")), "{}", s.name);
+        }
     }
 }

@@ -1,13 +1,16 @@
 //! Snapshot names from a template such as
 //! "{application}-{environment}-{time:%Y%m%d-%H%M}-{kind}": `{job}`, `{host}`, `{kind}`
-//! (`files`, or the dump's name), `{time}` or `{time:FORMAT}` (strftime, local time), and
-//! any of the job's label keys.
+//! (`files`, or the dump's name), `{type}` (the job's `type`, else `files`; `dump` for
+//! dumps), `{time}` or `{time:FORMAT}` (strftime, in the job's `name-time-zone`, else
+//! local time), and any of the job's label keys. A name that an earlier snapshot already
+//! has gets a counter when the snapshot is saved (see `ops::backup`).
 
 /// What a name is made from.
 pub struct NameParts<'a> {
     pub job: &'a str,
     pub host: &'a str,
     pub kind: &'a str,
+    pub snapshot_type: &'a str,
     pub time: &'a jiff::ZonedDateTime,
     pub labels: &'a [(String, String)],
 }
@@ -47,10 +50,11 @@ fn field_value(field: &str, p: &NameParts<'_>) -> Result<String, String> {
         ("job", None) => Ok(p.job.to_string()),
         ("host", None) => Ok(p.host.to_string()),
         ("kind", None) => Ok(p.kind.to_string()),
+        ("type", None) => Ok(p.snapshot_type.to_string()),
         (label, None) => p.labels.iter().find(|(k, _)| k == label).map(|(_, v)| v.clone()).ok_or_else(|| {
             let keys: Vec<&str> = p.labels.iter().map(|(k, _)| k.as_str()).collect();
             format!(
-                "unknown placeholder {{{label}}}: use {{job}}, {{host}}, {{kind}}, {{time:%Y%m%d}} or a label key ({})",
+                "unknown placeholder {{{label}}}: use {{job}}, {{host}}, {{kind}}, {{type}}, {{time:%Y%m%d}} or a label key ({})",
                 if keys.is_empty() { "this job has no labels".to_string() } else { keys.join(", ") }
             )
         }),
@@ -61,7 +65,9 @@ fn field_value(field: &str, p: &NameParts<'_>) -> Result<String, String> {
 /// Check a template against a job's labels.
 pub fn check(template: &str, labels: &[(String, String)]) -> Result<(), String> {
     let time = jiff::Timestamp::UNIX_EPOCH.to_zoned_datetime(jiff::tz::TimeZone::UTC);
-    expand(template, &NameParts { job: "job", host: "host", kind: "files", time: &time, labels }).map(|_| ())
+    let parts =
+        NameParts { job: "job", host: "host", kind: "files", snapshot_type: "files", time: &time, labels };
+    expand(template, &parts).map(|_| ())
 }
 
 #[cfg(test)]
@@ -76,10 +82,18 @@ mod tests {
             .to_zoned_datetime(jiff::tz::TimeZone::UTC);
         let labels =
             vec![("application".to_string(), "apigw".to_string()), ("environment".into(), "prod".into())];
-        let parts = NameParts { job: "gw", host: "h1", kind: "files", time: &time, labels: &labels };
+        let parts = NameParts {
+            job: "gw",
+            host: "h1",
+            kind: "files",
+            snapshot_type: "config",
+            time: &time,
+            labels: &labels,
+        };
         let t = "{application}-{environment}-{time:%Y%m%d-%H%M}-{kind}";
         assert_eq!(expand(t, &parts).unwrap(), "apigw-prod-20261124-0805-files");
         assert_eq!(expand("{job}@{host}-{time}", &parts).unwrap(), "gw@h1-20261124-080500");
+        assert_eq!(expand("{job}-{type}", &parts).unwrap(), "gw-config");
         assert!(expand("{owner}-x", &parts).unwrap_err().contains("application, environment"));
         assert!(expand("{job", &parts).is_err());
         assert!(expand("a b", &parts).is_err());

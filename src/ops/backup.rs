@@ -9,6 +9,10 @@
 //! the parent's chunks are no longer indexed). Unchanged folders then encode to the same
 //! tree bytes, hence the same tree id, and are not stored again.
 //!
+//! A file is compared with its metadata from before it was read once the read ends (size,
+//! mtime, ctime, bytes read, and whether its path still names it): one that vanished is
+//! left out, one that changed is stored as read; both make the snapshot partial.
+//!
 //! Errors come in two sorts: a file that cannot be read (or vanished) is recorded, left out
 //! of the snapshot and the backup goes on (the snapshot is then partial); anything that
 //! threatens the repository (a failed write, a full disk, an interrupt) stops the backup
@@ -74,6 +78,8 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
     /// Files and folders that could not be read, one line each.
     pub errors: Vec<String>,
+    /// Files stored as read although they changed while being read, one line each.
+    pub changed: Vec<String>,
     /// What the user should know that did not make the snapshot partial.
     pub warnings: Vec<String>,
 }
@@ -113,7 +119,7 @@ pub fn backup(
         .iter()
         .map(|w| format!("{w}: left out; `cairn repair index` rebuilds it"))
         .collect();
-    let ((walked, counters, errors), stats) = BlobWriter::run(repo, index, |writer| {
+    let ((walked, counters, errors, changed), stats) = BlobWriter::run(repo, index, |writer| {
         let walker = Walker {
             repo,
             writer,
@@ -122,6 +128,7 @@ pub fn backup(
             excludes,
             counters: Counters::default(),
             errors: Mutex::new(Vec::new()),
+            changed: Mutex::new(Vec::new()),
             interrupt,
             progress,
         };
@@ -139,8 +146,10 @@ pub fn backup(
             scan_stop.store(true, Ordering::Relaxed);
             walked
         });
-        (walked, walker.counters, walker.errors.into_inner().expect("errors lock"))
+        let changed = walker.changed.into_inner().expect("changed lock");
+        (walked, walker.counters, walker.errors.into_inner().expect("errors lock"), changed)
     })?;
+    progress.stored.store(stats.bytes_stored, Ordering::Relaxed);
     let tree = walked?;
     let c = &counters;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -150,7 +159,7 @@ pub fn backup(
         user: crate::sys::username(),
         paths,
         tags: opts.tags.clone(),
-        labels: opts.labels.clone(),
+        labels: with_unique_name(repo, opts.labels.clone())?,
         excludes: opts.excludes.patterns.clone(),
         tree,
         parent: parent.map(|p| p.0),
@@ -166,14 +175,40 @@ pub fn backup(
             total_bytes: load(&c.total_bytes),
             chunks_new: stats.blobs_new,
             bytes_added: stats.bytes_stored,
-            errors: errors.len() as u64,
+            // A file stored while it changed makes the snapshot partial too.
+            errors: (errors.len() + changed.len()) as u64,
             duration_ms: started.elapsed().as_millis() as u64,
         },
         program: concat!("cairn ", env!("CARGO_PKG_VERSION")).to_string(),
         written_by: Default::default(),
     };
     let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupOutcome { id, snapshot, errors, warnings })
+    Ok(BackupOutcome { id, snapshot, errors, changed, warnings })
+}
+
+/// Make the label `name` unique in the repository: a name another snapshot has gets
+/// "-2", "-3", ... (a template to the minute gives several runs the same name, and a
+/// name must name one snapshot). A backup-only key cannot list names and keeps it.
+fn with_unique_name(repo: &Repository, mut labels: Vec<(String, String)>) -> Result<Vec<(String, String)>> {
+    let Some(at) = labels.iter().position(|(k, _)| k == "name") else { return Ok(labels) };
+    if !repo.keys().can_read() {
+        return Ok(labels);
+    }
+    let taken: std::collections::HashSet<String> = repo
+        .snapshots()?
+        .into_iter()
+        .filter_map(|(_, s)| s.labels.into_iter().find(|(k, _)| k == "name").map(|(_, v)| v))
+        .collect();
+    labels[at].1 = unique_name(&labels[at].1, |n| taken.contains(n));
+    Ok(labels)
+}
+
+/// `name`, or the first of "name-2", "name-3", ... that is not `taken`.
+fn unique_name(name: &str, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(name) {
+        return name.to_string();
+    }
+    (2u64..).map(|n| format!("{name}-{n}")).find(|n| !taken(n)).expect("a free counter")
 }
 
 /// Run `command` with `sh -c` and store what it writes to standard output as one file,
@@ -261,4 +296,15 @@ fn check_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_name_already_taken_gets_the_first_free_counter() {
+        let taken = ["gw-0805", "gw-0805-2", "gw-0805-4"];
+        let is_taken = |n: &str| taken.contains(&n);
+        assert_eq!(super::unique_name("gw-0806", is_taken), "gw-0806");
+        assert_eq!(super::unique_name("gw-0805", is_taken), "gw-0805-3");
+    }
 }

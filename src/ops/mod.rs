@@ -6,6 +6,7 @@ pub mod check;
 pub mod copy;
 pub mod dump;
 pub mod exclude;
+pub mod expiry;
 mod flusher;
 pub mod forget;
 pub mod progress;

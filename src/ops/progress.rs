@@ -20,6 +20,9 @@ pub struct Progress {
     pub total_bytes: AtomicU64,
     /// Set when the totals are complete.
     pub scanned: AtomicBool,
+    /// Bytes the backup stored in the repository, set when it ends (also when it fails or
+    /// is interrupted: what it stored stays, indexed, for the next run).
+    pub stored: AtomicU64,
     current: Mutex<PathBuf>,
 }
 

@@ -105,7 +105,7 @@ pub fn restore(
         if interrupt.load(Ordering::Relaxed) {
             return Err(Error::new(ErrorKind::Interrupted, "restore interrupted"));
         }
-        let file = match restore_file(&reader, &index, repo, path, node) {
+        let file = match restore_file(&reader, &index, repo, path, node, interrupt) {
             Ok(FileResult::Written(n, file)) => {
                 written.fetch_add(1, Ordering::Relaxed);
                 bytes.fetch_add(n, Ordering::Relaxed);
@@ -284,10 +284,11 @@ fn restore_file(
     repo: &Repository,
     path: &Path,
     node: &Node,
+    interrupt: &AtomicBool,
 ) -> Result<FileResult> {
     let NodeKind::File { size, chunks } = &node.kind else { unreachable!("planned as a file") };
     // Creating the file is also the check that nothing is there (no stat first).
-    if let Some(file) = write_file(reader, index, path, true, *size, chunks)? {
+    if let Some(file) = write_file(reader, index, path, true, *size, chunks, interrupt)? {
         return Ok(FileResult::Written(*size, file));
     }
     let folder_in_the_way = || {
@@ -304,7 +305,8 @@ fn restore_file(
         _ => {}
     }
     let tmp = temp_name(path);
-    let file = write_file(reader, index, &tmp, false, *size, chunks)?.expect("created without O_EXCL");
+    let file =
+        write_file(reader, index, &tmp, false, *size, chunks, interrupt)?.expect("created without O_EXCL");
     if std::fs::symlink_metadata(path).is_ok_and(|md| md.is_dir()) {
         let _ = std::fs::remove_file(&tmp);
         return Err(folder_in_the_way());
@@ -324,13 +326,14 @@ fn write_file(
     create_new: bool,
     size: u64,
     chunks: &[ChunkId],
+    interrupt: &AtomicBool,
 ) -> Result<Option<File>> {
     let w = match SparseWriter::create(path, create_new, size) {
         Ok(w) => w,
         Err(e) if create_new && e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
         Err(e) => return Err(Error::io(format!("cannot create {}", path.display()), e)),
     };
-    let written = fill(reader, index, w, path, size, chunks);
+    let written = fill(reader, index, w, path, size, chunks, interrupt);
     if written.is_err() {
         let _ = std::fs::remove_file(path);
     }
@@ -344,9 +347,15 @@ fn fill(
     path: &Path,
     size: u64,
     chunks: &[ChunkId],
+    interrupt: &AtomicBool,
 ) -> Result<File> {
     let mut offset = 0u64;
     for id in chunks {
+        // Per chunk, so a large file does not hold off an interrupt; the half-written
+        // file is removed by the caller.
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Interrupted, "restore interrupted"));
+        }
         let data = reader.read_indexed(index, &BlobId::Chunk(*id))?;
         w.write(&data).ctx(|| format!("cannot write {}", path.display()))?;
         offset += data.len() as u64;

@@ -91,9 +91,13 @@ pub fn verify(
             if interrupt.load(Ordering::Relaxed) {
                 return Err(Error::new(ErrorKind::Interrupted, "verification interrupted"));
             }
-            Ok(compare_file(repo, &index, path, node))
+            Ok(compare_file(repo, &index, path, node, interrupt))
         })
         .collect::<Result<_>>()?;
+    // compare_file stops early at an interrupt: its (empty) answer is not a verdict.
+    if interrupt.load(Ordering::Relaxed) {
+        return Err(Error::new(ErrorKind::Interrupted, "verification interrupted"));
+    }
     report.differences.extend(diffs.into_iter().flatten());
     report.files = files.len() as u64;
     report.bytes =
@@ -157,12 +161,21 @@ fn compare_meta(path: &Path, node: &Node, md: &Metadata, as_root: bool) -> Vec<S
 }
 
 /// Re-read a file in its chunks' lengths and recompute each chunk id.
-fn compare_file(repo: &Repository, index: &Index, path: &Path, node: &Node) -> Vec<String> {
+fn compare_file(
+    repo: &Repository,
+    index: &Index,
+    path: &Path,
+    node: &Node,
+    interrupt: &AtomicBool,
+) -> Vec<String> {
     let NodeKind::File { chunks, .. } = &node.kind else { return Vec::new() };
     let p = path.display();
     let Ok(mut f) = std::fs::File::open(path) else { return vec![format!("{p}: cannot be opened")] };
     let mut buf = Vec::new();
     for (i, id) in chunks.iter().enumerate() {
+        if interrupt.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
         let Some(loc) = index.get(&BlobId::Chunk(*id)) else {
             return vec![format!("{p}: chunk {i} is not in the repository index")];
         };

@@ -46,6 +46,8 @@ pub(super) struct Walker<'a> {
     pub excludes: Excludes,
     pub counters: Counters,
     pub errors: Mutex<Vec<String>>,
+    /// Files stored as read although they changed while being read, one line each.
+    pub changed: Mutex<Vec<String>>,
     pub interrupt: &'a AtomicBool,
     pub progress: &'a Progress,
 }
@@ -134,6 +136,13 @@ impl Walker<'_> {
         Ok(id)
     }
 
+    fn check_interrupt(&self) -> Result<()> {
+        match self.interrupt.load(Ordering::Relaxed) {
+            true => Err(Error::new(ErrorKind::Interrupted, "backup interrupted; no snapshot was written")),
+            false => Ok(()),
+        }
+    }
+
     fn skip(&self, path: &Path, err: impl std::fmt::Display) {
         self.errors.lock().expect("errors lock").push(format!("{}: {err}", path.display()));
     }
@@ -148,9 +157,7 @@ impl Walker<'_> {
         before: Option<&Node>,
         parent_dev: Option<u64>,
     ) -> Result<Option<Node>> {
-        if self.interrupt.load(Ordering::Relaxed) {
-            return Err(Error::new(ErrorKind::Interrupted, "backup interrupted; no snapshot was written"));
-        }
+        self.check_interrupt()?;
         let md = match std::fs::symlink_metadata(path) {
             Ok(md) => md,
             Err(e) => {
@@ -247,12 +254,29 @@ impl Walker<'_> {
         (same && chunks.iter().all(|c| self.writer.has(&BlobId::Chunk(*c)))).then(|| chunks.clone())
     }
 
-    /// Chunk and store a file. Outer error: fatal; inner error: this file is unreadable.
+    /// Chunk and store a file. Outer error: fatal; inner error: this file is unreadable
+    /// or vanished while it was read. A file that changed while it was read is stored as
+    /// read and recorded in `changed`, which makes the snapshot partial.
     fn save_file(&self, path: &Path, md: &std::fs::Metadata) -> Result<FileContent> {
         self.progress.set_current(path);
-        match open_noatime(path, md) {
-            Ok(f) => self.save_stream(f, md.len()),
-            Err(e) => Ok(Err(e.to_string())),
+        let f = match open_noatime(path, md) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let content = self.save_stream(&f, md.len())?;
+        let Ok((read, _)) = &content else { return Ok(content) };
+        let after =
+            ReadEnd { read: *read, open: f.metadata().ok(), at_path: std::fs::symlink_metadata(path).ok() };
+        match change_while_read(md, &after) {
+            None => Ok(content),
+            Some(ChangeWhileRead::Vanished) => Ok(Err("vanished while it was read".into())),
+            Some(ChangeWhileRead::Changed(what)) => {
+                self.changed.lock().expect("changed lock").push(format!(
+                    "{}: changed while it was read ({what}); stored as read, which may mix old and new content",
+                    path.display()
+                ));
+                Ok(content)
+            }
         }
     }
 
@@ -263,6 +287,8 @@ impl Walker<'_> {
         let mut ids = Vec::new();
         let mut read = 0u64;
         loop {
+            // Checked per window too, so a large file does not hold off an interrupt.
+            self.check_interrupt()?;
             let (buf, ranges) = match stream.next_batch() {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
@@ -320,6 +346,49 @@ impl Walker<'_> {
     }
 }
 
+/// What was seen once a file was read to its end.
+struct ReadEnd {
+    /// Bytes read.
+    read: u64,
+    /// The open file's metadata (fstat) after reading.
+    open: Option<std::fs::Metadata>,
+    /// What is at the file's path after reading (nothing: it was removed).
+    at_path: Option<std::fs::Metadata>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum ChangeWhileRead {
+    /// The path no longer names the file that was read.
+    Vanished,
+    /// The file was written to while it was read; says what differs.
+    Changed(String),
+}
+
+/// Whether a file changed between the metadata taken before reading (`before`) and the
+/// end of the read: compared by size, modification and change time, and the bytes
+/// actually read (a file that shrank gives fewer than its size said).
+fn change_while_read(before: &std::fs::Metadata, end: &ReadEnd) -> Option<ChangeWhileRead> {
+    match &end.at_path {
+        Some(now) if now.ino() == before.ino() && now.dev() == before.dev() => {}
+        _ => return Some(ChangeWhileRead::Vanished),
+    }
+    let after = end.open.as_ref().or(end.at_path.as_ref())?;
+    let mut what = Vec::new();
+    if end.read != before.len() {
+        what.push(format!("{} bytes read of {}", end.read, before.len()));
+    }
+    if after.len() != before.len() {
+        what.push(format!("size {} became {}", before.len(), after.len()));
+    }
+    if (after.mtime(), after.mtime_nsec()) != (before.mtime(), before.mtime_nsec()) {
+        what.push("modification time changed".into());
+    }
+    if (after.ctime(), after.ctime_nsec()) != (before.ctime(), before.ctime_nsec()) {
+        what.push("change time changed".into());
+    }
+    (!what.is_empty()).then(|| ChangeWhileRead::Changed(what.join(", ")))
+}
+
 fn subtree_of(node: Option<&Node>) -> Option<TreeId> {
     match node.map(|n| &n.kind) {
         Some(NodeKind::Dir { tree }) => Some(*tree),
@@ -337,4 +406,51 @@ fn open_noatime(path: &Path, md: &std::fs::Metadata) -> std::io::Result<File> {
         }
     }
     File::open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn md(p: &Path) -> std::fs::Metadata {
+        std::fs::symlink_metadata(p).unwrap()
+    }
+
+    #[test]
+    fn a_file_that_changed_shrank_or_vanished_while_read_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, vec![7u8; 4096]).unwrap();
+        let before = md(&p);
+        let end = |read| ReadEnd { read, open: Some(md(&p)), at_path: Some(md(&p)) };
+        assert_eq!(change_while_read(&before, &end(4096)), None, "an untouched file");
+
+        // Shrank after it was read in part: fewer bytes than its size said.
+        match change_while_read(&before, &end(1024)) {
+            Some(ChangeWhileRead::Changed(what)) => {
+                assert!(what.contains("1024 bytes read of 4096"), "{what}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Written to (the clock must move on for the times to differ).
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"more").unwrap();
+        match change_while_read(&before, &end(4096)) {
+            Some(ChangeWhileRead::Changed(what)) => {
+                assert!(
+                    what.contains("size 4096 became 4100") && what.contains("modification time"),
+                    "{what}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Removed, or replaced by another file under the same name.
+        let gone = ReadEnd { read: 4096, open: Some(md(&p)), at_path: None };
+        assert_eq!(change_while_read(&before, &gone), Some(ChangeWhileRead::Vanished));
+        let other = dir.path().join("g");
+        std::fs::write(&other, vec![7u8; 4096]).unwrap();
+        let replaced = ReadEnd { read: 4096, open: Some(md(&p)), at_path: Some(md(&other)) };
+        assert_eq!(change_while_read(&before, &replaced), Some(ChangeWhileRead::Vanished));
+    }
 }

@@ -129,6 +129,45 @@ impl Repository {
         Ok(LockGuard { repo: self, name, stop, refresher })
     }
 
+    /// [`Repository::lock`], waiting up to `wait` while another process holds a
+    /// conflicting lock (a shared repository: another host's backup while this one
+    /// prunes). Tries again after 1 s, then doubling up to 30 s, never past `wait`; an
+    /// interrupt ends the wait. A wait of zero is one try.
+    pub fn lock_waiting(
+        &self,
+        exclusive: bool,
+        operation: &str,
+        wait: std::time::Duration,
+        interrupt: &std::sync::atomic::AtomicBool,
+    ) -> Result<LockGuard<'_>> {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_secs(1);
+        loop {
+            let err = match self.lock(exclusive, operation) {
+                Err(e) if e.kind() == ErrorKind::Locked => e,
+                other => return other,
+            };
+            let left = wait.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(match wait.is_zero() {
+                    true => err,
+                    false => err.wrap(format!("still locked after waiting {} s", wait.as_secs())),
+                });
+            }
+            let until = std::time::Instant::now() + pause.min(left);
+            while std::time::Instant::now() < until {
+                if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(Error::new(
+                        ErrorKind::Interrupted,
+                        format!("{operation} interrupted while waiting for a lock"),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            pause = (pause * 2).min(std::time::Duration::from_secs(30));
+        }
+    }
+
     /// Rewrite the lock every REFRESH_EVERY until stopped: write the new one, then remove
     /// the old one, so the lock never disappears while held.
     fn spawn_refresher(
