@@ -92,7 +92,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     }
     let started = Instant::now();
     let restored = restore(&repo, &snap.tree, &scratch, &RestoreOptions::default(), &ctx.interrupt);
-    let verified = restored.as_ref().ok().map(|_| verify(&repo, &snap.tree, &scratch, &[], &ctx.interrupt));
+    let everything = cairn::ops::restore_delete::restored_paths(&snap, &[]);
+    let verified =
+        restored.as_ref().ok().map(|_| verify(&repo, &snap.tree, &scratch, &[], &everything, &ctx.interrupt));
     let rto = started.elapsed().as_secs_f64();
     if !a.keep {
         let _ = std::fs::remove_dir_all(&scratch);

@@ -9,7 +9,8 @@ pub const ERROR: i32 = 1;
 pub const USAGE: i32 = 2;
 /// Backup finished but some files could not be read; the snapshot is marked partial.
 pub const PARTIAL: i32 = 3;
-/// Damaged or missing data found: restore wrote everything else; check reports it.
+/// Damaged or missing data found: restore wrote everything else; check reports it. Also
+/// `restore --verify` finding the target differs from the snapshot.
 pub const DAMAGED: i32 = 4;
 /// A drill restored and verified everything but missed its RTO or RPO limit.
 pub const LIMIT_MISSED: i32 = 5;
@@ -32,7 +33,8 @@ Exit codes:
   1   error (also refused credentials or host key, unreachable remote store)
   2   bad arguments or input
   3   backup incomplete: some files could not be read (snapshot marked partial)
-  4   damaged or missing data found (restore wrote all intact files; check found damage)
+  4   damaged or missing data found (restore wrote all intact files; check found damage),
+      or restore --verify found the target differs from the snapshot (extra entries too)
   5   drill passed its checks but missed an RTO/RPO limit
   6   a command cairn ran failed (database dump, job hook) or a job failed
   10  no repository at the given location (or no such S3 bucket)

@@ -43,6 +43,10 @@ use std::sync::Mutex;
 pub struct RestoreOptions {
     /// Restore only these snapshot paths (absolute, as backed up) and what is under them.
     pub includes: Vec<PathBuf>,
+    /// Remove what the snapshot does not have below these snapshot paths (`--delete`;
+    /// see restore_delete.rs), after the files are in place and before folder times are
+    /// set (removing an entry changes its folder's times).
+    pub delete_below: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +63,8 @@ pub struct RestoreOutcome {
     pub damaged: Vec<String>,
     /// Metadata that could not be applied (xattrs the target refuses, ...).
     pub warnings: Vec<String>,
+    /// Entries removed because the snapshot does not have them (`delete_below`).
+    pub removed: Vec<PathBuf>,
 }
 
 #[derive(Default)]
@@ -131,6 +137,12 @@ pub fn restore(
         }
         link(&root, path, first, &mut warnings)?;
         out.links += 1;
+    }
+    if let Some(below) = &opts.delete_below {
+        out.removed = super::restore_delete::find_extras(&reader, &index, tree, &root, below)?;
+        for extra in &out.removed {
+            super::restore_delete::remove(&root, extra)?;
+        }
     }
     for (path, node) in plan.dirs.iter().rev() {
         let (dir, name) = root.parent(path)?;

@@ -78,6 +78,11 @@ impl TargetRoot {
     pub fn open(target: &Path) -> Result<TargetRoot> {
         std::fs::create_dir_all(target)
             .ctx(|| format!("cannot create restore target {}", target.display()))?;
+        Self::open_existing(target)
+    }
+
+    /// Open the target, which must exist (nothing is created).
+    pub fn open_existing(target: &Path) -> Result<TargetRoot> {
         let root =
             rustix::fs::open(target, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
                 .map_err(|e| {
