@@ -44,7 +44,7 @@ struct Totals {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "diff")?;
+    let _lock = ctx.read_lock(&repo, "diff")?;
     let (old_id, old_snap) = repo.find_snapshot(&a.old)?;
     let (new_id, new_snap) = repo.find_snapshot(&a.new)?;
     let browser = Browser::open(&repo)?;

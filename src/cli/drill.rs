@@ -62,7 +62,7 @@ struct Outcome<'a> {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "drill")?;
+    let _lock = ctx.read_lock(&repo, "drill")?;
     let matching: Vec<(SnapshotId, Snapshot)> = repo
         .snapshots()?
         .into_iter()

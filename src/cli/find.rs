@@ -52,7 +52,7 @@ struct Version {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let pattern = Excludes::new(&ExcludeOptions { patterns: vec![a.pattern.clone()], ..Default::default() })?;
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "find")?;
+    let _lock = ctx.read_lock(&repo, "find")?;
     let snapshots = super::select_snapshots(&repo, &a.snapshot, a.snapshot.is_empty())?;
     let browser = Browser::open(&repo)?;
     let mut finder = Finder::new(&browser, |path, node| {

@@ -27,7 +27,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "ls")?;
+    let _lock = ctx.read_lock(&repo, "ls")?;
     let (_, snap) = repo.find_snapshot(&a.snapshot)?;
     let browser = Browser::open(&repo)?;
     let start = browse::components(a.path.as_bytes()).fold(b"/".to_vec(), |p, c| browse::join(&p, c));

@@ -50,7 +50,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         }
     }
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "restore")?;
+    let _lock = ctx.read_lock(&repo, "restore")?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
     let restored = restored_paths(&snap, &a.include);
     if a.dry_run {
