@@ -128,10 +128,7 @@ impl Walker<'_> {
     }
 
     fn save_tree(&self, tree: Tree) -> Result<TreeId> {
-        let encoded = tree.encode();
-        let id = self.repo.keys().tree_id(&encoded);
-        self.writer.save(BlobId::Tree(id), &encoded)?;
-        Ok(id)
+        crate::tree::save_tree(&tree, self.repo.keys(), |id, bytes| self.writer.save(BlobId::Tree(id), bytes))
     }
 
     fn skip(&self, path: &Path, err: impl std::fmt::Display) {
