@@ -6,8 +6,11 @@
 mod common;
 
 use common::*;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -186,5 +189,106 @@ fn a_sparse_file_over_4gib_round_trips_through_restore_dump_and_mount() {
         let out = Out::new("cairn mount".into(), output.status, output.stdout, output.stderr);
         assert!(up && done, "the mount did not serve the file\n{}", out.context());
         assert_eq!(checked, vec![true; 4], "data read through the mount differs (past 4 GiB?)");
+    }
+}
+/// Every entry below `dir` (an open folder), walked with handles so that paths longer
+/// than PATH_MAX work: relative path, kind, mode, mtime, size and content.
+fn scan_at(dir: &OwnedFd, rel: &Path, out: &mut Vec<String>) {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let mut names: Vec<OsString> = rustix::fs::Dir::read_from(dir)
+        .unwrap()
+        .map(|e| OsStr::from_bytes(e.unwrap().file_name().to_bytes()).to_os_string())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    names.sort();
+    for name in names {
+        let st = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        let kind = FileType::from_raw_mode(st.st_mode);
+        let path = rel.join(&name);
+        let mut line = format!(
+            "{} {kind:?} {:o} {}.{} {}",
+            path.display(),
+            st.st_mode & 0o7777,
+            st.st_mtime,
+            st.st_mtime_nsec,
+            st.st_size
+        );
+        match kind {
+            FileType::Directory => {
+                out.push(line);
+                let sub = rustix::fs::openat(dir, &name, OFlags::DIRECTORY | OFlags::NOFOLLOW, Mode::empty())
+                    .unwrap();
+                scan_at(&sub, &path, out);
+                continue;
+            }
+            FileType::RegularFile => {
+                let fd =
+                    rustix::fs::openat(dir, &name, OFlags::RDONLY | OFlags::NOFOLLOW, Mode::empty()).unwrap();
+                let mut content = Vec::new();
+                fs::File::from(fd).read_to_end(&mut content).unwrap();
+                line.push_str(&format!(" {}", blake3::hash(&content)));
+            }
+            _ => {}
+        }
+        out.push(line);
+    }
+}
+
+fn scan_deep(root: &Path) -> Vec<String> {
+    let fd = rustix::fs::open(root, rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty()).unwrap();
+    let mut out = Vec::new();
+    scan_at(&fd, Path::new(""), &mut out);
+    out
+}
+
+/// Build a chain of folders with 255-byte names below `root` until the path is longer
+/// than PATH_MAX (4096), working relative to folder handles; a file of 255-byte name at
+/// each level. Returns the depth.
+fn make_deep_tree(root: &Path) -> usize {
+    use rustix::fs::{Mode, OFlags};
+    let mut dir = rustix::fs::open(root, OFlags::DIRECTORY, Mode::empty()).unwrap();
+    let mut length = root.as_os_str().len();
+    let mut depth = 0;
+    while length <= 4096 + 600 {
+        let name = format!("{depth:03}{}", "d".repeat(252));
+        let file = format!("{depth:03}{}", "f".repeat(252));
+        assert_eq!(name.len(), 255);
+        let fd = rustix::fs::openat(
+            &dir,
+            file.as_str(),
+            OFlags::WRONLY | OFlags::CREATE,
+            Mode::from_raw_mode(0o640),
+        )
+        .unwrap();
+        fs::File::from(fd).write_all_at(format!("level {depth}\n").as_bytes(), 0).unwrap();
+        rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o750)).unwrap();
+        dir = rustix::fs::openat(&dir, name.as_str(), OFlags::DIRECTORY, Mode::empty()).unwrap();
+        length += 1 + name.len();
+        depth += 1;
+    }
+    depth
+}
+
+#[test]
+fn names_of_255_bytes_and_paths_deeper_than_path_max_round_trip() {
+    let work = tempdir("cairn-deep-");
+    let src = work.path().join("deep");
+    fs::create_dir(&src).unwrap();
+    let src = fs::canonicalize(&src).unwrap();
+    let depth = make_deep_tree(&src);
+    assert!(depth >= 16, "deeper than PATH_MAX");
+    let repo = Repo::new();
+    let b = repo.backup(&[&src], &[]);
+    assert_eq!(b["partial"], false, "{b}");
+    assert_eq!(b["errors"], serde_json::json!([]), "{b}");
+    assert_eq!(u(&b, "files"), depth as u64, "{b}");
+
+    let target = work.path().join("restore");
+    repo.restore("latest", &target, &[]).ok();
+    let back = restored(&target, &src);
+    let (a, z) = (scan_deep(&src), scan_deep(&back));
+    assert_eq!(a.len(), z.len(), "entry count differs");
+    for (x, y) in a.iter().zip(&z) {
+        assert_eq!(x, y);
     }
 }

@@ -273,12 +273,7 @@ pub fn open_dir_at(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
     rustix::fs::openat(dir, name, dir_flags(), Mode::empty())
 }
 
-/// A path of this process's handle on `fd`, for the few calls that have no `*at` form:
-/// it names the open object itself, whatever happens to its path meanwhile.
-pub fn fd_path(fd: &OwnedFd) -> PathBuf {
-    use std::os::fd::AsRawFd;
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
+pub use crate::sys::fd_path;
 
 /// `name` in `dir` as a path through the folder's handle (see [`fd_path`]).
 pub fn path_at(dir: &OwnedFd, name: &OsStr) -> PathBuf {
