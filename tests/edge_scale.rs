@@ -63,9 +63,10 @@ fn a_folder_of_500000_entries_backs_up_and_restores() {
     assert_eq!(b["partial"], false, "{b}");
     assert_eq!(u(&b, "files"), 500_000);
 
-    // A second backup finds the folder unchanged and stores no tree again.
+    // A second backup finds the folder unchanged and stores none of its 83 MB of tree
+    // again (the folders above it may have changed: other tests write to /tmp).
     let again = repo.backup(&[&src], &[]);
-    assert_eq!(u(&again, "bytes_added"), 0, "{again}");
+    assert!(u(&again, "bytes_added") < 64 << 10, "{again}");
 
     let target = work.path().join("restore");
     let started = Instant::now();

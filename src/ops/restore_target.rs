@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -44,17 +43,6 @@ pub enum Found {
     File,
     /// A symlink, fifo, socket or device.
     Other(&'static str),
-}
-
-impl Found {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Found::Nothing => "nothing",
-            Found::Dir => "folder",
-            Found::File => "file",
-            Found::Other(k) => k,
-        }
-    }
 }
 
 fn kind_name(ft: FileType) -> &'static str {
@@ -281,11 +269,6 @@ pub fn path_at(dir: &OwnedFd, name: &OsStr) -> PathBuf {
     p.push("/");
     p.push(name);
     PathBuf::from(p)
-}
-
-/// Whether `name` is a bare name (no '/'), as every name restore writes must be.
-pub fn is_bare(name: &OsStr) -> bool {
-    !name.is_empty() && !name.as_bytes().contains(&b'/')
 }
 
 #[cfg(test)]
