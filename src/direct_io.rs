@@ -36,6 +36,33 @@ pub fn create(path: &Path, create_new: bool, direct: bool) -> io::Result<(File, 
     Ok((File::from(rustix::fs::open(path, flags, Mode::from_raw_mode(0o600))?), false))
 }
 
+/// Create the new file `name` in the folder `dir` with mode 0600, never following a
+/// symlink and never opening what is already there (`O_EXCL | O_NOFOLLOW`): restore
+/// writes into folders other users may write to. With `direct`, past the page cache if
+/// the filesystem allows it. Returns the file and whether it is open for direct I/O.
+pub fn create_at(
+    dir: &std::os::fd::OwnedFd,
+    name: &std::ffi::OsStr,
+    direct: bool,
+) -> io::Result<(File, bool)> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mode = Mode::from_raw_mode(0o600);
+    if direct {
+        match rustix::fs::openat(dir, name, flags | OFlags::DIRECT, mode) {
+            Ok(fd) => return Ok((File::from(fd), true)),
+            // Linux refuses O_DIRECT only after it has created the file: the file there
+            // is ours, made just now, so it is opened again without creating it (and
+            // still without following a symlink).
+            Err(Errno::INVAL) => {
+                let again = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                return Ok((File::from(rustix::fs::openat(dir, name, again, mode)?), false));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((File::from(rustix::fs::openat(dir, name, flags, mode)?), false))
+}
+
 /// Switch a file from direct I/O to writes through the cache.
 pub fn stop(f: &File) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(f)?;

@@ -32,7 +32,8 @@ pub enum ErrorKind {
     Interrupted,
     /// Another process holds a conflicting lock on the repository.
     Locked,
-    /// The key in use lacks the right (for example a backup-only key asked to read).
+    /// The key in use lacks the right (for example a backup-only key asked to read), or
+    /// the storage refuses this user (permission denied, a read-only filesystem).
     PermissionDenied,
     /// A command cairn ran for the user (a database dump, a hook) failed.
     CommandFailed,
@@ -71,7 +72,10 @@ impl Error {
             std::io::ErrorKind::NotFound => ErrorKind::NotFound,
             std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => ErrorKind::NoSpace,
             std::io::ErrorKind::Interrupted => ErrorKind::Interrupted,
-            std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            // Both say "this user may not change that here" (a read-only mount).
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                ErrorKind::PermissionDenied
+            }
             _ => ErrorKind::Io,
         };
         Error::with_source(kind, context, err)

@@ -17,3 +17,11 @@ pub fn username() -> String {
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
+
+/// A path of this process's handle on `fd` (/proc/self/fd/N), for calls that have no
+/// `*at` form and for paths longer than PATH_MAX: it names the open object itself,
+/// whatever happens to its path meanwhile, and it is short.
+pub fn fd_path(fd: &std::os::fd::OwnedFd) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}

@@ -270,11 +270,7 @@ impl Drop for Tmpfs {
 }
 
 fn disk_full(init_extra: &[&str]) {
-    if !is_root() {
-        eprintln!(
-            "note: SKIPPED disk-full test: mounting a small tmpfs needs root (running as uid {})",
-            rustix::process::getuid().as_raw()
-        );
+    if !require(is_root(), "the disk-full test mounts a small tmpfs, which needs root") {
         return;
     }
     let fs_ = Tmpfs::mount("2m");
@@ -327,8 +323,7 @@ fn disk_full_while_packs_are_written_exits_13_and_repository_stays_usable() {
 
 #[test]
 fn restore_to_a_full_disk_exits_13_and_leaves_no_temporary_file() {
-    if !is_root() {
-        eprintln!("note: SKIPPED restore-to-full-disk test: mounting a tmpfs needs root");
+    if !require(is_root(), "the restore-to-full-disk test mounts a tmpfs, which needs root") {
         return;
     }
     let repo = Repo::new();

@@ -82,7 +82,8 @@ fn verification_finds_every_kind_of_difference() {
     let target = tmp.path().join("t");
     let no = AtomicBool::new(false);
     cairn::ops::restore::restore(&r, &snap.tree, &target, &Default::default(), &no).unwrap();
-    let v = cairn::ops::verify::verify(&r, &snap.tree, &target, &[], &no).unwrap();
+    let all_paths = cairn::ops::restore_delete::restored_paths(&snap, &[]);
+    let v = cairn::ops::verify::verify(&r, &snap.tree, &target, &[], &all_paths, &no).unwrap();
     assert!(v.ok(), "{:?}", v.differences);
     assert_eq!(v.files, 12);
     let conf = target.join(src.to_str().unwrap().trim_start_matches('/')).join("conf");
@@ -92,11 +93,16 @@ fn verification_finds_every_kind_of_difference() {
     std::fs::set_permissions(conf.join("f2.bin"), std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::remove_file(conf.join("f3.bin")).unwrap();
     std::fs::OpenOptions::new().append(true).open(conf.join("f4.bin")).unwrap().set_len(10).unwrap();
-    let v = cairn::ops::verify::verify(&r, &snap.tree, &target, &[], &no).unwrap();
+    std::fs::write(conf.join("f5.extra"), b"stale").unwrap();
+    let v = cairn::ops::verify::verify(&r, &snap.tree, &target, &[], &all_paths, &no).unwrap();
     let all = v.differences.join("\n");
-    for (file, what) in
-        [("f1.bin", "content differs"), ("f2.bin", "mode"), ("f3.bin", "missing"), ("f4.bin", "bytes")]
-    {
+    for (file, what) in [
+        ("f1.bin", "content differs"),
+        ("f2.bin", "mode"),
+        ("f3.bin", "missing"),
+        ("f4.bin", "bytes"),
+        ("f5.extra", "not in the snapshot"),
+    ] {
         assert!(
             v.differences.iter().any(|d| d.contains(file) && d.contains(what)),
             "{file}: {what} not in\n{all}"

@@ -1,6 +1,8 @@
 //! Exclude options: gitignore-style patterns (with re-includes and folder-only rules),
 //! pattern files, marker files, cache folders, size limits and one-file-system.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -62,8 +64,10 @@ fn every_exclude_option_leaves_out_what_it_names_and_only_that() {
 
 #[test]
 fn one_file_system_stays_on_the_source_filesystem() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("note: skipped: mounting a tmpfs needs root");
+    if !common::require(
+        rustix::process::geteuid().is_root(),
+        "--one-file-system test: mounting a tmpfs needs root",
+    ) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -72,8 +76,10 @@ fn one_file_system_stays_on_the_source_filesystem() {
     let mnt = src.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&mnt).status();
-    if !mounted.is_ok_and(|s| s.success()) {
-        eprintln!("note: skipped: cannot mount a tmpfs here");
+    if !common::require(
+        mounted.is_ok_and(|s| s.success()),
+        "--one-file-system test: cannot mount a tmpfs here",
+    ) {
         return;
     }
     struct Unmount<'a>(&'a Path);

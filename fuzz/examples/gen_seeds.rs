@@ -12,7 +12,7 @@ use cairn::format::keyfile::KeyFile;
 use cairn::format::lock::Lock;
 use cairn::format::pack::{encode_toc, Entry};
 use cairn::format::snapshot::{Snapshot, Summary};
-use cairn::format::tree::{Node, NodeKind, Tree};
+use cairn::format::tree::{Node, NodeKind, Tree, TreeBlob};
 use cairn::format::Timespec;
 use cairn::id::{BlobId, ChunkId, IndexId, PackId, SnapshotId, TreeId};
 use cairn::pack::PackBuilder;
@@ -69,8 +69,12 @@ fn main() {
             node(b"null", NodeKind::CharDevice { rdev: 259 }),
         ],
     };
-    write("tree", "four_nodes", &tree.encode());
-    write("tree", "empty", &Tree::default().encode());
+    // One blob each: the id is not stored in it.
+    let id_of = |_: &[u8]| TreeId([0; 32]);
+    write("tree", "four_nodes", &tree.encode_blobs(id_of)[0].1);
+    write("tree", "empty", &Tree::default().encode_blobs(id_of)[0].1);
+    let head = TreeBlob { nodes: Vec::new(), parts: vec![TreeId([3; 32]), TreeId([4; 32])] };
+    write("tree", "split_head", &head.encode());
 
     let snapshot = Snapshot {
         time: ts(1_700_000_000),
@@ -143,7 +147,8 @@ fn main() {
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(t).join(n)).unwrap()
     };
     Config::decode(&read("config", "default")).unwrap();
-    Tree::decode(&read("tree", "four_nodes")).unwrap();
+    TreeBlob::decode(&read("tree", "four_nodes")).unwrap();
+    TreeBlob::decode(&read("tree", "split_head")).unwrap();
     Snapshot::decode(&read("snapshot", "basic")).unwrap();
     Lock::decode(&read("lock", "shared")).unwrap();
     IndexFile::decode(&read("index", "one_pack")).unwrap();

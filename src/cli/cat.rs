@@ -22,7 +22,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "cat")?;
+    let _lock = ctx.read_lock(&repo, "cat")?;
     let (_, snap) = cairn::repo::select::find(&repo, &a.snapshot, &a.filter.filter())?;
     let browser = Browser::open(&repo)?;
     let node = browser.lookup(&snap, a.path.as_bytes())?;

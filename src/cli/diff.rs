@@ -46,7 +46,7 @@ struct Totals {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "diff")?;
+    let _lock = ctx.read_lock(&repo, "diff")?;
     let filter = a.filter.filter();
     let (old_id, old_snap) = cairn::repo::select::find(&repo, &a.old, &filter)?;
     let (new_id, new_snap) = cairn::repo::select::find(&repo, &a.new, &filter)?;

@@ -70,7 +70,7 @@ struct Outcome<'a> {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = ctx.lock(&repo, false, "drill")?;
+    let _lock = ctx.read_lock(&repo, "drill")?;
     let filter = a.filter.filter();
     let matching: Vec<(SnapshotId, Snapshot)> = cairn::repo::select::matching(&repo, &filter)?;
     let newest = matching.last().ok_or_else(|| match filter.is_empty() {
@@ -111,7 +111,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     }
     let started = Instant::now();
     let restored = restore(&repo, &snap.tree, &scratch, &RestoreOptions::default(), &ctx.interrupt);
-    let verified = restored.as_ref().ok().map(|_| verify(&repo, &snap.tree, &scratch, &[], &ctx.interrupt));
+    let everything = cairn::ops::restore_delete::restored_paths(&snap, &[]);
+    let verified =
+        restored.as_ref().ok().map(|_| verify(&repo, &snap.tree, &scratch, &[], &everything, &ctx.interrupt));
     let rto = started.elapsed().as_secs_f64();
     let app_check = match (&a.check_command, &verified) {
         (Some(cmd), Some(Ok(v))) if v.ok() => application_check(cmd, &scratch, &id),

@@ -60,7 +60,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         return Err(Error::invalid(format!("--output {} is a folder: give a file name", file.display())));
     }
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "dump")?;
+    let _lock = ctx.read_lock(&repo, "dump")?;
     let (id, snap) = cairn::repo::select::find(&repo, &a.snapshot, &a.filter.filter())?;
     let browser = Browser::open(&repo)?;
     let paths: Vec<Vec<u8>> = a.paths.iter().map(|p| p.as_bytes().to_vec()).collect();

@@ -9,7 +9,8 @@ pub const ERROR: i32 = 1;
 pub const USAGE: i32 = 2;
 /// Backup finished but some files could not be read; the snapshot is marked partial.
 pub const PARTIAL: i32 = 3;
-/// Damaged or missing data found: restore wrote everything else; check reports it.
+/// Damaged or missing data found: restore wrote everything else; check reports it. Also
+/// `restore --verify` finding the target differs from the snapshot.
 pub const DAMAGED: i32 = 4;
 /// A drill restored and verified everything but missed its RTO or RPO limit.
 pub const LIMIT_MISSED: i32 = 5;
@@ -35,7 +36,8 @@ Exit codes:
   1   error (also refused credentials or host key, unreachable remote store)
   2   bad arguments or input
   3   backup incomplete: some files could not be read (snapshot marked partial)
-  4   damaged or missing data found (restore wrote all intact files; check found damage)
+  4   damaged or missing data found (restore wrote all intact files; check found damage),
+      or restore --verify found the target differs from the snapshot (extra entries too)
   5   drill passed its checks but missed an RTO/RPO limit
   6   a command cairn ran failed (database dump, job hook) or a job failed
   7   refused to delete: a snapshot cannot be read (damaged or newer); nothing changed
@@ -56,6 +58,7 @@ const MEANINGS: &[(i32, &str)] = &[
     (PARTIAL, "backup incomplete: some files could not be read (snapshot partial)"),
     (DAMAGED, "damaged or missing data found"),
     (LIMIT_MISSED, "an RTO or RPO limit was missed"),
+    (UNREADABLE_SNAPSHOT, "refused: a snapshot cannot be read; nothing changed"),
     (COMMAND_FAILED, "a command cairn ran failed"),
     (NO_REPOSITORY, "no repository at the given location"),
     (LOCKED, "repository locked by another process (see --lock-wait)"),
@@ -70,6 +73,8 @@ fn codes(command: &str) -> (&'static [i32], &'static [(i32, &'static str)]) {
     const READ: &[i32] = &[0, 1, 2, 4, 10, 11, 12, 130];
     const CHANGE: &[i32] = &[0, 1, 2, 10, 11, 12, 13, 130];
     const KEY: &[i32] = &[0, 1, 2, 10, 12, 13];
+    // Commands that must see every snapshot before they delete or replace data.
+    const CHANGE_ALL_SNAPSHOTS: &[i32] = &[0, 1, 2, 7, 10, 11, 12, 13, 130];
     match command {
         "init" => (&[0, 1, 2, 13, 130], &[(1, "error (also: a repository is already there)")]),
         "backup" => (
@@ -79,14 +84,19 @@ fn codes(command: &str) -> (&'static [i32], &'static [(i32, &'static str)]) {
         "snapshots" | "log" => {
             (&[0, 1, 2, 4, 10, 12], &[(4, "a damaged snapshot or log entry was found (the rest is listed)")])
         }
-        "restore" | "dump" => (
+        "restore" => (
+            &[0, 1, 2, 4, 10, 11, 12, 13, 130],
+            &[(4, "damaged data (each damaged file named), or --verify found differences")],
+        ),
+        "dump" => (
             &[0, 1, 2, 4, 10, 11, 12, 13, 130],
             &[(4, "damaged data: every intact file was written, the damaged ones named")],
         ),
         "check" => (READ, &[(4, "damage found"), (1, "error: the check could not run")]),
         "copy" => (&[0, 1, 2, 4, 10, 11, 12, 13, 130], &[]),
         "drill" => (&[0, 1, 2, 4, 5, 10, 11, 12, 130], &[(4, "the restore was damaged or differs")]),
-        "forget" | "prune" | "tag" | "rewrite" | "repair index" | "repair snapshots" => (CHANGE, &[]),
+        "forget" | "prune" | "rewrite" | "repair snapshots" => (CHANGE_ALL_SNAPSHOTS, &[]),
+        "tag" | "repair index" => (CHANGE, &[]),
         "unlock" => (&[0, 1, 2, 10, 12], &[]),
         "mount" => (&[0, 1, 2, 10, 11, 12], &[(0, "unmounted (Ctrl-C, SIGTERM or umount)")]),
         "run" => (

@@ -54,7 +54,7 @@ struct Version {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let pattern = Excludes::new(&ExcludeOptions { patterns: vec![a.pattern.clone()], ..Default::default() })?;
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "find")?;
+    let _lock = ctx.read_lock(&repo, "find")?;
     let filter = a.filter.filter();
     let snapshots = match a.snapshot.is_empty() {
         true => cairn::repo::select::matching(&repo, &filter)?,

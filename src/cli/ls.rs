@@ -29,7 +29,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "ls")?;
+    let _lock = ctx.read_lock(&repo, "ls")?;
     let (_, snap) = cairn::repo::select::find(&repo, &a.snapshot, &a.filter.filter())?;
     let browser = Browser::open(&repo)?;
     let start = browse::components(a.path.as_bytes()).fold(b"/".to_vec(), |p, c| browse::join(&p, c));

@@ -32,6 +32,7 @@ mod tag;
 mod unlock;
 
 use cairn::repo::keys::given_password;
+use cairn::repo::read_lock::{ReadLock, ReadLockPolicy};
 use cairn::repo::KeySource;
 use cairn::{Error, Repository, Result};
 use clap::{Parser, Subcommand};
@@ -75,6 +76,10 @@ pub struct Cli {
     /// at once with exit 11
     #[arg(long, env = "CAIRN_LOCK_WAIT", global = true, help_heading = "Global options", value_name = "DURATION", value_parser = cairn::units::parse_duration)]
     lock_wait: Option<u64>,
+    /// Commands that only read (snapshots, log, ls, cat, find, diff, dump, restore, check,
+    /// mount, stats, drill): take no lock (for read-only storage; see format-spec/locks.md)
+    #[arg(long, global = true)]
+    no_lock: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -112,6 +117,27 @@ enum Command {
     Repair(repair::Command),
 }
 
+impl Command {
+    /// Whether the command only reads the repository (it may then run without a lock).
+    fn only_reads(&self) -> bool {
+        matches!(
+            self,
+            Command::Snapshots(_)
+                | Command::Ls(_)
+                | Command::Cat(_)
+                | Command::Diff(_)
+                | Command::Find(_)
+                | Command::Stats(_)
+                | Command::Mount(_)
+                | Command::Dump(_)
+                | Command::Restore(_)
+                | Command::Check(_)
+                | Command::Drill(_)
+                | Command::Log(_)
+        )
+    }
+}
+
 /// What every command gets: global options and the interrupt flag.
 pub struct Ctx {
     repo: Option<String>,
@@ -119,6 +145,7 @@ pub struct Ctx {
     pub key_file: Option<PathBuf>,
     pub json: bool,
     pub quiet: bool,
+    no_lock: bool,
     pub interrupt: Arc<AtomicBool>,
     /// How long to wait for a lock (--lock-wait), in seconds.
     lock_wait: Option<u64>,
@@ -165,6 +192,25 @@ impl Ctx {
     ) -> Result<cairn::repo::lock::LockGuard<'r>> {
         let wait = std::time::Duration::from_secs(self.lock_wait.unwrap_or(0));
         repo.lock_waiting(exclusive, operation, wait, &self.interrupt)
+    }
+
+    pub fn read_lock_policy(&self) -> ReadLockPolicy {
+        if self.no_lock {
+            ReadLockPolicy::Skip
+        } else {
+            ReadLockPolicy::Try
+        }
+    }
+
+    /// The lock of a command that only reads: shared where the user may write to the
+    /// repository, none (with one warning) where not, none at all with `--no-lock`.
+    pub fn read_lock<'r>(&self, repo: &'r Repository, operation: &str) -> Result<ReadLock<'r>> {
+        let wait = std::time::Duration::from_secs(self.lock_wait.unwrap_or(0));
+        let lock = repo.lock_for_reading(operation, self.read_lock_policy(), wait, &self.interrupt)?;
+        if let Some(w) = lock.warning() {
+            eprintln!("cairn: warning: {w}");
+        }
+        Ok(lock)
     }
 
     pub fn open(&self) -> Result<Repository> {
@@ -226,12 +272,20 @@ pub fn main() -> i32 {
         let _ = signal_hook::flag::register_conditional_shutdown(sig, exit::INTERRUPTED, interrupt.clone());
         let _ = signal_hook::flag::register(sig, interrupt.clone());
     }
+    if cli.no_lock && !cli.command.only_reads() {
+        eprintln!(
+            "cairn: --no-lock is for commands that only read (snapshots, log, ls, cat, find, diff, \
+             dump, restore, check, mount, stats, drill); this one changes the repository and must lock it"
+        );
+        return exit::USAGE;
+    }
     let ctx = Ctx {
         repo: cli.repo,
         password_file: cli.password_file,
         key_file: cli.key_file,
         json: cli.json,
         quiet: cli.quiet,
+        no_lock: cli.no_lock,
         interrupt,
         lock_wait: cli.lock_wait,
     };

@@ -30,7 +30,10 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     // The filesystem owns the repository: unmounting drops it, which releases the lock
     // and wipes the keys.
-    let view = MountView::open(ctx.open()?)?;
+    let view = MountView::open(ctx.open()?, ctx.read_lock_policy())?;
+    if let Some(w) = view.lock_warning() {
+        eprintln!("cairn: warning: {w}");
+    }
     let snapshots = cairn::repo::select::matching(view.repository(), &a.filter.filter())?;
     let fs = SnapshotFs::new(view, &snapshots, &jiff::tz::TimeZone::system(), mount::fs::CACHE_BYTES);
     let opts = MountOptions { allow_other: a.allow_other };

@@ -22,7 +22,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    let _lock = repo.lock(false, "stats")?;
+    let _lock = ctx.read_lock(&repo, "stats")?;
     let snapshots = super::select_snapshots(&repo, &a.snapshots, a.snapshots.is_empty())?;
     let browser = Browser::open(&repo)?;
     let mut stats = Stats::new(&browser);

@@ -10,7 +10,7 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::format::Timespec;
 use crate::id::{SnapshotId, TreeId};
-use crate::repo::lock::LockGuard;
+use crate::repo::read_lock::{ReadLock, ReadLockPolicy};
 use crate::repo::Repository;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
@@ -35,7 +35,7 @@ const TTL: Duration = Duration::from_secs(3600);
 /// while mounted.
 pub struct MountedRepo<'r> {
     browser: Browser<'r>,
-    _lock: LockGuard<'r>,
+    lock: ReadLock<'r>,
 }
 
 self_cell::self_cell!(
@@ -50,11 +50,18 @@ self_cell::self_cell!(
 );
 
 impl MountView {
-    /// Lock `repo` (shared) and load what browsing needs.
-    pub fn open(repo: Repository) -> crate::Result<MountView> {
+    /// Lock `repo` (shared, as `policy` says) and load what browsing needs.
+    pub fn open(repo: Repository, policy: ReadLockPolicy) -> crate::Result<MountView> {
         MountView::try_new(repo, |r| {
-            Ok(MountedRepo { _lock: r.lock(false, "mount")?, browser: Browser::open(r)? })
+            let never = std::sync::atomic::AtomicBool::new(false);
+            let lock = r.lock_for_reading("mount", policy, std::time::Duration::ZERO, &never)?;
+            Ok(MountedRepo { lock, browser: Browser::open(r)? })
         })
+    }
+
+    /// Why the mount reads without the lock it tried to take, if it does.
+    pub fn lock_warning(&self) -> Option<&str> {
+        self.borrow_dependent().lock.warning()
     }
 
     pub fn repository(&self) -> &Repository {

@@ -17,7 +17,7 @@ use crate::index::Index;
 use crate::pack::reader::{blob_of_frame, open_frame, read_toc};
 use crate::pack::PackReader;
 use crate::repo::Repository;
-use crate::tree::load_tree;
+use crate::tree::{load_tree, load_tree_with_parts};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -314,7 +314,10 @@ fn walk_trees(
                     }
                 };
                 mark(&BlobId::Tree(*id));
-                let found = load_tree(reader, index, id).map(|tree| {
+                let found = load_tree_with_parts(reader, index, id).map(|(tree, parts)| {
+                    for part in &parts {
+                        mark(&BlobId::Tree(*part));
+                    }
                     let (mut dirs, mut missing) = (Vec::new(), Vec::new());
                     for node in tree.nodes {
                         match &node.kind {

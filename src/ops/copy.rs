@@ -24,7 +24,7 @@ use crate::id::{BlobId, ChunkId, SnapshotId, TreeId};
 use crate::index::Index;
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
-use crate::tree::load_tree;
+use crate::tree::load_tree_with_parts;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -154,6 +154,11 @@ impl Job<'_, '_> {
     /// Read one chunk of the source, verified.
     fn read(&self, id: BlobId) -> Result<Vec<u8>> {
         self.chunks_read.fetch_add(1, Ordering::Relaxed);
+        self.read_blob(id)
+    }
+
+    /// Read one blob of the source, verified (not counted as a chunk read).
+    fn read_blob(&self, id: BlobId) -> Result<Vec<u8>> {
         self.reader.read_indexed(self.src_index, &id).map_err(|e| e.wrap("the source repository"))
     }
 
@@ -166,7 +171,7 @@ impl Job<'_, '_> {
         if let Some(mapped) = self.ids.trees.lock().expect("tree map lock").get(id) {
             return Ok(*mapped);
         }
-        let mut tree = load_tree(self.reader, self.src_index, id)?;
+        let (mut tree, parts) = load_tree_with_parts(self.reader, self.src_index, id)?;
         self.trees_read.fetch_add(1, Ordering::Relaxed);
         // Chunks of all files of this folder, in parallel.
         let chunks: Vec<ChunkId> = tree
@@ -191,7 +196,7 @@ impl Job<'_, '_> {
                 _ => {}
             }
         }
-        let new_id = self.save_tree(id, &tree)?;
+        let new_id = self.save_tree(id, &parts, &tree)?;
         if self.same_ids {
             self.ids.done.lock().expect("done lock").insert(*id);
         } else {
@@ -200,21 +205,20 @@ impl Job<'_, '_> {
         Ok(new_id)
     }
 
-    fn save_tree(&self, src_id: &TreeId, tree: &Tree) -> Result<TreeId> {
+    /// Store the copied folder. With the same ids, the source's blobs (head and parts)
+    /// are stored byte for byte, whatever tree version wrote them, so the ids still
+    /// match; otherwise the folder is encoded anew under the destination's keys.
+    fn save_tree(&self, src_id: &TreeId, parts: &[TreeId], tree: &Tree) -> Result<TreeId> {
         if self.same_ids {
-            let id = BlobId::Tree(*src_id);
-            if !self.writer.has(&id) {
-                // The same bytes as in the source: the ids agree, so the encoding does.
-                let encoded = tree.encode();
-                debug_assert_eq!(self.dst.keys().tree_id(&encoded), *src_id);
-                self.writer.save(id, &encoded)?;
+            for blob in parts.iter().chain(std::iter::once(src_id)).map(|t| BlobId::Tree(*t)) {
+                if !self.writer.has(&blob) {
+                    let bytes = self.read_blob(blob)?;
+                    self.writer.save(blob, &bytes)?;
+                }
             }
             return Ok(*src_id);
         }
-        let encoded = tree.encode();
-        let id = self.dst.keys().tree_id(&encoded);
-        self.writer.save(BlobId::Tree(id), &encoded)?;
-        Ok(id)
+        crate::tree::save_tree(tree, self.dst.keys(), |id, bytes| self.writer.save(BlobId::Tree(id), bytes))
     }
 
     /// Make sure the destination has a chunk; returns its id there.

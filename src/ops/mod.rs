@@ -14,6 +14,8 @@ pub mod prune;
 mod read_pool;
 pub mod repair;
 pub mod restore;
+pub mod restore_delete;
+pub mod restore_target;
 pub mod rewrite;
 mod sparse_writer;
 pub mod verify;

@@ -115,12 +115,10 @@ impl<'a, 'r> TreeFilter<'a, 'r> {
     }
 
     fn save(&self, tree: &Tree) -> Result<TreeId> {
-        let encoded = tree.encode();
-        let id = self.repo.keys().tree_id(&encoded);
-        if self.store {
-            self.writer.save(BlobId::Tree(id), &encoded)?;
-        }
-        Ok(id)
+        crate::tree::save_tree(tree, self.repo.keys(), |id, bytes| match self.store {
+            true => self.writer.save(BlobId::Tree(id), bytes).map(|_| ()),
+            false => Ok(()),
+        })
     }
 }
 

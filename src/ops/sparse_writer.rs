@@ -11,7 +11,6 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 /// Files at least this large are written past the page cache.
 pub const DIRECT_MIN: u64 = 1 << 20;
@@ -62,13 +61,17 @@ impl std::ops::DerefMut for Staging {
 }
 
 impl SparseWriter {
-    /// Create (or truncate, unless `create_new`: then it must not exist) `path` for a
-    /// file of `size` bytes.
-    pub fn create(path: &Path, create_new: bool, size: u64) -> io::Result<Self> {
-        let (file, direct) = direct_io::create(path, create_new, size >= DIRECT_MIN)?;
+    /// Create the new file `name` in the folder `dir` (see [`direct_io::create_at`]: it
+    /// must not exist, and a symlink there is not followed) for a file of `size` bytes.
+    pub fn create_at(dir: &std::os::fd::OwnedFd, name: &std::ffi::OsStr, size: u64) -> io::Result<Self> {
+        let (file, direct) = direct_io::create_at(dir, name, size >= DIRECT_MIN)?;
+        Ok(Self::with_file(file, direct, size))
+    }
+
+    fn with_file(file: std::fs::File, direct: bool, size: u64) -> Self {
         let mut buf = SPARE.with(|s| std::mem::take(&mut *s.borrow_mut()));
         let start = direct_io::align_empty(&mut buf, (size as usize).min(STAGE));
-        Ok(SparseWriter { file, direct, buf: Staging(buf), start, offset: 0, len: 0 })
+        SparseWriter { file, direct, buf: Staging(buf), start, offset: 0, len: 0 }
     }
 
     /// Append `data` to the file.
@@ -183,7 +186,10 @@ mod tests {
         let small: Vec<u8> = (0..70_000).map(|i| (i % 13) as u8).collect();
         for (name, content) in [("big", &big), ("small", &small), ("empty", &Vec::new())] {
             let path = dir.path().join(name);
-            let mut w = SparseWriter::create(&path, true, content.len() as u64).unwrap();
+            let folder =
+                rustix::fs::open(dir.path(), rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
+                    .unwrap();
+            let mut w = SparseWriter::create_at(&folder, name.as_ref(), content.len() as u64).unwrap();
             for piece in content.chunks(65_521) {
                 w.write(piece).unwrap();
             }

@@ -1,7 +1,9 @@
 //! Verify a restored tree against its snapshot: every entry exists with the right kind,
 //! content (each file re-read and its chunks' keyed ids recomputed), size, mode,
 //! modification time, symlink target, extended attributes, owner (when root) and hard
-//! links. Used by `restore --verify` and `drill`.
+//! links; and no entry is there below the restored paths that the snapshot lacks (a stale
+//! jar left in a gateway's lib folder changes its classpath). Used by `restore --verify`
+//! and `drill`.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{Node, NodeKind};
@@ -9,6 +11,8 @@ use crate::format::Timespec;
 use crate::id::{BlobId, TreeId};
 use crate::index::Index;
 use crate::ops::restore::same_inode;
+use crate::ops::restore_delete;
+use crate::ops::restore_target::TargetRoot;
 use crate::pack::PackReader;
 use crate::repo::Repository;
 use crate::tree::walk::{walk, Visit};
@@ -38,11 +42,14 @@ impl VerifyReport {
 }
 
 /// Compare the tree `tree` (restored below `target`, limited to `includes`) with the disk.
+/// Entries the snapshot does not have are differences too, looked for below the
+/// `restored` snapshot paths only (see [`restore_delete::restored_paths`]).
 pub fn verify(
     repo: &Repository,
     tree: &TreeId,
     target: &Path,
     includes: &[PathBuf],
+    restored: &[PathBuf],
     interrupt: &AtomicBool,
 ) -> Result<VerifyReport> {
     let index = Index::load(repo)?;
@@ -99,6 +106,13 @@ pub fn verify(
         return Err(Error::new(ErrorKind::Interrupted, "verification interrupted"));
     }
     report.differences.extend(diffs.into_iter().flatten());
+    let root = TargetRoot::open_existing(target)?;
+    for extra in restore_delete::find_extras(&reader, &index, tree, &root, restored)? {
+        report.differences.push(format!(
+            "{}: not in the snapshot (an extra entry; `restore --delete` removes it)",
+            extra.display()
+        ));
+    }
     report.files = files.len() as u64;
     report.bytes =
         files.iter().map(|(_, n)| if let NodeKind::File { size, .. } = n.kind { size } else { 0 }).sum();

@@ -15,6 +15,7 @@ use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
 use crate::tree::{load_tree, meta};
 use rayon::prelude::*;
+use rustix::fs::OFlags;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -24,6 +25,10 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+
+/// Paths longer than this are reached through a handle on their folder (PATH_MAX is
+/// 4096 bytes with the final NUL; a name adds up to 256 more).
+const LONG_PATH: usize = 3072;
 
 #[derive(Default)]
 pub(super) struct Counters {
@@ -73,7 +78,7 @@ impl Walker<'_> {
             // Backing up "/" itself: the root tree is the root folder.
             let dev = std::fs::symlink_metadata("/").ctx(|| "cannot read /".into())?.dev();
             return self
-                .save_dir(Path::new("/"), dev, parent)?
+                .save_dir(Path::new("/"), Path::new("/"), dev, parent)?
                 .ok_or_else(|| Error::invalid("cannot read the root folder"));
         }
         let mut root = Skeleton::default();
@@ -116,7 +121,7 @@ impl Walker<'_> {
         for (name, entry) in &sk.children {
             let before = parent.find(name);
             match entry {
-                SkeletonEntry::Source(path) => nodes.extend(self.save_path(path, name, before, None)?),
+                SkeletonEntry::Source(path) => nodes.extend(self.save_path(path, path, name, before, None)?),
                 SkeletonEntry::Folder(path, inner) => {
                     let md =
                         std::fs::symlink_metadata(path).ctx(|| format!("cannot read {}", path.display()))?;
@@ -130,10 +135,7 @@ impl Walker<'_> {
     }
 
     fn save_tree(&self, tree: Tree) -> Result<TreeId> {
-        let encoded = tree.encode();
-        let id = self.repo.keys().tree_id(&encoded);
-        self.writer.save(BlobId::Tree(id), &encoded)?;
-        Ok(id)
+        crate::tree::save_tree(&tree, self.repo.keys(), |id, bytes| self.writer.save(BlobId::Tree(id), bytes))
     }
 
     fn check_interrupt(&self) -> Result<()> {
@@ -147,18 +149,21 @@ impl Walker<'_> {
         self.errors.lock().expect("errors lock").push(format!("{}: {err}", path.display()));
     }
 
-    /// One entry; `None` when it could not be read (recorded) or is excluded. `before` is
-    /// the same path's node in the parent snapshot; `parent_dev` the device of the folder
-    /// it was found in (None for a source path itself).
+    /// One entry; `None` when it could not be read (recorded) or is excluded. `path` is
+    /// where it is (for excludes and messages), `access` the path the system calls use
+    /// (the same, or a short one through a folder handle when `path` is longer than the
+    /// kernel takes). `before` is the same path's node in the parent snapshot;
+    /// `parent_dev` the device of the folder it was found in (None for a source path).
     fn save_path(
         &self,
         path: &Path,
+        access: &Path,
         name: &[u8],
         before: Option<&Node>,
         parent_dev: Option<u64>,
     ) -> Result<Option<Node>> {
         self.check_interrupt()?;
-        let md = match std::fs::symlink_metadata(path) {
+        let md = match std::fs::symlink_metadata(access) {
             Ok(md) => md,
             Err(e) => {
                 self.skip(path, e);
@@ -168,7 +173,7 @@ impl Walker<'_> {
         if self.excluded(path, &md, parent_dev) {
             return Ok(None);
         }
-        let mut node = match meta::read_node_after(path, name, &md, before) {
+        let mut node = match meta::read_node_after(access, name, &md, before) {
             Ok(n) => n,
             Err(e) => {
                 self.skip(path, e);
@@ -183,7 +188,7 @@ impl Walker<'_> {
                     c.files_unchanged.fetch_add(1, Ordering::Relaxed);
                     self.progress.bytes.fetch_add(*size, Ordering::Relaxed);
                 } else {
-                    match self.save_file(path, &md)? {
+                    match self.save_file(path, access, &md)? {
                         Ok((read, ids)) => {
                             *size = read;
                             *chunks = ids;
@@ -200,7 +205,7 @@ impl Walker<'_> {
                 c.total_bytes.fetch_add(*size, Ordering::Relaxed);
                 self.progress.files.fetch_add(1, Ordering::Relaxed);
             }
-            NodeKind::Dir { tree } => match self.save_dir(path, md.dev(), subtree_of(before))? {
+            NodeKind::Dir { tree } => match self.save_dir(path, access, md.dev(), subtree_of(before))? {
                 Some(id) => *tree = id,
                 None => return Ok(None),
             },
@@ -212,8 +217,31 @@ impl Walker<'_> {
     }
 
     /// A folder's tree; `None` if the folder cannot be listed (recorded).
-    fn save_dir(&self, path: &Path, dev: u64, parent: Option<TreeId>) -> Result<Option<TreeId>> {
-        let listing = std::fs::read_dir(path)
+    fn save_dir(
+        &self,
+        path: &Path,
+        access: &Path,
+        dev: u64,
+        parent: Option<TreeId>,
+    ) -> Result<Option<TreeId>> {
+        // A path the kernel would refuse (over PATH_MAX) is reached through a handle on
+        // its folder, held while the folder's entries are saved; their paths then start
+        // again from the short /proc/self/fd/N.
+        let held;
+        let base = if access.as_os_str().len() > LONG_PATH {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            held = match rustix::fs::open(access, flags, rustix::fs::Mode::empty()) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    self.skip(path, std::io::Error::from(e));
+                    return Ok(None);
+                }
+            };
+            crate::sys::fd_path(&held)
+        } else {
+            access.to_path_buf()
+        };
+        let listing = std::fs::read_dir(&base)
             .and_then(|rd| rd.map(|e| e.map(|e| e.file_name())).collect::<std::io::Result<Vec<_>>>());
         let mut names = match listing {
             Ok(n) => n,
@@ -226,7 +254,15 @@ impl Walker<'_> {
         let parent = self.parent_tree(parent);
         let nodes: Vec<Option<Node>> = names
             .par_iter()
-            .map(|n| self.save_path(&path.join(n), n.as_bytes(), parent.find(n.as_bytes()), Some(dev)))
+            .map(|n| {
+                self.save_path(
+                    &path.join(n),
+                    &base.join(n),
+                    n.as_bytes(),
+                    parent.find(n.as_bytes()),
+                    Some(dev),
+                )
+            })
             .collect::<Result<_>>()?;
         self.counters.dirs.fetch_add(1, Ordering::Relaxed);
         Ok(Some(self.save_tree(Tree { nodes: nodes.into_iter().flatten().collect() })?))
@@ -256,17 +292,19 @@ impl Walker<'_> {
 
     /// Chunk and store a file. Outer error: fatal; inner error: this file is unreadable
     /// or vanished while it was read. A file that changed while it was read is stored as
-    /// read and recorded in `changed`, which makes the snapshot partial.
-    fn save_file(&self, path: &Path, md: &std::fs::Metadata) -> Result<FileContent> {
+    /// read and recorded in `changed`, which makes the snapshot partial. `access` is how
+    /// the file is reached (its path, or a handle-relative path for a path too deep for
+    /// the system to take whole).
+    fn save_file(&self, path: &Path, access: &Path, md: &std::fs::Metadata) -> Result<FileContent> {
         self.progress.set_current(path);
-        let f = match open_noatime(path, md) {
+        let f = match open_noatime(access, md) {
             Ok(f) => f,
             Err(e) => return Ok(Err(e.to_string())),
         };
         let content = self.save_stream(&f, md.len())?;
         let Ok((read, _)) = &content else { return Ok(content) };
         let after =
-            ReadEnd { read: *read, open: f.metadata().ok(), at_path: std::fs::symlink_metadata(path).ok() };
+            ReadEnd { read: *read, open: f.metadata().ok(), at_path: std::fs::symlink_metadata(access).ok() };
         match change_while_read(md, &after) {
             None => Ok(content),
             Some(ChangeWhileRead::Vanished) => Ok(Err("vanished while it was read".into())),

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 pub mod keys;
 pub mod lock;
+pub mod read_lock;
 pub mod select;
 
 /// Readable snapshots, and the names of damaged snapshot objects with the reason.

@@ -13,6 +13,7 @@ use rustix::fs::{AtFlags, Timestamps, CWD};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -147,42 +148,56 @@ fn owner_ids(node: &Node) -> (u32, u32) {
     (uid, gid)
 }
 
-/// Create a symlink, fifo or device node at `path` (which must not exist).
-pub fn create_special(path: &Path, node: &Node) -> Result<()> {
+/// Create a symlink, fifo or device node named `name` in the folder `dir` (it must not
+/// exist; nothing there is followed). `shown` is its path for messages.
+pub fn create_special_at(dir: &OwnedFd, name: &OsStr, node: &Node, shown: &Path) -> Result<()> {
     use rustix::fs::{FileType, Mode};
     let mode = Mode::from_raw_mode(node.mode & 0o777);
     let made = match &node.kind {
-        NodeKind::Symlink { target } => std::os::unix::fs::symlink(OsStr::from_bytes(target), path),
-        NodeKind::Fifo => rustix::fs::mknodat(CWD, path, FileType::Fifo, mode, 0).map_err(Into::into),
+        NodeKind::Symlink { target } => rustix::fs::symlinkat(OsStr::from_bytes(target), dir, name),
+        NodeKind::Fifo => rustix::fs::mknodat(dir, name, FileType::Fifo, mode, 0),
         NodeKind::CharDevice { rdev } => {
-            rustix::fs::mknodat(CWD, path, FileType::CharacterDevice, mode, *rdev).map_err(Into::into)
+            rustix::fs::mknodat(dir, name, FileType::CharacterDevice, mode, *rdev)
         }
-        NodeKind::BlockDevice { rdev } => {
-            rustix::fs::mknodat(CWD, path, FileType::BlockDevice, mode, *rdev).map_err(Into::into)
-        }
+        NodeKind::BlockDevice { rdev } => rustix::fs::mknodat(dir, name, FileType::BlockDevice, mode, *rdev),
         NodeKind::Socket => return Ok(()), // a socket belongs to a running process; nothing to restore
         NodeKind::File { .. } | NodeKind::Dir { .. } => {
-            return Err(Error::invalid("create_special called for a file or directory"))
+            return Err(Error::invalid("create_special_at called for a file or directory"))
         }
     };
-    made.ctx(|| format!("cannot create {}", path.display()))
+    made.map_err(std::io::Error::from).ctx(|| format!("cannot create {}", shown.display()))
 }
 
-/// Where restore applies metadata: a path (a symlink itself, not what it points to), or
-/// a file restore has just written and still holds open, which spares a path lookup for
-/// each change.
+/// Where restore applies metadata: a path (a symlink itself, not what it points to); a
+/// file or folder restore holds open, which spares a path lookup for each change and
+/// cannot be redirected; or a name in a folder restore holds open (symlinks, fifos and
+/// devices, which cannot be opened without side effects), never followed.
 #[derive(Clone, Copy)]
 pub enum Target<'a> {
     Path(&'a Path),
     File(&'a File, &'a Path),
+    At(&'a OwnedFd, &'a OsStr, &'a Path),
 }
 
 impl Target<'_> {
     fn path(&self) -> &Path {
         match self {
-            Target::Path(p) | Target::File(_, p) => p,
+            Target::Path(p) | Target::File(_, p) | Target::At(_, _, p) => p,
         }
     }
+}
+
+/// Set the mode of `name` in `dir` without following a symlink there: chmod has no
+/// no-follow form, so the entry is opened as a bare handle (O_PATH, which neither reads
+/// nor blocks on a fifo) and changed through it.
+fn chmod_at(dir: &OwnedFd, name: &OsStr, mode: u32) -> std::io::Result<()> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let fd = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+        return Err(std::io::Error::other("a symlink is there now (replaced during restore?); not followed"));
+    }
+    std::fs::set_permissions(crate::ops::restore_target::fd_path(&fd), std::fs::Permissions::from_mode(mode))
 }
 
 /// Apply xattrs, owner, mode and times of `node` to `path`. Returns the problems that did
@@ -204,6 +219,10 @@ pub fn apply_to(target: Target<'_>, node: &Node, as_root: bool) -> Result<Vec<St
         let set = match target {
             Target::Path(p) => xattr::set(p, name_os, value),
             Target::File(f, _) => f.set_xattr(name_os, value),
+            // lsetxattr through the folder's handle: the entry itself, never followed.
+            Target::At(dir, name, _) => {
+                xattr::set(crate::ops::restore_target::path_at(dir, name), name_os, value)
+            }
         };
         if let Err(e) = set {
             warnings.push(format!(
@@ -215,10 +234,15 @@ pub fn apply_to(target: Target<'_>, node: &Node, as_root: bool) -> Result<Vec<St
     }
     if as_root {
         let (uid, gid) = owner_ids(node);
+        let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
         match target {
-            Target::Path(p) => std::os::unix::fs::lchown(p, Some(uid), Some(gid)),
-            Target::File(f, _) => std::os::unix::fs::fchown(f, Some(uid), Some(gid)),
+            Target::Path(p) => rustix::fs::chownat(CWD, p, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW),
+            Target::File(f, _) => rustix::fs::fchown(f, Some(uid), Some(gid)),
+            Target::At(dir, name, _) => {
+                rustix::fs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+            }
         }
+        .map_err(std::io::Error::from)
         .ctx(|| format!("cannot set owner of {}", path.display()))?;
     }
     if !is_link {
@@ -226,6 +250,7 @@ pub fn apply_to(target: Target<'_>, node: &Node, as_root: bool) -> Result<Vec<St
         match target {
             Target::Path(p) => std::fs::set_permissions(p, mode),
             Target::File(f, _) => f.set_permissions(mode),
+            Target::At(dir, name, _) => chmod_at(dir, name, node.mode & 0o7777),
         }
         .ctx(|| format!("cannot set mode of {}", path.display()))?;
     }
@@ -234,6 +259,7 @@ pub fn apply_to(target: Target<'_>, node: &Node, as_root: bool) -> Result<Vec<St
     match target {
         Target::Path(p) => rustix::fs::utimensat(CWD, p, &times, AtFlags::SYMLINK_NOFOLLOW),
         Target::File(f, _) => rustix::fs::futimens(f, &times),
+        Target::At(dir, name, _) => rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW),
     }
     .map_err(std::io::Error::from)
     .ctx(|| format!("cannot set times of {}", path.display()))?;
@@ -291,7 +317,10 @@ mod tests {
             let p = dir.path().join(name);
             let node = read_node(&p, name.as_bytes(), &std::fs::symlink_metadata(&p).unwrap()).unwrap();
             let q = dir.path().join(format!("{name}2"));
-            create_special(&q, &node).unwrap();
+            let folder =
+                rustix::fs::open(dir.path(), rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
+                    .unwrap();
+            create_special_at(&folder, OsStr::new(&format!("{name}2")), &node, &q).unwrap();
             apply(&q, &node, false).unwrap();
             let again = read_node(&q, name.as_bytes(), &std::fs::symlink_metadata(&q).unwrap()).unwrap();
             assert_eq!(again.kind, node.kind);

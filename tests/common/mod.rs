@@ -32,6 +32,30 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Whether missing test preconditions fail the test (`CAIRN_TEST_STRICT=1`, which CI sets)
+/// instead of skipping the part that needs them.
+pub fn strict() -> bool {
+    std::env::var_os("CAIRN_TEST_STRICT").is_some_and(|v| v == "1")
+}
+
+/// The one gate for a test (or a part of it) that needs something the machine may lack:
+/// root, FUSE, a tmpfs, holes, user xattrs. Returns `condition`; when it is false, says
+/// why on stderr, and under [`strict`] fails the test instead, so that CI never passes a
+/// check it did not run.
+pub fn require(condition: bool, why: &str) -> bool {
+    require_in(strict(), condition, why)
+}
+
+/// [`require`] with the strictness given (tested apart from the environment).
+pub fn require_in(strict: bool, condition: bool, why: &str) -> bool {
+    if condition {
+        return true;
+    }
+    assert!(!strict, "precondition missing: {why} (CAIRN_TEST_STRICT=1 makes this a failure)");
+    eprintln!("SKIPPED: {why} (set CAIRN_TEST_STRICT=1 to fail instead)");
+    false
+}
+
 // ---------------------------------------------------------------------------------------
 // Running the binary
 // ---------------------------------------------------------------------------------------

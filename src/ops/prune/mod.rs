@@ -29,7 +29,7 @@ use crate::id::{BlobId, IndexId, PackId, TreeId};
 use crate::index::{load_pack_lists_reporting, Index, Location};
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
-use crate::tree::load_tree;
+use crate::tree::load_tree_with_parts;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -80,9 +80,11 @@ fn used_blobs(repo: &Repository, index: &Index, interrupt: &AtomicBool) -> Resul
         if !used.insert(BlobId::Tree(id)) {
             continue;
         }
-        let tree = load_tree(&reader, index, &id).map_err(|e| {
+        let (tree, parts) = load_tree_with_parts(&reader, index, &id).map_err(|e| {
             e.wrap("a snapshot's tree cannot be read, so prune cannot tell what is used; run `cairn check`")
         })?;
+        // A large folder is stored in parts besides its head: they are used too.
+        used.extend(parts.iter().map(|p| BlobId::Tree(*p)));
         for node in tree.nodes {
             match node.kind {
                 NodeKind::Dir { tree } => stack.push(tree),
