@@ -174,15 +174,14 @@ impl MasterKey {
                 "the config's public key is not this key's repository public key (config replaced?)",
             ));
         }
-        let attestation =
-            self.read_secret.as_ref().map(|s| blake3::derive_key(CTX_ATTESTATION, s.as_bytes()));
+        let attestation = self.read_secret.as_ref().map(|s| *derive(CTX_ATTESTATION, s.as_bytes()));
         Ok(RepoKeys {
             kind: self.kind,
-            chunk_id: blake3::derive_key(CTX_CHUNK_ID, &self.write_root[..]),
-            tree_id: blake3::derive_key(CTX_TREE_ID, &self.write_root[..]),
-            gear: blake3::derive_key(CTX_GEAR, &self.write_root[..]),
-            shared_seal: blake3::derive_key(CTX_SHARED_SEAL, &self.write_root[..]),
-            pack_auth: blake3::derive_key(CTX_PACK_AUTH, &self.write_root[..]),
+            chunk_id: *derive(CTX_CHUNK_ID, &self.write_root[..]),
+            tree_id: *derive(CTX_TREE_ID, &self.write_root[..]),
+            gear: *derive(CTX_GEAR, &self.write_root[..]),
+            shared_seal: *derive(CTX_SHARED_SEAL, &self.write_root[..]),
+            pack_auth: *derive(CTX_PACK_AUTH, &self.write_root[..]),
             public,
             repo_id,
             attestation,
@@ -193,7 +192,7 @@ impl MasterKey {
     /// The key that seals the config itself, which is sealed with the shared key (it
     /// holds the public key, so it cannot depend on it).
     pub fn shared_seal_key(&self) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(blake3::derive_key(CTX_SHARED_SEAL, &self.write_root[..]))
+        derive(CTX_SHARED_SEAL, &self.write_root[..])
     }
 }
 
@@ -228,7 +227,9 @@ impl RepoKeys {
     /// depend on the key and do not fingerprint content.
     pub fn gear_table(&self) -> Box<[u64; 256]> {
         let mut bytes = [0u8; 256 * 8];
-        blake3::Hasher::new_keyed(&self.gear).finalize_xof().fill(&mut bytes);
+        let mut xof = blake3::Hasher::new_keyed(&self.gear).finalize_xof();
+        xof.fill(&mut bytes);
+        xof.zeroize();
         let mut table = Box::new([0u64; 256]);
         for (t, b) in table.iter_mut().zip(bytes.chunks_exact(8)) {
             *t = u64::from_le_bytes(b.try_into().expect("8 bytes"));
@@ -244,7 +245,7 @@ impl RepoKeys {
             Binding::Kind(kind) => {
                 let mut h = blake3::Hasher::new_derive_key(CTX_SHARED_OBJECT_KEY_V2);
                 h.update(&self.shared_seal).update(&self.repo_id).update(&[kind]).update(salt);
-                Zeroizing::new(*h.finalize().as_bytes())
+                wiped(h)
             }
         }
     }
@@ -259,7 +260,7 @@ impl RepoKeys {
         fill_random(&mut fresh[..])?;
         let mut h = blake3::Hasher::new_derive_key(CTX_HEDGE);
         h.update(&fresh[..]).update(&[kind]).update(content).update(&self.repo_id);
-        Ok(Zeroizing::new(*h.finalize().as_bytes()))
+        Ok(wiped(h))
     }
 
     /// A new ephemeral key pair for a sealed object of `kind` (pack or snapshot) whose
@@ -302,7 +303,7 @@ impl RepoKeys {
         if let Binding::Kind(kind) = binding {
             h.update(&[kind]);
         }
-        Zeroizing::new(*h.finalize().as_bytes())
+        wiped(h)
     }
 
     /// The attestation of an object whose attested bytes are `attested`: only a full key
@@ -322,10 +323,25 @@ impl RepoKeys {
     }
 }
 
+/// BLAKE3 derive-key of `material` under `context`, with the hasher wiped afterwards.
+fn derive(context: &str, material: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut h = blake3::Hasher::new_derive_key(context);
+    h.update(material);
+    wiped(h)
+}
+
+/// The hash of a hasher that took key material, with the hasher's state (which holds
+/// that material, or what it was mixed into) wiped.
+fn wiped(mut h: blake3::Hasher) -> Zeroizing<[u8; 32]> {
+    let out = Zeroizing::new(*h.finalize().as_bytes());
+    h.zeroize();
+    out
+}
+
 pub(crate) fn shared_object_key(shared_seal: &[u8; 32], salt: &[u8; 32]) -> Zeroizing<[u8; 32]> {
     let mut h = blake3::Hasher::new_derive_key(CTX_SHARED_OBJECT_KEY);
     h.update(shared_seal).update(salt);
-    Zeroizing::new(*h.finalize().as_bytes())
+    wiped(h)
 }
 
 pub fn fill_random(buf: &mut [u8]) -> Result<()> {
@@ -488,6 +504,19 @@ mod tests {
         assert_ne!(m.public_key(), other.public_key());
         let (eph, k) = a.new_sealed_object_key(PACK_KIND, &[0; 32]).unwrap();
         assert_ne!(*b.open_sealed_object_key(&eph, Binding::Kind(PACK_KIND)).unwrap(), *k);
+    }
+
+    /// Hashers that take key material are wiped after use; that needs blake3's zeroize
+    /// feature, and this does not compile without it.
+    #[test]
+    fn hashers_can_be_wiped() {
+        fn wipeable<T: Zeroize>() {}
+        wipeable::<blake3::Hasher>();
+        wipeable::<blake3::OutputReader>();
+        let mut h = blake3::Hasher::new_derive_key(CTX_HEDGE);
+        h.update(&[7; 32]);
+        let key = wiped(h.clone());
+        assert_eq!(*key, *h.finalize().as_bytes());
     }
 
     #[test]
