@@ -1,6 +1,7 @@
 //! Auditing: what `snapshots` can show (stored size, type, job, the retention rule that
 //! keeps each snapshot and until when), `diff` with old and new metadata values, and a
-//! warning for a password file every user can read.
+//! warning for a password file every user can read, and the log entry of every read of
+//! stored data.
 
 mod common;
 
@@ -110,4 +111,43 @@ fn a_password_file_every_user_can_read_gets_a_warning() {
     );
     let out = snapshots(0o600);
     assert!(!out.stderr.contains("warning"), "{}", out.context());
+}
+
+/// Who read which snapshot, which paths and where: restore, dump and cat each leave an
+/// entry in the activity log, whatever their outcome.
+#[test]
+fn every_read_of_stored_data_is_recorded_with_its_paths_and_target() {
+    let work = tempdir("cairn-audit-read-");
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("conf")).unwrap();
+    fs::write(src.join("conf/gateway.xml"), "<gateway/>\n".repeat(100)).unwrap();
+    let src = fs::canonicalize(&src).unwrap();
+    let repo = Repo::new();
+    let id = repo.backup(&[&src], &[])["snapshot"].as_str().unwrap().to_string();
+    let file = src.join("conf/gateway.xml");
+    let target = work.path().join("restored");
+    repo.restore(&id, &target, &["--include", src.join("conf").to_str().unwrap()]).ok();
+    let archive = work.path().join("out.tar");
+    repo.cairn().args(["dump", &id, "--archive", "tar", "--output"]).arg(&archive).run().ok();
+    repo.cairn().args(["cat", &id]).arg(&file).run().ok();
+    // A read that fails is recorded too.
+    repo.cairn().args(["cat", &id]).arg(src.join("missing.xml")).run();
+
+    let log = repo.cairn().args(["log", "--json"]).run().ok().json();
+    let entries = log["entries"].as_array().unwrap();
+    let find = |op: &str| -> Vec<&Value> { entries.iter().filter(|e| e["operation"] == op).collect() };
+    let restore = find("restore");
+    assert_eq!(restore.len(), 1, "{log}");
+    assert_eq!(restore[0]["snapshot"], id.as_str());
+    assert_eq!(restore[0]["figures"]["target"], target.to_str().unwrap());
+    assert_eq!(restore[0]["figures"]["paths"], src.join("conf").to_str().unwrap());
+    assert_eq!(restore[0]["outcome"], "success");
+    assert_eq!(find("dump")[0]["figures"]["target"], archive.to_str().unwrap());
+    let cats = find("cat");
+    assert_eq!(cats.len(), 2, "{log}");
+    assert_eq!(cats[0]["figures"]["paths"], file.to_str().unwrap());
+    assert_eq!((cats[0]["outcome"].as_str(), cats[1]["outcome"].as_str()), (Some("success"), Some("failed")));
+    for e in restore.iter().chain(&cats) {
+        assert!(e["user"].is_string() && e["host"].is_string() && e["written_by"] == "full key", "{e}");
+    }
 }

@@ -258,6 +258,13 @@ fn unmounting_from_outside_ends_the_mount() {
     assert_eq!(out.code, Some(0), "{}", out.context());
     assert!(!is_mountpoint(&dir));
     assert!(repo.objects("locks").is_empty(), "the lock was left behind");
+    // Who mounted what, and where, is in the activity log.
+    let log = repo.cairn().args(["log", "--json"]).run().ok().json();
+    let mounts: Vec<&Value> =
+        log["entries"].as_array().unwrap().iter().filter(|e| e["operation"] == "mount").collect();
+    assert_eq!(mounts.len(), 1, "{log}");
+    assert_eq!(mounts[0]["figures"]["mountpoint"], dir.to_str().unwrap());
+    assert_eq!(mounts[0]["figures"]["snapshots"], "1");
 }
 
 #[test]

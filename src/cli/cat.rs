@@ -23,13 +23,24 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = ctx.read_lock(&repo, "cat")?;
-    let (_, snap) = cairn::repo::select::find(&repo, &a.snapshot, &a.filter.filter())?;
-    let browser = Browser::open(&repo)?;
-    let node = browser.lookup(&snap, a.path.as_bytes())?;
+    let (id, snap) = cairn::repo::select::find(&repo, &a.snapshot, &a.filter.filter())?;
+    let done = cat(ctx, &repo, &snap, &a.path);
+    super::record_read(&repo, "cat", id, std::slice::from_ref(&a.path), None, done)
+}
+
+fn cat(
+    ctx: &Ctx,
+    repo: &cairn::Repository,
+    snap: &cairn::format::snapshot::Snapshot,
+    path: &str,
+) -> Result<i32> {
+    let a_path = path;
+    let browser = Browser::open(repo)?;
+    let node = browser.lookup(snap, a_path.as_bytes())?;
     let NodeKind::File { chunks, .. } = &node.kind else {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("{} is not a regular file; `cairn ls` lists folders, `cairn dump` archives them", a.path),
+            format!("{a_path} is not a regular file; `cairn ls` lists folders, `cairn dump` archives them"),
         ));
     };
     let stdout = std::io::stdout();

@@ -62,7 +62,19 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = ctx.read_lock(&repo, "dump")?;
     let (id, snap) = cairn::repo::select::find(&repo, &a.snapshot, &a.filter.filter())?;
-    let browser = Browser::open(&repo)?;
+    let done = dump_and_report(ctx, &repo, &a, id, &snap);
+    super::record_read(&repo, "dump", id, &a.paths, a.output.as_deref(), done)
+}
+
+/// Write the archive and print what went into it; the exit code.
+fn dump_and_report(
+    ctx: &Ctx,
+    repo: &cairn::Repository,
+    a: &Args,
+    id: cairn::id::SnapshotId,
+    snap: &cairn::format::snapshot::Snapshot,
+) -> Result<i32> {
+    let browser = Browser::open(repo)?;
     let paths: Vec<Vec<u8>> = a.paths.iter().map(|p| p.as_bytes().to_vec()).collect();
     let archive = match a.archive {
         Archive::Tar => ArchiveFormat::Tar,
@@ -72,9 +84,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         None => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(256 << 10, stdout.lock());
-            dump(&browser, &snap, &paths, archive, &mut out, &ctx.interrupt)
+            dump(&browser, snap, &paths, archive, &mut out, &ctx.interrupt)
         }
-        Some(file) => to_file(file, |out| dump(&browser, &snap, &paths, archive, out, &ctx.interrupt)),
+        Some(file) => to_file(file, |out| dump(&browser, snap, &paths, archive, out, &ctx.interrupt)),
     };
     let out = match result {
         Ok(out) => out,

@@ -232,6 +232,34 @@ pub fn record(repo: &Repository, rec: cairn::repo::log::LogRecord) {
     }
 }
 
+/// Record a read of stored data (restore, dump, cat, mount) in the activity log: who read
+/// which snapshot and which paths, where a restore wrote, and how it ended. Passes the
+/// read's result through. On a repository this user cannot write, `record` warns instead.
+pub fn record_read(
+    repo: &Repository,
+    operation: &str,
+    snapshot: cairn::id::SnapshotId,
+    paths: &[String],
+    target: Option<&std::path::Path>,
+    result: Result<i32>,
+) -> Result<i32> {
+    let outcome = match &result {
+        Ok(0) => "success".to_string(),
+        Ok(exit::DAMAGED) => "damaged".to_string(),
+        Ok(code) => format!("exit {code}"),
+        Err(e) if e.kind() == cairn::ErrorKind::Interrupted => "interrupted".to_string(),
+        Err(_) => "failed".to_string(),
+    };
+    let mut rec = cairn::repo::log::LogRecord::new(operation, &outcome);
+    rec.snapshot = Some(snapshot);
+    rec = rec.figure("paths", if paths.is_empty() { "/".to_string() } else { paths.join(" ") });
+    if let Some(t) = target {
+        rec = rec.figure("target", t.display());
+    }
+    record(repo, rec);
+    result
+}
+
 /// The command line: the derived definition, with each command's exit codes added
 /// below its own help text.
 pub fn command() -> clap::Command {

@@ -34,7 +34,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if let Some(w) = view.lock_warning() {
         eprintln!("cairn: warning: {w}");
     }
-    let snapshots = cairn::repo::select::matching(view.repository(), &a.filter.filter())?;
+    let filter = a.filter.filter();
+    let snapshots = cairn::repo::select::matching(view.repository(), &filter)?;
+    // Who made every file of these snapshots readable, and where (the log's audit trail).
+    let rec = cairn::repo::log::LogRecord::new("mount", "mounted")
+        .figure("snapshots", snapshots.len())
+        .figure("filter", if filter.is_empty() { "none".to_string() } else { filter.describe() })
+        .figure("mountpoint", a.mountpoint.display());
+    super::record(view.repository(), rec);
     let fs = SnapshotFs::new(view, &snapshots, &jiff::tz::TimeZone::system(), mount::fs::CACHE_BYTES);
     let opts = MountOptions { allow_other: a.allow_other };
     let shown = a.mountpoint.display().to_string();

@@ -56,11 +56,25 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if a.dry_run {
         return dry_run(ctx, &repo, &snap, &a.target, &restored);
     }
+    let done = restore_and_report(ctx, &repo, &a, id, &snap, &restored);
+    let paths: Vec<String> = a.include.iter().map(|p| p.display().to_string()).collect();
+    super::record_read(&repo, "restore", id, &paths, Some(&a.target), done)
+}
+
+/// Restore (and verify), print what was done; the exit code.
+fn restore_and_report(
+    ctx: &Ctx,
+    repo: &Repository,
+    a: &Args,
+    id: cairn::id::SnapshotId,
+    snap: &cairn::format::snapshot::Snapshot,
+    restored: &[PathBuf],
+) -> Result<i32> {
     let out = restore(
-        &repo,
+        repo,
         &snap.tree,
         &a.target,
-        &RestoreOptions { includes: a.include.clone(), delete_below: a.delete.then(|| restored.clone()) },
+        &RestoreOptions { includes: a.include.clone(), delete_below: a.delete.then(|| restored.to_vec()) },
         &ctx.interrupt,
     )?;
     let removed = &out.removed;
@@ -69,11 +83,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     }
     let verified = match a.verify {
         true => Some(cairn::ops::verify::verify(
-            &repo,
+            repo,
             &snap.tree,
             &a.target,
             &a.include,
-            &restored,
+            restored,
             &ctx.interrupt,
         )?),
         false => None,
