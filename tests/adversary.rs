@@ -343,3 +343,51 @@ fn prune_refuses_while_a_snapshot_was_written_by_a_newer_cairn() {
     let out = s.repo.cairn().args(["forget", "--keep-last", "1"]).run();
     assert_eq!(out.code, Some(7), "forget refuses too\n{}", out.context());
 }
+
+/// A tree blob whose encoding is not the canonical one (an over-long varint, which the
+/// decoder accepts) is copied so that the copy still hashes to its id: byte for byte to
+/// a repository that shares the ids, encoded anew to one that does not.
+#[test]
+fn copy_keeps_a_non_canonical_tree_hashing_to_its_id() {
+    use cairn::format::snapshot::Snapshot;
+    use cairn::id::TreeId;
+    let mut s = scene();
+    let full = open_as(&s.repo, PASSWORD);
+    let (_, snap) = full.find_snapshot(&s.witness.ids()[1]).unwrap();
+    let index = Index::load(&full).unwrap();
+    let reader = cairn::pack::PackReader::new(&full);
+    let mut bytes = reader.read_indexed(&index, &BlobId::Tree(snap.tree)).unwrap();
+    // The last field of a tree blob is the count of its parts: 0, one byte. Two bytes
+    // (0x80 0x00) say the same thing.
+    assert_eq!(bytes.pop(), Some(0));
+    bytes.extend_from_slice(&[0x80, 0x00]);
+    assert!(cairn::format::tree::TreeBlob::decode(&bytes).is_ok(), "the decoder accepts the long form");
+    let odd = TreeId(*full.keys().tree_id(&bytes).as_bytes());
+    let (saved, _) = BlobWriter::run(&full, index, |w| w.save(BlobId::Tree(odd), &bytes)).unwrap();
+    assert!(saved.unwrap());
+    let odd_snap = full.save_snapshot(&Snapshot { tree: odd, ..snap.clone() }).unwrap();
+    s.witness.record(&s.repo, &odd_snap.to_hex(), &s.src);
+
+    for share_ids in [true, false] {
+        let dest = s.work.path().join(format!("dest-{share_ids}"));
+        let mut init = Cairn::new().repo(&dest).arg("init").args(FAST_KDF);
+        if share_ids {
+            init =
+                init.arg("--copy-chunker-params-from").arg(&s.repo.path).env("CAIRN_FROM_PASSWORD", PASSWORD);
+        }
+        init.run().ok();
+        Cairn::new()
+            .repo(&dest)
+            .args(["copy", &odd_snap.to_hex(), "--from-repo"])
+            .arg(&s.repo.path)
+            .env("CAIRN_FROM_PASSWORD", PASSWORD)
+            .run()
+            .ok();
+        let dest = Repo { dir: tempdir("cairn-unused-"), path: dest };
+        dest.cairn().args(["check", "--read-data"]).run().ok();
+        let target = s.work.path().join(format!("restored-{share_ids}"));
+        dest.restore("latest", &target, &[]).ok();
+        assert_same_tree(&s.src, &restored(&target, &s.src));
+    }
+    s.witness.verify_all(&s.repo);
+}
