@@ -360,3 +360,40 @@ fn prune_deletes_old_temporary_files_and_nothing_else() {
     let log = ok(cairn(&repo, &["log"]));
     assert!(log.contains("leftovers_deleted=2"), "{log}");
 }
+
+/// Unindexed packs are judged only after a grace period: a backup whose lock looks stale
+/// may still be about to index them. Aged past it, unused ones go.
+#[test]
+fn prune_spares_young_unindexed_packs_and_deletes_them_once_old() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "<config/>".repeat(10_000)).unwrap();
+    init(&repo, "1M");
+    let id = json(cairn(&repo, &["backup", src.to_str().unwrap(), "--json"]))["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(cairn(&repo, &["forget", &id]));
+    // As a backup killed before its index: packs no index file names.
+    for f in std::fs::read_dir(repo.join("index")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let packs = common::pack_paths(&repo);
+    assert!(!packs.is_empty());
+    let young = json(cairn(&repo, &["prune", "--json"]));
+    assert_eq!(young["packs_too_new"], packs.len(), "{young}");
+    assert!(common::pack_paths(&repo).len() == packs.len(), "young unindexed packs were deleted");
+    let two_hours_ago = rustix::fs::Timespec {
+        tv_sec: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+            - 7200,
+        tv_nsec: 0,
+    };
+    for p in &packs {
+        common::set_times(p, two_hours_ago, two_hours_ago);
+    }
+    let old = json(cairn(&repo, &["prune", "--json"]));
+    assert_eq!(old["packs_too_new"], 0, "{old}");
+    assert!(common::pack_paths(&repo).is_empty(), "old unused unindexed packs stay: {old}");
+    ok(cairn(&repo, &["check", "--read-data"]));
+}

@@ -66,6 +66,10 @@ impl Backend for PackCache {
         self.inner.read(ft, name, max)
     }
 
+    fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
+        self.inner.modified(ft, name)
+    }
+
     fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         if ft != FileType::Pack {
             return self.inner.read_range(ft, name, offset, len);

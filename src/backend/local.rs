@@ -267,6 +267,11 @@ impl Backend for LocalBackend {
         Ok(fs::metadata(&p).ctx(|| format!("cannot stat {}", p.display()))?.len())
     }
 
+    fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let p = self.path(ft, name);
+        Ok(fs::metadata(&p).and_then(|m| m.modified()).ctx(|| format!("cannot stat {}", p.display())).ok())
+    }
+
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
         let p = self.path(ft, name);
         self.open_files.lock().expect("open files lock").remove(&p);

@@ -120,6 +120,12 @@ pub trait Backend: Send + Sync {
     fn read_parallelism(&self) -> usize {
         1
     }
+    /// When an object was last written, as the store says (`None` where it cannot say).
+    /// Prune spares unindexed packs younger than its grace period by it.
+    fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let _ = (ft, name);
+        Ok(None)
+    }
     /// Whether an object exists.
     fn exists(&self, ft: FileType, name: &str) -> Result<bool> {
         match self.size(ft, name) {

@@ -93,6 +93,10 @@ impl Backend for RetryBackend {
         self.run("writing", || self.inner.write(ft, name, bytes))
     }
 
+    fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
+        self.run("looking up", || self.inner.modified(ft, name))
+    }
+
     fn list(&self, ft: FileType) -> Result<Vec<String>> {
         self.run("listing", || self.inner.list(ft))
     }

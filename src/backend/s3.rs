@@ -363,6 +363,21 @@ impl Backend for S3Backend {
             .ok_or_else(|| transient(format!("cannot look up {}", self.describe(&key)), "no Content-Length"))
     }
 
+    fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let key = self.key(ft, name)?;
+        let url = self.bucket.head_object(Some(&self.credentials), &key).sign(SIGNATURE_TTL);
+        let resp = self.agent.head(url.as_str()).call().map_err(|e| self.net_error("look up", &key, e))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(self.status_error("look up", &key, status, ""));
+        }
+        let stamp = resp.headers().get("last-modified").and_then(|v| v.to_str().ok());
+        let secs = stamp.and_then(|s| jiff::fmt::rfc2822::parse(s).ok()).map(|z| z.timestamp().as_second());
+        Ok(secs
+            .and_then(|s| u64::try_from(s).ok())
+            .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)))
+    }
+
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
         // S3 deletes succeed for missing keys; the contract wants NotFound, so look first.
         self.size(ft, name)?;

@@ -503,6 +503,12 @@ impl Backend for SftpBackend {
         Ok(meta.len().unwrap_or(0))
     }
 
+    fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let p = self.path(ft, name)?;
+        let meta = self.run("look up", &p.clone(), |c| async move { c.sftp.fs().metadata(p).await })?;
+        Ok(meta.modified().map(|t| t.as_system_time()))
+    }
+
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
         let p = self.path(ft, name)?;
         self.run("delete", &p.clone(), |c| async move { c.sftp.fs().remove_file(p).await })

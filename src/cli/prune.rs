@@ -74,6 +74,7 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
                 "packs_delete": s.delete.len(), "packs_repack": s.repack.len(),
                 "packs_keep": s.keep.len(), "packs_orphaned": p.packs_orphaned.len(),
                 "packs_missing": p.packs_missing.len(), "packs_unreadable": s.unreadable.len(),
+                "packs_too_new": p.packs_too_new.len(),
                 "bytes_delete": s.bytes_delete, "bytes_repack_used": s.bytes_repack_used,
                 "bytes_repack_unused": s.bytes_repack_unused, "bytes_keep": s.bytes_keep,
                 "blobs_used": s.blobs_used, "blobs_unused": s.blobs_unused,
@@ -109,6 +110,12 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
 /// What prune found that a user should know: it changes nothing about what is deleted.
 fn warn_about(p: &cairn::ops::prune::PrunePlan) {
     let s = &p.packs;
+    if !p.packs_too_new.is_empty() {
+        eprintln!(
+            "cairn: note: {} unindexed packs were written within the last hour (or since the oldest lock): a backup may still be indexing them; a later prune judges them",
+            p.packs_too_new.len()
+        );
+    }
     for why in &p.index_files_skipped {
         eprintln!("cairn: warning: {why}; left out, and replaced by the new index");
     }

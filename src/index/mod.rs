@@ -151,6 +151,22 @@ impl Index {
         self.slot(id).is_some()
     }
 
+    /// Whether the blob at `position` has a location (that one, or another of the same
+    /// blob) in one of the `listed` packs.
+    pub fn stored_at(&self, position: usize, listed: &std::collections::HashSet<PackId>) -> bool {
+        let s = &self.slots[position];
+        let same = |t: &Slot| t.prefix == s.prefix && t.pack_kind() & 1 == s.pack_kind() & 1;
+        let mut first = position;
+        while first > 0 && self.slots[first - 1].prefix == s.prefix {
+            first -= 1;
+        }
+        self.slots[first..]
+            .iter()
+            .take_while(|t| t.prefix == s.prefix)
+            .filter(|t| same(t))
+            .any(|t| listed.contains(&self.packs[(t.pack_kind() >> 1) as usize]))
+    }
+
     /// Plaintext length of the blob at `position`.
     pub fn raw_length_at(&self, position: usize) -> u32 {
         self.slots[position].raw_length()

@@ -7,6 +7,11 @@
 //! consecutive chunks of a file, or the small files one thread reads one after another,
 //! share a compression context.
 //!
+//! When a run ends, every pack it stored and every pack holding a blob it took from the
+//! index instead of storing it again is checked to be still there (one listing): a prune
+//! that ran meanwhile, having judged this run's lock stale or ignored it, makes the run
+//! fail before its caller writes a snapshot, never a snapshot that names missing data.
+//!
 //! Safe to share between threads: each worker thread fills its own frame and pack, so its
 //! lock is only ever taken by its owner (trees share one); a full pack is handed to the
 //! uploader. The hand-over waits while the uploaders still write earlier packs, so memory
@@ -14,7 +19,7 @@
 //! it is slower than they are.
 
 use crate::backend::FileType;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
 use crate::format::pack::{Entry, MAX_BLOB};
 use crate::id::{BlobId, BlobKind, PackId};
@@ -50,6 +55,11 @@ pub struct BlobWriter<'r> {
     /// The first error of an uploader; later saves fail with it at once.
     upload_failed: Mutex<Option<Error>>,
     unindexed: Mutex<Vec<(PackId, Vec<Entry>)>>,
+    /// Packs this run stored.
+    stored: Mutex<Vec<PackId>>,
+    /// Index positions of blobs this run found in the index instead of storing them
+    /// (one bit each): what its caller's snapshot relies on being there.
+    relied_on: Vec<AtomicU64>,
     /// Buffers of stored packs, reused for new ones: memory a backup has touched once
     /// serves every later pack instead of being returned and faulted in again.
     spare_buffers: Mutex<Vec<Vec<u8>>>,
@@ -81,6 +91,7 @@ impl<'r> BlobWriter<'r> {
         work: impl FnOnce(&BlobWriter<'r>) -> T + Send,
     ) -> Result<(T, WriterStats)> {
         let (tx, rx) = sync_channel::<FinishedPack>(0);
+        let relied_on = (0..index.len().div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
         let writer = BlobWriter {
             repo,
             index,
@@ -90,6 +101,8 @@ impl<'r> BlobWriter<'r> {
             queue: Mutex::new(Some(tx)),
             upload_failed: Mutex::new(None),
             unindexed: Mutex::new(Vec::new()),
+            stored: Mutex::new(Vec::new()),
+            relied_on,
             spare_buffers: Mutex::new(Vec::new()),
             blobs_new: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
@@ -115,6 +128,7 @@ impl<'r> BlobWriter<'r> {
         }
         indexed?;
         finished?;
+        writer.check_still_stored()?;
         let stats = WriterStats {
             blobs_new: writer.blobs_new.load(Ordering::Relaxed),
             bytes_stored: writer.bytes_stored.load(Ordering::Relaxed),
@@ -128,7 +142,41 @@ impl<'r> BlobWriter<'r> {
 
     /// Whether the repository has (or this run has saved) the blob.
     pub fn has(&self, id: &BlobId) -> bool {
-        self.index.contains(id) || self.claimed.lock().expect("claimed lock").contains(id.bytes())
+        self.in_index(id) || self.claimed.lock().expect("claimed lock").contains(id.bytes())
+    }
+
+    /// Whether the index has the blob; if so, the run now relies on it.
+    fn in_index(&self, id: &BlobId) -> bool {
+        let Some(p) = self.index.position(id) else { return false };
+        self.relied_on[p / 64].fetch_or(1 << (p % 64), Ordering::Relaxed);
+        true
+    }
+
+    /// Fail if a pack this run stored, or the last copy of a blob it relied on, is gone.
+    fn check_still_stored(&self) -> Result<()> {
+        let listed: HashSet<PackId> = self
+            .repo
+            .backend()
+            .list(FileType::Pack)?
+            .iter()
+            .filter_map(|n| PackId::from_hex(n).ok())
+            .collect();
+        let own_gone =
+            self.stored.lock().expect("stored lock").iter().filter(|p| !listed.contains(p)).count();
+        let relied_gone = (0..self.index.len())
+            .filter(|&p| self.relied_on[p / 64].load(Ordering::Relaxed) & (1 << (p % 64)) != 0)
+            .filter(|&p| !self.index.stored_at(p, &listed))
+            .count();
+        if own_gone + relied_gone > 0 {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "{} blobs this run relies on and {own_gone} packs it stored were deleted while it ran (a prune that took this run's lock for stale?); nothing that names them was written; run it again",
+                    relied_gone
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Save a blob unless it is known. Returns whether it was new.
@@ -139,7 +187,7 @@ impl<'r> BlobWriter<'r> {
         if plaintext.len() > MAX_BLOB as usize {
             return Err(Error::invalid(format!("{id} is larger than the blob limit")));
         }
-        if self.index.contains(&id) || !self.claimed.lock().expect("claimed lock").insert(*id.bytes()) {
+        if self.in_index(&id) || !self.claimed.lock().expect("claimed lock").insert(*id.bytes()) {
             return Ok(false);
         }
         let full = {
@@ -223,6 +271,7 @@ impl<'r> BlobWriter<'r> {
 
     fn store(&self, mut pack: FinishedPack) -> Result<()> {
         self.repo.backend().write(FileType::Pack, &pack.id.to_hex(), pack.bytes())?;
+        self.stored.lock().expect("stored lock").push(pack.id);
         self.bytes_stored.fetch_add(pack.bytes().len() as u64, Ordering::Relaxed);
         let (id, entries) = (pack.id, std::mem::take(&mut pack.entries));
         self.spare_buffers.lock().expect("spare lock").push(pack.into_buffer());
@@ -308,5 +357,33 @@ mod tests {
         for (id, b) in ids.iter().zip(&blobs) {
             assert_eq!(&reader.read_blob(&index.get(id).unwrap()).unwrap(), b);
         }
+    }
+
+    /// A prune that ran while a backup did (having taken its lock for stale) deleted a
+    /// pack the backup relied on: the run fails, so no snapshot names the missing data.
+    #[test]
+    fn a_pack_deleted_while_a_run_relies_on_it_fails_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = dir.path().join("r");
+        let repo = Repository::init(loc.to_str().unwrap(), b"pw", &InitOptions::default(), None).unwrap();
+        let blob = b"<policy/>".repeat(1000);
+        let id = BlobId::Chunk(repo.keys().chunk_id(&blob));
+        let (saved, _) = BlobWriter::run(&repo, Index::default(), |w| w.save(id, &blob)).unwrap();
+        assert!(saved.unwrap());
+        let pack = load_pack_lists(&repo).unwrap().0.into_keys().next().unwrap();
+
+        // Relying on it, with the pack still there: fine.
+        let (known, _) = BlobWriter::run(&repo, Index::load(&repo).unwrap(), |w| w.has(&id)).unwrap();
+        assert!(known);
+        // The pack goes while the run relies on it.
+        let gone = BlobWriter::run(&repo, Index::load(&repo).unwrap(), |w| {
+            assert!(!w.save(id, &blob).unwrap(), "deduplicated against the index");
+            repo.backend().remove(FileType::Pack, &pack.to_hex()).unwrap();
+        });
+        let e = gone.err().expect("the run must fail");
+        assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
+        assert!(e.to_string().contains("deleted while it ran"), "{e}");
+        // A run that relies on nothing gone is not failed by it.
+        assert!(BlobWriter::run(&repo, Index::default(), |w| w.save(id, &blob)).is_ok());
     }
 }

@@ -52,6 +52,9 @@ pub struct PrunePlan {
     pub packs: Selection,
     /// Stored packs named by no live index file (their own tables decided their fate).
     pub packs_orphaned: Vec<PackId>,
+    /// Unindexed packs written within the grace period: a backup that is still running
+    /// (whose lock may look stale) may be about to index them; left alone.
+    pub packs_too_new: Vec<PackId>,
     /// Packs index files name that are not stored: their entries are left out.
     pub packs_missing: Vec<PackId>,
     /// Index files that did not open (why, each): replaced by the new index.
@@ -142,13 +145,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, interrupt: &AtomicBool) -> R
     drop(index);
     let (mut packs, load) = load_pack_lists_reporting(repo)?;
     packs.retain(|p, _| !load.missing_packs.contains(p));
-    let orphans: Vec<PackId> = repo
-        .backend()
-        .list(FileType::Pack)?
-        .iter()
-        .filter_map(|n| PackId::from_hex(n).ok())
-        .filter(|p| !packs.contains_key(p))
-        .collect();
+    let (orphans, packs_too_new) = split_orphans(repo, &packs)?;
     let probe = RepoProbe { reader: PackReader::new(repo) };
     let selection = select(packs, &orphans, &used, opts.max_unused, &probe)?;
     // Index files that do not open are replaced too: the packs only they named were read
@@ -158,11 +155,48 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, interrupt: &AtomicBool) -> R
     Ok(PrunePlan {
         packs: selection,
         packs_orphaned: orphans,
+        packs_too_new,
         packs_missing: load.missing_packs,
         index_files_skipped: load.damaged.iter().map(|(name, e)| format!("index file {name}: {e}")).collect(),
         leftovers: repo.backend().leftovers(LEFTOVER_AGE)?,
         old_index,
     })
+}
+
+/// An unindexed pack is judged (and may be deleted) only once it is this old, or older
+/// than the oldest lock present, stale ones included: a backup whose lock looks stale
+/// (a suspended process, another host's clock, another PID namespace) may still be
+/// writing the index that names it. (Should prune still delete what such a backup
+/// relies on, that backup fails instead of writing its snapshot: pack/writer.rs.)
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+
+/// Stored packs no live index file names, split into those old enough to judge and
+/// those within the grace period.
+fn split_orphans(
+    repo: &Repository,
+    indexed: &HashMap<PackId, Vec<Entry>>,
+) -> Result<(Vec<PackId>, Vec<PackId>)> {
+    let now = std::time::SystemTime::now();
+    let oldest_lock = repo
+        .locks()?
+        .iter()
+        .filter_map(|f| f.lock.as_ref())
+        .filter_map(|l| u64::try_from(l.time.secs).ok())
+        .map(|s| std::time::UNIX_EPOCH + Duration::from_secs(s))
+        .min();
+    let cutoff = [now.checked_sub(ORPHAN_GRACE), oldest_lock].into_iter().flatten().min().unwrap_or(now);
+    let (mut old, mut young) = (Vec::new(), Vec::new());
+    for name in repo.backend().list(FileType::Pack)? {
+        let Ok(pack) = PackId::from_hex(&name) else { continue };
+        if indexed.contains_key(&pack) {
+            continue;
+        }
+        match repo.backend().modified(FileType::Pack, &name)? {
+            Some(t) if t > cutoff => young.push(pack),
+            _ => old.push(pack),
+        }
+    }
+    Ok((old, young))
 }
 
 /// A temporary file is a leftover once it has not changed for this long. Prune holds
