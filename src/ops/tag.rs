@@ -87,3 +87,51 @@ pub fn tag_snapshots(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::snapshot::Summary;
+    use crate::format::Timespec;
+    use crate::id::TreeId;
+
+    fn snap(tags: &[&str]) -> Snapshot {
+        Snapshot {
+            time: Timespec::default(),
+            host: "gw".into(),
+            user: "root".into(),
+            paths: vec![b"/opt/gw".to_vec()],
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            labels: vec![],
+            excludes: vec![],
+            tree: TreeId([0; 32]),
+            parent: None,
+            original: None,
+            summary: Summary::default(),
+            program: String::new(),
+            written_by: Default::default(),
+        }
+    }
+
+    #[test]
+    fn set_then_remove_then_add_and_no_change_stores_nothing() {
+        let id = SnapshotId([1; 32]);
+        let edit = TagEdit {
+            set: vec!["a".into(), "".into(), "b".into()],
+            remove: vec!["b".into()],
+            add: vec!["c".into(), "a".into()],
+            labels: vec![("owner".into(), "platform".into())],
+            ..Default::default()
+        };
+        let new = edit.apply(id, &snap(&["old"])).unwrap();
+        assert_eq!(new.tags, vec!["a", "c"]);
+        assert_eq!(new.labels, vec![("owner".to_string(), "platform".to_string())]);
+        assert_eq!(new.original, Some(id), "the edit names what it was made from");
+        // An edit of an edit keeps the first original.
+        let again = TagEdit { add: vec!["d".into()], ..Default::default() }.apply(SnapshotId([2; 32]), &new);
+        assert_eq!(again.unwrap().original, Some(id));
+        // Adding a tag that is there changes nothing: no new snapshot.
+        assert!(TagEdit { add: vec!["x".into()], ..Default::default() }.apply(id, &snap(&["x"])).is_none());
+        assert!(TagEdit::default().is_empty() && !edit.is_empty());
+    }
+}
