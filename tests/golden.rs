@@ -1,11 +1,16 @@
 //! The golden repositories, each made once with a fixed passphrase by the cairn that
 //! introduced a format version, and committed under tests/fixtures/: golden-v1 (pack and
-//! index version 1: a blob per frame) and golden-v2 (version 2: frames of several blobs).
-//! Every later version must still list, check and restore each exactly. Make a new one
-//! only when the format version changes, and keep the old ones:
+//! index version 1: a blob per frame), golden-v2 (version 2: frames of several blobs) and
+//! golden-v3 (envelope version 2, pack version 3, tree version 2: a history of several
+//! snapshots, index files, two keys and log entries; see golden/v3.rs). Every later
+//! version must still list, check and restore each exactly, and prune, copy and change
+//! the password of a copy of each. Make a new one only when a format version changes,
+//! and keep the old ones (as root, for owners and devices):
 //!     cargo test --test golden -- --ignored regenerate_golden_current
 
 mod common;
+#[path = "golden/v3.rs"]
+mod v3;
 
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
@@ -24,8 +29,9 @@ struct Golden {
 impl Golden {
     const V1: Golden = Golden { version: 1 };
     const V2: Golden = Golden { version: 2 };
+    const V3: Golden = Golden { version: 3 };
     /// The one this cairn writes.
-    const CURRENT: Golden = Golden::V2;
+    const CURRENT: Golden = Golden::V3;
 
     fn fixture(&self) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/golden-v{}", self.version))
@@ -110,22 +116,87 @@ fn make_source(root: &Path) {
     }
 }
 
+/// Run cairn with a passphrase and more environment; expect success, return stdout.
+fn cairn_ok(repo: &Path, passphrase: &str, env: &[(&str, &str)], args: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.arg("-r").arg(repo).args(args).env("CAIRN_PASSWORD", passphrase).env("TZ", "UTC");
+    for k in ["CAIRN_REPOSITORY", "CAIRN_PASSWORD_FILE", "CAIRN_KEY_FILE", "CAIRN_NEW_PASSWORD"] {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run cairn");
+    assert!(out.status.success(), "cairn {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const KDF: [&str; 4] = ["--kdf-memory", "64M", "--kdf-iterations", "3"];
+
+/// Back up `source` into the v3 fixture being made, check that it restores identical to
+/// the source, and return its id.
+fn witnessed_backup(repo: &Path, passphrase: &str, source: &str, args: &[&str]) -> String {
+    let out = cairn_ok(repo, passphrase, &[], &[&["backup", source, "--json"][..], args].concat());
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let id = summary["snapshot"].as_str().unwrap().to_string();
+    let target = tempfile::tempdir().unwrap();
+    cairn_ok(repo, PASSPHRASE, &[], &["restore", &id, "--target", target.path().to_str().unwrap()]);
+    common::assert_same_tree(Path::new(source), &target.path().join(source.trim_start_matches('/')));
+    id
+}
+
 #[test]
-#[ignore = "run by hand to make the fixture of a new format version"]
+#[ignore = "run by hand (as root) to make the fixture of a new format version"]
 fn regenerate_golden_current() {
+    assert!(common::is_root(), "owners and devices need root");
     let g = Golden::CURRENT;
-    let source = g.source();
-    make_source(Path::new(&source));
     let repo = g.fixture();
     let _ = std::fs::remove_dir_all(&repo);
-    let ok = |o: std::process::Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    ok(cairn(&repo, &["init", "--kdf-memory", "64M", "--kdf-iterations", "3", "--pack-size", "1M"]));
-    let tag = format!("v{}", g.version);
-    ok(cairn(
+    cairn_ok(&repo, PASSPHRASE, &[], &[&["init", "--pack-size", "1M"][..], &KDF].concat());
+    let mut manifest = String::new();
+    let (src, host_src) = (Path::new(v3::SOURCE), Path::new(v3::HOST_SOURCE));
+    v3::make_source(src);
+    witnessed_backup(
         &repo,
-        &["backup", &source, "--host", "golden", "--tag", &tag, "--time", "2026-11-24T06:00:00Z"],
-    ));
-    std::fs::write(g.manifest(), write_manifest(&manifest(Path::new(&source)))).unwrap();
+        PASSPHRASE,
+        v3::SOURCE,
+        &["--host", "golden", "--tag", "v3", "--time", v3::TIMES[0]],
+    );
+    manifest += &format!("# snapshot {}\n{}", v3::TIMES[0], v3::full_manifest(src));
+    v3::change_source(src);
+    let second = witnessed_backup(
+        &repo,
+        PASSPHRASE,
+        v3::SOURCE,
+        &["--host", "golden", "--tag", "v3", "--time", v3::TIMES[1]],
+    );
+    manifest += &format!("# snapshot {}\n{}", v3::TIMES[1], v3::full_manifest(src));
+    let new_pw = [("CAIRN_NEW_PASSWORD", v3::BACKUP_ONLY_PASSPHRASE)];
+    cairn_ok(&repo, PASSPHRASE, &new_pw, &[&["key", "add", "--backup-only"][..], &KDF].concat());
+    v3::make_host_source(host_src);
+    witnessed_backup(
+        &repo,
+        v3::BACKUP_ONLY_PASSPHRASE,
+        v3::HOST_SOURCE,
+        &["--host", "golden-host", "--tag", "v3-backup-only", "--time", v3::TIMES[2]],
+    );
+    manifest += &format!("# snapshot {}\n{}", v3::TIMES[2], v3::full_manifest(host_src));
+    cairn_ok(&repo, PASSPHRASE, &[], &["tag", &second, "--add", "kept", "--label", "owner=platform"]);
+    // A backup whose data only prune can free, forgotten.
+    common::write_random(&src.join("data/scratch.bin"), 16, 60_000);
+    let scratch = witnessed_backup(
+        &repo,
+        PASSPHRASE,
+        v3::SOURCE,
+        &["--host", "golden", "--time", "2026-12-13T06:00:00Z"],
+    );
+    cairn_ok(&repo, PASSPHRASE, &[], &["forget", &scratch]);
+    let log: serde_json::Value =
+        serde_json::from_str(&cairn_ok(&repo, PASSPHRASE, &[], &["log", "--json"])).unwrap();
+    let ops: Vec<&str> =
+        log["entries"].as_array().unwrap().iter().map(|e| e["operation"].as_str().unwrap()).collect();
+    manifest += &format!("# log {}\n", ops.join(","));
+    std::fs::write(g.manifest(), manifest).unwrap();
 }
 
 /// Copy a golden repository and check that it lists, checks and restores exactly.
@@ -210,4 +281,185 @@ fn a_version_1_repository_takes_packs_of_the_current_version() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let restored = manifest(&target.join(src.strip_prefix("/").unwrap()));
     assert_eq!(restored, manifest(&src));
+}
+
+// ---------------------------------------------------------------------------------------
+// Golden-v3: a history, compared entry by entry
+// ---------------------------------------------------------------------------------------
+
+/// What each snapshot of a golden repository must restore to: (time, source path, the
+/// manifest of that source when it was backed up).
+fn expected_snapshots(g: &Golden) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(g.manifest()).unwrap();
+    if g.version < 3 {
+        return vec![("2026-11-24T06:00:00Z".into(), g.source(), text)];
+    }
+    let (sections, _) = v3::parse(&text);
+    assert_eq!(sections.len(), v3::TIMES.len(), "a manifest section per snapshot");
+    v3::TIMES
+        .iter()
+        .map(|t| {
+            let source = if *t == v3::TIMES[2] { v3::HOST_SOURCE } else { v3::SOURCE };
+            (t.to_string(), source.to_string(), sections[*t].clone())
+        })
+        .collect()
+}
+
+/// A restored tree described the way its golden manifest describes the source.
+fn describe(g: &Golden, root: &Path) -> String {
+    if g.version < 3 {
+        write_manifest(&manifest(root))
+    } else {
+        v3::full_manifest(root)
+    }
+}
+
+/// Every snapshot of `repo` (opened with `passphrase`) restores to what the golden
+/// repository's manifest says, and there is one for each time the manifest names.
+fn restores_as_made(g: &Golden, repo: &Path, passphrase: &str) -> usize {
+    let list: serde_json::Value =
+        serde_json::from_str(&cairn_ok(repo, passphrase, &[], &["snapshots", "--json"])).unwrap();
+    let list = list.as_array().unwrap();
+    let expected = expected_snapshots(g);
+    assert_eq!(list.len(), expected.len(), "{list:?}");
+    for (time, source, want) in expected {
+        let snap = list
+            .iter()
+            .find(|s| s["time"] == time.as_str())
+            .unwrap_or_else(|| panic!("no snapshot at {time}"));
+        assert_eq!(snap["paths"][0], source.as_str());
+        let target = tempfile::tempdir().unwrap();
+        let id = snap["id"].as_str().unwrap();
+        cairn_ok(repo, passphrase, &[], &["restore", id, "--target", target.path().to_str().unwrap()]);
+        let got = describe(g, &target.path().join(source.trim_start_matches('/')));
+        if got != want {
+            let diff = similar::TextDiff::from_lines(&want, &got).unified_diff().to_string();
+            panic!("snapshot at {time} of {} restores otherwise than it was made:\n{diff}", repo.display());
+        }
+    }
+    list.len()
+}
+
+/// The v3 repository with the library: its keys, who wrote each snapshot, its records,
+/// and the folder stored in parts.
+fn v3_records(repo: &Path) {
+    use cairn::format::envelope::WrittenBy;
+    let r =
+        cairn::Repository::open(repo.to_str().unwrap(), PASSPHRASE.as_bytes(), &Default::default()).unwrap();
+    let mut kinds: Vec<&str> = r.list_keys().unwrap().iter().map(|k| k.kind.name()).collect();
+    kinds.sort();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_ne!(kinds[0], kinds[1], "a full key and a backup-only key: {kinds:?}");
+    let snaps = r.snapshots().unwrap();
+    let by_time = |t: &str| {
+        let ts: jiff::Timestamp = t.parse().unwrap();
+        snaps
+            .iter()
+            .find(|(_, s)| s.time.secs == ts.as_second())
+            .unwrap_or_else(|| panic!("no snapshot at {t}"))
+    };
+    let (_, first) = by_time(v3::TIMES[0]);
+    assert_eq!(
+        (first.host.as_str(), first.tags.clone(), first.written_by),
+        ("golden", vec!["v3".to_string()], WrittenBy::FullKey)
+    );
+    let (_, second) = by_time(v3::TIMES[1]);
+    assert_eq!(second.tags, vec!["v3".to_string(), "kept".to_string()]);
+    assert_eq!(second.labels, vec![("owner".to_string(), "platform".to_string())]);
+    assert!(second.original.is_some(), "a tagged snapshot names its original");
+    assert_eq!(second.written_by, WrittenBy::FullKey);
+    let (_, third) = by_time(v3::TIMES[2]);
+    assert_eq!((third.host.as_str(), third.written_by), ("golden-host", WrittenBy::BackupOnlyKey));
+    // Down to the folder of 1,100 long symlinks: stored as a head and its parts.
+    let index = cairn::index::Index::load(&r).unwrap();
+    let reader = cairn::pack::PackReader::new(&r);
+    let mut tree = first.tree;
+    for name in v3::SOURCE.trim_start_matches('/').split('/').chain([v3::WIDE]) {
+        let t = cairn::tree::load_tree(&reader, &index, &tree).unwrap();
+        match &t.find(name.as_bytes()).unwrap_or_else(|| panic!("no {name}")).kind {
+            cairn::format::tree::NodeKind::Dir { tree: sub } => tree = *sub,
+            other => panic!("{name} is a {}", other.name()),
+        }
+    }
+    let (wide, parts) = cairn::tree::load_tree_with_parts(&reader, &index, &tree).unwrap();
+    assert!(parts.len() >= 2, "the wide folder is stored in {} parts", parts.len());
+    assert_eq!(wide.nodes.len(), 1100);
+}
+
+#[test]
+fn golden_v3_holds_its_whole_history() {
+    if !common::require(common::is_root(), "golden-v3 restores owners and devices: run as root") {
+        return;
+    }
+    let g = Golden::V3;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    common::copy_dir(&g.fixture(), &repo);
+    let packs = pack_versions(&repo);
+    assert!(packs.len() >= 4 && packs.iter().all(|&v| v == 3), "{packs:?}");
+    let count = |dir: &str| std::fs::read_dir(repo.join(dir)).unwrap().count();
+    assert!(count("index") >= 4, "an index file per backup: {}", count("index"));
+    assert_eq!(count("keys"), 2);
+    v3_records(&repo);
+    let log: serde_json::Value =
+        serde_json::from_str(&cairn_ok(&repo, PASSPHRASE, &[], &["log", "--json"])).unwrap();
+    let entries = log["entries"].as_array().unwrap();
+    let ops: Vec<String> = entries.iter().map(|e| e["operation"].as_str().unwrap().to_string()).collect();
+    let (_, want_ops) = v3::parse(&std::fs::read_to_string(g.manifest()).unwrap());
+    assert_eq!(ops, want_ops);
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e["seq"], i as u64, "the log's entries are numbered without a gap");
+    }
+    // Check after reading the log: it adds an entry of its own.
+    cairn_ok(&repo, PASSPHRASE, &[], &["check", "--read-data"]);
+    assert_eq!(restores_as_made(&g, &repo, PASSPHRASE), 3);
+}
+
+/// On a copy of a golden repository: prune (leaving no unused byte), copy every
+/// snapshot into a new repository, and change the password; then every snapshot of
+/// both restores exactly as it was made, and both check clean.
+fn maintenance_on_a_copy(g: &Golden) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, dst) = (tmp.path().join("repo"), tmp.path().join("copy"));
+    common::copy_dir(&g.fixture(), &repo);
+    let pruned: serde_json::Value =
+        serde_json::from_str(&cairn_ok(&repo, PASSPHRASE, &[], &["prune", "--max-unused", "0", "--json"]))
+            .unwrap();
+    if g.version >= 3 {
+        let touched = pruned["packs_delete"].as_u64().unwrap() + pruned["packs_repack"].as_u64().unwrap();
+        assert!(touched > 0, "the forgotten backup's data is pruned: {pruned}");
+    }
+    cairn_ok(&repo, PASSPHRASE, &[], &["check", "--read-data"]);
+
+    cairn_ok(&dst, "copy-passphrase", &[], &[&["init"][..], &KDF].concat());
+    let from = [("CAIRN_FROM_PASSWORD", PASSPHRASE)];
+    cairn_ok(&dst, "copy-passphrase", &from, &["copy", "--from-repo", repo.to_str().unwrap()]);
+
+    let new_pw = [("CAIRN_NEW_PASSWORD", "golden-new-passphrase")];
+    cairn_ok(&repo, PASSPHRASE, &new_pw, &[&["key", "passwd"][..], &KDF].concat());
+    let old = cairn(&repo, &["snapshots"]);
+    assert_eq!(old.status.code(), Some(12), "the old password no longer opens it");
+
+    let n = restores_as_made(g, &repo, "golden-new-passphrase");
+    assert_eq!(restores_as_made(g, &dst, "copy-passphrase"), n);
+    cairn_ok(&repo, "golden-new-passphrase", &[], &["check", "--read-data"]);
+    cairn_ok(&dst, "copy-passphrase", &[], &["check", "--read-data"]);
+}
+
+#[test]
+fn prune_copy_and_key_passwd_on_a_copy_of_golden_v1() {
+    maintenance_on_a_copy(&Golden::V1);
+}
+
+#[test]
+fn prune_copy_and_key_passwd_on_a_copy_of_golden_v2() {
+    maintenance_on_a_copy(&Golden::V2);
+}
+
+#[test]
+fn prune_copy_and_key_passwd_on_a_copy_of_golden_v3() {
+    if !common::require(common::is_root(), "golden-v3 restores owners and devices: run as root") {
+        return;
+    }
+    maintenance_on_a_copy(&Golden::V3);
 }

@@ -1,7 +1,7 @@
 //! `cairn tag`: edit the tags and labels of snapshots.
 
 use super::{exit, Ctx};
-use cairn::ops::rewrite::set_label;
+use cairn::ops::tag::{tag_snapshots, TagEdit};
 use cairn::repo::log::LogRecord;
 use cairn::{Error, Result};
 
@@ -39,12 +39,9 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    if a.add.is_empty()
-        && a.remove.is_empty()
-        && a.set.is_empty()
-        && a.label.is_empty()
-        && a.remove_label.is_empty()
-    {
+    let edit =
+        TagEdit { set: a.set, add: a.add, remove: a.remove, labels: a.label, remove_labels: a.remove_label };
+    if edit.is_empty() {
         return Err(Error::invalid(
             "nothing to change: give --add, --remove, --set, --label or --remove-label",
         ));
@@ -52,38 +49,19 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     repo.require_full_key("edit snapshots")?;
     let _lock = ctx.lock(&repo, false, "tag")?;
-    let mut changed = Vec::new();
-    for (old, snap) in super::select_snapshots(&repo, &a.snapshots, a.all)? {
-        let mut new = snap.clone();
-        if !a.set.is_empty() {
-            new.tags = a.set.iter().filter(|t| !t.is_empty()).cloned().collect();
-        }
-        new.tags.retain(|t| !a.remove.contains(t));
-        for t in &a.add {
-            if !new.tags.contains(t) {
-                new.tags.push(t.clone());
-            }
-        }
-        new.labels.retain(|(k, _)| !a.remove_label.contains(k));
-        for (k, v) in &a.label {
-            set_label(&mut new, k, v.clone());
-        }
-        if new.tags == snap.tags && new.labels == snap.labels {
-            continue;
-        }
-        new.original = snap.original.or(Some(old));
-        let id = repo.replace_snapshot(&old, &new)?;
+    let selected = super::select_snapshots(&repo, &a.snapshots, a.all)?;
+    let changed = tag_snapshots(&repo, &selected, &edit, |r| {
         let mut rec = LogRecord::new("tag snapshot", "success")
-            .figure("original", old.short())
-            .figure("tags", new.tags.join(","))
+            .figure("original", r.old.short())
+            .figure("tags", r.snapshot.tags.join(","))
             .figure(
                 "labels",
-                new.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                r.snapshot.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
             );
-        rec.snapshot = Some(id);
+        rec.snapshot = Some(r.new);
         super::record(&repo, rec);
-        changed.push((old, id, new));
-    }
+    })?;
+    let changed: Vec<_> = changed.into_iter().map(|r| (r.old, r.new, r.snapshot)).collect();
     if ctx.json {
         let list: Vec<_> = changed
             .iter()

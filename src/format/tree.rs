@@ -101,7 +101,14 @@ impl Tree {
         self.encode_blobs_split_at(SPLIT_BYTES, id_of)
     }
 
-    fn encode_blobs_split_at(&self, split: usize, id_of: impl Fn(&[u8]) -> TreeId) -> Vec<(TreeId, Vec<u8>)> {
+    /// [`Tree::encode_blobs`] splitting at `split` bytes instead of [`SPLIT_BYTES`]: public
+    /// so that tests can split small folders; what is stored always splits at
+    /// [`SPLIT_BYTES`] (it decides tree ids, hence deduplication).
+    pub fn encode_blobs_split_at(
+        &self,
+        split: usize,
+        id_of: impl Fn(&[u8]) -> TreeId,
+    ) -> Vec<(TreeId, Vec<u8>)> {
         let encode =
             |nodes: &[Node], parts: &[TreeId]| encode_versioned(TREE_VERSION, &TreeBlobRef { nodes, parts });
         // Sized before it is encoded: a folder too large for one blob is never encoded whole.

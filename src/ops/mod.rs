@@ -18,5 +18,6 @@ pub mod restore_delete;
 pub mod restore_target;
 pub mod rewrite;
 mod sparse_writer;
+pub mod tag;
 pub mod verify;
 mod walker;
