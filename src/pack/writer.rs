@@ -380,7 +380,7 @@ mod tests {
             assert!(!w.save(id, &blob).unwrap(), "deduplicated against the index");
             repo.backend().remove(FileType::Pack, &pack.to_hex()).unwrap();
         });
-        let e = gone.err().expect("the run must fail");
+        let e = gone.expect_err("the run must fail");
         assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
         assert!(e.to_string().contains("deleted while it ran"), "{e}");
         // A run that relies on nothing gone is not failed by it.
