@@ -221,6 +221,7 @@ fn a_sibling_repositorys_index_files_are_not_accepted() {
     fresh.cairn().arg("prune").run().ok();
     fresh.cairn().args(["check", "--read-data"]).run().ok();
     witness.verify_all(&fresh);
+    assert_eq!(s.witness.verify_all(&s.repo), 2, "the source repository lost nothing either");
 }
 
 /// A sparse file of 8 GiB under `dir`, named like an object of that folder.
