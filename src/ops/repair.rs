@@ -107,9 +107,11 @@ pub fn repair_index(repo: &Repository, dry_run: bool, interrupt: &AtomicBool) ->
     for batch in crate::index::batches(&good, crate::index::ENTRIES_PER_INDEX_FILE) {
         repo.save_index(&IndexFile { supersedes: old.clone(), packs: batch })?;
     }
+    crate::failpoint::hit("repair-index:after-new-index");
     for id in &old {
         repo.backend().remove(FileType::Index, &id.to_hex())?;
     }
+    crate::failpoint::hit("repair-index:after-old-index-delete");
     // Misnamed copies go last: their content is now stored and indexed under its hash.
     for name in misnamed {
         repo.backend().remove(FileType::Pack, &name)?;

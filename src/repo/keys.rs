@@ -139,6 +139,7 @@ pub(super) fn store_key(
         Some(path) => write_private_file(path, &bytes)?,
         None => backend.write(FileType::Key, &id.to_hex(), &bytes)?,
     }
+    crate::failpoint::hit("key:after-store");
     Ok(id)
 }
 
@@ -237,7 +238,9 @@ impl Repository {
                 "refusing to remove the key in use; open the repository with another key to remove this one",
             ));
         }
-        self.backend.remove(FileType::Key, &id.to_hex())
+        self.backend.remove(FileType::Key, &id.to_hex())?;
+        crate::failpoint::hit("key:after-remove");
+        Ok(())
     }
 
     /// Replace the key in use by one with a new passphrase: the new key file is written
@@ -250,6 +253,7 @@ impl Repository {
             KeySource::Stored => {
                 let new = store_key(self.backend.as_ref(), &self.master, passphrase, kdf, None)?;
                 self.backend.remove(FileType::Key, &old.to_hex())?;
+                crate::failpoint::hit("key:after-remove");
                 new
             }
             KeySource::File(path) => {
