@@ -261,6 +261,11 @@ impl Repository {
                 let _ = std::fs::remove_file(&tmp);
                 let new = store_key(self.backend.as_ref(), &self.master, passphrase, kdf, Some(&tmp))?;
                 std::fs::rename(&tmp, path).ctx(|| format!("cannot replace key file {}", path.display()))?;
+                // The rename must outlast a power cut: the old password may have leaked.
+                let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                std::fs::File::open(folder)
+                    .and_then(|d| d.sync_all())
+                    .ctx(|| format!("cannot sync the folder of key file {}", path.display()))?;
                 new
             }
         };
