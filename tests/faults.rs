@@ -62,7 +62,9 @@ fn inject(cmd: Cairn, faults: &str, expect: Expect, report: &mut FaultReport) ->
         }
         Expect::RiddenOut => assert_eq!(out.code, Some(0), "{faults}\n{}", out.context()),
     }
-    let said = errors.last().map(|l| shorten(l)).unwrap_or_else(|| "no error".into());
+    // What it said: its error line, else the first thing it reported (damage found).
+    let first = out.stderr.lines().find(|l| !l.trim().is_empty() && !l.starts_with("cairn: warning:"));
+    let said = errors.last().or(first.as_ref()).map(|l| shorten(l)).unwrap_or_else(|| "no error".into());
     let outcome = format!("exit {}: {said}", out.code.unwrap_or(-1));
     (out, outcome)
 }
@@ -79,11 +81,20 @@ fn names_the_failure(faults: &str, line: &str) -> bool {
     }
 }
 
-/// An error line for the table: object names cut to 8 hex digits, at most 110 chars.
+/// An error line for the table: paths cut to their last name, object names to 8 hex
+/// digits, at most 110 characters.
 fn shorten(line: &str) -> String {
+    let words: Vec<String> = line
+        .trim_start_matches("cairn: ")
+        .split(' ')
+        .map(|w| match w.strip_prefix('/') {
+            Some(rest) => format!("…/{}", rest.rsplit('/').next().unwrap_or(rest)),
+            None => w.to_string(),
+        })
+        .collect();
     let mut out = String::new();
     let mut run = 0;
-    for c in line.trim_start_matches("cairn: ").chars() {
+    for c in words.join(" ").chars() {
         run = if c.is_ascii_hexdigit() { run + 1 } else { 0 };
         if run <= 8 {
             out.push(c);
