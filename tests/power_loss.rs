@@ -50,7 +50,8 @@ fn parse(trace: &str) -> Vec<Call> {
     let mut pending: HashMap<&str, String> = HashMap::new();
     let mut calls = Vec::new();
     for line in trace.lines() {
-        let Some((pid, rest)) = line.split_once(' ') else { continue };
+        // strace pads the pid to 5 columns: "812   rename(...".
+        let Some((pid, rest)) = line.split_once(' ').map(|(p, r)| (p, r.trim_start())) else { continue };
         let text = if let Some(start) = rest.strip_suffix(" <unfinished ...>") {
             pending.insert(pid, start.to_string());
             continue;
@@ -199,4 +200,23 @@ fn every_step_of_the_write_order_is_flushed_before_the_next() {
     let new_key = objects.iter().find(|(p, _, _)| kind(&repo, p) == "keys").expect("a new key file");
     assert!(new_key.2 < removed.expect("the old key deleted"));
     deletion_flushed(&calls, &repo.join("keys"));
+}
+
+#[test]
+fn strace_lines_are_read_whatever_the_pid_width_and_split_calls() {
+    let trace = "812   fsync(3</r/data>) = 0\n\
+                 15139 rename(\"/r/.tmp-c\", \"/r/config\" <unfinished ...>\n\
+                 15140 fdatasync(4</r/keys/.tmp-k>) = 0\n\
+                 15139 <... rename resumed>) = 0\n\
+                 15141 unlink(\"/r/snapshots/ab\") = -1 ENOENT (No such file or directory)\n\
+                 99    unlinkat(AT_FDCWD, \"/r/keys/k\", 0) = 0\n";
+    assert_eq!(
+        parse(trace),
+        vec![
+            Call::Flush("/r/data".into()),
+            Call::Flush("/r/keys/.tmp-k".into()),
+            Call::Rename("/r/.tmp-c".into(), "/r/config".into()),
+            Call::Unlink("/r/keys/k".into()),
+        ]
+    );
 }
