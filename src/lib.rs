@@ -19,6 +19,7 @@ pub mod compress;
 pub mod crypto;
 pub mod direct_io;
 pub mod error;
+pub mod failpoint;
 pub mod format;
 pub mod id;
 pub mod index;

@@ -101,7 +101,9 @@ fn every_kind_of_damage_is_reported_survived_and_repaired() {
             name: "flipped byte in a data pack",
             damage: |r| flip(&packs(r)[0], 5000),
             object: "pack ",
-            repair: &[&["repair", "index"], &["repair", "snapshots"]],
+            // Repair keeps the damaged pack (its bytes might have been damaged only on the
+            // way); prune deletes it, its intact blobs having a verified copy.
+            repair: &[&["repair", "index"], &["repair", "snapshots"], &["prune"]],
         },
         Case {
             name: "truncated data pack",

@@ -1,6 +1,6 @@
-//! A backup killed (SIGKILL) or interrupted (SIGINT) part way leaves no snapshot and no
-//! partial object under a real name; the repository opens, and the next backup reuses
-//! what was stored and restores correctly.
+//! A backup killed (SIGKILL) or interrupted (SIGINT) part way leaves no new snapshot and
+//! no partial object under a real name; every snapshot saved before it still restores
+//! identical; and the next backup reuses what was stored and restores correctly.
 
 mod common;
 
@@ -25,26 +25,36 @@ fn final_names(repo: &Path, kind: &str) -> Vec<String> {
     list_objects(repo, kind).into_iter().filter(|n| !n.starts_with(".tmp-")).collect()
 }
 
-/// What must hold after any interruption: no snapshot, nothing partial under a final
-/// name, and the repository opens.
-fn check_consistent(repo: &Repo) {
-    assert!(
-        final_names(&repo.path, "snapshots").is_empty(),
-        "a snapshot was written by an interrupted backup"
-    );
-    let problems = objects_complete(&repo.path);
-    assert!(problems.is_empty(), "partial objects: {problems:#?}");
-    assert!(repo.snapshots().is_empty(), "snapshots listed");
+/// A repository holding one witnessed snapshot of a small tree, saved before the backup
+/// a test interrupts: it must survive every interruption whole.
+fn repo_with_a_snapshot(work: &Path, options: &[&str]) -> (Repo, Witness) {
+    let repo = Repo::with_options(options);
+    let mut witness = Witness::new();
+    let earlier = gateway_tree(&work.join("earlier"), 5, TreeSize::SMALL).root;
+    witness.backup(&repo, &earlier, &[]);
+    (repo, witness)
 }
 
-/// Back up again, check the restore, and return the new backup's summary.
-fn back_up_and_restore(repo: &Repo, src: &Path, work: &Path) -> Value {
+/// What must hold after any interruption: no new snapshot, nothing partial under a
+/// final name, and every snapshot saved before still listed and restoring identical.
+fn check_consistent(repo: &Repo, witness: &Witness) {
+    let mut saved = witness.ids();
+    saved.sort();
+    assert_eq!(final_names(&repo.path, "snapshots"), saved, "an interrupted backup wrote a snapshot");
+    let problems = objects_complete(&repo.path);
+    assert!(problems.is_empty(), "partial objects: {problems:#?}");
+    witness.verify_all(repo);
+}
+
+/// Back up again, check the restore (and that the earlier snapshots still restore), and
+/// return the new backup's summary.
+fn back_up_and_restore(repo: &Repo, witness: &mut Witness, src: &Path) -> Value {
+    let before = witness.ids().len();
     let b = repo.backup(&[src], &[]);
     assert_eq!(b["partial"], false, "{b}");
-    let target = work.join("restore");
-    repo.restore("latest", &target, &[]).ok();
-    assert_same_tree(src, &restored(&target, src));
-    assert_eq!(repo.snapshots().len(), 1);
+    witness.record(repo, b["snapshot"].as_str().unwrap(), src);
+    assert_eq!(witness.verify_all(repo), before + 1);
+    assert_eq!(repo.snapshots().len(), before + 1);
     b
 }
 
@@ -52,7 +62,9 @@ fn back_up_and_restore(repo: &Repo, src: &Path, work: &Path) -> Value {
 fn sigkill_during_backup_leaves_a_usable_repository() {
     let work = tempdir("cairn-kill-");
     let (src, total) = random_tree(&work.path().join("src"), 1000);
-    let repo = Repo::with_options(&["--pack-size", "1M"]);
+    let (repo, mut witness) = repo_with_a_snapshot(work.path(), &["--pack-size", "1M"]);
+    let index_before = final_names(&repo.path, "index");
+    let packs_before = pack_paths(&repo.path).len();
 
     let mut child = repo.cairn().args(["backup", "--json"]).arg(&src).spawn();
     let start = Instant::now();
@@ -62,28 +74,24 @@ fn sigkill_during_backup_leaves_a_usable_repository() {
             finished = true;
             return true;
         }
-        !final_names(&repo.path, "index").is_empty()
-            || (!pack_paths(&repo.path).is_empty() && start.elapsed() >= Duration::from_millis(300))
+        final_names(&repo.path, "index").len() > index_before.len()
+            || (pack_paths(&repo.path).len() > packs_before && start.elapsed() >= Duration::from_millis(300))
     });
     assert!(!finished, "the backup finished before it could be killed; make the test tree larger");
     child.kill().unwrap();
     let status = child.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(9), "{status:?}");
-    let packs_after_kill = pack_paths(&repo.path).len();
-    let index_after_kill = final_names(&repo.path, "index");
-    eprintln!(
-        "killed after {:?}: {packs_after_kill} packs, {} index files",
-        start.elapsed(),
-        index_after_kill.len()
-    );
+    let packs_after_kill = pack_paths(&repo.path).len() - packs_before;
+    let index_after_kill = final_names(&repo.path, "index").len() - index_before.len();
+    eprintln!("killed after {:?}: {packs_after_kill} packs, {index_after_kill} index files", start.elapsed(),);
     assert!(packs_after_kill >= 1);
 
-    check_consistent(&repo);
+    check_consistent(&repo, &witness);
 
-    let b = back_up_and_restore(&repo, &src, work.path());
+    let b = back_up_and_restore(&repo, &mut witness, &src);
     let added = b["bytes_added"].as_u64().unwrap();
-    if !index_after_kill.is_empty() {
+    if index_after_kill > 0 {
         // Random data does not compress: a full backup adds at least `total` bytes.
         assert!(
             added < total,
@@ -96,12 +104,14 @@ fn sigkill_during_backup_leaves_a_usable_repository() {
 fn sigint_during_backup_exits_130_and_keeps_what_was_stored() {
     let work = tempdir("cairn-int-");
     let (src, total) = random_tree(&work.path().join("src"), 2000);
-    let repo = Repo::with_options(&["--pack-size", "1M"]);
+    let (repo, mut witness) = repo_with_a_snapshot(work.path(), &["--pack-size", "1M"]);
+    let index_before = final_names(&repo.path, "index").len();
+    let packs_before = pack_paths(&repo.path).len();
 
     let child = repo.cairn().args(["backup", "--json"]).arg(&src).spawn();
     let mut child = child;
     let finished = !wait_until(Duration::from_secs(20), || {
-        !pack_paths(&repo.path).is_empty() || child.try_wait().unwrap().is_some()
+        pack_paths(&repo.path).len() > packs_before || child.try_wait().unwrap().is_some()
     }) || child.try_wait().unwrap().is_some();
     assert!(!finished, "the backup finished before it could be interrupted; make the test tree larger");
     rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::INT)
@@ -117,7 +127,7 @@ fn sigint_during_backup_exits_130_and_keeps_what_was_stored() {
     assert_eq!(lines[0]["type"], "interrupted", "{}", out.context());
     assert!(lines[0]["bytes_added"].as_u64().unwrap() > 0, "{}", out.context());
 
-    check_consistent(&repo);
+    check_consistent(&repo, &witness);
     let temps: Vec<String> = ["data", "index", "snapshots"]
         .iter()
         .flat_map(|k| list_objects(&repo.path, k))
@@ -125,11 +135,11 @@ fn sigint_during_backup_exits_130_and_keeps_what_was_stored() {
         .collect();
     assert!(temps.is_empty(), "a clean interrupt leaves no temporary files: {temps:?}");
     assert!(
-        !final_names(&repo.path, "index").is_empty(),
+        final_names(&repo.path, "index").len() > index_before,
         "what was stored before the interrupt must be indexed"
     );
 
-    let b = back_up_and_restore(&repo, &src, work.path());
+    let b = back_up_and_restore(&repo, &mut witness, &src);
     let added = b["bytes_added"].as_u64().unwrap();
     // Random data does not compress: a full backup adds at least `total` bytes.
     assert!(added < total, "the data stored before the interrupt was stored again: added {added} of {total}");
@@ -196,7 +206,7 @@ fn interrupt_after_start(
 fn sigint_and_sigterm_stop_a_backup_inside_a_large_file() {
     let work = tempdir("cairn-int-large-");
     let src = large_file(&work.path().join("src"), 1024);
-    let repo = Repo::new();
+    let (repo, mut witness) = repo_with_a_snapshot(work.path(), &[]);
     for signal in [rustix::process::Signal::INT, rustix::process::Signal::TERM] {
         let child = repo.cairn().args(["backup", "--json"]).arg(&src).spawn();
         let (took, out) =
@@ -204,9 +214,9 @@ fn sigint_and_sigterm_stop_a_backup_inside_a_large_file() {
         let out = out.expect_code(130);
         assert!(out.one_line_error().contains("interrupted"), "{}", out.context());
         assert!(took < Duration::from_secs(3), "the backup took {took:?} to stop after {signal:?}");
-        check_consistent(&repo);
+        check_consistent(&repo, &witness);
     }
-    back_up_and_restore(&repo, &src, work.path());
+    back_up_and_restore(&repo, &mut witness, &src);
 
     // Restore and dump stop inside the large file too, and leave no half-written file.
     let target = work.path().join("restore-interrupted");
@@ -237,7 +247,7 @@ fn sigint_and_sigterm_stop_a_backup_inside_a_large_file() {
 fn an_interrupted_job_run_exits_130_and_stops_its_backup() {
     let work = tempdir("cairn-int-run-");
     let src = large_file(&work.path().join("src"), 1024);
-    let repo = Repo::new();
+    let (repo, witness) = repo_with_a_snapshot(work.path(), &[]);
     let config = work.path().join("cairn.toml");
     fs::write(
         &config,
@@ -257,7 +267,7 @@ fn an_interrupted_job_run_exits_130_and_stops_its_backup() {
     assert!(took < Duration::from_secs(3), "cairn run took {took:?} to stop");
     assert!(out.stderr.contains("interrupted"), "{}", out.context());
     assert!(!out.stdout.contains("retention"), "no step starts after an interrupt\n{}", out.context());
-    check_consistent(&repo);
+    check_consistent(&repo, &witness);
     let log = repo.cairn().args(["log", "--json"]).run().ok().json();
     let job = log["entries"].as_array().unwrap().iter().rev().find(|e| e["operation"] == "job big").cloned();
     let job = job.unwrap_or_else(|| panic!("no job entry in the log: {log}"));

@@ -1,6 +1,6 @@
 //! forget and prune: calendar retention over a built history, deletion that leaves no byte
 //! of forgotten data in any pack, locks against concurrent use, and prune killed at any
-//! moment leaving a repository that checks clean.
+//! moment leaving every snapshot it keeps restoring as it did.
 
 mod common;
 
@@ -200,6 +200,31 @@ fn prune_waits_for_a_running_backup_and_backups_share() {
     assert_eq!(json(cairn(&repo, &["snapshots", "--json"])).as_array().unwrap().len(), 2);
 }
 
+/// The repository at a path, opened with this file's password (for `Witness`).
+struct At<'a>(&'a Path);
+
+impl common::AtRepo for At<'_> {
+    fn cairn(&self) -> common::Cairn {
+        common::Cairn::new().repo(self.0).password("pw")
+    }
+}
+
+/// Start `args` on `repo` and kill it (SIGKILL) after `wait`.
+fn kill_after(repo: &Path, args: &[&str], wait: std::time::Duration) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .env("CAIRN_PASSWORD", "pw")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(wait);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn prune_killed_at_any_moment_leaves_a_valid_repository() {
     let tmp = tempfile::tempdir().unwrap();
@@ -207,41 +232,38 @@ fn prune_killed_at_any_moment_leaves_a_valid_repository() {
     std::fs::create_dir_all(&src).unwrap();
     init(&repo, "1M");
     let s = src.to_str().unwrap();
+    // The two snapshots forget keeps are witnessed: after every kill they restore as
+    // they did when they were made.
+    let mut witness = common::Witness::new();
     for round in 0..6u8 {
         for f in 0..4u8 {
             let mut data = vec![0u8; 400_000];
             blake3::Hasher::new().update(&[round, f]).finalize_xof().fill(&mut data);
             std::fs::write(src.join(format!("f{f}")), &data).unwrap();
         }
-        ok(cairn(&repo, &["backup", s]));
+        if round >= 4 {
+            witness.backup(&At(&repo), &src, &[]);
+        } else {
+            ok(cairn(&repo, &["backup", s]));
+        }
     }
     ok(cairn(&repo, &["forget", "--keep-last", "2"]));
     for attempt in 0..8u64 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .arg("-r")
-            .arg(&repo)
-            .args(["prune", "--max-unused", "0"])
-            .env("CAIRN_PASSWORD", "pw")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(5 + attempt * 15));
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_after(
+            &repo,
+            &["prune", "--max-unused", "0"],
+            std::time::Duration::from_millis(5 + attempt * 15),
+        );
         // The killed prune's lock is stale (its process is gone): check proceeds.
         let check = cairn(&repo, &["check", "--read-data"]);
         assert!(check.status.success(), "attempt {attempt}: {}", String::from_utf8_lossy(&check.stderr));
+        assert_eq!(witness.verify_all(&At(&repo)), 2, "attempt {attempt}");
     }
     ok(cairn(&repo, &["prune", "--max-unused", "0"]));
     ok(cairn(&repo, &["check", "--read-data"]));
-    ok(cairn(&repo, &["backup", s]));
-    let out = tmp.path().join("out");
-    ok(cairn(&repo, &["restore", "latest", "--target", out.to_str().unwrap()]));
-    assert_eq!(
-        std::fs::read(out.join(s.trim_start_matches('/')).join("f0")).unwrap(),
-        std::fs::read(src.join("f0")).unwrap()
-    );
+    witness.verify_all(&At(&repo));
+    witness.backup(&At(&repo), &src, &[]);
+    assert_eq!(witness.verify_all(&At(&repo)), 3);
 }
 
 #[test]
@@ -256,32 +278,34 @@ fn backup_and_forget_killed_at_many_moments_leave_a_valid_repository() {
         std::fs::write(src.join(format!("f{f:02}")), &data).unwrap();
     }
     let s = src.to_str().unwrap();
+    // Every acknowledged snapshot is witnessed; one a killed backup stored before it
+    // could say so is adopted (the source never changes, so it must restore to it).
+    let mut witness = common::Witness::new();
     for (attempt, op) in ["backup", "backup", "backup", "backup", "backup", "forget"].iter().enumerate() {
         if *op == "forget" {
             for _ in 0..3 {
-                ok(cairn(&repo, &["backup", s]));
+                witness.backup(&At(&repo), &src, &[]);
+            }
+            let dry = json(cairn(&repo, &["forget", "--keep-last", "1", "--dry-run", "--json"]));
+            for id in dry["removed"].as_array().unwrap() {
+                witness.drop_id(id.as_str().unwrap());
             }
         }
         let args: Vec<&str> =
             if *op == "backup" { vec!["backup", s] } else { vec!["forget", "--keep-last", "1"] };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .arg("-r")
-            .arg(&repo)
-            .args(&args)
-            .env("CAIRN_PASSWORD", "pw")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(10 + attempt as u64 * 40));
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_after(&repo, &args, std::time::Duration::from_millis(10 + attempt as u64 * 40));
         let check = cairn(&repo, &["check", "--read-data"]);
         assert!(check.status.success(), "{op} attempt {attempt}: {}", String::from_utf8_lossy(&check.stderr));
+        if *op == "backup" {
+            witness.verify_and_adopt(&At(&repo), &src);
+        } else {
+            witness.verify_all(&At(&repo));
+        }
     }
     let done = json(cairn(&repo, &["backup", s, "--json", "--force"]));
     assert!(done["bytes_added"].as_u64().unwrap() < 1_000_000, "data stored before the kills was not reused");
     ok(cairn(&repo, &["check", "--read-data"]));
+    witness.verify_all(&At(&repo));
 }
 
 #[test]

@@ -108,6 +108,14 @@ impl Backend for LocalBackend {
         for dir in super::object_dirs() {
             Self::mkdir(&self.root.join(dir))?;
         }
+        // The new folders' names are durable before any object is written into them:
+        // the `data/xx` entries in `data/`, the type folders in the root, and the root in
+        // its parent (format-spec/layout.md, "Power loss").
+        sync_dir(&self.root.join(FileType::Pack.dir()))?;
+        sync_dir(&self.root)?;
+        if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
         Ok(())
     }
 
@@ -170,6 +178,15 @@ impl Backend for LocalBackend {
                 // Copies of a repository made by tools that drop empty folders lack some.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.root.join("config").exists() => {
                     Self::mkdir(dir)?;
+                    // The folders' own names must outlast a power cut, as the object's will.
+                    let mut made = dir;
+                    while let Some(parent) = made.parent() {
+                        sync_dir(parent)?;
+                        if parent == self.root {
+                            break;
+                        }
+                        made = parent;
+                    }
                     open()
                 }
                 other => other,
@@ -275,7 +292,14 @@ impl Backend for LocalBackend {
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
         let p = self.path(ft, name);
         self.open_files.lock().expect("open files lock").remove(&p);
-        fs::remove_file(&p).ctx(|| format!("cannot delete {}", p.display()))
+        fs::remove_file(&p).ctx(|| format!("cannot delete {}", p.display()))?;
+        // A forgotten snapshot must not come back after a power cut once prune has
+        // deleted its data, nor a replaced key file (whose password may have leaked). Any
+        // other deletion that comes undone leaves only garbage for the next prune.
+        if matches!(ft, FileType::Snapshot | FileType::Key) {
+            sync_dir(p.parent().expect("objects live in a folder"))?;
+        }
+        Ok(())
     }
 }
 

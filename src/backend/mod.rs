@@ -14,6 +14,8 @@
 //! own kind, which is what the wrapper relies on.
 
 pub mod cache;
+#[cfg(feature = "failpoints")]
+pub mod faulty;
 pub mod local;
 pub mod retry;
 pub mod s3;
@@ -191,13 +193,23 @@ pub fn in_dir(dir: &str, name: &str) -> String {
 pub fn open(location: &str) -> Result<Box<dyn Backend>> {
     if let Some(rest) = location.strip_prefix("sftp:") {
         let b = sftp::SftpBackend::new(sftp::SftpLocation::parse(rest)?)?;
-        return Ok(remote(Box::new(b)));
+        return Ok(remote(with_faults(Box::new(b))?));
     }
     if let Some(rest) = location.strip_prefix("s3:") {
         let b = s3::S3Backend::new(s3::S3Location::parse(rest)?)?;
-        return Ok(remote(Box::new(b)));
+        return Ok(remote(with_faults(Box::new(b))?));
     }
-    Ok(Box::new(local::LocalBackend::new(location)))
+    with_faults(Box::new(local::LocalBackend::new(location)))
+}
+
+/// The failing store of the tests (`faulty.rs`), right around the store so that retries
+/// meet its faults as they would the store's own; only in builds with the `failpoints`
+/// feature, and the store itself in every other build.
+fn with_faults(store: Box<dyn Backend>) -> Result<Box<dyn Backend>> {
+    #[cfg(feature = "failpoints")]
+    return faulty::from_env(store);
+    #[cfg(not(feature = "failpoints"))]
+    Ok(store)
 }
 
 /// The wrappers every remote store gets, in this order: a cache of whole packs in front of

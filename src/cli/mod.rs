@@ -294,6 +294,11 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    // Test builds only: a failpoint name with a typo must not let a test pass unkilled.
+    if let Err(e) = cairn::failpoint::check_env() {
+        eprintln!("cairn: {e}");
+        return exit::USAGE;
+    }
     let interrupt = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while we wind down ends the process at once.

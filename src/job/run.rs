@@ -197,6 +197,7 @@ impl Runner<'_> {
             };
             ok &= outcome < Outcome::Failed;
             self.finish(report, &step.name, outcome, detail, clock, true);
+            crate::failpoint::hit("job:between-steps");
         }
         ok
     }

@@ -182,7 +182,9 @@ pub fn backup(
         program: concat!("cairn ", env!("CARGO_PKG_VERSION")).to_string(),
         written_by: Default::default(),
     };
+    crate::failpoint::hit("backup:before-snapshot");
     let id = repo.save_snapshot(&snapshot)?;
+    crate::failpoint::hit("backup:after-snapshot");
     Ok(BackupOutcome { id, snapshot, errors, changed, warnings })
 }
 

@@ -115,7 +115,9 @@ pub fn copy(
             parent: snap.parent.and_then(|p| copied.get(&p).copied()),
             ..snap.clone()
         };
+        crate::failpoint::hit("copy:before-snapshot");
         let copy_id = dst.save_snapshot(&copy)?;
+        crate::failpoint::hit("copy:after-snapshot");
         copied.insert(*src_id, copy_id);
         out.snapshots.push(CopiedSnapshot { source: *src_id, copy: copy_id, already_there: false });
     }

@@ -295,9 +295,13 @@ fn apply_rules(
 
 /// Delete the snapshot objects of the dropped decisions. Data stays until `prune`.
 pub fn remove_snapshots(repo: &Repository, ids: &[SnapshotId]) -> Result<()> {
-    for id in ids {
+    for (n, id) in ids.iter().enumerate() {
         repo.backend().remove(FileType::Snapshot, &id.to_hex())?;
+        if n == 0 {
+            crate::failpoint::hit("forget:after-first-removal");
+        }
     }
+    crate::failpoint::hit("forget:after-removals");
     Ok(())
 }
 

@@ -1,8 +1,11 @@
 //! Repairs. `repair_index` rebuilds the index from the packs' own sealed tables of
 //! contents, for when index files are lost or damaged: the new index files supersede
-//! every old one, which are deleted only after the new ones are stored; packs are never
-//! touched. `repair_snapshots` rewrites snapshots that need lost data so that the damage
-//! is recorded in them and later checks and backups succeed.
+//! every old one, which are deleted only after the new ones are stored. A pack is
+//! deleted only when it was merely misnamed, after its content was stored again under
+//! its hash; a pack the store cannot read stops the repair before anything changes, and
+//! a pack whose bytes come back damaged (twice) is kept for prune to judge.
+//! `repair_snapshots` rewrites snapshots that need lost data so that the damage is
+//! recorded in them and later checks and backups succeed.
 
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
@@ -37,8 +40,21 @@ struct ScannedPack {
     misnamed: Option<String>,
 }
 
-fn scan_pack(repo: &Repository, name: &str) -> Result<ScannedPack> {
+/// Read a pack whole. Bytes that do not hash to the pack's name are read once more: a
+/// store or a link that damaged them on the way gives the stored bytes the second time,
+/// while a pack damaged where it is stored gives the same bytes again.
+fn read_pack(repo: &Repository, name: &str) -> Result<Vec<u8>> {
+    let matches = |bytes: &[u8]| blake3::hash(bytes).to_hex().as_str() == name;
     let bytes = repo.read_object(FileType::Pack, name)?;
+    if matches(&bytes) || PackId::from_hex(name).is_err() {
+        return Ok(bytes);
+    }
+    let again = repo.read_object(FileType::Pack, name)?;
+    Ok(if matches(&again) { again } else { bytes })
+}
+
+fn scan_pack(repo: &Repository, name: &str) -> Result<ScannedPack> {
+    let bytes = read_pack(repo, name)?;
     let id = PackId(*blake3::hash(&bytes).as_bytes());
     let toc = read_toc(repo.keys(), &bytes)?;
     let key = PackKey::of_header(repo.keys(), &bytes)?;
@@ -59,10 +75,17 @@ fn scan_pack(repo: &Repository, name: &str) -> Result<ScannedPack> {
             Err(_) => damaged += frame.len(),
         }
     }
-    let misnamed = (id.to_hex() != name).then(|| name.to_string());
-    if misnamed.is_some() {
+    // Bytes that hash to another name are stored again under their hash and indexed
+    // there. The object read is deleted at the end only when every blob in it opened (it
+    // was merely misnamed): bytes that neither match their name nor open are damage,
+    // where stored or on the way, and the stored pack may be good. Prune deletes it once
+    // every used blob it holds has a verified copy elsewhere.
+    let misnamed = if id.to_hex() == name {
+        None
+    } else {
         repo.backend().write(FileType::Pack, &id.to_hex(), &bytes)?;
-    }
+        (damaged == 0).then(|| name.to_string())
+    };
     Ok(ScannedPack { id, good, damaged, misnamed })
 }
 
@@ -99,17 +122,29 @@ pub fn repair_index(repo: &Repository, dry_run: bool, interrupt: &AtomicBool) ->
                 misnamed.extend(p.misnamed);
                 good.push((p.id, p.good));
             }
+            // Damage is what repair is for: that pack's blobs are left out.
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Unsupported) => {
+                out.packs_unreadable.push(format!("pack {name}: {e}"))
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
-            Err(e) => out.packs_unreadable.push(format!("pack {name}: {e}")),
+            // A pack the store failed to give (an I/O error, a timeout) is not damage:
+            // an index without it would hide its blobs, so nothing is changed.
+            Err(e) => {
+                return Err(e.wrap(format!(
+                    "repair index stopped before changing anything (run it again once the store answers): pack {name}"
+                )))
+            }
         }
     }
     out.packs_indexed = good.len();
     for batch in crate::index::batches(&good, crate::index::ENTRIES_PER_INDEX_FILE) {
         repo.save_index(&IndexFile { supersedes: old.clone(), packs: batch })?;
     }
+    crate::failpoint::hit("repair-index:after-new-index");
     for id in &old {
         repo.backend().remove(FileType::Index, &id.to_hex())?;
     }
+    crate::failpoint::hit("repair-index:after-old-index-delete");
     // Misnamed copies go last: their content is now stored and indexed under its hash.
     for name in misnamed {
         repo.backend().remove(FileType::Pack, &name)?;

@@ -194,6 +194,7 @@ pub(crate) fn replace_all(
             .map(|p| SnapshotRewrite { old: p.old, new: None, removed: p.removed })
             .collect());
     }
+    crate::failpoint::hit("snapshot-rewrite:after-trees");
     // The index now holds the new trees.
     let browser = Browser::open(repo)?;
     let mut stats = Stats::new(&browser);

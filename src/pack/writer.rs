@@ -121,6 +121,7 @@ impl<'r> BlobWriter<'r> {
             (out, finished)
         });
         let (out, finished) = out;
+        crate::failpoint::hit("pack-writer:after-packs");
         let indexed =
             writer.write_index(std::mem::take(&mut *writer.unindexed.lock().expect("unindexed lock")));
         if let Some(e) = writer.upload_failed.lock().expect("upload lock").take() {

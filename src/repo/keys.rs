@@ -139,6 +139,7 @@ pub(super) fn store_key(
         Some(path) => write_private_file(path, &bytes)?,
         None => backend.write(FileType::Key, &id.to_hex(), &bytes)?,
     }
+    crate::failpoint::hit("key:after-store");
     Ok(id)
 }
 
@@ -237,7 +238,9 @@ impl Repository {
                 "refusing to remove the key in use; open the repository with another key to remove this one",
             ));
         }
-        self.backend.remove(FileType::Key, &id.to_hex())
+        self.backend.remove(FileType::Key, &id.to_hex())?;
+        crate::failpoint::hit("key:after-remove");
+        Ok(())
     }
 
     /// Replace the key in use by one with a new passphrase: the new key file is written
@@ -250,6 +253,7 @@ impl Repository {
             KeySource::Stored => {
                 let new = store_key(self.backend.as_ref(), &self.master, passphrase, kdf, None)?;
                 self.backend.remove(FileType::Key, &old.to_hex())?;
+                crate::failpoint::hit("key:after-remove");
                 new
             }
             KeySource::File(path) => {
@@ -257,6 +261,11 @@ impl Repository {
                 let _ = std::fs::remove_file(&tmp);
                 let new = store_key(self.backend.as_ref(), &self.master, passphrase, kdf, Some(&tmp))?;
                 std::fs::rename(&tmp, path).ctx(|| format!("cannot replace key file {}", path.display()))?;
+                // The rename must outlast a power cut: the old password may have leaked.
+                let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                std::fs::File::open(folder)
+                    .and_then(|d| d.sync_all())
+                    .ctx(|| format!("cannot sync the folder of key file {}", path.display()))?;
                 new
             }
         };

@@ -253,9 +253,11 @@ impl Repository {
     /// in between leaves both, never neither.
     pub fn replace_snapshot(&self, old: &SnapshotId, new: &Snapshot) -> Result<SnapshotId> {
         let id = self.save_snapshot(new)?;
+        crate::failpoint::hit("snapshot-replace:after-new");
         if id != *old {
             self.backend.remove(FileType::Snapshot, &old.to_hex())?;
         }
+        crate::failpoint::hit("snapshot-replace:after-old-removed");
         Ok(id)
     }
 

@@ -17,6 +17,16 @@ use std::time::{Duration, Instant};
 pub use serde_json::Value;
 pub use tempfile::TempDir;
 
+mod fault_lab;
+mod fault_report;
+mod witness;
+#[allow(unused_imports)]
+pub use fault_lab::{check_clean, small_tree, Lab};
+#[allow(unused_imports)]
+pub use fault_report::FaultReport;
+#[allow(unused_imports)]
+pub use witness::{listed, AtRepo, WithPassword, Witness};
+
 /// The password every test repository is created with.
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -1293,85 +1303,8 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Witnessing snapshots: what each snapshot restored to when it was made
-// ---------------------------------------------------------------------------------------
-
-/// Remembers, for each snapshot a test was told was saved, what it restored to right
-/// after the backup (checked then against its source). After an attack or a fault, every
-/// witnessed snapshot must still be listed and restore to exactly the same tree: the
-/// promise a backup makes, not a proxy for it.
-pub struct Witness {
-    dir: TempDir,
-    /// Snapshot id, source it was taken from, and its reference restore.
-    seen: Vec<(String, PathBuf, PathBuf)>,
-}
-
-impl Default for Witness {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Witness {
-    pub fn new() -> Witness {
-        Witness { dir: tempdir("cairn-witness-"), seen: Vec::new() }
-    }
-
-    /// Back up `src` with `extra` options, then witness the snapshot; returns its id.
-    pub fn backup(&mut self, repo: &Repo, src: &Path, extra: &[&str]) -> String {
-        let b = repo.backup(&[src], extra);
-        let id = b["snapshot"].as_str().unwrap_or_else(|| panic!("no snapshot id in {b}")).to_string();
-        self.record(repo, &id, src);
-        id
-    }
-
-    /// Restore snapshot `id` (taken from `src`, which has not changed since) and keep the
-    /// restored tree as the reference.
-    pub fn record(&mut self, repo: &Repo, id: &str, src: &Path) {
-        let target = self.dir.path().join(format!("ref-{}", self.seen.len()));
-        repo.restore(id, &target, &[]).ok();
-        let tree = restored(&target, src);
-        assert_same_tree(src, &tree);
-        self.seen.push((id.to_string(), src.to_path_buf(), tree));
-    }
-
-    /// The ids witnessed so far.
-    pub fn ids(&self) -> Vec<String> {
-        self.seen.iter().map(|(id, _, _)| id.clone()).collect()
-    }
-
-    /// Forget a snapshot the test removed on purpose.
-    pub fn drop_id(&mut self, id: &str) {
-        self.seen.retain(|(s, _, _)| s != id);
-    }
-
-    /// Every witnessed snapshot is still listed and restores byte- and metadata-identical
-    /// to its reference. Returns how many were verified.
-    pub fn verify_all(&self, repo: &Repo) -> usize {
-        // Exit 4 when some snapshot object cannot be read: the readable ones are listed.
-        let out = repo.cairn().args(["snapshots", "--json"]).run();
-        assert!(matches!(out.code, Some(0 | 4)), "{}", out.context());
-        let listed: Vec<String> = out
-            .json()
-            .as_array()
-            .expect("a list")
-            .iter()
-            .map(|s| s["id"].as_str().unwrap_or_default().to_string())
-            .collect();
-        for (i, (id, src, reference)) in self.seen.iter().enumerate() {
-            assert!(listed.contains(id), "snapshot {id} was saved but is no longer listed: {listed:?}");
-            let target = self.dir.path().join(format!("check-{i}-{}", unique_suffix()));
-            let out = repo.restore(id, &target, &[]);
-            assert_eq!(out.code, Some(0), "snapshot {id} no longer restores\n{}", out.context());
-            assert_same_tree(reference, &restored(&target, src));
-            fs::remove_dir_all(&target).ok();
-        }
-        self.seen.len()
-    }
-}
-
-fn unique_suffix() -> u64 {
+/// A number no earlier call in this process returned (for unique folder names).
+pub fn unique_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)

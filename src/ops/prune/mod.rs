@@ -222,10 +222,12 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, interrupt: &AtomicBool) -> R
         Ok(())
     })?;
     moved?;
+    crate::failpoint::hit("prune:after-repack");
     // 2. New index files for the packs that stay, superseding every old index file.
     for batch in crate::index::batches(&plan.packs.keep, crate::index::ENTRIES_PER_INDEX_FILE) {
         repo.save_index(&IndexFile { supersedes: plan.old_index.clone(), packs: batch })?;
     }
+    crate::failpoint::hit("prune:after-new-index");
     // 3. The old index files go (the repacked blobs' new index files are not among them).
     for id in &plan.old_index {
         match repo.backend().remove(FileType::Index, &id.to_hex()) {
@@ -233,13 +235,18 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, interrupt: &AtomicBool) -> R
             _ => {}
         }
     }
+    crate::failpoint::hit("prune:after-old-index-delete");
     // 4. Packs nothing names any more.
-    for pack in plan.packs_deleted() {
+    for (n, pack) in plan.packs_deleted().enumerate() {
         match repo.backend().remove(FileType::Pack, &pack.to_hex()) {
             Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
             _ => {}
         }
+        if n == 0 {
+            crate::failpoint::hit("prune:mid-pack-deletion");
+        }
     }
+    crate::failpoint::hit("prune:after-pack-deletion");
     // 5. What interrupted writes left.
     for leftover in &plan.leftovers {
         match repo.backend().remove_leftover(&leftover.path) {
