@@ -233,3 +233,23 @@ fn damaged_hard_linked_file_names_every_link() {
         &CompareOptions { ignore: vec![s.big.clone(), "conf/big-link.jar".into()], ..Default::default() },
     );
 }
+
+/// When the newest snapshot object cannot be read, `latest` is not quietly the one before
+/// it: a disaster-recovery restore must not bring back older data without a word.
+#[test]
+fn latest_is_refused_while_a_snapshot_cannot_be_read() {
+    let (work, repo, src, _) = one_snapshot_repo();
+    fs::write(src.join("newer.xml"), "<newer/>").unwrap();
+    let older = repo.snapshots()[0]["id"].as_str().unwrap().to_string();
+    repo.backup(&[&src], &[]);
+    let newest = repo.objects("snapshots").into_iter().find(|n| *n != older).unwrap();
+    flip_byte(&repo.path.join("snapshots").join(&newest), 60);
+    for extra in [&[][..], &["--host", "any-host"][..]] {
+        let out = repo.restore("latest", &work.path().join("t"), extra);
+        assert_ne!(out.code, Some(0), "{}", out.context());
+        let line = out.one_line_error();
+        assert!(line.contains("'latest' cannot be decided") && line.contains(&newest[..8]), "{line}");
+    }
+    // Named by id, the older one restores.
+    repo.restore(&older[..12], &work.path().join("by-id"), &[]).ok();
+}

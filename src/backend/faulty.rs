@@ -231,6 +231,10 @@ impl Backend for FaultyBackend {
         self.inner.read_parallelism()
     }
 
+    fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
+        self.inner.modified(ft, name)
+    }
+
     fn leftovers(&self, age: Duration) -> Result<Vec<Leftover>> {
         self.inner.leftovers(age)
     }

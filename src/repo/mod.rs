@@ -22,6 +22,20 @@ pub mod select;
 /// Readable snapshots, and the names of damaged snapshot objects with the reason.
 pub type SnapshotsAndDamage = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
 
+/// `latest` cannot be decided while a snapshot cannot be read: its time is unknown, and it
+/// may be the newest. Restoring an older snapshot in its place without a word would be
+/// worse than asking the user to name one.
+pub fn latest_is_decidable(damaged: &[(String, Error)]) -> Result<()> {
+    let Some((name, why)) = damaged.first() else { return Ok(()) };
+    let short = &name[..name.len().min(8)];
+    Err(Error::new(
+        ErrorKind::Corrupt,
+        format!(
+            "'latest' cannot be decided: snapshot {short} cannot be read ({why}) and may be the newest; name a snapshot by id (`cairn snapshots` lists the readable ones), or remove it with `cairn forget {short}`"
+        ),
+    ))
+}
+
 /// Refuse `what` (a command that deletes or replaces data) while a snapshot cannot be
 /// read, unless it is among `named`, the snapshots this very command removes: deleting
 /// data while a snapshot cannot be read (damaged, or written by a newer cairn) could
@@ -320,14 +334,10 @@ impl Repository {
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         if spec == "latest" {
             let (mut good, damaged) = self.snapshots_and_damage()?;
-            return match (good.pop(), damaged.first()) {
-                (Some(latest), _) => Ok(latest),
-                (None, Some((name, e))) => Err(Error::new(
-                    ErrorKind::Corrupt,
-                    format!("no readable snapshot: snapshot {name} is damaged ({e}); run `cairn check`"),
-                )),
-                (None, None) => Err(Error::new(ErrorKind::NotFound, "the repository has no snapshots yet")),
-            };
+            latest_is_decidable(&damaged)?;
+            return good
+                .pop()
+                .ok_or_else(|| Error::new(ErrorKind::NotFound, "the repository has no snapshots yet"));
         }
         if spec.is_empty() {
             return Err(Error::invalid(

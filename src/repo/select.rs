@@ -77,7 +77,10 @@ pub fn find(repo: &Repository, spec: &str, filter: &SnapshotFilter) -> Result<(S
     if spec != "latest" || filter.is_empty() {
         return repo.find_snapshot(spec);
     }
-    newest(matching(repo, filter)?, filter)
+    // A snapshot that cannot be read cannot be filtered either: it may be the one meant.
+    let (good, damaged) = repo.snapshots_and_damage()?;
+    super::latest_is_decidable(&damaged)?;
+    newest(filter.apply(good), filter)
 }
 
 /// The newest of `matching` (oldest first), or an error that names the filter.
