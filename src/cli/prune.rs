@@ -96,6 +96,12 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
             s.keep.len(),
             format::size(s.bytes_keep),
         );
+        if !p.packs_too_new.is_empty() {
+            println!(
+                "prune left {} unindexed packs alone: written within the last hour (or since the oldest lock), a backup may still be indexing them; a later prune judges them",
+                p.packs_too_new.len()
+            );
+        }
         if !p.leftovers.is_empty() {
             println!(
                 "prune {verb} delete {} temporary files ({}) that interrupted writes left",
@@ -110,12 +116,6 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
 /// What prune found that a user should know: it changes nothing about what is deleted.
 fn warn_about(p: &cairn::ops::prune::PrunePlan) {
     let s = &p.packs;
-    if !p.packs_too_new.is_empty() {
-        eprintln!(
-            "cairn: note: {} unindexed packs were written within the last hour (or since the oldest lock): a backup may still be indexing them; a later prune judges them",
-            p.packs_too_new.len()
-        );
-    }
     for why in &p.index_files_skipped {
         eprintln!("cairn: warning: {why}; left out, and replaced by the new index");
     }
