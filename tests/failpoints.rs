@@ -308,13 +308,7 @@ fn copy_killed_at_each_failpoint_and_after_each_write() {
     let mut lab = Lab::new("failpoint", 8);
     let dst = Repo::with_options(&["--pack-size", "1M"]);
     let mut copies = Witness::new();
-    let copy = |lab: &Lab| {
-        dst.cairn()
-            .args(["copy", "--from-repo"])
-            .arg(&lab.repo.path)
-            .arg("latest")
-            .env("CAIRN_FROM_PASSWORD", PASSWORD)
-    };
+    let copy = |lab: &Lab| lab.copy_into(&dst);
     copy(&lab).run().ok();
     copies.adopt_new(&dst, &lab.src);
     let mut rounds: Vec<String> = points_of("copy").iter().map(|p| p.to_string()).collect();

@@ -182,13 +182,7 @@ fn copy_against_a_failing_store_stops_cleanly_and_loses_nothing() {
     let mut lab = Lab::new("fault", 23);
     let dst = Repo::with_options(&["--pack-size", "1M"]);
     let mut copies = Witness::new();
-    let copy = |lab: &Lab| {
-        dst.cairn()
-            .args(["copy", "--from-repo"])
-            .arg(&lab.repo.path)
-            .arg("latest")
-            .env("CAIRN_FROM_PASSWORD", PASSWORD)
-    };
+    let copy = |lab: &Lab| lab.copy_into(&dst);
     copy(&lab).run().ok();
     copies.adopt_new(&dst, &lab.src);
     let cases = [

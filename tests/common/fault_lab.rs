@@ -61,6 +61,15 @@ impl Lab {
         check_clean(&self.repo);
     }
 
+    /// `cairn copy` of this lab's latest snapshot into `dst` (not yet run).
+    pub fn copy_into(&self, dst: &Repo) -> super::Cairn {
+        dst.cairn()
+            .args(["copy", "--from-repo"])
+            .arg(&self.repo.path)
+            .arg("latest")
+            .env("CAIRN_FROM_PASSWORD", super::PASSWORD)
+    }
+
     /// Forget snapshots by id (and stop witnessing them).
     pub fn forget(&mut self, ids: &[String]) {
         if ids.is_empty() {
