@@ -1,7 +1,9 @@
 //! The Backend contract (src/backend/mod.rs), run against every backend: a local folder,
-//! an S3 bucket on s3s-fs and a folder over SFTP on sshd (real servers on 127.0.0.1,
-//! started through scripts/servers/). Remote backends are opened through
-//! `backend::open`, so the retry wrapper and the location parsing are part of the test.
+//! an S3 bucket on s3s-fs, a folder over SFTP on sshd and a repository on `cairn serve`
+//! (real servers on 127.0.0.1, started through scripts/servers/). Remote backends are
+//! opened through `backend::open`, so the retry wrapper and the location parsing are part
+//! of the test. Objects are named by the hash of their bytes, as the format names them
+//! (the served store checks it).
 
 mod servers;
 
@@ -10,8 +12,12 @@ use cairn::ErrorKind;
 use servers::Server;
 
 fn hex(seed: u8) -> String {
-    let h = blake3::hash(&[seed]);
-    h.to_hex().to_string()
+    named(&[seed])
+}
+
+/// The name the format gives an object with these bytes.
+fn named(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
 }
 
 fn contract(b: &dyn Backend) {
@@ -22,8 +28,8 @@ fn contract(b: &dyn Backend) {
     assert_eq!(b.create().unwrap_err().kind(), ErrorKind::AlreadyExists, "create over a repository");
 
     // Whole and ranged reads; a range past the end gives what is there.
-    let pack = hex(1);
     let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let pack = named(&bytes);
     b.write(FileType::Pack, &pack, &bytes).unwrap();
     assert_eq!(b.read(FileType::Pack, &pack, 1 << 30).unwrap(), bytes);
     assert_eq!(b.read_range(FileType::Pack, &pack, 1000, 5000).unwrap(), &bytes[1000..6000]);
@@ -34,21 +40,26 @@ fn contract(b: &dyn Backend) {
 
     // A large object reads back whole (remote backends read it in parallel spans).
     let big: Vec<u8> = (0..(5u32 << 19) + 12_345).map(|i| (i * 31 % 255) as u8).collect();
-    b.write(FileType::Index, &hex(4), &big).unwrap();
-    assert!(b.read(FileType::Index, &hex(4), 1 << 30).unwrap() == big, "a large object read back differs");
-    assert_eq!(b.read_range(FileType::Index, &hex(4), 1 << 20, 100).unwrap(), &big[1 << 20..(1 << 20) + 100]);
-    b.remove(FileType::Index, &hex(4)).unwrap();
+    let big_name = named(&big);
+    b.write(FileType::Index, &big_name, &big).unwrap();
+    assert!(b.read(FileType::Index, &big_name, 1 << 30).unwrap() == big, "a large object read back differs");
+    assert_eq!(
+        b.read_range(FileType::Index, &big_name, 1 << 20, 100).unwrap(),
+        &big[1 << 20..(1 << 20) + 100]
+    );
+    b.remove(FileType::Index, &big_name).unwrap();
 
     // Empty objects exist and read back empty.
-    b.write(FileType::Lock, &hex(2), b"").unwrap();
-    assert_eq!(b.read(FileType::Lock, &hex(2), 1 << 30).unwrap(), b"");
-    assert_eq!(b.size(FileType::Lock, &hex(2)).unwrap(), 0);
+    let empty = named(b"");
+    b.write(FileType::Lock, &empty, b"").unwrap();
+    assert_eq!(b.read(FileType::Lock, &empty, 1 << 30).unwrap(), b"");
+    assert_eq!(b.size(FileType::Lock, &empty).unwrap(), 0);
 
     // Each type is its own namespace, and packs in different subfolders all list.
     let mut packs: Vec<String> = (10..20).map(hex).collect();
     std::thread::scope(|s| {
-        for name in &packs {
-            s.spawn(move || b.write(FileType::Pack, name, name.as_bytes()).unwrap());
+        for (seed, name) in (10..20u8).zip(&packs) {
+            s.spawn(move || b.write(FileType::Pack, name, &[seed]).unwrap());
         }
     });
     packs.push(pack.clone());
@@ -59,13 +70,14 @@ fn contract(b: &dyn Backend) {
     for ft in [FileType::Index, FileType::Snapshot, FileType::Key, FileType::Log] {
         assert!(b.list(ft).unwrap().is_empty(), "{ft:?} is empty");
     }
-    b.write(FileType::Snapshot, &hex(3), b"snap").unwrap();
-    assert_eq!(b.list(FileType::Snapshot).unwrap(), vec![hex(3)]);
-    assert_eq!(b.read(FileType::Index, &hex(3), 1 << 30).unwrap_err().kind(), ErrorKind::NotFound);
+    let snap = named(b"snap");
+    b.write(FileType::Snapshot, &snap, b"snap").unwrap();
+    assert_eq!(b.list(FileType::Snapshot).unwrap(), vec![snap.clone()]);
+    assert_eq!(b.read(FileType::Index, &snap, 1 << 30).unwrap_err().kind(), ErrorKind::NotFound);
 
     // Writing the same object again is harmless (retries do it).
-    b.write(FileType::Snapshot, &hex(3), b"snap").unwrap();
-    assert_eq!(b.read(FileType::Snapshot, &hex(3), 1 << 30).unwrap(), b"snap");
+    b.write(FileType::Snapshot, &snap, b"snap").unwrap();
+    assert_eq!(b.read(FileType::Snapshot, &snap, 1 << 30).unwrap(), b"snap");
 
     // Missing objects are NotFound, for every operation, and nothing else.
     let missing = hex(99);
@@ -79,7 +91,7 @@ fn contract(b: &dyn Backend) {
     b.remove(FileType::Pack, &pack).unwrap();
     assert_eq!(b.read(FileType::Pack, &pack, 1 << 30).unwrap_err().kind(), ErrorKind::NotFound);
     assert!(!b.list(FileType::Pack).unwrap().contains(&pack));
-    b.remove(FileType::Lock, &hex(2)).unwrap();
+    b.remove(FileType::Lock, &empty).unwrap();
     assert!(b.list(FileType::Lock).unwrap().is_empty());
 
     // Names that could leave the repository's folder never reach the store.
@@ -113,5 +125,15 @@ fn sftp_backend_keeps_the_contract() {
         std::env::set_var(k, v);
     }
     let b = backend::open(&server.location("conformance")).unwrap();
+    contract(b.as_ref());
+}
+
+#[test]
+fn served_backend_keeps_the_contract() {
+    let server = Server::cairn(&[]);
+    let location = server.location("conformance");
+    let token = server.token("conformance", "admin");
+    cairn::backend::rest::register_token(&location, token.into());
+    let b = backend::open(&location).unwrap();
     contract(b.as_ref());
 }

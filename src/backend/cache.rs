@@ -66,6 +66,10 @@ impl Backend for PackCache {
         self.inner.read(ft, name, max)
     }
 
+    fn arrival_is_authoritative(&self) -> bool {
+        self.inner.arrival_is_authoritative()
+    }
+
     fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
         self.inner.modified(ft, name)
     }

@@ -231,6 +231,10 @@ impl Backend for FaultyBackend {
         self.inner.read_parallelism()
     }
 
+    fn arrival_is_authoritative(&self) -> bool {
+        self.inner.arrival_is_authoritative()
+    }
+
     fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
         self.inner.modified(ft, name)
     }

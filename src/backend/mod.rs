@@ -17,6 +17,7 @@ pub mod cache;
 #[cfg(feature = "failpoints")]
 pub mod faulty;
 pub mod local;
+pub mod rest;
 pub mod retry;
 pub mod s3;
 pub mod sftp;
@@ -128,6 +129,12 @@ pub trait Backend: Send + Sync {
         let _ = (ft, name);
         Ok(None)
     }
+    /// Whether `modified` is the time an object reached the store by the store's own clock,
+    /// which no writer can set (a `cairn serve` server stamps it), and costs no request
+    /// after a listing. Retention then treats a snapshot that claims a later time as forged.
+    fn arrival_is_authoritative(&self) -> bool {
+        false
+    }
     /// Whether an object exists.
     fn exists(&self, ft: FileType, name: &str) -> Result<bool> {
         match self.size(ft, name) {
@@ -189,10 +196,15 @@ pub fn in_dir(dir: &str, name: &str) -> String {
 }
 
 /// Open the backend a repository location names: `sftp:[user@]host[:port]/path`,
-/// `s3:http[s]://host[:port]/bucket[/prefix]`, or a local path. Remote ones get retries.
+/// `s3:http[s]://host[:port]/bucket[/prefix]`, `rest:http[s]://host[:port]/repo` (a
+/// `cairn serve` server), or a local path. Remote ones get retries.
 pub fn open(location: &str) -> Result<Box<dyn Backend>> {
     if let Some(rest) = location.strip_prefix("sftp:") {
         let b = sftp::SftpBackend::new(sftp::SftpLocation::parse(rest)?)?;
+        return Ok(remote(with_faults(Box::new(b))?));
+    }
+    if let Some(rest) = location.strip_prefix("rest:") {
+        let b = rest::RestBackend::new(rest)?;
         return Ok(remote(with_faults(Box::new(b))?));
     }
     if let Some(rest) = location.strip_prefix("s3:") {

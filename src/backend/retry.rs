@@ -93,6 +93,10 @@ impl Backend for RetryBackend {
         self.run("writing", || self.inner.write(ft, name, bytes))
     }
 
+    fn arrival_is_authoritative(&self) -> bool {
+        self.inner.arrival_is_authoritative()
+    }
+
     fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
         self.run("looking up", || self.inner.modified(ft, name))
     }

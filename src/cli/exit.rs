@@ -117,6 +117,14 @@ fn codes(command: &str) -> (&'static [i32], &'static [(i32, &'static str)]) {
         }
         "schedule list" => (&[0, 1], &[(1, "the unit folder cannot be read")]),
         c if c.starts_with("key ") => (KEY, &[]),
+        "serve" => (
+            &[0, 1, 2],
+            &[
+                (0, "stopped by SIGINT or SIGTERM"),
+                (2, "bad options (plain HTTP off loopback, a bad certificate)"),
+            ],
+        ),
+        c if c.starts_with("serve ") => (&[0, 1, 2], &[]),
         _ => (READ, &[]),
     }
 }

@@ -26,6 +26,7 @@ mod rewrite;
 mod run;
 mod schedule;
 mod select;
+mod serve;
 mod snapshots;
 mod stats;
 mod tag;
@@ -115,6 +116,7 @@ enum Command {
     Schedule(schedule::Command),
     #[command(subcommand)]
     Repair(repair::Command),
+    Serve(serve::Args),
 }
 
 impl Command {
@@ -264,13 +266,18 @@ pub fn record_read(
 /// below its own help text.
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
-    fn add_codes(cmd: clap::Command, path: &str) -> clap::Command {
+    fn add_codes(mut cmd: clap::Command, path: &str) -> clap::Command {
         if cmd.has_subcommands() {
+            // A command that also runs on its own (serve) lists its codes too.
+            let runs_alone = cmd.is_args_conflicts_with_subcommands_set();
             let names: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_string()).collect();
-            return names.into_iter().fold(cmd, |cmd, name| {
+            cmd = names.into_iter().fold(cmd, |cmd, name| {
                 let path = format!("{path} {name}").trim().to_string();
                 cmd.mut_subcommand(name, |sub| add_codes(sub, &path))
             });
+            if !runs_alone {
+                return cmd;
+            }
         }
         let before = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
         let text = match before.is_empty() {
@@ -347,6 +354,7 @@ pub fn main() -> i32 {
         Command::Run(a) => run::run(&ctx, a),
         Command::Config(c) => config::run(&ctx, c),
         Command::Schedule(c) => schedule::run(&ctx, c),
+        Command::Serve(a) => serve::run(&ctx, a),
         Command::Repair(c) => repair::run(&ctx, c),
     };
     match result {

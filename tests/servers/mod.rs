@@ -1,5 +1,5 @@
 //! Real storage servers on 127.0.0.1 for the backend tests, started and stopped through
-//! scripts/servers/: s3s-fs (S3) and Debian's sshd (SFTP). Each test gets its own server
+//! scripts/servers/: s3s-fs (S3), Debian's sshd (SFTP) and cairn's own server. Each test gets its own server
 //! on a free port, so tests run in parallel and one may kill its server.
 //!
 //! A server that cannot start fails the test with the script's message: these tests must
@@ -20,8 +20,11 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local address").port()
 }
 
+static TOKENS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn run_script(name: &str, args: &[&str]) {
     let out = Command::new("bash")
+        .env("CAIRN_BIN", env!("CARGO_BIN_EXE_cairn"))
         .arg(script(name))
         .args(args)
         .output()
@@ -42,6 +45,8 @@ pub struct Server {
     pub port: u16,
     /// Environment a cairn run needs to reach it (credentials, ssh command).
     pub env: Vec<(String, String)>,
+    /// Extra options of `cairn serve`.
+    options: Vec<String>,
 }
 
 impl Server {
@@ -53,17 +58,35 @@ impl Server {
         Self::start("sshd.sh")
     }
 
-    fn start(script: &'static str) -> Server {
-        let dir = tempfile::Builder::new().prefix("cairn-server-").tempdir().expect("temp dir");
-        let port = free_port();
-        let mut s = Server { script, dir, port, env: Vec::new() };
+    /// `cairn serve` with these extra options; tokens come from [`Server::token`].
+    pub fn cairn(options: &[&str]) -> Server {
+        let mut s = Self::prepare("cairn-serve.sh");
+        s.options = options.iter().map(|o| o.to_string()).collect();
         s.restart();
         s
     }
 
+    fn start(script: &'static str) -> Server {
+        let mut s = Self::prepare(script);
+        s.restart();
+        s
+    }
+
+    fn prepare(script: &'static str) -> Server {
+        let dir = tempfile::Builder::new().prefix("cairn-server-").tempdir().expect("temp dir");
+        Server { script, dir, port: free_port(), env: Vec::new(), options: Vec::new() }
+    }
+
     /// Start (again) on the same port and state.
     pub fn restart(&mut self) {
-        run_script(self.script, &["start", self.dir.path().to_str().unwrap(), &self.port.to_string()]);
+        let mut args =
+            vec!["start".to_string(), self.dir.path().to_str().unwrap().to_string(), self.port.to_string()];
+        args.extend(self.options.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_script(self.script, &args);
+        if self.script == "cairn-serve.sh" {
+            return;
+        }
         self.env = if self.script == "s3.sh" {
             let text = std::fs::read_to_string(self.dir.path().join("env")).expect("server env");
             let mut env: Vec<(String, String)> = text
@@ -90,6 +113,9 @@ impl Server {
     /// A repository location on this server; `name` makes it unique. For SFTP the
     /// location uses the ssh config's Host alias, so the config is what makes it work.
     pub fn location(&self, name: &str) -> String {
+        if self.script == "cairn-serve.sh" {
+            return format!("rest:http://127.0.0.1:{}/{name}", self.port);
+        }
         if self.script == "s3.sh" {
             format!("s3:http://127.0.0.1:{}/cairn-test/{name}", self.port)
         } else {
@@ -99,11 +125,31 @@ impl Server {
 
     /// Where the server keeps a repository's files on disk.
     pub fn storage(&self, name: &str) -> PathBuf {
+        if self.script == "cairn-serve.sh" {
+            return self.root().join(name);
+        }
         if self.script == "s3.sh" {
             self.dir.path().join("store/cairn-test").join(name)
         } else {
             self.dir.path().join(name)
         }
+    }
+
+    /// The root of a `cairn serve` server.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// A new token of `role` for repository `repo` on a `cairn serve` server.
+    pub fn token(&self, repo: &str, role: &str) -> String {
+        let name = format!("{repo}-{role}-{}", TOKENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["serve", "token", "add", &name, "--repo", repo, "--role", role, "--root"])
+            .arg(self.root())
+            .output()
+            .expect("run cairn serve token add");
+        assert!(out.status.success(), "token add: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
     pub fn env_map(&self) -> HashMap<String, String> {

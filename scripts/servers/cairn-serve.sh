@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# cairn's own server for the tests, on 127.0.0.1 only.
+#
+#   cairn-serve.sh start STATE_DIR PORT [SERVE OPTIONS...]   start it in the background
+#   cairn-serve.sh stop STATE_DIR                            stop it (the root stays)
+#
+# CAIRN_BIN names the cairn binary (default: cairn on the PATH). Repositories live in
+# STATE_DIR/root; tokens are made with `cairn serve token add NAME --root STATE_DIR/root`.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+usage="usage: cairn-serve.sh start|stop STATE_DIR [PORT [OPTIONS...]]"
+cmd=${1:?$usage}
+state=${2:?$usage}
+case "$cmd" in
+start)
+  port=${3:?$usage}
+  shift 3
+  bin=${CAIRN_BIN:-cairn}
+  mkdir -p "$state/root"
+  "$bin" serve --root "$state/root" --listen "127.0.0.1:$port" "$@" </dev/null >"$state/server.log" 2>&1 &
+  echo $! >"$state/pid"
+  wait_listening "cairn-serve.sh: cairn serve" "$port" "$state"
+  ;;
+stop)
+  stop_server "$state"
+  ;;
+*) echo "$usage" >&2; exit 2 ;;
+esac
