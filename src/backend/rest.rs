@@ -32,7 +32,7 @@ fn registered() -> &'static Mutex<HashMap<String, Zeroizing<String>>> {
 
 /// Use `token` for the repository at `location` (as written, `rest:...`).
 pub fn register_token(location: &str, token: Zeroizing<String>) {
-    registered().lock().expect("token registry").insert(location.to_string(), token);
+    registered().lock().expect("token registry").insert(location.trim_end_matches('/').to_string(), token);
 }
 
 /// Read a token file: its first line, which must not be empty.
@@ -49,7 +49,7 @@ pub fn read_token_file(path: &std::path::Path) -> Result<Zeroizing<String>> {
 }
 
 fn token_for(location: &str) -> Result<Zeroizing<String>> {
-    if let Some(t) = registered().lock().expect("token registry").get(location) {
+    if let Some(t) = registered().lock().expect("token registry").get(location.trim_end_matches('/')) {
         return Ok(t.clone());
     }
     if let Ok(t) = std::env::var("CAIRN_TOKEN") {
