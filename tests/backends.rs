@@ -1,5 +1,5 @@
-//! Every command works on the remote backends, against real servers on 127.0.0.1 (see
-//! scripts/servers/): a round trip of init, backup, restore, check, forget and prune; a
+//! Every command works on the remote backends (S3, SFTP and cairn's own server), against
+//! real servers on 127.0.0.1 (see scripts/servers/): a round trip of init, backup, restore, check, forget and prune; a
 //! server or the client killed in the middle of an upload (the snapshot saved before
 //! restores identical after it); and the clear one-line errors for refused
 //! credentials, an untrusted host key, a missing bucket and an unreachable host.
@@ -64,6 +64,26 @@ fn round_trip(server: &Server) {
 }
 
 #[test]
+fn served_round_trip() {
+    round_trip(&Server::cairn(&[]));
+}
+
+#[test]
+fn served_server_killed_mid_upload() {
+    server_killed_mid_upload(Server::cairn(&[]), true);
+}
+
+#[test]
+fn served_short_outage_is_ridden_out() {
+    short_outage_is_ridden_out(Server::cairn(&[]));
+}
+
+#[test]
+fn served_client_killed_mid_upload() {
+    client_killed_mid_upload(&Server::cairn(&[]));
+}
+
+#[test]
 fn s3_round_trip() {
     round_trip(&Server::s3());
 }
@@ -91,7 +111,8 @@ fn pack_count(stored: &Path) -> usize {
         .sum()
 }
 
-fn server_killed_mid_upload(mut server: Server) {
+/// `hard`: the server is killed (SIGKILL), not asked to stop.
+fn server_killed_mid_upload(mut server: Server, hard: bool) {
     let work = tempdir("cairn-remote-kill-");
     let src = work.path().join("src");
     random_source(&src);
@@ -107,7 +128,11 @@ fn server_killed_mid_upload(mut server: Server) {
 
     let child = cairn(&server).arg("backup").arg(&src).spawn();
     let started = wait_until(Duration::from_secs(60), || pack_count(&stored) > packs_before);
-    server.stop();
+    if hard {
+        server.kill();
+    } else {
+        server.stop();
+    }
     let out = child.wait_with_output().unwrap();
     assert!(started, "the backup stored no packs in time");
     let failed = Out::new("backup".into(), out.status, out.stdout, out.stderr);
@@ -132,12 +157,12 @@ fn server_killed_mid_upload(mut server: Server) {
 
 #[test]
 fn s3_server_killed_mid_upload() {
-    server_killed_mid_upload(Server::s3());
+    server_killed_mid_upload(Server::s3(), false);
 }
 
 #[test]
 fn sftp_server_killed_mid_upload() {
-    server_killed_mid_upload(Server::sftp());
+    server_killed_mid_upload(Server::sftp(), false);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `cairn forget`: remove snapshots by a retention policy (or by id).
 
 use super::{exit, format, Ctx};
-use cairn::ops::forget::{plan, remove_snapshots, GroupBy, RetentionPolicy, Within};
+use cairn::ops::forget::{plan_with_arrivals, remove_snapshots, GroupBy, RetentionPolicy, Within};
 use cairn::repo::log::LogRecord;
 use cairn::{Error, Result};
 
@@ -99,10 +99,26 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     } else {
         cairn::repo::refuse_unreadable(&unreadable, &[], "forget")?;
         let tz = jiff::tz::TimeZone::system();
-        let groups = plan(selected, &policy, GroupBy::parse(&a.group_by)?, &tz, jiff::Timestamp::now())?;
+        let ids: Vec<_> = selected.iter().map(|(id, _)| *id).collect();
+        let arrived = cairn::ops::forget::arrivals(&repo, &ids)?;
+        let groups = plan_with_arrivals(
+            selected,
+            &arrived,
+            &policy,
+            GroupBy::parse(&a.group_by)?,
+            &tz,
+            jiff::Timestamp::now(),
+        )?;
         for g in &groups {
             for d in &g.decisions {
-                if d.future && !ctx.quiet {
+                if d.forged && !ctx.quiet {
+                    eprintln!(
+                        "cairn: warning: snapshot {} says it was made at {}, after it reached the store; \
+                         its time is forged (a compromised host?): it is kept and counts toward no rule",
+                        d.id.short(),
+                        format::local_time(d.snapshot.time)
+                    );
+                } else if d.future && !ctx.quiet {
                     eprintln!(
                         "cairn: warning: snapshot {} is dated in the future ({}); it is kept and counts toward no rule until then",
                         d.id.short(),
@@ -141,7 +157,7 @@ fn print(ctx: &Ctx, groups: &[cairn::ops::forget::Group], drop: &[cairn::id::Sna
                     .iter()
                     .map(|d| {
                         serde_json::json!({"id": d.id.to_hex(), "time": format::rfc3339(d.snapshot.time),
-                                           "keep": d.keep(), "reasons": d.reasons, "future": d.future,
+                                           "keep": d.keep(), "reasons": d.reasons, "future": d.future, "forged": d.forged,
                                            "written_by": d.snapshot.written_by.name()})
                     })
                     .collect();

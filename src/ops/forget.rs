@@ -13,6 +13,8 @@
 //! host) can write snapshots with any time into any group. So (format-spec/retention.md):
 //! - a snapshot dated after `now` is kept, reported, and counts toward no rule until its
 //!   time comes (else one dated 2099 would be "the newest" for ever);
+//! - so is one dated more than [`CLOCK_SKEW`] after it reached the store, where the store
+//!   stamps arrivals by its own clock (`cairn serve`): its time is forged, for ever;
 //! - the rules are applied twice: to every snapshot of the group, and to the snapshots a
 //!   full key wrote (proven by their attestation) alone. A full-key snapshot is kept if
 //!   either keeps it, so snapshots no full key wrote can never push one out.
@@ -26,7 +28,11 @@ use crate::id::SnapshotId;
 use crate::repo::Repository;
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// How much later than its arrival at the store a snapshot may say it was made before it
+/// counts as forged: the clocks of a host and of its server may differ this much.
+pub const CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetentionPolicy {
@@ -155,8 +161,10 @@ pub struct Decision {
     pub snapshot: Snapshot,
     /// The rules that keep it; empty means it is forgotten.
     pub reasons: Vec<String>,
-    /// Dated after the time of the plan: kept, and counted toward no rule.
+    /// Dated after the time of the plan, or forged: kept, and counted toward no rule.
     pub future: bool,
+    /// Dated more than [`CLOCK_SKEW`] after it reached the store.
+    pub forged: bool,
 }
 
 impl Decision {
@@ -180,6 +188,37 @@ pub fn plan(
     tz: &TimeZone,
     now: Timestamp,
 ) -> Result<Vec<Group>> {
+    plan_with_arrivals(snapshots, &HashMap::new(), policy, group_by, tz, now)
+}
+
+/// When each snapshot reached the store, where the store's own clock says so
+/// ([`crate::backend::Backend::arrival_is_authoritative`]); empty elsewhere.
+pub fn arrivals(repo: &Repository, ids: &[SnapshotId]) -> Result<HashMap<SnapshotId, Timestamp>> {
+    let backend = repo.backend();
+    let mut out = HashMap::new();
+    if !backend.arrival_is_authoritative() {
+        return Ok(out);
+    }
+    for id in ids {
+        if let Some(t) = backend.modified(FileType::Snapshot, &id.to_hex())? {
+            if let Ok(ts) = Timestamp::try_from(t) {
+                out.insert(*id, ts);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// [`plan`], with the arrival times of snapshots at the store: a snapshot dated more than
+/// [`CLOCK_SKEW`] after its arrival is forged, kept and counted toward no rule.
+pub fn plan_with_arrivals(
+    snapshots: Vec<(SnapshotId, Snapshot)>,
+    arrivals: &HashMap<SnapshotId, Timestamp>,
+    policy: &RetentionPolicy,
+    group_by: GroupBy,
+    tz: &TimeZone,
+    now: Timestamp,
+) -> Result<Vec<Group>> {
     if policy.is_empty() {
         return Err(Error::invalid(
             "no retention rule given: add --keep-last, --keep-daily, ... (forget never removes everything by default)",
@@ -189,24 +228,34 @@ pub fn plan(
     for (id, s) in snapshots {
         groups.entry(group_by.key(&s)).or_default().push((id, s));
     }
-    groups.into_iter().map(|(key, list)| judge_group(key, list, policy, tz, now)).collect()
+    groups.into_iter().map(|(key, list)| judge_group(key, list, arrivals, policy, tz, now)).collect()
 }
 
 fn judge_group(
     key: String,
     mut list: Vec<(SnapshotId, Snapshot)>,
+    arrivals: &HashMap<SnapshotId, Timestamp>,
     policy: &RetentionPolicy,
     tz: &TimeZone,
     now: Timestamp,
 ) -> Result<Group> {
     list.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
-    let is_future = |s: &Snapshot| Timestamp::new(s.time.secs, s.time.nanos as i32).map_or(true, |t| t > now);
+    let time = |s: &Snapshot| Timestamp::new(s.time.secs, s.time.nanos as i32);
     let mut decisions: Vec<Decision> = list
         .into_iter()
         .map(|(id, snapshot)| {
-            let future = is_future(&snapshot);
-            let reasons = if future { vec!["dated in the future".to_string()] } else { Vec::new() };
-            Decision { id, snapshot, reasons, future }
+            let t = time(&snapshot).ok();
+            let forged = match (t, arrivals.get(&id)) {
+                (Some(t), Some(arrived)) => arrived.checked_add(CLOCK_SKEW).is_ok_and(|limit| t > limit),
+                _ => false,
+            };
+            let future = forged || t.is_none_or(|t| t > now);
+            let reasons = match (forged, future) {
+                (true, _) => vec!["dated after it reached the store".to_string()],
+                (false, true) => vec!["dated in the future".to_string()],
+                _ => Vec::new(),
+            };
+            Decision { id, snapshot, reasons, future, forged }
         })
         .collect();
     let current: Vec<usize> = (0..decisions.len()).filter(|&i| !decisions[i].future).collect();
@@ -395,6 +444,29 @@ mod tests {
         let p = RetentionPolicy { within: Some(Within::parse("36h").unwrap()), ..Default::default() };
         let groups = plan(snaps, &p, GroupBy::default(), &TimeZone::UTC, now).unwrap();
         assert_eq!(kept(&groups), vec![2, 3], "36 hours before now, not before the newest");
+    }
+
+    #[test]
+    fn snapshots_dated_after_their_arrival_are_forged_and_count_toward_no_rule() {
+        let snaps = vec![
+            snap(1, "2026-11-01T10:00:00Z", &[]),
+            snap(2, "2026-11-02T10:00:00Z", &[]),
+            // Claims a time two hours after the server received it (still before now).
+            snap(3, "2026-11-02T23:00:00Z", &[]),
+            // Within the allowed clock skew of its arrival: honest.
+            snap(4, "2026-11-02T12:10:00Z", &[]),
+        ];
+        let mut arrivals = HashMap::new();
+        arrivals.insert(SnapshotId([3; 32]), at("2026-11-02T21:00:00Z"));
+        arrivals.insert(SnapshotId([4; 32]), at("2026-11-02T12:00:00Z"));
+        let now = at("2026-11-03T00:00:00Z");
+        let p = RetentionPolicy { last: 1, ..Default::default() };
+        let groups =
+            plan_with_arrivals(snaps, &arrivals, &p, GroupBy::default(), &TimeZone::UTC, now).unwrap();
+        assert_eq!(kept(&groups), vec![3, 4], "the forged snapshot does not take the one 'last' place");
+        let d = |n: u8| groups[0].decisions.iter().find(|d| d.id.0[0] == n).unwrap().clone();
+        assert!(d(3).forged && d(3).keep() && d(3).reasons == ["dated after it reached the store"]);
+        assert!(!d(4).forged && d(4).reasons == ["last 1"]);
     }
 
     #[test]

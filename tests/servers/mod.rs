@@ -59,10 +59,13 @@ impl Server {
     }
 
     /// `cairn serve` with these extra options; tokens come from [`Server::token`].
+    /// Its env holds an admin token for the repository named "repo" (as the S3 and SFTP
+    /// servers' env holds their credentials).
     pub fn cairn(options: &[&str]) -> Server {
         let mut s = Self::prepare("cairn-serve.sh");
         s.options = options.iter().map(|o| o.to_string()).collect();
         s.restart();
+        s.env = vec![("CAIRN_TOKEN".into(), s.token("repo", "admin"))];
         s
     }
 
@@ -108,6 +111,19 @@ impl Server {
 
     pub fn stop(&self) {
         run_script(self.script, &["stop", self.dir.path().to_str().unwrap()]);
+    }
+
+    /// End the server at once (SIGKILL), as a crash or power cut of its host would.
+    pub fn kill(&self) {
+        let pid_file = self.dir.path().join("pid");
+        let pid = std::fs::read_to_string(&pid_file).expect("the server's pid file");
+        let status = Command::new("kill").args(["-9", pid.trim()]).status().expect("run kill");
+        assert!(status.success(), "kill -9 {pid}");
+        // Wait until it is gone, so a restart finds its port free.
+        while Command::new("kill").args(["-0", pid.trim()]).status().is_ok_and(|s| s.success()) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_file(pid_file);
     }
 
     /// A repository location on this server; `name` makes it unique. For SFTP the
