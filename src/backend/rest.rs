@@ -132,6 +132,17 @@ impl RestBackend {
     }
 
     fn net_error(&self, what: &str, target: &str, e: ureq::Error) -> Error {
+        let text = e.to_string();
+        // A certificate no retry will make trusted.
+        if matches!(e, ureq::Error::Tls(_) | ureq::Error::Rustls(_)) || text.contains("certificate") {
+            return Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "cannot {what} {target}: the server's TLS certificate is not trusted ({text}); \
+                     if your own authority made it, name its PEM file in CAIRN_CA_CERT"
+                ),
+            );
+        }
         let cause = match e {
             ureq::Error::ConnectionFailed => "connection refused or unreachable".to_string(),
             ureq::Error::HostNotFound => "host not found".to_string(),
@@ -172,7 +183,8 @@ impl RestBackend {
             .map_err(|e| self.net_error("look up", &url, e))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
-            return Err(self.status_error("look up", &url, status, ""));
+            let reason = resp.headers().get("x-cairn-error").and_then(|v| v.to_str().ok()).unwrap_or("");
+            return Err(self.status_error("look up", &url, status, reason));
         }
         Ok(resp)
     }

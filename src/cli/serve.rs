@@ -106,6 +106,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 println!("{}", serde_json::json!({ "restored": n }));
             } else if !ctx.quiet {
                 println!("{n} objects brought back into {}", u.repository);
+                if n > 0 {
+                    // A prune's index files supersede the ones it deleted: only a new index
+                    // made from the packs themselves names everything that came back.
+                    println!("now run `cairn repair index` on the repository, so that its index names every pack brought back");
+                }
             }
             Ok(exit::SUCCESS)
         }

@@ -35,10 +35,18 @@ impl Reply {
 
     pub fn into_response(self, head: bool) -> Response<Full<Bytes>> {
         let len = self.body.len();
-        let body = if head { Bytes::new() } else { self.body };
+        let body = if head { Bytes::new() } else { self.body.clone() };
         let mut r = Response::builder().status(self.status).header("content-type", self.content_type);
         if !head {
             r = r.header("content-length", len);
+        } else if !self.status.is_success() {
+            // A HEAD answer has no body: its reason goes in a header, printable ASCII only.
+            let reason: String = String::from_utf8_lossy(&self.body)
+                .trim()
+                .chars()
+                .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+                .collect();
+            r = r.header("x-cairn-error", reason);
         }
         for (k, v) in self.headers {
             r = r.header(k, v);
