@@ -325,3 +325,51 @@ fn tls_serves_and_plain_http_stays_on_loopback() {
     witness.backup(&Tls(&at, &cert), &src, &[]);
     assert_eq!(witness.verify_all(&Tls(&at, &cert)), 1);
 }
+
+#[test]
+fn a_jobs_offsite_copy_goes_to_a_served_repository_with_an_append_token() {
+    let server = Server::cairn(&[]);
+    let offsite = as_role(&server, "gw-offsite", "admin");
+    offsite.cairn().arg("init").args(FAST_KDF).run().ok();
+    let work = tempdir("cairn-serve-job-");
+    let local = Repo::new();
+    let src = gateway_tree(&work.path().join("gw"), 5, TreeSize::SMALL).root;
+    let pass = work.path().join("pass");
+    std::fs::write(&pass, format!("{PASSWORD}\n")).unwrap();
+    // The gateway host holds only an append token for its offsite copy.
+    let token = work.path().join("offsite.token");
+    std::fs::write(&token, format!("{}\n", server.token("gw-offsite", "append"))).unwrap();
+    let job = |copy_token: &str| {
+        format!(
+            "[jobs.gw]\nrepository = \"{}\"\npassword-file = \"{}\"\nsources = [\"{}\"]\n\n\
+             [jobs.gw.retention]\nkeep-last = 5\n\n\
+             [[jobs.gw.copy]]\nrepository = \"{}\"\npassword-file = \"{}\"\n{copy_token}retention = false\n",
+            local.path.display(),
+            pass.display(),
+            src.display(),
+            offsite.loc,
+            pass.display(),
+        )
+    };
+    let config = work.path().join("cairn.toml");
+    // Without a token file the job is refused before anything runs.
+    std::fs::write(&config, job("")).unwrap();
+    let out = Cairn::new().args(["config", "check", "--config"]).arg(&config).run().expect_code(2);
+    assert!(out.stderr.contains("needs a token-file"), "{}", out.context());
+    std::fs::write(&config, job(&format!("token-file = \"{}\"\n", token.display()))).unwrap();
+    Cairn::new().args(["config", "check", "--deep", "--config"]).arg(&config).run().ok();
+    let run = Cairn::new()
+        .args(["run", "--json", "--config"])
+        .arg(&config)
+        .env("CAIRN_LOCK_DIR", work.path())
+        .run()
+        .ok();
+    assert!(run.stdout.contains(&format!("copy to {}", offsite.loc)), "{}", run.context());
+
+    // The copy restores identical from the server, read with the offsite admin token.
+    let copied = offsite.cairn().args(["snapshots", "--json"]).run().ok().json();
+    let id = copied[0]["id"].as_str().unwrap().to_string();
+    let target = work.path().join("restored");
+    offsite.cairn().args(["restore", &id, "--target"]).arg(&target).run().ok();
+    assert_same_tree(&src, &restored(&target, &src));
+}

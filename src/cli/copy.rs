@@ -35,13 +35,20 @@ pub struct SourceKey {
     /// Use this key file for the source repository instead of its stored keys
     #[arg(long, env = "CAIRN_FROM_KEY_FILE")]
     from_key_file: Option<PathBuf>,
+    /// The source's token, if it is a served repository (rest:)
+    #[arg(long, env = "CAIRN_FROM_TOKEN_FILE")]
+    from_token_file: Option<PathBuf>,
 }
 
 impl SourceKey {
     /// Open the source repository at `location`.
     pub fn open(&self, location: &str) -> Result<Repository> {
         if let Some(f) = &self.from_password_file {
-            super::warn_if_exposed(f);
+            super::warn_if_exposed(f, "password file");
+        }
+        if let Some(f) = &self.from_token_file {
+            super::warn_if_exposed(f, "token file");
+            cairn::backend::rest::register_token(location, cairn::backend::rest::read_token_file(f)?);
         }
         let pw = cairn::repo::keys::given_password("CAIRN_FROM_PASSWORD", self.from_password_file.as_deref())
             .unwrap_or_else(|| {

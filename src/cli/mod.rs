@@ -51,8 +51,8 @@ use zeroize::Zeroizing;
     after_long_help = exit::HELP
 )]
 pub struct Cli {
-    /// Repository location: a local path, sftp:[USER@]HOST[:PORT]/PATH or
-    /// s3:https://HOST[:PORT]/BUCKET[/PREFIX]
+    /// Repository location: a local path, sftp:[USER@]HOST[:PORT]/PATH,
+    /// s3:https://HOST[:PORT]/BUCKET[/PREFIX] or rest:https://HOST[:PORT]/REPO (cairn serve)
     #[arg(
         short = 'r',
         long = "repo",
@@ -64,6 +64,10 @@ pub struct Cli {
     /// Read the password from this file (first line)
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, help_heading = "Global options")]
     password_file: Option<PathBuf>,
+    /// The token of a served repository (rest:), from this file (first line); or set
+    /// CAIRN_TOKEN
+    #[arg(long, env = "CAIRN_TOKEN_FILE", global = true, help_heading = "Global options")]
+    token_file: Option<PathBuf>,
     /// Use this key file, kept apart from the repository, instead of the repository's keys
     #[arg(long, env = "CAIRN_KEY_FILE", global = true, help_heading = "Global options")]
     key_file: Option<PathBuf>,
@@ -163,7 +167,7 @@ impl Ctx {
     /// The password from CAIRN_PASSWORD, the password file, or a prompt on the terminal.
     pub fn password(&self, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
         if let Some(f) = &self.password_file {
-            warn_if_exposed(f);
+            warn_if_exposed(f, "password file");
         }
         given_password("CAIRN_PASSWORD", self.password_file.as_deref()).unwrap_or_else(|| {
             ask_password(
@@ -319,6 +323,16 @@ pub fn main() -> i32 {
         );
         return exit::USAGE;
     }
+    if let (Some(f), Some(repo)) = (&cli.token_file, &cli.repo) {
+        warn_if_exposed(f, "token file");
+        match cairn::backend::rest::read_token_file(f) {
+            Ok(t) => cairn::backend::rest::register_token(repo, t),
+            Err(e) => {
+                eprintln!("cairn: {e}");
+                return exit::for_error(e.kind());
+            }
+        }
+    }
     let ctx = Ctx {
         repo: cli.repo,
         password_file: cli.password_file,
@@ -395,11 +409,11 @@ pub fn select_snapshots(
 
 /// Warn when a password file is readable by every user: it is still used (a backup that
 /// stops over it would protect nothing), but whoever reads it can read every backup.
-pub fn warn_if_exposed(path: &std::path::Path) {
+pub fn warn_if_exposed(path: &std::path::Path, what: &str) {
     use std::os::unix::fs::PermissionsExt;
     if std::fs::metadata(path).is_ok_and(|md| md.permissions().mode() & 0o004 != 0) {
         eprintln!(
-            "cairn: warning: password file {} is readable by every user; `chmod o-rwx {}` it",
+            "cairn: warning: {what} {} is readable by every user; `chmod o-rwx {}` it",
             path.display(),
             path.display()
         );

@@ -92,7 +92,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     for job in jobs {
         let files =
             job.password_file.iter().chain(job.copies.iter().filter_map(|c| c.password_file.as_ref()));
-        files.for_each(|f| super::warn_if_exposed(f));
+        files.for_each(|f| super::warn_if_exposed(f, "password file"));
+        let tokens = job.token_file.iter().chain(job.copies.iter().filter_map(|c| c.token_file.as_ref()));
+        tokens.for_each(|f| super::warn_if_exposed(f, "token file"));
         let _guard = match a.dry_run {
             true => None,
             false => match JobLock::take(&job.name)? {

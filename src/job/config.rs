@@ -36,6 +36,8 @@ pub struct Job {
     pub repository: String,
     pub password_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// The token of a served repository (`rest:`).
+    pub token_file: Option<PathBuf>,
     pub host: Option<String>,
     /// Paths (shell globs allowed) that must exist.
     pub sources: Vec<String>,
@@ -119,6 +121,8 @@ pub struct CopyTarget {
     pub repository: String,
     pub password_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// The token of a served repository (`rest:`).
+    pub token_file: Option<PathBuf>,
     /// Whether the job's retention also runs at the target (`retention = false`: another
     /// host prunes it, or the target's key is not allowed to delete).
     pub retention: bool,
@@ -137,6 +141,7 @@ const JOB_KEYS: &[&str] = &[
     "repository",
     "password-file",
     "key-file",
+    "token-file",
     "host",
     "sources",
     "optional-sources",
@@ -356,6 +361,7 @@ impl Reader<'_> {
                 }
                 "password-file" => job.password_file = self.path(value, key),
                 "key-file" => job.key_file = self.path(value, key),
+                "token-file" => job.token_file = self.path(value, key),
                 "host" => job.host = self.string(value, key),
                 "sources" => job.sources = self.sources(value, key),
                 "optional-sources" => job.optional_sources = self.sources(value, key),
@@ -428,6 +434,12 @@ impl Reader<'_> {
         job.labels.sort();
         if !has_repo {
             self.error(name.span(), format!("{place} has no `repository`; add repository = \"/backups/gw\""));
+        } else if job.repository.starts_with("rest:") && job.token_file.is_none() {
+            // Jobs run from timers, where no CAIRN_TOKEN is set.
+            self.error(
+                name.span(),
+                format!("{place} uses a served repository: add token-file = \"/etc/cairn/gw.token\""),
+            );
         }
         if !names_sources {
             self.error(
@@ -549,17 +561,23 @@ impl Reader<'_> {
         let mut out = Vec::new();
         for item in items.iter() {
             let mut c = CopyTarget { retention: true, ..Default::default() };
-            let allowed = ["repository", "password-file", "key-file", "retention"];
+            let allowed = ["repository", "password-file", "key-file", "token-file", "retention"];
             for (key, value) in self.section(item, &format!("{place} copy"), &allowed) {
                 match key {
                     "repository" => c.repository = self.string(value, key).unwrap_or_default(),
                     "password-file" => c.password_file = self.path(value, key),
+                    "token-file" => c.token_file = self.path(value, key),
                     "retention" => c.retention = self.bool(value, key),
                     _ => c.key_file = self.path(value, key),
                 }
             }
             if c.repository.is_empty() {
                 self.error(item.span(), "a copy target needs `repository`".into());
+            } else if c.repository.starts_with("rest:") && c.token_file.is_none() {
+                self.error(
+                    item.span(),
+                    format!("copy target {} is served: it needs a token-file", c.repository),
+                );
             } else if c.password_file.is_none() && c.key_file.is_none() {
                 // Without one the copy would open the target with the job's password.
                 self.error(

@@ -148,32 +148,25 @@ pub(super) fn upkeep_steps(
         if let Some(f) = &job.key_file {
             args.extend(["--from-key-file".into(), f.into()]);
         }
+        if let Some(f) = &job.token_file {
+            args.extend(["--from-token-file".into(), f.into()]);
+        }
         let mut step = cairn_step(cairn, job, &format!("copy to {}", c.repository), args);
         // The target's own repository and key.
-        set_repository(&mut step.command, &c.repository, c.password_file.as_deref(), c.key_file.as_deref());
+        set_repository(&mut step.command, c.access());
         steps.push(step);
         // The copy keeps the same history as the job's repository, unless the target
         // says another host prunes it (or its key may not delete).
         if let (Some(r), true) = (&job.retention, c.retention) {
             let mut step =
                 cairn_step(cairn, job, &format!("retention at {}", c.repository), retention_args(job, r));
-            set_repository(
-                &mut step.command,
-                &c.repository,
-                c.password_file.as_deref(),
-                c.key_file.as_deref(),
-            );
+            set_repository(&mut step.command, c.access());
             steps.push(step);
         }
         // The offsite copy restores too, not only the local repository.
         if let Some(d) = job.drill.as_ref().filter(|d| d.copies) {
             let mut step = cairn_step(cairn, job, &format!("drill at {}", c.repository), drill_args(job, d));
-            set_repository(
-                &mut step.command,
-                &c.repository,
-                c.password_file.as_deref(),
-                c.key_file.as_deref(),
-            );
+            set_repository(&mut step.command, c.access());
             steps.push(step);
         }
     }
@@ -228,7 +221,7 @@ fn cairn_step(cairn: &Path, job: &Job, name: &str, args: Vec<OsString>) -> Step 
     if let Some(w) = &job.lock_wait {
         command.env("CAIRN_LOCK_WAIT", w);
     }
-    set_repository(&mut command, &job.repository, job.password_file.as_deref(), job.key_file.as_deref());
+    set_repository(&mut command, job.access());
     Step { name: name.to_string(), command, kind: StepKind::Cairn }
 }
 
@@ -249,14 +242,48 @@ pub(super) fn hooks(when: &str, commands: &[String], job: &Job, outcome: Option<
 
 /// Point a cairn command at a repository and its key; a password file given in the job
 /// wins over the caller's CAIRN_PASSWORD.
-fn set_repository(command: &mut Command, repo: &str, password_file: Option<&Path>, key_file: Option<&Path>) {
-    command.env("CAIRN_REPOSITORY", repo);
-    if let Some(f) = password_file {
+/// A repository and what opens it: password or key file, and a served one's token file.
+struct Access<'a> {
+    repository: &'a str,
+    password_file: Option<&'a Path>,
+    key_file: Option<&'a Path>,
+    token_file: Option<&'a Path>,
+}
+
+impl Job {
+    fn access(&self) -> Access<'_> {
+        Access {
+            repository: &self.repository,
+            password_file: self.password_file.as_deref(),
+            key_file: self.key_file.as_deref(),
+            token_file: self.token_file.as_deref(),
+        }
+    }
+}
+
+impl super::config::CopyTarget {
+    fn access(&self) -> Access<'_> {
+        Access {
+            repository: &self.repository,
+            password_file: self.password_file.as_deref(),
+            key_file: self.key_file.as_deref(),
+            token_file: self.token_file.as_deref(),
+        }
+    }
+}
+
+fn set_repository(command: &mut Command, to: Access<'_>) {
+    command.env("CAIRN_REPOSITORY", to.repository);
+    if let Some(f) = to.password_file {
         command.env("CAIRN_PASSWORD_FILE", f).env_remove("CAIRN_PASSWORD");
     }
-    match key_file {
+    match to.key_file {
         Some(k) => command.env("CAIRN_KEY_FILE", k),
         None => command.env_remove("CAIRN_KEY_FILE"),
+    };
+    match to.token_file {
+        Some(t) => command.env("CAIRN_TOKEN_FILE", t).env_remove("CAIRN_TOKEN"),
+        None => command.env_remove("CAIRN_TOKEN_FILE"),
     };
 }
 
