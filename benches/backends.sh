@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Backup and restore speed on each backend: a local folder, an S3 bucket on s3s-fs and a
-# folder over SFTP on sshd, all on this machine (servers from scripts/servers/ on
-# 127.0.0.1), on the same generated gateway corpus.
+# Backup and restore speed on each backend: a local folder, an S3 bucket on s3s-fs, a
+# folder over SFTP on sshd and a repository on cairn serve, all on this machine (servers
+# from scripts/servers/ on 127.0.0.1), on the same generated gateway corpus.
 #
 #   bash benches/backends.sh [--scale S] [--repeat R]
 #
@@ -26,15 +26,20 @@ say() { printf '== %s\n' "$*" >&2; }
 say "building cairn and the corpus generator (release)"
 cargo build --release --quiet --bin cairn --example corpus
 WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/cairn-backends.XXXXXX")
-trap 'bash scripts/servers/s3.sh stop "$WORK/s3"; bash scripts/servers/sshd.sh stop "$WORK/ssh"; rm -rf "$WORK"' EXIT
+trap 'bash scripts/servers/s3.sh stop "$WORK/s3"; bash scripts/servers/sshd.sh stop "$WORK/ssh"; bash scripts/servers/cairn-serve.sh stop "$WORK/serve"; rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/bin"
 cp target/release/cairn target/release/examples/corpus "$WORK/bin/"
 CAIRN=$WORK/bin/cairn
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-say "starting s3s-fs and sshd on 127.0.0.1"
+say "starting s3s-fs, sshd and cairn serve on 127.0.0.1"
 bash scripts/servers/s3.sh start "$WORK/s3" "$(free_port)"
 bash scripts/servers/sshd.sh start "$WORK/ssh" "$(free_port)"
+SERVE_PORT=$(free_port)
+CAIRN_BIN=$CAIRN bash scripts/servers/cairn-serve.sh start "$WORK/serve" "$SERVE_PORT"
+for rep in $(seq "$REPEAT"); do
+  "$CAIRN" serve token add "bench-$rep" --root "$WORK/serve/root" --repo "repo-$rep" --role admin >"$WORK/serve/token-$rep"
+done
 set -a; . "$WORK/s3/env"; set +a
 export CAIRN_SSH_COMMAND="ssh -F $WORK/ssh/ssh_config" CAIRN_PASSWORD=bench-password
 # Requests to the local servers must not go through a proxy.
@@ -50,6 +55,7 @@ location() { # backend repetition
     local) echo "$WORK/repo-local-$2" ;;
     s3) echo "s3:$S3_ENDPOINT/cairn-test/repo-$2" ;;
     sftp) echo "sftp:cairn-test$WORK/ssh/repo-$2" ;;
+    served) echo "rest:http://127.0.0.1:$SERVE_PORT/repo-$2" ;;
   esac
 }
 seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN {printf "%.3f", e - s}'; }
@@ -57,8 +63,9 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A backup restore
 for rep in $(seq "$REPEAT"); do
-  for b in local s3 sftp; do
+  for b in local s3 sftp served; do
     loc=$(location "$b" "$rep")
+    export CAIRN_TOKEN_FILE=$WORK/serve/token-$rep
     "$CAIRN" -r "$loc" init -q >/dev/null
     sync
     tb=$(seconds "$CAIRN" -r "$loc" backup -q "$WORK/data")
@@ -77,7 +84,7 @@ echo
 echo "| backend | first backup s | MB/s | vs local | restore s | MB/s | vs local |"
 echo "|---|---|---|---|---|---|---|"
 lb=$(printf '%s' "${backup[local]}" | median); lr=$(printf '%s' "${restore[local]}" | median)
-for b in local s3 sftp; do
+for b in local s3 sftp served; do
   tb=$(printf '%s' "${backup[$b]}" | median); tr=$(printf '%s' "${restore[$b]}" | median)
   awk -v b="$b" -v tb="$tb" -v tr="$tr" -v lb="$lb" -v lr="$lr" -v n="$BYTES" 'BEGIN {
     printf "| %s | %.2f | %.0f | %.0f%% | %.2f | %.0f | %.0f%% |\n", b, tb, n/tb/1e6, 100*lb/tb, tr, n/tr/1e6, 100*lr/tr }'
