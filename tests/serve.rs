@@ -271,27 +271,7 @@ fn sixteen_hosts_back_up_into_one_served_repository_at_once() {
 #[test]
 fn tls_serves_and_plain_http_stays_on_loopback() {
     let work = tempdir("cairn-serve-tls-");
-    let (cert, key) = (work.path().join("cert.pem"), work.path().join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-        ])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("run openssl (the openssl package)");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (cert, key) = make_certificate(work.path());
 
     // No certificate: only loopback addresses.
     let out =
@@ -372,4 +352,71 @@ fn a_jobs_offsite_copy_goes_to_a_served_repository_with_an_append_token() {
     let target = work.path().join("restored");
     offsite.cairn().args(["restore", &id, "--target"]).arg(&target).run().ok();
     assert_same_tree(&src, &restored(&target, &src));
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, made by openssl: (cert, key).
+fn make_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl (the openssl package)");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    (cert, key)
+}
+
+#[test]
+fn the_systemd_unit_starts_a_server() {
+    let unit =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/cairn-serve.service"))
+            .unwrap();
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart line");
+    let work = tempdir("cairn-serve-unit-");
+    let (cert, key) = make_certificate(work.path());
+    let root = work.path().join("srv");
+    let port = servers::free_port();
+    // The unit's command line, with this machine's paths, on loopback only.
+    let mut args: Vec<String> = exec.split_whitespace().map(str::to_string).collect();
+    assert_eq!(args[0], "/usr/bin/cairn");
+    for a in args.iter_mut() {
+        *a = match a.as_str() {
+            "/srv/cairn" => root.display().to_string(),
+            "/etc/cairn/tls/cert.pem" => cert.display().to_string(),
+            "/etc/cairn/tls/key.pem" => key.display().to_string(),
+            "0.0.0.0:8443" => format!("127.0.0.1:{port}"),
+            other => other.to_string(),
+        };
+    }
+    let mut child = std::process::Command::new(bin())
+        .args(&args[1..])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first)
+        .unwrap();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        first.trim(),
+        format!("cairn serve: listening on https://127.0.0.1:{port}"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
