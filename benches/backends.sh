@@ -36,6 +36,7 @@ say "starting s3s-fs, sshd and cairn serve on 127.0.0.1"
 bash scripts/servers/s3.sh start "$WORK/s3" "$(free_port)"
 bash scripts/servers/sshd.sh start "$WORK/ssh" "$(free_port)"
 SERVE_PORT=$(free_port)
+umask 077  # the token files
 CAIRN_BIN=$CAIRN bash scripts/servers/cairn-serve.sh start "$WORK/serve" "$SERVE_PORT"
 for rep in $(seq "$REPEAT"); do
   "$CAIRN" serve token add "bench-$rep" --root "$WORK/serve/root" --repo "repo-$rep" --role admin >"$WORK/serve/token-$rep"

@@ -344,6 +344,11 @@ async fn create(
             }
         }
     }
+    // Memory for the body is reserved first (the whole limit when no length is declared).
+    let mib = declared.unwrap_or(limit).div_ceil(1 << 20).max(1) as u32;
+    let Ok(_reserved) = state.upload_budget.acquire_many(mib).await else {
+        return Reply::error(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping");
+    };
     // Received whole before anything is stored: a dropped connection leaves nothing.
     let body = match Limited::new(req.into_body(), limit as usize).collect().await {
         Ok(b) => b.to_bytes(),

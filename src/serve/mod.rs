@@ -51,6 +51,16 @@ pub struct State {
     access: report::AccessLog,
     /// Repository -> token name -> when it last stored a snapshot (seconds).
     arrivals: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
+    /// MiB of upload bodies that may be held in memory at once, over all requests: each
+    /// upload takes its size's worth before it is received, so many large uploads at
+    /// once wait instead of exhausting memory.
+    upload_budget: tokio::sync::Semaphore,
+}
+
+/// The most upload bytes held at once, in MiB (at least two of the largest packs).
+fn upload_budget_mib(max_pack: u64) -> usize {
+    let largest = max_pack.div_ceil(1 << 20) as usize;
+    (2 * largest).max(1024)
 }
 
 impl State {
@@ -89,6 +99,7 @@ fn open_state(opts: ServeOptions) -> Result<State> {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     Ok(State {
+        upload_budget: tokio::sync::Semaphore::new(upload_budget_mib(opts.max_pack)),
         tokens: tokens::TokenCache::new(&opts.root),
         repos: store::Repos::new(&opts.root),
         access,
@@ -150,7 +161,9 @@ pub fn run(opts: ServeOptions, interrupt: Arc<AtomicBool>) -> Result<()> {
             let tls = tls.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| answer(state.clone(), peer, req));
-                let http = hyper::server::conn::http1::Builder::new();
+                let mut http = hyper::server::conn::http1::Builder::new();
+                // A client that sends its headers slowly gives up its connection.
+                http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
                 // A connection that breaks off ends here; nothing it sent was stored.
                 match tls {
                     Some(acceptor) => {
