@@ -349,28 +349,43 @@ async fn create(
     let Ok(_reserved) = state.upload_budget.acquire_many(mib).await else {
         return Reply::error(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping");
     };
-    // Received whole before anything is stored: a dropped connection leaves nothing.
-    let body = match Limited::new(req.into_body(), limit as usize).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Reply::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("a {} object may have at most {limit} bytes", name.ft.dir()),
-            )
+    // Received whole before anything is stored: a dropped connection leaves nothing. The
+    // buffer starts at a block boundary, so a pack reaches the disk past the page cache
+    // as the local store writes it (crate::direct_io), not copied through it.
+    let mut stream = Limited::new(req.into_body(), limit as usize);
+    let mut buf = Vec::new();
+    let start = crate::direct_io::align_empty(&mut buf, declared.unwrap_or(0) as usize);
+    while let Some(frame) = stream.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(data) = f.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return Reply::error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a {} object may have at most {limit} bytes", name.ft.dir()),
+                )
+            }
+            Err(e) => return Reply::error(StatusCode::BAD_REQUEST, format!("the upload broke off: {e}")),
         }
-        Err(e) => return Reply::error(StatusCode::BAD_REQUEST, format!("the upload broke off: {e}")),
-    };
-    logged.bytes = body.len() as u64;
+    }
+    if declared.is_some_and(|d| d != (buf.len() - start) as u64) {
+        return Reply::error(StatusCode::BAD_REQUEST, "the upload ended before its Content-Length");
+    }
+    logged.bytes = (buf.len() - start) as u64;
     let quota = state.opts.quota;
     let owner = token.name.clone();
     let result = blocking(move || {
-        if !name.matches(&body) {
+        let body = &buf[start..];
+        if !name.matches(body) {
             return Err(Reply::error(
                 StatusCode::BAD_REQUEST,
                 format!("the bytes sent do not hash to the name {}: refused", name.name),
             ));
         }
-        match store.create_object(&name, &body, quota, &owner) {
+        match store.create_object(&name, body, quota, &owner) {
             Ok(Ok(())) => Ok(name.ft),
             Ok(Err(Refusal::Exists)) => Err(Reply::error(
                 StatusCode::CONFLICT,
