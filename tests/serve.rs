@@ -420,3 +420,44 @@ fn the_systemd_unit_starts_a_server() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_server_keeps_its_repositories_in_a_bucket() {
+    let s3 = Server::s3();
+    for (k, v) in &s3.env {
+        // The server started next inherits the bucket's credentials (each test is its own
+        // process under nextest, so no other thread reads the environment meanwhile).
+        std::env::set_var(k, v);
+    }
+    let root = format!("s3:http://127.0.0.1:{}/cairn-test/served", s3.port);
+    let server = Server::cairn_at(Some(&root), &[]);
+    let admin = as_role(&server, "gw", "admin");
+    admin.cairn().arg("init").args(FAST_KDF).run().ok();
+    let host = as_role(&server, "gw", "append");
+    let work = tempdir("cairn-serve-bucket-");
+    let src = gateway_tree(&work.path().join("src"), 13, TreeSize::SMALL).root;
+    let (mut first, mut second) = (Witness::new(), Witness::new());
+    let first_id = first.backup(&host, &src, &[]);
+    std::fs::write(src.join("changed.conf"), b"second").unwrap();
+    second.backup(&host, &src, &[]);
+    // The objects are in the bucket, whole, in the layout of a repository.
+    let stored = s3.storage("served/gw");
+    assert!(stored.join("config").is_file(), "no config at {}", stored.display());
+    assert!(objects_complete(&stored).is_empty(), "{:?}", objects_complete(&stored));
+    assert_eq!(
+        raw(server.port, "DELETE", &format!("/gw/snapshots/{first_id}"), Some(&host.token), b"").0,
+        403
+    );
+
+    // The owner's prune deletes into the bucket's quarantine; undelete brings it back.
+    let owner = as_role(&server, "gw", "maintain");
+    owner.cairn().args(["forget", "--keep-last", "1", "--prune", "--max-unused", "0%"]).run().ok();
+    assert!(!stored.join("snapshots").join(&first_id).exists());
+    assert!(s3.storage("served/.cairn-serve/quarantine/gw/snapshots").join(&first_id).is_file());
+    let out = Cairn::new().args(["serve", "undelete", "gw", "--root", &root]).run().ok();
+    assert!(out.stdout.contains("objects brought back"), "{}", out.context());
+    owner.cairn().args(["repair", "index"]).run().ok();
+    assert_eq!(first.verify_all(&host) + second.verify_all(&host), 2);
+    let (_, metrics) = raw(server.port, "GET", "/metrics", None, b"");
+    assert!(metrics.contains("cairn_serve_objects{repo=\"gw\",type=\"snapshots\"} 2"), "{metrics}");
+}

@@ -111,6 +111,10 @@ impl Backend for PackCache {
         self.inner.write(ft, name, bytes)
     }
 
+    fn list_detailed(&self, ft: FileType) -> Result<Vec<super::Listed>> {
+        self.inner.list_detailed(ft)
+    }
+
     fn list(&self, ft: FileType) -> Result<Vec<String>> {
         self.inner.list(ft)
     }

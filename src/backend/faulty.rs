@@ -205,6 +205,13 @@ impl Backend for FaultyBackend {
         Ok(())
     }
 
+    fn list_detailed(&self, ft: FileType) -> Result<Vec<super::Listed>> {
+        if let Some(f) = self.fault(Op::List, ft) {
+            return Err(self.error(f, format!("cannot list {}/", ft.dir())));
+        }
+        self.inner.list_detailed(ft)
+    }
+
     fn list(&self, ft: FileType) -> Result<Vec<String>> {
         if let Some(f) = self.fault(Op::List, ft) {
             return Err(self.error(f, format!("cannot list {}/", ft.dir())));

@@ -99,6 +99,12 @@ pub trait Backend: Send + Sync {
     fn list(&self, ft: FileType) -> Result<Vec<String>>;
     /// Size of an object in bytes.
     fn size(&self, ft: FileType, name: &str) -> Result<u64>;
+    /// Every object of a type with its size and modification time, in one listing where
+    /// the store gives them (S3), else by looking at each. An object that goes between
+    /// the listing and the look is left out.
+    fn list_detailed(&self, ft: FileType) -> Result<Vec<Listed>> {
+        list_by_looking(self, ft)
+    }
     /// Delete an object; deleting a missing object is `NotFound`.
     fn remove(&self, ft: FileType, name: &str) -> Result<()>;
     /// How many writes may usefully run at once: a remote store hides its latency by
@@ -153,6 +159,33 @@ pub fn too_large(ft: FileType, name: &str, size: u64, max: u64) -> crate::error:
     ))
 }
 
+/// [`Backend::list_detailed`] by a listing and a look at each object.
+pub fn list_by_looking<B: Backend + ?Sized>(b: &B, ft: FileType) -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    for name in b.list(ft)? {
+        let size = match b.size(ft, &name) {
+            Ok(s) => s,
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let modified = match b.modified(ft, &name) {
+            Ok(m) => m,
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        out.push(Listed { name, size, modified });
+    }
+    Ok(out)
+}
+
+/// One object of a [`Backend::list_detailed`] listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub size: u64,
+    pub modified: Option<std::time::SystemTime>,
+}
+
 /// A temporary file an interrupted write left: its path from the repository's root
 /// (`data/ab/.tmp-...`) and its size.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,6 +226,11 @@ pub fn in_dir(dir: &str, name: &str) -> String {
     } else {
         format!("{dir}/{name}")
     }
+}
+
+/// Whether a location names a remote store rather than a local folder.
+pub fn is_remote(location: &str) -> bool {
+    ["sftp:", "s3:", "rest:"].iter().any(|p| location.starts_with(p))
 }
 
 /// Open the backend a repository location names: `sftp:[user@]host[:port]/path`,

@@ -281,6 +281,14 @@ impl Backend for RestBackend {
         if ft == FileType::Config {
             return Ok(if self.exists(ft, "config")? { vec!["config".into()] } else { vec![] });
         }
+        Ok(self.list_detailed(ft)?.into_iter().map(|e| e.name).collect())
+    }
+
+    /// One request: the server's listing gives sizes and arrival times.
+    fn list_detailed(&self, ft: FileType) -> Result<Vec<super::Listed>> {
+        if ft == FileType::Config {
+            return super::list_by_looking(self, ft);
+        }
         let url = format!("{}/{}/", self.url, ft.dir());
         let mut resp = self
             .agent
@@ -302,14 +310,15 @@ impl Backend for RestBackend {
             )
         })?;
         let mut arrivals = self.arrivals.lock().expect("arrivals lock");
-        let mut names = Vec::with_capacity(entries.len());
+        let mut out = Vec::with_capacity(entries.len());
         for e in entries {
-            if let Some(secs) = e.arrived {
-                arrivals.insert((ft, e.name.clone()), secs_to_time(secs));
+            let modified = e.arrived.map(secs_to_time);
+            if let Some(t) = modified {
+                arrivals.insert((ft, e.name.clone()), t);
             }
-            names.push(e.name);
+            out.push(super::Listed { name: e.name, size: e.size, modified });
         }
-        Ok(names)
+        Ok(out)
     }
 
     fn size(&self, ft: FileType, name: &str) -> Result<u64> {
@@ -362,9 +371,11 @@ impl Backend for RestBackend {
     }
 }
 
+/// One entry of the server's listing (format-spec/serve.md).
 #[derive(serde::Deserialize)]
 struct Listed {
     name: String,
+    size: u64,
     arrived: Option<u64>,
 }
 

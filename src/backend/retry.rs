@@ -101,6 +101,10 @@ impl Backend for RetryBackend {
         self.run("looking up", || self.inner.modified(ft, name))
     }
 
+    fn list_detailed(&self, ft: FileType) -> Result<Vec<super::Listed>> {
+        self.run("listing", || self.inner.list_detailed(ft))
+    }
+
     fn list(&self, ft: FileType) -> Result<Vec<String>> {
         self.run("listing", || self.inner.list(ft))
     }

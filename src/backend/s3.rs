@@ -215,7 +215,7 @@ impl S3Backend {
         Ok(body)
     }
 
-    fn list_keys(&self, prefix: &str, max: Option<usize>) -> Result<Vec<(String, u64)>> {
+    fn list_keys(&self, prefix: &str, max: Option<usize>) -> Result<Vec<ListedKey>> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -277,8 +277,11 @@ fn xml_field(body: &str, tag: &str) -> Option<String> {
     )
 }
 
-/// Keys with their sizes, and the continuation token if the listing goes on.
-type Listing = (Vec<(String, u64)>, Option<String>);
+/// One key of a listing: its name, size and modification time.
+type ListedKey = (String, u64, Option<std::time::SystemTime>);
+
+/// Keys with their sizes and times, and the continuation token if the listing goes on.
+type Listing = (Vec<ListedKey>, Option<String>);
 
 /// Keys with sizes and the continuation token of a ListObjectsV2 answer. Only the fields
 /// cairn uses are read: stores differ in which of the others they send (some omit ETag,
@@ -291,7 +294,10 @@ fn parse_listing(body: &str) -> Option<Listing> {
     for item in body.split("<Contents>").skip(1) {
         let item = item.split("</Contents>").next()?;
         let size = xml_field(item, "Size").and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-        keys.push((xml_field(item, "Key")?, size));
+        let modified = xml_field(item, "LastModified")
+            .and_then(|t| t.trim().parse::<jiff::Timestamp>().ok())
+            .and_then(|t| std::time::SystemTime::try_from(t).ok());
+        keys.push((xml_field(item, "Key")?, size, modified));
     }
     let truncated = xml_field(body, "IsTruncated").is_some_and(|t| t.trim() == "true");
     let next = xml_field(body, "NextContinuationToken").filter(|_| truncated);
@@ -345,7 +351,21 @@ impl Backend for S3Backend {
         }
         let prefix = format!("{}{}/", self.loc.prefix, ft.dir());
         let keys = self.list_keys(&prefix, None)?;
-        Ok(keys.into_iter().filter_map(|(k, _)| k.rsplit('/').next().map(str::to_string)).collect())
+        Ok(keys.into_iter().filter_map(|(k, _, _)| k.rsplit('/').next().map(str::to_string)).collect())
+    }
+
+    fn list_detailed(&self, ft: FileType) -> Result<Vec<super::Listed>> {
+        if ft == FileType::Config {
+            return super::list_by_looking(self, ft);
+        }
+        let prefix = format!("{}{}/", self.loc.prefix, ft.dir());
+        Ok(self
+            .list_keys(&prefix, None)?
+            .into_iter()
+            .filter_map(|(k, size, modified)| {
+                Some(super::Listed { name: k.rsplit('/').next()?.to_string(), size, modified })
+            })
+            .collect())
     }
 
     fn size(&self, ft: FileType, name: &str) -> Result<u64> {
@@ -433,7 +453,7 @@ mod tests {
                     <Size>12</Size></Contents><Contents><Key>p/keys/cd</Key><ETag>\"x\"</ETag><Size>3</Size>\
                     </Contents><NextContinuationToken>t&amp;1</NextContinuationToken></ListBucketResult>";
         let (keys, next) = parse_listing(body).unwrap();
-        assert_eq!(keys, vec![("p/keys/ab".to_string(), 12), ("p/keys/cd".to_string(), 3)]);
+        assert_eq!(keys, vec![("p/keys/ab".to_string(), 12, None), ("p/keys/cd".to_string(), 3, None)]);
         assert_eq!(next.as_deref(), Some("t&1"));
         let done = body.replace("<IsTruncated>true", "<IsTruncated>false");
         assert_eq!(parse_listing(&done).unwrap().1, None);

@@ -18,9 +18,14 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Folder holding the repositories, one folder each
+    /// Where the repositories are, one folder each: a local folder, or a bucket
+    /// (s3:https://HOST/BUCKET[/PREFIX], credentials as for an S3 repository)
     #[arg(long, required = true)]
-    root: Option<PathBuf>,
+    root: Option<String>,
+    /// The server's own folder: tokens, arrivals, access log [default: ROOT/.cairn-serve;
+    /// needed with a remote ROOT]
+    #[arg(long)]
+    state: Option<PathBuf>,
     /// Address to listen on; plain HTTP only on a loopback address
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: std::net::SocketAddr,
@@ -39,7 +44,7 @@ pub struct Args {
     /// Report (status page, metrics) whether each repository's newest snapshot is younger
     #[arg(long, value_parser = cairn::units::parse_duration)]
     rpo: Option<u64>,
-    /// Access log, one JSON line per request ("-": standard output) [default: ROOT/.cairn-serve/access.log]
+    /// Access log, one JSON line per request ("-": standard output) [default: STATE/access.log]
     #[arg(long)]
     access_log: Option<PathBuf>,
     /// The largest pack accepted
@@ -63,8 +68,8 @@ enum TokenCommand {
     )]
     Add {
         name: String,
-        #[arg(long)]
-        root: PathBuf,
+        #[command(flatten)]
+        at: ServerAt,
         /// read, append, maintain or admin
         #[arg(long)]
         role: String,
@@ -72,16 +77,33 @@ enum TokenCommand {
     /// List tokens: name, repository, role, when made (never the tokens)
     #[command(after_help = "Example:\n  cairn serve token list --root /srv/cairn")]
     List {
-        #[arg(long)]
-        root: PathBuf,
+        #[command(flatten)]
+        at: ServerAt,
     },
     /// Remove a token; it stops working at once
     #[command(after_help = "Example:\n  cairn serve token remove gw1 --root /srv/cairn")]
     Remove {
         name: String,
-        #[arg(long)]
-        root: PathBuf,
+        #[command(flatten)]
+        at: ServerAt,
     },
+}
+
+/// Which server's tokens: its root, and its state folder where that is not inside the root.
+#[derive(clap::Args)]
+struct ServerAt {
+    /// The server's --root
+    #[arg(long)]
+    root: String,
+    /// The server's --state, if it was given one
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+impl ServerAt {
+    fn tokens(&self) -> Result<TokenFile> {
+        Ok(TokenFile::new(&cairn::serve::tokens::state_dir(&self.root, self.state.as_deref())?))
+    }
 }
 
 /// Bring back objects deleted from a repository (within --since, else all quarantined)
@@ -89,8 +111,9 @@ enum TokenCommand {
 #[command(after_help = "Example:\n  cairn serve undelete gw --root /srv/cairn --since 2d")]
 struct UndeleteArgs {
     repository: String,
+    /// The server's --root
     #[arg(long)]
-    root: PathBuf,
+    root: String,
     /// Only objects deleted this recently (e.g. 2d)
     #[arg(long, value_parser = cairn::units::parse_duration)]
     since: Option<u64>,
@@ -115,8 +138,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             Ok(exit::SUCCESS)
         }
         None => {
+            let root = a.root.expect("clap requires --root");
+            let state = cairn::serve::tokens::state_dir(&root, a.state.as_deref())?;
             let opts = cairn::serve::ServeOptions {
-                root: a.root.expect("clap requires --root"),
+                root,
+                state,
                 listen: a.listen,
                 tls: a.tls_cert.zip(a.tls_key),
                 quota: a.quota,
@@ -133,17 +159,17 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
 
 fn token(ctx: &Ctx, t: TokenCommand) -> Result<i32> {
     match t {
-        TokenCommand::Add { name, root, role } => {
+        TokenCommand::Add { name, at, role } => {
             let repo = ctx
                 .location()
                 .map_err(|_| Error::invalid("token add needs the repository's name: --repo NAME"))?;
-            let token = TokenFile::new(&root).add(&name, repo, Role::parse(&role)?)?;
+            let token = at.tokens()?.add(&name, repo, Role::parse(&role)?)?;
             // The token alone on standard output, so it can go straight into a file.
             println!("{}", token.as_str());
             Ok(exit::SUCCESS)
         }
-        TokenCommand::List { root } => {
-            let entries = TokenFile::new(&root).load()?;
+        TokenCommand::List { at } => {
+            let entries = at.tokens()?.load()?;
             if ctx.json {
                 let v: Vec<_> = entries
                     .iter()
@@ -157,8 +183,8 @@ fn token(ctx: &Ctx, t: TokenCommand) -> Result<i32> {
             }
             Ok(exit::SUCCESS)
         }
-        TokenCommand::Remove { name, root } => {
-            TokenFile::new(&root).remove(&name)?;
+        TokenCommand::Remove { name, at } => {
+            at.tokens()?.remove(&name)?;
             if !ctx.quiet {
                 println!("removed token {name}");
             }

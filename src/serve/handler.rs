@@ -192,7 +192,10 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, logged: &mut Logg
         Err(r) => return r,
     };
     logged.token = token.name.clone();
-    let store = state.repos.get(&repo_name);
+    let store = match state.repos.get(&repo_name) {
+        Ok(s) => s,
+        Err(e) => return store_error(e),
+    };
     match target {
         Target::Repository(_) => {
             if method != Method::POST || req.uri().query() != Some("create=true") {
@@ -270,7 +273,7 @@ async fn list(store: Arc<RepoStore>, ft: FileType) -> Reply {
         Ok(Some(entries)) => {
             let json: Vec<serde_json::Value> = entries
                 .iter()
-                .map(|e| serde_json::json!({"name": e.name, "size": e.size, "arrived": arrival_secs(e.arrived)}))
+                .map(|e| serde_json::json!({"name": e.name, "size": e.size, "arrived": arrival_secs(e.modified)}))
                 .collect();
             Reply::ok(serde_json::to_vec(&json).expect("listing serializes"), "application/json")
         }

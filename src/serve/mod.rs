@@ -27,7 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct ServeOptions {
-    pub root: PathBuf,
+    /// Where the repositories are: a local folder, or a remote store such as a bucket.
+    pub root: String,
+    /// The server's own folder (tokens, arrivals, access log); `tokens::state_dir`.
+    pub state: PathBuf,
     pub listen: SocketAddr,
     /// Certificate chain and private key, PEM. Without them only loopback is served.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -37,7 +40,7 @@ pub struct ServeOptions {
     pub keep_deleted: Duration,
     /// The newest snapshot should be younger than this (metrics and status page).
     pub rpo: Option<Duration>,
-    /// Where the access log goes ("-": standard output); default ROOT/.cairn-serve/access.log.
+    /// Where the access log goes ("-": standard output); default STATE/access.log.
     pub access_log: Option<PathBuf>,
     /// The largest pack accepted.
     pub max_pack: u64,
@@ -65,7 +68,16 @@ fn upload_budget_mib(max_pack: u64) -> usize {
 
 impl State {
     fn arrivals_path(&self) -> PathBuf {
-        tokens::state_dir(&self.opts.root).join("arrivals.json")
+        self.opts.state.join("arrivals.json")
+    }
+
+    /// The repositories tokens name that exist.
+    fn repo_names(&self) -> Vec<String> {
+        self.tokens
+            .repos()
+            .into_iter()
+            .filter(|r| self.repos.get(r).and_then(|s| s.exists()).unwrap_or(false))
+            .collect()
     }
 
     fn arrivals(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
@@ -89,9 +101,9 @@ fn open_state(opts: ServeOptions) -> Result<State> {
             opts.listen
         )));
     }
-    let dir = tokens::state_dir(&opts.root);
+    let dir = opts.state.clone();
     crate::sys::create_private_dir(&dir)?;
-    let token_file = tokens::TokenFile::new(&opts.root);
+    let token_file = tokens::TokenFile::new(&dir);
     tokens::check_private(token_file.path())?;
     let access = report::AccessLog::open(&opts.access_log.clone().unwrap_or_else(|| dir.join("access.log")))?;
     let arrivals = std::fs::read(dir.join("arrivals.json"))
@@ -100,7 +112,7 @@ fn open_state(opts: ServeOptions) -> Result<State> {
         .unwrap_or_default();
     Ok(State {
         upload_budget: tokio::sync::Semaphore::new(upload_budget_mib(opts.max_pack)),
-        tokens: tokens::TokenCache::new(&opts.root),
+        tokens: tokens::TokenCache::new(&dir),
         repos: store::Repos::new(&opts.root),
         access,
         arrivals: Mutex::new(arrivals),
@@ -210,8 +222,8 @@ async fn answer(
 /// Delete quarantined objects older than --keep-deleted, at start and then hourly.
 fn spawn_expiry(state: Arc<State>, interrupt: Arc<AtomicBool>) {
     std::thread::spawn(move || loop {
-        for name in state.repos.names().unwrap_or_default() {
-            if let Err(e) = state.repos.get(&name).expire(state.opts.keep_deleted) {
+        for name in state.repo_names() {
+            if let Err(e) = state.repos.get(&name).and_then(|s| s.expire(state.opts.keep_deleted)) {
                 eprintln!("cairn serve: cannot expire the quarantine of {name}: {e}");
             }
         }
@@ -225,7 +237,7 @@ fn spawn_expiry(state: Arc<State>, interrupt: Arc<AtomicBool>) {
 }
 
 /// Bring back objects of `repo` deleted within `since` (all quarantined ones if None).
-pub fn undelete(root: &std::path::Path, repo: &str, since: Option<Duration>) -> Result<u64> {
+pub fn undelete(root: &str, repo: &str, since: Option<Duration>) -> Result<u64> {
     tokens::check_repo_name(repo)?;
-    store::Repos::new(root).get(repo).undelete(since)
+    store::Repos::new(root).get(repo)?.undelete(since)
 }

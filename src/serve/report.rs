@@ -21,11 +21,11 @@ struct RepoFigures {
 async fn figures(state: &std::sync::Arc<State>) -> Vec<RepoFigures> {
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
-        let names = state.repos.names().unwrap_or_default();
-        names
+        state
+            .repo_names()
             .into_iter()
             .map(|name| {
-                let usage = state.repos.get(&name).usage().ok();
+                let usage = state.repos.get(&name).and_then(|s| s.usage()).ok();
                 let age = usage
                     .and_then(|u| u.newest_snapshot)
                     .map(|t| SystemTime::now().duration_since(t).map_or(0, |d| d.as_secs()));

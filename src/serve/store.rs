@@ -3,10 +3,10 @@
 //! Every call here blocks; the HTTP layer runs them off its event loop.
 
 use super::names::ObjectName;
-use crate::backend::{local::LocalBackend, Backend, FileType};
-use crate::error::{Error, ErrorKind, Result};
+use crate::backend::{Backend, FileType};
+use crate::error::{ErrorKind, Result};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -22,9 +22,13 @@ pub struct Usage {
 pub struct RepoStore {
     pub name: String,
     live: Box<dyn Backend>,
-    live_root: PathBuf,
+    /// The repository's folder, on a local root: writes wait for its creation there.
+    live_root: Option<PathBuf>,
     quarantine: Box<dyn Backend>,
-    quarantine_root: PathBuf,
+    /// The quarantine's folder on a local root, made at the first delete.
+    quarantine_root: Option<PathBuf>,
+    /// Whether the quarantine's layout is made (once per run).
+    quarantine_made: std::sync::atomic::AtomicBool,
     usage: Mutex<Option<Usage>>,
     /// Objects being received: a second upload of the same name meanwhile is a conflict.
     receiving: Mutex<HashSet<(FileType, String)>>,
@@ -45,17 +49,21 @@ pub enum Refusal {
 }
 
 impl RepoStore {
-    fn new(root: &Path, name: &str) -> RepoStore {
-        RepoStore {
+    fn new(root: &str, name: &str) -> Result<RepoStore> {
+        let live = join(root, name);
+        let quarantine = join(root, &format!("{QUARANTINE}/{name}"));
+        let local = |l: &str| (!crate::backend::is_remote(l)).then(|| PathBuf::from(l));
+        Ok(RepoStore {
             name: name.to_string(),
-            live: Box::new(LocalBackend::new(root.join(name))),
-            live_root: root.join(name),
-            quarantine: Box::new(LocalBackend::new(quarantine_dir(root).join(name))),
-            quarantine_root: quarantine_dir(root).join(name),
+            live: crate::backend::open(&live)?,
+            live_root: local(&live),
+            quarantine: crate::backend::open(&quarantine)?,
+            quarantine_root: local(&quarantine),
+            quarantine_made: std::sync::atomic::AtomicBool::new(false),
             usage: Mutex::new(None),
             receiving: Mutex::new(HashSet::new()),
             lock_owners: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     pub fn exists(&self) -> Result<bool> {
@@ -79,7 +87,7 @@ impl RepoStore {
                 u.bytes += entry.size;
                 u.objects[type_index(ft)] += 1;
                 if ft == FileType::Snapshot {
-                    u.newest_snapshot = u.newest_snapshot.max(entry.arrived);
+                    u.newest_snapshot = u.newest_snapshot.max(entry.modified);
                 }
             }
         }
@@ -103,19 +111,9 @@ impl RepoStore {
         }
     }
 
+    /// Every object of a type, with its size and arrival (in one listing on S3).
     pub fn list(&self, ft: FileType) -> Result<Vec<Listed>> {
-        let mut out = Vec::new();
-        for name in self.live.list(ft)? {
-            // An object deleted between the listing and the look is simply not listed.
-            let size = match self.live.size(ft, &name) {
-                Ok(s) => s,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let arrived = self.live.modified(ft, &name)?;
-            out.push(Listed { name, size, arrived });
-        }
-        Ok(out)
+        self.live.list_detailed(ft)
     }
 
     pub fn read(&self, name: &ObjectName, range: Option<(u64, u64)>) -> Result<Vec<u8>> {
@@ -139,8 +137,9 @@ impl RepoStore {
         quota: Option<u64>,
         owner: &str,
     ) -> Result<std::result::Result<(), Refusal>> {
-        // `init` writes its key before the config; the folders made by a create come first.
-        if !self.live_root.is_dir() {
+        // `init` writes its key before the config; on a local root the folders made by a
+        // create come first (a bucket needs none).
+        if self.live_root.as_ref().is_some_and(|r| !r.is_dir()) {
             return Ok(Err(Refusal::NotARepository));
         }
         let key = (name.ft, name.name.clone());
@@ -187,9 +186,12 @@ impl RepoStore {
         let size = self.live.size(name.ft, &name.name)?;
         if name.ft != FileType::Lock {
             let bytes = self.live.read(name.ft, &name.name, name.ft.size_limit())?;
-            if !self.quarantine_root.exists() {
-                // Two first deletions at once: the second finds the folders made.
-                let _ = self.quarantine.create();
+            if !self.quarantine_made.load(std::sync::atomic::Ordering::Relaxed) {
+                if self.quarantine_root.as_ref().is_none_or(|r| !r.exists()) {
+                    // Two first deletions at once: the second finds the folders made.
+                    let _ = self.quarantine.create();
+                }
+                self.quarantine_made.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             self.quarantine.write(name.ft, &name.name, &bytes)?;
         }
@@ -205,22 +207,17 @@ impl RepoStore {
         let cutoff = since.map(|d| SystemTime::now() - d);
         let mut restored = 0;
         for ft in FileType::ALL {
-            let names = match self.quarantine.list(ft) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            for name in names {
-                let deleted = self.quarantine.modified(ft, &name)?;
-                if cutoff.is_some_and(|c| deleted.is_some_and(|d| d < c)) {
+            for entry in self.quarantined(ft)? {
+                // The time it was moved to the quarantine: when it was deleted.
+                if cutoff.is_some_and(|c| entry.modified.is_some_and(|d| d < c)) {
                     continue;
                 }
-                if !self.live.exists(ft, &name)? {
-                    let bytes = self.quarantine.read(ft, &name, ft.size_limit())?;
-                    self.live.write(ft, &name, &bytes)?;
+                if !self.live.exists(ft, &entry.name)? {
+                    let bytes = self.quarantine.read(ft, &entry.name, ft.size_limit())?;
+                    self.live.write(ft, &entry.name, &bytes)?;
                     restored += 1;
                 }
-                self.quarantine.remove(ft, &name)?;
+                self.quarantine.remove(ft, &entry.name)?;
             }
         }
         *self.usage.lock().expect("usage lock") = None;
@@ -232,63 +229,55 @@ impl RepoStore {
         let cutoff = SystemTime::now() - keep;
         let mut gone = 0;
         for ft in FileType::ALL {
-            let names = match self.quarantine.list(ft) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            for name in names {
-                if self.quarantine.modified(ft, &name)?.is_some_and(|t| t < cutoff) {
-                    self.quarantine.remove(ft, &name)?;
+            for entry in self.quarantined(ft)? {
+                if entry.modified.is_some_and(|t| t < cutoff) {
+                    self.quarantine.remove(ft, &entry.name)?;
                     gone += 1;
                 }
             }
         }
         Ok(gone)
     }
+
+    /// What the quarantine holds of a type (nothing before the first delete).
+    fn quarantined(&self, ft: FileType) -> Result<Vec<Listed>> {
+        match self.quarantine.list_detailed(ft) {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+            other => other,
+        }
+    }
 }
 
-/// One listed object.
-#[derive(Clone, Debug)]
-pub struct Listed {
-    pub name: String,
-    pub size: u64,
-    pub arrived: Option<SystemTime>,
-}
+pub use crate::backend::Listed;
 
-fn quarantine_dir(root: &Path) -> PathBuf {
-    super::tokens::state_dir(root).join("quarantine")
+/// Where deleted objects go, beside the repositories: `ROOT/.cairn-serve/quarantine/REPO`
+/// in the layout of a repository. No repository name starts with a dot.
+const QUARANTINE: &str = ".cairn-serve/quarantine";
+
+/// A location below `root`.
+fn join(root: &str, name: &str) -> String {
+    format!("{}/{name}", root.trim_end_matches('/'))
 }
 
 /// Every repository under a root, opened on first use.
 pub struct Repos {
-    root: PathBuf,
+    root: String,
     open: Mutex<HashMap<String, Arc<RepoStore>>>,
 }
 
 impl Repos {
-    pub fn new(root: &Path) -> Repos {
-        Repos { root: root.to_path_buf(), open: Mutex::new(HashMap::new()) }
+    pub fn new(root: &str) -> Repos {
+        Repos { root: root.to_string(), open: Mutex::new(HashMap::new()) }
     }
 
     /// The store of repository `name` (which must be a valid name).
-    pub fn get(&self, name: &str) -> Arc<RepoStore> {
+    pub fn get(&self, name: &str) -> Result<Arc<RepoStore>> {
         let mut open = self.open.lock().expect("repos lock");
-        open.entry(name.to_string()).or_insert_with(|| Arc::new(RepoStore::new(&self.root, name))).clone()
-    }
-
-    /// Names of the repositories under the root (folders holding a config).
-    pub fn names(&self) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        let entries = std::fs::read_dir(&self.root)
-            .map_err(|e| Error::io(format!("cannot list {}", self.root.display()), e))?;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if super::tokens::check_repo_name(&name).is_ok() && entry.path().join("config").is_file() {
-                out.push(name);
-            }
+        if let Some(s) = open.get(name) {
+            return Ok(s.clone());
         }
-        out.sort();
-        Ok(out)
+        let store = Arc::new(RepoStore::new(&self.root, name)?);
+        open.insert(name.to_string(), store.clone());
+        Ok(store)
     }
 }

@@ -59,10 +59,17 @@ pub struct TokenFile {
     path: PathBuf,
 }
 
-/// The server's own folder inside its root: tokens, quarantine, state. Repository names
-/// may not start with a dot, so no repository can reach it.
-pub fn state_dir(root: &Path) -> PathBuf {
-    root.join(".cairn-serve")
+/// The server's own folder: tokens, arrivals, the access log. `--state DIR`, else inside a
+/// local root (repository names may not start with a dot, so no repository reaches it).
+/// A root on a remote store needs `--state`: tokens never go to the storage.
+pub fn state_dir(root: &str, state: Option<&Path>) -> crate::Result<PathBuf> {
+    match state {
+        Some(s) => Ok(s.to_path_buf()),
+        None if crate::backend::is_remote(root) => Err(Error::invalid(format!(
+            "--root {root} is a remote store: give --state DIR, a local folder for the tokens"
+        ))),
+        None => Ok(Path::new(root).join(".cairn-serve")),
+    }
 }
 
 /// Repository names: letters, digits, '-', '_' and '.', not starting with '.', at most 64.
@@ -85,8 +92,9 @@ fn hash_token(token: &str) -> String {
 }
 
 impl TokenFile {
-    pub fn new(root: &Path) -> TokenFile {
-        TokenFile { path: state_dir(root).join("tokens.json") }
+    /// The token file of the server whose state folder is `state`.
+    pub fn new(state: &Path) -> TokenFile {
+        TokenFile { path: state.join("tokens.json") }
     }
 
     pub fn path(&self) -> &Path {
@@ -160,8 +168,17 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    pub fn new(root: &Path) -> TokenCache {
-        TokenCache { file: TokenFile::new(root), state: std::sync::Mutex::new((None, Vec::new())) }
+    pub fn new(state: &Path) -> TokenCache {
+        TokenCache { file: TokenFile::new(state), state: std::sync::Mutex::new((None, Vec::new())) }
+    }
+
+    /// The repositories tokens name.
+    pub fn repos(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.file.load().unwrap_or_default().into_iter().map(|e| e.repo).collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// The entry whose token is `token`, if any.
@@ -200,6 +217,8 @@ mod tests {
     fn tokens_are_stored_hashed_and_found_by_their_text() {
         let root = tempfile::tempdir().unwrap();
         let file = TokenFile::new(root.path());
+        assert_eq!(state_dir("/srv/cairn", None).unwrap(), Path::new("/srv/cairn/.cairn-serve"));
+        assert!(state_dir("s3:https://s3.example/b", None).is_err(), "tokens never go to a bucket");
         let t = file.add("gw1", "gw", Role::Append).unwrap();
         let stored = std::fs::read_to_string(file.path()).unwrap();
         assert!(!stored.contains(t.as_str()), "the token itself is never stored");

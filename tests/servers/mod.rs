@@ -22,8 +22,12 @@ pub fn free_port() -> u16 {
 
 static TOKENS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-fn run_script(name: &str, args: &[&str]) {
-    let out = Command::new("bash")
+fn run_script(name: &str, args: &[&str], serve_root: Option<&str>) {
+    let mut cmd = Command::new("bash");
+    if let Some(r) = serve_root {
+        cmd.env("CAIRN_SERVE_ROOT", r);
+    }
+    let out = cmd
         .env("CAIRN_BIN", env!("CARGO_BIN_EXE_cairn"))
         .arg(script(name))
         .args(args)
@@ -47,6 +51,8 @@ pub struct Server {
     pub env: Vec<(String, String)>,
     /// Extra options of `cairn serve`.
     options: Vec<String>,
+    /// Where `cairn serve` keeps repositories, when not in its folder.
+    serve_root: Option<String>,
 }
 
 impl Server {
@@ -62,7 +68,14 @@ impl Server {
     /// Its env holds an admin token for the repository named "repo" (as the S3 and SFTP
     /// servers' env holds their credentials).
     pub fn cairn(options: &[&str]) -> Server {
+        Self::cairn_at(None, options)
+    }
+
+    /// `cairn serve` whose repositories are at `root` (a bucket, say), its tokens in its
+    /// state folder; the server gets this process's environment (S3 credentials).
+    pub fn cairn_at(root: Option<&str>, options: &[&str]) -> Server {
         let mut s = Self::prepare("cairn-serve.sh");
+        s.serve_root = root.map(str::to_string);
         s.options = options.iter().map(|o| o.to_string()).collect();
         s.restart();
         s.env = vec![("CAIRN_TOKEN".into(), s.token("repo", "admin"))];
@@ -77,7 +90,7 @@ impl Server {
 
     fn prepare(script: &'static str) -> Server {
         let dir = tempfile::Builder::new().prefix("cairn-server-").tempdir().expect("temp dir");
-        Server { script, dir, port: free_port(), env: Vec::new(), options: Vec::new() }
+        Server { script, dir, port: free_port(), env: Vec::new(), options: Vec::new(), serve_root: None }
     }
 
     /// Start (again) on the same port and state.
@@ -86,7 +99,7 @@ impl Server {
             vec!["start".to_string(), self.dir.path().to_str().unwrap().to_string(), self.port.to_string()];
         args.extend(self.options.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_script(self.script, &args);
+        run_script(self.script, &args, self.serve_root.as_deref());
         if self.script == "cairn-serve.sh" {
             return;
         }
@@ -110,7 +123,7 @@ impl Server {
     }
 
     pub fn stop(&self) {
-        run_script(self.script, &["stop", self.dir.path().to_str().unwrap()]);
+        run_script(self.script, &["stop", self.dir.path().to_str().unwrap()], None);
     }
 
     /// End the server at once (SIGKILL), as a crash or power cut of its host would.
@@ -159,11 +172,13 @@ impl Server {
     /// A new token of `role` for repository `repo` on a `cairn serve` server.
     pub fn token(&self, repo: &str, role: &str) -> String {
         let name = format!("{repo}-{role}-{}", TOKENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(["serve", "token", "add", &name, "--repo", repo, "--role", role, "--root"])
-            .arg(self.root())
-            .output()
-            .expect("run cairn serve token add");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        cmd.args(["serve", "token", "add", &name, "--repo", repo, "--role", role, "--root"]);
+        match &self.serve_root {
+            Some(r) => cmd.arg(r).arg("--state").arg(self.dir.path().join("state")),
+            None => cmd.arg(self.root()),
+        };
+        let out = cmd.output().expect("run cairn serve token add");
         assert!(out.status.success(), "token add: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
