@@ -117,6 +117,8 @@ fn codes(command: &str) -> (&'static [i32], &'static [(i32, &'static str)]) {
         }
         "schedule list" => (&[0, 1], &[(1, "the unit folder cannot be read")]),
         c if c.starts_with("key ") => (KEY, &[]),
+        "completion" => (&[0, 2], &[(2, "no such shell")]),
+        "man" => (&[0, 1, 2], &[(1, "the folder or a page could not be written")]),
         "serve" => (
             &[0, 1, 2],
             &[

@@ -4,6 +4,7 @@
 mod backup;
 mod cat;
 mod check;
+mod completion;
 mod config;
 mod copy;
 mod diff;
@@ -17,6 +18,7 @@ mod init;
 mod key;
 mod log;
 mod ls;
+mod man;
 mod mount;
 mod progress;
 mod prune;
@@ -121,6 +123,8 @@ enum Command {
     #[command(subcommand)]
     Repair(repair::Command),
     Serve(serve::Args),
+    Completion(completion::Args),
+    Man(man::Args),
 }
 
 impl Command {
@@ -369,6 +373,8 @@ pub fn main() -> i32 {
         Command::Config(c) => config::run(&ctx, c),
         Command::Schedule(c) => schedule::run(&ctx, c),
         Command::Serve(a) => serve::run(&ctx, a),
+        Command::Completion(a) => completion::run(a),
+        Command::Man(a) => man::run(&ctx, a),
         Command::Repair(c) => repair::run(&ctx, c),
     };
     match result {

@@ -64,7 +64,7 @@ enum Command {
 enum TokenCommand {
     /// Make a token (printed once; only its hash is kept). The repository is --repo's value
     #[command(
-        after_help = "Roles:\n  read      list and read; its own locks\n  append    read, and create objects that do not exist yet\n  maintain  append, and delete (forget, prune); deletes go to the quarantine\n  admin     everything: create the repository, keys, config\n\nExample:\n  cairn serve token add gw1 --root /srv/cairn --repo gw --role append > /etc/cairn/gw.token"
+        after_help = "Roles:\n  read      list and read; its own locks\n  append    read, and create objects that do not exist yet\n  maintain  append, and delete (forget, prune); deletes go to the quarantine\n  admin     everything: create the repository, keys, config\n\nExample:\n  cairn serve token add gw1 --root /srv/cairn --repo gw --role append \\\n    > /etc/cairn/gw.token"
     )]
     Add {
         name: String,
