@@ -6,5 +6,8 @@
 mod cli;
 
 fn main() {
+    // While the process has one thread: secrets leave the environment before any command
+    // cairn runs could inherit them (src/repo/secrets.rs).
+    cairn::repo::secrets::take_from_environment();
     std::process::exit(cli::main());
 }

@@ -52,8 +52,8 @@ fn token_for(location: &str) -> Result<Zeroizing<String>> {
     if let Some(t) = registered().lock().expect("token registry").get(location.trim_end_matches('/')) {
         return Ok(t.clone());
     }
-    if let Ok(t) = std::env::var("CAIRN_TOKEN") {
-        return Ok(Zeroizing::new(t.trim().to_string()));
+    if let Some(t) = crate::repo::secrets::from_environment("CAIRN_TOKEN") {
+        return Ok(Zeroizing::new(String::from_utf8_lossy(&t).trim().to_string()));
     }
     if let Ok(f) = std::env::var("CAIRN_TOKEN_FILE") {
         return read_token_file(std::path::Path::new(&f));

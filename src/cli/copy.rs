@@ -32,6 +32,9 @@ pub struct SourceKey {
     /// CAIRN_FROM_PASSWORD
     #[arg(long, env = "CAIRN_FROM_PASSWORD_FILE")]
     from_password_file: Option<PathBuf>,
+    /// Run this command (sh -c) for the source repository's password (its first line)
+    #[arg(long, env = "CAIRN_FROM_PASSWORD_COMMAND", conflicts_with = "from_password_file")]
+    from_password_command: Option<String>,
     /// Use this key file for the source repository instead of its stored keys
     #[arg(long, env = "CAIRN_FROM_KEY_FILE")]
     from_key_file: Option<PathBuf>,
@@ -50,15 +53,19 @@ impl SourceKey {
             super::warn_if_exposed(f, "token file");
             cairn::backend::rest::register_token(location, cairn::backend::rest::read_token_file(f)?);
         }
-        let pw = cairn::repo::keys::given_password("CAIRN_FROM_PASSWORD", self.from_password_file.as_deref())
-            .unwrap_or_else(|| {
-                super::ask_password(
-                    &format!("password of {location}: "),
-                    false,
-                    "no password for the source repository: set CAIRN_FROM_PASSWORD or \
+        let pw = cairn::repo::keys::given_password(
+            "CAIRN_FROM_PASSWORD",
+            self.from_password_command.as_deref(),
+            self.from_password_file.as_deref(),
+        )
+        .unwrap_or_else(|| {
+            super::ask_password(
+                &format!("password of {location}: "),
+                false,
+                "no password for the source repository: set CAIRN_FROM_PASSWORD or \
                      --from-password-file, or run on a terminal",
-                )
-            })?;
+            )
+        })?;
         let source = match &self.from_key_file {
             Some(f) => KeySource::File(f.clone()),
             None => KeySource::Stored,

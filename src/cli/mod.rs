@@ -66,6 +66,16 @@ pub struct Cli {
     /// Read the password from this file (first line)
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, help_heading = "Global options")]
     password_file: Option<PathBuf>,
+    /// Run this command (sh -c) and use the first line it prints as the password, e.g.
+    /// "pass show cairn/gw"
+    #[arg(
+        long,
+        env = "CAIRN_PASSWORD_COMMAND",
+        global = true,
+        help_heading = "Global options",
+        conflicts_with = "password_file"
+    )]
+    password_command: Option<String>,
     /// The token of a served repository (rest:), from this file (first line); or set
     /// CAIRN_TOKEN
     #[arg(long, env = "CAIRN_TOKEN_FILE", global = true, help_heading = "Global options")]
@@ -152,6 +162,7 @@ impl Command {
 pub struct Ctx {
     repo: Option<String>,
     password_file: Option<PathBuf>,
+    password_command: Option<String>,
     pub key_file: Option<PathBuf>,
     pub json: bool,
     pub quiet: bool,
@@ -173,18 +184,18 @@ impl Ctx {
         if let Some(f) = &self.password_file {
             warn_if_exposed(f, "password file");
         }
-        given_password("CAIRN_PASSWORD", self.password_file.as_deref()).unwrap_or_else(|| {
+        given_password("CAIRN_PASSWORD", self.password_command.as_deref(), self.password_file.as_deref()).unwrap_or_else(|| {
             ask_password(
                 "repository password: ",
                 confirm,
-                "no password given: set CAIRN_PASSWORD or CAIRN_PASSWORD_FILE, or run on a terminal",
+                "no password given: set CAIRN_PASSWORD, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD_COMMAND, or run on a terminal",
             )
         })
     }
 
     /// A new password (for key add / passwd): CAIRN_NEW_PASSWORD, a file, or asked twice.
     pub fn new_password(&self, file: Option<&std::path::Path>) -> Result<Zeroizing<Vec<u8>>> {
-        given_password("CAIRN_NEW_PASSWORD", file).unwrap_or_else(|| {
+        given_password("CAIRN_NEW_PASSWORD", None, file).unwrap_or_else(|| {
             ask_password(
                 "new password: ",
                 true,
@@ -340,6 +351,7 @@ pub fn main() -> i32 {
     let ctx = Ctx {
         repo: cli.repo,
         password_file: cli.password_file,
+        password_command: cli.password_command,
         key_file: cli.key_file,
         json: cli.json,
         quiet: cli.quiet,

@@ -6,7 +6,7 @@
 use crate::units::{parse_duration, parse_size};
 use std::fmt;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -35,6 +35,8 @@ pub struct Job {
     pub name: String,
     pub repository: String,
     pub password_file: Option<PathBuf>,
+    /// A command printing the password (a secret store).
+    pub password_command: Option<String>,
     pub key_file: Option<PathBuf>,
     /// The token of a served repository (`rest:`).
     pub token_file: Option<PathBuf>,
@@ -120,12 +122,47 @@ pub struct DrillPlan {
 pub struct CopyTarget {
     pub repository: String,
     pub password_file: Option<PathBuf>,
+    /// A command printing the password (a secret store).
+    pub password_command: Option<String>,
     pub key_file: Option<PathBuf>,
     /// The token of a served repository (`rest:`).
     pub token_file: Option<PathBuf>,
     /// Whether the job's retention also runs at the target (`retention = false`: another
     /// host prunes it, or the target's key is not allowed to delete).
     pub retention: bool,
+}
+
+/// A repository and what opens it, for the job's repository and each copy target alike.
+pub struct Access<'a> {
+    pub repository: &'a str,
+    pub password_file: Option<&'a Path>,
+    pub password_command: Option<&'a str>,
+    pub key_file: Option<&'a Path>,
+    pub token_file: Option<&'a Path>,
+}
+
+impl Job {
+    pub fn access(&self) -> Access<'_> {
+        Access {
+            repository: &self.repository,
+            password_file: self.password_file.as_deref(),
+            password_command: self.password_command.as_deref(),
+            key_file: self.key_file.as_deref(),
+            token_file: self.token_file.as_deref(),
+        }
+    }
+}
+
+impl CopyTarget {
+    pub fn access(&self) -> Access<'_> {
+        Access {
+            repository: &self.repository,
+            password_file: self.password_file.as_deref(),
+            password_command: self.password_command.as_deref(),
+            key_file: self.key_file.as_deref(),
+            token_file: self.token_file.as_deref(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -140,6 +177,7 @@ pub struct Monitoring {
 const JOB_KEYS: &[&str] = &[
     "repository",
     "password-file",
+    "password-command",
     "key-file",
     "token-file",
     "host",
@@ -360,6 +398,7 @@ impl Reader<'_> {
                     self.rule(value, super::rules::repository(&job.repository));
                 }
                 "password-file" => job.password_file = self.path(value, key),
+                "password-command" => job.password_command = self.string(value, key),
                 "key-file" => job.key_file = self.path(value, key),
                 "token-file" => job.token_file = self.path(value, key),
                 "host" => job.host = self.string(value, key),
@@ -434,6 +473,8 @@ impl Reader<'_> {
         job.labels.sort();
         if !has_repo {
             self.error(name.span(), format!("{place} has no `repository`; add repository = \"/backups/gw\""));
+        } else if job.password_file.is_some() && job.password_command.is_some() {
+            self.error(name.span(), format!("{place} gives password-file and password-command: keep one"));
         } else if job.repository.starts_with("rest:") && job.token_file.is_none() {
             // Jobs run from timers, where no CAIRN_TOKEN is set.
             self.error(
@@ -561,11 +602,13 @@ impl Reader<'_> {
         let mut out = Vec::new();
         for item in items.iter() {
             let mut c = CopyTarget { retention: true, ..Default::default() };
-            let allowed = ["repository", "password-file", "key-file", "token-file", "retention"];
+            let allowed =
+                ["repository", "password-file", "password-command", "key-file", "token-file", "retention"];
             for (key, value) in self.section(item, &format!("{place} copy"), &allowed) {
                 match key {
                     "repository" => c.repository = self.string(value, key).unwrap_or_default(),
                     "password-file" => c.password_file = self.path(value, key),
+                    "password-command" => c.password_command = self.string(value, key),
                     "token-file" => c.token_file = self.path(value, key),
                     "retention" => c.retention = self.bool(value, key),
                     _ => c.key_file = self.path(value, key),
@@ -578,11 +621,22 @@ impl Reader<'_> {
                     item.span(),
                     format!("copy target {} is served: it needs a token-file", c.repository),
                 );
-            } else if c.password_file.is_none() && c.key_file.is_none() {
+            } else if c.password_file.is_some() && c.password_command.is_some() {
+                self.error(
+                    item.span(),
+                    format!(
+                        "copy target {} gives password-file and password-command: keep one",
+                        c.repository
+                    ),
+                );
+            } else if c.password_file.is_none() && c.password_command.is_none() && c.key_file.is_none() {
                 // Without one the copy would open the target with the job's password.
                 self.error(
                     item.span(),
-                    format!("copy target {} needs its own password-file (or key-file)", c.repository),
+                    format!(
+                        "copy target {} needs its own password-file, password-command or key-file",
+                        c.repository
+                    ),
                 );
             } else {
                 out.push(c);

@@ -5,42 +5,28 @@
 
 use super::config::Job;
 use crate::repo::{KeySource, Repository};
-use std::path::{Path, PathBuf};
 
 /// Every problem a run of `job` would meet before doing any work.
 pub fn deep_check(job: &Job) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut open =
-        |what: &str, location: &str, password: Option<&Path>, key: Option<&PathBuf>, token: Option<&Path>| {
-            if let Some(t) = token {
-                match crate::backend::rest::read_token_file(t) {
-                    Ok(t) => crate::backend::rest::register_token(location, t),
-                    Err(e) => problems.push(format!("{what} {location}: {e}")),
-                }
+    let mut open = |what: &str, to: &super::config::Access<'_>| {
+        if let Some(t) = to.token_file {
+            match crate::backend::rest::read_token_file(t) {
+                Ok(t) => crate::backend::rest::register_token(to.repository, t),
+                Err(e) => problems.push(format!("{what} {}: {e}", to.repository)),
             }
-            let opened = super::run::password(password).and_then(|pw| {
-                let source = key.cloned().map(KeySource::File).unwrap_or(KeySource::Stored);
-                Repository::open(location, &pw, &source)
-            });
-            if let Err(e) = opened {
-                problems.push(format!("{what} {location}: {e}"));
-            }
-        };
-    open(
-        "repository",
-        &job.repository,
-        job.password_file.as_deref(),
-        job.key_file.as_ref(),
-        job.token_file.as_deref(),
-    );
+        }
+        let opened = super::run::password(to.password_file, to.password_command).and_then(|pw| {
+            let source = to.key_file.map(|k| KeySource::File(k.to_path_buf())).unwrap_or(KeySource::Stored);
+            Repository::open(to.repository, &pw, &source)
+        });
+        if let Err(e) = opened {
+            problems.push(format!("{what} {}: {e}", to.repository));
+        }
+    };
+    open("repository", &job.access());
     for c in &job.copies {
-        open(
-            "copy target",
-            &c.repository,
-            c.password_file.as_deref(),
-            c.key_file.as_ref(),
-            c.token_file.as_deref(),
-        );
+        open("copy target", &c.access());
     }
     if let Err(e) = super::steps::resolve_sources(job) {
         problems.push(e);

@@ -157,7 +157,7 @@ impl Runner<'_> {
     /// password or a missing repository fails the job before anything runs.
     fn open(&mut self, job: &Job, report: &mut JobReport) -> Option<Repository> {
         let clock = Instant::now();
-        let opened = password(job.password_file.as_deref()).and_then(|pw| {
+        let opened = password(job.password_file.as_deref(), job.password_command.as_deref()).and_then(|pw| {
             let source = job.key_file.clone().map(KeySource::File).unwrap_or(KeySource::Stored);
             Repository::open(&job.repository, &pw, &source)
         });
@@ -364,14 +364,21 @@ fn describe(command: &Command) -> String {
     parts.join(" ")
 }
 
-/// The job's password: its password file, else what the caller's environment gives.
-pub(super) fn password(file: Option<&Path>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+/// The job's password: its password file or command, else what the caller's environment
+/// gives.
+pub(super) fn password(file: Option<&Path>, command: Option<&str>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     if let Some(f) = file {
         return crate::repo::keys::read_password_file(f);
     }
+    if let Some(c) = command {
+        return crate::repo::secrets::from_command(c);
+    }
     let env_file = std::env::var_os("CAIRN_PASSWORD_FILE").map(PathBuf::from);
-    crate::repo::keys::given_password("CAIRN_PASSWORD", env_file.as_deref()).unwrap_or_else(|| {
-        Err(Error::invalid("no password for the job: set password-file in the job, or CAIRN_PASSWORD_FILE"))
+    let env_command = std::env::var("CAIRN_PASSWORD_COMMAND").ok();
+    crate::repo::keys::given_password("CAIRN_PASSWORD", env_command.as_deref(), env_file.as_deref()).unwrap_or_else(|| {
+        Err(Error::invalid(
+            "no password for the job: set password-file or password-command in the job, or CAIRN_PASSWORD_FILE",
+        ))
     })
 }
 

@@ -1,7 +1,7 @@
 //! What a job runs: each step's command line, built from the job file. Running them and
 //! judging the outcome are `run.rs`'s part.
 
-use super::config::{Job, Retention};
+use super::config::{Access, Job, Retention};
 use super::template::{expand, NameParts};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -145,6 +145,9 @@ pub(super) fn upkeep_steps(
         if let Some(f) = &job.password_file {
             args.extend(["--from-password-file".into(), f.into()]);
         }
+        if let Some(c) = &job.password_command {
+            args.extend(["--from-password-command".into(), c.into()]);
+        }
         if let Some(f) = &job.key_file {
             args.extend(["--from-key-file".into(), f.into()]);
         }
@@ -242,48 +245,38 @@ pub(super) fn hooks(when: &str, commands: &[String], job: &Job, outcome: Option<
 
 /// Point a cairn command at a repository and its key; a password file given in the job
 /// wins over the caller's CAIRN_PASSWORD.
-/// A repository and what opens it: password or key file, and a served one's token file.
-struct Access<'a> {
-    repository: &'a str,
-    password_file: Option<&'a Path>,
-    key_file: Option<&'a Path>,
-    token_file: Option<&'a Path>,
-}
-
-impl Job {
-    fn access(&self) -> Access<'_> {
-        Access {
-            repository: &self.repository,
-            password_file: self.password_file.as_deref(),
-            key_file: self.key_file.as_deref(),
-            token_file: self.token_file.as_deref(),
-        }
-    }
-}
-
-impl super::config::CopyTarget {
-    fn access(&self) -> Access<'_> {
-        Access {
-            repository: &self.repository,
-            password_file: self.password_file.as_deref(),
-            key_file: self.key_file.as_deref(),
-            token_file: self.token_file.as_deref(),
-        }
-    }
-}
-
+/// Point a step at a repository: its location and what opens it. The step gets the
+/// password cairn was given in its environment (taken out of it at start, `secrets`)
+/// unless the repository names its own.
 fn set_repository(command: &mut Command, to: Access<'_>) {
+    use std::os::unix::ffi::OsStrExt;
     command.env("CAIRN_REPOSITORY", to.repository);
+    for var in crate::repo::secrets::SECRET_VARS {
+        command.env_remove(var);
+    }
+    command.env_remove("CAIRN_PASSWORD_COMMAND");
     if let Some(f) = to.password_file {
-        command.env("CAIRN_PASSWORD_FILE", f).env_remove("CAIRN_PASSWORD");
+        command.env("CAIRN_PASSWORD_FILE", f);
+    } else if let Some(c) = to.password_command {
+        command.env("CAIRN_PASSWORD_COMMAND", c).env_remove("CAIRN_PASSWORD_FILE");
+    } else if let Some(pw) = crate::repo::secrets::from_environment("CAIRN_PASSWORD") {
+        command.env("CAIRN_PASSWORD", std::ffi::OsStr::from_bytes(&pw));
+    } else if let Ok(c) = std::env::var("CAIRN_PASSWORD_COMMAND") {
+        command.env("CAIRN_PASSWORD_COMMAND", c);
     }
     match to.key_file {
         Some(k) => command.env("CAIRN_KEY_FILE", k),
         None => command.env_remove("CAIRN_KEY_FILE"),
     };
     match to.token_file {
-        Some(t) => command.env("CAIRN_TOKEN_FILE", t).env_remove("CAIRN_TOKEN"),
-        None => command.env_remove("CAIRN_TOKEN_FILE"),
+        Some(t) => command.env("CAIRN_TOKEN_FILE", t),
+        None => {
+            command.env_remove("CAIRN_TOKEN_FILE");
+            if let Some(t) = crate::repo::secrets::from_environment("CAIRN_TOKEN") {
+                command.env("CAIRN_TOKEN", std::ffi::OsStr::from_bytes(&t));
+            }
+            command
+        }
     };
 }
 

@@ -317,11 +317,18 @@ mod last_key {
 }
 
 /// A password given without a prompt: the environment variable `var` (holding the
-/// password itself) wins over `file` (its first line). None when neither is given.
-pub fn given_password(var: &str, file: Option<&Path>) -> Option<Result<Zeroizing<Vec<u8>>>> {
-    if let Some(p) = std::env::var_os(var) {
-        use std::os::unix::ffi::OsStringExt;
-        return Some(Ok(Zeroizing::new(p.into_vec())));
+/// password itself, see `secrets`) wins over `command` (the first line it prints), which
+/// wins over `file` (its first line). None when none is given.
+pub fn given_password(
+    var: &str,
+    command: Option<&str>,
+    file: Option<&Path>,
+) -> Option<Result<Zeroizing<Vec<u8>>>> {
+    if let Some(p) = super::secrets::from_environment(var) {
+        return Some(Ok(p));
+    }
+    if let Some(c) = command {
+        return Some(super::secrets::from_command(c));
     }
     file.map(read_password_file)
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 pub mod keys;
 pub mod lock;
 pub mod read_lock;
+pub mod secrets;
 pub mod select;
 
 /// Readable snapshots, and the names of damaged snapshot objects with the reason.
