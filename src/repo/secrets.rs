@@ -21,8 +21,11 @@ pub const SECRET_VARS: [&str; 4] =
 /// How long a password command may take, unless CAIRN_PASSWORD_COMMAND_TIMEOUT says.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn taken() -> &'static Mutex<HashMap<&'static str, Zeroizing<Vec<u8>>>> {
-    static TAKEN: OnceLock<Mutex<HashMap<&'static str, Zeroizing<Vec<u8>>>>> = OnceLock::new();
+/// The secret variables taken from the environment, by name.
+type Taken = Mutex<HashMap<&'static str, Zeroizing<Vec<u8>>>>;
+
+fn taken() -> &'static Taken {
+    static TAKEN: OnceLock<Taken> = OnceLock::new();
     TAKEN.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
