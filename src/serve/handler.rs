@@ -1,9 +1,9 @@
 //! One request: find the repository and object it names, check the token and what its
 //! role allows, then do it. Every answer is logged (`report::AccessLog`).
 
-use super::names::{type_of_dir, ObjectName};
+use super::names::{parse_path, parse_range, ObjectName, Target};
 use super::store::{Refusal, RepoStore};
-use super::tokens::{check_repo_name, Role, TokenEntry};
+use super::tokens::{Role, TokenEntry};
 use super::State;
 use crate::backend::FileType;
 use crate::error::ErrorKind;
@@ -52,45 +52,6 @@ impl Reply {
             r = r.header(k, v);
         }
         r.body(Full::new(body)).expect("headers are valid")
-    }
-}
-
-/// What a request asked for, once its path is understood.
-enum Target {
-    StatusPage,
-    Metrics,
-    Repository(String),
-    Listing(String, FileType),
-    Object(String, ObjectName),
-}
-
-fn parse_path(path: &str) -> Result<Target, Reply> {
-    let bad = |m: String| Err(Reply::error(StatusCode::BAD_REQUEST, m));
-    let parts: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
-    let repo = |r: &str| {
-        check_repo_name(r)
-            .map(|_| r.to_string())
-            .map_err(|e| Reply::error(StatusCode::BAD_REQUEST, e.to_string()))
-    };
-    match parts.as_slice() {
-        [""] => Ok(Target::StatusPage),
-        ["metrics"] => Ok(Target::Metrics),
-        [r] | [r, ""] => Ok(Target::Repository(repo(r)?)),
-        [r, "config"] => {
-            Ok(Target::Object(repo(r)?, ObjectName::parse(FileType::Config, "config").expect("valid")))
-        }
-        [r, dir, rest @ ..] => {
-            let Some(ft) = type_of_dir(dir) else { return bad(format!("'{dir}' is not an object type")) };
-            match rest {
-                [""] => Ok(Target::Listing(repo(r)?, ft)),
-                [name] => match ObjectName::parse(ft, name) {
-                    Ok(n) => Ok(Target::Object(repo(r)?, n)),
-                    Err(m) => bad(m),
-                },
-                _ => bad(format!("'{path}' names no object")),
-            }
-        }
-        _ => bad(format!("'{path}' names no object")),
     }
 }
 
@@ -158,14 +119,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.expect("store calls do not panic")
 }
 
-/// The byte range a `Range: bytes=A-B` or `bytes=A-` header asks for, as (offset, length).
-fn parse_range(v: &str) -> Option<(u64, u64)> {
-    let (a, b) = v.strip_prefix("bytes=")?.split_once('-')?;
-    let start: u64 = a.parse().ok()?;
-    let len = if b.is_empty() { u64::MAX - start } else { b.parse::<u64>().ok()?.checked_sub(start)? + 1 };
-    Some((start, len))
-}
-
 fn arrival_secs(t: Option<std::time::SystemTime>) -> Option<u64> {
     t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs())
 }
@@ -174,7 +127,7 @@ fn arrival_secs(t: Option<std::time::SystemTime>) -> Option<u64> {
 pub async fn handle(state: Arc<State>, req: Request<Incoming>, logged: &mut Logged) -> Reply {
     let target = match parse_path(req.uri().path()) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(m) => return Reply::error(StatusCode::BAD_REQUEST, m),
     };
     let method = req.method().clone();
     let repo_name = match &target {
@@ -453,29 +406,5 @@ mod tests {
         assert!(may_create(Role::Read, Lock) && !may_create(Role::Read, Pack));
         assert!(may_delete(Role::Read, Lock, true) && !may_delete(Role::Read, Lock, false));
         assert!(may_delete(Role::Append, Lock, true) && !may_delete(Role::Append, Snapshot, true));
-    }
-
-    #[test]
-    fn paths_parse_or_are_refused() {
-        let h = blake3::hash(b"x").to_hex().to_string();
-        assert!(matches!(parse_path("/"), Ok(Target::StatusPage)));
-        assert!(matches!(parse_path("/gw/"), Ok(Target::Repository(r)) if r == "gw"));
-        assert!(matches!(parse_path("/gw/data/"), Ok(Target::Listing(_, FileType::Pack))));
-        assert!(
-            matches!(parse_path(&format!("/gw/snapshots/{h}")), Ok(Target::Object(_, n)) if n.ft == FileType::Snapshot)
-        );
-        assert!(matches!(parse_path("/gw/config"), Ok(Target::Object(_, n)) if n.ft == FileType::Config));
-        for bad in ["/../data/", "/gw/../x", "/gw/data/..", "/.cairn-serve/data/", "/gw/data/a/b", "/gw/etc/"]
-        {
-            assert!(parse_path(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn ranges_parse() {
-        assert_eq!(parse_range("bytes=10-19"), Some((10, 10)));
-        assert_eq!(parse_range("bytes=5-"), Some((5, u64::MAX - 5)));
-        assert_eq!(parse_range("bytes=9-3"), None);
-        assert_eq!(parse_range("items=1-2"), None);
     }
 }
