@@ -16,6 +16,7 @@
 pub mod cache;
 #[cfg(feature = "failpoints")]
 pub mod faulty;
+mod http;
 pub mod local;
 pub mod rest;
 pub mod retry;

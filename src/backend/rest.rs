@@ -143,13 +143,7 @@ impl RestBackend {
                 ),
             );
         }
-        let cause = match e {
-            ureq::Error::ConnectionFailed => "connection refused or unreachable".to_string(),
-            ureq::Error::HostNotFound => "host not found".to_string(),
-            ureq::Error::Timeout(t) => format!("timed out ({t})"),
-            other => other.to_string(),
-        };
-        transient(format!("cannot {what} {target}"), cause)
+        transient(format!("cannot {what} {target}"), super::http::net_cause(&e))
     }
 
     /// Map a refusal to an error kind, with the server's one-line reason.
@@ -203,15 +197,8 @@ impl RestBackend {
         if status == 416 && range.is_some() {
             return Ok(Vec::new());
         }
-        if (200..300).contains(&status) {
-            let declared =
-                resp.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            if let Some(size) = declared.filter(|&s| s > max) {
-                return Err(super::too_large(ft, name, size, max));
-            }
-        }
-        let mut body = Vec::new();
-        let read = resp.body_mut().as_reader().take(max.saturating_add(1)).read_to_end(&mut body);
+        // The server honours ranges, so a ranged answer is checked against its length too.
+        let (body, read) = super::http::bounded_body(&mut resp, true, ft, name, max)?;
         if !(200..300).contains(&status) {
             return Err(self.status_error("read", &url, status, &String::from_utf8_lossy(&body)));
         }

@@ -150,7 +150,7 @@ impl S3Backend {
     }
 
     fn net_error(&self, what: &str, key: &str, e: ureq::Error) -> Error {
-        transient(format!("cannot {what} {}", self.describe(key)), net_cause(&e))
+        transient(format!("cannot {what} {}", self.describe(key)), super::http::net_cause(&e))
     }
 
     fn bucket_exists(&self) -> Result<bool> {
@@ -188,16 +188,7 @@ impl S3Backend {
             // The range starts at or past the end: fewer bytes, here none.
             return Ok(Vec::new());
         }
-        if (200..300).contains(&status) && range.is_none() {
-            let declared =
-                resp.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            if let Some(size) = declared.filter(|&s| s > max) {
-                return Err(super::too_large(ft, name, size, max));
-            }
-        }
-        let mut body = Vec::new();
-        // Error bodies are short; an object body is read only up to one byte past `max`.
-        let read = resp.body_mut().as_reader().take(max.saturating_add(1)).read_to_end(&mut body);
+        let (mut body, read) = super::http::bounded_body(&mut resp, range.is_none(), ft, name, max)?;
         if !(200..300).contains(&status) {
             return Err(self.status_error("read", &key, status, &String::from_utf8_lossy(&body)));
         }
@@ -250,16 +241,6 @@ impl S3Backend {
                 _ => return Ok(out),
             }
         }
-    }
-}
-
-/// What went wrong on the wire, in one line.
-fn net_cause(e: &ureq::Error) -> String {
-    match e {
-        ureq::Error::ConnectionFailed => "connection refused or unreachable".to_string(),
-        ureq::Error::HostNotFound => "host not found".to_string(),
-        ureq::Error::Timeout(t) => format!("timed out ({t})"),
-        other => other.to_string(),
     }
 }
 
