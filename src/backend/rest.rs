@@ -99,6 +99,18 @@ impl RestBackend {
         {
             return Err(bad_location(rest));
         }
+        // The token would cross the network in clear text: only to this machine.
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => a.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        if url.scheme() == "http" && !loopback {
+            return Err(Error::invalid(format!(
+                "{location}: plain http would send the token in clear text; use rest:https://... (plain http only to 127.0.0.1 or ::1)"
+            )));
+        }
         let token = token_for(&location)?;
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -376,6 +388,10 @@ mod tests {
         let b = RestBackend::new("http://127.0.0.1:9/gw/").unwrap();
         assert_eq!(b.object_url(FileType::Config, "config").unwrap(), "http://127.0.0.1:9/gw/config");
         assert!(b.object_url(FileType::Pack, "../x").is_err());
+        let e = RestBackend::new("http://vault.example.net:8000/gw").err().unwrap();
+        assert!(e.to_string().contains("clear text"), "{e}");
+        register_token("rest:http://[::1]:9/gw", Zeroizing::new("t".into()));
+        RestBackend::new("http://[::1]:9/gw").unwrap();
         for bad in ["127.0.0.1/gw", "ftp://h/gw", "http://h", "http://h/"] {
             assert_eq!(RestBackend::new(bad).err().map(|e| e.kind()), Some(ErrorKind::InvalidInput), "{bad}");
         }
