@@ -461,3 +461,18 @@ fn a_server_keeps_its_repositories_in_a_bucket() {
     let (_, metrics) = raw(server.port, "GET", "/metrics", None, b"");
     assert!(metrics.contains("cairn_serve_objects{repo=\"gw\",type=\"snapshots\"} 2"), "{metrics}");
 }
+
+#[test]
+fn a_token_may_delete_its_own_locks_across_a_server_restart_and_no_others() {
+    let mut server = Server::cairn(&[]);
+    as_role(&server, "gw", "admin").cairn().arg("init").args(FAST_KDF).run().ok();
+    let (host, other) = (server.token("gw", "append"), server.token("gw", "append"));
+    let lock = b"a lock's sealed bytes";
+    let path = format!("/gw/locks/{}", blake3::hash(lock).to_hex());
+    assert_eq!(raw(server.port, "POST", &path, Some(&host), lock).0, 201);
+    server.stop();
+    server.restart();
+    assert_eq!(raw(server.port, "DELETE", &path, Some(&other), b"").0, 403, "another host's lock");
+    assert_eq!(raw(server.port, "DELETE", &path, Some(&host), b"").0, 200, "its own, after a restart");
+    assert_eq!(raw(server.port, "DELETE", &path, Some(&host), b"").0, 404);
+}

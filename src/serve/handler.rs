@@ -204,6 +204,14 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, logged: &mut Logg
                     let own = name.ft == FileType::Lock
                         && store.lock_owner(&name.name).as_deref() == Some(&token.name);
                     if !may_delete(token.role, name.ft, own) {
+                        // A lock that is gone is gone for everyone (a retried release of
+                        // one's own lock must read as done, not as refused).
+                        let (s, n) = (store.clone(), name.clone());
+                        if name.ft == FileType::Lock
+                            && matches!(blocking(move || s.stat(&n)).await, Err(e) if e.kind() == ErrorKind::NotFound)
+                        {
+                            return Reply::error(StatusCode::NOT_FOUND, format!("no {}", logged.object));
+                        }
                         return forbidden(&token, &format!("delete {}", logged.object));
                     }
                     match blocking(move || store.delete(&name)).await {

@@ -113,7 +113,7 @@ fn open_state(opts: ServeOptions) -> Result<State> {
     Ok(State {
         upload_budget: tokio::sync::Semaphore::new(upload_budget_mib(opts.max_pack)),
         tokens: tokens::TokenCache::new(&dir),
-        repos: store::Repos::new(&opts.root),
+        repos: store::Repos::new(&opts.root, Some(&dir)),
         access,
         arrivals: Mutex::new(arrivals),
         opts,
@@ -239,5 +239,5 @@ fn spawn_expiry(state: Arc<State>, interrupt: Arc<AtomicBool>) {
 /// Bring back objects of `repo` deleted within `since` (all quarantined ones if None).
 pub fn undelete(root: &str, repo: &str, since: Option<Duration>) -> Result<u64> {
     tokens::check_repo_name(repo)?;
-    store::Repos::new(root).get(repo)?.undelete(since)
+    store::Repos::new(root, None).get(repo)?.undelete(since)
 }

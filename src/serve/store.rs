@@ -32,8 +32,10 @@ pub struct RepoStore {
     usage: Mutex<Option<Usage>>,
     /// Objects being received: a second upload of the same name meanwhile is a conflict.
     receiving: Mutex<HashSet<(FileType, String)>>,
-    /// Which token made each lock, so read and append tokens delete only their own.
+    /// Which token made each lock, so read and append tokens delete only their own; also
+    /// kept as one small file per lock in `owners_dir`, so a restart forgets none.
     lock_owners: Mutex<HashMap<String, String>>,
+    owners_dir: Option<PathBuf>,
 }
 
 fn type_index(ft: FileType) -> usize {
@@ -49,7 +51,7 @@ pub enum Refusal {
 }
 
 impl RepoStore {
-    fn new(root: &str, name: &str) -> Result<RepoStore> {
+    fn new(root: &str, name: &str, state: Option<&std::path::Path>) -> Result<RepoStore> {
         let live = join(root, name);
         let quarantine = join(root, &format!("{QUARANTINE}/{name}"));
         let local = |l: &str| (!crate::backend::is_remote(l)).then(|| PathBuf::from(l));
@@ -63,6 +65,7 @@ impl RepoStore {
             usage: Mutex::new(None),
             receiving: Mutex::new(HashSet::new()),
             lock_owners: Mutex::new(HashMap::new()),
+            owners_dir: state.map(|s| s.join("lock-owners").join(name)),
         })
     }
 
@@ -171,13 +174,25 @@ impl RepoStore {
         self.account(name.ft, bytes.len() as u64, true);
         if name.ft == FileType::Lock {
             self.lock_owners.lock().expect("owners lock").insert(name.name.clone(), owner.to_string());
+            if let Some(dir) = &self.owners_dir {
+                // Lost only if the server dies right here; the lock then goes stale.
+                let _ = crate::sys::create_private_dir(dir)
+                    .and_then(|_| crate::sys::write_private_file(&dir.join(&name.name), owner.as_bytes()));
+            }
         }
         Ok(Ok(()))
     }
 
     /// Who made a lock, as far as this server run knows.
     pub fn lock_owner(&self, name: &str) -> Option<String> {
-        self.lock_owners.lock().expect("owners lock").get(name).cloned()
+        if let Some(o) = self.lock_owners.lock().expect("owners lock").get(name) {
+            return Some(o.clone());
+        }
+        let file = self.owners_dir.as_ref()?.join(name);
+        let mut owner = String::new();
+        use std::io::Read;
+        std::fs::File::open(file).ok()?.take(256).read_to_string(&mut owner).ok()?;
+        Some(owner)
     }
 
     /// Delete an object. Locks go at once; everything else is moved to the quarantine,
@@ -196,7 +211,12 @@ impl RepoStore {
             self.quarantine.write(name.ft, &name.name, &bytes)?;
         }
         self.live.remove(name.ft, &name.name)?;
-        self.lock_owners.lock().expect("owners lock").remove(&name.name);
+        if name.ft == FileType::Lock {
+            self.lock_owners.lock().expect("owners lock").remove(&name.name);
+            if let Some(dir) = &self.owners_dir {
+                let _ = std::fs::remove_file(dir.join(&name.name));
+            }
+        }
         self.account(name.ft, size, false);
         Ok(())
     }
@@ -262,12 +282,14 @@ fn join(root: &str, name: &str) -> String {
 /// Every repository under a root, opened on first use.
 pub struct Repos {
     root: String,
+    /// The server's state folder (lock owners); None for offline work (undelete).
+    state: Option<PathBuf>,
     open: Mutex<HashMap<String, Arc<RepoStore>>>,
 }
 
 impl Repos {
-    pub fn new(root: &str) -> Repos {
-        Repos { root: root.to_string(), open: Mutex::new(HashMap::new()) }
+    pub fn new(root: &str, state: Option<&std::path::Path>) -> Repos {
+        Repos { root: root.to_string(), state: state.map(PathBuf::from), open: Mutex::new(HashMap::new()) }
     }
 
     /// The store of repository `name` (which must be a valid name).
@@ -276,7 +298,7 @@ impl Repos {
         if let Some(s) = open.get(name) {
             return Ok(s.clone());
         }
-        let store = Arc::new(RepoStore::new(&self.root, name)?);
+        let store = Arc::new(RepoStore::new(&self.root, name, self.state.as_deref())?);
         open.insert(name.to_string(), store.clone());
         Ok(store)
     }
