@@ -17,6 +17,7 @@ pub mod cache;
 #[cfg(feature = "failpoints")]
 pub mod faulty;
 mod http;
+pub mod limit;
 pub mod local;
 pub mod rest;
 pub mod retry;
@@ -240,17 +241,17 @@ pub fn is_remote(location: &str) -> bool {
 pub fn open(location: &str) -> Result<Box<dyn Backend>> {
     if let Some(rest) = location.strip_prefix("sftp:") {
         let b = sftp::SftpBackend::new(sftp::SftpLocation::parse(rest)?)?;
-        return Ok(remote(with_faults(Box::new(b))?));
+        return Ok(remote(with_faults(limit::wrap(Box::new(b)))?));
     }
     if let Some(rest) = location.strip_prefix("rest:") {
         let b = rest::RestBackend::new(rest)?;
-        return Ok(remote(with_faults(Box::new(b))?));
+        return Ok(remote(with_faults(limit::wrap(Box::new(b)))?));
     }
     if let Some(rest) = location.strip_prefix("s3:") {
         let b = s3::S3Backend::new(s3::S3Location::parse(rest)?)?;
-        return Ok(remote(with_faults(Box::new(b))?));
+        return Ok(remote(with_faults(limit::wrap(Box::new(b)))?));
     }
-    with_faults(Box::new(local::LocalBackend::new(location)))
+    with_faults(limit::wrap(Box::new(local::LocalBackend::new(location))))
 }
 
 /// The failing store of the tests (`faulty.rs`), right around the store so that retries

@@ -93,6 +93,24 @@ pub struct Cli {
     /// at once with exit 11
     #[arg(long, env = "CAIRN_LOCK_WAIT", global = true, help_heading = "Global options", value_name = "DURATION", value_parser = cairn::units::parse_duration)]
     lock_wait: Option<u64>,
+    /// Send at most this many KiB/s to the repository's store
+    #[arg(
+        long,
+        env = "CAIRN_LIMIT_UPLOAD",
+        global = true,
+        help_heading = "Global options",
+        value_name = "KIB_PER_S"
+    )]
+    limit_upload: Option<u64>,
+    /// Read at most this many KiB/s from the repository's store
+    #[arg(
+        long,
+        env = "CAIRN_LIMIT_DOWNLOAD",
+        global = true,
+        help_heading = "Global options",
+        value_name = "KIB_PER_S"
+    )]
+    limit_download: Option<u64>,
     /// Commands that only read (snapshots, log, ls, cat, find, diff, dump, restore, check,
     /// mount, stats, drill): take no lock (for read-only storage; see format-spec/locks.md)
     #[arg(long, global = true)]
@@ -338,6 +356,11 @@ pub fn main() -> i32 {
         );
         return exit::USAGE;
     }
+    cairn::backend::limit::set(cairn::backend::limit::Limits {
+        upload_kib: cli.limit_upload.filter(|&k| k > 0),
+        download_kib: cli.limit_download.filter(|&k| k > 0),
+        interrupt: Some(interrupt.clone()),
+    });
     if let (Some(f), Some(repo)) = (&cli.token_file, &cli.repo) {
         warn_if_exposed(f, "token file");
         match cairn::backend::rest::read_token_file(f) {

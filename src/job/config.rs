@@ -40,6 +40,9 @@ pub struct Job {
     pub key_file: Option<PathBuf>,
     /// The token of a served repository (`rest:`).
     pub token_file: Option<PathBuf>,
+    /// KiB/s to and from the stores, for every step (--limit-upload, --limit-download).
+    pub limit_upload: Option<u64>,
+    pub limit_download: Option<u64>,
     pub host: Option<String>,
     /// Paths (shell globs allowed) that must exist.
     pub sources: Vec<String>,
@@ -180,6 +183,8 @@ const JOB_KEYS: &[&str] = &[
     "password-command",
     "key-file",
     "token-file",
+    "limit-upload",
+    "limit-download",
     "host",
     "sources",
     "optional-sources",
@@ -401,6 +406,8 @@ impl Reader<'_> {
                 "password-command" => job.password_command = self.string(value, key),
                 "key-file" => job.key_file = self.path(value, key),
                 "token-file" => job.token_file = self.path(value, key),
+                "limit-upload" => job.limit_upload = self.count(value, key).map(u64::from),
+                "limit-download" => job.limit_download = self.count(value, key).map(u64::from),
                 "host" => job.host = self.string(value, key),
                 "sources" => job.sources = self.sources(value, key),
                 "optional-sources" => job.optional_sources = self.sources(value, key),

@@ -6,6 +6,7 @@ const GOOD: &str = r#"
 [jobs.gateway]
 repository = "/backups/gw"
 password-file = "/etc/cairn/pass"
+limit-upload = 2048
 sources = ["/opt/gw/conf", "/opt/gw/groups"]
 optional-sources = ["/etc/init.d/vshell-*"]
 excludes = ["/opt/gw/conf/opsdb.d"]
@@ -62,6 +63,13 @@ fn a_complete_job_parses() {
     assert_eq!(j.copies[0].repository, "sftp:backup@offsite/srv/cairn");
     assert_eq!((j.copies[0].retention, j.copies[1].retention), (true, false));
     assert_eq!(j.monitoring.ping_timeout, 5);
+    assert_eq!((j.limit_upload, j.limit_download), (Some(2048), None));
+    // Every cairn step of the job keeps to the limit.
+    let (steps, _) = crate::job::steps::data_steps(std::path::Path::new("cairn"), j, jiff::Timestamp::now());
+    assert!(steps[0]
+        .command
+        .get_envs()
+        .any(|(k, v)| k == "CAIRN_LIMIT_UPLOAD" && v == Some("2048".as_ref())));
 }
 
 #[test]

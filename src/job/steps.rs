@@ -224,6 +224,13 @@ fn cairn_step(cairn: &Path, job: &Job, name: &str, args: Vec<OsString>) -> Step 
     if let Some(w) = &job.lock_wait {
         command.env("CAIRN_LOCK_WAIT", w);
     }
+    for (var, limit) in
+        [("CAIRN_LIMIT_UPLOAD", job.limit_upload), ("CAIRN_LIMIT_DOWNLOAD", job.limit_download)]
+    {
+        if let Some(kib) = limit {
+            command.env(var, kib.to_string());
+        }
+    }
     set_repository(&mut command, job.access());
     Step { name: name.to_string(), command, kind: StepKind::Cairn }
 }
