@@ -53,3 +53,24 @@ fn a_paced_backup_stops_at_once_when_interrupted() {
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(repo.snapshots().is_empty(), "an interrupted backup leaves no snapshot");
 }
+
+#[test]
+fn threads_sets_how_many_threads_work() {
+    let repo = Repo::new();
+    let work = tempdir("cairn-threads-");
+    let src = work.path().join("src");
+    write_random(&src.join("a.bin"), 23, 2 << 20);
+    // A paced backup holds still long enough to count its threads.
+    let count = |threads: &str| {
+        let mut child =
+            repo.cairn().args(["--threads", threads, "--limit-upload", "16", "backup"]).arg(&src).spawn();
+        std::thread::sleep(Duration::from_millis(1500));
+        let n = std::fs::read_dir(format!("/proc/{}/task", child.id())).unwrap().count();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        repo.cairn().arg("unlock").run().ok();
+        n
+    };
+    let (one, seven) = (count("1"), count("7"));
+    assert!(seven >= one + 6, "--threads 1: {one} threads, --threads 7: {seven}");
+}

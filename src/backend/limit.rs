@@ -1,5 +1,7 @@
-//! `--limit-upload` and `--limit-download`: a store's traffic paced to a rate, in KiB/s
-//! (1024 bytes), shared by every thread of the process. Each transfer takes the next free
+//! Limits an operator sets on a store: `--connections N`, the most requests in flight
+//! at once (uploads and reads alike), and `--limit-upload` and `--limit-download`: a
+//! store's traffic paced to a rate, in KiB/s (1024 bytes), shared by every thread of the
+//! process. Each transfer takes the next free
 //! slot of its length at the rate and waits until that slot has passed, so over any
 //! stretch of time no more than the rate goes through (the first transfer excepted).
 //! The wait ends early, with `Interrupted`, when the command is interrupted.
@@ -19,6 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct Limits {
     pub upload_kib: Option<u64>,
     pub download_kib: Option<u64>,
+    /// The most uploads, and the most reads, in flight at once.
+    pub connections: Option<usize>,
     pub interrupt: Option<Arc<AtomicBool>>,
 }
 
@@ -68,19 +72,21 @@ pub struct LimitedBackend {
     inner: Box<dyn Backend>,
     up: Option<Pace>,
     down: Option<Pace>,
+    connections: Option<usize>,
     interrupt: Option<Arc<AtomicBool>>,
 }
 
 /// `store` paced as [`set`] said; the store itself when no limit is set.
 pub fn wrap(store: Box<dyn Backend>) -> Box<dyn Backend> {
     let limits = configured().lock().expect("limits lock").clone();
-    if limits.upload_kib.is_none() && limits.download_kib.is_none() {
+    if limits.upload_kib.is_none() && limits.download_kib.is_none() && limits.connections.is_none() {
         return store;
     }
     Box::new(LimitedBackend {
         inner: store,
         up: limits.upload_kib.map(Pace::new),
         down: limits.download_kib.map(Pace::new),
+        connections: limits.connections.map(|c| c.max(1)),
         interrupt: limits.interrupt,
     })
 }
@@ -126,10 +132,10 @@ impl Backend for LimitedBackend {
         self.inner.remove(ft, name)
     }
     fn write_parallelism(&self) -> usize {
-        self.inner.write_parallelism()
+        self.connections.unwrap_or_else(|| self.inner.write_parallelism())
     }
     fn read_parallelism(&self) -> usize {
-        self.inner.read_parallelism()
+        self.connections.unwrap_or_else(|| self.inner.read_parallelism())
     }
     fn leftovers(&self, age: Duration) -> Result<Vec<Leftover>> {
         self.inner.leftovers(age)
@@ -151,6 +157,18 @@ impl Backend for LimitedBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_set_how_many_requests_are_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = || Box::new(super::super::local::LocalBackend::new(dir.path())) as Box<dyn Backend>;
+        set(Limits { connections: Some(6), ..Limits::default() });
+        let b = wrap(local());
+        assert_eq!((b.write_parallelism(), b.read_parallelism()), (6, 6));
+        set(Limits::default());
+        let b = wrap(local());
+        assert_eq!(b.write_parallelism(), 1, "unlimited: the store's own");
+    }
 
     #[test]
     fn a_pace_lets_through_no_more_than_its_rate_and_stops_when_interrupted() {

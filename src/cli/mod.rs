@@ -111,6 +111,12 @@ pub struct Cli {
         value_name = "KIB_PER_S"
     )]
     limit_download: Option<u64>,
+    /// Keep at most this many requests to the store in flight at once (uploads, reads)
+    #[arg(long, env = "CAIRN_CONNECTIONS", global = true, help_heading = "Global options", value_name = "N")]
+    connections: Option<usize>,
+    /// Use this many threads for chunking, compressing, sealing and reading (default: one a core)
+    #[arg(long, env = "CAIRN_THREADS", global = true, help_heading = "Global options", value_name = "N")]
+    threads: Option<usize>,
     /// Commands that only read (snapshots, log, ls, cat, find, diff, dump, restore, check,
     /// mount, stats, drill): take no lock (for read-only storage; see format-spec/locks.md)
     #[arg(long, global = true)]
@@ -359,8 +365,13 @@ pub fn main() -> i32 {
     cairn::backend::limit::set(cairn::backend::limit::Limits {
         upload_kib: cli.limit_upload.filter(|&k| k > 0),
         download_kib: cli.limit_download.filter(|&k| k > 0),
+        connections: cli.connections.filter(|&c| c > 0),
         interrupt: Some(interrupt.clone()),
     });
+    if let Some(n) = cli.threads.filter(|&n| n > 0) {
+        // Every pool cairn sizes follows the global one (ops/read_pool.rs, pack/writer.rs).
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
     if let (Some(f), Some(repo)) = (&cli.token_file, &cli.repo) {
         warn_if_exposed(f, "token file");
         match cairn::backend::rest::read_token_file(f) {

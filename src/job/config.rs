@@ -43,6 +43,9 @@ pub struct Job {
     /// KiB/s to and from the stores, for every step (--limit-upload, --limit-download).
     pub limit_upload: Option<u64>,
     pub limit_download: Option<u64>,
+    /// Threads and requests in flight, for every step (--threads, --connections).
+    pub threads: Option<u64>,
+    pub connections: Option<u64>,
     pub host: Option<String>,
     /// Paths (shell globs allowed) that must exist.
     pub sources: Vec<String>,
@@ -185,6 +188,8 @@ const JOB_KEYS: &[&str] = &[
     "token-file",
     "limit-upload",
     "limit-download",
+    "threads",
+    "connections",
     "host",
     "sources",
     "optional-sources",
@@ -408,6 +413,8 @@ impl Reader<'_> {
                 "token-file" => job.token_file = self.path(value, key),
                 "limit-upload" => job.limit_upload = self.count(value, key).map(u64::from),
                 "limit-download" => job.limit_download = self.count(value, key).map(u64::from),
+                "threads" => job.threads = self.count(value, key).map(u64::from),
+                "connections" => job.connections = self.count(value, key).map(u64::from),
                 "host" => job.host = self.string(value, key),
                 "sources" => job.sources = self.sources(value, key),
                 "optional-sources" => job.optional_sources = self.sources(value, key),

@@ -7,6 +7,7 @@ const GOOD: &str = r#"
 repository = "/backups/gw"
 password-file = "/etc/cairn/pass"
 limit-upload = 2048
+threads = 2
 sources = ["/opt/gw/conf", "/opt/gw/groups"]
 optional-sources = ["/etc/init.d/vshell-*"]
 excludes = ["/opt/gw/conf/opsdb.d"]
@@ -66,10 +67,11 @@ fn a_complete_job_parses() {
     assert_eq!((j.limit_upload, j.limit_download), (Some(2048), None));
     // Every cairn step of the job keeps to the limit.
     let (steps, _) = crate::job::steps::data_steps(std::path::Path::new("cairn"), j, jiff::Timestamp::now());
-    assert!(steps[0]
-        .command
-        .get_envs()
-        .any(|(k, v)| k == "CAIRN_LIMIT_UPLOAD" && v == Some("2048".as_ref())));
+    let env = |var: &str| {
+        steps[0].command.get_envs().find(|(k, _)| *k == var).and_then(|(_, v)| v).map(|v| v.to_owned())
+    };
+    assert_eq!(env("CAIRN_LIMIT_UPLOAD"), Some("2048".into()));
+    assert_eq!(env("CAIRN_THREADS"), Some("2".into()));
 }
 
 #[test]

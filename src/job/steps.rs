@@ -224,11 +224,15 @@ fn cairn_step(cairn: &Path, job: &Job, name: &str, args: Vec<OsString>) -> Step 
     if let Some(w) = &job.lock_wait {
         command.env("CAIRN_LOCK_WAIT", w);
     }
-    for (var, limit) in
-        [("CAIRN_LIMIT_UPLOAD", job.limit_upload), ("CAIRN_LIMIT_DOWNLOAD", job.limit_download)]
-    {
-        if let Some(kib) = limit {
-            command.env(var, kib.to_string());
+    // The operator's limits hold for every step.
+    for (var, limit) in [
+        ("CAIRN_LIMIT_UPLOAD", job.limit_upload),
+        ("CAIRN_LIMIT_DOWNLOAD", job.limit_download),
+        ("CAIRN_THREADS", job.threads),
+        ("CAIRN_CONNECTIONS", job.connections),
+    ] {
+        if let Some(n) = limit {
+            command.env(var, n.to_string());
         }
     }
     set_repository(&mut command, job.access());
