@@ -67,6 +67,14 @@ fn contract(b: &dyn Backend) {
     let mut listed = b.list(FileType::Pack).unwrap();
     listed.sort();
     assert_eq!(listed, packs);
+    // The detailed listing names the same objects, with their sizes and times.
+    let mut detailed = b.list_detailed(FileType::Pack).unwrap();
+    detailed.sort_by(|x, y| x.name.cmp(&y.name));
+    assert_eq!(detailed.iter().map(|e| e.name.clone()).collect::<Vec<_>>(), packs);
+    for e in &detailed {
+        assert_eq!(e.size, b.size(FileType::Pack, &e.name).unwrap(), "{}", e.name);
+        assert!(e.modified.is_some(), "{} has no time", e.name);
+    }
     for ft in [FileType::Index, FileType::Snapshot, FileType::Key, FileType::Log] {
         assert!(b.list(ft).unwrap().is_empty(), "{ft:?} is empty");
     }

@@ -284,6 +284,21 @@ impl Backend for LocalBackend {
         Ok(fs::metadata(&p).ctx(|| format!("cannot stat {}", p.display()))?.len())
     }
 
+    /// One stat a listed object (the default looks twice: size, then time).
+    fn list_detailed(&self, ft: FileType) -> Result<Vec<super::Listed>> {
+        let mut out = Vec::new();
+        for name in self.list(ft)? {
+            let p = self.path(ft, &name);
+            let meta = match fs::metadata(&p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("cannot stat {}", p.display()), e)),
+            };
+            out.push(super::Listed { name, size: meta.len(), modified: meta.modified().ok() });
+        }
+        Ok(out)
+    }
+
     fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
         let p = self.path(ft, name);
         Ok(fs::metadata(&p).and_then(|m| m.modified()).ctx(|| format!("cannot stat {}", p.display())).ok())

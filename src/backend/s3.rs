@@ -206,6 +206,18 @@ impl S3Backend {
         Ok(body)
     }
 
+    /// HEAD an object: its key and the successful answer.
+    fn head(&self, ft: FileType, name: &str) -> Result<(String, ureq::http::Response<ureq::Body>)> {
+        let key = self.key(ft, name)?;
+        let url = self.bucket.head_object(Some(&self.credentials), &key).sign(SIGNATURE_TTL);
+        let resp = self.agent.head(url.as_str()).call().map_err(|e| self.net_error("look up", &key, e))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(self.status_error("look up", &key, status, ""));
+        }
+        Ok((key, resp))
+    }
+
     fn list_keys(&self, prefix: &str, max: Option<usize>) -> Result<Vec<ListedKey>> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -330,9 +342,7 @@ impl Backend for S3Backend {
         if ft == FileType::Config {
             return Ok(if self.exists(ft, "config")? { vec!["config".into()] } else { vec![] });
         }
-        let prefix = format!("{}{}/", self.loc.prefix, ft.dir());
-        let keys = self.list_keys(&prefix, None)?;
-        Ok(keys.into_iter().filter_map(|(k, _, _)| k.rsplit('/').next().map(str::to_string)).collect())
+        Ok(self.list_detailed(ft)?.into_iter().map(|e| e.name).collect())
     }
 
     fn list_detailed(&self, ft: FileType) -> Result<Vec<super::Listed>> {
@@ -350,13 +360,7 @@ impl Backend for S3Backend {
     }
 
     fn size(&self, ft: FileType, name: &str) -> Result<u64> {
-        let key = self.key(ft, name)?;
-        let url = self.bucket.head_object(Some(&self.credentials), &key).sign(SIGNATURE_TTL);
-        let resp = self.agent.head(url.as_str()).call().map_err(|e| self.net_error("look up", &key, e))?;
-        let status = resp.status().as_u16();
-        if !(200..300).contains(&status) {
-            return Err(self.status_error("look up", &key, status, ""));
-        }
+        let (key, resp) = self.head(ft, name)?;
         resp.headers()
             .get("content-length")
             .and_then(|v| v.to_str().ok())
@@ -365,13 +369,7 @@ impl Backend for S3Backend {
     }
 
     fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
-        let key = self.key(ft, name)?;
-        let url = self.bucket.head_object(Some(&self.credentials), &key).sign(SIGNATURE_TTL);
-        let resp = self.agent.head(url.as_str()).call().map_err(|e| self.net_error("look up", &key, e))?;
-        let status = resp.status().as_u16();
-        if !(200..300).contains(&status) {
-            return Err(self.status_error("look up", &key, status, ""));
-        }
+        let (_, resp) = self.head(ft, name)?;
         let stamp = resp.headers().get("last-modified").and_then(|v| v.to_str().ok());
         let secs = stamp.and_then(|s| jiff::fmt::rfc2822::parse(s).ok()).map(|z| z.timestamp().as_second());
         Ok(secs

@@ -300,14 +300,8 @@ async fn create(
             format!("a {} object may have at most {limit} bytes", name.ft.dir()),
         );
     }
-    if let (Some(quota), Some(d)) = (state.opts.quota, declared) {
-        let s = store.clone();
-        if let Ok(u) = blocking(move || s.usage()).await {
-            if u.bytes + d > quota {
-                return over_quota(u.bytes, quota);
-            }
-        }
-    }
+    // The quota is checked once the body is in (create_object): refused before it, a
+    // client still sending would meet a closed connection instead of the 507, and retry.
     // Memory for the body is reserved first (the whole limit when no length is declared).
     let mib = declared.unwrap_or(limit).div_ceil(1 << 20).max(1) as u32;
     let Ok(_reserved) = state.upload_budget.acquire_many(mib).await else {
