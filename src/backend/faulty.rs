@@ -241,6 +241,9 @@ impl Backend for FaultyBackend {
     fn arrival_is_authoritative(&self) -> bool {
         self.inner.arrival_is_authoritative()
     }
+    fn object_lock(&self) -> Option<&dyn super::object_lock::ObjectLock> {
+        self.inner.object_lock()
+    }
 
     fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
         self.inner.modified(ft, name)

@@ -149,6 +149,9 @@ impl Backend for LimitedBackend {
     fn arrival_is_authoritative(&self) -> bool {
         self.inner.arrival_is_authoritative()
     }
+    fn object_lock(&self) -> Option<&dyn super::object_lock::ObjectLock> {
+        self.inner.object_lock()
+    }
     fn exists(&self, ft: FileType, name: &str) -> Result<bool> {
         self.inner.exists(ft, name)
     }

@@ -19,6 +19,7 @@ pub mod faulty;
 mod http;
 pub mod limit;
 pub mod local;
+pub mod object_lock;
 pub mod rest;
 pub mod retry;
 pub mod s3;
@@ -142,6 +143,10 @@ pub trait Backend: Send + Sync {
     /// after a listing. Retention then treats a snapshot that claims a later time as forged.
     fn arrival_is_authoritative(&self) -> bool {
         false
+    }
+    /// S3 Object Lock, where the store offers it (an S3 bucket); every wrapper passes it on.
+    fn object_lock(&self) -> Option<&dyn object_lock::ObjectLock> {
+        None
     }
     /// Whether an object exists.
     fn exists(&self, ft: FileType, name: &str) -> Result<bool> {

@@ -96,6 +96,9 @@ impl Backend for RetryBackend {
     fn arrival_is_authoritative(&self) -> bool {
         self.inner.arrival_is_authoritative()
     }
+    fn object_lock(&self) -> Option<&dyn super::object_lock::ObjectLock> {
+        self.inner.object_lock()
+    }
 
     fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
         self.run("looking up", || self.inner.modified(ft, name))

@@ -20,6 +20,8 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+mod lock;
+
 /// How long a signed request stays valid: covers a slow upload of one pack.
 const SIGNATURE_TTL: Duration = Duration::from_secs(3600);
 /// Uploads in flight during a backup: enough to hide a round trip per pack.
@@ -66,6 +68,8 @@ pub struct S3Backend {
     agent: ureq::Agent,
     /// Set once the bucket was seen to exist, so a missing object costs one request.
     bucket_seen: AtomicBool,
+    /// The repository's Object Lock, once its config is read: every write is locked.
+    lock: std::sync::OnceLock<crate::format::config::ObjectLockPolicy>,
 }
 
 impl S3Backend {
@@ -97,6 +101,7 @@ impl S3Backend {
             credentials,
             agent: ureq::Agent::new_with_config(config),
             bucket_seen: AtomicBool::new(false),
+            lock: std::sync::OnceLock::new(),
         })
     }
 
@@ -256,6 +261,14 @@ impl S3Backend {
     }
 }
 
+/// Every parser of the store's answers on one body, for the fuzz target `s3_answer`: none
+/// may panic, whatever a hostile store sends. The count is of what they found.
+#[doc(hidden)]
+pub fn parse_answers_for_fuzzing(body: &str) -> usize {
+    let listed = parse_listing(body).map_or(0, |(keys, _)| keys.len());
+    listed + lock::parse_answers_for_fuzzing(body) + usize::from(xml_field(body, "Code").is_some())
+}
+
 /// The text of the first `<tag>...</tag>` in an S3 answer, with XML escapes undone.
 fn xml_field(body: &str, tag: &str) -> Option<String> {
     let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
@@ -327,9 +340,17 @@ impl Backend for S3Backend {
 
     fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {
         let key = self.key(ft, name)?;
-        let url = self.bucket.put_object(Some(&self.credentials), &key).sign(SIGNATURE_TTL);
-        let mut resp =
-            self.agent.put(url.as_str()).send(bytes).map_err(|e| self.net_error("write", &key, e))?;
+        let lock_headers = lock::write_headers(self.lock.get(), ft, bytes);
+        let mut action = self.bucket.put_object(Some(&self.credentials), &key);
+        for (k, v) in &lock_headers {
+            action.headers_mut().insert(*k, v.clone());
+        }
+        let url = action.sign(SIGNATURE_TTL);
+        let mut req = self.agent.put(url.as_str());
+        for (k, v) in &lock_headers {
+            req = req.header(*k, v);
+        }
+        let mut resp = req.send(bytes).map_err(|e| self.net_error("write", &key, e))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let body = resp.body_mut().read_to_string().unwrap_or_default();
@@ -398,6 +419,10 @@ impl Backend for S3Backend {
 
     fn read_parallelism(&self) -> usize {
         PARALLEL_READS
+    }
+
+    fn object_lock(&self) -> Option<&dyn super::object_lock::ObjectLock> {
+        Some(self)
     }
 }
 

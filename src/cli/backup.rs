@@ -156,6 +156,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         .figure("duration_ms", s.duration_ms);
     rec.snapshot = Some(out.id);
     super::record(&repo, rec);
+    super::object_lock::upkeep(ctx, &repo, None, false);
     if ctx.json {
         println!(
             "{}",

@@ -101,6 +101,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         .figure("bytes_added", out.bytes_stored)
         .figure("duration_ms", started.elapsed().as_millis());
     super::record(&dst, rec);
+    super::object_lock::upkeep(ctx, &dst, None, false);
     if ctx.json {
         let snaps: Vec<_> = out
             .snapshots

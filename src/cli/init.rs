@@ -3,6 +3,7 @@
 use super::{exit, format, Ctx};
 use cairn::chunker::ChunkerParams;
 use cairn::crypto::keys::KdfParams;
+use cairn::format::config::{LockMode, ObjectLockPolicy};
 use cairn::{Error, InitOptions, Repository, Result};
 
 /// Create a new repository
@@ -30,6 +31,20 @@ pub struct Args {
     copy_chunker_params_from: Option<String>,
     #[command(flatten)]
     source_key: super::copy::SourceKey,
+    /// Lock every object against deletion and overwrite for this long (e.g. 30d), renewed
+    /// while kept snapshots need it; an S3 bucket made with Object Lock enabled only
+    #[arg(long, value_name = "DURATION", value_parser = cairn::units::parse_duration)]
+    object_lock: Option<u64>,
+    /// governance: a user with the bypass permission can still delete;
+    /// compliance: nobody can, the account's root user included, until the lock ends
+    #[arg(long, value_enum, default_value = "governance", requires = "object_lock")]
+    object_lock_mode: LockModeArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LockModeArg {
+    Governance,
+    Compliance,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
@@ -53,6 +68,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             iterations: a.kdf_iterations,
             parallelism: KdfParams::DEFAULT.parallelism,
         },
+        object_lock: a.object_lock.map(|period_secs| ObjectLockPolicy {
+            period_secs,
+            mode: match a.object_lock_mode {
+                LockModeArg::Governance => LockMode::Governance,
+                LockModeArg::Compliance => LockMode::Compliance,
+            },
+        }),
     };
     opts.kdf.check_new()?;
     opts.chunker.check()?;

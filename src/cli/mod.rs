@@ -20,6 +20,7 @@ mod log;
 mod ls;
 mod man;
 mod mount;
+mod object_lock;
 mod progress;
 mod prune;
 mod repair;

@@ -59,6 +59,9 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
     warn_about(&p);
     if !dry_run {
         execute(repo, &p, &ctx.interrupt)?;
+        // Only what kept snapshots use keeps its lock (new packs were written locked).
+        let kept: std::collections::HashSet<String> = s.keep.iter().map(|(pack, _)| pack.to_hex()).collect();
+        super::object_lock::upkeep(ctx, repo, Some(&kept), true);
         let rec = LogRecord::new("prune", "success")
             .figure("packs_deleted", p.packs_deleted().count())
             .figure("bytes_freed", s.bytes_delete + s.bytes_repack_unused + leftover_bytes)

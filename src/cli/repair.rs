@@ -22,12 +22,25 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Bring back objects deleted since a time, in an S3 bucket with Object Lock, whose
+    /// locks kept them (after an attack with the store's credentials, say)
+    #[command(after_help = "Example:\n  cairn repair undelete --since \"2026-12-05 03:00\" --dry-run")]
+    Undelete {
+        /// Undo deletions made at or after this time (needs the store's credentials, not
+        /// the repository's password; run it while no other cairn uses the repository) ("YYYY-MM-DD HH:MM[:SS]" local, or RFC 3339)
+        #[arg(long, value_parser = super::format::parse_time)]
+        since: cairn::format::Timespec,
+        /// Show what would come back, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
     let dry_run = match cmd {
         Command::Index { dry_run } => dry_run,
         Command::Snapshots { dry_run } => return snapshots(ctx, dry_run),
+        Command::Undelete { since, dry_run } => return undelete(ctx, since, dry_run),
     };
     let repo = ctx.open()?;
     repo.require_full_key("repair the repository")?;
@@ -100,6 +113,26 @@ fn snapshots(ctx: &Ctx, dry_run: bool) -> Result<i32> {
         if repairs.is_empty() {
             println!("every snapshot is whole; nothing to repair");
         }
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn undelete(ctx: &Ctx, since: cairn::format::Timespec, dry_run: bool) -> Result<i32> {
+    // The store alone: the config and the keys may be among what was deleted.
+    let store = cairn::backend::open(ctx.location()?)?;
+    let since = std::time::UNIX_EPOCH + std::time::Duration::from_secs(since.secs.max(0) as u64);
+    let r = cairn::ops::object_lock::undelete(store.as_ref(), since, dry_run)?;
+    if ctx.json {
+        println!("{}", serde_json::json!({"dry_run": dry_run, "objects": r.restored}));
+    } else if !ctx.quiet {
+        for path in &r.restored {
+            println!("{} {path}", if dry_run { "would bring back" } else { "brought back" });
+        }
+        println!(
+            "{} {} objects; run `cairn repair index` if index files came back, then `cairn check`",
+            if dry_run { "would bring back" } else { "brought back" },
+            r.restored.len()
+        );
     }
     Ok(exit::SUCCESS)
 }

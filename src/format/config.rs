@@ -1,13 +1,18 @@
-//! The repository config: chunking, compression and pack parameters and the repository
-//! public key. Stored as the object `config`, sealed with the shared key (envelope type 1).
+//! The repository config: chunking, compression and pack parameters, the repository
+//! public key and, for a repository in an S3 bucket with Object Lock, how long every
+//! object is locked. Stored as the object `config`, sealed with the shared key (envelope
+//! type 1). A config without a lock is written in version 1, which every cairn reads; one
+//! with a lock in version 2, which a cairn that would write unlocked objects refuses.
 
 use super::{decode_versioned, encode_versioned, Timespec};
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
-/// Encoding version of the config payload.
+/// Encoding version of a config payload without an object lock.
 pub const CONFIG_VERSION: u8 = 1;
+/// Encoding version of a config payload with an object lock.
+pub const CONFIG_VERSION_LOCKED: u8 = 2;
 /// The repository format this build writes and reads.
 pub const REPO_FORMAT: u32 = 1;
 
@@ -25,6 +30,64 @@ pub struct Config {
     pub pack_size: u32,
     /// X25519 public key that packs and snapshots are sealed to.
     pub public_key: [u8; 32],
+    /// S3 Object Lock for every object written (version 2 only).
+    pub object_lock: Option<ObjectLockPolicy>,
+}
+
+/// How long, and how firmly, S3 Object Lock keeps each object from deletion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLockPolicy {
+    /// Every object is written to be retained this long, and renewed to this long while
+    /// kept snapshots need it.
+    pub period_secs: u64,
+    pub mode: LockMode,
+}
+
+/// The S3 retention modes: governance can be lifted by a user with the bypass permission,
+/// compliance by nobody, the account's root user included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockMode {
+    Governance,
+    Compliance,
+}
+
+impl LockMode {
+    /// The name S3 uses in headers and retention documents.
+    pub fn s3_name(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+}
+
+/// The shortest and longest lock periods: a second (for tests), and 100 years.
+pub const MIN_LOCK_PERIOD: u64 = 1;
+pub const MAX_LOCK_PERIOD: u64 = 100 * 365 * 86400;
+
+impl ObjectLockPolicy {
+    pub fn period(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.period_secs)
+    }
+
+    /// An object is renewed once less than this is left of its lock: a third of the
+    /// period, so renewals are rare and a lock never runs out between runs made at least
+    /// every two thirds of the period.
+    pub fn renew_before(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.period_secs / 3)
+    }
+}
+
+/// The fields of a version 1 config: the same as version 2 without the lock.
+#[derive(Serialize, Deserialize)]
+struct ConfigV1 {
+    format: u32,
+    repo_id: [u8; 32],
+    created: Timespec,
+    chunker: ChunkerParams,
+    compression_level: i32,
+    pack_size: u32,
+    public_key: [u8; 32],
 }
 
 pub const MIN_PACK_SIZE: u32 = 1 << 20;
@@ -32,11 +95,43 @@ pub const MAX_PACK_SIZE: u32 = 1 << 30;
 
 impl Config {
     pub fn encode(&self) -> Vec<u8> {
-        encode_versioned(CONFIG_VERSION, self)
+        match self.object_lock {
+            Some(_) => encode_versioned(CONFIG_VERSION_LOCKED, self),
+            None => encode_versioned(
+                CONFIG_VERSION,
+                &ConfigV1 {
+                    format: self.format,
+                    repo_id: self.repo_id,
+                    created: self.created,
+                    chunker: self.chunker,
+                    compression_level: self.compression_level,
+                    pack_size: self.pack_size,
+                    public_key: self.public_key,
+                },
+            ),
+        }
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let c: Config = decode_versioned("config", CONFIG_VERSION, bytes)?;
+        let c: Config = if bytes.first() == Some(&CONFIG_VERSION_LOCKED) {
+            let c: Config = decode_versioned("config", CONFIG_VERSION_LOCKED, bytes)?;
+            if c.object_lock.is_none() {
+                return Err(Error::corrupt("config version 2 names no object lock"));
+            }
+            c
+        } else {
+            let v1: ConfigV1 = decode_versioned("config", CONFIG_VERSION, bytes)?;
+            Config {
+                format: v1.format,
+                repo_id: v1.repo_id,
+                created: v1.created,
+                chunker: v1.chunker,
+                compression_level: v1.compression_level,
+                pack_size: v1.pack_size,
+                public_key: v1.public_key,
+                object_lock: None,
+            }
+        };
         if c.format != REPO_FORMAT {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -64,6 +159,14 @@ impl Config {
                 self.pack_size
             )));
         }
+        if let Some(lock) = self.object_lock {
+            if !(MIN_LOCK_PERIOD..=MAX_LOCK_PERIOD).contains(&lock.period_secs) {
+                return Err(Error::invalid(format!(
+                    "an object lock of {} seconds is outside 1 second ..= 100 years",
+                    lock.period_secs
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -82,8 +185,28 @@ mod tests {
             compression_level: 3,
             pack_size: 16 << 20,
             public_key: [2; 32],
+            object_lock: None,
         };
         assert_eq!(Config::decode(&c.encode()).unwrap(), c);
+        assert_eq!(c.encode()[0], CONFIG_VERSION, "a config without a lock stays readable by older cairns");
+        let locked = Config {
+            object_lock: Some(ObjectLockPolicy { period_secs: 30 * 86400, mode: LockMode::Compliance }),
+            ..c.clone()
+        };
+        assert_eq!(locked.encode()[0], CONFIG_VERSION_LOCKED);
+        assert_eq!(Config::decode(&locked.encode()).unwrap(), locked);
+        let mut unlocked_v2 = c.encode();
+        unlocked_v2[0] = CONFIG_VERSION_LOCKED;
+        unlocked_v2.push(0); // None
+        assert!(Config::decode(&unlocked_v2).is_err());
+        let forever = Config {
+            object_lock: Some(ObjectLockPolicy {
+                period_secs: MAX_LOCK_PERIOD + 1,
+                mode: LockMode::Governance,
+            }),
+            ..c.clone()
+        };
+        assert!(Config::decode(&forever.encode()).is_err());
         let future = Config { format: 2, ..c.clone() };
         assert_eq!(Config::decode(&future.encode()).unwrap_err().kind(), ErrorKind::Unsupported);
         let bad = Config { pack_size: 10, ..c.clone() };

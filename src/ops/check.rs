@@ -250,9 +250,49 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
             }
         }
     }
+    if let Some(audit) = super::object_lock::audit(repo)? {
+        report_locks(&mut report, audit);
+    }
     report.problems.sort_by(|a, b| a.object.cmp(&b.object));
     report.notes.sort();
     Ok(report)
+}
+
+/// Locks that do not protect what they should are problems: the promise of a locked
+/// repository is that nobody can delete what kept snapshots need.
+fn report_locks(report: &mut CheckReport, audit: super::object_lock::Audit) {
+    for path in audit.unlocked {
+        report.problem(
+            format!("lock of {path}"),
+            "missing (written by a cairn that did not lock, or by someone else)",
+        );
+    }
+    for (path, until) in audit.ending_soon {
+        let when = jiff::Timestamp::try_from(until).map(|t| t.to_string()).unwrap_or_default();
+        let verb = if until <= std::time::SystemTime::now() { "ended" } else { "ends" };
+        report.problem(
+            format!("lock of {path}"),
+            format!("{verb} at {when}, within a sixth of the lock period; a backup or prune renews it (run one at least every two thirds of the period)"),
+        );
+    }
+    for path in audit.overwritten {
+        report.problem(
+            path,
+            "was overwritten (cairn never overwrites; someone holding the store's credentials did); the older versions are kept by their locks",
+        );
+    }
+    for path in audit.deleted_by_others {
+        report.problem(
+            path,
+            "was deleted, and not by cairn (no activity log entry of a full key names it); its locked versions are kept: `cairn repair undelete --since TIME` brings back what was deleted since TIME",
+        );
+    }
+    if audit.deleted_kept > 0 {
+        report.notes.push(format!(
+            "{} objects cairn deleted are still kept by their locks; a prune deletes them for good once their locks end",
+            audit.deleted_kept
+        ));
+    }
 }
 
 /// Load every index file that opens, reporting damaged ones instead of failing.

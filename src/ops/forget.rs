@@ -344,6 +344,8 @@ fn apply_rules(
 
 /// Delete the snapshot objects of the dropped decisions. Data stays until `prune`.
 pub fn remove_snapshots(repo: &Repository, ids: &[SnapshotId]) -> Result<()> {
+    let names: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
+    crate::ops::object_lock::note_deleted(repo, FileType::Snapshot, &names)?;
     for (n, id) in ids.iter().enumerate() {
         repo.backend().remove(FileType::Snapshot, &id.to_hex())?;
         if n == 0 {

@@ -141,6 +141,9 @@ pub fn repair_index(repo: &Repository, dry_run: bool, interrupt: &AtomicBool) ->
         repo.save_index(&IndexFile { supersedes: old.clone(), packs: batch })?;
     }
     crate::failpoint::hit("repair-index:after-new-index");
+    let old_names: Vec<String> = old.iter().map(|i| i.to_hex()).collect();
+    crate::ops::object_lock::note_deleted(repo, FileType::Index, &old_names)?;
+    crate::ops::object_lock::note_deleted(repo, FileType::Pack, &misnamed)?;
     for id in &old {
         repo.backend().remove(FileType::Index, &id.to_hex())?;
     }

@@ -238,6 +238,7 @@ impl Repository {
                 "refusing to remove the key in use; open the repository with another key to remove this one",
             ));
         }
+        crate::ops::object_lock::note_deleted(self, FileType::Key, &[id.to_hex()])?;
         self.backend.remove(FileType::Key, &id.to_hex())?;
         crate::failpoint::hit("key:after-remove");
         Ok(())
@@ -252,6 +253,7 @@ impl Repository {
         let new = match &self.key_source {
             KeySource::Stored => {
                 let new = store_key(self.backend.as_ref(), &self.master, passphrase, kdf, None)?;
+                crate::ops::object_lock::note_deleted(self, FileType::Key, &[old.to_hex()])?;
                 self.backend.remove(FileType::Key, &old.to_hex())?;
                 crate::failpoint::hit("key:after-remove");
                 new
@@ -285,34 +287,19 @@ impl Repository {
 }
 
 /// Which key file opened a repository last on this machine, kept in the cache folder
-/// (`CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`), one small
-/// file per repository location. Only a hint for the order of tries: a missing or wrong
-/// entry costs time, never correctness.
+/// ([`super::cache_file`]). Only a hint for the order of tries: a missing or wrong entry
+/// costs time, never correctness.
 mod last_key {
-    use std::path::PathBuf;
-
-    fn file(location: &str) -> Option<PathBuf> {
-        let dir = std::env::var_os("CAIRN_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("cairn")))
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/cairn")))?;
-        let tag = blake3::hash(location.as_bytes()).to_hex();
-        Some(dir.join("keys").join(&tag[..32]))
-    }
-
     pub fn recall(location: &str) -> Option<String> {
-        let text = std::fs::read_to_string(file(location)?).ok()?;
+        let text = std::fs::read_to_string(super::super::cache_file("keys", location)?).ok()?;
         let name = text.trim();
         (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())).then(|| name.to_string())
     }
 
     pub fn remember(location: &str, name: &str) {
-        use std::os::unix::fs::DirBuilderExt;
-        let Some(f) = file(location) else { return };
-        if let Some(dir) = f.parent() {
-            let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+        if let Some(f) = super::super::cache_file("keys", location) {
+            super::super::write_cache_file(&f, name.as_bytes());
         }
-        let _ = std::fs::write(f, name);
     }
 }
 

@@ -72,6 +72,8 @@ pub struct InitOptions {
     pub compression_level: i32,
     pub pack_size: u32,
     pub kdf: KdfParams,
+    /// S3 Object Lock on every object (an S3 bucket with Object Lock enabled only).
+    pub object_lock: Option<crate::format::config::ObjectLockPolicy>,
 }
 
 impl Default for InitOptions {
@@ -84,8 +86,53 @@ impl Default for InitOptions {
             // peak of 119 MB on the gateway corpus, 8 MiB packs 70 MB, at the same speed).
             pack_size: 8 << 20,
             kdf: KdfParams::DEFAULT,
+            object_lock: None,
         }
     }
+}
+
+/// The file of kind `kind` (a folder name) for one repository location in the cache
+/// folder: `CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`. What
+/// is cached there are hints: losing them costs time, never correctness.
+pub fn cache_file(kind: &str, location: &str) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let dir = std::env::var_os("CAIRN_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("cairn")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/cairn")))?;
+    let tag = blake3::hash(location.as_bytes()).to_hex();
+    Some(dir.join(kind).join(&tag[..32]))
+}
+
+/// Write a cache file, its folder private to the user; best effort, like every hint.
+pub fn write_cache_file(path: &std::path::Path, bytes: &[u8]) {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+    }
+    let _ = std::fs::write(path, bytes);
+}
+
+/// Make every write of a new repository locked, once the bucket is known to lock.
+fn start_object_lock(backend: &dyn Backend, policy: crate::format::config::ObjectLockPolicy) -> Result<()> {
+    let lock = backend.object_lock().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Unsupported,
+            format!("{}: --object-lock needs an S3 repository (s3:...)", backend.location()),
+        )
+    })?;
+    if !lock.bucket_lock_enabled()? {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{}: the bucket has no Object Lock; create a bucket with Object Lock enabled \
+                 (it can only be chosen when the bucket is made), or leave out --object-lock",
+                backend.location()
+            ),
+        ));
+    }
+    lock.set_policy(policy);
+    Ok(())
 }
 
 pub struct Repository {
@@ -159,8 +206,12 @@ impl Repository {
             compression_level: opts.compression_level,
             pack_size: opts.pack_size,
             public_key: master.public_key(),
+            object_lock: opts.object_lock,
         };
         config.validate()?;
+        if let Some(policy) = opts.object_lock {
+            start_object_lock(backend.as_ref(), policy)?;
+        }
         backend.create()?;
         // Key first, config last: a folder with a config is a repository, so the config
         // appears only when everything needed to open it is there.
@@ -191,6 +242,17 @@ impl Repository {
         let config =
             Config::decode(&envelope::open_config(&master, &sealed)?).map_err(|e| e.wrap("config"))?;
         let keys = master.derive(config.public_key, config.repo_id)?;
+        if let Some(policy) = config.object_lock {
+            match backend.object_lock() {
+                Some(lock) => lock.set_policy(policy),
+                // A locked bucket copied to a folder must still restore; say what is lost.
+                None => eprintln!(
+                    "cairn: warning: this repository was made for S3 Object Lock, which {} does not offer; \
+                     what is written here is not locked",
+                    backend.location()
+                ),
+            }
+        }
         Ok(Repository {
             backend: backend.into(),
             config,
@@ -270,6 +332,7 @@ impl Repository {
         let id = self.save_snapshot(new)?;
         crate::failpoint::hit("snapshot-replace:after-new");
         if id != *old {
+            crate::ops::object_lock::note_deleted(self, FileType::Snapshot, &[old.to_hex()])?;
             self.backend.remove(FileType::Snapshot, &old.to_hex())?;
         }
         crate::failpoint::hit("snapshot-replace:after-old-removed");

@@ -60,6 +60,11 @@ impl Server {
         Self::start("s3.sh")
     }
 
+    /// An S3 server that enforces Object Lock (moto), with the bucket `cairn-locked`.
+    pub fn s3_lock() -> Server {
+        Self::start("s3-lock.sh")
+    }
+
     pub fn sftp() -> Server {
         Self::start("sshd.sh")
     }
@@ -103,7 +108,7 @@ impl Server {
         if self.script == "cairn-serve.sh" {
             return;
         }
-        self.env = if self.script == "s3.sh" {
+        self.env = if self.script == "s3.sh" || self.script == "s3-lock.sh" {
             let text = std::fs::read_to_string(self.dir.path().join("env")).expect("server env");
             let mut env: Vec<(String, String)> = text
                 .lines()
@@ -145,7 +150,9 @@ impl Server {
         if self.script == "cairn-serve.sh" {
             return format!("rest:http://127.0.0.1:{}/{name}", self.port);
         }
-        if self.script == "s3.sh" {
+        if self.script == "s3-lock.sh" {
+            format!("s3:http://127.0.0.1:{}/cairn-locked/{name}", self.port)
+        } else if self.script == "s3.sh" {
             format!("s3:http://127.0.0.1:{}/cairn-test/{name}", self.port)
         } else {
             format!("sftp:cairn-test{}/{name}", self.dir.path().display())

@@ -228,6 +228,11 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, interrupt: &AtomicBool) -> R
         repo.save_index(&IndexFile { supersedes: plan.old_index.clone(), packs: batch })?;
     }
     crate::failpoint::hit("prune:after-new-index");
+    // What goes is named first, where the store keeps deleted objects under a lock.
+    let index_names: Vec<String> = plan.old_index.iter().map(|i| i.to_hex()).collect();
+    crate::ops::object_lock::note_deleted(repo, FileType::Index, &index_names)?;
+    let pack_names: Vec<String> = plan.packs_deleted().map(|p| p.to_hex()).collect();
+    crate::ops::object_lock::note_deleted(repo, FileType::Pack, &pack_names)?;
     // 3. The old index files go (the repacked blobs' new index files are not among them).
     for id in &plan.old_index {
         match repo.backend().remove(FileType::Index, &id.to_hex()) {
