@@ -286,3 +286,70 @@ fn object_lock_is_refused_where_nothing_can_be_locked() {
         Cairn::new().args(["-r", "/nonexistent/x", "init", "--object-lock", "soon"]).run().expect_code(2);
     assert!(bad.context().contains("not a duration"), "{}", bad.context());
 }
+
+#[test]
+fn a_jobs_offsite_copy_goes_to_a_locked_bucket_with_credentials_from_a_file() {
+    let server = Server::s3_lock();
+    let offsite = server.location("gw-offsite");
+    let work = tempdir("cairn-lock-job-");
+    let src = work.path().join("gw");
+    small_tree(&src);
+    let pass = work.path().join("pass");
+    std::fs::write(&pass, format!("{PASSWORD}\n")).unwrap();
+    // The bucket's credentials are in a file, as an AWS credentials file has them; no
+    // command below has them in its environment.
+    let credentials = work.path().join("offsite.credentials");
+    let mut text = String::from("[default]\n");
+    for (k, v) in server.env.iter().filter(|(k, _)| k.starts_with("AWS_")) {
+        text += &format!("{} = {v}\n", k.to_ascii_lowercase());
+    }
+    std::fs::write(&credentials, text).unwrap();
+    std::fs::set_permissions(&credentials, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let without = Cairn::new().args(["-r", &offsite, "init"]).args(FAST_KDF).run().expect_code(2);
+    assert!(without.one_line_error().contains("S3 needs credentials"), "{}", without.context());
+    let local = Repo::new();
+    Cairn::new()
+        .args(["-r", &offsite, "init", "--object-lock", "1d", "--copy-chunker-params-from"])
+        .arg(&local.path)
+        .args(FAST_KDF)
+        .arg("--s3-credentials-file")
+        .arg(&credentials)
+        .env("CAIRN_FROM_PASSWORD", PASSWORD)
+        .run()
+        .ok();
+    let config = work.path().join("cairn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[jobs.gw]\nrepository = \"{}\"\npassword-file = \"{}\"\nsources = [\"{}\"]\n\n\
+             [[jobs.gw.copy]]\nrepository = \"{offsite}\"\npassword-file = \"{}\"\ns3-credentials-file = \"{}\"\n",
+            local.path.display(),
+            pass.display(),
+            src.display(),
+            pass.display(),
+            credentials.display(),
+        ),
+    )
+    .unwrap();
+    Cairn::new().args(["config", "check", "--deep", "--config"]).arg(&config).run().ok();
+    let run = Cairn::new()
+        .args(["run", "--json", "--config"])
+        .arg(&config)
+        .env("CAIRN_LOCK_DIR", work.path())
+        .run()
+        .ok();
+    assert!(run.stdout.contains(&format!("copy to {offsite}")), "{}", run.context());
+
+    // The copy is locked in the bucket and restores identical.
+    let repo = Locked { loc: offsite.clone(), prefix: "gw-offsite/".into(), server };
+    let current = repo.current();
+    assert!(current.keys().any(|k| k.contains("/snapshots/")), "{current:?}");
+    for v in current.values() {
+        assert!(until(v) > now_secs() + 86_000.0, "not locked for the period: {v}");
+    }
+    let copied = listed(&repo);
+    let id = copied[0]["id"].as_str().unwrap().to_string();
+    let target = work.path().join("restored");
+    repo.cairn().args(["restore", &id, "--target"]).arg(&target).run().ok();
+    assert_same_tree(&src, &restored(&target, &src));
+}

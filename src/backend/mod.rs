@@ -253,7 +253,7 @@ pub fn open(location: &str) -> Result<Box<dyn Backend>> {
         return Ok(remote(with_faults(limit::wrap(Box::new(b)))?));
     }
     if let Some(rest) = location.strip_prefix("s3:") {
-        let b = s3::S3Backend::new(s3::S3Location::parse(rest)?)?;
+        let b = s3::S3Backend::new(s3::S3Location::parse(rest)?, location)?;
         return Ok(remote(with_faults(limit::wrap(Box::new(b)))?));
     }
     with_faults(limit::wrap(Box::new(local::LocalBackend::new(location))))

@@ -8,9 +8,9 @@
 //! Atomicity: an object is one PUT, which the store makes visible only complete, so an
 //! interrupted upload leaves nothing under the final name.
 //!
-//! Credentials come from the environment only: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-//! AWS_SESSION_TOKEN (optional), and the region from AWS_DEFAULT_REGION or AWS_REGION
-//! (default us-east-1).
+//! Credentials come from a file given for the location, else the environment:
+//! AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (optional), and the region
+//! from AWS_DEFAULT_REGION or AWS_REGION (default us-east-1); see `credentials.rs`.
 
 use super::retry::transient;
 use super::{check_name, object_path, Backend, FileType};
@@ -20,7 +20,10 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+mod credentials;
 mod lock;
+
+pub use credentials::register_credentials_file;
 
 /// How long a signed request stays valid: covers a slow upload of one pack.
 const SIGNATURE_TTL: Duration = Duration::from_secs(3600);
@@ -73,13 +76,11 @@ pub struct S3Backend {
 }
 
 impl S3Backend {
-    pub fn new(loc: S3Location) -> Result<S3Backend> {
-        let credentials = Credentials::from_env().ok_or_else(|| {
-            Error::invalid("S3 needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-        })?;
-        let region = std::env::var("AWS_DEFAULT_REGION")
-            .or_else(|_| std::env::var("AWS_REGION"))
-            .unwrap_or_else(|_| "us-east-1".to_string());
+    /// The store at `loc`, with the credentials given for `location` (the whole `s3:...`
+    /// text) or in the environment.
+    pub fn new(loc: S3Location, location: &str) -> Result<S3Backend> {
+        let (credentials, region) = credentials::for_location(location)?;
+        let region = region.unwrap_or_else(|| "us-east-1".to_string());
         let endpoint: url::Url =
             loc.endpoint.parse().map_err(|e| Error::invalid(format!("{}: {e}", loc.endpoint)))?;
         // AWS itself prefers bucket-named hosts; other stores commonly serve paths only.

@@ -41,6 +41,9 @@ pub struct SourceKey {
     /// The source's token, if it is a served repository (rest:)
     #[arg(long, env = "CAIRN_FROM_TOKEN_FILE")]
     from_token_file: Option<PathBuf>,
+    /// The source's S3 credentials, if it is in a bucket (s3:), instead of the environment
+    #[arg(long, env = "CAIRN_FROM_S3_CREDENTIALS_FILE")]
+    from_s3_credentials_file: Option<PathBuf>,
 }
 
 impl SourceKey {
@@ -48,6 +51,10 @@ impl SourceKey {
     pub fn open(&self, location: &str) -> Result<Repository> {
         if let Some(f) = &self.from_password_file {
             super::warn_if_exposed(f, "password file");
+        }
+        if let Some(f) = &self.from_s3_credentials_file {
+            super::warn_if_exposed(f, "S3 credentials file");
+            cairn::backend::s3::register_credentials_file(location, f);
         }
         if let Some(f) = &self.from_token_file {
             super::warn_if_exposed(f, "token file");

@@ -81,6 +81,10 @@ pub struct Cli {
     /// CAIRN_TOKEN
     #[arg(long, env = "CAIRN_TOKEN_FILE", global = true, help_heading = "Global options")]
     token_file: Option<PathBuf>,
+    /// The credentials of an S3 repository (s3:), from this file (AWS_ACCESS_KEY_ID=...,
+    /// AWS_SECRET_ACCESS_KEY=... lines, or an AWS credentials file) instead of the environment
+    #[arg(long, env = "CAIRN_S3_CREDENTIALS_FILE", global = true, help_heading = "Global options")]
+    s3_credentials_file: Option<PathBuf>,
     /// Use this key file, kept apart from the repository, instead of the repository's keys
     #[arg(long, env = "CAIRN_KEY_FILE", global = true, help_heading = "Global options")]
     key_file: Option<PathBuf>,
@@ -372,6 +376,10 @@ pub fn main() -> i32 {
     if let Some(n) = cli.threads.filter(|&n| n > 0) {
         // Every pool cairn sizes follows the global one (ops/read_pool.rs, pack/writer.rs).
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+    if let (Some(f), Some(repo)) = (&cli.s3_credentials_file, &cli.repo) {
+        warn_if_exposed(f, "S3 credentials file");
+        cairn::backend::s3::register_credentials_file(repo, f);
     }
     if let (Some(f), Some(repo)) = (&cli.token_file, &cli.repo) {
         warn_if_exposed(f, "token file");

@@ -40,6 +40,8 @@ pub struct Job {
     pub key_file: Option<PathBuf>,
     /// The token of a served repository (`rest:`).
     pub token_file: Option<PathBuf>,
+    /// The credentials of an S3 repository (`s3:`), instead of the environment's.
+    pub s3_credentials_file: Option<PathBuf>,
     /// KiB/s to and from the stores, for every step (--limit-upload, --limit-download).
     pub limit_upload: Option<u64>,
     pub limit_download: Option<u64>,
@@ -133,6 +135,8 @@ pub struct CopyTarget {
     pub key_file: Option<PathBuf>,
     /// The token of a served repository (`rest:`).
     pub token_file: Option<PathBuf>,
+    /// The credentials of an S3 repository (`s3:`), instead of the environment's.
+    pub s3_credentials_file: Option<PathBuf>,
     /// Whether the job's retention also runs at the target (`retention = false`: another
     /// host prunes it, or the target's key is not allowed to delete).
     pub retention: bool,
@@ -145,6 +149,21 @@ pub struct Access<'a> {
     pub password_command: Option<&'a str>,
     pub key_file: Option<&'a Path>,
     pub token_file: Option<&'a Path>,
+    pub s3_credentials_file: Option<&'a Path>,
+}
+
+impl Access<'_> {
+    /// Make the token and S3 credentials files count for this repository in this process
+    /// (the job runner opens repositories itself, besides its steps).
+    pub fn register_files(&self) -> crate::error::Result<()> {
+        if let Some(t) = self.token_file {
+            crate::backend::rest::register_token(self.repository, crate::backend::rest::read_token_file(t)?);
+        }
+        if let Some(f) = self.s3_credentials_file {
+            crate::backend::s3::register_credentials_file(self.repository, f);
+        }
+        Ok(())
+    }
 }
 
 impl Job {
@@ -155,6 +174,7 @@ impl Job {
             password_command: self.password_command.as_deref(),
             key_file: self.key_file.as_deref(),
             token_file: self.token_file.as_deref(),
+            s3_credentials_file: self.s3_credentials_file.as_deref(),
         }
     }
 }
@@ -167,6 +187,7 @@ impl CopyTarget {
             password_command: self.password_command.as_deref(),
             key_file: self.key_file.as_deref(),
             token_file: self.token_file.as_deref(),
+            s3_credentials_file: self.s3_credentials_file.as_deref(),
         }
     }
 }
@@ -186,6 +207,7 @@ const JOB_KEYS: &[&str] = &[
     "password-command",
     "key-file",
     "token-file",
+    "s3-credentials-file",
     "limit-upload",
     "limit-download",
     "threads",
@@ -411,6 +433,7 @@ impl Reader<'_> {
                 "password-command" => job.password_command = self.string(value, key),
                 "key-file" => job.key_file = self.path(value, key),
                 "token-file" => job.token_file = self.path(value, key),
+                "s3-credentials-file" => job.s3_credentials_file = self.path(value, key),
                 "limit-upload" => job.limit_upload = self.count(value, key).map(u64::from),
                 "limit-download" => job.limit_download = self.count(value, key).map(u64::from),
                 "threads" => job.threads = self.count(value, key).map(u64::from),
@@ -616,14 +639,22 @@ impl Reader<'_> {
         let mut out = Vec::new();
         for item in items.iter() {
             let mut c = CopyTarget { retention: true, ..Default::default() };
-            let allowed =
-                ["repository", "password-file", "password-command", "key-file", "token-file", "retention"];
+            let allowed = [
+                "repository",
+                "password-file",
+                "password-command",
+                "key-file",
+                "token-file",
+                "s3-credentials-file",
+                "retention",
+            ];
             for (key, value) in self.section(item, &format!("{place} copy"), &allowed) {
                 match key {
                     "repository" => c.repository = self.string(value, key).unwrap_or_default(),
                     "password-file" => c.password_file = self.path(value, key),
                     "password-command" => c.password_command = self.string(value, key),
                     "token-file" => c.token_file = self.path(value, key),
+                    "s3-credentials-file" => c.s3_credentials_file = self.path(value, key),
                     "retention" => c.retention = self.bool(value, key),
                     _ => c.key_file = self.path(value, key),
                 }

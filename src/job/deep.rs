@@ -10,11 +10,8 @@ use crate::repo::{KeySource, Repository};
 pub fn deep_check(job: &Job) -> Vec<String> {
     let mut problems = Vec::new();
     let mut open = |what: &str, to: &super::config::Access<'_>| {
-        if let Some(t) = to.token_file {
-            match crate::backend::rest::read_token_file(t) {
-                Ok(t) => crate::backend::rest::register_token(to.repository, t),
-                Err(e) => problems.push(format!("{what} {}: {e}", to.repository)),
-            }
+        if let Err(e) = to.register_files() {
+            problems.push(format!("{what} {}: {e}", to.repository));
         }
         let opened = super::run::password(to.password_file, to.password_command).and_then(|pw| {
             let source = to.key_file.map(|k| KeySource::File(k.to_path_buf())).unwrap_or(KeySource::Stored);

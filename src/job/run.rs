@@ -157,7 +157,11 @@ impl Runner<'_> {
     /// password or a missing repository fails the job before anything runs.
     fn open(&mut self, job: &Job, report: &mut JobReport) -> Option<Repository> {
         let clock = Instant::now();
-        let opened = password(job.password_file.as_deref(), job.password_command.as_deref()).and_then(|pw| {
+        let opened = job
+            .access()
+            .register_files()
+            .and_then(|()| password(job.password_file.as_deref(), job.password_command.as_deref()));
+        let opened = opened.and_then(|pw| {
             let source = job.key_file.clone().map(KeySource::File).unwrap_or(KeySource::Stored);
             Repository::open(&job.repository, &pw, &source)
         });

@@ -154,6 +154,9 @@ pub(super) fn upkeep_steps(
         if let Some(f) = &job.token_file {
             args.extend(["--from-token-file".into(), f.into()]);
         }
+        if let Some(f) = &job.s3_credentials_file {
+            args.extend(["--from-s3-credentials-file".into(), f.into()]);
+        }
         let mut step = cairn_step(cairn, job, &format!("copy to {}", c.repository), args);
         // The target's own repository and key.
         set_repository(&mut step.command, c.access());
@@ -278,6 +281,10 @@ fn set_repository(command: &mut Command, to: Access<'_>) {
     match to.key_file {
         Some(k) => command.env("CAIRN_KEY_FILE", k),
         None => command.env_remove("CAIRN_KEY_FILE"),
+    };
+    match to.s3_credentials_file {
+        Some(f) => command.env("CAIRN_S3_CREDENTIALS_FILE", f),
+        None => command.env_remove("CAIRN_S3_CREDENTIALS_FILE"),
     };
     match to.token_file {
         Some(t) => command.env("CAIRN_TOKEN_FILE", t),
