@@ -7,9 +7,14 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "build cairn (release)"
-cargo build --release --quiet
-cairn=$PWD/target/release/cairn
+# CAIRN_BIN runs the demo with an installed binary instead (the package test does).
+if [ -n "${CAIRN_BIN:-}" ]; then
+  cairn=$CAIRN_BIN
+else
+  step "build cairn (release)"
+  cargo build --release --quiet
+  cairn=$PWD/target/release/cairn
+fi
 
 work=$(mktemp -d)
 [ "${KEEP:-}" = 1 ] || trap 'rm -rf "$work"' EXIT

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, a short run of every fuzz target, then all
+# The whole test suite: formatting, lints, a short run of every fuzz target, the Debian
+# package (built, installed, used and removed: needs root), then all
 # unit and integration tests (the golden repository and real-failure tests included).
 # Lints and tests build with the feature `failpoints`, so the fault tests (the failpoint
 # matrix, the failing store) run too; a release build never has it.
@@ -16,5 +17,7 @@ echo "== fuzz smoke (${FUZZ_SECONDS:-10} s per target)"
 bash fuzz/smoke.sh "${FUZZ_SECONDS:-10}"
 echo "== doc tests"
 cargo test --doc --quiet
+echo "== the Debian package"
+bash scripts/test-package.sh
 echo "== unit and integration tests"
 cargo nextest run --workspace --features failpoints --no-fail-fast
