@@ -24,7 +24,11 @@ pub struct Args {
     /// file, streamed; if the command fails, no snapshot is written (exit 6)
     #[arg(long, value_name = "COMMAND", conflicts_with_all = ["paths", "stdin"])]
     stdin_from_command: Option<String>,
-    /// File name for --stdin and --stdin-from-command
+    /// Back up a tar stream on standard input (GNU or pax: from tar, docker export,
+    /// kubectl exec ... tar c, borg export-tar) as the tree it holds, with its metadata
+    #[arg(long, conflicts_with_all = ["paths", "stdin", "stdin_from_command"])]
+    stdin_tar: bool,
+    /// File name for --stdin and --stdin-from-command; the snapshot's path for --stdin-tar
     #[arg(long, default_value = "stdin")]
     stdin_name: String,
     /// Exclude paths matching this gitignore-style glob (with '/': whole path; without: any
@@ -56,7 +60,8 @@ pub struct Args {
     #[arg(long)]
     host: Option<String>,
     /// The snapshot's type, such as config or full (stored as the label type=TYPE; without
-    /// it a snapshot counts as files, or dump for --stdin and --stdin-from-command)
+    /// it a snapshot counts as files (--stdin-tar too), or dump for --stdin and
+    /// --stdin-from-command)
     #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
     snapshot_type: Option<String>,
     /// Compare files with this snapshot instead of the latest one of the same host and paths
@@ -89,9 +94,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         Source::Command { name: a.stdin_name, command }
     } else if a.stdin {
         Source::Stdin { name: a.stdin_name, reader: Box::new(std::io::stdin()) }
+    } else if a.stdin_tar {
+        Source::Tar { name: a.stdin_name, reader: Box::new(std::io::stdin()) }
     } else {
         if a.paths.is_empty() {
-            return Err(Error::invalid("nothing to back up: give paths, or --stdin"));
+            return Err(Error::invalid("nothing to back up: give paths, or --stdin, or --stdin-tar"));
         }
         Source::Paths(a.paths)
     };
@@ -99,7 +106,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let _lock = ctx.lock(&repo, false, "backup")?;
     // Sorted by key; a key given twice keeps its last value.
     let mut labels = a.label;
-    if let Some(t) = a.snapshot_type {
+    // A tar stream holds a tree of files, not one dump file.
+    let is_tar = matches!(source, cairn::ops::backup::Source::Tar { .. });
+    if let Some(t) = a.snapshot_type.or_else(|| is_tar.then(|| "files".to_string())) {
         labels.push(("type".into(), t));
     }
     let labels: Vec<(String, String)> =

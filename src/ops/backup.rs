@@ -44,6 +44,12 @@ pub enum Source {
         name: String,
         reader: Box<dyn Read + Send>,
     },
+    /// A tar stream (`--stdin-tar`), stored as the tree it holds; `name` is the snapshot's
+    /// path (the archive's name).
+    Tar {
+        name: String,
+        reader: Box<dyn Read + Send>,
+    },
     /// The output of a shell command (a database dump), stored under `name`. The command's
     /// exit status is known only after its last byte: a failed command leaves no snapshot.
     Command {
@@ -96,7 +102,7 @@ pub fn backup(
     let host = opts.host.clone().unwrap_or_else(crate::sys::hostname);
     let sources = match &source {
         Source::Paths(paths) => check_sources(paths)?,
-        Source::Stdin { .. } | Source::Command { .. } => Vec::new(),
+        Source::Stdin { .. } | Source::Command { .. } | Source::Tar { .. } => Vec::new(),
     };
     let mut paths: Vec<Vec<u8>> = sources.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
     // A backup-only key cannot read the parent's trees; it reads every file instead.
@@ -104,7 +110,7 @@ pub fn backup(
         (Source::Paths(_), true) => find_parent(repo, &opts.parent, &host, &paths)?,
         _ => None,
     };
-    if let Source::Stdin { name, .. } | Source::Command { name, .. } = &source {
+    if let Source::Stdin { name, .. } | Source::Command { name, .. } | Source::Tar { name, .. } = &source {
         paths = vec![name.as_bytes().to_vec()];
     }
     let excludes = Excludes::new(&opts.excludes)?;
@@ -141,6 +147,7 @@ pub fn backup(
             let walked = match source {
                 Source::Paths(_) => walker.save_sources(&sources, parent.map(|p| p.1)),
                 Source::Stdin { name, reader } => walker.save_stdin(&name, reader, time),
+                Source::Tar { reader, .. } => walker.save_tar(reader, time),
                 Source::Command { name, command } => save_command_output(&walker, &name, &command, time),
             };
             scan_stop.store(true, Ordering::Relaxed);

@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+mod tar;
+
 /// Paths longer than this are reached through a handle on their folder (PATH_MAX is
 /// 4096 bytes with the final NUL; a name adds up to 256 more).
 const LONG_PATH: usize = 3072;
