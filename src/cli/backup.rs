@@ -132,6 +132,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             larger_than: a.exclude_larger_than,
         },
         time: a.time,
+        user: None,
     };
     let progress = Progress::default();
     let out = super::progress::show_while(ctx, &progress, || {

@@ -98,6 +98,11 @@ fn codes(command: &str) -> (&'static [i32], &'static [(i32, &'static str)]) {
         "forget" | "prune" | "rewrite" | "repair snapshots" => (CHANGE_ALL_SNAPSHOTS, &[]),
         "tag" | "repair index" => (CHANGE, &[]),
         "unlock" => (&[0, 1, 2, 10, 12], &[]),
+        "import borg" => (
+            &[0, 1, 2, 6, 10, 11, 12, 13, 130],
+            &[(6, "borg failed to list or export an archive; what was imported before stays")],
+        ),
+        "repair undelete" => (&[0, 1, 2, 10], &[(1, "error (also: the store keeps no deleted versions)")]),
         "mount" => (&[0, 1, 2, 10, 11, 12], &[(0, "unmounted (Ctrl-C, SIGTERM or umount)")]),
         "run" => (
             &[0, 2, 3, 6, 11, 130],

@@ -14,6 +14,7 @@ mod exit;
 mod find;
 mod forget;
 mod format;
+mod import;
 mod init;
 mod key;
 mod log;
@@ -147,6 +148,8 @@ enum Command {
     Restore(restore::Args),
     Check(check::Args),
     Copy(copy::Args),
+    #[command(subcommand)]
+    Import(import::Command),
     #[command(subcommand)]
     Key(key::Command),
     Log(log::Args),
@@ -409,6 +412,7 @@ pub fn main() -> i32 {
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),
+        Command::Import(c) => import::run(&ctx, c),
         Command::Key(c) => key::run(&ctx, c),
         Command::Log(a) => log::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),

@@ -50,6 +50,12 @@ pub enum Source {
         name: String,
         reader: Box<dyn Read + Send>,
     },
+    /// The tar stream a program writes (`borg export-tar`), stored as the tree it holds;
+    /// a program that fails leaves no snapshot, as for `Command`.
+    TarCommand {
+        name: String,
+        command: std::process::Command,
+    },
     /// The output of a shell command (a database dump), stored under `name`. The command's
     /// exit status is known only after its last byte: a failed command leaves no snapshot.
     Command {
@@ -77,6 +83,8 @@ pub struct BackupOptions {
     pub labels: Vec<(String, String)>,
     pub excludes: ExcludeOptions,
     pub time: Option<Timespec>,
+    /// The user to record instead of this process's (an imported archive's).
+    pub user: Option<String>,
 }
 
 pub struct BackupOutcome {
@@ -102,7 +110,9 @@ pub fn backup(
     let host = opts.host.clone().unwrap_or_else(crate::sys::hostname);
     let sources = match &source {
         Source::Paths(paths) => check_sources(paths)?,
-        Source::Stdin { .. } | Source::Command { .. } | Source::Tar { .. } => Vec::new(),
+        Source::Stdin { .. } | Source::Command { .. } | Source::Tar { .. } | Source::TarCommand { .. } => {
+            Vec::new()
+        }
     };
     let mut paths: Vec<Vec<u8>> = sources.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
     // A backup-only key cannot read the parent's trees; it reads every file instead.
@@ -110,7 +120,11 @@ pub fn backup(
         (Source::Paths(_), true) => find_parent(repo, &opts.parent, &host, &paths)?,
         _ => None,
     };
-    if let Source::Stdin { name, .. } | Source::Command { name, .. } | Source::Tar { name, .. } = &source {
+    if let Source::Stdin { name, .. }
+    | Source::Command { name, .. }
+    | Source::Tar { name, .. }
+    | Source::TarCommand { name, .. } = &source
+    {
         paths = vec![name.as_bytes().to_vec()];
     }
     let excludes = Excludes::new(&opts.excludes)?;
@@ -148,7 +162,15 @@ pub fn backup(
                 Source::Paths(_) => walker.save_sources(&sources, parent.map(|p| p.1)),
                 Source::Stdin { name, reader } => walker.save_stdin(&name, reader, time),
                 Source::Tar { reader, .. } => walker.save_tar(reader, time),
-                Source::Command { name, command } => save_command_output(&walker, &name, &command, time),
+                Source::Command { name, command } => {
+                    let mut shell = std::process::Command::new("sh");
+                    shell.arg("-c").arg(&command);
+                    save_command_output(&name, &command, shell, |out| walker.save_stdin(&name, out, time))
+                }
+                Source::TarCommand { name, command } => {
+                    let shown = format!("{command:?}");
+                    save_command_output(&name, &shown, command, |out| walker.save_tar(out, time))
+                }
             };
             scan_stop.store(true, Ordering::Relaxed);
             walked
@@ -163,7 +185,7 @@ pub fn backup(
     let snapshot = Snapshot {
         time,
         host,
-        user: crate::sys::username(),
+        user: opts.user.clone().unwrap_or_else(crate::sys::username),
         paths,
         tags: opts.tags.clone(),
         labels: with_unique_name(repo, opts.labels.clone())?,
@@ -222,16 +244,21 @@ fn unique_name(name: &str, taken: impl Fn(&str) -> bool) -> String {
 
 /// Run `command` with `sh -c` and store what it writes to standard output as one file,
 /// streamed (never written to a temporary file). Its standard error passes through.
-fn save_command_output(walker: &Walker<'_>, name: &str, command: &str, time: Timespec) -> Result<TreeId> {
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
+/// Run `command` and store its standard output with `store`; a command that fails
+/// (`shown` in messages) leaves no snapshot.
+fn save_command_output(
+    name: &str,
+    shown: &str,
+    mut command: std::process::Command,
+    store: impl FnOnce(Box<dyn Read + Send>) -> Result<TreeId>,
+) -> Result<TreeId> {
+    let mut child = command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .ctx(|| format!("cannot start the command for {name}"))?;
     let stdout = child.stdout.take().expect("piped stdout");
-    let saved = walker.save_stdin(name, Box::new(stdout), time);
+    let saved = store(Box::new(stdout));
     if saved.is_err() {
         // Stop a command whose output can no longer be stored.
         let _ = child.kill();
@@ -245,7 +272,7 @@ fn save_command_output(walker: &Walker<'_>, name: &str, command: &str, time: Tim
         };
         return Err(Error::new(
             ErrorKind::CommandFailed,
-            format!("the command for {name} ({command}) {how}; no snapshot was written"),
+            format!("the command for {name} ({shown}) {how}; no snapshot was written"),
         ));
     }
     Ok(tree)

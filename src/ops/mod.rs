@@ -9,6 +9,7 @@ pub mod exclude;
 pub mod expiry;
 mod flusher;
 pub mod forget;
+pub mod import_borg;
 pub mod object_lock;
 pub mod progress;
 pub mod prune;

@@ -896,7 +896,7 @@ pub fn copy_times(src: &Path, dst: &Path) {
     );
 }
 
-fn collect_paths(p: &Path, out: &mut Vec<PathBuf>) {
+pub fn collect_paths(p: &Path, out: &mut Vec<PathBuf>) {
     let md = fs::symlink_metadata(p).unwrap();
     if md.is_dir() {
         for e in fs::read_dir(p).unwrap() {

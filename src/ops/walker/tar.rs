@@ -136,6 +136,9 @@ impl Walker<'_> {
             };
             folder_at(&mut root, dirs, time).children.insert(name.clone(), Item::Leaf(node));
         }
+        // Read what follows the archive's end to the stream's end, so a program writing it
+        // finishes (and its exit status can be judged) instead of waiting on a full pipe.
+        std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(bad)?;
         self.store_folder(root, &links).map(|(id, _)| id)
     }
 

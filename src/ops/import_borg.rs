@@ -1,0 +1,144 @@
+//! Import from borg: each archive of a borg repository becomes a snapshot with the
+//! archive's time, host, user and name, through the `borg` binary the user already has
+//! (`borg info --json` for the archives, `borg export-tar` for each one's contents,
+//! stored by `backup --stdin-tar`'s reader). Imported snapshots carry the label
+//! `borg-archive=ID`, so a second import adds only archives it has not seen.
+//!
+//! What arrives is what `export-tar` writes: borg 1.4 and later write pax
+//! (`--tar-format=PAX`: nanosecond times, xattrs); borg 1.2 writes GNU tar, which carries
+//! times in whole seconds and no extended attributes.
+
+use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::format::Timespec;
+use std::path::PathBuf;
+use std::process::Command;
+use zeroize::Zeroizing;
+
+/// The label that names the borg archive a snapshot was imported from.
+pub const ARCHIVE_LABEL: &str = "borg-archive";
+
+/// How to run borg on one repository.
+pub struct Borg {
+    pub program: PathBuf,
+    pub repository: String,
+    /// The repository's passphrase, given to borg as BORG_PASSPHRASE; without it borg asks
+    /// or uses BORG_PASSCOMMAND itself.
+    pub passphrase: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// One archive, as `borg info --json` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Archive {
+    pub name: String,
+    pub id: String,
+    pub host: String,
+    pub user: String,
+    pub time: Timespec,
+}
+
+impl Borg {
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        if let Some(p) = &self.passphrase {
+            use std::os::unix::ffi::OsStrExt;
+            c.env("BORG_PASSPHRASE", std::ffi::OsStr::from_bytes(p));
+        }
+        c
+    }
+
+    /// Every archive, oldest first.
+    pub fn archives(&self) -> Result<Vec<Archive>> {
+        let out = self
+            .command()
+            .args(["info", "--json", "--glob-archives", "*"])
+            .arg(&self.repository)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ctx(|| format!("cannot run {}; install borg or give --borg PATH", self.program.display()))?;
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            let why = why.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            return Err(Error::new(
+                ErrorKind::CommandFailed,
+                format!("borg cannot list the archives of {}: {why}", self.repository),
+            ));
+        }
+        parse_archives(&out.stdout)
+    }
+
+    /// The command that writes an archive as a tar stream to its standard output.
+    pub fn export_tar(&self, archive: &Archive) -> Command {
+        let mut c = self.command();
+        c.arg("export-tar");
+        if self.writes_pax() {
+            c.arg("--tar-format=PAX");
+        }
+        c.arg(format!("{}::{}", self.repository, archive.name)).arg("-");
+        c
+    }
+
+    /// Whether this borg writes pax tar streams (1.4 and later), which keep what GNU
+    /// streams lose.
+    fn writes_pax(&self) -> bool {
+        Command::new(&self.program)
+            .args(["export-tar", "--help"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--tar-format"))
+    }
+}
+
+/// Archives from `borg info --json` output, oldest first.
+fn parse_archives(json: &[u8]) -> Result<Vec<Archive>> {
+    let bad =
+        |what: &str| Error::corrupt(format!("borg info --json gave an answer cairn cannot read: {what}"));
+    let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| bad(&e.to_string()))?;
+    let list = v["archives"].as_array().ok_or_else(|| bad("no archives list"))?;
+    let mut out = Vec::new();
+    for a in list {
+        let text = |k: &str| {
+            a[k].as_str().map(str::to_string).ok_or_else(|| bad(&format!("an archive without {k}")))
+        };
+        let start = text("start")?;
+        out.push(Archive {
+            name: text("name")?,
+            id: text("id")?,
+            host: text("hostname")?,
+            user: text("username")?,
+            time: local_time(&start).ok_or_else(|| bad(&format!("the time '{start}'")))?,
+        });
+    }
+    out.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.name.cmp(&b.name)));
+    Ok(out)
+}
+
+/// borg's times: local time without a zone ("2026-12-05T22:17:57.000000"), or with one.
+fn local_time(s: &str) -> Option<Timespec> {
+    let ts = match s.parse::<jiff::Timestamp>() {
+        Ok(ts) => ts,
+        Err(_) => {
+            let dt: jiff::civil::DateTime = s.parse().ok()?;
+            dt.to_zoned_datetime(jiff::tz::TimeZone::system()).ok()?.timestamp()
+        }
+    };
+    Some(Timespec { secs: ts.as_second(), nanos: ts.subsec_nanosecond() as u32 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_come_oldest_first_with_their_origin() {
+        let json = br#"{"archives": [
+            {"name": "b", "id": "22", "hostname": "gw2", "username": "root", "start": "2026-12-05T22:18:05.500000+00:00"},
+            {"name": "a", "id": "11", "hostname": "gw1", "username": "axway", "start": "2026-12-05T22:17:57.000000+00:00"}
+        ]}"#;
+        let a = parse_archives(json).unwrap();
+        assert_eq!(a.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!((a[0].host.as_str(), a[0].user.as_str(), a[0].id.as_str()), ("gw1", "axway", "11"));
+        assert_eq!(a[1].time.nanos, 500_000_000);
+        assert!(parse_archives(b"{}").is_err());
+        assert!(parse_archives(br#"{"archives": [{"name": "x"}]}"#).is_err());
+        assert!(local_time("2026-12-05T22:17:57.000000").is_some());
+    }
+}
