@@ -216,22 +216,8 @@ fn leaf_at<'f>(root: &'f mut Folder, parts: &[Vec<u8>]) -> Option<&'f mut Node> 
 }
 
 fn implicit_folder(name: &[u8], time: Timespec) -> Node {
-    Node {
-        name: name.to_vec(),
-        kind: NodeKind::Dir { tree: TreeId([0; 32]) },
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        user: None,
-        group: None,
-        mtime: time,
-        atime: time,
-        ctime: time,
-        inode: 0,
-        device: 0,
-        links: 1,
-        xattrs: Vec::new(),
-    }
+    // A plain folder's metadata, as a snapshot's root folder has (its tree is set on store).
+    Node { name: name.to_vec(), ..crate::browse::root_node(TreeId([0; 32]), time) }
 }
 
 /// An entry's metadata: the header's, refined by its pax records (nanosecond times,
