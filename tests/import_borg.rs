@@ -133,6 +133,9 @@ fn an_archive_borg_cannot_export_is_named_and_the_others_are_imported() {
     assert!(out.stderr.contains("Data integrity error"), "{}", out.context());
     assert!(out.stderr.contains("borg archive first:"), "{}", out.context());
     assert!(out.stderr.contains("could not be imported (first)"), "{}", out.context());
+    // The message names borg's command, never the passphrase cairn gave it.
+    assert!(out.stderr.contains("export-tar"), "{}", out.context());
+    assert!(!out.stderr.contains(BORG_PASS) && !out.stdout.contains(BORG_PASS), "{}", out.context());
     let snaps = repo.snapshots();
     assert_eq!(snaps.len(), 1, "{snaps:?}");
     assert_eq!(snaps[0]["labels"]["name"], "second");

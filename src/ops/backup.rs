@@ -168,7 +168,12 @@ pub fn backup(
                     save_command_output(&name, &command, shell, |out| walker.save_stdin(&name, out, time))
                 }
                 Source::TarCommand { name, command } => {
-                    let shown = format!("{command:?}");
+                    // Program and arguments only: the environment may hold a passphrase.
+                    let shown = std::iter::once(command.get_program())
+                        .chain(command.get_args())
+                        .map(|a| a.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(" ");
                     save_command_output(&name, &shown, command, |out| walker.save_tar(out, time))
                 }
             };
