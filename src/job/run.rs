@@ -359,8 +359,12 @@ fn describe(command: &Command) -> String {
     };
     let mut parts: Vec<String> = Vec::new();
     for (k, v) in command.get_envs() {
-        if let Some(v) = v {
-            parts.push(format!("{}={}", k.to_string_lossy(), quote(v)));
+        let secret = crate::repo::secrets::SECRET_VARS.iter().any(|s| k == std::ffi::OsStr::new(s));
+        match v {
+            // A password or token the step inherits is said to be there, never shown.
+            Some(_) if secret => parts.push(format!("{}=(hidden)", k.to_string_lossy())),
+            Some(v) => parts.push(format!("{}={}", k.to_string_lossy(), quote(v))),
+            None => {}
         }
     }
     parts.push("cairn".into());
@@ -411,4 +415,19 @@ fn record(repo: &Repository, report: &JobReport) {
     // The job ran; a failure to record it is not a job failure (and there is no one to
     // tell but the caller's report, which has every step).
     let _ = repo.append_log(rec);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_dry_run_line_never_shows_a_password_or_token() {
+        let mut c = std::process::Command::new("cairn");
+        c.args(["backup", "/etc"])
+            .env("CAIRN_PASSWORD", "hunter2")
+            .env("CAIRN_TOKEN", "tok-3")
+            .env("CAIRN_REPOSITORY", "/r");
+        let line = super::describe(&c);
+        assert!(!line.contains("hunter2") && !line.contains("tok-3"), "{line}");
+        assert!(line.contains("CAIRN_PASSWORD=(hidden)") && line.contains("CAIRN_REPOSITORY=/r"), "{line}");
+    }
 }
