@@ -148,12 +148,12 @@ pub struct PurgeReport {
     pub failed: Vec<String>,
 }
 
-/// Delete for good the versions of objects cairn deleted (`note_deleted`) whose lock has
-/// ended, and then the delete markers that hid them. An object whose current version is
+/// Delete for good the versions of objects cairn deleted (`note_deleted`) at least one
+/// period ago whose lock has ended, and then the delete markers that hid them. An object whose current version is
 /// real keeps its older versions: cairn never overwrites an object, so those are evidence
 /// for `check`, except under `locks/`, whose files are rewritten and never locked.
 pub fn purge_expired(repo: &Repository) -> Result<PurgeReport> {
-    let Some((_, lock)) = lock_of(repo) else { return Ok(PurgeReport::default()) };
+    let Some((policy, lock)) = lock_of(repo) else { return Ok(PurgeReport::default()) };
     let now = SystemTime::now();
     let ours = deleted_by_cairn(repo)?;
     let mut report = PurgeReport::default();
@@ -162,6 +162,14 @@ pub fn purge_expired(repo: &Repository) -> Result<PurgeReport> {
         let lock_file = path.starts_with("locks/");
         let purgeable = lock_file || (deleted && ours.contains(&path));
         if !purgeable {
+            continue;
+        }
+        // A deletion stays undoable for a full period, whatever is left of the lock: a
+        // prune that ran while someone had hidden a snapshot deleted that snapshot's data
+        // as unused, and the owner needs time to notice (check reports the hidden one).
+        let deleted_at = versions.iter().filter(|v| v.delete_marker).filter_map(|v| v.modified).max();
+        if !lock_file && deleted_at.is_none_or(|t| t + policy.period() > now) {
+            report.still_locked += versions.iter().filter(|v| !v.delete_marker).count();
             continue;
         }
         let mut all_gone = true;
