@@ -293,6 +293,10 @@ fn object_lock_is_refused_where_nothing_can_be_locked() {
         .run()
         .expect_code(1);
     assert!(out.one_line_error().contains("needs an S3 repository"), "{}", out.context());
+    // undelete on a store that keeps no deleted versions says so, and changes nothing.
+    let local = Repo::new();
+    let out = local.cairn().args(["repair", "undelete", "--since", "2026-12-05 10:00"]).run().expect_code(1);
+    assert!(out.one_line_error().contains("keeps no versions of deleted objects"), "{}", out.context());
     let bad =
         Cairn::new().args(["-r", "/nonexistent/x", "init", "--object-lock", "soon"]).run().expect_code(2);
     assert!(bad.context().contains("not a duration"), "{}", bad.context());
