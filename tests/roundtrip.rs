@@ -187,8 +187,42 @@ fn restore_over_existing_tree_rewrites_only_what_differs() {
     );
 }
 
+/// Small files share frames; in the second snapshot their contents lie in tree order
+/// so that each pass over the tree touches every frame, more frames than a plain cache of
+/// recent frames holds. Restore still decrypts and decompresses each frame once.
 #[test]
+fn restore_reads_each_frame_once_however_files_spread_over_frames() {
+    let work = tempdir("cairn-frames-");
+    let (first, second) = (work.path().join("first"), work.path().join("second"));
+    fs::create_dir_all(&first).unwrap();
+    fs::create_dir_all(&second).unwrap();
+    // 64 compressible files of 256 KiB: about four to a 1 MiB frame, 16 frames.
+    let content = |i: usize| {
+        format!("<policy id='{i:04}' rule='allow' quota='{:08}'/>\n", i * 7).repeat(256 << 10 >> 6)
+    };
+    for i in 0..64 {
+        fs::write(first.join(format!("f{i:03}")), content(i)).unwrap();
+    }
+    // Second tree: the file at place k holds content (k % 16) * 4 + k / 16, so its first
+    // sixteen files take one blob of each frame, the next sixteen the next, and so on.
+    let strided: Vec<usize> = (0..64).map(|k| (k % 16) * 4 + k / 16).collect();
+    for (k, i) in strided.iter().enumerate() {
+        fs::write(second.join(format!("f{k:03}")), content(*i)).unwrap();
+    }
+    let repo = Repo::new();
+    let one = repo.backup(&[&first], &[]);
+    repo.backup(&[&second], &[]);
 
+    let in_order = repo.restore(one["snapshot"].as_str().unwrap(), &work.path().join("r1"), &[]).ok().json();
+    let frames = u(&in_order, "frames_read");
+    assert!((8..40).contains(&frames), "files of 256 KiB share 1 MiB frames: {in_order}");
+    let spread = repo.restore("latest", &work.path().join("r2"), &[]).ok().json();
+    assert_eq!(u(&spread, "frames_read"), frames, "each frame once: {spread}");
+    assert_same_tree(&first, &restored(&work.path().join("r1"), &first));
+    assert_same_tree(&second, &restored(&work.path().join("r2"), &second));
+}
+
+#[test]
 fn second_restore_over_hard_links_leaves_no_temporary_files() {
     let work = tempdir("cairn-links-");
     let src = work.path().join("src");

@@ -108,6 +108,7 @@ fn restore_and_report(
                 "snapshot": id.to_hex(), "target": a.target.display().to_string(),
                 "files_written": out.files_written, "files_unchanged": out.files_unchanged,
                 "bytes_written": out.bytes_written, "dirs": out.dirs, "others": out.others, "links": out.links,
+                "frames_read": out.frames_read,
                 "damaged": out.damaged, "warnings": out.warnings,
                 "removed": removed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                 "verified": verified.as_ref().map(|v| v.ok()),

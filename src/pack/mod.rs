@@ -1,6 +1,7 @@
 //! Building packs in memory (no I/O) and reading blobs back out of stored packs.
 
 pub mod builder;
+pub mod frame_cache;
 pub mod frames;
 pub mod reader;
 pub mod writer;

@@ -3,9 +3,11 @@
 //! step is the end-to-end check: a blob is returned only if it is exactly what its id
 //! names.
 //!
-//! A frame holding several blobs is usually read for all of them in a row (a restore
-//! writes a file's chunks in order), so the last few such frames are kept opened.
+//! A frame holding several blobs is kept opened for the blobs still to be read from it
+//! (frame_cache.rs): the last few such frames, or, for a reader given its plan, each
+//! frame until its last planned blob was read.
 
+use super::frame_cache::{FrameCache, Lookup};
 use crate::backend::FileType;
 use crate::compress;
 use crate::crypto::aead::{counter_nonce, Cipher};
@@ -15,7 +17,8 @@ use crate::format::pack::{self, Entry, MAX_BLOB, VERSION_1};
 use crate::id::{BlobId, PackId};
 use crate::index::{Index, Location};
 use crate::repo::Repository;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The key of one pack and the version of the pack, which says how its frames are sealed.
@@ -34,23 +37,35 @@ impl PackKey {
     }
 }
 
-/// Opened frames kept for the blobs still to be read from them: enough for a few
-/// threads each reading a file, and at most a few MiB.
-const OPEN_FRAMES: usize = 8;
-
-type FrameKey = (PackId, u32);
-
 /// Pack-key and frame cache over a repository; cheap to share between threads.
 pub struct PackReader<'r> {
     repo: &'r Repository,
     keys: Mutex<HashMap<PackId, Arc<PackKey>>>,
-    /// Recently opened frames of several blobs, newest last.
-    frames: Mutex<VecDeque<(FrameKey, Arc<Vec<u8>>)>>,
+    /// Opened frames of several blobs.
+    frames: FrameCache,
+    /// Frames fetched and opened so far.
+    opened: AtomicU64,
 }
 
 impl<'r> PackReader<'r> {
     pub fn new(repo: &'r Repository) -> Self {
-        PackReader { repo, keys: Mutex::new(HashMap::new()), frames: Mutex::new(VecDeque::new()) }
+        PackReader {
+            repo,
+            keys: Mutex::new(HashMap::new()),
+            frames: FrameCache::default(),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    /// Tell the reader every blob it is about to read (in any order; a blob read twice is
+    /// named twice), so that each frame is kept opened until its last blob was read.
+    pub fn plan_reads(&self, reads: impl IntoIterator<Item = Location>) {
+        self.frames.plan(reads.into_iter().map(|l| (l.pack, l.entry.offset)));
+    }
+
+    /// How many frames were fetched and opened.
+    pub fn frames_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// The key of a pack, from its header (read once per pack).
@@ -71,26 +86,19 @@ impl<'r> PackReader<'r> {
     pub fn read_blob(&self, loc: &Location) -> Result<Vec<u8>> {
         let e = &loc.entry;
         let wrap = |err: Error| err.wrap(format!("pack {}", loc.pack));
-        let cached = {
-            let mut frames = self.frames.lock().expect("frame cache lock");
-            let at = frames.iter().position(|(k, _)| *k == (loc.pack, e.offset));
-            at.and_then(|i| frames.remove(i)).inspect(|f| frames.push_back(f.clone()))
-        };
-        let frame = match cached {
-            Some((_, frame)) => frame,
-            None => {
+        let key = (loc.pack, e.offset);
+        let frame = match self.frames.get(key) {
+            Lookup::Kept(frame) => frame,
+            Lookup::Open(claim) => {
                 let frame = self.fetch_frame(loc).map_err(wrap)?;
+                self.opened.fetch_add(1, Ordering::Relaxed);
                 if frame.len() == e.raw_length as usize {
                     // The frame is this blob alone: no copy, nothing to keep.
                     blob_of_frame(self.repo.keys(), e, &frame).map_err(wrap)?;
                     return Ok(frame);
                 }
                 let frame = Arc::new(frame);
-                let mut frames = self.frames.lock().expect("frame cache lock");
-                if frames.len() == OPEN_FRAMES {
-                    frames.pop_front();
-                }
-                frames.push_back(((loc.pack, e.offset), frame.clone()));
+                claim.fill(frame.clone());
                 frame
             }
         };
@@ -263,5 +271,48 @@ mod tests {
         // A backup-only key wrote nothing it can read back.
         let writer = m.backup_only().derive(m.public_key(), [0; 32]).unwrap();
         assert!(read_toc(&writer, p.bytes()).is_err());
+    }
+
+    /// Blobs read across more frames than the unplanned cache keeps, in an order that
+    /// returns to each frame after the others (as files of one frame spread over a tree
+    /// do): each frame is opened once per read without a plan, once in all with one.
+    #[test]
+    fn a_planned_reader_opens_each_frame_once() {
+        use crate::pack::BlobWriter;
+        use crate::repo::InitOptions;
+        let dir = tempfile::tempdir().unwrap();
+        let loc = dir.path().join("r");
+        let repo = Repository::init(loc.to_str().unwrap(), b"pw", &InitOptions::default(), None).unwrap();
+        // Three blobs of 300 KiB fill a frame: 12 frames of 3, 36 MiB of frames.
+        let blob =
+            |i: usize| format!("<policy id='{i}' rule='allow'/>\n").repeat(300 << 10 >> 5).into_bytes();
+        let blobs: Vec<Vec<u8>> = (0..36).map(blob).collect();
+        let ids: Vec<BlobId> = blobs.iter().map(|b| BlobId::Chunk(repo.keys().chunk_id(b))).collect();
+        let (saved, _) = BlobWriter::run(&repo, Index::default(), |w| -> Result<()> {
+            for (id, b) in ids.iter().zip(&blobs) {
+                w.save(*id, b)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        saved.unwrap();
+        let index = Index::load(&repo).unwrap();
+        let locs: Vec<Location> = ids.iter().map(|id| index.get(id).unwrap()).collect();
+        let frames: std::collections::HashSet<u32> = locs.iter().map(|l| l.entry.offset).collect();
+        assert_eq!(frames.len(), 12, "three blobs a frame");
+        // First blob of every frame, then every second, then every third.
+        let order: Vec<usize> = (0..3).flat_map(|k| (0..12).map(move |f| f * 3 + k)).collect();
+        let read_all = |reader: &PackReader| {
+            for &i in &order {
+                assert_eq!(reader.read_blob(&locs[i]).unwrap(), blobs[i]);
+            }
+            reader.frames_opened()
+        };
+        assert_eq!(read_all(&PackReader::new(&repo)), 36, "unplanned: evicted before each return");
+        let planned = PackReader::new(&repo);
+        planned.plan_reads(order.iter().map(|&i| locs[i]));
+        assert_eq!(read_all(&planned), 12);
+        // Every planned read done, nothing is kept.
+        assert!(planned.frames.is_empty());
     }
 }
