@@ -281,7 +281,7 @@ async fn read(store: Arc<RepoStore>, name: ObjectName, range: Option<(u64, u64)>
 }
 
 async fn create(
-    state: &State,
+    state: &Arc<State>,
     store: Arc<RepoStore>,
     name: ObjectName,
     req: Request<Incoming>,
@@ -311,12 +311,14 @@ async fn create(
     // buffer starts at a block boundary, so a pack reaches the disk past the page cache
     // as the local store writes it (crate::direct_io), not copied through it.
     let mut stream = Limited::new(req.into_body(), limit as usize);
-    let mut buf = Vec::new();
+    let mut buf = state.buffers.take();
     let start = crate::direct_io::align_empty(&mut buf, declared.unwrap_or(0) as usize);
+    let mut check = name.check();
     while let Some(frame) = stream.frame().await {
         match frame {
             Ok(f) => {
                 if let Ok(data) = f.into_data() {
+                    check.update(&data);
                     buf.extend_from_slice(&data);
                 }
             }
@@ -333,17 +335,20 @@ async fn create(
         return Reply::error(StatusCode::BAD_REQUEST, "the upload ended before its Content-Length");
     }
     logged.bytes = (buf.len() - start) as u64;
+    if !check.matches() {
+        state.buffers.give(buf);
+        return Reply::error(
+            StatusCode::BAD_REQUEST,
+            format!("the bytes sent do not hash to the name {}: refused", name.name),
+        );
+    }
     let quota = state.opts.quota;
     let owner = token.name.clone();
+    let pool = state.clone();
     let result = blocking(move || {
-        let body = &buf[start..];
-        if !name.matches(body) {
-            return Err(Reply::error(
-                StatusCode::BAD_REQUEST,
-                format!("the bytes sent do not hash to the name {}: refused", name.name),
-            ));
-        }
-        match store.create_object(&name, body, quota, &owner) {
+        let stored = store.create_object(&name, &buf[start..], quota, &owner);
+        pool.buffers.give(buf);
+        match stored {
             Ok(Ok(())) => Ok(name.ft),
             Ok(Err(Refusal::Exists)) => Err(Reply::error(
                 StatusCode::CONFLICT,

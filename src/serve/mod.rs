@@ -8,6 +8,7 @@
 //! `ROOT/.cairn-serve/` the server's own: token hashes, the quarantine that deletes go
 //! to, the last snapshot arrival per token, and the access log.
 
+mod buffers;
 mod handler;
 pub mod names;
 mod report;
@@ -58,6 +59,8 @@ pub struct State {
     /// upload takes its size's worth before it is received, so many large uploads at
     /// once wait instead of exhausting memory.
     upload_budget: tokio::sync::Semaphore,
+    /// Upload buffers kept warm between requests.
+    buffers: buffers::Buffers,
 }
 
 /// The most upload bytes held at once, in MiB (at least two of the largest packs).
@@ -112,6 +115,7 @@ fn open_state(opts: ServeOptions) -> Result<State> {
         .unwrap_or_default();
     Ok(State {
         upload_budget: tokio::sync::Semaphore::new(upload_budget_mib(opts.max_pack)),
+        buffers: buffers::Buffers::default(),
         tokens: tokens::TokenCache::new(&dir),
         repos: store::Repos::new(&opts.root, Some(&dir)),
         access,

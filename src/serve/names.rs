@@ -51,11 +51,36 @@ impl ObjectName {
     }
 
     /// Whether `bytes` are what the name promises.
+    #[cfg(test)]
     pub fn matches(&self, bytes: &[u8]) -> bool {
-        match self.promised_hash() {
-            None => true,
-            Some(h) => blake3::hash(bytes).to_hex().as_str() == h,
+        let mut check = self.check();
+        check.update(bytes);
+        check.matches()
+    }
+
+    /// A check of the bytes as they arrive, piece by piece: each piece is hashed while
+    /// it is still in the processor's cache, and the hash is ready when the upload ends.
+    pub fn check(&self) -> NameCheck<'_> {
+        NameCheck { promised: self.promised_hash(), hasher: blake3::Hasher::new() }
+    }
+}
+
+/// The hash of an upload so far, against the hash its name promises.
+pub struct NameCheck<'n> {
+    promised: Option<&'n str>,
+    hasher: blake3::Hasher,
+}
+
+impl NameCheck<'_> {
+    pub fn update(&mut self, piece: &[u8]) {
+        if self.promised.is_some() {
+            self.hasher.update(piece);
         }
+    }
+
+    /// Whether all the bytes given are what the name promises.
+    pub fn matches(&self) -> bool {
+        self.promised.is_none_or(|h| self.hasher.finalize().to_hex().as_str() == h)
     }
 }
 
