@@ -5,7 +5,8 @@
 #
 # Backs the tree (default: the generated gateway corpus at --scale, default 1.0) up once
 # with cairn and once with restic, reads both repositories into the page cache, then
-# runs R rounds (default 5) of: cairn restore, restic restore, `cairn check --read-data`
+# runs R rounds (default 5) of: cairn restore, restic restore (alone, and followed by
+# `sync`, as cairn's restore ends with its files on disk), `cairn check --read-data`
 # (and a restore with --baseline's binary, to compare two builds of cairn), each restore
 # into a fresh folder (a folder deleted just before makes ext4's inode allocation slow
 # for whoever restores next). Prints each run's wall, user and system seconds, then the
@@ -23,7 +24,7 @@ while [ $# -gt 0 ]; do
     --scale) SCALE=${2:?}; shift 2 ;;
     --repeat) REPEAT=${2:?}; shift 2 ;;
     --baseline) BASELINE=${2:?}; shift 2 ;;
-    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 say() { printf '== %s\n' "$*" >&2; }
@@ -60,6 +61,8 @@ for r in $(seq "$REPEAT"); do
   say "round $r of $REPEAT"
   timed cairn "$r" "$CAIRN" restore latest --repo "$WORK/cairn" --target "$WORK/out/c$r" -q
   timed restic "$r" restic restore latest -r "$WORK/restic" --target "$WORK/out/r$r" -q
+  # cairn's restore ends once its files are on the disk (syncfs); restic's does not wait.
+  timed restic+sync "$r" sh -c "restic restore latest -r '$WORK/restic' --target '$WORK/out/s$r' -q && sync"
   timed check "$r" "$CAIRN" check --repo "$WORK/cairn" --read-data -q
   if [ -n "$BASELINE" ]; then
     timed baseline "$r" "$BASELINE" restore latest --repo "$WORK/cairn" --target "$WORK/out/b$r" -q
@@ -81,7 +84,8 @@ for name, by in runs.items():
     print(f"| {name} | {med[0]:.2f} | {med[1]:.2f} | {med[2]:.2f} | {', '.join(f'{x[0]:.2f}' for x in rows)} |")
 pair = lambda a, b, i: statistics.median(runs[a][r][i] / runs[b][r][i] for r in runs[a])
 print()
-print(f"restic restore / cairn restore, median of per-round ratios: {pair('restic', 'cairn', 0):.2f}x")
+print(f"restic restore / cairn restore, median of per-round ratios: {pair('restic', 'cairn', 0):.2f}x "
+      f"(restic restore and sync: {pair('restic+sync', 'cairn', 0):.2f}x)")
 print(f"cairn restore user CPU / check --read-data user CPU: {pair('cairn', 'check', 1):.2f}x")
 if "baseline" in runs:
     print(f"restic restore / baseline restore: {pair('restic', 'baseline', 0):.2f}x; "

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Remote stores over an emulated long link: about 40 ms round trip and 200 Mbit/s.
+#
+#   bash benches/wan.sh [--scale S] [--rtt MS] [--rate MBIT] [--snapshots N]   (as root)
+#
+# Everything runs inside a network namespace this script creates and removes, on its
+# loopback only. The rate comes from tbf on that loopback (its MTU lowered to 1500 first,
+# or tbf drops 64 KiB packets); the latency from scripts/servers/delay-proxy.py, which
+# holds each byte back for half the round trip each way. Every byte crosses the loopback
+# twice (client to proxy, proxy to server), so tbf is set to twice the link's rate.
+# First the link itself is measured (round trip; 1 and 8 parallel streams). Then, for
+# S3 (s3s-fs), SFTP (sshd) and a served repository (cairn serve), each behind its own
+# delay proxy: the first backup of the gateway corpus and its restore (MB/s against the
+# link's rate), and a no-change backup of a repository holding N snapshots (default 100,
+# copied in from a local repository), beside the same no-change backup on a local folder.
+# Work files go to $BENCH_DIR (default /tmp).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SCALE=0.1
+RTT=40
+RATE=200
+SNAPSHOTS=100
+ARGS=("$@")
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --scale) SCALE=${2:?}; shift 2 ;;
+    --rtt) RTT=${2:?}; shift 2 ;;
+    --rate) RATE=${2:?}; shift 2 ;;
+    --snapshots) SNAPSHOTS=${2:?}; shift 2 ;;
+    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  esac
+done
+say() { printf '== %s\n' "$*" >&2; }
+
+if [ -z "${CAIRN_WAN_NETNS:-}" ]; then
+  [ "$(id -u)" = 0 ] || { echo "wan.sh: run as root (it creates a network namespace)" >&2; exit 1; }
+  say "building cairn and the corpus generator (release)"
+  cargo build --release --quiet --bin cairn --example corpus
+  ns=cairn-wan-$$
+  ip netns add "$ns"
+  trap 'ip netns delete "$ns"' EXIT
+  ip -n "$ns" link set lo mtu 1500
+  ip -n "$ns" link set lo up
+  tc -n "$ns" qdisc add dev lo root tbf rate "$((2 * RATE))mbit" burst 512kb latency 100ms
+  CAIRN_WAN_NETNS=$ns ip netns exec "$ns" bash "$0" "${ARGS[@]}"
+  exit
+fi
+
+# ---- inside the namespace ---------------------------------------------------------------
+WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/cairn-wan.XXXXXX")
+PIDS=()
+cleanup() {
+  kill "${PIDS[@]}" 2>/dev/null || true
+  bash scripts/servers/s3.sh stop "$WORK/s3" || true
+  bash scripts/servers/sshd.sh stop "$WORK/ssh" || true
+  bash scripts/servers/cairn-serve.sh stop "$WORK/serve" || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$WORK/bin"
+cp target/release/cairn target/release/examples/corpus "$WORK/bin/"
+CAIRN=$WORK/bin/cairn
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+delay() { # VARIABLE TARGET_PORT: start a delay proxy in front of the port; VARIABLE gets its port
+  local port
+  port=$(free_port)
+  python3 scripts/servers/delay-proxy.py "$port" "$2" "$((RTT / 2))" </dev/null >/dev/null 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  printf -v "$1" '%s' "$port"
+}
+
+say "the link: ${RTT} ms round trip, ${RATE} Mbit/s"
+SINK=$(free_port)
+delay LINK "$SINK"
+LINK_REPORT=$(python3 scripts/servers/link-check.py "$SINK" "$LINK" 8 4)
+echo "$LINK_REPORT" >&2
+
+say "starting s3s-fs, sshd and cairn serve, each behind a delay proxy"
+S3_PORT=$(free_port); SSH_PORT=$(free_port); SERVE_PORT=$(free_port)
+bash scripts/servers/s3.sh start "$WORK/s3" "$S3_PORT"
+bash scripts/servers/sshd.sh start "$WORK/ssh" "$SSH_PORT"
+umask 077  # the server's state and the token files
+CAIRN_BIN=$CAIRN bash scripts/servers/cairn-serve.sh start "$WORK/serve" "$SERVE_PORT"
+for r in first nochange; do
+  "$CAIRN" serve token add "bench-$r" --root "$WORK/serve/root" --repo "repo-$r" --role admin >"$WORK/serve/token-$r"
+done
+umask 022
+delay S3_LINK "$S3_PORT"; delay SSH_LINK "$SSH_PORT"; delay SERVE_LINK "$SERVE_PORT"
+set -a; . "$WORK/s3/env"; set +a
+S3_ENDPOINT=http://127.0.0.1:$S3_LINK
+# The client reaches sshd through its proxy: the same host key, listed for the proxy's port.
+sed "s/^  Port $SSH_PORT\$/  Port $SSH_LINK/" "$WORK/ssh/ssh_config" >"$WORK/ssh/wan_config"
+sed "s/^\[127.0.0.1\]:$SSH_PORT /[127.0.0.1]:$SSH_LINK /" "$WORK/ssh/known_hosts" >>"$WORK/ssh/known_hosts"
+export CAIRN_SSH_COMMAND="ssh -F $WORK/ssh/wan_config" CAIRN_PASSWORD=bench-password CAIRN_FROM_PASSWORD=bench-password
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+
+say "generating the corpus (scale $SCALE) and a local repository of $SNAPSHOTS snapshots of it"
+"$WORK/bin/corpus" generate "$WORK/data" --scale "$SCALE" >/dev/null
+BYTES=$(du -sb --apparent-size "$WORK/data" | cut -f1)
+FILES=$(find "$WORK/data" -type f | wc -l)
+"$CAIRN" -r "$WORK/local" init -q
+for i in $(seq "$SNAPSHOTS"); do "$CAIRN" -r "$WORK/local" backup -q "$WORK/data"; done
+seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN {printf "%.2f", e - s}'; }
+LOCAL_NOCHANGE=$(seconds "$CAIRN" -r "$WORK/local" backup -q "$WORK/data")
+
+location() { # backend repository-name
+  case $1 in
+    s3) echo "s3:$S3_ENDPOINT/cairn-test/$2" ;;
+    sftp) echo "sftp:cairn-test$WORK/ssh/$2" ;;
+    served) echo "rest:http://127.0.0.1:$SERVE_LINK/$2" ;;
+  esac
+}
+ROWS=()
+for b in s3 sftp served; do
+  first=$(location "$b" repo-first)
+  export CAIRN_TOKEN_FILE=$WORK/serve/token-first
+  "$CAIRN" -r "$first" init -q
+  tb=$(seconds "$CAIRN" -r "$first" backup -q "$WORK/data")
+  tr=$(seconds "$CAIRN" -r "$first" restore -q latest --target "$WORK/restore-$b")
+  nochange=$(location "$b" repo-nochange)
+  export CAIRN_TOKEN_FILE=$WORK/serve/token-nochange
+  "$CAIRN" -r "$nochange" init -q
+  "$CAIRN" -r "$nochange" copy -q --from-repo "$WORK/local" >/dev/null
+  tn=$(seconds "$CAIRN" -r "$nochange" backup -q "$WORK/data")
+  say "$b: first backup $tb s, restore $tr s, no-change backup $tn s (local $LOCAL_NOCHANGE s)"
+  ROWS+=("$(awk -v b="$b" -v tb="$tb" -v tr="$tr" -v tn="$tn" -v tl="$LOCAL_NOCHANGE" -v n="$BYTES" -v rate="$RATE" 'BEGIN {
+    link = rate * 1e6 / 8
+    printf "| %s | %.2f | %.1f | %.0f%% | %.2f | %.1f | %.0f%% | %.2f | %.1fx |", b, tb, n/tb/1e6, 100*n/tb/link, tr, n/tr/1e6, 100*n/tr/link, tn, tn/tl }')")
+done
+
+echo "Link: ${RTT} ms round trip, ${RATE} Mbit/s ($((RATE / 8)) MB/s), measured: $(echo "$LINK_REPORT" | paste -sd';' | sed 's/;/; /g')."
+echo "Corpus: $FILES files, $((BYTES / 1000000)) MB (scale $SCALE); $(nproc) cores; $(date -u '+%Y-%m-%d'); no-change backup of $SNAPSHOTS snapshots on a local folder: $LOCAL_NOCHANGE s"
+echo
+echo "| backend | first backup, s | MB/s | of link | restore, s | MB/s | of link | no-change, s | vs local |"
+echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+printf '%s\n' "${ROWS[@]}"
