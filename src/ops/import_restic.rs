@@ -1,0 +1,51 @@
+//! Import from restic: each snapshot of a restic repository (format version 1 or 2)
+//! becomes a cairn snapshot with the same time, host, user, paths, tags and tree, read by
+//! cairn's own restic reader ([`crate::restic`]) and stored through the backup pipeline
+//! ([`crate::ops::backup::Source::Restic`]). Imported snapshots carry the label
+//! `restic-snapshot=ID`, so a second import adds only snapshots it has not seen.
+
+use crate::id::{ChunkId, TreeId};
+use crate::restic::format::Id;
+use crate::restic::Repo;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The label that names the restic snapshot a snapshot was imported from.
+pub const SNAPSHOT_LABEL: &str = "restic-snapshot";
+/// The label that names the restic snapshot's parent, as restic recorded it.
+pub const PARENT_LABEL: &str = "restic-parent";
+
+/// The most file contents remembered between snapshots (each a chunk list).
+const MAX_REMEMBERED_FILES: usize = 1 << 20;
+
+/// A restic folder stored as a cairn tree, with what it holds (for the summary).
+#[derive(Clone, Copy, Debug)]
+pub struct Stored {
+    pub tree: TreeId,
+    pub files: u64,
+    pub dirs: u64,
+    pub others: u64,
+    pub bytes: u64,
+}
+
+/// An opened restic repository and what this import stored from it so far: a folder or a
+/// file content met again in a later snapshot is not read again.
+pub struct ResticSource {
+    pub repo: Repo,
+    pub(crate) trees: Mutex<HashMap<Id, Stored>>,
+    pub(crate) files: Mutex<HashMap<[u8; 32], (u64, Vec<ChunkId>)>>,
+}
+
+impl ResticSource {
+    pub fn new(repo: Repo) -> ResticSource {
+        ResticSource { repo, trees: Mutex::default(), files: Mutex::default() }
+    }
+
+    pub(crate) fn remember_file(&self, key: [u8; 32], content: (u64, Vec<ChunkId>)) {
+        let mut files = self.files.lock().expect("files lock");
+        if files.len() >= MAX_REMEMBERED_FILES {
+            files.clear();
+        }
+        files.insert(key, content);
+    }
+}

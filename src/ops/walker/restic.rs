@@ -1,0 +1,144 @@
+//! `import restic`: a restic snapshot's trees stored as cairn trees. Each restic tree is
+//! read (checked against its id), each file's data blobs are read in order, each checked
+//! against its id, and streamed through cairn's chunker, so the data is re-chunked and
+//! deduplicated as it arrives and no file is ever written to disk.
+//!
+//! Folders and file contents already stored by this import (an earlier snapshot of the
+//! same history) are taken from [`ResticSource`]'s memory instead of being read again.
+
+use super::Walker;
+use crate::error::{Error, Result};
+use crate::format::tree::{valid_name, Node, NodeKind, Tree};
+use crate::id::{ChunkId, TreeId};
+use crate::ops::import_restic::{ResticSource, Stored};
+use crate::restic::format::{Id, Kind};
+use sha2::Digest;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+/// Reads a file's data blobs one after the other, each checked against its id.
+struct BlobReader<'a> {
+    source: &'a ResticSource,
+    ids: &'a [Id],
+    next: usize,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for BlobReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            let Some(id) = self.ids.get(self.next) else { return Ok(0) };
+            self.buf = self.source.repo.blob(id, false).map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.pos = 0;
+            self.next += 1;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Walker<'_> {
+    /// Store the restic tree `root` (a snapshot's) as a cairn tree.
+    pub fn save_restic(&self, source: &ResticSource, root: &Id) -> Result<TreeId> {
+        let stored = self.restic_dir(source, root, Path::new("/"))?;
+        let c = &self.counters;
+        c.files.fetch_add(stored.files, Ordering::Relaxed);
+        c.dirs.fetch_add(stored.dirs, Ordering::Relaxed);
+        c.others.fetch_add(stored.others, Ordering::Relaxed);
+        c.total_bytes.fetch_add(stored.bytes, Ordering::Relaxed);
+        let new = c.files_new.load(Ordering::Relaxed);
+        c.files_unchanged.store(stored.files.saturating_sub(new), Ordering::Relaxed);
+        Ok(stored.tree)
+    }
+
+    fn restic_dir(&self, source: &ResticSource, id: &Id, path: &Path) -> Result<Stored> {
+        if let Some(s) = source.trees.lock().expect("trees lock").get(id) {
+            return Ok(*s);
+        }
+        self.check_interrupt()?;
+        let entries = source.repo.tree(id).map_err(|e| e.wrap(format!("folder {}", path.display())))?;
+        let mut total = Stored { tree: TreeId([0; 32]), files: 0, dirs: 0, others: 0, bytes: 0 };
+        let mut nodes: Vec<Node> = Vec::with_capacity(entries.len());
+        for e in entries {
+            let at: PathBuf = path.join(std::ffi::OsStr::from_bytes(&e.name));
+            if !valid_name(&e.name) {
+                self.skip(&at, "a name cairn cannot store; left out");
+                continue;
+            }
+            let kind = match e.kind {
+                Kind::Dir { subtree } => {
+                    let s = self.restic_dir(source, &subtree, &at)?;
+                    total.files += s.files;
+                    total.dirs += s.dirs + 1;
+                    total.others += s.others;
+                    total.bytes += s.bytes;
+                    NodeKind::Dir { tree: s.tree }
+                }
+                Kind::File { content } => {
+                    let (size, chunks) = self.restic_file(source, &content, e.size, &at)?;
+                    total.files += 1;
+                    total.bytes += size;
+                    NodeKind::File { size, chunks }
+                }
+                other => {
+                    total.others += 1;
+                    match other {
+                        Kind::Symlink { target } => NodeKind::Symlink { target },
+                        Kind::BlockDevice { rdev } => NodeKind::BlockDevice { rdev },
+                        Kind::CharDevice { rdev } => NodeKind::CharDevice { rdev },
+                        Kind::Fifo => NodeKind::Fifo,
+                        _ => NodeKind::Socket,
+                    }
+                }
+            };
+            nodes.push(Node {
+                name: e.name,
+                kind,
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                user: e.user,
+                group: e.group,
+                mtime: e.mtime,
+                atime: e.atime,
+                ctime: e.ctime,
+                inode: e.inode,
+                device: e.device_id,
+                links: e.links.max(1),
+                xattrs: e.xattrs,
+            });
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let before = nodes.len();
+        nodes.dedup_by(|a, b| a.name == b.name);
+        if nodes.len() != before {
+            self.skip(path, "restic's tree names an entry twice; the second is left out");
+        }
+        total.tree = self.save_tree(Tree { nodes })?;
+        source.trees.lock().expect("trees lock").insert(*id, total);
+        Ok(total)
+    }
+
+    fn restic_file(&self, source: &ResticSource, content: &[Id], size: u64, at: &Path) -> Result<(u64, Vec<ChunkId>)> {
+        let mut h = sha2::Sha256::new();
+        for id in content {
+            h.update(id);
+        }
+        let key: [u8; 32] = h.finalize().into();
+        if let Some(c) = source.files.lock().expect("files lock").get(&key) {
+            return Ok(c.clone());
+        }
+        let reader = BlobReader { source, ids: content, next: 0, buf: Vec::new(), pos: 0 };
+        let (read, chunks) = self
+            .save_stream(reader, size)?
+            .map_err(|e| Error::corrupt(format!("file {}: {e}", at.display())))?;
+        self.counters.files_new.fetch_add(1, Ordering::Relaxed);
+        source.remember_file(key, (read, chunks.clone()));
+        Ok((read, chunks))
+    }
+}
