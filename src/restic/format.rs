@@ -453,10 +453,62 @@ pub fn parse_tree(name: &str, bytes: &[u8]) -> Result<Vec<Node>> {
             size: n.size,
             links: n.links,
             xattrs,
-            name: n.name.into_bytes(),
+            name: go_unquote(&n.name).ok_or_else(|| bad(format!("the name '{}' is not quoted as restic quotes names", n.name)))?,
         });
     }
     Ok(out)
+}
+
+/// A name as restic stores it: Go's `strconv.Quote` without the quotes, so that bytes
+/// that are not UTF-8 survive JSON as `\xNN` (and `\\`, `\"`, `\n`, `\u00e9`, ... stand
+/// for themselves).
+pub fn go_unquote(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut chars = s.chars();
+    let hex = |chars: &mut std::str::Chars, n: usize| -> Option<u32> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            v = v * 16 + chars.next()?.to_digit(16)?;
+        }
+        Some(v)
+    };
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        let simple = |b: u8| Some(b);
+        let byte = match chars.next()? {
+            'a' => simple(7),
+            'b' => simple(8),
+            'f' => simple(12),
+            'n' => simple(b'\n'),
+            'r' => simple(b'\r'),
+            't' => simple(b'\t'),
+            'v' => simple(11),
+            '\\' => simple(b'\\'),
+            '"' => simple(b'"'),
+            '\'' => simple(b'\''),
+            'x' => Some(hex(&mut chars, 2)? as u8),
+            d @ '0'..='7' => {
+                let mut v = d.to_digit(8)?;
+                for _ in 0..2 {
+                    v = v * 8 + chars.next()?.to_digit(8)?;
+                }
+                Some(u8::try_from(v).ok()?)
+            }
+            u @ ('u' | 'U') => {
+                let c = char::from_u32(hex(&mut chars, if u == 'u' { 4 } else { 8 })?)?;
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                None
+            }
+            _ => return None,
+        };
+        out.extend(byte);
+    }
+    Some(out)
 }
 
 /// One entry of a pack header.
@@ -535,6 +587,16 @@ mod tests {
         assert_eq!(nodes[3].mode, 0o755);
         assert!(parse_tree("t", br#"{"nodes":[{"name":"x","type":"dir"}]}"#).is_err());
         assert!(parse_tree("t", br#"{"nodes":[{"name":"x","type":"file","content":["zz"]}]}"#).is_err());
+    }
+
+    #[test]
+    fn names_are_unquoted_as_go_quotes_them() {
+        assert_eq!(go_unquote(r"caf\xff\xfe.xml").unwrap(), b"caf\xff\xfe.xml");
+        assert_eq!(go_unquote(r#"a\\b\"c\nd\u00e9\U0001F600\101"#).unwrap(), "a\\b\"c\ndé😀A".as_bytes());
+        assert_eq!(go_unquote("plain é").unwrap(), "plain é".as_bytes());
+        assert!(go_unquote(r"bad\q").is_none());
+        assert!(go_unquote(r"cut\x4").is_none());
+        assert!(go_unquote(r"\777").is_none());
     }
 
     #[test]
