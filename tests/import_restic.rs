@@ -33,7 +33,11 @@ fn restic_snapshots(repo: &Path) -> Vec<Value> {
 }
 
 fn import(repo: &Repo, from: &Path) -> Out {
-    repo.cairn().args(["import", "restic", "--json", "--from-repo"]).arg(from).env("CAIRN_FROM_PASSWORD", RESTIC_PASS).run()
+    repo.cairn()
+        .args(["import", "restic", "--json", "--from-repo"])
+        .arg(from)
+        .env("CAIRN_FROM_PASSWORD", RESTIC_PASS)
+        .run()
 }
 
 /// The nanoseconds since the epoch of an RFC 3339 time.
@@ -230,5 +234,8 @@ fn a_damaged_pack_fails_only_the_snapshot_that_needs_it() {
     assert_eq!(snaps[0]["labels"]["restic-snapshot"], good);
     let log = repo.cairn().args(["log", "--json"]).run().ok().json();
     let last = log["entries"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!((&last["operation"], &last["figures"]["snapshots_failed"]), (&Value::from("import restic"), &Value::from("1")));
+    assert_eq!(
+        (&last["operation"], &last["figures"]["snapshots_failed"]),
+        (&Value::from("import restic"), &Value::from("1"))
+    );
 }

@@ -23,8 +23,10 @@ pub enum Command {
     /// or in S3) becomes a snapshot with the same time, host, user, paths, tags, contents
     /// and metadata, oldest first; every blob is checked against its restic id. A second
     /// run imports only snapshots it has not imported yet
-    #[command(after_help = "Examples:\n  CAIRN_FROM_PASSWORD_FILE=/etc/restic.pass cairn import restic --from-repo /backups/restic-gw\n  \
-                  cairn import restic --from-repo sftp:backup@vault/srv/restic --from-password-file /etc/restic.pass")]
+    #[command(
+        after_help = "Examples:\n  CAIRN_FROM_PASSWORD_FILE=/etc/restic.pass \\\n      cairn import restic --from-repo /backups/restic-gw\n  \
+                      cairn import restic --from-repo sftp:backup@vault/srv/restic \\\n      --from-password-file /etc/restic.pass"
+    )]
     Restic(super::import_restic::Args),
 }
 

@@ -63,7 +63,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut seen: HashMap<String, cairn::id::SnapshotId> = repo
         .snapshots()?
         .into_iter()
-        .filter_map(|(id, s)| s.labels.iter().find(|(k, _)| k == SNAPSHOT_LABEL).map(|(_, v)| (v.clone(), id)))
+        .filter_map(|(id, s)| {
+            s.labels.iter().find(|(k, _)| k == SNAPSHOT_LABEL).map(|(_, v)| (v.clone(), id))
+        })
         .collect();
     let already = snapshots.iter().filter(|(id, _)| seen.contains_key(id)).count();
     let new: Vec<_> = snapshots.iter().filter(|(id, _)| !seen.contains_key(id)).cloned().collect();
@@ -76,7 +78,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     }
     for (id, snap) in new {
         if ctx.interrupt.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(Error::new(cairn::ErrorKind::Interrupted, "import interrupted; what was imported stays"));
+            return Err(Error::new(
+                cairn::ErrorKind::Interrupted,
+                "import interrupted; what was imported stays",
+            ));
         }
         if a.dry_run {
             if !ctx.json && !ctx.quiet {

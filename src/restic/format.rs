@@ -51,7 +51,8 @@ fn b64(what: &str, s: &str) -> Result<Vec<u8>> {
 }
 
 fn json<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("{what} is not what restic writes: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(format!("{what} is not what restic writes: {e}")))
 }
 
 /// A key file (`keys/ID`): the scrypt parameters and the sealed master key.
@@ -70,7 +71,10 @@ impl KeyFile {
     pub fn parse(name: &str, bytes: &[u8]) -> Result<KeyFile> {
         let k: KeyFile = json(&format!("restic key file {name}"), bytes)?;
         if k.kdf != "scrypt" {
-            return Err(Error::corrupt(format!("restic key file {name} uses the KDF '{}', not scrypt", k.kdf)));
+            return Err(Error::corrupt(format!(
+                "restic key file {name} uses the KDF '{}', not scrypt",
+                k.kdf
+            )));
         }
         Ok(k)
     }
@@ -115,7 +119,8 @@ struct MasterKeyJson {
 
 /// The master key's parts, as a key file holds them once opened: (AES-256 key, MAC AES
 /// key k, MAC key r).
-pub type MasterKeyParts = (zeroize::Zeroizing<Vec<u8>>, zeroize::Zeroizing<Vec<u8>>, zeroize::Zeroizing<Vec<u8>>);
+pub type MasterKeyParts =
+    (zeroize::Zeroizing<Vec<u8>>, zeroize::Zeroizing<Vec<u8>>, zeroize::Zeroizing<Vec<u8>>);
 
 pub fn parse_master_key(name: &str, bytes: &[u8]) -> Result<MasterKeyParts> {
     let what = format!("the master key in restic key file {name}");
@@ -142,7 +147,10 @@ impl Config {
         if !(1..=2).contains(&c.version) {
             return Err(Error::new(
                 crate::ErrorKind::Unsupported,
-                format!("the restic repository has format version {}; cairn reads versions 1 and 2", c.version),
+                format!(
+                    "the restic repository has format version {}; cairn reads versions 1 and 2",
+                    c.version
+                ),
             ));
         }
         Ok(c)
@@ -162,7 +170,9 @@ pub fn decode_unpacked(what: &str, plain: Vec<u8>, limit: u64) -> Result<Vec<u8>
                 .read_to_end(&mut out)
                 .map_err(|e| Error::corrupt(format!("{what} does not decompress: {e}")))?;
             if out.len() as u64 > limit {
-                return Err(Error::corrupt(format!("{what} decompresses to more than {limit} bytes; not read")));
+                return Err(Error::corrupt(format!(
+                    "{what} decompresses to more than {limit} bytes; not read"
+                )));
             }
             Ok(out)
         }
@@ -404,7 +414,8 @@ pub fn parse_tree(name: &str, bytes: &[u8]) -> Result<Vec<Node>> {
                 Kind::File { content: list.iter().map(|s| id(s)).collect::<Result<_>>()? }
             }
             "dir" => {
-                let sub = n.subtree.as_deref().ok_or_else(|| bad(format!("folder {} has no subtree", n.name)))?;
+                let sub =
+                    n.subtree.as_deref().ok_or_else(|| bad(format!("folder {} has no subtree", n.name)))?;
                 Kind::Dir { subtree: id(sub)? }
             }
             "symlink" => Kind::Symlink {
@@ -420,7 +431,9 @@ pub fn parse_tree(name: &str, bytes: &[u8]) -> Result<Vec<Node>> {
             other => return Err(bad(format!("entry {} has the unknown type '{other}'", n.name))),
         };
         let time = |t: &Option<String>| match t {
-            Some(t) => parse_time(t).ok_or_else(|| bad(format!("entry {}: the time '{t}' cannot be read", n.name))),
+            Some(t) => {
+                parse_time(t).ok_or_else(|| bad(format!("entry {}: the time '{t}' cannot be read", n.name)))
+            }
             None => Ok(crate::format::Timespec { secs: 0, nanos: 0 }),
         };
         let mut mode = n.mode & 0o777;
@@ -453,7 +466,8 @@ pub fn parse_tree(name: &str, bytes: &[u8]) -> Result<Vec<Node>> {
             size: n.size,
             links: n.links,
             xattrs,
-            name: go_unquote(&n.name).ok_or_else(|| bad(format!("the name '{}' is not quoted as restic quotes names", n.name)))?,
+            name: go_unquote(&n.name)
+                .ok_or_else(|| bad(format!("the name '{}' is not quoted as restic quotes names", n.name)))?,
         });
     }
     Ok(out)
@@ -559,6 +573,7 @@ pub fn parse_all_for_fuzzing(data: &[u8]) -> usize {
     n += KeyFile::parse("fuzz", data).map_or(0, |k| k.params("fuzz").map_or(0, |p| p.0 as usize));
     n += Config::parse(data).map_or(0, |c| c.version as usize);
     n += decode_unpacked("fuzz", data.to_vec(), 1 << 20).map_or(0, |v| v.len());
+    n += go_unquote(&String::from_utf8_lossy(data)).map_or(0, |v| v.len());
     n
 }
 

@@ -124,7 +124,13 @@ impl Walker<'_> {
         Ok(total)
     }
 
-    fn restic_file(&self, source: &ResticSource, content: &[Id], size: u64, at: &Path) -> Result<(u64, Vec<ChunkId>)> {
+    fn restic_file(
+        &self,
+        source: &ResticSource,
+        content: &[Id],
+        size: u64,
+        at: &Path,
+    ) -> Result<(u64, Vec<ChunkId>)> {
         let mut h = sha2::Sha256::new();
         for id in content {
             h.update(id);
