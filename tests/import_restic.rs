@@ -239,3 +239,54 @@ fn a_damaged_pack_fails_only_the_snapshot_that_needs_it() {
         (&Value::from("import restic"), &Value::from("1"))
     );
 }
+
+mod servers;
+
+/// A restic repository on a server (made in the server's storage by restic itself) is
+/// imported through cairn's SFTP or S3 backend, and restores as restic restores it.
+fn import_from_server(server: servers::Server) {
+    let work = tempdir("cairn-restic-remote-");
+    let src = work.path().join("src");
+    std::fs::create_dir_all(src.join("conf")).unwrap();
+    std::fs::write(src.join("conf/a.xml"), "<a/>\n").unwrap();
+    write_random(&src.join("conf/big.bin"), 11, 700_000);
+    let storage = server.storage("restic");
+    std::fs::create_dir_all(storage.parent().unwrap()).unwrap();
+    restic(&storage, &["init", "--repository-version", "2"]);
+    restic(&storage, &["backup", "--tag", "first", src.to_str().unwrap()]);
+    write_random(&src.join("conf/big.bin"), 12, 800_000);
+    restic(&storage, &["backup", "--tag", "second", src.to_str().unwrap()]);
+
+    let repo = Repo::new();
+    let mut cmd = repo
+        .cairn()
+        .args(["import", "restic", "--json", "--from-repo", &server.location("restic")])
+        .env("CAIRN_FROM_PASSWORD", RESTIC_PASS);
+    for (k, v) in &server.env {
+        cmd = cmd.env(k, v);
+    }
+    let out = cmd.run().ok().json();
+    assert_eq!(out["imported"].as_array().unwrap().len(), 2, "{out}");
+    let rel = src.strip_prefix("/").unwrap();
+    for r in restic_snapshots(&storage) {
+        let rid = r["id"].as_str().unwrap();
+        let snap = repo.snapshots().into_iter().find(|s| s["labels"]["restic-snapshot"] == rid).unwrap();
+        assert_eq!(snap["tags"], r["tags"], "{snap}");
+        let by_restic = work.path().join(format!("restic-{rid}"));
+        restic(&storage, &["restore", rid, "--target", by_restic.to_str().unwrap()]);
+        let by_cairn = work.path().join(format!("cairn-{rid}"));
+        repo.restore(snap["id"].as_str().unwrap(), &by_cairn, &[]).ok();
+        let options = CompareOptions { owner: is_root(), atime: false, ..CompareOptions::default() };
+        assert_trees_equal(&by_restic.join(rel), &by_cairn.join(rel), &options);
+    }
+}
+
+#[test]
+fn a_restic_repository_over_sftp_is_imported() {
+    import_from_server(servers::Server::sftp());
+}
+
+#[test]
+fn a_restic_repository_in_s3_is_imported() {
+    import_from_server(servers::Server::s3());
+}
