@@ -28,12 +28,15 @@ pub struct Stored {
     pub bytes: u64,
 }
 
+/// A file's content as stored: its size and chunks.
+pub(crate) type Content = (u64, Vec<ChunkId>);
+
 /// An opened restic repository and what this import stored from it so far: a folder or a
 /// file content met again in a later snapshot is not read again.
 pub struct ResticSource {
     pub repo: Repo,
     pub(crate) trees: Mutex<HashMap<Id, Stored>>,
-    pub(crate) files: Mutex<HashMap<[u8; 32], (u64, Vec<ChunkId>)>>,
+    pub(crate) files: Mutex<HashMap<[u8; 32], Content>>,
 }
 
 impl ResticSource {
@@ -41,7 +44,7 @@ impl ResticSource {
         ResticSource { repo, trees: Mutex::default(), files: Mutex::default() }
     }
 
-    pub(crate) fn remember_file(&self, key: [u8; 32], content: (u64, Vec<ChunkId>)) {
+    pub(crate) fn remember_file(&self, key: [u8; 32], content: Content) {
         let mut files = self.files.lock().expect("files lock");
         if files.len() >= MAX_REMEMBERED_FILES {
             files.clear();

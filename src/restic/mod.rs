@@ -100,6 +100,9 @@ pub struct Repo {
     index: HashMap<Id, Located>,
 }
 
+/// The snapshots that could be read (id and snapshot, oldest first) and those that could not.
+pub type Snapshots = (Vec<(String, format::Snapshot)>, Vec<BadSnapshot>);
+
 /// A snapshot file that could not be read, named with why.
 pub struct BadSnapshot {
     pub id: String,
@@ -210,7 +213,7 @@ impl Repo {
     }
 
     /// Every snapshot, oldest first; those that cannot be read come apart, named.
-    pub fn snapshots(&self) -> Result<(Vec<(String, format::Snapshot)>, Vec<BadSnapshot>)> {
+    pub fn snapshots(&self) -> Result<Snapshots> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for name in self.backend.list(FileType::Snapshot)? {
