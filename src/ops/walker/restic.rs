@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::format::tree::{valid_name, Node, NodeKind, Tree};
 use crate::id::{ChunkId, TreeId};
 use crate::ops::import_restic::{ResticSource, Stored};
-use crate::restic::format::{Id, Kind};
+use crate::restic::format::{Id, Kind, Node as Node0};
+use rayon::prelude::*;
 use sha2::Digest;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -62,56 +63,17 @@ impl Walker<'_> {
         }
         self.check_interrupt()?;
         let entries = source.repo.tree(id).map_err(|e| e.wrap(format!("folder {}", path.display())))?;
+        // The entries of a folder are stored in parallel, as a folder of a backup is.
+        let stored: Vec<Option<(Node, Stored)>> =
+            entries.into_par_iter().map(|e| self.restic_entry(source, e, path)).collect::<Result<_>>()?;
         let mut total = Stored { tree: TreeId([0; 32]), files: 0, dirs: 0, others: 0, bytes: 0 };
-        let mut nodes: Vec<Node> = Vec::with_capacity(entries.len());
-        for e in entries {
-            let at: PathBuf = path.join(std::ffi::OsStr::from_bytes(&e.name));
-            if !valid_name(&e.name) {
-                self.skip(&at, "a name cairn cannot store; left out");
-                continue;
-            }
-            let kind = match e.kind {
-                Kind::Dir { subtree } => {
-                    let s = self.restic_dir(source, &subtree, &at)?;
-                    total.files += s.files;
-                    total.dirs += s.dirs + 1;
-                    total.others += s.others;
-                    total.bytes += s.bytes;
-                    NodeKind::Dir { tree: s.tree }
-                }
-                Kind::File { content } => {
-                    let (size, chunks) = self.restic_file(source, &content, e.size, &at)?;
-                    total.files += 1;
-                    total.bytes += size;
-                    NodeKind::File { size, chunks }
-                }
-                other => {
-                    total.others += 1;
-                    match other {
-                        Kind::Symlink { target } => NodeKind::Symlink { target },
-                        Kind::BlockDevice { rdev } => NodeKind::BlockDevice { rdev },
-                        Kind::CharDevice { rdev } => NodeKind::CharDevice { rdev },
-                        Kind::Fifo => NodeKind::Fifo,
-                        _ => NodeKind::Socket,
-                    }
-                }
-            };
-            nodes.push(Node {
-                name: e.name,
-                kind,
-                mode: e.mode,
-                uid: e.uid,
-                gid: e.gid,
-                user: e.user,
-                group: e.group,
-                mtime: e.mtime,
-                atime: e.atime,
-                ctime: e.ctime,
-                inode: e.inode,
-                device: e.device_id,
-                links: e.links.max(1),
-                xattrs: e.xattrs,
-            });
+        let mut nodes: Vec<Node> = Vec::with_capacity(stored.len());
+        for (node, counts) in stored.into_iter().flatten() {
+            total.files += counts.files;
+            total.dirs += counts.dirs;
+            total.others += counts.others;
+            total.bytes += counts.bytes;
+            nodes.push(node);
         }
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let before = nodes.len();
@@ -122,6 +84,55 @@ impl Walker<'_> {
         total.tree = self.save_tree(Tree { nodes })?;
         source.trees.lock().expect("trees lock").insert(*id, total);
         Ok(total)
+    }
+
+    /// One entry as a cairn node, with what it holds (itself included); `None` when its
+    /// name cannot be stored (recorded).
+    fn restic_entry(&self, source: &ResticSource, e: Node0, path: &Path) -> Result<Option<(Node, Stored)>> {
+        let at: PathBuf = path.join(std::ffi::OsStr::from_bytes(&e.name));
+        if !valid_name(&e.name) {
+            self.skip(&at, "a name cairn cannot store; left out");
+            return Ok(None);
+        }
+        let mut counts = Stored { tree: TreeId([0; 32]), files: 0, dirs: 0, others: 0, bytes: 0 };
+        let kind = match e.kind {
+            Kind::Dir { subtree } => {
+                counts = self.restic_dir(source, &subtree, &at)?;
+                counts.dirs += 1;
+                NodeKind::Dir { tree: counts.tree }
+            }
+            Kind::File { content } => {
+                let (size, chunks) = self.restic_file(source, &content, e.size, &at)?;
+                counts.files = 1;
+                counts.bytes = size;
+                NodeKind::File { size, chunks }
+            }
+            Kind::Symlink { target } => NodeKind::Symlink { target },
+            Kind::BlockDevice { rdev } => NodeKind::BlockDevice { rdev },
+            Kind::CharDevice { rdev } => NodeKind::CharDevice { rdev },
+            Kind::Fifo => NodeKind::Fifo,
+            Kind::Socket => NodeKind::Socket,
+        };
+        if !matches!(kind, NodeKind::Dir { .. } | NodeKind::File { .. }) {
+            counts.others = 1;
+        }
+        let node = Node {
+            name: e.name,
+            kind,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            user: e.user,
+            group: e.group,
+            mtime: e.mtime,
+            atime: e.atime,
+            ctime: e.ctime,
+            inode: e.inode,
+            device: e.device_id,
+            links: e.links.max(1),
+            xattrs: e.xattrs,
+        };
+        Ok(Some((node, counts)))
     }
 
     fn restic_file(
