@@ -19,6 +19,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+/// The deepest folder a restic tree may hold (a hostile one could nest until the stack
+/// runs out; a real one is far shallower).
+const MAX_DEPTH: usize = 1024;
+
+/// Every this many levels the walk goes on in a new thread with a [`FRESH_STACK`] stack,
+/// so that no stack (the main thread's, a worker's) holds more than this many levels.
+const FRESH_STACK_EVERY: usize = 48;
+const FRESH_STACK: usize = 64 << 20;
+
 /// Reads a file's data blobs one after the other, each checked against its id.
 struct BlobReader<'a> {
     source: &'a ResticSource,
@@ -62,6 +71,12 @@ impl Walker<'_> {
             return Ok(*s);
         }
         self.check_interrupt()?;
+        if path.components().count() > MAX_DEPTH {
+            return Err(Error::corrupt(format!(
+                "folder {}: restic's trees nest deeper than {MAX_DEPTH} folders; not imported",
+                path.display()
+            )));
+        }
         let entries = source.repo.tree(id).map_err(|e| e.wrap(format!("folder {}", path.display())))?;
         // The entries of a folder are stored in parallel, as a folder of a backup is.
         let stored: Vec<Option<(Node, Stored)>> =
@@ -97,7 +112,20 @@ impl Walker<'_> {
         let mut counts = Stored { tree: TreeId([0; 32]), files: 0, dirs: 0, others: 0, bytes: 0 };
         let kind = match e.kind {
             Kind::Dir { subtree } => {
-                counts = self.restic_dir(source, &subtree, &at)?;
+                counts = if at.components().count() % FRESH_STACK_EVERY == 0 {
+                    // Deep folders go on in a thread of their own with a stack to match.
+                    std::thread::scope(|scope| {
+                        std::thread::Builder::new()
+                            .name("restic-deep".into())
+                            .stack_size(FRESH_STACK)
+                            .spawn_scoped(scope, || self.restic_dir(source, &subtree, &at))
+                            .map_err(|e| Error::io("cannot start a thread", e))?
+                            .join()
+                            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                    })?
+                } else {
+                    self.restic_dir(source, &subtree, &at)?
+                };
                 counts.dirs += 1;
                 NodeKind::Dir { tree: counts.tree }
             }
