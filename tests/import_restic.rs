@@ -240,6 +240,32 @@ fn a_damaged_pack_fails_only_the_snapshot_that_needs_it() {
     );
 }
 
+#[test]
+fn a_restic_repository_whose_index_is_lost_is_read_from_its_pack_headers() {
+    let work = tempdir("cairn-restic-noindex-");
+    let src = work.path().join("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/gw.conf"), "port=8080\n").unwrap();
+    write_random(&src.join("etc/store.bin"), 5, 1_500_000);
+    let restic_repo = work.path().join("restic");
+    restic(&restic_repo, &["init", "--repository-version", "2"]);
+    restic(&restic_repo, &["backup", src.to_str().unwrap()]);
+    let rid = restic_snapshots(&restic_repo)[0]["id"].as_str().unwrap().to_string();
+    let by_restic = work.path().join("by-restic");
+    restic(&restic_repo, &["restore", &rid, "--target", by_restic.to_str().unwrap()]);
+    for f in std::fs::read_dir(restic_repo.join("index")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let repo = Repo::new();
+    let out = import(&repo, &restic_repo).ok().json();
+    assert_eq!(out["imported"].as_array().unwrap().len(), 1, "{out}");
+    let by_cairn = work.path().join("by-cairn");
+    repo.restore("latest", &by_cairn, &[]).ok();
+    let rel = src.strip_prefix("/").unwrap();
+    let options = CompareOptions { owner: is_root(), atime: false, ..CompareOptions::default() };
+    assert_trees_equal(&by_restic.join(rel), &by_cairn.join(rel), &options);
+}
+
 mod servers;
 
 /// A restic repository on a server (made in the server's storage by restic itself) is

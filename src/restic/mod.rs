@@ -98,6 +98,15 @@ pub struct Repo {
     pub version: u32,
     packs: Vec<String>,
     index: HashMap<Id, Located>,
+    /// Blobs of the packs no index names, from their headers: read once, the first time a
+    /// blob is not in the index (restic's index may lag behind its packs).
+    unindexed: std::sync::OnceLock<std::result::Result<Unindexed, String>>,
+}
+
+/// Packs no index names, and their blobs.
+struct Unindexed {
+    packs: Vec<String>,
+    blobs: HashMap<Id, Located>,
 }
 
 /// The snapshots that could be read (id and snapshot, oldest first) and those that could not.
@@ -161,6 +170,7 @@ impl Repo {
             version: config.version,
             packs: Vec::new(),
             index: HashMap::new(),
+            unindexed: std::sync::OnceLock::new(),
         };
         repo.load_index()?;
         Ok(repo)
@@ -243,11 +253,22 @@ impl Repo {
     pub fn blob(&self, id: &Id, tree: bool) -> Result<Vec<u8>> {
         let kind = if tree { "tree" } else { "data" };
         let hex = format::id_hex(id);
-        let at = self
-            .index
-            .get(id)
-            .ok_or_else(|| Error::corrupt(format!("restic {kind} blob {hex} is in no index (missing)")))?;
-        let pack = &self.packs[at.pack as usize];
+        let (at, pack) = match self.index.get(id) {
+            Some(at) => (at, &self.packs[at.pack as usize]),
+            None => {
+                let unindexed = self
+                    .unindexed
+                    .get_or_init(|| self.read_unindexed().map_err(|e| e.to_string()))
+                    .as_ref()
+                    .map_err(|e| {
+                        Error::corrupt(format!("restic {kind} blob {hex} is in no index, and {e}"))
+                    })?;
+                let at = unindexed.blobs.get(id).ok_or_else(|| {
+                    Error::corrupt(format!("restic {kind} blob {hex} is in no index and no pack (missing)"))
+                })?;
+                (at, &unindexed.packs[at.pack as usize])
+            }
+        };
         let e = &at.entry;
         let what = format!("restic {kind} blob {hex} in pack {pack}");
         if e.tree != tree {
@@ -284,6 +305,34 @@ impl Repo {
     pub fn tree(&self, id: &Id) -> Result<Vec<format::Node>> {
         let bytes = self.blob(id, true)?;
         format::parse_tree(&format::id_hex(id), &bytes)
+    }
+
+    /// The blobs of every pack no index names, from the packs' headers.
+    fn read_unindexed(&self) -> Result<Unindexed> {
+        let indexed: std::collections::HashSet<&str> = self.packs.iter().map(String::as_str).collect();
+        let mut out = Unindexed { packs: Vec::new(), blobs: HashMap::new() };
+        let mut names = self.backend.list(FileType::Pack)?;
+        names.sort();
+        for name in names {
+            if indexed.contains(name.as_str()) || format::hex_id(&name).is_none() {
+                continue;
+            }
+            let number = out.packs.len() as u32;
+            let mut offset = 0u64;
+            for e in self.pack_header(&name)? {
+                let entry = BlobEntry {
+                    id: e.id,
+                    tree: e.tree,
+                    offset,
+                    length: e.length,
+                    uncompressed: e.uncompressed,
+                };
+                out.blobs.entry(e.id).or_insert(Located { pack: number, entry });
+                offset += e.length as u64;
+            }
+            out.packs.push(name);
+        }
+        Ok(out)
     }
 
     /// A pack's header (read from the pack's end, bounded, authenticated), for packs that
