@@ -105,7 +105,7 @@ fn codes(command: &str) -> (&'static [i32], &'static [(i32, &'static str)]) {
         "import restic" => (
             &[0, 1, 2, 4, 10, 11, 12, 13, 130],
             &[
-                (4, "a restic snapshot could not be imported (damaged source data; each named); the others were"),
+                (4, "damaged source data: each snapshot not imported is named; the others were"),
                 (10, "no restic repository at SRC, or no cairn repository"),
                 (12, "wrong password of the restic repository, or of this one"),
             ],
