@@ -15,8 +15,9 @@ pub const SNAPSHOT_LABEL: &str = "restic-snapshot";
 /// The label that names the restic snapshot's parent, as restic recorded it.
 pub const PARENT_LABEL: &str = "restic-parent";
 
-/// The most file contents remembered between snapshots (each a chunk list).
-const MAX_REMEMBERED_FILES: usize = 1 << 20;
+/// The most chunk ids remembered in file contents between snapshots (128 MiB of ids);
+/// past it the memory starts again empty.
+const MAX_REMEMBERED_CHUNKS: usize = 4 << 20;
 
 /// A restic folder stored as a cairn tree, with what it holds (for the summary).
 #[derive(Clone, Copy, Debug)]
@@ -36,7 +37,14 @@ pub(crate) type Content = (u64, Vec<ChunkId>);
 pub struct ResticSource {
     pub repo: Repo,
     pub(crate) trees: Mutex<HashMap<Id, Stored>>,
-    pub(crate) files: Mutex<HashMap<[u8; 32], Content>>,
+    pub(crate) files: Mutex<Remembered>,
+}
+
+/// File contents stored so far, by the hash of their restic blob list.
+#[derive(Default)]
+pub(crate) struct Remembered {
+    pub(crate) contents: HashMap<[u8; 32], Content>,
+    chunks: usize,
 }
 
 impl ResticSource {
@@ -46,9 +54,10 @@ impl ResticSource {
 
     pub(crate) fn remember_file(&self, key: [u8; 32], content: Content) {
         let mut files = self.files.lock().expect("files lock");
-        if files.len() >= MAX_REMEMBERED_FILES {
-            files.clear();
+        if files.chunks + content.1.len() > MAX_REMEMBERED_CHUNKS {
+            *files = Remembered::default();
         }
-        files.insert(key, content);
+        files.chunks += content.1.len() + 1;
+        files.contents.insert(key, content);
     }
 }

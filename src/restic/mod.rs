@@ -83,11 +83,22 @@ fn open_key_file(name: &str, bytes: &[u8], password: &[u8]) -> Result<Option<Key
     Ok(Some(Key::from_parts(&enc, &k, &r)))
 }
 
-/// Where a blob is: which pack (an index into `Repo::packs`) and the index's entry.
+/// Where a blob is: which pack (an index into the pack names), its offset, its stored
+/// length and its length decompressed (for format 2). Kept small: a large repository's
+/// index holds millions.
 #[derive(Clone, Copy)]
 struct Located {
     pack: u32,
-    entry: BlobEntry,
+    tree: bool,
+    length: u32,
+    uncompressed: Option<u32>,
+    offset: u64,
+}
+
+impl Located {
+    fn new(pack: u32, e: &BlobEntry) -> Located {
+        Located { pack, tree: e.tree, length: e.length, uncompressed: e.uncompressed, offset: e.offset }
+    }
 }
 
 /// An opened restic repository with its index loaded.
@@ -215,7 +226,7 @@ impl Repo {
                     (self.packs.len() - 1) as u32
                 });
                 for entry in blobs {
-                    self.index.entry(entry.id).or_insert(Located { pack: number, entry });
+                    self.index.entry(entry.id).or_insert(Located::new(number, &entry));
                 }
             }
         }
@@ -269,7 +280,7 @@ impl Repo {
                 (at, &unindexed.packs[at.pack as usize])
             }
         };
-        let e = &at.entry;
+        let e = at;
         let what = format!("restic {kind} blob {hex} in pack {pack}");
         if e.tree != tree {
             return Err(Error::corrupt(format!("{what} is indexed as the other kind of blob")));
@@ -327,7 +338,7 @@ impl Repo {
                     length: e.length,
                     uncompressed: e.uncompressed,
                 };
-                out.blobs.entry(e.id).or_insert(Located { pack: number, entry });
+                out.blobs.entry(e.id).or_insert(Located::new(number, &entry));
                 offset += e.length as u64;
             }
             out.packs.push(name);

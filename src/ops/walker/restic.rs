@@ -175,7 +175,7 @@ impl Walker<'_> {
             h.update(id);
         }
         let key: [u8; 32] = h.finalize().into();
-        if let Some(c) = source.files.lock().expect("files lock").get(&key) {
+        if let Some(c) = source.files.lock().expect("files lock").contents.get(&key) {
             return Ok(c.clone());
         }
         let reader = BlobReader { source, ids: content, next: 0, buf: Vec::new(), pos: 0 };
