@@ -110,7 +110,20 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             recorded_parent: parent.as_ref().and_then(|p| seen.get(p).copied()),
             ..BackupOptions::default()
         };
-        let from = Source::Restic { source: source.clone(), snapshot: snap.clone() };
+        // The parent restic recorded, if an earlier run imported it: its unchanged files are
+        // not read again (what this run imported, it remembers anyway).
+        let earlier = parent.as_ref().filter(|p| !imported.iter().any(|(r, _)| r == *p));
+        let imported_parent = match earlier.and_then(|p| seen.get(p)) {
+            Some(cairn_id) => match (snap.parent, repo.load_snapshot(cairn_id)) {
+                (Some(restic_parent), Ok(s)) => match restic_snapshot(&snapshots, &restic_parent) {
+                    Some(tree) => Some((tree, s.tree)),
+                    None => None,
+                },
+                _ => None,
+            },
+            None => None,
+        };
+        let from = Source::Restic { source: source.clone(), snapshot: snap.clone(), parent: imported_parent };
         // A snapshot whose data is damaged does not stop the others.
         let out = match backup(&repo, from, &opts, &ctx.interrupt, &Progress::default()) {
             Ok(out) => out,
@@ -170,4 +183,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
 
 fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
+}
+
+/// The tree of the restic snapshot `id`, if it is among `snapshots`.
+fn restic_snapshot(
+    snapshots: &[(String, cairn::restic::format::Snapshot)],
+    id: &[u8; 32],
+) -> Option<[u8; 32]> {
+    let hex = id_hex(id);
+    snapshots.iter().find(|(name, _)| *name == hex).map(|(_, s)| s.tree)
 }

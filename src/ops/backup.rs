@@ -67,6 +67,9 @@ pub enum Source {
     Restic {
         source: std::sync::Arc<super::import_restic::ResticSource>,
         snapshot: crate::restic::format::Snapshot,
+        /// The restic snapshot's parent and the tree it was imported as, if it was: its
+        /// unchanged files are then not read again.
+        parent: Option<(crate::restic::format::Id, TreeId)>,
     },
 }
 
@@ -189,7 +192,9 @@ pub fn backup(
                         .join(" ");
                     save_command_output(&name, &shown, command, |out| walker.save_tar(out, time))
                 }
-                Source::Restic { source, snapshot } => walker.save_restic(&source, &snapshot.tree),
+                Source::Restic { source, snapshot, parent } => {
+                    walker.save_restic(&source, &snapshot.tree, parent)
+                }
             };
             scan_stop.store(true, Ordering::Relaxed);
             walked

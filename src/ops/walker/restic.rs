@@ -53,8 +53,20 @@ impl Read for BlobReader<'_> {
 }
 
 impl Walker<'_> {
-    /// Store the restic tree `root` (a snapshot's) as a cairn tree.
-    pub fn save_restic(&self, source: &ResticSource, root: &Id) -> Result<TreeId> {
+    /// Store the restic tree `root` (a snapshot's) as a cairn tree. `parent` is the tree of
+    /// a restic snapshot imported before, with the cairn tree it became: the contents of
+    /// the files the two share are taken from there instead of being read again.
+    pub fn save_restic(
+        &self,
+        source: &ResticSource,
+        root: &Id,
+        parent: Option<(Id, TreeId)>,
+    ) -> Result<TreeId> {
+        if let Some((restic_tree, cairn_tree)) = parent {
+            let reader = crate::pack::PackReader::new(self.repo);
+            // Only an optimisation: what cannot be paired is read from restic instead.
+            let _ = self.remember_imported(source, &reader, &restic_tree, &cairn_tree, 0);
+        }
         let stored = self.restic_dir(source, root, Path::new("/"))?;
         let c = &self.counters;
         c.files.fetch_add(stored.files, Ordering::Relaxed);
@@ -163,6 +175,37 @@ impl Walker<'_> {
         Ok(Some((node, counts)))
     }
 
+    /// Pair a restic folder with the cairn folder it was imported as, and remember each
+    /// file's cairn content under its restic blob list.
+    fn remember_imported(
+        &self,
+        source: &ResticSource,
+        reader: &crate::pack::PackReader<'_>,
+        restic_tree: &Id,
+        cairn_tree: &TreeId,
+        depth: usize,
+    ) -> Result<()> {
+        if depth > FRESH_STACK_EVERY {
+            return Ok(());
+        }
+        self.check_interrupt()?;
+        let theirs = source.repo.tree(restic_tree)?;
+        let ours = crate::tree::load_tree(reader, self.writer.index(), cairn_tree)?;
+        for e in theirs {
+            let Some(node) = ours.find(&e.name) else { continue };
+            match (&e.kind, &node.kind) {
+                (Kind::File { content }, NodeKind::File { size, chunks }) => {
+                    source.remember_file(content_key(content), (*size, chunks.clone()));
+                }
+                (Kind::Dir { subtree }, NodeKind::Dir { tree }) => {
+                    self.remember_imported(source, reader, subtree, tree, depth + 1)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn restic_file(
         &self,
         source: &ResticSource,
@@ -170,11 +213,7 @@ impl Walker<'_> {
         size: u64,
         at: &Path,
     ) -> Result<(u64, Vec<ChunkId>)> {
-        let mut h = sha2::Sha256::new();
-        for id in content {
-            h.update(id);
-        }
-        let key: [u8; 32] = h.finalize().into();
+        let key = content_key(content);
         if let Some(c) = source.files.lock().expect("files lock").contents.get(&key) {
             return Ok(c.clone());
         }
@@ -186,4 +225,13 @@ impl Walker<'_> {
         source.remember_file(key, (read, chunks.clone()));
         Ok((read, chunks))
     }
+}
+
+/// A file content's key among those remembered: the hash of its restic blob list.
+fn content_key(content: &[Id]) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    for id in content {
+        h.update(id);
+    }
+    h.finalize().into()
 }
