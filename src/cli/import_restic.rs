@@ -2,11 +2,12 @@
 //! snapshots, read by cairn's own restic reader (`cairn::restic`).
 
 use super::{exit, Ctx};
+use cairn::id::SnapshotId;
 use cairn::ops::backup::{backup, BackupOptions, ParentChoice, Source};
 use cairn::ops::import_restic::{ResticSource, PARENT_LABEL, SNAPSHOT_LABEL};
 use cairn::ops::progress::Progress;
 use cairn::repo::log::LogRecord;
-use cairn::restic::format::id_hex;
+use cairn::restic::format::{id_hex, Snapshot};
 use cairn::{Error, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -60,7 +61,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     let _lock = ctx.lock(&repo, false, "import restic")?;
     // restic snapshot id -> the cairn snapshot imported from it.
-    let mut seen: HashMap<String, cairn::id::SnapshotId> = repo
+    let mut seen: HashMap<String, SnapshotId> = repo
         .snapshots()?
         .into_iter()
         .filter_map(|(id, s)| {
@@ -95,34 +96,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             }
             continue;
         }
-        let mut labels = vec![(SNAPSHOT_LABEL.to_string(), id.clone()), ("type".into(), "files".into())];
-        let parent = snap.parent.map(|p| id_hex(&p));
-        if let Some(p) = &parent {
-            labels.push((PARENT_LABEL.into(), p.clone()));
-        }
-        let opts = BackupOptions {
-            parent: ParentChoice::None,
-            host: Some(snap.hostname.clone()),
-            user: Some(snap.username.clone()),
-            time: Some(snap.time),
-            tags: snap.tags.clone(),
-            labels,
-            recorded_parent: parent.as_ref().and_then(|p| seen.get(p).copied()),
-            ..BackupOptions::default()
-        };
+        let opts = options(&id, &snap, &seen);
         // The parent restic recorded, if an earlier run imported it: its unchanged files are
         // not read again (what this run imported, it remembers anyway).
-        let earlier = parent.as_ref().filter(|p| !imported.iter().any(|(r, _)| r == *p));
-        let imported_parent = match earlier.and_then(|p| seen.get(p)) {
-            Some(cairn_id) => match (snap.parent, repo.load_snapshot(cairn_id)) {
-                (Some(restic_parent), Ok(s)) => match restic_snapshot(&snapshots, &restic_parent) {
-                    Some(tree) => Some((tree, s.tree)),
-                    None => None,
-                },
-                _ => None,
-            },
-            None => None,
-        };
+        let imported_parent = snap
+            .parent
+            .filter(|p| !imported.iter().any(|(r, _)| *r == id_hex(p)))
+            .and_then(|p| Some((restic_tree(&snapshots, &p)?, seen.get(&id_hex(&p))?)))
+            .and_then(|(tree, cairn_id)| Some((tree, repo.load_snapshot(cairn_id).ok()?.tree)));
         let from = Source::Restic { source: source.clone(), snapshot: snap.clone(), parent: imported_parent };
         // A snapshot whose data is damaged does not stop the others.
         let out = match backup(&repo, from, &opts, &ctx.interrupt, &Progress::default()) {
@@ -181,15 +162,32 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     Ok(exit::SUCCESS)
 }
 
+/// How the restic snapshot `id` is stored: its time, host, user and tags, its origin in
+/// labels, and as parent the snapshot its restic parent was imported as.
+fn options(id: &str, snap: &Snapshot, seen: &HashMap<String, SnapshotId>) -> BackupOptions {
+    let mut labels = vec![(SNAPSHOT_LABEL.to_string(), id.to_string()), ("type".into(), "files".into())];
+    let parent = snap.parent.map(|p| id_hex(&p));
+    if let Some(p) = &parent {
+        labels.push((PARENT_LABEL.into(), p.clone()));
+    }
+    BackupOptions {
+        parent: ParentChoice::None,
+        host: Some(snap.hostname.clone()),
+        user: Some(snap.username.clone()),
+        time: Some(snap.time),
+        tags: snap.tags.clone(),
+        labels,
+        recorded_parent: parent.and_then(|p| seen.get(&p).copied()),
+        ..BackupOptions::default()
+    }
+}
+
 fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
 /// The tree of the restic snapshot `id`, if it is among `snapshots`.
-fn restic_snapshot(
-    snapshots: &[(String, cairn::restic::format::Snapshot)],
-    id: &[u8; 32],
-) -> Option<[u8; 32]> {
+fn restic_tree(snapshots: &[(String, Snapshot)], id: &[u8; 32]) -> Option<[u8; 32]> {
     let hex = id_hex(id);
     snapshots.iter().find(|(name, _)| *name == hex).map(|(_, s)| s.tree)
 }
