@@ -397,6 +397,104 @@ mod tests {
         out
     }
 
+    fn b64(b: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    }
+
+    fn sha(b: &[u8]) -> String {
+        format::id_hex(&<[u8; 32]>::from(sha2::Sha256::digest(b)))
+    }
+
+    /// A small restic repository made by hand in `dir`, its password "pw": one pack with
+    /// one data blob "hello", indexed; `n` is its key file's scrypt N.
+    fn fake_repo(dir: &std::path::Path, n: u64) -> (Key, Id, String) {
+        let master = Key::from_parts(&[5; 32], &[6; 16], &[7; 16]);
+        let salt = [9u8; 16];
+        let mut derived = [0u8; 64];
+        scrypt::scrypt(b"pw", &salt, &scrypt::Params::new(4, 1, 1).unwrap(), &mut derived).unwrap();
+        let user = Key::from_parts(&derived[..32], &derived[32..48], &derived[48..]);
+        let master_json = format!(
+            r#"{{"mac":{{"k":"{}","r":"{}"}},"encrypt":"{}"}}"#,
+            b64(&[6; 16]),
+            b64(&[7; 16]),
+            b64(&[5; 32])
+        );
+        let key_file = format!(
+            r#"{{"kdf":"scrypt","N":{n},"r":1,"p":1,"salt":"{}","data":"{}"}}"#,
+            b64(&salt),
+            b64(&seal(&user, [1; 16], master_json.as_bytes()))
+        );
+        for d in ["keys", "index", "snapshots", "data/00"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::write(dir.join("keys").join(sha(key_file.as_bytes())), &key_file).unwrap();
+        std::fs::write(dir.join("config"), seal(&master, [2; 16], br#"{"version":2,"id":"ab"}"#)).unwrap();
+        let blob_id: Id = sha2::Sha256::digest(b"hello").into();
+        let mut pack = seal(&master, [3; 16], b"hello");
+        let blob_len = pack.len();
+        let mut header = vec![0u8];
+        header.extend((blob_len as u32).to_le_bytes());
+        header.extend(blob_id);
+        let sealed_header = seal(&master, [4; 16], &header);
+        pack.extend(&sealed_header);
+        pack.extend((sealed_header.len() as u32).to_le_bytes());
+        let pack_name = format!("00{}", &sha(&pack)[2..]);
+        std::fs::write(dir.join("data/00").join(&pack_name), &pack).unwrap();
+        let index = format!(
+            r#"{{"packs":[{{"id":"{pack_name}","blobs":[{{"id":"{}","type":"data","offset":0,"length":{blob_len}}}]}}]}}"#,
+            format::id_hex(&blob_id)
+        );
+        let sealed_index = seal(&master, [8; 16], index.as_bytes());
+        std::fs::write(dir.join("index").join(sha(&sealed_index)), &sealed_index).unwrap();
+        (master, blob_id, pack_name)
+    }
+
+    #[test]
+    fn a_hand_made_repository_opens_and_hostile_parts_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = dir.path().to_str().unwrap();
+        let (_, blob_id, pack) = fake_repo(dir.path(), 16);
+        let repo = Repo::open(loc, b"pw").unwrap();
+        assert_eq!(repo.version, 2);
+        assert_eq!(repo.blob(&blob_id, false).unwrap(), b"hello");
+        assert_eq!(repo.pack_header(&pack).unwrap()[0].id, blob_id);
+        assert!(repo.blob(&blob_id, true).is_err(), "a data blob asked for as a tree");
+        assert_eq!(Repo::open(loc, b"nope").err().unwrap().kind(), ErrorKind::WrongPassword);
+
+        // A pack cut short, and one whose header claims 4 GiB: named errors, nothing allocated.
+        let path = dir.path().join("data/00").join(&pack);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..10]).unwrap();
+        let e = repo.blob(&blob_id, false).unwrap_err().to_string();
+        assert!(e.contains(&pack) && e.contains("truncated"), "{e}");
+        let mut huge = bytes.clone();
+        let end = huge.len();
+        huge[end - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, &huge).unwrap();
+        let e = repo.pack_header(&pack).unwrap_err().to_string();
+        assert!(e.contains("impossible length"), "{e}");
+        // A flipped byte is refused by the MAC, before anything is decrypted.
+        let mut flipped = bytes.clone();
+        flipped[16] ^= 1;
+        std::fs::write(&path, &flipped).unwrap();
+        let e = repo.blob(&blob_id, false).unwrap_err().to_string();
+        assert!(e.contains("fails its MAC"), "{e}");
+        // Another blob sealed with the repository's key in its place: refused by its id.
+        let (master, _, _) = fake_repo(tempfile::tempdir().unwrap().path(), 16);
+        let mut swapped = seal(&master, [3; 16], b"jello");
+        swapped.extend(&bytes[swapped.len()..]);
+        std::fs::write(&path, &swapped).unwrap();
+        let e = repo.blob(&blob_id, false).unwrap_err().to_string();
+        assert!(e.contains("does not match its id"), "{e}");
+
+        // A key file asking scrypt for 2^40 rounds is refused before any work.
+        let dir2 = tempfile::tempdir().unwrap();
+        fake_repo(dir2.path(), 1 << 40);
+        let e = Repo::open(dir2.path().to_str().unwrap(), b"pw").err().unwrap();
+        assert!(e.to_string().contains("out of bounds"), "{e}");
+    }
+
     #[test]
     fn a_flipped_bit_anywhere_fails_the_mac() {
         let key = Key::from_parts(&[1; 32], &[2; 16], &[3; 16]);
