@@ -70,6 +70,16 @@ fn import_history(version: &str, seed: u64) {
     assert_eq!(history.len(), 3);
 
     let repo = Repo::new();
+    let dry = repo
+        .cairn()
+        .args(["import", "restic", "--json", "--dry-run", "--from-repo"])
+        .arg(&restic_repo)
+        .env("CAIRN_FROM_PASSWORD", RESTIC_PASS)
+        .run()
+        .ok()
+        .json();
+    assert_eq!((&dry["to_import"], dry["imported"].as_array().unwrap().len()), (&Value::from(3), 0), "{dry}");
+    assert!(repo.snapshots().is_empty());
     let first = import(&repo, &restic_repo).ok().json();
     assert_eq!(first["imported"].as_array().unwrap().len(), 3, "{first}");
     let snaps = repo.snapshots();
