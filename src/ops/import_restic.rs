@@ -15,6 +15,10 @@ pub const SNAPSHOT_LABEL: &str = "restic-snapshot";
 /// The label that names the restic snapshot's parent, as restic recorded it.
 pub const PARENT_LABEL: &str = "restic-parent";
 
+/// The most folders remembered between snapshots (about 100 bytes each); past it the
+/// memory starts again empty.
+const MAX_REMEMBERED_TREES: usize = 2 << 20;
+
 /// The most chunk ids remembered in file contents between snapshots (128 MiB of ids);
 /// past it the memory starts again empty.
 const MAX_REMEMBERED_CHUNKS: usize = 4 << 20;
@@ -50,6 +54,14 @@ pub(crate) struct Remembered {
 impl ResticSource {
     pub fn new(repo: Repo) -> ResticSource {
         ResticSource { repo, trees: Mutex::default(), files: Mutex::default() }
+    }
+
+    pub(crate) fn remember_tree(&self, id: Id, stored: Stored) {
+        let mut trees = self.trees.lock().expect("trees lock");
+        if trees.len() >= MAX_REMEMBERED_TREES {
+            trees.clear();
+        }
+        trees.insert(id, stored);
     }
 
     pub(crate) fn remember_file(&self, key: [u8; 32], content: Content) {

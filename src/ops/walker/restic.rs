@@ -109,7 +109,7 @@ impl Walker<'_> {
             self.skip(path, "restic's tree names an entry twice; the second is left out");
         }
         total.tree = self.save_tree(Tree { nodes })?;
-        source.trees.lock().expect("trees lock").insert(*id, total);
+        source.remember_tree(*id, total);
         Ok(total)
     }
 
