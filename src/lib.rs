@@ -28,6 +28,7 @@ pub mod mount;
 pub mod ops;
 pub mod pack;
 pub mod repo;
+pub mod restic;
 pub mod serve;
 pub mod sys;
 pub mod tree;

@@ -133,6 +133,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         },
         time: a.time,
         user: None,
+        recorded_parent: None,
     };
     let progress = Progress::default();
     let out = super::progress::show_while(ctx, &progress, || {

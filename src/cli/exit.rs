@@ -102,6 +102,14 @@ fn codes(command: &str) -> (&'static [i32], &'static [(i32, &'static str)]) {
             &[0, 1, 2, 6, 10, 11, 12, 13, 130],
             &[(6, "borg failed to list or export an archive; what was imported before stays")],
         ),
+        "import restic" => (
+            &[0, 1, 2, 4, 10, 11, 12, 13, 130],
+            &[
+                (4, "damaged source data: each snapshot not imported is named; the others were"),
+                (10, "no restic repository at SRC, or no cairn repository"),
+                (12, "wrong password of the restic repository, or of this one"),
+            ],
+        ),
         "repair undelete" => (&[0, 1, 2, 10], &[(1, "error (also: the store keeps no deleted versions)")]),
         "mount" => (&[0, 1, 2, 10, 11, 12], &[(0, "unmounted (Ctrl-C, SIGTERM or umount)")]),
         "run" => (

@@ -1,4 +1,5 @@
-//! `cairn import borg`: a borg repository's archives, with their history, as snapshots.
+//! `cairn import borg` and `cairn import restic`: another tool's repository, with its
+//! history, as snapshots.
 
 use super::{exit, Ctx};
 use cairn::ops::backup::{backup, BackupOptions, ParentChoice, Source};
@@ -18,6 +19,15 @@ pub enum Command {
         after_help = "Example:\n  CAIRN_FROM_PASSWORD_FILE=/etc/borg.pass cairn import borg --from-repo /backups/borg-gw"
     )]
     Borg(BorgArgs),
+    /// Every snapshot of a restic repository (format version 1 or 2, in a folder, over SFTP
+    /// or in S3) becomes a snapshot with the same time, host, user, paths, tags, contents
+    /// and metadata, oldest first; every blob is checked against its restic id. A second
+    /// run imports only snapshots it has not imported yet
+    #[command(
+        after_help = "Examples:\n  CAIRN_FROM_PASSWORD_FILE=/etc/restic.pass \\\n      cairn import restic --from-repo /backups/restic-gw\n  \
+                      cairn import restic --from-repo sftp:backup@vault/srv/restic \\\n      --from-password-file /etc/restic.pass"
+    )]
+    Restic(super::import_restic::Args),
 }
 
 #[derive(clap::Args)]
@@ -41,7 +51,13 @@ pub struct BorgArgs {
 }
 
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
-    let Command::Borg(a) = cmd;
+    match cmd {
+        Command::Borg(a) => run_borg(ctx, a),
+        Command::Restic(a) => super::import_restic::run(ctx, a),
+    }
+}
+
+fn run_borg(ctx: &Ctx, a: BorgArgs) -> Result<i32> {
     if let Some(f) = &a.from_password_file {
         super::warn_if_exposed(f, "password file");
     }

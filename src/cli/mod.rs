@@ -15,6 +15,7 @@ mod find;
 mod forget;
 mod format;
 mod import;
+mod import_restic;
 mod init;
 mod key;
 mod log;

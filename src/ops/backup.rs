@@ -62,6 +62,15 @@ pub enum Source {
         name: String,
         command: String,
     },
+    /// A restic snapshot (`import restic`): its tree, read from the restic repository and
+    /// checked blob by blob, stored under the snapshot's own paths.
+    Restic {
+        source: std::sync::Arc<super::import_restic::ResticSource>,
+        snapshot: crate::restic::format::Snapshot,
+        /// The restic snapshot's parent and the tree it was imported as, if it was: its
+        /// unchanged files are then not read again.
+        parent: Option<(crate::restic::format::Id, TreeId)>,
+    },
 }
 
 /// Which snapshot to compare files with.
@@ -85,6 +94,8 @@ pub struct BackupOptions {
     pub time: Option<Timespec>,
     /// The user to record instead of this process's (an imported archive's).
     pub user: Option<String>,
+    /// The parent to record when no parent is compared with (an imported snapshot's).
+    pub recorded_parent: Option<SnapshotId>,
 }
 
 pub struct BackupOutcome {
@@ -110,9 +121,11 @@ pub fn backup(
     let host = opts.host.clone().unwrap_or_else(crate::sys::hostname);
     let sources = match &source {
         Source::Paths(paths) => check_sources(paths)?,
-        Source::Stdin { .. } | Source::Command { .. } | Source::Tar { .. } | Source::TarCommand { .. } => {
-            Vec::new()
-        }
+        Source::Stdin { .. }
+        | Source::Command { .. }
+        | Source::Tar { .. }
+        | Source::TarCommand { .. }
+        | Source::Restic { .. } => Vec::new(),
     };
     let mut paths: Vec<Vec<u8>> = sources.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
     // A backup-only key cannot read the parent's trees; it reads every file instead.
@@ -126,6 +139,9 @@ pub fn backup(
     | Source::TarCommand { name, .. } = &source
     {
         paths = vec![name.as_bytes().to_vec()];
+    }
+    if let Source::Restic { snapshot, .. } = &source {
+        paths = snapshot.paths.iter().map(|p| p.as_bytes().to_vec()).collect();
     }
     let excludes = Excludes::new(&opts.excludes)?;
     let chunker = repo.chunker()?;
@@ -176,6 +192,9 @@ pub fn backup(
                         .join(" ");
                     save_command_output(&name, &shown, command, |out| walker.save_tar(out, time))
                 }
+                Source::Restic { source, snapshot, parent } => {
+                    walker.save_restic(&source, &snapshot.tree, parent)
+                }
             };
             scan_stop.store(true, Ordering::Relaxed);
             walked
@@ -196,7 +215,7 @@ pub fn backup(
         labels: with_unique_name(repo, opts.labels.clone())?,
         excludes: opts.excludes.patterns.clone(),
         tree,
-        parent: parent.map(|p| p.0),
+        parent: parent.map(|p| p.0).or(opts.recorded_parent),
         original: None,
         summary: Summary {
             files: load(&c.files),

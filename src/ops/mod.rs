@@ -10,6 +10,7 @@ pub mod expiry;
 mod flusher;
 pub mod forget;
 pub mod import_borg;
+pub mod import_restic;
 pub mod object_lock;
 pub mod progress;
 pub mod prune;

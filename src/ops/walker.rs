@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+mod restic;
 mod tar;
 
 /// Paths longer than this are reached through a handle on their folder (PATH_MAX is
