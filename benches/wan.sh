@@ -12,7 +12,8 @@
 # S3 (s3s-fs), SFTP (sshd) and a served repository (cairn serve), each behind its own
 # delay proxy: the first backup of the gateway corpus and its restore (MB/s against the
 # link's rate), and a no-change backup of a repository holding N snapshots (default 100,
-# copied in from a local repository), beside the same no-change backup on a local folder.
+# copied in from a local repository), beside the same no-change backup on a local folder:
+# once with an empty object cache (a new host) and once more with the cache that run left.
 # Work files go to $BENCH_DIR (default /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
     --rtt) RTT=${2:?}; shift 2 ;;
     --rate) RATE=${2:?}; shift 2 ;;
     --snapshots) SNAPSHOTS=${2:?}; shift 2 ;;
-    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 say() { printf '== %s\n' "$*" >&2; }
@@ -94,6 +95,9 @@ sed "s/^  Port $SSH_PORT\$/  Port $SSH_LINK/" "$WORK/ssh/ssh_config" >"$WORK/ssh
 sed "s/^\[127.0.0.1\]:$SSH_PORT /[127.0.0.1]:$SSH_LINK /" "$WORK/ssh/known_hosts" >>"$WORK/ssh/known_hosts"
 export CAIRN_SSH_COMMAND="ssh -F $WORK/ssh/wan_config" CAIRN_PASSWORD=bench-password CAIRN_FROM_PASSWORD=bench-password
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+# The object cache of remote repositories (snapshots, index files) lives here, so the
+# "empty cache" runs start empty and nothing is left in the user's own cache.
+export CAIRN_CACHE_DIR=$WORK/cache
 
 say "generating the corpus (scale $SCALE) and a local repository of $SNAPSHOTS snapshots of it"
 "$WORK/bin/corpus" generate "$WORK/data" --scale "$SCALE" >/dev/null
@@ -122,16 +126,18 @@ for b in s3 sftp served; do
   export CAIRN_TOKEN_FILE=$WORK/serve/token-nochange
   "$CAIRN" -r "$nochange" init -q
   "$CAIRN" -r "$nochange" copy -q --from-repo "$WORK/local" >/dev/null
+  rm -rf "$CAIRN_CACHE_DIR"
   tn=$(seconds "$CAIRN" -r "$nochange" backup -q "$WORK/data")
-  say "$b: first backup $tb s, restore $tr s, no-change backup $tn s (local $LOCAL_NOCHANGE s)"
-  ROWS+=("$(awk -v b="$b" -v tb="$tb" -v tr="$tr" -v tn="$tn" -v tl="$LOCAL_NOCHANGE" -v n="$BYTES" -v rate="$RATE" 'BEGIN {
+  tw=$(seconds "$CAIRN" -r "$nochange" backup -q "$WORK/data")
+  say "$b: first backup $tb s, restore $tr s, no-change backup $tn s, again $tw s (local $LOCAL_NOCHANGE s)"
+  ROWS+=("$(awk -v b="$b" -v tb="$tb" -v tr="$tr" -v tn="$tn" -v tw="$tw" -v tl="$LOCAL_NOCHANGE" -v n="$BYTES" -v rate="$RATE" 'BEGIN {
     link = rate * 1e6 / 8
-    printf "| %s | %.2f | %.1f | %.0f%% | %.2f | %.1f | %.0f%% | %.2f | %.1fx |", b, tb, n/tb/1e6, 100*n/tb/link, tr, n/tr/1e6, 100*n/tr/link, tn, tn/tl }')")
+    printf "| %s | %.2f | %.1f | %.0f%% | %.2f | %.1f | %.0f%% | %.2f | %.2f | %.1fx |", b, tb, n/tb/1e6, 100*n/tb/link, tr, n/tr/1e6, 100*n/tr/link, tn, tw, tw/tl }')")
 done
 
 echo "Link: ${RTT} ms round trip, ${RATE} Mbit/s ($((RATE / 8)) MB/s), measured: $(echo "$LINK_REPORT" | paste -sd';' | sed 's/;/; /g')."
 echo "Corpus: $FILES files, $((BYTES / 1000000)) MB (scale $SCALE); $(nproc) cores; $(date -u '+%Y-%m-%d'); no-change backup of $SNAPSHOTS snapshots on a local folder: $LOCAL_NOCHANGE s"
 echo
-echo "| backend | first backup, s | MB/s | of link | restore, s | MB/s | of link | no-change, s | vs local |"
-echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+echo "| backend | first backup, s | MB/s | of link | restore, s | MB/s | of link | no-change, empty cache, s | no-change, s | vs local |"
+echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 printf '%s\n' "${ROWS[@]}"

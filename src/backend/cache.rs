@@ -140,6 +140,9 @@ impl Backend for PackCache {
     fn read_parallelism(&self) -> usize {
         self.inner.read_parallelism()
     }
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
 
     fn leftovers(&self, age: std::time::Duration) -> Result<Vec<super::Leftover>> {
         self.inner.leftovers(age)

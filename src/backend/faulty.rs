@@ -237,6 +237,9 @@ impl Backend for FaultyBackend {
     fn read_parallelism(&self) -> usize {
         self.inner.read_parallelism()
     }
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
 
     fn arrival_is_authoritative(&self) -> bool {
         self.inner.arrival_is_authoritative()

@@ -137,6 +137,9 @@ impl Backend for LimitedBackend {
     fn read_parallelism(&self) -> usize {
         self.connections.unwrap_or_else(|| self.inner.read_parallelism())
     }
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
     fn leftovers(&self, age: Duration) -> Result<Vec<Leftover>> {
         self.inner.leftovers(age)
     }

@@ -132,6 +132,12 @@ pub trait Backend: Send + Sync {
     fn read_parallelism(&self) -> usize {
         1
     }
+    /// Whether each request crosses a network (every store but a local folder): such a
+    /// repository keeps its snapshots and index files in a local cache
+    /// (`repo::object_cache`).
+    fn is_remote(&self) -> bool {
+        false
+    }
     /// When an object was last written, as the store says (`None` where it cannot say).
     /// Prune spares unindexed packs younger than its grace period by it.
     fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {

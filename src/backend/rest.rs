@@ -364,6 +364,9 @@ impl Backend for RestBackend {
     fn read_parallelism(&self) -> usize {
         PARALLEL_READS
     }
+    fn is_remote(&self) -> bool {
+        true
+    }
 
     fn arrival_is_authoritative(&self) -> bool {
         true

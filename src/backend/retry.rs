@@ -136,6 +136,9 @@ impl Backend for RetryBackend {
     fn read_parallelism(&self) -> usize {
         self.inner.read_parallelism()
     }
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
 
     fn leftovers(&self, age: std::time::Duration) -> Result<Vec<super::Leftover>> {
         self.run("listing", || self.inner.leftovers(age))

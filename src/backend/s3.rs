@@ -421,6 +421,9 @@ impl Backend for S3Backend {
     fn read_parallelism(&self) -> usize {
         PARALLEL_READS
     }
+    fn is_remote(&self) -> bool {
+        true
+    }
 
     fn object_lock(&self) -> Option<&dyn super::object_lock::ObjectLock> {
         Some(self)

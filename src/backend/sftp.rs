@@ -544,6 +544,9 @@ impl Backend for SftpBackend {
     fn read_parallelism(&self) -> usize {
         PARALLEL_READS
     }
+    fn is_remote(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    let repo = ctx.open()?;
+    let repo = ctx.open()?.reading_the_store_only();
     let _lock = ctx.read_lock(&repo, "check")?;
     let subset = if a.read_data { Some(Subset::All) } else { a.read_data_subset };
     let r = check(&repo, &CheckOptions { read_data: subset, snapshots: a.filter.filter() }, &ctx.interrupt)?;

@@ -128,6 +128,10 @@ pub struct Cli {
     /// mount, stats, drill): take no lock (for read-only storage; see format-spec/locks.md)
     #[arg(long, global = true)]
     no_lock: bool,
+    /// Read every snapshot and index file from the store, and keep no copies of them in
+    /// the cache folder (a remote repository's are kept there, checked on each use)
+    #[arg(long, env = "CAIRN_NO_CACHE", global = true, help_heading = "Global options")]
+    no_cache: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -377,6 +381,9 @@ pub fn main() -> i32 {
         connections: cli.connections.filter(|&c| c > 0),
         interrupt: Some(interrupt.clone()),
     });
+    if cli.no_cache {
+        cairn::repo::object_cache::disable();
+    }
     if let Some(n) = cli.threads.filter(|&n| n > 0) {
         // Every pool cairn sizes follows the global one (ops/read_pool.rs, pack/writer.rs).
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();

@@ -42,7 +42,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Snapshots { dry_run } => return snapshots(ctx, dry_run),
         Command::Undelete { since, dry_run } => return undelete(ctx, since, dry_run),
     };
-    let repo = ctx.open()?;
+    let repo = ctx.open()?.reading_the_store_only();
     repo.require_full_key("repair the repository")?;
     let _lock = repo.lock(true, "repair index")?;
     let r = repair_index(&repo, dry_run, &ctx.interrupt)?;
@@ -80,7 +80,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
 }
 
 fn snapshots(ctx: &Ctx, dry_run: bool) -> Result<i32> {
-    let repo = ctx.open()?;
+    let repo = ctx.open()?.reading_the_store_only();
     repo.require_full_key("repair the repository")?;
     let _lock = repo.lock(true, "repair snapshots")?;
     let repairs = repair_snapshots(&repo, dry_run, &ctx.interrupt)?;

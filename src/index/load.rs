@@ -153,23 +153,37 @@ fn stored_packs(repo: &Repository) -> Result<HashSet<PackId>> {
 
 /// Run `f` on every index file that opens, with whether a full key attested it; returns
 /// the ones that do not. Errors other than damage (I/O, permission, a file of a newer
-/// cairn) are returned.
+/// cairn) are returned. Files are read a batch at a time, the files of a batch at once (a
+/// remote store answers each after a round trip), and given to `f` in the store's order.
 fn for_each_index_file(
     repo: &Repository,
     mut f: impl FnMut(IndexId, IndexFile, bool),
 ) -> Result<Vec<(String, Error)>> {
+    use rayon::prelude::*;
+    let names = repo.list_named_objects(FileType::Index)?;
+    // Decoded index files in memory at once: a batch, at most READ_BATCH x 64 MiB.
+    const READ_BATCH: usize = 16;
     let mut damaged = Vec::new();
-    for name in repo.backend().list(FileType::Index)? {
-        let loaded = IndexId::from_hex(&name).and_then(|id| Ok((id, open_index_file(repo, &id)?)));
-        match loaded {
-            Ok((id, (file, attested))) => f(id, file, attested),
-            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::InvalidInput) => {
-                damaged.push((name, e));
+    for batch in names.chunks(READ_BATCH) {
+        let loaded: Vec<_> = crate::ops::read_pool::install(repo, || {
+            batch
+                .par_iter()
+                .map(|name| IndexId::from_hex(name).and_then(|id| Ok((id, open_index_file(repo, &id)?))))
+                .collect()
+        })?;
+        for (name, loaded) in batch.iter().zip(loaded) {
+            match loaded {
+                Ok((id, (file, attested))) => f(id, file, attested),
+                Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::InvalidInput) => {
+                    damaged.push((name.clone(), e));
+                }
+                Err(e) if e.kind() == ErrorKind::Unsupported => {
+                    return Err(
+                        e.wrap(format!("index file {name} was written by a newer cairn; upgrade cairn"))
+                    )
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) if e.kind() == ErrorKind::Unsupported => {
-                return Err(e.wrap(format!("index file {name} was written by a newer cairn; upgrade cairn")))
-            }
-            Err(e) => return Err(e),
         }
     }
     Ok(damaged)
@@ -182,10 +196,7 @@ pub fn load_index_file(repo: &Repository, id: &IndexId) -> Result<IndexFile> {
 
 /// Read, check and decode one index file; also whether a full key attested it.
 fn open_index_file(repo: &Repository, id: &IndexId) -> Result<(IndexFile, bool)> {
-    let bytes = repo.read_object(FileType::Index, &id.to_hex())?;
-    if blake3::hash(&bytes).as_bytes() != &id.0 {
-        return Err(Error::corrupt("content does not match its name"));
-    }
+    let bytes = repo.read_named_object(FileType::Index, &id.0)?;
     let opened = envelope::open_attested(repo.keys(), ObjectType::Index, &bytes)?;
     Ok((IndexFile::decode(&opened.payload)?, opened.written_by == WrittenBy::FullKey))
 }

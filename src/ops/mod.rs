@@ -14,7 +14,7 @@ pub mod import_restic;
 pub mod object_lock;
 pub mod progress;
 pub mod prune;
-mod read_pool;
+pub(crate) mod read_pool;
 pub mod repair;
 pub mod restore;
 pub mod restore_delete;

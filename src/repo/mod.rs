@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 pub mod keys;
 pub mod lock;
+pub mod object_cache;
 pub mod read_lock;
 pub mod secrets;
 pub mod select;
@@ -143,6 +144,9 @@ pub struct Repository {
     master: MasterKey,
     key_id: KeyId,
     key_source: KeySource,
+    /// Snapshots and index files kept on this machine for a remote store (None for a
+    /// local one, with `--no-cache`, and for commands that verify the store).
+    object_cache: Option<object_cache::ObjectCache>,
 }
 
 impl Repository {
@@ -219,7 +223,16 @@ impl Repository {
         backend.write(FileType::Config, "config", &envelope::seal_config(&master, &config.encode())?)?;
         let keys = master.derive(config.public_key, config.repo_id)?;
         let key_source = key_file.map(|k| KeySource::File(k.to_path_buf())).unwrap_or_default();
-        Ok(Repository { backend: backend.into(), config, keys: Arc::new(keys), master, key_id, key_source })
+        let object_cache = Self::object_cache_for(backend.as_ref(), &config);
+        Ok(Repository {
+            backend: backend.into(),
+            config,
+            keys: Arc::new(keys),
+            master,
+            key_id,
+            key_source,
+            object_cache,
+        })
     }
 
     /// Open the repository at `location` with `passphrase` and the key from `source`.
@@ -253,6 +266,7 @@ impl Repository {
                 ),
             }
         }
+        let object_cache = Self::object_cache_for(backend.as_ref(), &config);
         Ok(Repository {
             backend: backend.into(),
             config,
@@ -260,7 +274,24 @@ impl Repository {
             master,
             key_id,
             key_source: source.clone(),
+            object_cache,
         })
+    }
+
+    /// A store that answers each read after a round trip gets an object cache; a local
+    /// folder is its own cache.
+    fn object_cache_for(backend: &dyn Backend, config: &Config) -> Option<object_cache::ObjectCache> {
+        if !backend.is_remote() {
+            return None;
+        }
+        object_cache::ObjectCache::for_repository(&config.repo_id)
+    }
+
+    /// This repository reading every snapshot and index file from the store itself: for
+    /// commands that verify what is stored (a cached copy would hide a damaged object).
+    pub fn reading_the_store_only(mut self) -> Repository {
+        self.object_cache = None;
+        self
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -302,19 +333,47 @@ impl Repository {
         let bytes = envelope::seal(&self.keys, ty, payload)?;
         let id = *blake3::hash(&bytes).as_bytes();
         self.backend.write(ft, &crate::id::hex_encode(&id), &bytes)?;
+        // What this machine wrote it need not read back (the next backup's parent).
+        if let Some(cache) = &self.object_cache {
+            cache.put(ft, &id, &bytes);
+        }
         Ok(id)
+    }
+
+    /// The bytes of the object of type `ft` named by the hash `id` of its bytes (a
+    /// snapshot, an index file), checked to be that object: from the object cache when it
+    /// holds it, else from the store (and then kept in the cache).
+    pub fn read_named_object(&self, ft: FileType, id: &[u8; 32]) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.object_cache.as_ref().and_then(|c| c.get(ft, id)) {
+            return Ok(bytes);
+        }
+        let bytes = self.read_object(ft, &crate::id::hex_encode(id))?;
+        if blake3::hash(&bytes).as_bytes() != id {
+            return Err(Error::corrupt("its content does not match its name"));
+        }
+        if let Some(cache) = &self.object_cache {
+            cache.put(ft, id, &bytes);
+        }
+        Ok(bytes)
+    }
+
+    /// The names the store lists for objects of type `ft`; the object cache drops what it
+    /// holds of any other.
+    pub fn list_named_objects(&self, ft: FileType) -> Result<Vec<String>> {
+        let names = self.backend.list(ft)?;
+        if let Some(cache) = &self.object_cache {
+            cache.retain(ft, &names);
+        }
+        Ok(names)
     }
 
     /// Read an object, check it matches its name, and open it.
     fn load_object(&self, ft: FileType, ty: ObjectType, id: &[u8; 32]) -> Result<envelope::Opened> {
         let name = crate::id::hex_encode(id);
-        let bytes = self.read_object(ft, &name)?;
-        if blake3::hash(&bytes).as_bytes() != id {
-            return Err(Error::corrupt(format!(
-                "{} {name} is damaged: its content does not match its name",
-                ty.name()
-            )));
-        }
+        let bytes = self.read_named_object(ft, id).map_err(|e| match e.kind() {
+            ErrorKind::Corrupt => e.wrap(format!("{} {name} is damaged", ty.name())),
+            _ => e,
+        })?;
         envelope::open_attested(&self.keys, ty, &bytes).map_err(|e| e.wrap(format!("{} {name}", ty.name())))
     }
 
@@ -346,18 +405,25 @@ impl Repository {
         Ok(snap)
     }
 
-    /// Every snapshot, oldest first.
     /// Every readable snapshot, oldest first. Damaged ones are left out (see
     /// [`Repository::snapshots_and_damage`]): one bad object must not stop every backup.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         Ok(self.snapshots_and_damage()?.0)
     }
 
-    /// Every readable snapshot, oldest first, and the names of damaged ones with why.
+    /// Every readable snapshot, oldest first, and the names of damaged ones with why. They
+    /// are read as many at once as the store serves well.
     pub fn snapshots_and_damage(&self) -> Result<SnapshotsAndDamage> {
+        use rayon::prelude::*;
+        let names = self.list_named_objects(FileType::Snapshot)?;
+        let loaded: Vec<Result<(SnapshotId, Snapshot)>> = crate::ops::read_pool::install(self, || {
+            names
+                .par_iter()
+                .map(|name| SnapshotId::from_hex(name).and_then(|id| Ok((id, self.load_snapshot(&id)?))))
+                .collect()
+        })?;
         let (mut out, mut damaged) = (Vec::new(), Vec::new());
-        for name in self.backend.list(FileType::Snapshot)? {
-            let loaded = SnapshotId::from_hex(&name).and_then(|id| Ok((id, self.load_snapshot(&id)?)));
+        for (name, loaded) in names.into_iter().zip(loaded) {
             match loaded {
                 Ok(s) => out.push(s),
                 Err(e)
