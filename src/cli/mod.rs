@@ -486,7 +486,7 @@ pub fn warn_if_exposed(path: &std::path::Path, what: &str) {
     use std::os::unix::fs::PermissionsExt;
     if std::fs::metadata(path).is_ok_and(|md| md.permissions().mode() & 0o004 != 0) {
         eprintln!(
-            "cairn: warning: {what} {} is readable by every user; `chmod o-rwx {}` it",
+            "cairn: warning: {what} {} is readable by every user; run `chmod o-rwx {}`",
             path.display(),
             path.display()
         );
