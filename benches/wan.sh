@@ -10,8 +10,8 @@
 # twice (client to proxy, proxy to server), so tbf is set to twice the link's rate.
 # First the link itself is measured (round trip; 1 and 8 parallel streams). Then, for
 # S3 (s3s-fs), SFTP (sshd) and a served repository (cairn serve), each behind its own
-# delay proxy: the first backup of the gateway corpus and its restore (MB/s against the
-# link's rate), and a no-change backup of a repository holding N snapshots (default 100,
+# delay proxy: the first backup of the gateway corpus and its restore (the bytes stored,
+# which is what crosses the link, against the link's rate), and a no-change backup of a repository holding N snapshots (default 100,
 # copied in from a local repository), beside the same no-change backup on a local folder:
 # once with an empty object cache (a new host) and once more with the cache that run left.
 # Work files go to $BENCH_DIR (default /tmp).
@@ -107,6 +107,9 @@ FILES=$(find "$WORK/data" -type f | wc -l)
 for i in $(seq "$SNAPSHOTS"); do "$CAIRN" -r "$WORK/local" backup -q "$WORK/data"; done
 seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN {printf "%.2f", e - s}'; }
 LOCAL_NOCHANGE=$(seconds "$CAIRN" -r "$WORK/local" backup -q "$WORK/data")
+# What crosses the link: the packs of one snapshot (every snapshot of the local
+# repository holds the same data), compressed, so fewer bytes than the corpus.
+STORED=$(du -sb "$WORK/local/data" | cut -f1)
 
 location() { # backend repository-name
   case $1 in
@@ -130,13 +133,13 @@ for b in s3 sftp served; do
   tn=$(seconds "$CAIRN" -r "$nochange" backup -q "$WORK/data")
   tw=$(seconds "$CAIRN" -r "$nochange" backup -q "$WORK/data")
   say "$b: first backup $tb s, restore $tr s, no-change backup $tn s, again $tw s (local $LOCAL_NOCHANGE s)"
-  ROWS+=("$(awk -v b="$b" -v tb="$tb" -v tr="$tr" -v tn="$tn" -v tw="$tw" -v tl="$LOCAL_NOCHANGE" -v n="$BYTES" -v rate="$RATE" 'BEGIN {
+  ROWS+=("$(awk -v b="$b" -v tb="$tb" -v tr="$tr" -v tn="$tn" -v tw="$tw" -v tl="$LOCAL_NOCHANGE" -v n="$BYTES" -v s="$STORED" -v rate="$RATE" 'BEGIN {
     link = rate * 1e6 / 8
-    printf "| %s | %.2f | %.1f | %.0f%% | %.2f | %.1f | %.0f%% | %.2f | %.2f | %.1fx |", b, tb, n/tb/1e6, 100*n/tb/link, tr, n/tr/1e6, 100*n/tr/link, tn, tw, tw/tl }')")
+    printf "| %s | %.2f | %.1f | %.0f%% | %.2f | %.1f | %.0f%% | %.2f | %.2f | %.1fx |", b, tb, n/tb/1e6, 100*s/tb/link, tr, n/tr/1e6, 100*s/tr/link, tn, tw, tw/tl }')")
 done
 
 echo "Link: ${RTT} ms round trip, ${RATE} Mbit/s ($((RATE / 8)) MB/s), measured: $(echo "$LINK_REPORT" | paste -sd';' | sed 's/;/; /g')."
-echo "Corpus: $FILES files, $((BYTES / 1000000)) MB (scale $SCALE); $(nproc) cores; $(date -u '+%Y-%m-%d'); no-change backup of $SNAPSHOTS snapshots on a local folder: $LOCAL_NOCHANGE s"
+echo "Corpus: $FILES files, $((BYTES / 1000000)) MB (scale $SCALE), $((STORED / 1000000)) MB stored (what crosses the link; MB/s below are of the corpus, \"of link\" of the stored bytes); $(nproc) cores; $(date -u '+%Y-%m-%d'); no-change backup of $SNAPSHOTS snapshots on a local folder: $LOCAL_NOCHANGE s"
 echo
 echo "| backend | first backup, s | MB/s | of link | restore, s | MB/s | of link | no-change, empty cache, s | no-change, s | vs local |"
 echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"

@@ -29,13 +29,19 @@ impl AtRepo for Cached {
     }
 }
 
-/// How many objects of `dir` (snapshots, index) the server has served so far.
-fn reads(server: &Server, dir: &str) -> usize {
+/// How many requests of `op` (read, list, head) on paths holding `part` the server has
+/// answered so far.
+fn requests(server: &Server, op: &str, part: &str) -> usize {
     let log = std::fs::read_to_string(server.root().join(".cairn-serve/access.log")).unwrap();
     log.lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["op"] == "read" && v["path"].as_str().unwrap().contains(&format!("/{dir}/")))
+        .filter(|v| v["op"] == op && v["path"].as_str().unwrap().contains(part))
         .count()
+}
+
+/// How many objects of `dir` (snapshots, index) the server has served so far.
+fn reads(server: &Server, dir: &str) -> usize {
+    requests(server, "read", &format!("/{dir}/"))
 }
 
 /// The reads of snapshots and of index files that `run` causes.
@@ -80,6 +86,11 @@ fn snapshots_and_index_files_are_read_once_and_a_bad_copy_or_a_deleted_object_is
     // What the backups wrote they kept: listing reads no snapshot from the store.
     let listing = || assert_eq!(listed(&repo).len(), 3);
     assert_eq!(reads_of(&server, listing), (0, 0));
+    // Opening reads the config and the key that opened last by their names: no look at
+    // whether a config exists, no listing of the keys.
+    let opening = (requests(&server, "head", "/gw/"), requests(&server, "list", "/gw/keys/"));
+    listing();
+    assert_eq!((requests(&server, "head", "/gw/"), requests(&server, "list", "/gw/keys/")), opening);
     assert_eq!(cached(&repo.cache, "snapshots").len(), 3);
     let (_, index_reads) = reads_of(&server, || {
         repo.cairn().args(["stats", "--json"]).run().ok();

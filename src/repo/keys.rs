@@ -66,7 +66,20 @@ pub(super) fn open_key(
 /// that opened this repository last on this machine first, then the others cheapest
 /// first. A planted file asking for the ceiling is then only ever tried after every
 /// genuine key has failed (a wrong password).
+///
+/// The key that opened last is first read by its name, without a listing: on a remote
+/// store that is one round trip where a listing and a read are two.
 fn find_stored_key(backend: &dyn Backend, passphrase: &[u8]) -> Result<(KeyId, MasterKey)> {
+    let remembered = last_key::recall(&backend.location());
+    // The remembered key refused this password: the search below need not pay for it again.
+    let mut refused = None;
+    if let Some(name) = &remembered {
+        match open_named_key(backend, name, passphrase) {
+            NamedKey::Opened(opened) => return Ok(opened),
+            NamedKey::Refused => refused = Some(name.clone()),
+            NamedKey::Unusable => {}
+        }
+    }
     let names = backend.list(FileType::Key)?;
     if names.is_empty() {
         return Err(Error::new(
@@ -95,10 +108,12 @@ fn find_stored_key(backend: &dyn Backend, passphrase: &[u8]) -> Result<(KeyId, M
             Err(e) => damaged.push(format!("{name}: {e}")),
         }
     }
-    let remembered = last_key::recall(&backend.location());
     candidates
         .sort_by_key(|(name, kf)| (Some(name) != remembered.as_ref(), kf.header.kdf.cost(), name.clone()));
     for (name, kf) in candidates {
+        if refused.as_ref() == Some(&name) {
+            continue;
+        }
         match kf.unwrap(passphrase) {
             Ok(master) => {
                 if Some(&name) != remembered.as_ref() {
@@ -300,6 +315,32 @@ mod last_key {
         if let Some(f) = super::super::cache_file("keys", location) {
             super::super::write_cache_file(&f, name.as_bytes());
         }
+    }
+}
+
+enum NamedKey {
+    Opened((KeyId, MasterKey)),
+    /// It opens with another password.
+    Refused,
+    /// Gone, damaged, or not readable now.
+    Unusable,
+}
+
+/// The stored key file `name`, opened with `passphrase`.
+fn open_named_key(backend: &dyn Backend, name: &str, passphrase: &[u8]) -> NamedKey {
+    let Ok(bytes) = backend.read(FileType::Key, name, FileType::Key.size_limit()) else {
+        return NamedKey::Unusable;
+    };
+    let (Some(id), Ok(kf)) = (
+        (KeyId::from_hex(name).ok()).filter(|id| blake3::hash(&bytes).as_bytes() == &id.0),
+        KeyFile::decode(&bytes),
+    ) else {
+        return NamedKey::Unusable;
+    };
+    match kf.unwrap(passphrase) {
+        Ok(master) => NamedKey::Opened((id, master)),
+        Err(e) if e.kind() == ErrorKind::WrongPassword => NamedKey::Refused,
+        Err(_) => NamedKey::Unusable,
     }
 }
 

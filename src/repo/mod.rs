@@ -241,17 +241,27 @@ impl Repository {
     }
 
     pub fn open_on(backend: Box<dyn Backend>, passphrase: &[u8], source: &KeySource) -> Result<Repository> {
-        if !backend.exists(FileType::Config, "config")? {
-            return Err(Error::new(
-                ErrorKind::NotARepository,
-                format!(
-                    "{} is not a cairn repository (no config); check --repo or run `cairn init`",
-                    backend.location()
-                ),
-            ));
-        }
-        let (key_id, master) = keys::open_key(backend.as_ref(), source, passphrase)?;
-        let sealed = backend.read(FileType::Config, "config", FileType::Config.size_limit())?;
+        // The config and the key are read at once: on a remote store, one round trip.
+        let (sealed, key) = std::thread::scope(|s| {
+            let config = s.spawn(|| backend.read(FileType::Config, "config", FileType::Config.size_limit()));
+            let key = keys::open_key(backend.as_ref(), source, passphrase);
+            (config.join().expect("the config's reader does not panic"), key)
+        });
+        let sealed = match sealed {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // The store's own look says what is missing where it can (an S3 bucket).
+                backend.exists(FileType::Config, "config")?;
+                return Err(Error::new(
+                    ErrorKind::NotARepository,
+                    format!(
+                        "{} is not a cairn repository (no config); check --repo or run `cairn init`",
+                        backend.location()
+                    ),
+                ))
+            }
+            sealed => sealed?,
+        };
+        let (key_id, master) = key?;
         let config =
             Config::decode(&envelope::open_config(&master, &sealed)?).map_err(|e| e.wrap("config"))?;
         let keys = master.derive(config.public_key, config.repo_id)?;
