@@ -257,7 +257,7 @@ impl Repository {
                         "{} is not a cairn repository (no config); check --repo or run `cairn init`",
                         backend.location()
                     ),
-                ))
+                ));
             }
             sealed => sealed?,
         };
