@@ -223,16 +223,7 @@ impl Repository {
         backend.write(FileType::Config, "config", &envelope::seal_config(&master, &config.encode())?)?;
         let keys = master.derive(config.public_key, config.repo_id)?;
         let key_source = key_file.map(|k| KeySource::File(k.to_path_buf())).unwrap_or_default();
-        let object_cache = Self::object_cache_for(backend.as_ref(), &config);
-        Ok(Repository {
-            backend: backend.into(),
-            config,
-            keys: Arc::new(keys),
-            master,
-            key_id,
-            key_source,
-            object_cache,
-        })
+        Ok(Self::assemble(backend, config, keys, master, key_id, key_source))
     }
 
     /// Open the repository at `location` with `passphrase` and the key from `source`.
@@ -276,25 +267,30 @@ impl Repository {
                 ),
             }
         }
-        let object_cache = Self::object_cache_for(backend.as_ref(), &config);
-        Ok(Repository {
+        Ok(Self::assemble(backend, config, keys, master, key_id, source.clone()))
+    }
+
+    /// The opened or new repository; a store that answers each read after a round trip
+    /// gets an object cache (a local folder is its own cache).
+    fn assemble(
+        backend: Box<dyn Backend>,
+        config: Config,
+        keys: RepoKeys,
+        master: MasterKey,
+        key_id: KeyId,
+        key_source: KeySource,
+    ) -> Repository {
+        let object_cache =
+            backend.is_remote().then(|| object_cache::ObjectCache::for_repository(&config.repo_id)).flatten();
+        Repository {
             backend: backend.into(),
             config,
             keys: Arc::new(keys),
             master,
             key_id,
-            key_source: source.clone(),
+            key_source,
             object_cache,
-        })
-    }
-
-    /// A store that answers each read after a round trip gets an object cache; a local
-    /// folder is its own cache.
-    fn object_cache_for(backend: &dyn Backend, config: &Config) -> Option<object_cache::ObjectCache> {
-        if !backend.is_remote() {
-            return None;
         }
-        object_cache::ObjectCache::for_repository(&config.repo_id)
     }
 
     /// This repository reading every snapshot and index file from the store itself: for
