@@ -87,15 +87,18 @@ fn snapshots_and_index_files_are_read_once_and_a_bad_copy_or_a_deleted_object_is
     let listing = || assert_eq!(listed(&repo).len(), 3);
     assert_eq!(reads_of(&server, listing), (0, 0));
     // Opening reads the config and the key that opened last by their names: no look at
-    // whether a config exists, no listing of the keys.
-    let opening = (requests(&server, "head", "/gw/"), requests(&server, "list", "/gw/keys/"));
-    listing();
-    assert_eq!((requests(&server, "head", "/gw/"), requests(&server, "list", "/gw/keys/")), opening);
+    // whether a config exists, no listing of the keys. Nor is its own lock read back.
+    let opening = || {
+        (requests(&server, "head", "/gw/"), requests(&server, "list", "/gw/keys/"), reads(&server, "locks"))
+    };
+    let before = opening();
     assert_eq!(cached(&repo.cache, "snapshots").len(), 3);
     let (_, index_reads) = reads_of(&server, || {
         repo.cairn().args(["stats", "--json"]).run().ok();
     });
     assert_eq!(index_reads, 0, "index files come from the cache");
+    assert_eq!(opening(), before);
+    assert!(requests(&server, "create", "/gw/locks/") > 0, "stats takes a lock");
     let mode =
         |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions());
     for f in cached(&repo.cache, "snapshots").iter().chain(&cached(&repo.cache, "index")) {

@@ -85,19 +85,31 @@ fn process_exists(pid: u32) -> bool {
 impl Repository {
     /// Every lock in the repository, with whether it is stale.
     pub fn locks(&self) -> Result<Vec<FoundLock>> {
+        self.locks_but(None)
+    }
+
+    /// Every lock but the one named `own` (which this process wrote and need not read
+    /// back), read many at once: on a remote store each read is a round trip.
+    fn locks_but(&self, own: Option<&str>) -> Result<Vec<FoundLock>> {
+        use rayon::prelude::*;
         let now = Timespec::now();
-        let mut out = Vec::new();
-        for name in self.backend.list(FileType::Lock)? {
-            let lock = self
-                .backend
-                .read(FileType::Lock, &name, FileType::Lock.size_limit())
-                .and_then(|b| envelope::open(&self.keys, ObjectType::Lock, &b))
-                .and_then(|p| Lock::decode(&p))
-                .ok();
-            let stale = lock.as_ref().is_none_or(|l| is_stale(l, now));
-            out.push(FoundLock { name, lock, stale });
-        }
-        Ok(out)
+        let mut names = self.backend.list(FileType::Lock)?;
+        names.retain(|n| Some(n.as_str()) != own);
+        crate::ops::read_pool::install(self, || {
+            names
+                .into_par_iter()
+                .map(|name| {
+                    let lock = self
+                        .backend
+                        .read(FileType::Lock, &name, FileType::Lock.size_limit())
+                        .and_then(|b| envelope::open(&self.keys, ObjectType::Lock, &b))
+                        .and_then(|p| Lock::decode(&p))
+                        .ok();
+                    let stale = lock.as_ref().is_none_or(|l| is_stale(l, now));
+                    FoundLock { name, lock, stale }
+                })
+                .collect()
+        })
     }
 
     fn write_lock(&self, exclusive: bool, operation: &str) -> Result<String> {
@@ -108,9 +120,9 @@ impl Repository {
     pub fn lock(&self, exclusive: bool, operation: &str) -> Result<LockGuard<'_>> {
         let own = self.write_lock(exclusive, operation)?;
         let conflicts: Vec<FoundLock> = self
-            .locks()?
+            .locks_but(Some(&own))?
             .into_iter()
-            .filter(|f| f.name != own && !f.stale)
+            .filter(|f| !f.stale)
             .filter(|f| exclusive || f.lock.as_ref().is_some_and(|l| l.exclusive))
             .collect();
         if let Some(c) = conflicts.first() {
