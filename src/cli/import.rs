@@ -80,12 +80,7 @@ fn run_borg(ctx: &Ctx, a: BorgArgs) -> Result<i32> {
     let mut imported = Vec::new();
     let mut failed = Vec::new();
     for archive in &new {
-        if ctx.interrupt.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(Error::new(
-                cairn::ErrorKind::Interrupted,
-                "import interrupted; what was imported stays",
-            ));
-        }
+        stop_if_interrupted(ctx)?;
         if a.dry_run {
             if !ctx.json && !ctx.quiet {
                 println!(
@@ -166,4 +161,12 @@ fn run_borg(ctx: &Ctx, a: BorgArgs) -> Result<i32> {
         ));
     }
     Ok(exit::SUCCESS)
+}
+
+/// Between two imported snapshots: stop on Ctrl-C, keeping what was imported.
+pub(super) fn stop_if_interrupted(ctx: &Ctx) -> Result<()> {
+    if ctx.interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::new(cairn::ErrorKind::Interrupted, "import interrupted; what was imported stays"));
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@ use cairn::ops::import_restic::{ResticSource, PARENT_LABEL, SNAPSHOT_LABEL};
 use cairn::ops::progress::Progress;
 use cairn::repo::log::LogRecord;
 use cairn::restic::format::{id_hex, Snapshot};
-use cairn::{Error, Result};
+use cairn::Result;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -78,12 +78,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         failed.push(short(&bad.id).to_string());
     }
     for (id, snap) in new {
-        if ctx.interrupt.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(Error::new(
-                cairn::ErrorKind::Interrupted,
-                "import interrupted; what was imported stays",
-            ));
-        }
+        super::import::stop_if_interrupted(ctx)?;
         if a.dry_run {
             if !ctx.json && !ctx.quiet {
                 println!(
