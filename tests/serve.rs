@@ -354,32 +354,6 @@ fn a_jobs_offsite_copy_goes_to_a_served_repository_with_an_append_token() {
     assert_same_tree(&src, &restored(&target, &src));
 }
 
-/// A self-signed certificate for 127.0.0.1 and its key, made by openssl: (cert, key).
-fn make_certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-        ])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("run openssl (the openssl package)");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    (cert, key)
-}
-
 #[test]
 fn the_systemd_unit_starts_a_server() {
     let unit =

@@ -61,18 +61,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut report = |c: Change| -> Result<()> {
         count(&mut totals, &c);
         if ctx.json {
-            let mut v = serde_json::json!({
-                "path": String::from_utf8_lossy(&c.path),
-                "change": c.kind.name(),
-                "old_size": c.old.as_ref().map(format::node_size),
-                "new_size": c.new.as_ref().map(format::node_size),
-                "fields": c.fields,
-                "values": field_values(&c),
-            });
-            if a.content {
-                v["content"] = text_diff(&browser, &c)?.into();
-            }
-            json.push(v);
+            json.push(change_json(&browser, &c, a.content)?);
             return Ok(());
         }
         writeln!(out, "{}", line(&c)).map_err(super::stdout_error)?;
@@ -83,29 +72,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         }
         Ok(())
     };
-    match (&old, &new) {
-        (Some(o), Some(n)) => diff(&browser, &path, o, n, &mut report)?,
-        (Some(o), None) => one_side(&browser, &path, o, ChangeKind::Removed, &mut report)?,
-        (None, Some(n)) => one_side(&browser, &path, n, ChangeKind::Added, &mut report)?,
-        (None, None) => {
-            return Err(cairn::Error::new(
-                ErrorKind::NotFound,
-                format!("{} is in neither snapshot", browse::display(&path)),
-            ))
-        }
-    }
+    compare(&browser, &path, &old, &new, &mut report)?;
     let t = totals;
     if ctx.json {
-        let doc = serde_json::json!({
-            "old": old_id.to_hex(),
-            "new": new_id.to_hex(),
-            "changes": json,
-            "summary": {
-                "added": t.added, "removed": t.removed, "modified": t.modified, "metadata": t.metadata,
-                "bytes_added": t.bytes_added, "bytes_removed": t.bytes_removed,
-            },
-        });
-        writeln!(out, "{doc}").map_err(super::stdout_error)?;
+        writeln!(out, "{}", document(old_id, new_id, json, &t)).map_err(super::stdout_error)?;
     } else if !ctx.quiet {
         writeln!(
             out,
@@ -121,6 +91,79 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     }
     out.flush().map_err(super::stdout_error)?;
     Ok(exit::SUCCESS)
+}
+
+/// Report every change at and below `path`, whichever side it is missing from.
+fn compare(
+    browser: &Browser<'_>,
+    path: &[u8],
+    old: &Option<Node>,
+    new: &Option<Node>,
+    report: &mut dyn FnMut(Change) -> Result<()>,
+) -> Result<()> {
+    match (old, new) {
+        (Some(o), Some(n)) => diff(browser, path, o, n, report),
+        (Some(o), None) => one_side(browser, path, o, ChangeKind::Removed, report),
+        (None, Some(n)) => one_side(browser, path, n, ChangeKind::Added, report),
+        (None, None) => Err(cairn::Error::new(
+            ErrorKind::NotFound,
+            format!("{} is in neither snapshot", browse::display(path)),
+        )),
+    }
+}
+
+/// One change as `diff --json` lists it; with `content`, a modified text file's diff.
+fn change_json(browser: &Browser<'_>, c: &Change, content: bool) -> Result<serde_json::Value> {
+    let mut v = serde_json::json!({
+        "path": String::from_utf8_lossy(&c.path),
+        "change": c.kind.name(),
+        "old_size": c.old.as_ref().map(format::node_size),
+        "new_size": c.new.as_ref().map(format::node_size),
+        "fields": c.fields,
+        "values": field_values(c),
+    });
+    if content {
+        v["content"] = text_diff(browser, c)?.into();
+    }
+    Ok(v)
+}
+
+fn document(
+    old: cairn::id::SnapshotId,
+    new: cairn::id::SnapshotId,
+    changes: Vec<serde_json::Value>,
+    t: &Totals,
+) -> serde_json::Value {
+    serde_json::json!({
+        "old": old.to_hex(),
+        "new": new.to_hex(),
+        "changes": changes,
+        "summary": {
+            "added": t.added, "removed": t.removed, "modified": t.modified, "metadata": t.metadata,
+            "bytes_added": t.bytes_added, "bytes_removed": t.bytes_removed,
+        },
+    })
+}
+
+/// What `diff --json [--content]` prints, as one value (the dashboard's diff).
+pub(super) fn json(
+    browser: &Browser<'_>,
+    (old_id, old_snap): (cairn::id::SnapshotId, &cairn::format::snapshot::Snapshot),
+    (new_id, new_snap): (cairn::id::SnapshotId, &cairn::format::snapshot::Snapshot),
+    path: &str,
+    content: bool,
+) -> Result<serde_json::Value> {
+    let path = browse::components(path.as_bytes()).fold(b"/".to_vec(), |p, c| browse::join(&p, c));
+    let old = present(browser.lookup(old_snap, &path))?;
+    let new = present(browser.lookup(new_snap, &path))?;
+    let mut totals = Totals::default();
+    let mut changes = Vec::new();
+    compare(browser, &path, &old, &new, &mut |c| {
+        count(&mut totals, &c);
+        changes.push(change_json(browser, &c, content)?);
+        Ok(())
+    })?;
+    Ok(document(old_id, new_id, changes, &totals))
 }
 
 /// A path missing from one snapshot is not an error: the other side was added or removed.

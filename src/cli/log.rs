@@ -18,19 +18,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let skip = a.last.map(|n| report.entries.len().saturating_sub(n)).unwrap_or(0);
     let entries = &report.entries[skip..];
     if ctx.json {
-        let list: Vec<_> = entries
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "seq": e.seq, "time": format::rfc3339(e.time), "host": e.host, "user": e.user,
-                    "key": e.key.to_hex(), "written_by": e.written_by.name(),
-                    "operation": e.operation, "outcome": e.outcome,
-                    "snapshot": e.snapshot.map(|s| s.to_hex()),
-                    "figures": e.figures.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::json!({"entries": list, "problems": report.problems}));
+        println!("{}", json(entries, &report.problems));
     } else {
         let rows: Vec<Vec<String>> = entries
             .iter()
@@ -52,4 +40,21 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         }
     }
     Ok(if report.problems.is_empty() { exit::SUCCESS } else { exit::DAMAGED })
+}
+
+/// Log entries as `log --json` prints them (and the dashboard's API answers).
+pub(super) fn json(entries: &[cairn::format::log::LogEntry], problems: &[String]) -> serde_json::Value {
+    let list: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "seq": e.seq, "time": format::rfc3339(e.time), "host": e.host, "user": e.user,
+                "key": e.key.to_hex(), "written_by": e.written_by.name(),
+                "operation": e.operation, "outcome": e.outcome,
+                "snapshot": e.snapshot.map(|s| s.to_hex()),
+                "figures": e.figures.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({"entries": list, "problems": problems})
 }

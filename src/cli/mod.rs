@@ -35,6 +35,7 @@ mod serve;
 mod snapshots;
 mod stats;
 mod tag;
+mod ui;
 mod unlock;
 
 use cairn::repo::keys::given_password;
@@ -170,6 +171,7 @@ enum Command {
     #[command(subcommand)]
     Repair(repair::Command),
     Serve(serve::Args),
+    Ui(ui::Args),
     Completion(completion::Args),
     Man(man::Args),
 }
@@ -440,6 +442,7 @@ pub fn main() -> i32 {
         Command::Config(c) => config::run(&ctx, c),
         Command::Schedule(c) => schedule::run(&ctx, c),
         Command::Serve(a) => serve::run(&ctx, a),
+        Command::Ui(a) => ui::run(&ctx, a),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => man::run(&ctx, a),
         Command::Repair(c) => repair::run(&ctx, c),

@@ -28,7 +28,7 @@ pub struct Args {
 }
 
 /// Why a snapshot is kept, and until when.
-struct Kept {
+pub(super) struct Kept {
     reasons: Vec<String>,
     expiry: Option<Expiry>,
 }
@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     };
     let snaps = filter.apply(all);
     if ctx.json {
-        print_json(&snaps, kept.as_ref());
+        println!("{}", json(&snaps, kept.as_ref()));
         return Ok(if damaged.is_empty() { exit::SUCCESS } else { exit::DAMAGED });
     }
     // Snapshots made by jobs with a snapshot-name template carry a name beside the id.
@@ -167,8 +167,12 @@ fn retention(
         .collect())
 }
 
-/// The snapshots as one JSON array; with `kept`, the rules that keep each and until when.
-fn print_json(snaps: &[(SnapshotId, Snapshot)], kept: Option<&HashMap<SnapshotId, Kept>>) {
+/// The snapshots as one JSON array (what `snapshots --json` prints and the dashboard's
+/// API answers); with `kept`, the rules that keep each and until when.
+pub(super) fn json(
+    snaps: &[(SnapshotId, Snapshot)],
+    kept: Option<&HashMap<SnapshotId, Kept>>,
+) -> serde_json::Value {
     let list: Vec<_> = snaps
         .iter()
         .map(|(id, s)| {
@@ -208,5 +212,5 @@ fn print_json(snaps: &[(SnapshotId, Snapshot)], kept: Option<&HashMap<SnapshotId
             v
         })
         .collect();
-    println!("{}", serde_json::Value::Array(list));
+    serde_json::Value::Array(list)
 }

@@ -164,6 +164,24 @@ impl Access<'_> {
         }
         Ok(())
     }
+
+    /// Open the repository as its steps would: its token and credentials files, then its
+    /// password (file, command, or the caller's environment) and key.
+    pub fn open(&self) -> crate::error::Result<crate::Repository> {
+        self.register_files()?;
+        let pw = super::run::password(self.password_file, self.password_command)?;
+        let source = match self.key_file {
+            Some(f) => crate::repo::KeySource::File(f.to_path_buf()),
+            None => crate::repo::KeySource::Stored,
+        };
+        crate::Repository::open(self.repository, &pw, &source)
+    }
+
+    /// Point a cairn command at this repository: its location and what opens it, in the
+    /// command's environment (the way every job step gets it).
+    pub fn point(&self, command: &mut std::process::Command) {
+        super::steps::set_repository(command, self);
+    }
 }
 
 impl Job {

@@ -19,7 +19,7 @@ use super::config::Job;
 use super::steps::{self, Step, StepKind};
 use crate::error::{Error, Result};
 use crate::repo::log::LogRecord;
-use crate::repo::{KeySource, Repository};
+use crate::repo::Repository;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,15 +157,7 @@ impl Runner<'_> {
     /// password or a missing repository fails the job before anything runs.
     fn open(&mut self, job: &Job, report: &mut JobReport) -> Option<Repository> {
         let clock = Instant::now();
-        let opened = job
-            .access()
-            .register_files()
-            .and_then(|()| password(job.password_file.as_deref(), job.password_command.as_deref()));
-        let opened = opened.and_then(|pw| {
-            let source = job.key_file.clone().map(KeySource::File).unwrap_or(KeySource::Stored);
-            Repository::open(&job.repository, &pw, &source)
-        });
-        match opened {
+        match job.access().open() {
             Ok(repo) => Some(repo),
             Err(e) => {
                 self.finish(report, "open repository", Outcome::Failed, e.to_string(), clock, true);
@@ -374,7 +366,7 @@ fn describe(command: &Command) -> String {
 
 /// The job's password: its password file or command, else what the caller's environment
 /// gives.
-pub(super) fn password(file: Option<&Path>, command: Option<&str>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+pub fn password(file: Option<&Path>, command: Option<&str>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     if let Some(f) = file {
         return crate::repo::keys::read_password_file(f);
     }

@@ -159,20 +159,20 @@ pub(super) fn upkeep_steps(
         }
         let mut step = cairn_step(cairn, job, &format!("copy to {}", c.repository), args);
         // The target's own repository and key.
-        set_repository(&mut step.command, c.access());
+        set_repository(&mut step.command, &c.access());
         steps.push(step);
         // The copy keeps the same history as the job's repository, unless the target
         // says another host prunes it (or its key may not delete).
         if let (Some(r), true) = (&job.retention, c.retention) {
             let mut step =
                 cairn_step(cairn, job, &format!("retention at {}", c.repository), retention_args(job, r));
-            set_repository(&mut step.command, c.access());
+            set_repository(&mut step.command, &c.access());
             steps.push(step);
         }
         // The offsite copy restores too, not only the local repository.
         if let Some(d) = job.drill.as_ref().filter(|d| d.copies) {
             let mut step = cairn_step(cairn, job, &format!("drill at {}", c.repository), drill_args(job, d));
-            set_repository(&mut step.command, c.access());
+            set_repository(&mut step.command, &c.access());
             steps.push(step);
         }
     }
@@ -180,7 +180,7 @@ pub(super) fn upkeep_steps(
 }
 
 /// `drill` of the job's own newest snapshot, not whichever host backed up last.
-fn drill_args(job: &Job, d: &super::config::DrillPlan) -> Vec<OsString> {
+pub fn drill_args(job: &Job, d: &super::config::DrillPlan) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["drill".into(), "--json".into(), "--label".into()];
     args.push(format!("job={}", job.name).into());
     if let Some(v) = &d.max_rto {
@@ -238,7 +238,7 @@ fn cairn_step(cairn: &Path, job: &Job, name: &str, args: Vec<OsString>) -> Step 
             command.env(var, n.to_string());
         }
     }
-    set_repository(&mut command, job.access());
+    set_repository(&mut command, &job.access());
     Step { name: name.to_string(), command, kind: StepKind::Cairn }
 }
 
@@ -257,12 +257,10 @@ pub(super) fn hooks(when: &str, commands: &[String], job: &Job, outcome: Option<
         .collect()
 }
 
-/// Point a cairn command at a repository and its key; a password file given in the job
-/// wins over the caller's CAIRN_PASSWORD.
 /// Point a step at a repository: its location and what opens it. The step gets the
 /// password cairn was given in its environment (taken out of it at start, `secrets`)
 /// unless the repository names its own.
-fn set_repository(command: &mut Command, to: Access<'_>) {
+pub(super) fn set_repository(command: &mut Command, to: &Access<'_>) {
     use std::os::unix::ffi::OsStrExt;
     command.env("CAIRN_REPOSITORY", to.repository);
     for var in crate::repo::secrets::SECRET_VARS {

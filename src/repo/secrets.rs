@@ -2,7 +2,7 @@
 //! command that prints one (a secret store: `pass show cairn/gw`, `vault kv get ...`).
 //!
 //! Secrets given in the environment (CAIRN_PASSWORD, CAIRN_NEW_PASSWORD,
-//! CAIRN_FROM_PASSWORD, CAIRN_TOKEN) are taken out of it when cairn starts
+//! CAIRN_FROM_PASSWORD, CAIRN_TOKEN, CAIRN_UI_TOKEN) are taken out of it when cairn starts
 //! ([`take_from_environment`]), so no command cairn runs (a dump, a hook, a password
 //! command, a drill's check) inherits them; cairn hands them on only to its own job steps.
 //! Every copy is zeroized when dropped.
@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// The environment variables that hold a secret itself.
-pub const SECRET_VARS: [&str; 4] =
-    ["CAIRN_PASSWORD", "CAIRN_NEW_PASSWORD", "CAIRN_FROM_PASSWORD", "CAIRN_TOKEN"];
+pub const SECRET_VARS: [&str; 5] =
+    ["CAIRN_PASSWORD", "CAIRN_NEW_PASSWORD", "CAIRN_FROM_PASSWORD", "CAIRN_TOKEN", "CAIRN_UI_TOKEN"];
 
 /// How long a password command may take, unless CAIRN_PASSWORD_COMMAND_TIMEOUT says.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
