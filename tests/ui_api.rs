@@ -291,3 +291,29 @@ fn plain_http_is_refused_off_loopback_and_tls_serves_it() {
     assert_eq!(api.status(), 200);
     assert_eq!(api.body_mut().read_to_string().unwrap(), "[]");
 }
+
+#[test]
+fn a_wrong_password_in_the_job_file_stops_the_dashboard_before_it_serves() {
+    let repo = Repo::new();
+    let dir = tempdir("cairn-ui-job-");
+    let pass = dir.path().join("password");
+    fs::write(&pass, "not the password").unwrap();
+    let job_file = dir.path().join("cairn.toml");
+    fs::write(
+        &job_file,
+        format!(
+            "[jobs.gw]\nrepository = \"{}\"\npassword-file = \"{}\"\nsources = [\"/etc\"]\n",
+            repo.path.display(),
+            pass.display()
+        ),
+    )
+    .unwrap();
+    let out = Cairn::new()
+        .env_remove("CAIRN_PASSWORD")
+        .args(["ui", "--listen", "127.0.0.1:0", "--config", job_file.to_str().unwrap()])
+        .run()
+        .expect_code(12);
+    let line = out.one_line_error();
+    assert!(line.contains("job gw") && line.contains(repo.path.to_str().unwrap()), "{line}");
+    assert!(!out.stdout.contains("token="), "it printed a login URL: {}", out.stdout);
+}

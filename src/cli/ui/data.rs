@@ -71,8 +71,15 @@ fn overview_row(
     let log = src.repo.read_log()?.entries;
     let last = own.last();
     let age = last.map(|(_, s)| now() - s.time.secs);
+    // The job's own run, else a backup that made one of its snapshots (jobs may share a
+    // repository), else, at a copy target, the last copy into it.
     let job_op = src.job.as_ref().map(|j| format!("job {j}"));
-    let last_run = last_entry(&log, |op| Some(op) == job_op.as_deref() || op == "backup" || op == "copy");
+    let mine: std::collections::HashSet<SnapshotId> = own.iter().map(|(id, _)| *id).collect();
+    let last_run = log.iter().rev().find(|e| {
+        Some(e.operation.as_str()) == job_op.as_deref()
+            || (e.operation == "backup" && e.snapshot.is_some_and(|s| mine.contains(&s)))
+            || (e.operation == "copy" && src.copy_of.is_some())
+    });
     let check = last_entry(&log, |op| op == "check");
     let drill = last_entry(&log, |op| op == "drill");
     let growth: u64 = own

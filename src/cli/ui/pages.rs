@@ -143,9 +143,10 @@ pub fn overview(state: &State, rows: &Value, csrf: &str) -> String {
             buttons.push_str(&action_button(csrf, "drill", i, "Drill"));
         }
         out.push(format!(
-            "<tr data-repo=\"{i}\"><td>{}<br><small>{}</small></td><td>{backup}<br>{run}</td>\
+            "<tr data-repo=\"{i}\" data-name=\"{}\"><td>{}<br><small>{}</small></td><td>{backup}<br>{run}</td>\
              <td class=\"rpo rpo-{colour}\" data-rpo=\"{colour}\">{age}</td><td>{}<br>+{} in 7 days<br>{} snapshots</td>\
              <td>{check}</td><td>{drill}</td><td>{three}</td><td>{buttons}</td></tr>",
+            esc(&s(&r["name"])),
             link("/snapshots", i, "", &s(&r["name"])),
             esc(&s(&r["location"])),
             size(&r["stored_bytes"]),
@@ -467,13 +468,14 @@ pub fn plots(state: &State, repo: usize, series: &Value) -> String {
 }
 
 /// A drill's go-live report, from its log entry.
-fn drill_report(e: &Value) -> String {
+fn drill_report(e: &Value, open: bool) -> String {
     let f = &e["figures"];
     let num = |k: &str| f[k].as_str().and_then(|v| v.parse::<f64>().ok());
     format!(
-        "<details class=\"report\"><summary>Go-live report</summary><dl>\
+        "<details class=\"report\"{}><summary>Go-live report</summary><dl>\
          <dt>Verdict</dt><dd>{}</dd><dt>Snapshot</dt><dd><code>{}</code></dd><dt>Restored and verified</dt><dd>{} files</dd>\
          <dt>RTO (restore and verify)</dt><dd>{}</dd><dt>RPO (age of the data)</dt><dd>{}</dd><dt>Problems found</dt><dd>{}</dd></dl></details>",
+        if open { " open" } else { "" },
         if e["outcome"] == "success" { "ready: the data came back whole within the limits" } else { "NOT ready: see the problems and limits" },
         esc(&s(&e["snapshot"])),
         esc(&s(&f["files"])),
@@ -493,6 +495,7 @@ pub fn log(state: &State, repo: usize, search: Option<&str>, log: &Value) -> Str
     for p in log["problems"].as_array().into_iter().flatten() {
         body.push_str(&problem(&format!("damaged: {}", s(p))));
     }
+    let mut newest_drill = true;
     let rows: Vec<String> = log["entries"]
         .as_array()
         .into_iter()
@@ -505,7 +508,11 @@ pub fn log(state: &State, repo: usize, search: Option<&str>, log: &Value) -> Str
                 .flatten()
                 .map(|(k, v)| format!("{}={}", esc(k), esc(&s(v))))
                 .collect();
-            let report = if e["operation"] == "drill" { drill_report(e) } else { String::new() };
+            // The newest drill's report is open: it is what an auditor asks for.
+            let report = match e["operation"] == "drill" {
+                true => drill_report(e, std::mem::replace(&mut newest_drill, false)),
+                false => String::new(),
+            };
             let snap = s(&e["snapshot"]);
             format!(
                 "<tr data-operation=\"{}\"><td>{}</td><td>{}</td><td>{}@{} ({})</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}{report}</td></tr>",

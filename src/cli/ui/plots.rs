@@ -16,7 +16,7 @@ pub struct Plot<'a> {
     pub limit: Option<f64>,
 }
 
-const WIDTH: u32 = 640;
+const WIDTH: u32 = 560;
 const HEIGHT: u32 = 220;
 
 fn range(lo: f64, hi: f64) -> std::ops::Range<f64> {

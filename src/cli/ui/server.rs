@@ -198,8 +198,10 @@ impl Reply {
         };
         let mut resp = r.status(status).body(body).expect("headers are valid");
         let h = resp.headers_mut();
-        // Nothing from elsewhere, no framing, no sniffing, no caching, no referrer (a login
-        // URL never leaves in one).
+        // Nothing from elsewhere, no framing, no sniffing, no caching. The referrer stays
+        // on this site: its forms then carry their true Origin (with no referrer at all a
+        // browser sends `Origin: null`, which the check below must refuse), and no address
+        // leaves for another site.
         h.insert(
             "content-security-policy",
             HeaderValue::from_static(
@@ -208,7 +210,7 @@ impl Reply {
         );
         h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
         h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-        h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+        h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
         h.insert("cache-control", HeaderValue::from_static("no-store"));
         resp
     }
