@@ -57,11 +57,13 @@ fn the_dashboard_in_a_real_browser() {
     fs::write(src.join("conf/keystore.bin"), &blob).unwrap();
     let pass = work.path().join("password");
     fs::write(&pass, PASSWORD).unwrap();
+    fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let (own, second, history) = (Repo::new(), Repo::new(), Repo::new());
     let server = servers::Server::cairn(&[]);
     let token = server.token("off", "admin");
     let token_file = work.path().join("token");
     fs::write(&token_file, &token).unwrap();
+    fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let offsite = server.location("off");
     run_ok(Cairn::new().args(["init", "-r", &offsite]).args(FAST_KDF).env("CAIRN_TOKEN", &token));
 
@@ -193,7 +195,9 @@ sources = ["{src}"]
     b.wait_for("#action-state", WAIT);
     assert!(b.url().contains("/actions/"), "{}", b.url());
     assert_eq!(action_result(&b), "succeeded", "{}", b.find("#action-output").text());
-    assert!(b.find("#action-output").text().contains("Disaster-recovery drill: GO"));
+    let output = b.find("#action-output").text();
+    assert!(output.contains("Disaster-recovery drill: GO"), "{output}");
+    assert!(!output.contains("warning"), "{output}");
     assert_eq!(drills(&own), drills_before + 1);
     shot(&b, "action");
 

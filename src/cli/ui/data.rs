@@ -329,6 +329,21 @@ mod tests {
         assert_eq!(checked_path("/").unwrap(), b"/".to_vec());
     }
 
+    proptest::proptest! {
+        /// Whatever a request sends, an accepted path is absolute and has no `.` or `..`
+        /// part, so it can only name something inside the snapshot.
+        #[test]
+        fn an_accepted_path_never_climbs(parts in proptest::collection::vec("[./a-z\\x00]{0,4}", 0..6)) {
+            let path = parts.join("/");
+            if let Ok(p) = checked_path(&path) {
+                proptest::prop_assert!(p.starts_with(b"/"));
+                for c in p.split(|&b| b == b'/') {
+                    proptest::prop_assert!(c != b".." && c != b"." && !c.contains(&0));
+                }
+            }
+        }
+    }
+
     #[test]
     fn rpo_colours_follow_the_age() {
         assert_eq!(rpo_status(Some(10), 100), "green");
