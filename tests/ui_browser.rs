@@ -78,6 +78,9 @@ password-file = "{pass}"
 sources = ["{src}"]
 snapshot-name = "gw-{{time:%Y%m%d-%H%M%S}}"
 
+[jobs.gw.retention]
+keep-last = 5
+
 [jobs.gw.drill]
 max-rto = "10m"
 max-rpo = "1h"
@@ -163,6 +166,26 @@ sources = ["{src}"]
     assert_eq!(b.find_all("#snapshots tr[data-id]").len(), 0);
     b.goto(&ui.url("/snapshots?repo=0&label=job%3Dgw"));
     assert_eq!(b.find_all("#snapshots tr[data-id]").len(), 2);
+    // The job's retention: which rule keeps each snapshot, as `snapshots --retention`.
+    assert!(b.find("#snapshots thead").text().contains("Kept by"));
+    let kept = b.find_all("#snapshots td.kept");
+    assert_eq!(kept.len(), 2);
+    assert!(kept.iter().all(|k| !k.text().is_empty()));
+    let cli = Cairn::new()
+        .args([
+            "snapshots",
+            "--json",
+            "-r",
+            own.path.to_str().unwrap(),
+            "--retention",
+            "gw",
+            "--config",
+            config,
+        ])
+        .run()
+        .ok()
+        .json();
+    assert_eq!(ui.api("/api/snapshots?repo=0&label=job%3Dgw").json(), cli);
     shot(&b, "snapshots");
 
     // Browse and download: the bytes are the file's.

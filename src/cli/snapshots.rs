@@ -124,12 +124,17 @@ fn label(s: &Snapshot, key: &str) -> Option<String> {
 fn job_policy(file: &super::run::ConfigFile, job: &str) -> Result<RetentionPolicy> {
     let jobs = file.load()?;
     let job = super::run::select(&jobs, &[job.to_string()])?[0];
-    let r = job.retention.as_ref().ok_or_else(|| {
+    policy_of(job)?.ok_or_else(|| {
         Error::invalid(format!(
             "job {} has no retention; nothing decides how long its snapshots stay",
             job.name
         ))
-    })?;
+    })
+}
+
+/// A job's retention rules as forget's policy; None when the job has none.
+pub(super) fn policy_of(job: &cairn::job::config::Job) -> Result<Option<RetentionPolicy>> {
+    let Some(r) = job.retention.as_ref() else { return Ok(None) };
     let mut p = RetentionPolicy {
         within: r.keep_within.as_deref().map(Within::parse).transpose()?,
         ..Default::default()
@@ -145,12 +150,12 @@ fn job_policy(file: &super::run::ConfigFile, job: &str) -> Result<RetentionPolic
         };
         *slot = *n;
     }
-    Ok(p)
+    Ok(Some(p))
 }
 
 /// Which rules keep each snapshot today (forget's own plan, as a job's retention step
 /// runs it: grouped by host and paths, in local time) and until when.
-fn retention(
+pub(super) fn retention(
     snaps: Vec<(SnapshotId, Snapshot)>,
     policy: &RetentionPolicy,
 ) -> Result<HashMap<SnapshotId, Kept>> {

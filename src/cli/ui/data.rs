@@ -192,7 +192,13 @@ pub fn snapshots(src: &Source, q: &SnapshotQuery) -> Result<Value> {
         .into_iter()
         .filter(|(_, s)| q.from.is_none_or(|f| s.time.secs >= f) && q.to.is_none_or(|t| s.time.secs < t))
         .collect();
-    Ok(crate::cli::snapshots::json(&snaps, None))
+    // Where the job's retention runs, each of its snapshots says which rule keeps it and
+    // until when, as `snapshots --retention JOB` does.
+    let kept = match &src.retention {
+        Some(policy) => Some(crate::cli::snapshots::retention(own_snapshots(src)?, policy)?),
+        None => None,
+    };
+    Ok(crate::cli::snapshots::json(&snaps, kept.as_ref()))
 }
 
 /// A snapshot path from a request: absolute, without `.` or `..` parts or NUL bytes.

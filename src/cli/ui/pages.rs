@@ -179,18 +179,30 @@ pub fn snapshots(state: &State, repo: usize, p: &Params, list: &Value) -> String
         field("from", "From", "2026-12-01"),
         field("to", "Before", "2026-12-31"),
     );
+    let retention = list.as_array().into_iter().flatten().any(|v| v.get("kept_by").is_some());
     let rows: Vec<String> = list
         .as_array()
         .into_iter()
         .flatten()
         .rev()
         .map(|v| {
+            let kept = match retention {
+                true => {
+                    let by: Vec<String> = v["kept_by"].as_array().into_iter().flatten().map(s).collect();
+                    let until = match &v["expires"] {
+                        Value::Null if v.get("kept_by").is_some() => "next forget".to_string(),
+                        other => s(other),
+                    };
+                    format!("<td class=\"kept\">{}</td><td>{}</td>", esc(&by.join(", ")), esc(&until))
+                }
+                false => String::new(),
+            };
             let id = s(&v["id"]);
             let name = s(&v["labels"]["name"]);
             let tags: Vec<String> = v["tags"].as_array().into_iter().flatten().map(s).collect();
             let paths: Vec<String> = v["paths"].as_array().into_iter().flatten().map(s).collect();
             format!(
-                "<tr data-id=\"{}\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr data-id=\"{}\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{kept}</tr>",
                 esc(&id),
                 link("/browse", repo, &format!("&snap={}", q(&id)), &id[..id.len().min(8)]),
                 esc(&name),
@@ -206,11 +218,11 @@ pub fn snapshots(state: &State, repo: usize, p: &Params, list: &Value) -> String
         })
         .collect();
     let _ = write!(body, "<p>{} snapshots, newest first.</p>", rows.len());
-    body.push_str(&table(
-        "snapshots",
-        &["ID", "Name", "Time", "Host", "Type", "Tags", "Files", "Size", "Added", "Paths"],
-        &rows,
-    ));
+    let mut header = vec!["ID", "Name", "Time", "Host", "Type", "Tags", "Files", "Size", "Added", "Paths"];
+    if retention {
+        header.extend(["Kept by", "Expires"]);
+    }
+    body.push_str(&table("snapshots", &header, &rows));
     page("Snapshots", "/snapshots", repo, &state.names(), &body)
 }
 

@@ -58,6 +58,9 @@ pub struct Source {
     pub max_rto: Option<u64>,
     /// The job file, for `cairn run JOB` from the dashboard.
     pub job_file: Option<PathBuf>,
+    /// The job's retention rules, where they run (its own repository, and copy targets
+    /// that follow them).
+    pub retention: Option<cairn::ops::forget::RetentionPolicy>,
 }
 
 impl Source {
@@ -91,8 +94,11 @@ pub fn from_jobs(file: &JobFile, path: &std::path::Path, default_rpo: u64) -> Re
         let rpo = job_rpo(job, default_rpo);
         let max_rto = duration(job.drill.as_ref().and_then(|d| d.max_rto.as_ref()));
         let own = out.len();
+        let policy = crate::cli::snapshots::policy_of(job)?;
+        let at_repository = job.retention.as_ref().is_some_and(|r| r.at_repository);
+        let follows = std::iter::once(at_repository).chain(job.copies.iter().map(|c| c.retention));
         let targets = std::iter::once(job.access()).chain(job.copies.iter().map(|c| c.access()));
-        for (i, access) in targets.enumerate() {
+        for (i, (access, follows)) in targets.zip(follows).enumerate() {
             let repo = access.open().map_err(|e| {
                 cairn::Error::new(
                     e.kind(),
@@ -108,6 +114,7 @@ pub fn from_jobs(file: &JobFile, path: &std::path::Path, default_rpo: u64) -> Re
                 rpo,
                 max_rto,
                 job_file: Some(job_file.clone()),
+                retention: policy.clone().filter(|_| follows),
             });
         }
         out[own].copies = (own + 1..out.len()).collect();
@@ -137,5 +144,6 @@ pub fn from_ctx(ctx: &super::Ctx, rpo: u64) -> Result<Vec<Source>> {
         rpo,
         max_rto: None,
         job_file: None,
+        retention: None,
     }])
 }
