@@ -197,6 +197,22 @@ impl Job {
     }
 }
 
+impl Job {
+    /// The job's own repository and what opens it, in the shape of a copy target (an
+    /// owned `Access`), for whoever keeps it beyond the job file.
+    pub fn own_target(&self) -> CopyTarget {
+        CopyTarget {
+            repository: self.repository.clone(),
+            password_file: self.password_file.clone(),
+            password_command: self.password_command.clone(),
+            key_file: self.key_file.clone(),
+            token_file: self.token_file.clone(),
+            s3_credentials_file: self.s3_credentials_file.clone(),
+            retention: self.retention.as_ref().is_some_and(|r| r.at_repository),
+        }
+    }
+}
+
 impl CopyTarget {
     pub fn access(&self) -> Access<'_> {
         Access {

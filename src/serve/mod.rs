@@ -166,35 +166,55 @@ pub fn run(opts: ServeOptions, interrupt: Arc<AtomicBool>) -> Result<()> {
         println!("cairn serve: listening on {scheme}://{addr}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        while !interrupt.load(Ordering::Relaxed) {
-            let Ok(accepted) = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await
-            else {
-                continue;
-            };
-            let Ok((stream, peer)) = accepted else { continue };
-            let _ = stream.set_nodelay(true);
+        accept_until(&interrupt, listener, tls, move |peer| {
             let state = state.clone();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| answer(state.clone(), peer, req));
-                let mut http = hyper::server::conn::http1::Builder::new();
-                // A client that sends its headers slowly gives up its connection.
-                http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-                // A connection that breaks off ends here; nothing it sent was stored.
-                match tls {
-                    Some(acceptor) => {
-                        if let Ok(s) = acceptor.accept(stream).await {
-                            let _ = http.serve_connection(hyper_util::rt::TokioIo::new(s), service).await;
-                        }
-                    }
-                    None => {
-                        let _ = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
-                    }
-                }
-            });
-        }
+            hyper::service::service_fn(move |req| answer(state.clone(), peer, req))
+        })
+        .await;
         Ok(())
     })
+}
+
+/// Take connections on `listener` until `interrupt` is set, each served by the service
+/// `make` gives for its peer, over TLS when `tls` is given (the dashboard serves this way
+/// too). A client that sends its headers slowly gives up its connection; a connection that
+/// breaks off ends there.
+pub async fn accept_until<S, B>(
+    interrupt: &AtomicBool,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    make: impl Fn(SocketAddr) -> S,
+) where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    while !interrupt.load(Ordering::Relaxed) {
+        let Ok(accepted) = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await else {
+            continue;
+        };
+        let Ok((stream, peer)) = accepted else { continue };
+        let _ = stream.set_nodelay(true);
+        let service = make(peer);
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+            match tls {
+                Some(acceptor) => {
+                    if let Ok(s) = acceptor.accept(stream).await {
+                        let _ = http.serve_connection(hyper_util::rt::TokioIo::new(s), service).await;
+                    }
+                }
+                None => {
+                    let _ = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                }
+            }
+        });
+    }
 }
 
 async fn answer(

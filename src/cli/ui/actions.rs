@@ -117,7 +117,7 @@ fn command(kind: &Kind, src: &Source, cairn: &std::path::Path) -> Command {
             c.args(["restore", snapshot, "--include", path]).arg("--target").arg(target);
         }
     }
-    src.opener.access().point(&mut c);
+    src.target.access().point(&mut c);
     c
 }
 

@@ -91,9 +91,9 @@ fn overview_row(
         "repo": i,
         "name": src.name(),
         "job": src.job,
-        "location": src.opener.repository,
+        "location": src.target.repository,
         "role": if src.copy_of.is_some() { "copy" } else { "primary" },
-        "storage": storage_kind(&src.opener.repository),
+        "storage": storage_kind(&src.target.repository),
         "snapshots": own.len(),
         "last_backup": last.map(|(id, s)| json!({
             "id": id.to_hex(),
@@ -138,14 +138,14 @@ fn overview_row(
 fn three_two_one(i: usize, src: &Source, all: &[Source], snaps: &[Vec<(SnapshotId, Snapshot)>]) -> Value {
     let newest = snaps[i].last().map(|(id, _)| *id);
     let members: Vec<usize> = std::iter::once(i).chain(src.copies.iter().copied()).collect();
-    let mut kinds: Vec<&str> = members.iter().map(|&m| storage_kind(&all[m].opener.repository)).collect();
+    let mut kinds: Vec<&str> = members.iter().map(|&m| storage_kind(&all[m].target.repository)).collect();
     let offsite = kinds.iter().filter(|k| **k != "local").count();
     let each: Vec<Value> = members
         .iter()
         .map(|&m| {
             let has =
                 newest.is_some_and(|n| snaps[m].iter().any(|(id, s)| *id == n || s.original == Some(n)));
-            json!({"repo": m, "location": all[m].opener.repository, "has_latest": has})
+            json!({"repo": m, "location": all[m].target.repository, "has_latest": has})
         })
         .collect();
     kinds.sort_unstable();

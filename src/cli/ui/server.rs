@@ -16,7 +16,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -78,30 +78,11 @@ pub fn run(opts: Options, interrupt: Arc<AtomicBool>) -> cairn::Result<()> {
             None => println!("cairn ui: open {scheme}://{addr}/?token=$CAIRN_UI_TOKEN"),
         }
         let _ = std::io::stdout().flush();
-        while !interrupt.load(Ordering::Relaxed) {
-            let Ok(accepted) = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await
-            else {
-                continue;
-            };
-            let Ok((stream, _peer)) = accepted else { continue };
+        cairn::serve::accept_until(&interrupt, listener, tls, move |_peer| {
             let state = state.clone();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| answer(state.clone(), req));
-                let mut http = hyper::server::conn::http1::Builder::new();
-                http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-                match tls {
-                    Some(acceptor) => {
-                        if let Ok(s) = acceptor.accept(stream).await {
-                            let _ = http.serve_connection(hyper_util::rt::TokioIo::new(s), service).await;
-                        }
-                    }
-                    None => {
-                        let _ = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
-                    }
-                }
-            });
-        }
+            hyper::service::service_fn(move |req| answer(state.clone(), req))
+        })
+        .await;
         Ok(())
     })
 }
@@ -345,7 +326,7 @@ async fn get(state: Arc<State>, path: &str, p: Params, repo: usize, csrf: String
                 .sources
                 .iter()
                 .enumerate()
-                .map(|(i, s)| serde_json::json!({"repo": i, "name": s.name(), "location": s.opener.repository, "job": s.job}))
+                .map(|(i, s)| serde_json::json!({"repo": i, "name": s.name(), "location": s.target.repository, "job": s.job}))
                 .collect::<Vec<_>>()),
         ),
         ["snapshots"] | ["api", "snapshots"] => {
@@ -580,6 +561,16 @@ fn stream(
     Reply::Stream { content_type, file_name, length, body: ChannelBody(rx) }
 }
 
+/// A shared lock while data is read, so a prune waits; none, without a word, where this
+/// user may not write to the repository (a read-only store still serves downloads).
+fn read_lock<'r>(
+    repo: &'r cairn::Repository,
+    operation: &str,
+    interrupt: &AtomicBool,
+) -> cairn::Result<cairn::repo::read_lock::ReadLock<'r>> {
+    repo.lock_for_reading(operation, cairn::repo::read_lock::ReadLockPolicy::Try, Duration::ZERO, interrupt)
+}
+
 fn base_name(path: &[u8]) -> String {
     let name = path.rsplit(|&b| b == b'/').find(|c| !c.is_empty()).unwrap_or(b"snapshot");
     String::from_utf8_lossy(name).into_owned()
@@ -597,12 +588,7 @@ fn send_file(state: &Arc<State>, repo: usize, snap: &str, at: &str) -> cairn::Re
     Ok(stream("application/octet-stream", base_name(&path), Some(size), move |out| {
         let src = &state.sources[repo];
         let repo = &src.repo;
-        let _lock = repo.lock_for_reading(
-            "ui download",
-            cairn::repo::read_lock::ReadLockPolicy::Try,
-            Duration::ZERO,
-            &state.interrupt,
-        )?;
+        let _lock = read_lock(repo, "ui download", &state.interrupt)?;
         let sent = (|| {
             let browser = cairn::browse::Browser::open(repo)?;
             let cairn::format::tree::NodeKind::File { chunks, .. } = &node.kind else { unreachable!() };
@@ -640,12 +626,7 @@ fn send_archive(
     let state = state.clone();
     Ok(stream(content_type, name, None, move |out| {
         let repo = &state.sources[repo].repo;
-        let _lock = repo.lock_for_reading(
-            "ui archive",
-            cairn::repo::read_lock::ReadLockPolicy::Try,
-            Duration::ZERO,
-            &state.interrupt,
-        )?;
+        let _lock = read_lock(repo, "ui archive", &state.interrupt)?;
         let browser = cairn::browse::Browser::open(repo)?;
         let written = cairn::ops::dump::dump(
             &browser,

@@ -2,45 +2,10 @@
 //! with --repo. Each is opened once at start (a wrong password stops the dashboard before
 //! it serves anything) and stays open; its keys are wiped when the dashboard ends.
 
-use cairn::job::config::{Access, Job, JobFile};
+use cairn::job::config::{CopyTarget, Job, JobFile};
 use cairn::{Repository, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// What opens a repository, owned (a job file's `Access` borrows the job).
-#[derive(Clone, Default)]
-pub struct Opener {
-    pub repository: String,
-    pub password_file: Option<PathBuf>,
-    pub password_command: Option<String>,
-    pub key_file: Option<PathBuf>,
-    pub token_file: Option<PathBuf>,
-    pub s3_credentials_file: Option<PathBuf>,
-}
-
-impl Opener {
-    fn of(a: &Access<'_>) -> Opener {
-        Opener {
-            repository: a.repository.to_string(),
-            password_file: a.password_file.map(PathBuf::from),
-            password_command: a.password_command.map(str::to_string),
-            key_file: a.key_file.map(PathBuf::from),
-            token_file: a.token_file.map(PathBuf::from),
-            s3_credentials_file: a.s3_credentials_file.map(PathBuf::from),
-        }
-    }
-
-    pub fn access(&self) -> Access<'_> {
-        Access {
-            repository: &self.repository,
-            password_file: self.password_file.as_deref(),
-            password_command: self.password_command.as_deref(),
-            key_file: self.key_file.as_deref(),
-            token_file: self.token_file.as_deref(),
-            s3_credentials_file: self.s3_credentials_file.as_deref(),
-        }
-    }
-}
 
 /// One repository on the dashboard.
 pub struct Source {
@@ -50,7 +15,8 @@ pub struct Source {
     pub copy_of: Option<usize>,
     /// For a job's own repository: the indexes of its copies.
     pub copies: Vec<usize>,
-    pub opener: Opener,
+    /// The repository and what opens it (its password file or command, key, token).
+    pub target: CopyTarget,
     pub repo: Arc<Repository>,
     /// The newest snapshot should be younger than this (seconds).
     pub rpo: u64,
@@ -69,7 +35,7 @@ impl Source {
         match (&self.job, self.copy_of) {
             (Some(j), None) => j.clone(),
             (Some(j), Some(_)) => format!("{j} (copy)"),
-            (None, _) => self.opener.repository.clone(),
+            (None, _) => self.target.repository.clone(),
         }
     }
 }
@@ -95,26 +61,24 @@ pub fn from_jobs(file: &JobFile, path: &std::path::Path, default_rpo: u64) -> Re
         let max_rto = duration(job.drill.as_ref().and_then(|d| d.max_rto.as_ref()));
         let own = out.len();
         let policy = crate::cli::snapshots::policy_of(job)?;
-        let at_repository = job.retention.as_ref().is_some_and(|r| r.at_repository);
-        let follows = std::iter::once(at_repository).chain(job.copies.iter().map(|c| c.retention));
-        let targets = std::iter::once(job.access()).chain(job.copies.iter().map(|c| c.access()));
-        for (i, (access, follows)) in targets.zip(follows).enumerate() {
-            let repo = access.open().map_err(|e| {
+        let targets = std::iter::once(job.own_target()).chain(job.copies.iter().cloned());
+        for (i, target) in targets.enumerate() {
+            let repo = target.access().open().map_err(|e| {
                 cairn::Error::new(
                     e.kind(),
-                    format!("job {}: cannot open {}: {e}", job.name, access.repository),
+                    format!("job {}: cannot open {}: {e}", job.name, target.repository),
                 )
             })?;
             out.push(Source {
                 job: Some(job.name.clone()),
                 copy_of: (i > 0).then_some(own),
                 copies: Vec::new(),
-                opener: Opener::of(&access),
                 repo: Arc::new(repo),
                 rpo,
                 max_rto,
                 job_file: Some(job_file.clone()),
-                retention: policy.clone().filter(|_| follows),
+                retention: policy.clone().filter(|_| target.retention),
+                target,
             });
         }
         out[own].copies = (own + 1..out.len()).collect();
@@ -128,18 +92,18 @@ pub fn from_jobs(file: &JobFile, path: &std::path::Path, default_rpo: u64) -> Re
 /// The repository of --repo, opened as every command opens it.
 pub fn from_ctx(ctx: &super::Ctx, rpo: u64) -> Result<Vec<Source>> {
     let repo = ctx.open()?;
-    let opener = Opener {
+    let target = CopyTarget {
         repository: ctx.location()?.to_string(),
         password_file: ctx.password_file.clone(),
         password_command: ctx.password_command.clone(),
         key_file: ctx.key_file.clone(),
-        ..Opener::default()
+        ..CopyTarget::default()
     };
     Ok(vec![Source {
         job: None,
         copy_of: None,
         copies: Vec::new(),
-        opener,
+        target,
         repo: Arc::new(repo),
         rpo,
         max_rto: None,
