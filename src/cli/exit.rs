@@ -144,7 +144,7 @@ fn codes(command: &str) -> (&'static [i32], &'static [(i32, &'static str)]) {
             &[0, 1, 2, 10, 12],
             &[
                 (0, "stopped by SIGINT or SIGTERM"),
-                (2, "bad options (plain HTTP off loopback, a bad certificate, a short CAIRN_UI_TOKEN), or a bad job file"),
+                (2, "bad options (plain HTTP off loopback, a bad certificate or job file)"),
                 (10, "a repository of the job file is not there"),
                 (12, "wrong password for a repository of the job file"),
             ],
