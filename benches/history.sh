@@ -7,8 +7,8 @@
 # history example (examples/history.rs: snapshot objects only, as hourly backups of an
 # unchanged tree leave), so the repository holds N snapshots (default 10,000). Times R
 # runs (default 5) of `snapshots`, `snapshots --json`, a forget plan (--dry-run) with a
-# typical retention policy, and then the forget itself, on a copy of the repository each
-# time. Prints each run and the medians, with peak memory. Work files go to $BENCH_DIR
+# typical retention policy, then that forget itself (it removes all but about 100) and
+# one that removes the oldest 100, each on a fresh copy of the repository. Prints each run and the medians, with peak memory. Work files go to $BENCH_DIR
 # (default /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,15 +53,21 @@ for _ in $(seq "$RUNS"); do
   rm -rf "$WORK/copy"
   cp -a "$WORK/repo" "$WORK/copy"
   find "$WORK/copy" -type f -exec cat {} + >/dev/null
-  timed "forget (removes $((N - 100))+)" "$CAIRN" forget --repo "$WORK/copy" "${POLICY[@]}" -q
+  timed "forget (removes all but ~100)" "$CAIRN" forget --repo "$WORK/copy" "${POLICY[@]}" -q
+  rm -rf "$WORK/copy"
+  cp -a "$WORK/repo" "$WORK/copy"
+  find "$WORK/copy" -type f -exec cat {} + >/dev/null
+  timed "forget --keep-last N-100" "$CAIRN" forget --repo "$WORK/copy" --keep-last $((N - 100)) -q
 done
-echo "snapshots in the repository: $N; after the forget: $("$CAIRN" snapshots --repo "$WORK/copy" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
-printf '%-32s %s\n' command "seconds (each run) / median / peak RSS MB"
-cut -f1 "$RESULTS" | awk '!seen[$0]++' | while read -r name; do
-  awk -F'\t' -v n="$name" '$1 == n { t[++c] = $2; m = ($3 > m ? $3 : m) }
-    END {
-      asort(t); line = ""
-      for (i = 1; i <= c; i++) line = line sprintf("%.2f ", t[i])
-      printf "%-32s %s/ %.2f / %.0f\n", n, line, t[int((c + 1) / 2)], m / 1024
-    }' "$RESULTS"
-done
+echo "snapshots in the repository: $N"
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, secs, kb = line.rstrip("\n").split("\t")
+    rows.setdefault(name, []).append((float(secs), int(kb)))
+print(f"{'command':<34} {'median s':>8} {'runs':<28} {'peak RSS MB':>11}")
+for name, runs in rows.items():
+    times = sorted(t for t, _ in runs)
+    print(f"{name:<34} {statistics.median(times):>8.2f} {' '.join(f'{t:.2f}' for t in times):<28} {max(k for _, k in runs) / 1024:>11.0f}")
+PY

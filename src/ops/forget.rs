@@ -346,12 +346,15 @@ fn apply_rules(
 pub fn remove_snapshots(repo: &Repository, ids: &[SnapshotId]) -> Result<()> {
     let names: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
     crate::ops::object_lock::note_deleted(repo, FileType::Snapshot, &names)?;
-    for (n, id) in ids.iter().enumerate() {
-        repo.backend().remove(FileType::Snapshot, &id.to_hex())?;
-        if n == 0 {
-            crate::failpoint::hit("forget:after-first-removal");
-        }
-    }
+    let Some((first, rest)) = names.split_first() else { return Ok(()) };
+    repo.backend().remove(FileType::Snapshot, first)?;
+    crate::failpoint::hit("forget:after-first-removal");
+    // The others at once: each removal waits on a round trip (a remote store) or on its
+    // folder's sync (a local one), and those overlap.
+    crate::ops::read_pool::install_for_removals(repo, || {
+        use rayon::prelude::*;
+        rest.par_iter().try_for_each(|name| repo.backend().remove(FileType::Snapshot, name))
+    })??;
     crate::failpoint::hit("forget:after-removals");
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Threads for work that waits on pack reads from a remote store (check --read-data,
-//! restore).
+//! Threads for work that waits on the store: pack reads from a remote store (check
+//! --read-data, restore), and removing many objects (forget).
 //!
 //! Rayon's pool has one thread per core, which keeps a local disk busy. A remote store
 //! answers each read after a round trip, so with one fetch per core in flight the cores
@@ -19,6 +19,18 @@ use crate::repo::Repository;
 /// repository's store.
 pub fn install<T: Send>(repo: &Repository, work: impl FnOnce() -> T + Send) -> Result<T> {
     install_at_least(repo.backend().read_parallelism(), work)
+}
+
+/// Threads for removing many objects: a removal waits on a round trip or, in a local
+/// folder, on syncing the folder, and overlapping syncs of one folder share the journal's
+/// commits. Removing 9,909 snapshots from a local folder (benches/history.sh): 2.20 s one
+/// at a time, 0.93-1.03 s with 8 threads, no better with 16.
+const REMOVAL_THREADS: usize = 8;
+
+/// Run `work` (rayon's parallel iterators over removals) with enough threads to keep the
+/// store busy.
+pub fn install_for_removals<T: Send>(repo: &Repository, work: impl FnOnce() -> T + Send) -> Result<T> {
+    install_at_least(repo.backend().write_parallelism().max(REMOVAL_THREADS), work)
 }
 
 /// Run `work` with at least `threads` threads (and never fewer than rayon's pool has).
