@@ -239,6 +239,33 @@ fn nothing_is_served_without_the_token_and_no_other_site_can_act() {
         assert_eq!(l.status, 400, "{bad}");
     }
     assert_eq!(ui.api("/api/snapshots/latest/file?path=%2Fnot%2Fthere").status, 404);
+
+    // Other bad input: a clear one-line error and a 4xx, never a 500.
+    for (query, status, says) in [
+        ("/api/snapshots?from=yesterday-ish", 400, "is not a time"),
+        ("/api/snapshots?label=nolabel", 400, "KEY=VALUE"),
+        ("/api/snapshots?repo=7", 404, "no such repository"),
+        ("/api/snapshots?repo=-1", 404, "no such repository"),
+        ("/api/snapshots/ffffffffffff/ls?path=%2F", 404, "ffffffffffff"),
+        ("/api/snapshots/latest/archive?path=%2F&format=rar", 400, "give tar or zip"),
+        ("/api/diff?a=latest", 400, "give a=SNAPSHOT and b=SNAPSHOT"),
+        ("/api/actions/99", 404, "no such action"),
+        ("/api/nothing-here", 404, "no such page"),
+    ] {
+        let a = ui.api(query);
+        assert_eq!(a.status, status, "{query}: {}", a.text());
+        let error = a.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(error.contains(says) && !error.contains('\n'), "{query}: {error}");
+    }
+    let bad_kind = ui.post_with(
+        "/api/actions",
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        &[("kind", "format-disk")],
+    );
+    assert_eq!(bad_kind.status, 400, "{}", bad_kind.text());
+    let no_job =
+        ui.post_with("/api/actions", &[("authorization", &format!("Bearer {TOKEN}"))], &[("kind", "job")]);
+    assert_eq!(no_job.status, 400, "a repository without a job has no job to run: {}", no_job.text());
 }
 
 #[test]
