@@ -34,9 +34,9 @@ bash -c 'source /usr/share/bash-completion/completions/cairn && complete -p cair
 units=$(mktemp -d)
 cp /lib/systemd/system/cairn-job@.service "$units/cairn-job@gw.service"
 cp /lib/systemd/system/cairn-job@.timer "$units/cairn-job@gw.timer"
-cp /lib/systemd/system/cairn-serve.service "$units/"
+cp /lib/systemd/system/cairn-serve.service /lib/systemd/system/cairn-ui.service "$units/"
 # Any remark counts: systemd only warns about an unknown key, and ignores it.
-if ! out=$(cd "$units" && systemd-analyze verify --man=no ./cairn-job@gw.service ./cairn-job@gw.timer ./cairn-serve.service 2>&1) || [ -n "$out" ]; then
+if ! out=$(cd "$units" && systemd-analyze verify --man=no ./cairn-job@gw.service ./cairn-job@gw.timer ./cairn-serve.service ./cairn-ui.service 2>&1) || [ -n "$out" ]; then
   echo "$out" >&2
   fail "systemd-analyze verify refused or remarked on a unit"
 fi

@@ -344,3 +344,60 @@ fn a_wrong_password_in_the_job_file_stops_the_dashboard_before_it_serves() {
     assert!(line.contains("job gw") && line.contains(repo.path.to_str().unwrap()), "{line}");
     assert!(!out.stdout.contains("token="), "it printed a login URL: {}", out.stdout);
 }
+
+#[test]
+fn the_systemd_unit_starts_the_dashboard() {
+    let unit =
+        fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/cairn-ui.service"))
+            .unwrap();
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart line");
+    let repo = Repo::new();
+    let dir = tempdir("cairn-ui-unit-");
+    let pass = dir.path().join("password");
+    fs::write(&pass, PASSWORD).unwrap();
+    fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let job_file = dir.path().join("cairn.toml");
+    let job = format!(
+        "[jobs.gw]\nrepository = \"{}\"\npassword-file = \"{}\"\nsources = [\"/etc\"]\n",
+        repo.path.display(),
+        pass.display()
+    );
+    fs::write(&job_file, job).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // The unit's command line, with this test's job file and a free port.
+    let mut args: Vec<String> = exec.split_whitespace().map(str::to_string).collect();
+    assert_eq!(args[0], "/usr/bin/cairn");
+    for a in args.iter_mut() {
+        *a = match a.as_str() {
+            "/etc/cairn/cairn.toml" => job_file.display().to_string(),
+            "127.0.0.1:8080" => format!("127.0.0.1:{port}"),
+            other => other.to_string(),
+        };
+    }
+    let mut child = std::process::Command::new(bin())
+        .args(&args[1..])
+        .env_remove("CAIRN_PASSWORD")
+        .env("CAIRN_UI_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first)
+        .unwrap();
+    let answer = ureq::Agent::new_with_config(ureq::Agent::config_builder().proxy(None).build())
+        .get(format!("http://127.0.0.1:{port}/api/repos"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .call();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        first.trim(),
+        format!("cairn ui: open http://127.0.0.1:{port}/?token=$CAIRN_UI_TOKEN"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let repos: serde_json::Value =
+        serde_json::from_slice(&answer.unwrap().body_mut().read_to_vec().unwrap()).unwrap();
+    assert_eq!(repos[0]["job"], "gw");
+}
