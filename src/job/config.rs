@@ -195,9 +195,7 @@ impl Job {
             s3_credentials_file: self.s3_credentials_file.as_deref(),
         }
     }
-}
 
-impl Job {
     /// The job's own repository and what opens it, in the shape of a copy target (an
     /// owned `Access`), for whoever keeps it beyond the job file.
     pub fn own_target(&self) -> CopyTarget {

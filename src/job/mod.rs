@@ -13,5 +13,5 @@ pub mod presets;
 mod rules;
 pub mod run;
 pub mod schedule;
-pub mod steps;
+mod steps;
 pub mod template;

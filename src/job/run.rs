@@ -366,7 +366,7 @@ fn describe(command: &Command) -> String {
 
 /// The job's password: its password file or command, else what the caller's environment
 /// gives.
-pub fn password(file: Option<&Path>, command: Option<&str>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+pub(super) fn password(file: Option<&Path>, command: Option<&str>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     if let Some(f) = file {
         return crate::repo::keys::read_password_file(f);
     }

@@ -180,7 +180,7 @@ pub(super) fn upkeep_steps(
 }
 
 /// `drill` of the job's own newest snapshot, not whichever host backed up last.
-pub fn drill_args(job: &Job, d: &super::config::DrillPlan) -> Vec<OsString> {
+fn drill_args(job: &Job, d: &super::config::DrillPlan) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["drill".into(), "--json".into(), "--label".into()];
     args.push(format!("job={}", job.name).into());
     if let Some(v) = &d.max_rto {
