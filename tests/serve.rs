@@ -356,43 +356,20 @@ fn a_jobs_offsite_copy_goes_to_a_served_repository_with_an_append_token() {
 
 #[test]
 fn the_systemd_unit_starts_a_server() {
-    let unit =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/cairn-serve.service"))
-            .unwrap();
-    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart line");
     let work = tempdir("cairn-serve-unit-");
     let (cert, key) = make_certificate(work.path());
     let root = work.path().join("srv");
     let port = servers::free_port();
     // The unit's command line, with this machine's paths, on loopback only.
-    let mut args: Vec<String> = exec.split_whitespace().map(str::to_string).collect();
-    assert_eq!(args[0], "/usr/bin/cairn");
-    for a in args.iter_mut() {
-        *a = match a.as_str() {
-            "/srv/cairn" => root.display().to_string(),
-            "/etc/cairn/tls/cert.pem" => cert.display().to_string(),
-            "/etc/cairn/tls/key.pem" => key.display().to_string(),
-            "0.0.0.0:8443" => format!("127.0.0.1:{port}"),
-            other => other.to_string(),
-        };
-    }
-    let mut child = std::process::Command::new(bin())
-        .args(&args[1..])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first)
-        .unwrap();
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        first.trim(),
-        format!("cairn serve: listening on https://127.0.0.1:{port}"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let replace = [
+        ("/srv/cairn", root.display().to_string()),
+        ("/etc/cairn/tls/cert.pem", cert.display().to_string()),
+        ("/etc/cairn/tls/key.pem", key.display().to_string()),
+        ("0.0.0.0:8443", format!("127.0.0.1:{port}")),
+    ];
+    let (first, stderr) =
+        first_line_then_kill(unit_command("cairn-serve.service", &replace).spawn().unwrap());
+    assert_eq!(first, format!("cairn serve: listening on https://127.0.0.1:{port}"), "{stderr}");
 }
 
 #[test]

@@ -249,6 +249,8 @@ fn nothing_is_served_without_the_token_and_no_other_site_can_act() {
         ("/api/snapshots/ffffffffffff/ls?path=%2F", 404, "ffffffffffff"),
         ("/api/snapshots/latest/archive?path=%2F&format=rar", 400, "give tar or zip"),
         ("/api/diff?a=latest", 400, "give a=SNAPSHOT and b=SNAPSHOT"),
+        ("/api/snapshots/latest/archive?path=%2Fnot%2Fthere&format=tar", 404, "is not in this snapshot"),
+        ("/api/snapshots/latest/file?path=%2F", 400, "not a regular file"),
         ("/api/actions/99", 404, "no such action"),
         ("/api/nothing-here", 404, "no such page"),
     ] {
@@ -347,10 +349,6 @@ fn a_wrong_password_in_the_job_file_stops_the_dashboard_before_it_serves() {
 
 #[test]
 fn the_systemd_unit_starts_the_dashboard() {
-    let unit =
-        fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/cairn-ui.service"))
-            .unwrap();
-    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart line");
     let repo = Repo::new();
     let dir = tempdir("cairn-ui-unit-");
     let pass = dir.path().join("password");
@@ -365,23 +363,13 @@ fn the_systemd_unit_starts_the_dashboard() {
     fs::write(&job_file, job).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // The unit's command line, with this test's job file and a free port.
-    let mut args: Vec<String> = exec.split_whitespace().map(str::to_string).collect();
-    assert_eq!(args[0], "/usr/bin/cairn");
-    for a in args.iter_mut() {
-        *a = match a.as_str() {
-            "/etc/cairn/cairn.toml" => job_file.display().to_string(),
-            "127.0.0.1:8080" => format!("127.0.0.1:{port}"),
-            other => other.to_string(),
-        };
-    }
-    let mut child = std::process::Command::new(bin())
-        .args(&args[1..])
-        .env_remove("CAIRN_PASSWORD")
-        .env("CAIRN_UI_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let replace = [
+        ("/etc/cairn/cairn.toml", job_file.display().to_string()),
+        ("127.0.0.1:8080", format!("127.0.0.1:{port}")),
+    ];
+    let mut unit = unit_command("cairn-ui.service", &replace);
+    let mut child = unit.env_remove("CAIRN_PASSWORD").env("CAIRN_UI_TOKEN", TOKEN).spawn().unwrap();
+    // Asked while it runs: the login line is printed once it listens.
     let mut first = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first)
         .unwrap();

@@ -1335,3 +1335,32 @@ pub fn make_certificate(dir: &Path) -> (PathBuf, PathBuf) {
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     (cert, key)
 }
+
+/// The command line of the package's systemd unit `dist/UNIT` as this test runs it: its
+/// ExecStart with /usr/bin/cairn replaced by the binary under test and each argument
+/// named in `replace` replaced (this machine's paths, a loopback port); output piped.
+pub fn unit_command(unit: &str, replace: &[(&str, String)]) -> Command {
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("dist").join(unit)).unwrap();
+    let exec = text.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart line");
+    let args: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(args[0], "/usr/bin/cairn", "{unit}");
+    let mut cmd = Command::new(bin());
+    for a in &args[1..] {
+        match replace.iter().find(|(from, _)| from == a) {
+            Some((_, to)) => cmd.arg(to),
+            None => cmd.arg(a),
+        };
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// The first line a started server printed, then the server ended: (line, its stderr).
+pub fn first_line_then_kill(mut child: Child) -> (String, String) {
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first)
+        .unwrap();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (first.trim().to_string(), String::from_utf8_lossy(&out.stderr).into_owned())
+}

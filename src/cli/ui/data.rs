@@ -6,8 +6,8 @@ use super::sources::Source;
 use crate::cli::format;
 use cairn::browse::{self, Browser};
 use cairn::format::snapshot::Snapshot;
-use cairn::format::tree::{Node, NodeKind};
-use cairn::id::SnapshotId;
+use cairn::format::tree::NodeKind;
+use cairn::id::{ChunkId, SnapshotId};
 use cairn::repo::select::SnapshotFilter;
 use cairn::{Error, ErrorKind, Result};
 use serde_json::{json, Value};
@@ -36,11 +36,15 @@ pub fn storage_kind(location: &str) -> &'static str {
 
 /// The snapshots of a source's job (all of them without a job), oldest first.
 fn own_snapshots(src: &Source) -> Result<Vec<(SnapshotId, Snapshot)>> {
-    let all = src.repo.snapshots()?;
-    Ok(match &src.job {
+    Ok(job_snapshots(src, src.repo.snapshots()?))
+}
+
+/// Of `all`, the snapshots of the source's job (all of them without a job).
+fn job_snapshots(src: &Source, all: Vec<(SnapshotId, Snapshot)>) -> Vec<(SnapshotId, Snapshot)> {
+    match &src.job {
         Some(j) => SnapshotFilter::job(j).apply(all),
         None => all,
-    })
+    }
 }
 
 fn last_entry(
@@ -186,18 +190,19 @@ pub fn parse_time(s: &str) -> Result<i64> {
 
 /// The snapshots as `snapshots --json` lists them, filtered.
 pub fn snapshots(src: &Source, q: &SnapshotQuery) -> Result<Value> {
-    let snaps: Vec<_> = q
-        .filter
-        .apply(src.repo.snapshots()?)
-        .into_iter()
-        .filter(|(_, s)| q.from.is_none_or(|f| s.time.secs >= f) && q.to.is_none_or(|t| s.time.secs < t))
-        .collect();
+    let all = src.repo.snapshots()?;
     // Where the job's retention runs, each of its snapshots says which rule keeps it and
     // until when, as `snapshots --retention JOB` does.
     let kept = match &src.retention {
-        Some(policy) => Some(crate::cli::snapshots::retention(own_snapshots(src)?, policy)?),
+        Some(policy) => Some(crate::cli::snapshots::retention(job_snapshots(src, all.clone()), policy)?),
         None => None,
     };
+    let snaps: Vec<_> = q
+        .filter
+        .apply(all)
+        .into_iter()
+        .filter(|(_, s)| q.from.is_none_or(|f| s.time.secs >= f) && q.to.is_none_or(|t| s.time.secs < t))
+        .collect();
     Ok(crate::cli::snapshots::json(&snaps, kept.as_ref()))
 }
 
@@ -237,18 +242,22 @@ pub fn listing(src: &Source, snap: &str, path: &str) -> Result<Value> {
     }))
 }
 
-/// A file to send: the snapshot, the path and its node, checked to be a regular file.
-pub fn file_node(src: &Source, snap: &str, path: &str) -> Result<(SnapshotId, Vec<u8>, Node)> {
+/// A file to send: its snapshot, its path, its size and its chunks; anything but a
+/// regular file is refused.
+pub fn file_node(
+    browser: &Browser<'_>,
+    snap: &str,
+    path: &str,
+) -> Result<(SnapshotId, Vec<u8>, u64, Vec<ChunkId>)> {
     let path = checked_path(path)?;
-    let (id, s) = cairn::repo::select::find(&src.repo, snap, &SnapshotFilter::default())?;
-    let node = Browser::open(&src.repo)?.lookup(&s, &path)?;
-    if !matches!(node.kind, NodeKind::File { .. }) {
-        return Err(Error::new(
+    let (id, s) = cairn::repo::select::find(browser.repo(), snap, &SnapshotFilter::default())?;
+    match browser.lookup(&s, &path)?.kind {
+        NodeKind::File { size, chunks } => Ok((id, path, size, chunks)),
+        _ => Err(Error::new(
             ErrorKind::InvalidInput,
             format!("{} is not a regular file; download a folder as tar or zip", browse::display(&path)),
-        ));
+        )),
     }
-    Ok((id, path, node))
 }
 
 /// The changes between two snapshots, with text diffs, as `diff --json --content` prints.

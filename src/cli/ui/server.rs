@@ -543,22 +543,43 @@ impl Write for ChannelWriter {
     }
 }
 
-/// Stream what `produce` writes from a thread of its own; the answer starts at once.
+/// What a download's thread says before its body: the file name and, when known, the
+/// length; or why it cannot start.
+type Head = cairn::Result<(String, Option<u64>)>;
+
+/// Stream a download from a thread of its own. `work` looks up what to send (opening the
+/// index once, for the lookup and the body), calls `start` with the file name and length,
+/// then writes the body. An error before `start` is the answer (404, 400); one after it
+/// breaks the connection off, so no client takes a broken download for whole.
 fn stream(
     content_type: &'static str,
-    file_name: String,
-    length: Option<u64>,
-    produce: impl FnOnce(&mut ChannelWriter) -> cairn::Result<()> + Send + 'static,
-) -> Reply {
+    work: impl FnOnce(&mut dyn FnMut(String, Option<u64>), &mut ChannelWriter) -> cairn::Result<()>
+        + Send
+        + 'static,
+) -> cairn::Result<Reply> {
+    let (head_tx, head_rx) = std::sync::mpsc::sync_channel::<Head>(1);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     std::thread::spawn(move || {
         let mut w = ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(SEND_SIZE) };
-        let done = produce(&mut w).and_then(|()| w.flush().map_err(|e| Error::io("cannot send", e)));
-        if let Err(e) = done {
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        let mut started = false;
+        let mut start = |name: String, length: Option<u64>| {
+            started = true;
+            let _ = head_tx.send(Ok((name, length)));
+        };
+        let done = work(&mut start, &mut w).and_then(|()| w.flush().map_err(|e| Error::io("cannot send", e)));
+        match done {
+            Err(e) if started => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+            Err(e) => {
+                let _ = head_tx.send(Err(e));
+            }
+            Ok(()) => {}
         }
     });
-    Reply::Stream { content_type, file_name, length, body: ChannelBody(rx) }
+    let (file_name, length) =
+        head_rx.recv().map_err(|_| Error::new(ErrorKind::Io, "the download stopped before it started"))??;
+    Ok(Reply::Stream { content_type, file_name, length, body: ChannelBody(rx) })
 }
 
 /// A shared lock while data is read, so a prune waits; none, without a word, where this
@@ -579,20 +600,15 @@ fn base_name(path: &[u8]) -> String {
 /// One file's bytes, each chunk decrypted and checked against its id on the way; the read
 /// is recorded in the activity log, as `cat` records it.
 fn send_file(state: &Arc<State>, repo: usize, snap: &str, at: &str) -> cairn::Result<Reply> {
-    let src = &state.sources[repo];
-    let (id, path, node) = data::file_node(src, snap, at)?;
-    let cairn::format::tree::NodeKind::File { size, .. } = node.kind else {
-        unreachable!("file_node checks")
-    };
-    let state = state.clone();
-    Ok(stream("application/octet-stream", base_name(&path), Some(size), move |out| {
-        let src = &state.sources[repo];
-        let repo = &src.repo;
+    let (state, snap, at) = (state.clone(), snap.to_string(), at.to_string());
+    stream("application/octet-stream", move |start, out| {
+        let repo = &state.sources[repo].repo;
         let _lock = read_lock(repo, "ui download", &state.interrupt)?;
+        let browser = cairn::browse::Browser::open(repo)?;
+        let (id, path, size, chunks) = data::file_node(&browser, &snap, &at)?;
+        start(base_name(&path), Some(size));
         let sent = (|| {
-            let browser = cairn::browse::Browser::open(repo)?;
-            let cairn::format::tree::NodeKind::File { chunks, .. } = &node.kind else { unreachable!() };
-            let mut file = browser.reader(chunks);
+            let mut file = browser.reader(&chunks);
             while let Some(chunk) = file.next_chunk()? {
                 out.write_all(&chunk).map_err(|e| Error::io("cannot send", e))?;
             }
@@ -600,7 +616,7 @@ fn send_file(state: &Arc<State>, repo: usize, snap: &str, at: &str) -> cairn::Re
         })();
         let shown = vec![String::from_utf8_lossy(&path).into_owned()];
         crate::cli::record_read(repo, "ui download", id, &shown, None, sent).map(|_| ())
-    }))
+    })
 }
 
 /// A folder (or the whole snapshot) as tar or zip, as `dump` writes it.
@@ -612,22 +628,23 @@ fn send_archive(
     format: cairn::ops::dump::ArchiveFormat,
 ) -> cairn::Result<Reply> {
     let path = data::checked_path(at)?;
-    let src = &state.sources[repo];
-    let (id, snapshot) =
-        cairn::repo::select::find(&src.repo, snap, &cairn::repo::select::SnapshotFilter::default())?;
-    // The path is looked up before the answer starts, so a wrong one is a 404, not a
-    // broken download.
-    cairn::browse::Browser::open(&src.repo)?.lookup(&snapshot, &path)?;
     let (ext, content_type) = match format {
         cairn::ops::dump::ArchiveFormat::Tar => ("tar", "application/x-tar"),
         cairn::ops::dump::ArchiveFormat::Zip => ("zip", "application/zip"),
     };
-    let name = format!("{}-{}.{ext}", id.short(), if path == b"/" { "all".into() } else { base_name(&path) });
-    let state = state.clone();
-    Ok(stream(content_type, name, None, move |out| {
+    let (state, snap) = (state.clone(), snap.to_string());
+    stream(content_type, move |start, out| {
         let repo = &state.sources[repo].repo;
         let _lock = read_lock(repo, "ui archive", &state.interrupt)?;
+        let (id, snapshot) =
+            cairn::repo::select::find(repo, &snap, &cairn::repo::select::SnapshotFilter::default())?;
         let browser = cairn::browse::Browser::open(repo)?;
+        // Looked up before the answer starts: a wrong path is a 404, not a broken download.
+        browser.lookup(&snapshot, &path)?;
+        start(
+            format!("{}-{}.{ext}", id.short(), if path == b"/" { "all".into() } else { base_name(&path) }),
+            None,
+        );
         let written = cairn::ops::dump::dump(
             &browser,
             &snapshot,
@@ -638,7 +655,7 @@ fn send_archive(
         );
         let shown = vec![String::from_utf8_lossy(&path).into_owned()];
         crate::cli::record_read(repo, "ui archive", id, &shown, None, written.map(|_| 0)).map(|_| ())
-    }))
+    })
 }
 
 #[cfg(test)]
