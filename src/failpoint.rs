@@ -55,6 +55,11 @@ pub const POINTS: &[(&str, &str)] = &[
     ("key:after-store", "a new key file stored (key add; key passwd before the old key goes)"),
     ("key:after-remove", "a key file deleted (key remove; key passwd), not yet reported"),
     ("job:between-steps", "a job's step ended, the next not started"),
+    ("rotate:after-key-in-use", "key rotate: the key in use rewritten (with both key epochs, or at the end the new one alone)"),
+    ("rotate:mid-key-rewrap", "key rotate: one more key file rewritten, the others not yet"),
+    ("rotate:after-config", "key rotate: the config sealed under the new key epoch, nothing sealed anew yet"),
+    ("rotate:after-new-snapshot", "key rotate: a snapshot sealed anew, the old one not yet deleted"),
+    ("rotate:after-new-log", "key rotate: the activity log's new chain stored, the old entries still there"),
 ];
 
 /// Die here if `CAIRN_FAILPOINT` names this point (and this is the chosen hit of it).

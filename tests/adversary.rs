@@ -272,7 +272,8 @@ fn plant_costly_key(repo: &Path) {
     let master = MasterKey::generate().unwrap();
     // Wrapping at the ceiling would cost the test itself minutes: wrap cheaply, then
     // rewrite the stored parameters (the tag then fails, but only after the derivation).
-    let bytes = KeyFile::wrap(&master, b"planted", KdfParams::FLOOR, "h", "u").unwrap();
+    let keys = master.derive(master.public_key(), [0; 32]).unwrap();
+    let bytes = KeyFile::wrap(&master, &keys, b"planted", KdfParams::FLOOR, "h", "u").unwrap();
     let mut kf = KeyFile::decode(&bytes).unwrap();
     kf.header.kdf = KdfParams::CEILING;
     let costly = kf.encode();

@@ -44,6 +44,23 @@ const MATRIX: &[(&str, &[&str])] = &[
     ("key passwd", &["key:after-store", "key:after-remove"]),
     ("key remove", &["key:after-remove"]),
     ("run (job)", &["job:between-steps@1", "job:between-steps@2"]),
+    (
+        "key rotate",
+        &[
+            "rotate:after-key-in-use@1",
+            "rotate:mid-key-rewrap@1",
+            "rotate:after-config",
+            "rotate:after-new-snapshot",
+            "rotate:after-new-log",
+            "pack-writer:after-packs",
+            "prune:after-repack",
+            "prune:after-new-index",
+            "prune:after-old-index-delete",
+            "prune:mid-pack-deletion",
+            "rotate:mid-key-rewrap@3",
+            "rotate:after-key-in-use@2",
+        ],
+    ),
 ];
 
 fn points_of(command: &str) -> &'static [&'static str] {
@@ -489,5 +506,75 @@ fn job_runner_killed_between_steps() {
             format!("killed; {verified} snapshots made outside the job and {} of the job's restore identical; check clean; rerun completes", made.len()),
         );
     }
+    lab.report.finish();
+}
+
+/// key rotate killed at each of its steps (and prune's, whose repack it uses): every
+/// snapshot restores identical under its new id or its old one, every key (the one in use,
+/// another full key, a backup-only key) still opens, check is clean, and the next run
+/// completes the rotation; a key removed before the rotation opens nothing afterwards.
+#[test]
+fn key_rotate_killed_at_each_failpoint() {
+    let mut lab = Lab::new("failpoint", 8);
+    let add = |repo: &Repo, pw: &str, extra: &[&str]| {
+        repo.cairn().args(["key", "add"]).args(extra).env("CAIRN_NEW_PASSWORD", pw).run().ok();
+    };
+    add(&lab.repo, "second", &[]);
+    add(&lab.repo, "writer", &["--backup-only"]);
+    let opens =
+        |repo: &Repo, pw: &str| WithPassword(repo, pw).cairn().args(["key", "list"]).run().code == Some(0);
+    let writer_backs_up = |repo: &Repo, src: &std::path::Path| {
+        WithPassword(repo, "writer").cairn().arg("backup").arg(src).run().code == Some(0)
+    };
+    for point in points_of("key rotate") {
+        lab.add_data(60_000);
+        lab.witness.backup(&lab.repo, &lab.src, &[]);
+        let before = listed(&lab.repo);
+        kill(lab.repo.cairn().args(["key", "rotate"]), point, &mut lab.report);
+        let verified = lab.witness.verify_resealed(&lab.repo, &before);
+        lab.report.verified += verified;
+        assert!(
+            opens(&lab.repo, PASSWORD) && opens(&lab.repo, "second"),
+            "a full key no longer opens after a kill at {point}"
+        );
+        assert!(
+            writer_backs_up(&lab.repo, &lab.src),
+            "the backup-only key cannot back up after a kill at {point}"
+        );
+        lab.check();
+        let before = listed(&lab.repo);
+        lab.repo.cairn().args(["key", "rotate"]).run().ok();
+        lab.witness.verify_resealed(&lab.repo, &before);
+        assert!(
+            opens(&lab.repo, PASSWORD) && opens(&lab.repo, "second") && writer_backs_up(&lab.repo, &lab.src)
+        );
+        lab.check();
+        lab.forget_middle();
+        lab.report.row(
+            "key rotate",
+            point,
+            format!("killed; {verified} snapshots restore identical; every key opens; check clean; rerun completes"),
+        );
+    }
+    // A key removed before a rotation, its file kept by its holder, opens nothing after it.
+    add(&lab.repo, "leaver", &[]);
+    let leaver =
+        lab.repo.cairn().args(["key", "list", "--json"]).env("CAIRN_PASSWORD", "leaver").run().ok().json();
+    let leaver = leaver.as_array().unwrap().iter().find(|k| k["in_use"] == true).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kept = lab.work.path().join("leaver.key");
+    fs::copy(lab.repo.path.join("keys").join(&leaver), &kept).unwrap();
+    lab.repo.cairn().args(["key", "remove", &leaver[..12]]).run().ok();
+    let before = listed(&lab.repo);
+    lab.repo.cairn().args(["key", "rotate"]).run().ok();
+    lab.witness.verify_resealed(&lab.repo, &before);
+    let out =
+        lab.repo.cairn().args(["snapshots", "--key-file"]).arg(&kept).env("CAIRN_PASSWORD", "leaver").run();
+    assert_ne!(out.code, Some(0), "{}", out.context());
+    assert!(out.one_line_error().contains("retired by `cairn key rotate`"), "{}", out.context());
+    lab.verify();
+    lab.check();
     lab.report.finish();
 }

@@ -276,7 +276,7 @@ impl World {
             Step::ForgetPolicy { last, keep_tag } => self.forget_policy(*last, *keep_tag),
             Step::Prune { max_unused, destination } => {
                 let repo = if *destination { &self.b } else { &self.a };
-                let opts = prune::PruneOptions { max_unused: *max_unused };
+                let opts = prune::PruneOptions { max_unused: *max_unused, ..Default::default() };
                 let plan = prune::plan(repo, &opts, &stop).unwrap();
                 prune::execute(repo, &plan, &stop).unwrap();
             }

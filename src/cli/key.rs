@@ -23,6 +23,18 @@ pub enum Command {
     /// Change the password of the key in use
     #[command(after_help = "Example:\n  cairn key passwd")]
     Passwd(PasswdArgs),
+    /// New key secrets: seal everything anew and give them to every key file
+    #[command(
+        long_about = "New key secrets: every pack, snapshot, index file and log entry is sealed anew under \
+                      them and every key file in the repository is given them, so a key removed before, or a \
+                      copy of a key file from before its password changed, opens nothing afterwards. Blob ids \
+                      and chunk boundaries stay, so dedup and copies made with --copy-chunker-params-from keep \
+                      working. Holds the exclusive lock; stopped anywhere, every key still opens the \
+                      repository and the next run finishes. Snapshot ids change. Key files kept apart \
+                      (--key-file) other than the one in use no longer open the repository: add them again.",
+        after_help = "Example:\n  cairn key rotate"
+    )]
+    Rotate,
     /// Print the key in use in a form to print on paper (still protected by its password)
     #[command(
         after_help = "Example:\n  cairn key export > key-paper.txt\nRecover with: cairn key from-paper key-paper.txt --output key.cairn"
@@ -132,12 +144,68 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
                 &format!("password changed; the key is now {}", id.short()),
             );
         }
+        Command::Rotate => rotate(ctx)?,
         Command::Export => {
             let repo = ctx.open()?;
             print!("{}", paper::encode(&repo.key_file_bytes()?, &repo.key_id().to_hex()));
         }
     }
     Ok(exit::SUCCESS)
+}
+
+fn rotate(ctx: &Ctx) -> Result<()> {
+    let (repo, pw) = ctx.open_keeping_password()?;
+    repo.require_full_key("rotate the keys")?;
+    let started = std::time::Instant::now();
+    let report = {
+        let _lock = ctx.lock(&repo, true, "key rotate")?;
+        let say = |step: &str| {
+            if !ctx.quiet && !ctx.json {
+                eprintln!("cairn: key rotate: {step}");
+            }
+        };
+        cairn::ops::rotate::rotate(&repo, &pw, &say, &ctx.interrupt)
+    };
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            // The log is sealed under whichever epoch the config now names: open anew.
+            if let Ok(now) = ctx.open_with(&pw) {
+                super::record(&now, LogRecord::new("key rotate", "failed").figure("error", e.to_string()));
+            }
+            return Err(e);
+        }
+    };
+    for p in &report.passed_over {
+        eprintln!("cairn: warning: key rotate gave key file {p} nothing; it no longer opens the repository");
+    }
+    let now = ctx.open_with(&pw)?;
+    super::record(
+        &now,
+        LogRecord::new("key rotate", "success")
+            .figure("epoch", report.epoch)
+            .figure("resumed", report.resumed)
+            .figure("snapshots", report.snapshots)
+            .figure("log_entries", report.log_entries)
+            .figure("packs", report.packs)
+            .figure("key_files_written", report.key_files_written)
+            .figure("duration_s", format!("{:.1}", started.elapsed().as_secs_f64())),
+    );
+    say(
+        ctx,
+        serde_json::json!({"epoch": report.epoch, "resumed": report.resumed, "snapshots": report.snapshots,
+                           "log_entries": report.log_entries, "packs": report.packs,
+                           "key_files_written": report.key_files_written, "key": now.key_id().to_hex()}),
+        &format!(
+            "keys rotated: everything is sealed under key epoch {} ({} snapshots, {} log entries, {} packs sealed anew; snapshot ids changed); the key in use is now {}",
+            report.epoch,
+            report.snapshots,
+            report.log_entries,
+            report.packs,
+            now.key_id().short()
+        ),
+    );
+    Ok(())
 }
 
 fn say(ctx: &Ctx, json: serde_json::Value, human: &str) {

@@ -274,13 +274,22 @@ impl Ctx {
     }
 
     pub fn open(&self) -> Result<Repository> {
-        let location = self.location()?;
+        self.open_keeping_password().map(|(repo, _)| repo)
+    }
+
+    /// [`Ctx::open`], and the password it opened with (a command asks for it once).
+    pub fn open_keeping_password(&self) -> Result<(Repository, Zeroizing<Vec<u8>>)> {
         let pw = self.password(false)?;
+        Ok((self.open_with(&pw)?, pw))
+    }
+
+    /// Open the repository with a password already given.
+    pub fn open_with(&self, pw: &[u8]) -> Result<Repository> {
         let source = match &self.key_file {
             Some(f) => KeySource::File(f.clone()),
             None => KeySource::Stored,
         };
-        Repository::open(location, &pw, &source)
+        Repository::open(self.location()?, pw, &source)
     }
 }
 

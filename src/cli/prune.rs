@@ -52,7 +52,7 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
     repo.require_full_key("prune").map_err(|e| {
         Error::new(e.kind(), "a backup-only key cannot prune (it deletes nothing); use a full key")
     })?;
-    let opts = PruneOptions { max_unused: a.max_unused };
+    let opts = PruneOptions { max_unused: a.max_unused, ..Default::default() };
     let p = plan(repo, &opts, &ctx.interrupt)?;
     let s = &p.packs;
     let leftover_bytes: u64 = p.leftovers.iter().map(|l| l.size).sum();

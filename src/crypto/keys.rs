@@ -71,129 +71,265 @@ impl KeyKind {
     }
 }
 
-/// The secrets a key file wraps.
-pub struct MasterKey {
-    pub kind: KeyKind,
-    write_root: Zeroizing<[u8; 32]>,
+/// One key epoch's secrets: its root (shared-seal and authentication keys) and its read
+/// secret (full keys) or public key (backup-only keys). `key rotate` adds an epoch and, once
+/// everything is sealed anew, drops the old one (format-spec/keys.md, key rotation).
+struct Epoch {
+    number: u16,
+    root: Zeroizing<[u8; 32]>,
     read_secret: Option<StaticSecret>,
-    /// The repository public key. A full key computes it from the read secret; a
-    /// backup-only key stores it, so a tampered config cannot redirect its backups.
     public: [u8; 32],
 }
 
-impl std::fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MasterKey({}, secrets redacted)", self.kind.name())
-    }
-}
-
-/// Length of the wrapped plaintext: kind byte, write root, then the read secret (full
-/// keys) or the repository public key (backup-only keys).
-const MASTER_LEN: usize = 1 + 32 + 32;
-
-impl MasterKey {
-    /// Fresh key material from the operating system's random source.
-    pub fn generate() -> Result<Self> {
-        let mut write_root = Zeroizing::new([0u8; 32]);
-        let mut read = Zeroizing::new([0u8; 32]);
-        fill_random(&mut write_root[..])?;
-        fill_random(&mut read[..])?;
-        let secret = StaticSecret::from(*read);
-        let public = PublicKey::from(&secret).to_bytes();
-        Ok(MasterKey { kind: KeyKind::Full, write_root, read_secret: Some(secret), public })
-    }
-
-    /// Key material for a new repository that shares this one's write root, so the two
-    /// agree on chunk boundaries and blob ids (`init --copy-chunker-params-from`), with
-    /// a read secret of its own: neither repository's full key reads the other's packs
-    /// or snapshots. See format-spec/keys.md for what the shared root does share.
-    pub fn sharing_ids(&self) -> Result<MasterKey> {
+impl Epoch {
+    fn fresh(number: u16, root: Zeroizing<[u8; 32]>) -> Result<Epoch> {
         let mut read = Zeroizing::new([0u8; 32]);
         fill_random(&mut read[..])?;
         let secret = StaticSecret::from(*read);
         let public = PublicKey::from(&secret).to_bytes();
-        Ok(MasterKey {
-            kind: KeyKind::Full,
-            write_root: self.write_root.clone(),
-            read_secret: Some(secret),
-            public,
-        })
+        Ok(Epoch { number, root, read_secret: Some(secret), public })
     }
 
-    /// The same repository's key material without the read secret.
-    pub fn backup_only(&self) -> MasterKey {
-        MasterKey {
-            kind: KeyKind::BackupOnly,
-            write_root: self.write_root.clone(),
-            read_secret: None,
+    fn without_read_secret(&self) -> Epoch {
+        Epoch { number: self.number, root: self.root.clone(), read_secret: None, public: self.public }
+    }
+
+    fn clone_secret(&self) -> Epoch {
+        Epoch {
+            number: self.number,
+            root: self.root.clone(),
+            read_secret: self.read_secret.clone(),
             public: self.public,
         }
     }
 
+    /// The working keys of this epoch.
+    fn keys(&self) -> EpochKeys {
+        EpochKeys {
+            number: self.number,
+            shared_seal: *derive(CTX_SHARED_SEAL, &self.root[..]),
+            pack_auth: *derive(CTX_PACK_AUTH, &self.root[..]),
+            public: self.public,
+            attestation: self.read_secret.as_ref().map(|s| *derive(CTX_ATTESTATION, s.as_bytes())),
+            read_secret: self.read_secret.clone(),
+        }
+    }
+}
+
+/// The secrets a key file wraps: the content root (blob ids and chunk boundaries) and one
+/// or, during a rotation, two key epochs.
+pub struct MasterKey {
+    pub kind: KeyKind,
+    content_root: Zeroizing<[u8; 32]>,
+    /// In increasing epoch number; one or two.
+    epochs: Vec<Epoch>,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MasterKey({}, epochs {:?}, secrets redacted)", self.kind.name(), self.epoch_numbers())
+    }
+}
+
+/// Length of version 1 material: kind byte, write root, then the read secret (full keys)
+/// or the repository public key (backup-only keys).
+const MASTER_LEN_V1: usize = 1 + 32 + 32;
+/// Version 2 material: kind, content root, epoch count, then per epoch its number (u16 LE),
+/// root and read secret or public key.
+const MASTER_HEAD_V2: usize = 1 + 32 + 1;
+const EPOCH_LEN: usize = 2 + 32 + 32;
+/// A key holds at most two epochs: the current one and, during a rotation, one more.
+pub const MAX_EPOCHS: usize = 2;
+
+impl MasterKey {
+    /// Fresh key material from the operating system's random source: epoch 0, whose root is
+    /// the content root (as every repository's first epoch).
+    pub fn generate() -> Result<Self> {
+        let mut content_root = Zeroizing::new([0u8; 32]);
+        fill_random(&mut content_root[..])?;
+        let epoch = Epoch::fresh(0, content_root.clone())?;
+        Ok(MasterKey { kind: KeyKind::Full, content_root, epochs: vec![epoch] })
+    }
+
+    /// Key material for a new repository that shares this one's content root, so the two
+    /// agree on chunk boundaries and blob ids (`init --copy-chunker-params-from`), with
+    /// a read secret of its own: neither repository's full key reads the other's packs
+    /// or snapshots. See format-spec/keys.md for what the shared root does share.
+    pub fn sharing_ids(&self) -> Result<MasterKey> {
+        let epoch = Epoch::fresh(0, self.content_root.clone())?;
+        Ok(MasterKey { kind: KeyKind::Full, content_root: self.content_root.clone(), epochs: vec![epoch] })
+    }
+
+    /// The same repository's key material without the read secrets.
+    pub fn backup_only(&self) -> MasterKey {
+        MasterKey {
+            kind: KeyKind::BackupOnly,
+            content_root: self.content_root.clone(),
+            epochs: self.epochs.iter().map(Epoch::without_read_secret).collect(),
+        }
+    }
+
+    /// A copy of this material (same kind).
+    pub fn duplicate(&self) -> MasterKey {
+        MasterKey {
+            kind: self.kind,
+            content_root: self.content_root.clone(),
+            epochs: self.epochs.iter().map(Epoch::clone_secret).collect(),
+        }
+    }
+
+    /// The epoch numbers this key holds, oldest first.
+    pub fn epoch_numbers(&self) -> Vec<u16> {
+        self.epochs.iter().map(|e| e.number).collect()
+    }
+
+    /// This material with a new, random epoch after its newest (a full key only, holding
+    /// one epoch): the start of a key rotation.
+    pub fn with_new_epoch(&self) -> Result<MasterKey> {
+        let newest = self.epochs.last().expect("a key holds an epoch");
+        if self.kind != KeyKind::Full || self.epochs.len() != 1 {
+            return Err(Error::invalid("only a full key holding one key epoch can start a new one"));
+        }
+        let number = newest.number.checked_add(1).ok_or_else(|| Error::invalid("no key epoch is left"))?;
+        let mut root = Zeroizing::new([0u8; 32]);
+        fill_random(&mut root[..])?;
+        let mut out = self.duplicate();
+        out.epochs.push(Epoch::fresh(number, root)?);
+        Ok(out)
+    }
+
+    /// This material holding only its newest epoch: the end of a key rotation.
+    pub fn newest_only(&self) -> MasterKey {
+        let mut out = self.duplicate();
+        out.epochs.drain(..out.epochs.len() - 1);
+        out
+    }
+
+    /// This key's one epoch under another number: tests open objects of a later epoch with
+    /// a retired key's secrets, to show that nothing opens.
+    #[cfg(test)]
+    pub(crate) fn relabelled(&self, number: u16) -> MasterKey {
+        let mut out = self.newest_only();
+        out.epochs[0].number = number;
+        out
+    }
+
+    /// The public key of the newest epoch.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.epochs.last().expect("a key holds an epoch").public
+    }
+
+    /// Version 2 material (format-spec/keys.md).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(MASTER_LEN));
+        let mut out = Zeroizing::new(Vec::with_capacity(MASTER_HEAD_V2 + EPOCH_LEN * self.epochs.len()));
         out.push(self.kind as u8);
-        out.extend_from_slice(&self.write_root[..]);
-        match &self.read_secret {
-            Some(s) => out.extend_from_slice(s.as_bytes()),
-            None => out.extend_from_slice(&self.public),
+        out.extend_from_slice(&self.content_root[..]);
+        out.push(self.epochs.len() as u8);
+        for e in &self.epochs {
+            out.extend_from_slice(&e.number.to_le_bytes());
+            out.extend_from_slice(&e.root[..]);
+            match &e.read_secret {
+                Some(s) => out.extend_from_slice(s.as_bytes()),
+                None => out.extend_from_slice(&e.public),
+            }
         }
         out
     }
 
+    /// The epoch whose last field is `last`: a read secret (full) or a public key.
+    fn epoch_of(kind: KeyKind, number: u16, root: Zeroizing<[u8; 32]>, last: &[u8]) -> Epoch {
+        let mut last32 = Zeroizing::new([0u8; 32]);
+        last32.copy_from_slice(last);
+        match kind {
+            KeyKind::Full => {
+                let secret = StaticSecret::from(*last32);
+                let public = PublicKey::from(&secret).to_bytes();
+                Epoch { number, root, read_secret: Some(secret), public }
+            }
+            KeyKind::BackupOnly => Epoch { number, root, read_secret: None, public: *last32 },
+        }
+    }
+
+    /// Decode version 2 material.
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
         let kind = KeyKind::from_byte(*b.first().ok_or_else(|| Error::corrupt("empty key"))?)?;
-        if b.len() != MASTER_LEN {
-            return Err(Error::corrupt(format!("key material is {} bytes, expected {MASTER_LEN}", b.len())));
+        let n = b.get(MASTER_HEAD_V2 - 1).copied().unwrap_or(0) as usize;
+        if !(1..=MAX_EPOCHS).contains(&n) || b.len() != MASTER_HEAD_V2 + EPOCH_LEN * n {
+            return Err(Error::corrupt(format!(
+                "key material of {} bytes does not hold 1 or 2 key epochs",
+                b.len()
+            )));
         }
-        let mut write_root = Zeroizing::new([0u8; 32]);
-        write_root.copy_from_slice(&b[1..33]);
-        let mut last = Zeroizing::new([0u8; 32]);
-        last.copy_from_slice(&b[33..65]);
-        Ok(match kind {
-            KeyKind::Full => {
-                let secret = StaticSecret::from(*last);
-                let public = PublicKey::from(&secret).to_bytes();
-                MasterKey { kind, write_root, read_secret: Some(secret), public }
+        let mut content_root = Zeroizing::new([0u8; 32]);
+        content_root.copy_from_slice(&b[1..33]);
+        let mut epochs: Vec<Epoch> = Vec::with_capacity(n);
+        for e in b[MASTER_HEAD_V2..].chunks_exact(EPOCH_LEN) {
+            let number = u16::from_le_bytes([e[0], e[1]]);
+            if epochs.last().is_some_and(|prev| prev.number >= number) {
+                return Err(Error::corrupt("key material's epochs are not in increasing order"));
             }
-            KeyKind::BackupOnly => MasterKey { kind, write_root, read_secret: None, public: *last },
-        })
+            let mut root = Zeroizing::new([0u8; 32]);
+            root.copy_from_slice(&e[2..34]);
+            epochs.push(Self::epoch_of(kind, number, root, &e[34..]));
+        }
+        Ok(MasterKey { kind, content_root, epochs })
     }
 
-    /// The repository's public key.
-    pub fn public_key(&self) -> [u8; 32] {
-        self.public
+    /// Decode version 1 material: its write root is the content root and epoch 0's root.
+    pub fn from_bytes_v1(b: &[u8]) -> Result<Self> {
+        let kind = KeyKind::from_byte(*b.first().ok_or_else(|| Error::corrupt("empty key"))?)?;
+        if b.len() != MASTER_LEN_V1 {
+            return Err(Error::corrupt(format!(
+                "key material is {} bytes, expected {MASTER_LEN_V1}",
+                b.len()
+            )));
+        }
+        let mut content_root = Zeroizing::new([0u8; 32]);
+        content_root.copy_from_slice(&b[1..33]);
+        let epoch = Self::epoch_of(kind, 0, content_root.clone(), &b[33..65]);
+        Ok(MasterKey { kind, content_root, epochs: vec![epoch] })
     }
 
-    /// Derive all working keys. `public` is the repository public key from the config; it
-    /// must be this key's own. `repo_id` is the config's repository id, which shared
-    /// objects are bound to.
+    /// Derive all working keys. `public` is the repository public key from the config: the
+    /// epoch whose public key it is becomes the one everything new is sealed under. `repo_id`
+    /// is the config's repository id, which shared objects are bound to.
     pub fn derive(&self, public: [u8; 32], repo_id: [u8; 32]) -> Result<RepoKeys> {
-        if self.public != public {
+        let Some(current) = self.epochs.iter().position(|e| e.public == public) else {
             return Err(Error::corrupt(
                 "the config's public key is not this key's repository public key (config replaced?)",
             ));
-        }
-        let attestation = self.read_secret.as_ref().map(|s| *derive(CTX_ATTESTATION, s.as_bytes()));
+        };
         Ok(RepoKeys {
             kind: self.kind,
-            chunk_id: *derive(CTX_CHUNK_ID, &self.write_root[..]),
-            tree_id: *derive(CTX_TREE_ID, &self.write_root[..]),
-            gear: *derive(CTX_GEAR, &self.write_root[..]),
-            shared_seal: *derive(CTX_SHARED_SEAL, &self.write_root[..]),
-            pack_auth: *derive(CTX_PACK_AUTH, &self.write_root[..]),
-            public,
+            chunk_id: *derive(CTX_CHUNK_ID, &self.content_root[..]),
+            tree_id: *derive(CTX_TREE_ID, &self.content_root[..]),
+            gear: *derive(CTX_GEAR, &self.content_root[..]),
             repo_id,
-            attestation,
-            read_secret: self.read_secret.clone(),
+            current: self.epochs[current].keys(),
+            other: self.epochs.iter().enumerate().find(|(i, _)| *i != current).map(|(_, e)| e.keys()),
         })
     }
 
-    /// The key that seals the config itself, which is sealed with the shared key (it
-    /// holds the public key, so it cannot depend on it).
-    pub fn shared_seal_key(&self) -> Zeroizing<[u8; 32]> {
-        derive(CTX_SHARED_SEAL, &self.write_root[..])
+    /// The keys that seal the config itself, newest epoch first: the config is sealed with
+    /// its epoch's shared key (it holds the public key, so it cannot depend on it), and a
+    /// reader tries each epoch it holds.
+    pub fn config_seal_keys(&self) -> Vec<(u16, Zeroizing<[u8; 32]>)> {
+        self.epochs.iter().rev().map(|e| (e.number, derive(CTX_SHARED_SEAL, &e.root[..]))).collect()
     }
+}
+
+/// Working keys of one key epoch.
+#[derive(Zeroize, ZeroizeOnDrop)]
+struct EpochKeys {
+    #[zeroize(skip)]
+    number: u16,
+    shared_seal: [u8; 32],
+    pack_auth: [u8; 32],
+    public: [u8; 32],
+    /// Full keys only: the key of attestations, which prove a full key wrote an object.
+    attestation: Option<[u8; 32]>,
+    #[zeroize(skip)] // StaticSecret zeroizes itself on drop
+    read_secret: Option<StaticSecret>,
 }
 
 /// Working keys of an open repository.
@@ -204,14 +340,13 @@ pub struct RepoKeys {
     chunk_id: [u8; 32],
     tree_id: [u8; 32],
     gear: [u8; 32],
-    shared_seal: [u8; 32],
-    pack_auth: [u8; 32],
-    public: [u8; 32],
     repo_id: [u8; 32],
-    /// Full keys only: the key of attestations, which prove a full key wrote an object.
-    attestation: Option<[u8; 32]>,
-    #[zeroize(skip)] // StaticSecret zeroizes itself on drop
-    read_secret: Option<StaticSecret>,
+    /// The epoch of the config's public key: everything new is sealed under it.
+    #[zeroize(skip)] // zeroizes itself on drop
+    current: EpochKeys,
+    /// The other epoch a key holds during a rotation: objects not yet sealed anew.
+    #[zeroize(skip)]
+    other: Option<EpochKeys>,
 }
 
 impl RepoKeys {
@@ -238,16 +373,43 @@ impl RepoKeys {
         table
     }
 
-    /// The key of one shared object (index, lock, log entry), from its salt.
-    pub fn shared_object_key(&self, salt: &[u8; 32], binding: Binding) -> Zeroizing<[u8; 32]> {
-        match binding {
-            Binding::Legacy => shared_object_key(&self.shared_seal, salt),
+    /// The epoch everything new is sealed under.
+    pub fn write_epoch(&self) -> u16 {
+        self.current.number
+    }
+
+    /// The epochs this key opens objects of, the one new objects are sealed under first.
+    pub fn epochs(&self) -> Vec<u16> {
+        std::iter::once(self.current.number).chain(self.other.as_ref().map(|e| e.number)).collect()
+    }
+
+    fn epoch(&self, number: u16) -> Result<&EpochKeys> {
+        std::iter::once(&self.current).chain(self.other.as_ref()).find(|e| e.number == number).ok_or_else(
+            || {
+                Error::corrupt(format!(
+                    "sealed under key epoch {number}, which this key does not hold (epochs {:?})",
+                    self.epochs()
+                ))
+            },
+        )
+    }
+
+    /// The key of one shared object (index, lock, log entry) of `epoch`, from its salt.
+    pub fn shared_object_key(
+        &self,
+        epoch: u16,
+        salt: &[u8; 32],
+        binding: Binding,
+    ) -> Result<Zeroizing<[u8; 32]>> {
+        let e = self.epoch(epoch)?;
+        Ok(match binding {
+            Binding::Legacy => shared_object_key(&e.shared_seal, salt),
             Binding::Kind(kind) => {
                 let mut h = blake3::Hasher::new_derive_key(CTX_SHARED_OBJECT_KEY_V2);
-                h.update(&self.shared_seal).update(&self.repo_id).update(&[kind]).update(salt);
+                h.update(&e.shared_seal).update(&self.repo_id).update(&[kind]).update(salt);
                 wiped(h)
             }
-        }
+        })
     }
 
     /// 32 bytes for a new object's salt or ephemeral secret: fresh randomness hashed
@@ -264,8 +426,8 @@ impl RepoKeys {
     }
 
     /// A new ephemeral key pair for a sealed object of `kind` (pack or snapshot) whose
-    /// content hashes to `content`: returns the ephemeral public key to store and the
-    /// object's key (bound to `kind`).
+    /// content hashes to `content`, under the write epoch: returns the ephemeral public key
+    /// to store and the object's key (bound to `kind`).
     pub fn new_sealed_object_key(
         &self,
         kind: u8,
@@ -273,54 +435,59 @@ impl RepoKeys {
     ) -> Result<([u8; 32], Zeroizing<[u8; 32]>)> {
         let eph = StaticSecret::from(*self.hedged(kind, content)?);
         let eph_pub = PublicKey::from(&eph).to_bytes();
-        let shared = eph.diffie_hellman(&PublicKey::from(self.public));
-        Ok((eph_pub, self.sealed_key(shared.as_bytes(), &eph_pub, Binding::Kind(kind))))
+        let shared = eph.diffie_hellman(&PublicKey::from(self.current.public));
+        Ok((eph_pub, sealed_key(&self.current, shared.as_bytes(), &eph_pub, Binding::Kind(kind))))
     }
 
-    /// The key of a stored sealed object, from its ephemeral public key. Needs the read
-    /// secret: a backup-only key gets `PermissionDenied`.
+    /// The key of a stored sealed object of `epoch`, from its ephemeral public key. Needs
+    /// the read secret: a backup-only key gets `PermissionDenied`.
     pub fn open_sealed_object_key(
         &self,
+        epoch: u16,
         eph_pub: &[u8; 32],
         binding: Binding,
     ) -> Result<Zeroizing<[u8; 32]>> {
-        let secret = self.read_secret.as_ref().ok_or_else(|| {
+        let e = self.epoch(epoch)?;
+        let secret = e.read_secret.as_ref().ok_or_else(|| {
             Error::new(
                 ErrorKind::PermissionDenied,
                 "this is a backup-only key: it cannot read stored data; use a full key",
             )
         })?;
         let shared = secret.diffie_hellman(&PublicKey::from(*eph_pub));
-        Ok(self.sealed_key(shared.as_bytes(), eph_pub, binding))
+        Ok(sealed_key(e, shared.as_bytes(), eph_pub, binding))
     }
 
-    fn sealed_key(&self, shared: &[u8; 32], eph_pub: &[u8; 32], binding: Binding) -> Zeroizing<[u8; 32]> {
-        let mut h = match binding {
-            Binding::Legacy => blake3::Hasher::new_derive_key(CTX_SEALED_OBJECT_KEY),
-            Binding::Kind(_) => blake3::Hasher::new_derive_key(CTX_SEALED_OBJECT_KEY_V2),
-        };
-        h.update(shared).update(eph_pub).update(&self.public).update(&self.pack_auth);
-        if let Binding::Kind(kind) = binding {
-            h.update(&[kind]);
-        }
-        wiped(h)
-    }
-
-    /// The attestation of an object whose attested bytes are `attested`: only a full key
-    /// can compute it (its key comes from the read secret). `None` for a backup-only key.
+    /// The attestation of an object whose attested bytes are `attested`, under the write
+    /// epoch: only a full key can compute it (its key comes from the read secret). `None`
+    /// for a backup-only key.
     pub fn attest(&self, attested: &[u8]) -> Option<[u8; 32]> {
-        self.attestation.as_ref().map(|k| *blake3::keyed_hash(k, attested).as_bytes())
+        self.current.attestation.as_ref().map(|k| *blake3::keyed_hash(k, attested).as_bytes())
     }
 
-    /// Whether `tag` attests `attested`: `None` when this key cannot tell (backup-only).
-    pub fn check_attestation(&self, attested: &[u8], tag: &[u8; 32]) -> Option<bool> {
+    /// Whether `tag` attests `attested` under `epoch`: `None` when this key cannot tell
+    /// (backup-only).
+    pub fn check_attestation(&self, epoch: u16, attested: &[u8], tag: &[u8; 32]) -> Option<bool> {
         // blake3::Hash compares in constant time.
-        self.attestation.as_ref().map(|k| blake3::keyed_hash(k, attested) == blake3::Hash::from(*tag))
+        let e = self.epoch(epoch).ok()?;
+        e.attestation.as_ref().map(|k| blake3::keyed_hash(k, attested) == blake3::Hash::from(*tag))
     }
 
     pub fn can_read(&self) -> bool {
-        self.read_secret.is_some()
+        self.current.read_secret.is_some()
     }
+}
+
+fn sealed_key(e: &EpochKeys, shared: &[u8; 32], eph_pub: &[u8; 32], binding: Binding) -> Zeroizing<[u8; 32]> {
+    let mut h = match binding {
+        Binding::Legacy => blake3::Hasher::new_derive_key(CTX_SEALED_OBJECT_KEY),
+        Binding::Kind(_) => blake3::Hasher::new_derive_key(CTX_SEALED_OBJECT_KEY_V2),
+    };
+    h.update(shared).update(eph_pub).update(&e.public).update(&e.pack_auth);
+    if let Binding::Kind(kind) = binding {
+        h.update(&[kind]);
+    }
+    wiped(h)
 }
 
 /// BLAKE3 derive-key of `material` under `context`, with the hasher wiped afterwards.
@@ -444,7 +611,7 @@ mod tests {
         let b = m.backup_only();
         let bb = MasterKey::from_bytes(&b.to_bytes()).unwrap();
         assert_eq!(bb.kind, KeyKind::BackupOnly);
-        assert!(bb.read_secret.is_none());
+        assert!(bb.epochs.iter().all(|e| e.read_secret.is_none()));
         assert_eq!(bb.public_key(), m.public_key());
         // A backup-only key refuses a config whose public key was swapped.
         assert!(bb.derive([7u8; 32], [0; 32]).is_err());
@@ -458,23 +625,23 @@ mod tests {
         let full = m.derive(m.public_key(), [1; 32]).unwrap();
         let writer = m.backup_only().derive(m.public_key(), [1; 32]).unwrap();
         let tag = full.attest(b"snapshot").unwrap();
-        assert_eq!(full.check_attestation(b"snapshot", &tag), Some(true));
-        assert_eq!(full.check_attestation(b"snapshot!", &tag), Some(false));
+        assert_eq!(full.check_attestation(0, b"snapshot", &tag), Some(true));
+        assert_eq!(full.check_attestation(0, b"snapshot!", &tag), Some(false));
         assert_eq!(writer.attest(b"snapshot"), None);
-        assert_eq!(writer.check_attestation(b"snapshot", &tag), None);
+        assert_eq!(writer.check_attestation(0, b"snapshot", &tag), None);
         // Shared keys: bound to the kind and the repository id.
         let other_repo = m.derive(m.public_key(), [2; 32]).unwrap();
         let salt = [7; 32];
-        let k = full.shared_object_key(&salt, Binding::Kind(2));
-        assert_eq!(*k, *writer.shared_object_key(&salt, Binding::Kind(2)));
-        assert_ne!(*k, *full.shared_object_key(&salt, Binding::Kind(4)));
-        assert_ne!(*k, *other_repo.shared_object_key(&salt, Binding::Kind(2)));
-        assert_ne!(*k, *full.shared_object_key(&salt, Binding::Legacy));
+        let k = full.shared_object_key(0, &salt, Binding::Kind(2)).unwrap();
+        assert_eq!(*k, *writer.shared_object_key(0, &salt, Binding::Kind(2)).unwrap());
+        assert_ne!(*k, *full.shared_object_key(0, &salt, Binding::Kind(4)).unwrap());
+        assert_ne!(*k, *other_repo.shared_object_key(0, &salt, Binding::Kind(2)).unwrap());
+        assert_ne!(*k, *full.shared_object_key(0, &salt, Binding::Legacy).unwrap());
         // Sealed keys: bound to the kind.
         let (eph, key) = writer.new_sealed_object_key(PACK_KIND, &[0; 32]).unwrap();
-        assert_eq!(*full.open_sealed_object_key(&eph, Binding::Kind(PACK_KIND)).unwrap(), *key);
-        assert_ne!(*full.open_sealed_object_key(&eph, Binding::Kind(3)).unwrap(), *key);
-        assert_ne!(*full.open_sealed_object_key(&eph, Binding::Legacy).unwrap(), *key);
+        assert_eq!(*full.open_sealed_object_key(0, &eph, Binding::Kind(PACK_KIND)).unwrap(), *key);
+        assert_ne!(*full.open_sealed_object_key(0, &eph, Binding::Kind(3)).unwrap(), *key);
+        assert_ne!(*full.open_sealed_object_key(0, &eph, Binding::Legacy).unwrap(), *key);
     }
 
     #[test]
@@ -484,8 +651,8 @@ mod tests {
         let full = m.derive(public, [0; 32]).unwrap();
         let writer = m.backup_only().derive(public, [0; 32]).unwrap();
         let (eph, k_written) = writer.new_sealed_object_key(3, &[0; 32]).unwrap();
-        assert_eq!(*full.open_sealed_object_key(&eph, Binding::Kind(3)).unwrap(), *k_written);
-        let err = writer.open_sealed_object_key(&eph, Binding::Kind(3)).unwrap_err();
+        assert_eq!(*full.open_sealed_object_key(0, &eph, Binding::Kind(3)).unwrap(), *k_written);
+        let err = writer.open_sealed_object_key(0, &eph, Binding::Kind(3)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
         // Ids agree between the two, so the backup-only key dedups against full-key data.
         assert_eq!(full.chunk_id(b"x"), writer.chunk_id(b"x"));
@@ -503,7 +670,7 @@ mod tests {
         assert_eq!(a.gear_table(), b.gear_table());
         assert_ne!(m.public_key(), other.public_key());
         let (eph, k) = a.new_sealed_object_key(PACK_KIND, &[0; 32]).unwrap();
-        assert_ne!(*b.open_sealed_object_key(&eph, Binding::Kind(PACK_KIND)).unwrap(), *k);
+        assert_ne!(*b.open_sealed_object_key(0, &eph, Binding::Kind(PACK_KIND)).unwrap(), *k);
     }
 
     /// Hashers that take key material are wiped after use; that needs blake3's zeroize

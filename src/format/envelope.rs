@@ -51,12 +51,15 @@ pub enum ObjectType {
     Snapshot = 3,
     Lock = 4,
     Log = 5,
+    /// Inside a key file (version 2): the file's authentication key, for full keys that
+    /// give the file new key epochs (format-spec/keys.md).
+    KeyGrant = 6,
 }
 
 impl ObjectType {
     fn mode(self) -> u8 {
         match self {
-            ObjectType::Snapshot => MODE_SEALED,
+            ObjectType::Snapshot | ObjectType::KeyGrant => MODE_SEALED,
             ObjectType::Config | ObjectType::Index | ObjectType::Lock | ObjectType::Log => MODE_SHARED,
         }
     }
@@ -68,6 +71,7 @@ impl ObjectType {
             ObjectType::Snapshot => "snapshot",
             ObjectType::Lock => "lock",
             ObjectType::Log => "log entry",
+            ObjectType::KeyGrant => "key grant",
         }
     }
 }
@@ -99,6 +103,8 @@ impl WrittenBy {
 pub struct Opened {
     pub payload: Vec<u8>,
     pub written_by: WrittenBy,
+    /// The key epoch it was sealed under.
+    pub epoch: u16,
 }
 
 /// The bytes an attestation covers: the first 40 header bytes and the payload's hash.
@@ -109,13 +115,22 @@ fn attested(head40: &[u8], payload: &[u8]) -> [u8; 72] {
     a
 }
 
-/// Seal an object of `ty` with the repository keys (version 2).
+/// Seal an object of `ty` with the repository keys (version 2), under the write epoch.
 pub fn seal(keys: &RepoKeys, ty: ObjectType, payload: &[u8]) -> Result<Vec<u8>> {
+    let writer = if keys.kind == KeyKind::Full { WrittenBy::FullKey } else { WrittenBy::BackupOnlyKey };
+    seal_as(keys, ty, payload, writer)
+}
+
+/// Seal an object of `ty` as written by `writer`: a full key sealing anew what another
+/// writer wrote (key rotation) keeps the writer it was shown to have, so sealing anew never
+/// turns a backup-only key's object into a full key's. `FullKey` needs a full key.
+pub fn seal_as(keys: &RepoKeys, ty: ObjectType, payload: &[u8], writer: WrittenBy) -> Result<Vec<u8>> {
     let content = *blake3::hash(payload).as_bytes();
+    let epoch = keys.write_epoch();
     let (material, key) = match ty.mode() {
         MODE_SHARED => {
             let salt = *keys.hedged(ty as u8, &content)?;
-            (salt, keys.shared_object_key(&salt, Binding::Kind(ty as u8)))
+            (salt, keys.shared_object_key(epoch, &salt, Binding::Kind(ty as u8))?)
         }
         _ => keys.new_sealed_object_key(ty as u8, &content)?,
     };
@@ -124,9 +139,12 @@ pub fn seal(keys: &RepoKeys, ty: ObjectType, payload: &[u8]) -> Result<Vec<u8>> 
     h[4] = VERSION;
     h[5] = ty as u8;
     h[6] = ty.mode();
-    h[7] = if keys.kind == KeyKind::Full { WRITER_FULL } else { WRITER_BACKUP_ONLY };
+    h[7] = if writer == WrittenBy::FullKey { WRITER_FULL } else { WRITER_BACKUP_ONLY };
     h[8..40].copy_from_slice(&material);
-    if let Some(tag) = keys.attest(&attested(&h, payload)) {
+    if writer == WrittenBy::FullKey {
+        let tag = keys
+            .attest(&attested(&h, payload))
+            .ok_or_else(|| Error::invalid("only a full key can seal an object as a full key's"))?;
         h[40..].copy_from_slice(&tag);
     }
     let mut body = compress::encode(payload, 3);
@@ -193,25 +211,41 @@ pub fn open(keys: &RepoKeys, ty: ObjectType, bytes: &[u8]) -> Result<Vec<u8>> {
     open_attested(keys, ty, bytes).map(|o| o.payload)
 }
 
-/// Check and open an object of `ty`, and tell who wrote it. A full key's attestation that
-/// does not verify is damage (or forgery), reported as *corrupt*.
+/// Check and open an object of `ty`, and tell who wrote it and under which key epoch. A
+/// full key's attestation that does not verify is damage (or forgery), reported as
+/// *corrupt*. A key holding two epochs (during a rotation) tries the write epoch first,
+/// then the other: envelopes do not say their epoch (format-spec/objects.md).
 pub fn open_attested(keys: &RepoKeys, ty: ObjectType, bytes: &[u8]) -> Result<Opened> {
     let version = check_header(ty, bytes)?;
+    let mut first_error = None;
+    for epoch in keys.epochs() {
+        match open_in_epoch(keys, epoch, version, ty, bytes) {
+            Ok(opened) => return Ok(opened),
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(first_error.expect("a key holds an epoch"))
+}
+
+fn open_in_epoch(keys: &RepoKeys, epoch: u16, version: u8, ty: ObjectType, bytes: &[u8]) -> Result<Opened> {
     let material: [u8; 32] = bytes[8..40].try_into().expect("32 bytes");
     let (binding, header_len) = match version {
         VERSION_1 => (Binding::Legacy, HEADER_LEN_V1),
         _ => (Binding::Kind(ty as u8), HEADER_LEN),
     };
     let key = match ty.mode() {
-        MODE_SHARED => keys.shared_object_key(&material, binding),
-        _ => keys.open_sealed_object_key(&material, binding)?,
+        MODE_SHARED => keys.shared_object_key(epoch, &material, binding)?,
+        _ => keys.open_sealed_object_key(epoch, &material, binding)?,
     };
     let payload = open_with(ty, &key, header_len, bytes)?;
     let written_by = match (version, bytes[7]) {
         (VERSION_1, _) => WrittenBy::Unknown,
         (_, WRITER_FULL) => {
             let tag: [u8; 32] = bytes[40..72].try_into().expect("32 bytes");
-            match keys.check_attestation(&attested(bytes, &payload), &tag) {
+            match keys.check_attestation(epoch, &attested(bytes, &payload), &tag) {
                 Some(true) => WrittenBy::FullKey,
                 Some(false) => {
                     return Err(Error::corrupt(format!(
@@ -230,15 +264,21 @@ pub fn open_attested(keys: &RepoKeys, ty: ObjectType, bytes: &[u8]) -> Result<Op
         }
         _ => WrittenBy::BackupOnlyKey,
     };
-    Ok(Opened { payload, written_by })
+    Ok(Opened { payload, written_by, epoch })
 }
 
 /// The config is sealed before the repository keys exist (it holds the public key and
-/// the repository id), with the shared key itself, in a version 1 envelope.
-pub fn seal_config(master: &MasterKey, payload: &[u8]) -> Result<Vec<u8>> {
+/// the repository id), with the shared key of key epoch `epoch` itself, in a version 1
+/// envelope.
+pub fn seal_config(master: &MasterKey, epoch: u16, payload: &[u8]) -> Result<Vec<u8>> {
     let mut salt = [0u8; 32];
     fill_random(&mut salt)?;
-    let key = shared_object_key(&master.shared_seal_key(), &salt);
+    let (_, seal_key) = master
+        .config_seal_keys()
+        .into_iter()
+        .find(|(n, _)| *n == epoch)
+        .ok_or_else(|| Error::invalid(format!("this key does not hold key epoch {epoch}")))?;
+    let key = shared_object_key(&seal_key, &salt);
     let mut h = [0u8; HEADER_LEN_V1];
     h[..4].copy_from_slice(MAGIC);
     h[4] = VERSION_1;
@@ -250,6 +290,8 @@ pub fn seal_config(master: &MasterKey, payload: &[u8]) -> Result<Vec<u8>> {
     Ok([&h[..], &body].concat())
 }
 
+/// Open the config with each key epoch `master` holds, newest first. A key that a
+/// completed rotation retired opens it with none.
 pub fn open_config(master: &MasterKey, bytes: &[u8]) -> Result<Vec<u8>> {
     if check_header(ObjectType::Config, bytes)? != VERSION_1 {
         return Err(Error::new(
@@ -258,8 +300,18 @@ pub fn open_config(master: &MasterKey, bytes: &[u8]) -> Result<Vec<u8>> {
         ));
     }
     let salt: [u8; 32] = bytes[8..40].try_into().expect("32 bytes");
-    let key = shared_object_key(&master.shared_seal_key(), &salt);
-    open_with(ObjectType::Config, &key, HEADER_LEN_V1, bytes)
+    let mut first_error = None;
+    for (_, seal_key) in master.config_seal_keys() {
+        match open_with(ObjectType::Config, &shared_object_key(&seal_key, &salt), HEADER_LEN_V1, bytes) {
+            Ok(payload) => return Ok(payload),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.expect("a key holds an epoch").wrap(
+        "the config does not open with this key: it is damaged, or the key was retired by `cairn key rotate`",
+    ))
 }
 
 #[cfg(test)]
@@ -275,7 +327,7 @@ mod tests {
     fn seal_v1(k: &RepoKeys, ty: ObjectType, payload: &[u8]) -> Vec<u8> {
         let salt = [9u8; 32];
         let key = match ty.mode() {
-            MODE_SHARED => k.shared_object_key(&salt, Binding::Legacy),
+            MODE_SHARED => k.shared_object_key(0, &salt, Binding::Legacy).unwrap(),
             _ => panic!("only shared objects here"),
         };
         let mut h = [0u8; HEADER_LEN_V1];
@@ -334,7 +386,7 @@ mod tests {
     #[test]
     fn the_config_stays_version_1_and_opens_with_the_master_key() {
         let m = MasterKey::generate().unwrap();
-        let c = seal_config(&m, b"config").unwrap();
+        let c = seal_config(&m, 0, b"config").unwrap();
         assert_eq!(c[4], VERSION_1);
         assert_eq!(open_config(&m, &c).unwrap(), b"config");
     }

@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! 0    4   magic "CRNP"
-//! 4    1   pack version (2; version 1 is still read)
-//! 5    3   reserved, 0
+//! 4    1   pack version (3, or 4 for a key epoch above 0; 1 and 2 are still read)
+//! 5    3   version 4: key epoch (u16 LE), then 0; older versions: reserved, 0
 //! 8    32  ephemeral X25519 public key; the pack key comes from it (keys.rs)
 //! 40   ..  frames: AES-256-GCM(pack key, nonce = counter_nonce(offset), aad = frame_aad)
 //!          of compress::encode(plaintexts of the frame's blobs, in order)
@@ -17,6 +17,10 @@
 //! T+L+4 4  magic "CRNT"
 //! ```
 //!
+//! Version 4 (written since 2026-12-06 by a repository whose keys were rotated) is version
+//! 3 with the key epoch the pack is sealed under in bytes 5..7: frames are read by offset
+//! after the header alone, so the header must say which epoch's key opens them. A pack
+//! of epoch 0 is written as version 3, which older cairns read.
 //! Version 3 (written since 2026-12-04) binds the pack key to the kind of object (a pack)
 //! and hedges the ephemeral key against a repeating random source (keys.rs); its layout
 //! is that of version 2. Version 2 packs have the first key derivation. Version 1 packs
@@ -30,8 +34,10 @@ use crate::id::{BlobId, BlobKind};
 
 pub const MAGIC: &[u8; 4] = b"CRNP";
 pub const TRAILER_MAGIC: &[u8; 4] = b"CRNT";
-/// The version this cairn writes.
+/// The version this cairn writes for key epoch 0, and the first bound to the object kind.
 pub const VERSION: u8 = 3;
+/// The version that names its key epoch (written for epochs above 0).
+pub const VERSION_4: u8 = 4;
 /// Frames, with the first key derivation.
 pub const VERSION_2: u8 = 2;
 /// The first version: one blob per frame.
@@ -131,10 +137,16 @@ impl std::ops::Deref for Aad {
     }
 }
 
-pub fn header(eph_pub: &[u8; 32]) -> [u8; HEADER_LEN] {
+/// The header of a pack sealed under key epoch `epoch`.
+pub fn header(eph_pub: &[u8; 32], epoch: u16) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..4].copy_from_slice(MAGIC);
-    h[4] = VERSION;
+    if epoch == 0 {
+        h[4] = VERSION;
+    } else {
+        h[4] = VERSION_4;
+        h[5..7].copy_from_slice(&epoch.to_le_bytes());
+    }
     h[8..].copy_from_slice(eph_pub);
     h
 }
@@ -143,6 +155,8 @@ pub fn header(eph_pub: &[u8; 32]) -> [u8; HEADER_LEN] {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     pub version: u8,
+    /// The key epoch the pack is sealed under (0 before version 4).
+    pub epoch: u16,
     pub eph_pub: [u8; 32],
 }
 
@@ -152,18 +166,23 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
         return Err(Error::corrupt("not a cairn pack (bad magic)"));
     }
     let version = bytes[4];
-    if !(VERSION_1..=VERSION).contains(&version) {
+    if !(VERSION_1..=VERSION_4).contains(&version) {
         return Err(Error::new(
             ErrorKind::Unsupported,
             format!(
-                "pack version {version} is not supported (this cairn reads 1 to {VERSION}); upgrade cairn"
+                "pack version {version} is not supported (this cairn reads 1 to {VERSION_4}); upgrade cairn"
             ),
         ));
     }
-    if bytes[5..8] != [0, 0, 0] {
+    let epoch = match version {
+        VERSION_4 => u16::from_le_bytes([bytes[5], bytes[6]]),
+        _ => 0,
+    };
+    let reserved = if version == VERSION_4 { &bytes[7..8] } else { &bytes[5..8] };
+    if reserved.iter().any(|&b| b != 0) || (version == VERSION_4 && epoch == 0) {
         return Err(Error::corrupt("pack header reserved bytes are not zero"));
     }
-    Ok(Header { version, eph_pub: bytes[8..40].try_into().expect("32 bytes") })
+    Ok(Header { version, epoch, eph_pub: bytes[8..40].try_into().expect("32 bytes") })
 }
 
 /// Check the trailer of a whole pack; returns the range of the sealed table of contents.

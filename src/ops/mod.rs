@@ -20,6 +20,7 @@ pub mod restore;
 pub mod restore_delete;
 pub mod restore_target;
 pub mod rewrite;
+pub mod rotate;
 mod sparse_writer;
 pub mod tag;
 pub mod verify;

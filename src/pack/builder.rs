@@ -78,7 +78,7 @@ impl PackBuilder {
     ) -> Result<()> {
         if self.cipher.is_none() {
             let (eph, key) = keys.new_sealed_object_key(PACK_KIND, blake3::hash(&encoded).as_bytes())?;
-            self.header = pack::header(&eph);
+            self.header = pack::header(&eph, keys.write_epoch());
             self.buf[self.start..self.start + pack::HEADER_LEN].copy_from_slice(&self.header);
             self.cipher = Some(Cipher::new(&key));
         }

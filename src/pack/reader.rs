@@ -32,7 +32,7 @@ impl PackKey {
     pub fn of_header(keys: &RepoKeys, header: &[u8]) -> Result<PackKey> {
         let h = pack::parse_header(header)?;
         let binding = if h.version >= pack::VERSION { Binding::Kind(PACK_KIND) } else { Binding::Legacy };
-        let key = keys.open_sealed_object_key(&h.eph_pub, binding)?;
+        let key = keys.open_sealed_object_key(h.epoch, &h.eph_pub, binding)?;
         Ok(PackKey { version: h.version, cipher: Cipher::new(&key) })
     }
 }

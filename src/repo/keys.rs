@@ -7,7 +7,7 @@
 
 use super::Repository;
 use crate::backend::{Backend, FileType};
-use crate::crypto::keys::{KdfParams, KeyKind, MasterKey};
+use crate::crypto::keys::{KdfParams, KeyKind, MasterKey, RepoKeys};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::keyfile::{KeyFile, KeyHeader};
 use crate::id::KeyId;
@@ -140,6 +140,7 @@ fn find_stored_key(backend: &dyn Backend, passphrase: &[u8]) -> Result<(KeyId, M
 pub(super) fn store_key(
     backend: &dyn Backend,
     master: &MasterKey,
+    keys: &RepoKeys,
     passphrase: &[u8],
     kdf: KdfParams,
     outside: Option<&Path>,
@@ -148,7 +149,8 @@ pub(super) fn store_key(
         return Err(Error::invalid("the password is empty; choose a password"));
     }
     kdf.check_new()?;
-    let bytes = KeyFile::wrap(master, passphrase, kdf, &crate::sys::hostname(), &crate::sys::username())?;
+    let bytes =
+        KeyFile::wrap(master, keys, passphrase, kdf, &crate::sys::hostname(), &crate::sys::username())?;
     let id = KeyId(*blake3::hash(&bytes).as_bytes());
     match outside {
         Some(path) => write_private_file(path, &bytes)?,
@@ -156,6 +158,19 @@ pub(super) fn store_key(
     }
     crate::failpoint::hit("key:after-store");
     Ok(id)
+}
+
+/// Replace the key file kept apart at `path` by `bytes`: written beside it (0600), renamed
+/// over it, and the rename made durable (the old password may have leaked).
+fn replace_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("cairn-new");
+    let _ = std::fs::remove_file(&tmp);
+    write_private_file(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).ctx(|| format!("cannot replace key file {}", path.display()))?;
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(folder)
+        .and_then(|d| d.sync_all())
+        .ctx(|| format!("cannot sync the folder of key file {}", path.display()))
 }
 
 fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -220,10 +235,10 @@ impl Repository {
         self.require_full_key("manage keys")?;
         kdf.check_new()?;
         let material = match kind {
-            KeyKind::Full => MasterKey::from_bytes(&self.master.to_bytes())?,
+            KeyKind::Full => self.master.duplicate(),
             KeyKind::BackupOnly => self.master.backup_only(),
         };
-        store_key(self.backend.as_ref(), &material, passphrase, kdf, outside)
+        store_key(self.backend.as_ref(), &material, &self.keys, passphrase, kdf, outside)
     }
 
     /// Resolve a key id prefix among the stored key files.
@@ -267,26 +282,119 @@ impl Repository {
         let old = self.key_id;
         let new = match &self.key_source {
             KeySource::Stored => {
-                let new = store_key(self.backend.as_ref(), &self.master, passphrase, kdf, None)?;
+                let new = store_key(self.backend.as_ref(), &self.master, &self.keys, passphrase, kdf, None)?;
                 crate::ops::object_lock::note_deleted(self, FileType::Key, &[old.to_hex()])?;
                 self.backend.remove(FileType::Key, &old.to_hex())?;
                 crate::failpoint::hit("key:after-remove");
                 new
             }
             KeySource::File(path) => {
-                let tmp = path.with_extension("cairn-new");
-                let _ = std::fs::remove_file(&tmp);
-                let new = store_key(self.backend.as_ref(), &self.master, passphrase, kdf, Some(&tmp))?;
-                std::fs::rename(&tmp, path).ctx(|| format!("cannot replace key file {}", path.display()))?;
-                // The rename must outlast a power cut: the old password may have leaked.
-                let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                std::fs::File::open(folder)
-                    .and_then(|d| d.sync_all())
-                    .ctx(|| format!("cannot sync the folder of key file {}", path.display()))?;
-                new
+                if passphrase.is_empty() {
+                    return Err(Error::invalid("the password is empty; choose a password"));
+                }
+                let bytes = KeyFile::wrap(
+                    &self.master,
+                    &self.keys,
+                    passphrase,
+                    kdf,
+                    &crate::sys::hostname(),
+                    &crate::sys::username(),
+                )?;
+                replace_private_file(path, &bytes)?;
+                KeyId(*blake3::hash(&bytes).as_bytes())
             }
         };
         self.key_id = new;
+        Ok(new)
+    }
+
+    /// The key files stored in keys/, decoded (a damaged one is an error: a rotation must
+    /// not leave a key behind).
+    pub(crate) fn stored_key_files(&self) -> Result<Vec<(KeyId, KeyFile)>> {
+        let mut out = Vec::new();
+        for name in self.backend.list(FileType::Key)? {
+            let id = KeyId::from_hex(&name)?;
+            let bytes = self.read_object(FileType::Key, &name)?;
+            if blake3::hash(&bytes).as_bytes() != &id.0 {
+                return Err(Error::corrupt(format!("key file {name}: its content does not match its name")));
+            }
+            out.push((id, KeyFile::decode(&bytes).map_err(|e| e.wrap(format!("key file {name}")))?));
+        }
+        Ok(out)
+    }
+
+    /// Give every stored key file but the one in use `material` (full keys all of it,
+    /// backup-only keys its public part), sealed anew to its slot: its grant opened with
+    /// this repository's keys, the new one sealed with `sealer`. Each new file is written
+    /// before the old one goes. A file whose grant no full key of this repository made (a
+    /// planted one) is given nothing and named in the returned list. Returns how many
+    /// were written and the files passed over, with why.
+    pub(crate) fn rewrap_other_keys(
+        &self,
+        material: &MasterKey,
+        sealer: &RepoKeys,
+    ) -> Result<(usize, Vec<String>)> {
+        let mut n = 0;
+        let mut passed_over = Vec::new();
+        for (id, file) in self.stored_key_files()? {
+            if id == self.key_id {
+                continue;
+            }
+            let for_kind = match file.kind {
+                KeyKind::Full => material.duplicate(),
+                KeyKind::BackupOnly => material.backup_only(),
+            };
+            let bytes = match file.rewrap(&self.keys, sealer, &for_kind) {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    passed_over.push(format!("{}: {e}", id.short()));
+                    continue;
+                }
+                Err(e) => return Err(e.wrap(format!("key {}", id.to_hex()))),
+            };
+            let new = KeyId(*blake3::hash(&bytes).as_bytes());
+            self.backend.write(FileType::Key, &new.to_hex(), &bytes)?;
+            crate::ops::object_lock::note_deleted(self, FileType::Key, &[id.to_hex()])?;
+            self.backend.remove(FileType::Key, &id.to_hex())?;
+            crate::failpoint::hit("rotate:mid-key-rewrap");
+            n += 1;
+        }
+        Ok((n, passed_over))
+    }
+
+    /// Replace the key file in use by one wrapping `material`: sealed anew to its slot, or,
+    /// for a version 1 file (no slot), wrapped anew under `passphrase`. The new file is
+    /// written before the old one goes; a key kept apart is replaced by a rename.
+    pub(crate) fn rewrap_key_in_use(
+        &self,
+        material: &MasterKey,
+        sealer: &RepoKeys,
+        passphrase: &[u8],
+    ) -> Result<KeyId> {
+        let file = KeyFile::decode(&self.key_file_bytes()?)?;
+        let bytes = match file.version {
+            crate::format::keyfile::VERSION_1 => KeyFile::wrap(
+                material,
+                sealer,
+                passphrase,
+                file.header.kdf,
+                &crate::sys::hostname(),
+                &crate::sys::username(),
+            )?,
+            _ => file.rewrap(&self.keys, sealer, material)?,
+        };
+        let new = KeyId(*blake3::hash(&bytes).as_bytes());
+        match &self.key_source {
+            KeySource::Stored => {
+                self.backend.write(FileType::Key, &new.to_hex(), &bytes)?;
+                let old = self.key_id;
+                crate::ops::object_lock::note_deleted(self, FileType::Key, &[old.to_hex()])?;
+                self.backend.remove(FileType::Key, &old.to_hex())?;
+                last_key::remember(&self.backend.location(), &new.to_hex());
+            }
+            KeySource::File(path) => replace_private_file(path, &bytes)?,
+        }
+        crate::failpoint::hit("rotate:after-key-in-use");
         Ok(new)
     }
 

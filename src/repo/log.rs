@@ -150,6 +150,72 @@ impl Repository {
         Ok(report)
     }
 
+    /// Seal anew every entry not of the write epoch (key rotation), and every entry that
+    /// follows one sealed anew: an entry names its predecessors by the hash of their bytes,
+    /// so the chain is written again from the first entry sealed anew, each with its writer
+    /// kept. The old entries are removed only once the whole new chain is stored; until
+    /// then both chains are whole. A copy an earlier run stored (the same entry, the same
+    /// predecessors) is used instead of a second one. Returns how many entries were replaced.
+    pub(crate) fn reseal_log(&self) -> Result<usize> {
+        use std::collections::HashMap;
+        let write = self.keys.write_epoch();
+        let (by_seq, _) = names_by_seq(self)?;
+        let mut renamed: HashMap<[u8; 32], [u8; 32]> = HashMap::new();
+        let mut replaced = Vec::new();
+        for (seq, hashes) in &by_seq {
+            let mut level = Vec::new();
+            for hash in hashes {
+                let name = log::name(*seq, hash);
+                let Ok(bytes) = self.read_object(FileType::Log, &name) else { continue };
+                if blake3::hash(&bytes).as_bytes() != hash {
+                    continue;
+                }
+                // An entry no epoch opens is damage or a planted name: left as it is.
+                let Ok(opened) = envelope::open_attested(&self.keys, ObjectType::Log, &bytes) else {
+                    continue;
+                };
+                let Ok(entry) = LogEntry::decode(&opened.payload) else { continue };
+                if entry.seq == *seq {
+                    level.push((*hash, entry, opened));
+                }
+            }
+            let stored: HashMap<Vec<u8>, [u8; 32]> = level
+                .iter()
+                .filter(|(_, _, o)| o.epoch == write)
+                .map(|(hash, _, o)| (o.payload.clone(), *hash))
+                .collect();
+            for (hash, entry, opened) in &level {
+                if opened.epoch == write && !entry.prev.iter().any(|p| renamed.contains_key(p)) {
+                    continue;
+                }
+                let mut anew = entry.clone();
+                anew.prev = entry.prev.iter().map(|p| *renamed.get(p).unwrap_or(p)).collect();
+                let payload = anew.encode();
+                let new_hash = match stored.get(&payload) {
+                    Some(h) => *h,
+                    None => {
+                        let writer = match opened.written_by {
+                            envelope::WrittenBy::FullKey => envelope::WrittenBy::FullKey,
+                            _ => envelope::WrittenBy::BackupOnlyKey,
+                        };
+                        let bytes = envelope::seal_as(&self.keys, ObjectType::Log, &payload, writer)?;
+                        let h = *blake3::hash(&bytes).as_bytes();
+                        self.backend.write(FileType::Log, &log::name(*seq, &h), &bytes)?;
+                        h
+                    }
+                };
+                renamed.insert(*hash, new_hash);
+                replaced.push(log::name(*seq, hash));
+            }
+        }
+        crate::failpoint::hit("rotate:after-new-log");
+        crate::ops::object_lock::note_deleted(self, FileType::Log, &replaced)?;
+        for name in &replaced {
+            self.backend.remove(FileType::Log, name)?;
+        }
+        Ok(replaced.len())
+    }
+
     fn load_log_entry(&self, name: &str, hash: &[u8; 32], seq: u64) -> Result<LogEntry> {
         let bytes = self.read_object(FileType::Log, name)?;
         if blake3::hash(&bytes).as_bytes() != hash {

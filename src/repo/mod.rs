@@ -219,9 +219,9 @@ impl Repository {
         backend.create()?;
         // Key first, config last: a folder with a config is a repository, so the config
         // appears only when everything needed to open it is there.
-        let key_id = keys::store_key(backend.as_ref(), &master, passphrase, opts.kdf, key_file)?;
-        backend.write(FileType::Config, "config", &envelope::seal_config(&master, &config.encode())?)?;
         let keys = master.derive(config.public_key, config.repo_id)?;
+        let key_id = keys::store_key(backend.as_ref(), &master, &keys, passphrase, opts.kdf, key_file)?;
+        backend.write(FileType::Config, "config", &envelope::seal_config(&master, 0, &config.encode())?)?;
         let key_source = key_file.map(|k| KeySource::File(k.to_path_buf())).unwrap_or_default();
         Ok(Self::assemble(backend, config, keys, master, key_id, key_source))
     }
@@ -293,6 +293,60 @@ impl Repository {
         }
     }
 
+    /// The key material in use (key rotation reads and replaces it).
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
+    /// The key in use now wraps `master`, whose epoch `config` names is the one everything
+    /// new is sealed under: the config is written sealed under it, and the repository is
+    /// opened anew with it (same store, same key file). A crash before the config's write
+    /// leaves the old config, after it the new: both open with every key file that holds
+    /// both epochs.
+    pub(crate) fn switch_epoch(&self, master: MasterKey, public_key: [u8; 32]) -> Result<Repository> {
+        let config = Config { public_key, ..self.config.clone() };
+        let next = self.with_material(master, config, self.key_id)?;
+        let sealed = envelope::seal_config(&next.master, next.keys.write_epoch(), &next.config.encode())?;
+        self.backend.write(FileType::Config, "config", &sealed)?;
+        crate::failpoint::hit("rotate:after-config");
+        Ok(next)
+    }
+
+    /// This repository opened with other key material and config, the key in use being
+    /// `key_id` (same store).
+    pub(crate) fn with_material(
+        &self,
+        master: MasterKey,
+        config: Config,
+        key_id: KeyId,
+    ) -> Result<Repository> {
+        let keys = master.derive(config.public_key, config.repo_id)?;
+        let object_cache = self
+            .backend
+            .is_remote()
+            .then(|| object_cache::ObjectCache::for_repository(&config.repo_id))
+            .flatten();
+        Ok(Repository {
+            backend: self.backend.clone(),
+            config,
+            keys: Arc::new(keys),
+            master,
+            key_id,
+            key_source: self.key_source.clone(),
+            object_cache,
+        })
+    }
+
+    /// Store sealed bytes of a content-addressed object under the hash of its bytes.
+    pub(crate) fn store_sealed(&self, ft: FileType, bytes: &[u8]) -> Result<[u8; 32]> {
+        let id = *blake3::hash(bytes).as_bytes();
+        self.backend.write(ft, &crate::id::hex_encode(&id), bytes)?;
+        if let Some(cache) = &self.object_cache {
+            cache.put(ft, &id, bytes);
+        }
+        Ok(id)
+    }
+
     /// This repository reading every snapshot and index file from the store itself: for
     /// commands that verify what is stored (a cached copy would hide a damaged object).
     pub fn reading_the_store_only(mut self) -> Repository {
@@ -336,14 +390,8 @@ impl Repository {
 
     /// Seal `payload` as an object of `ty`, store it under the hash of its bytes.
     fn save_object(&self, ft: FileType, ty: ObjectType, payload: &[u8]) -> Result<[u8; 32]> {
-        let bytes = envelope::seal(&self.keys, ty, payload)?;
-        let id = *blake3::hash(&bytes).as_bytes();
-        self.backend.write(ft, &crate::id::hex_encode(&id), &bytes)?;
         // What this machine wrote it need not read back (the next backup's parent).
-        if let Some(cache) = &self.object_cache {
-            cache.put(ft, &id, &bytes);
-        }
-        Ok(id)
+        self.store_sealed(ft, &envelope::seal(&self.keys, ty, payload)?)
     }
 
     /// The bytes of the object of type `ft` named by the hash `id` of its bytes (a
@@ -374,7 +422,12 @@ impl Repository {
     }
 
     /// Read an object, check it matches its name, and open it.
-    fn load_object(&self, ft: FileType, ty: ObjectType, id: &[u8; 32]) -> Result<envelope::Opened> {
+    pub(crate) fn load_object(
+        &self,
+        ft: FileType,
+        ty: ObjectType,
+        id: &[u8; 32],
+    ) -> Result<envelope::Opened> {
         let name = crate::id::hex_encode(id);
         let bytes = self.read_named_object(ft, id).map_err(|e| match e.kind() {
             ErrorKind::Corrupt => e.wrap(format!("{} {name} is damaged", ty.name())),

@@ -185,6 +185,34 @@ impl Witness {
         self.seen.len()
     }
 
+    /// For a command that seals snapshots anew (key rotate), which gives each a new id:
+    /// every witnessed snapshot is listed under its id or under other ids with the same
+    /// tree and time as it had in `before` (a listing taken before the command; a kill
+    /// between storing the new one and deleting the old leaves both). Each of them restores
+    /// to the reference; the witness then follows them. Returns how many were verified.
+    pub fn verify_resealed(&mut self, repo: &impl AtRepo, before: &[Value]) -> usize {
+        let now = listed(repo);
+        let identity = |v: &Value| (field(v, "tree"), field(v, "time"));
+        let mut next: Vec<Seen> = Vec::new();
+        for s in &self.seen {
+            let was = before
+                .iter()
+                .find(|v| field(v, "id").as_deref() == Some(s.id.as_str()))
+                .unwrap_or_else(|| panic!("snapshot {} is not in the listing from before", s.id));
+            let line: Vec<String> =
+                now.iter().filter(|v| identity(v) == identity(was)).filter_map(|v| field(v, "id")).collect();
+            assert!(!line.is_empty(), "snapshot {} was saved but is listed under no id now", s.id);
+            for id in line {
+                self.verify_one(repo, &id, s, &[]);
+                if !next.iter().any(|n| n.id == id) {
+                    next.push(Seen { id, ..s.clone() });
+                }
+            }
+        }
+        self.seen = next;
+        self.seen.len()
+    }
+
     /// Witness every listed snapshot this witness does not know yet as a snapshot of
     /// `src` (which has not changed since they were made): the snapshot a killed backup
     /// stored before it could say so must be whole too. Returns their ids.

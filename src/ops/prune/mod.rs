@@ -38,11 +38,14 @@ use std::time::Duration;
 pub struct PruneOptions {
     /// Repack a pack when more than this share of its bytes is unused (0.0 ..= 1.0).
     pub max_unused: f64,
+    /// Packs to repack (or delete, when wholly unused) whatever their share, unindexed
+    /// ones however young: a key rotation's packs sealed under an old key epoch.
+    pub repack_always: HashSet<PackId>,
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { max_unused: 0.10 }
+        PruneOptions { max_unused: 0.10, repack_always: HashSet::new() }
     }
 }
 
@@ -145,9 +148,9 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, interrupt: &AtomicBool) -> R
     drop(index);
     let (mut packs, load) = load_pack_lists_reporting(repo)?;
     packs.retain(|p, _| !load.missing_packs.contains(p));
-    let (orphans, packs_too_new) = split_orphans(repo, &packs)?;
+    let (orphans, packs_too_new) = split_orphans(repo, &packs, &opts.repack_always)?;
     let probe = RepoProbe { reader: PackReader::new(repo) };
-    let selection = select(packs, &orphans, &used, opts.max_unused, &probe)?;
+    let selection = select(packs, &orphans, &used, opts.max_unused, &opts.repack_always, &probe)?;
     // Index files that do not open are replaced too: the packs only they named were read
     // as orphans, by their own tables, above.
     let mut old_index = load.files;
@@ -170,11 +173,12 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, interrupt: &AtomicBool) -> R
 /// relies on, that backup fails instead of writing its snapshot: pack/writer.rs.)
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
-/// Stored packs no live index file names, split into those old enough to judge and
-/// those within the grace period.
+/// Stored packs no live index file names, split into those old enough to judge (and those
+/// in `judge_now`) and those within the grace period.
 fn split_orphans(
     repo: &Repository,
     indexed: &HashMap<PackId, Vec<Entry>>,
+    judge_now: &HashSet<PackId>,
 ) -> Result<(Vec<PackId>, Vec<PackId>)> {
     let now = std::time::SystemTime::now();
     let oldest_lock = repo
@@ -189,6 +193,10 @@ fn split_orphans(
     for name in repo.backend().list(FileType::Pack)? {
         let Ok(pack) = PackId::from_hex(&name) else { continue };
         if indexed.contains_key(&pack) {
+            continue;
+        }
+        if judge_now.contains(&pack) {
+            old.push(pack);
             continue;
         }
         match repo.backend().modified(FileType::Pack, &name)? {

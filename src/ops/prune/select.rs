@@ -62,12 +62,14 @@ struct Known {
 
 /// Decide for every pack in `indexed` (entries from the live index files, stored packs
 /// only) and `orphans` (stored packs no index file names). `used`: every blob a snapshot
-/// reaches. `max_unused`: repack a pack when more than this share of its bytes is unused.
+/// reaches. `max_unused`: repack a pack when more than this share of its bytes is unused;
+/// `always`: repack these packs whatever the share (delete them when wholly unused).
 pub fn select(
     indexed: HashMap<PackId, Vec<Entry>>,
     orphans: &[PackId],
     used: &HashSet<BlobId>,
     max_unused: f64,
+    always: &HashSet<PackId>,
     probe: &impl PackProbe,
 ) -> Result<Selection> {
     let mut known: BTreeMap<PackId, Known> =
@@ -84,7 +86,7 @@ pub fn select(
     let mut verified: HashMap<(PackId, Entry), bool> = HashMap::new();
     loop {
         let homes = choose_homes(&known, used, probe, &mut verified)?;
-        let mut sel = classify(&known, &homes, max_unused);
+        let mut sel = classify(&known, &homes, max_unused, always);
         let pending: Vec<PackId> = sel
             .delete
             .iter()
@@ -183,7 +185,12 @@ fn choose_homes(
 }
 
 /// Delete, repack or keep each pack by the share of its bytes the live entries use.
-fn classify(known: &BTreeMap<PackId, Known>, homes: &Homes, max_unused: f64) -> Selection {
+fn classify(
+    known: &BTreeMap<PackId, Known>,
+    homes: &Homes,
+    max_unused: f64,
+    always: &HashSet<PackId>,
+) -> Selection {
     let mut sel = Selection::default();
     for (pack, k) in known {
         let mut live_here = Vec::new();
@@ -208,7 +215,7 @@ fn classify(known: &BTreeMap<PackId, Known>, homes: &Homes, max_unused: f64) -> 
         if live_here.is_empty() {
             sel.delete.push(*pack);
             sel.bytes_delete += total;
-        } else if unused > 0 && unused as f64 > max_unused * total as f64 {
+        } else if always.contains(pack) || (unused > 0 && unused as f64 > max_unused * total as f64) {
             sel.repack.push(*pack);
             sel.bytes_repack_used += total - unused;
             sel.bytes_repack_unused += unused;
@@ -276,7 +283,8 @@ mod tests {
         let mut m = Model::default();
         let a = real(&mut m, 1, &[1, 2]);
         let b = real(&mut m, 2, &[3]);
-        let s = select([(pack(1), a), (pack(2), b)].into(), &[], &used(&[1, 2]), 0.1, &m).unwrap();
+        let s = select([(pack(1), a), (pack(2), b)].into(), &[], &used(&[1, 2]), 0.1, &HashSet::new(), &m)
+            .unwrap();
         assert_eq!(s.delete, vec![pack(2)]);
         assert_eq!(s.keep.len(), 1);
         assert_eq!(*m.tables_read.borrow(), vec![pack(2)], "only the deleted pack's table is read");
@@ -289,7 +297,9 @@ mod tests {
         // Pack 1 (sorts first) claims blob 1 and 2, holding garbage: not intact.
         let forged = vec![entry(1, 0), entry(2, 1)];
         m.tables.insert(pack(1), forged.clone());
-        let s = select([(pack(5), a), (pack(1), forged)].into(), &[], &used(&[1, 2]), 0.0, &m).unwrap();
+        let s =
+            select([(pack(5), a), (pack(1), forged)].into(), &[], &used(&[1, 2]), 0.0, &HashSet::new(), &m)
+                .unwrap();
         assert_eq!(s.delete, vec![pack(1)]);
         assert!(s.keep.iter().any(|(p, _)| *p == pack(5)));
         assert_eq!(s.bad.len(), 2);
@@ -304,7 +314,9 @@ mod tests {
         let hidden = vec![a[1]];
         let forged = vec![entry(1, 0)];
         m.tables.insert(pack(3), forged.clone());
-        let s = select([(pack(5), hidden), (pack(3), forged)].into(), &[], &used(&[1]), 0.0, &m).unwrap();
+        let s =
+            select([(pack(5), hidden), (pack(3), forged)].into(), &[], &used(&[1]), 0.0, &HashSet::new(), &m)
+                .unwrap();
         assert!(!s.delete.contains(&pack(5)), "{s:?}");
         assert!(s.repack.contains(&pack(5)) || s.keep.iter().any(|(p, _)| *p == pack(5)));
         let moved_or_kept: Vec<PackId> =
@@ -316,11 +328,11 @@ mod tests {
     fn orphans_holding_used_blobs_stay_and_unreadable_packs_are_never_deleted() {
         let mut m = Model::default();
         real(&mut m, 7, &[1]);
-        let s = select(HashMap::new(), &[pack(7), pack(8)], &used(&[1]), 0.1, &m).unwrap();
+        let s = select(HashMap::new(), &[pack(7), pack(8)], &used(&[1]), 0.1, &HashSet::new(), &m).unwrap();
         assert_eq!(s.keep.len(), 1, "the orphan holds a used blob: it stays and gets indexed");
         assert_eq!(s.unreadable, vec![pack(8)]);
         assert!(s.delete.is_empty());
-        let e = select(HashMap::new(), &[], &used(&[1]), 0.1, &m).unwrap_err();
+        let e = select(HashMap::new(), &[], &used(&[1]), 0.1, &HashSet::new(), &m).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Corrupt);
     }
 
@@ -331,7 +343,8 @@ mod tests {
         let b = vec![entry(1, 0)];
         m.tables.insert(pack(1), a.clone());
         m.tables.insert(pack(2), b.clone());
-        let s = select([(pack(1), a), (pack(2), b)].into(), &[], &used(&[1]), 0.1, &m).unwrap();
+        let s =
+            select([(pack(1), a), (pack(2), b)].into(), &[], &used(&[1]), 0.1, &HashSet::new(), &m).unwrap();
         assert!(s.delete.is_empty());
         assert_eq!(s.unverifiable, vec![blob(1)]);
     }

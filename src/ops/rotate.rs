@@ -1,0 +1,372 @@
+//! `key rotate`: new key epoch secrets, every object sealed anew under them, and every
+//! key file given them, so that a key removed before (or a copy of a key file from before a
+//! password change) opens nothing afterwards. The procedure and why each step is safe to
+//! stop at is in format-spec/keys.md (key rotation); in short:
+//!
+//! 1. every key file gets the new epoch beside the old one (the key in use first);
+//! 2. the config is sealed under the new epoch with its public key: from here on every
+//!    write is sealed under it;
+//! 3. snapshots, the activity log, packs and index files are sealed anew;
+//! 4. every key file keeps only the new epoch (the key in use last).
+//!
+//! What a run does is read from the key in use and the config alone, so a run stopped at
+//! any point is continued by the next. The caller holds the exclusive lock throughout.
+
+use crate::backend::FileType;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::envelope::{self, ObjectType, WrittenBy};
+use crate::format::keyfile;
+use crate::id::{PackId, SnapshotId};
+use crate::ops::prune::{self, PruneOptions};
+use crate::repo::Repository;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What a rotation did.
+#[derive(Clone, Debug, Default)]
+pub struct RotateReport {
+    /// The key epoch everything is now sealed under.
+    pub epoch: u16,
+    /// Whether this run continued a rotation an earlier run began.
+    pub resumed: bool,
+    /// Key files given new epochs, the one in use counted (twice per file: once with both
+    /// epochs, once with the new one alone).
+    pub key_files_written: usize,
+    pub snapshots: usize,
+    pub log_entries: usize,
+    /// Packs sealed under the old epoch that were repacked or (wholly unused) deleted.
+    pub packs: usize,
+    /// Files in keys/ given nothing, with why: damaged, or with no full key's grant
+    /// (planted). They open nothing once the rotation completes.
+    pub passed_over: Vec<String>,
+}
+
+/// Rotate the keys of `repo`, opened with `passphrase` (needed only to upgrade a version 1
+/// key file in use). `say` is told each step as it starts.
+pub fn rotate(
+    repo: &Repository,
+    passphrase: &[u8],
+    say: &dyn Fn(&str),
+    interrupt: &AtomicBool,
+) -> Result<RotateReport> {
+    repo.require_full_key("rotate the keys")?;
+    let held = repo.master().epoch_numbers();
+    let write = repo.keys().write_epoch();
+    let mut report = RotateReport::default();
+    let rotated = match held.as_slice() {
+        [_] => {
+            refuse_version_1_keys(repo)?;
+            let material = repo.master().with_new_epoch()?;
+            start(repo, material, passphrase, say, &mut report)?
+        }
+        [old, _] if write == *old => {
+            report.resumed = true;
+            refuse_version_1_keys(repo)?;
+            start(repo, repo.master().duplicate(), passphrase, say, &mut report)?
+        }
+        _ => {
+            report.resumed = true;
+            repo.with_material(repo.master().duplicate(), repo.config().clone(), repo.key_id())?
+        }
+    };
+    report.epoch = rotated.keys().write_epoch();
+    check_interrupt(interrupt)?;
+    say("sealing the snapshots anew");
+    report.snapshots = reseal_snapshots(&rotated)?;
+    check_interrupt(interrupt)?;
+    say("sealing the activity log anew");
+    report.log_entries = rotated.reseal_log()?;
+    check_interrupt(interrupt)?;
+    say("repacking the packs and writing the index anew");
+    report.packs = reseal_packs(&rotated, interrupt)?;
+    rotated.unlock(false)?;
+    let left = objects_of_other_epochs(&rotated)?;
+    if !left.is_empty() {
+        return Err(Error::corrupt(format!(
+            "{} objects are still sealed under the old key epoch ({}); nothing was taken from the keys; run `cairn check`, then `cairn key rotate` again",
+            left.len(),
+            left.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    say("taking the old key epoch out of every key file");
+    let last = rotated.master().newest_only();
+    let (n, passed_over) = rotated.rewrap_other_keys(&last, rotated.keys())?;
+    report.key_files_written += n;
+    report.passed_over.extend(passed_over);
+    rotated.rewrap_key_in_use(&last, rotated.keys(), passphrase)?;
+    report.key_files_written += 1;
+    Ok(report)
+}
+
+fn check_interrupt(interrupt: &AtomicBool) -> Result<()> {
+    if interrupt.load(Ordering::Relaxed) {
+        return Err(Error::new(
+            ErrorKind::Interrupted,
+            "key rotation interrupted; every key still opens the repository; run `cairn key rotate` again to finish",
+        ));
+    }
+    Ok(())
+}
+
+/// Steps 1 and 2: every key file holds `material`'s two epochs, then the config names the
+/// newer. Returns the repository opened under the new epoch.
+fn start(
+    repo: &Repository,
+    material: crate::crypto::keys::MasterKey,
+    passphrase: &[u8],
+    say: &dyn Fn(&str),
+    report: &mut RotateReport,
+) -> Result<Repository> {
+    say(&format!("giving every key file key epoch {}", material.epoch_numbers().last().expect("two epochs")));
+    // Grants are sealed under the new epoch, so that only its keys open them afterwards.
+    let sealer = material.derive(material.public_key(), repo.config().repo_id)?;
+    // The key in use, opened with both epochs: grants of either kind open.
+    let both = repo.with_material(material.duplicate(), repo.config().clone(), repo.key_id())?;
+    let in_use = both.rewrap_key_in_use(&material, &sealer, passphrase)?;
+    let both = both.with_material(material.duplicate(), repo.config().clone(), in_use)?;
+    let (n, passed_over) = both.rewrap_other_keys(&material, &sealer)?;
+    report.key_files_written += 1 + n;
+    report.passed_over.extend(passed_over);
+    let public = material.public_key();
+    both.switch_epoch(material, public)
+}
+
+/// A rotation gives new epochs to key files it cannot open: only through their slot, which
+/// version 1 files lack. The key in use is upgraded with its password.
+fn refuse_version_1_keys(repo: &Repository) -> Result<()> {
+    let old: Vec<String> = repo
+        .stored_key_files()?
+        .into_iter()
+        .filter(|(id, f)| *id != repo.key_id() && f.version == keyfile::VERSION_1)
+        .map(|(id, f)| format!("{} ({}@{})", id.short(), f.header.user, f.header.host))
+        .collect();
+    if old.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "key files {} are of version 1 and cannot be given new keys without their passwords: each holder runs `cairn key passwd` once, or remove them with `cairn key remove ID`",
+        old.join(", ")
+    )))
+}
+
+/// The writer a sealed-anew object keeps: only what a full key proved it wrote stays a full
+/// key's.
+fn kept_writer(w: WrittenBy) -> WrittenBy {
+    match w {
+        WrittenBy::FullKey => WrittenBy::FullKey,
+        WrittenBy::BackupOnlyKey | WrittenBy::Unknown => WrittenBy::BackupOnlyKey,
+    }
+}
+
+/// Every snapshot not of the write epoch sealed anew (a new id: the hash of its bytes),
+/// the new one stored before the old one goes. A snapshot whose copy an earlier run stored
+/// (same payload under the write epoch) is only removed.
+fn reseal_snapshots(repo: &Repository) -> Result<usize> {
+    let write = repo.keys().write_epoch();
+    let mut done: HashSet<[u8; 32]> = HashSet::new();
+    let mut old = Vec::new();
+    for name in repo.list_named_objects(FileType::Snapshot)? {
+        let id = SnapshotId::from_hex(&name)?;
+        let opened = repo.load_object(FileType::Snapshot, ObjectType::Snapshot, &id.0).map_err(|e| {
+            e.wrap(format!(
+                "snapshot {} cannot be read, so it cannot be sealed anew; `cairn check` tells more, `cairn forget {}` removes it",
+                id.short(),
+                id.short()
+            ))
+        })?;
+        if opened.epoch == write {
+            done.insert(*blake3::hash(&opened.payload).as_bytes());
+        } else {
+            old.push((id, opened));
+        }
+    }
+    for (id, opened) in &old {
+        if !done.contains(blake3::hash(&opened.payload).as_bytes()) {
+            let bytes = envelope::seal_as(
+                repo.keys(),
+                ObjectType::Snapshot,
+                &opened.payload,
+                kept_writer(opened.written_by),
+            )?;
+            repo.store_sealed(FileType::Snapshot, &bytes)?;
+            crate::failpoint::hit("rotate:after-new-snapshot");
+        }
+        crate::ops::object_lock::note_deleted(repo, FileType::Snapshot, &[id.to_hex()])?;
+        repo.backend().remove(FileType::Snapshot, &id.to_hex())?;
+    }
+    Ok(old.len())
+}
+
+/// The packs whose header names a key epoch other than `epoch`.
+fn packs_of_other_epochs(repo: &Repository, epoch: u16) -> Result<HashSet<PackId>> {
+    use rayon::prelude::*;
+    let names = repo.backend().list(FileType::Pack)?;
+    let epochs: Vec<Result<(PackId, u16)>> = crate::ops::read_pool::install(repo, || {
+        names
+            .par_iter()
+            .map(|name| {
+                let id = PackId::from_hex(name)?;
+                let head = repo.backend().read_range(
+                    FileType::Pack,
+                    name,
+                    0,
+                    crate::format::pack::HEADER_LEN as u64,
+                )?;
+                let h =
+                    crate::format::pack::parse_header(&head).map_err(|e| e.wrap(format!("pack {name}")))?;
+                Ok((id, h.epoch))
+            })
+            .collect()
+    })?;
+    let mut out = HashSet::new();
+    for r in epochs {
+        let (id, e) = r?;
+        if e != epoch {
+            out.insert(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Packs of the old epoch repacked through prune (their used blobs into new packs, a new
+/// index superseding every index file, then the old packs deleted). Prune's order keeps the
+/// repository whole if it stops anywhere.
+fn reseal_packs(repo: &Repository, interrupt: &AtomicBool) -> Result<usize> {
+    let old = packs_of_other_epochs(repo, repo.keys().write_epoch())?;
+    let n = old.len();
+    // Nothing else is repacked: only what rotation needs moves.
+    let opts = PruneOptions { max_unused: 1.0, repack_always: old };
+    let plan = prune::plan(repo, &opts, interrupt)?;
+    prune::execute(repo, &plan, interrupt)?;
+    Ok(n)
+}
+
+/// Names of the objects still sealed under another key epoch than the write epoch: packs,
+/// snapshots, index files and log entries (a rotation is complete only when there are none).
+fn objects_of_other_epochs(repo: &Repository) -> Result<Vec<String>> {
+    let write = repo.keys().write_epoch();
+    let mut left: Vec<String> =
+        packs_of_other_epochs(repo, write)?.iter().map(|p| format!("pack {}", p.short())).collect();
+    for (ft, ty) in [(FileType::Snapshot, ObjectType::Snapshot), (FileType::Index, ObjectType::Index)] {
+        for name in repo.backend().list(ft)? {
+            let bytes = repo.read_object(ft, &name)?;
+            match envelope::open_attested(repo.keys(), ty, &bytes) {
+                Ok(o) if o.epoch == write => {}
+                Ok(_) => left.push(format!("{} {}", ty.name(), &name[..8.min(name.len())])),
+                // Damaged: no key opens it, the old one included.
+                Err(_) => {}
+            }
+        }
+    }
+    for name in repo.backend().list(FileType::Log)? {
+        let bytes = repo.read_object(FileType::Log, &name)?;
+        if envelope::open_attested(repo.keys(), ObjectType::Log, &bytes).is_ok_and(|o| o.epoch != write) {
+            left.push(format!("log entry {name}"));
+        }
+    }
+    Ok(left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keys::{KdfParams, KeyKind, MasterKey, RepoKeys};
+    use crate::ops::backup::{backup, BackupOptions, Source};
+    use crate::repo::log::LogRecord;
+    use crate::repo::{InitOptions, KeySource};
+
+    fn back_up(repo: &Repository, src: &std::path::Path) {
+        let opts = BackupOptions::default();
+        backup(
+            repo,
+            Source::Paths(vec![src.to_path_buf()]),
+            &opts,
+            &AtomicBool::new(false),
+            &Default::default(),
+        )
+        .unwrap();
+    }
+
+    /// Whether `keys` open the stored object `name` of type `ft`: envelopes whole, packs by
+    /// their table of contents, key files by their grant, the config by trying.
+    fn opens(repo: &Repository, keys: &RepoKeys, master: &MasterKey, ft: FileType, name: &str) -> bool {
+        let bytes = repo.backend().read(ft, name, u64::MAX).unwrap();
+        let envelope_of = |ty| envelope::open_attested(keys, ty, &bytes).is_ok();
+        match ft {
+            FileType::Config => envelope::open_config(master, &bytes).is_ok(),
+            FileType::Snapshot => envelope_of(ObjectType::Snapshot),
+            FileType::Index => envelope_of(ObjectType::Index),
+            FileType::Lock => envelope_of(ObjectType::Lock),
+            FileType::Log => envelope_of(ObjectType::Log),
+            FileType::Pack => crate::pack::reader::read_toc(keys, &bytes).is_ok(),
+            FileType::Key => {
+                let file = crate::format::keyfile::KeyFile::decode(&bytes).unwrap();
+                envelope::open_attested(keys, ObjectType::KeyGrant, file.grant()).is_ok()
+            }
+        }
+    }
+
+    /// After a completed rotation, the secrets a key held before it (a full key and a
+    /// backup-only key) open no object of any kind, even told that the objects are of
+    /// their epoch; the new key opens every one (so the check can fail).
+    #[test]
+    fn after_a_rotation_the_old_secrets_open_no_object_of_any_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        for i in 0..20u8 {
+            std::fs::write(src.join(format!("f{i}")), vec![i; 30_000 + i as usize * 997]).unwrap();
+        }
+        let loc = dir.path().join("r");
+        let loc = loc.to_str().unwrap();
+        let repo = Repository::init(loc, b"pw", &InitOptions::default(), None).unwrap();
+        back_up(&repo, &src);
+        std::fs::write(src.join("new"), b"more").unwrap();
+        back_up(&repo, &src);
+        repo.add_key(b"bo", KeyKind::BackupOnly, KdfParams::NEW_KEY_FLOOR, None).unwrap();
+        repo.append_log(LogRecord::new("backup", "success")).unwrap();
+        let old = repo.master().duplicate();
+        let repo_id = repo.config().repo_id;
+
+        rotate(&repo, b"pw", &|_| {}, &AtomicBool::new(false)).unwrap();
+        let rotated = Repository::open(loc, b"pw", &KeySource::Stored).unwrap();
+        assert_eq!(rotated.master().epoch_numbers(), vec![1]);
+        let _lock = rotated.lock(false, "test").unwrap();
+        rotated.append_log(LogRecord::new("check", "success")).unwrap();
+
+        let new_epoch = rotated.keys().write_epoch();
+        let retired: Vec<(MasterKey, RepoKeys)> = [old.duplicate(), old.backup_only()]
+            .into_iter()
+            .flat_map(|m| {
+                [m.duplicate(), m.relabelled(new_epoch)].map(|m| {
+                    let k = m.derive(m.public_key(), repo_id).unwrap();
+                    (m, k)
+                })
+            })
+            .collect();
+        let mut objects = 0;
+        for ft in FileType::ALL {
+            let names = if ft == FileType::Config {
+                vec!["config".to_string()]
+            } else {
+                rotated.backend().list(ft).unwrap()
+            };
+            assert!(!names.is_empty(), "the repository holds no {ft:?} to test");
+            for name in names {
+                objects += 1;
+                assert!(
+                    opens(&rotated, rotated.keys(), rotated.master(), ft, &name),
+                    "the new key does not open {ft:?} {name}"
+                );
+                for (m, k) in &retired {
+                    assert!(!opens(&rotated, k, m, ft, &name), "a retired key opens {ft:?} {name}");
+                }
+            }
+        }
+        assert!(objects > 10, "{objects}");
+        // The backup-only key still works: it holds the new epoch.
+        let writer = Repository::open(loc, b"bo", &KeySource::Stored).unwrap();
+        assert_eq!(writer.master().epoch_numbers(), vec![1]);
+        back_up(&writer, &src);
+    }
+}
