@@ -158,13 +158,13 @@ fn rotate(ctx: &Ctx) -> Result<()> {
     repo.require_full_key("rotate the keys")?;
     let started = std::time::Instant::now();
     let report = {
-        let _lock = ctx.lock(&repo, true, "key rotate")?;
+        let lock = ctx.lock(&repo, true, "key rotate")?;
         let say = |step: &str| {
             if !ctx.quiet && !ctx.json {
                 eprintln!("cairn: key rotate: {step}");
             }
         };
-        cairn::ops::rotate::rotate(&repo, &pw, &say, &ctx.interrupt)
+        cairn::ops::rotate::rotate(&repo, &lock, &pw, &say, &ctx.interrupt)
     };
     let report = match report {
         Ok(r) => r,

@@ -18,6 +18,7 @@ use crate::format::envelope::{self, ObjectType, WrittenBy};
 use crate::format::keyfile;
 use crate::id::{PackId, SnapshotId};
 use crate::ops::prune::{self, PruneOptions};
+use crate::repo::lock::LockGuard;
 use crate::repo::Repository;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,9 +43,11 @@ pub struct RotateReport {
 }
 
 /// Rotate the keys of `repo`, opened with `passphrase` (needed only to upgrade a version 1
-/// key file in use). `say` is told each step as it starts.
+/// key file in use), under the exclusive lock `lock` the caller took. `say` is told each
+/// step as it starts.
 pub fn rotate(
     repo: &Repository,
+    lock: &LockGuard<'_>,
     passphrase: &[u8],
     say: &dyn Fn(&str),
     interrupt: &AtomicBool,
@@ -69,6 +72,9 @@ pub fn rotate(
             repo.with_material(repo.master().duplicate(), repo.config().clone(), repo.key_id())?
         }
     };
+    // The lock too is sealed under the new epoch: a run killed after the last key file
+    // dropped the old one must not leave a lock no key opens.
+    lock.seal_under(rotated.keys_shared())?;
     report.epoch = rotated.keys().write_epoch();
     check_interrupt(interrupt)?;
     say("sealing the snapshots anew");
@@ -328,7 +334,10 @@ mod tests {
         let old = repo.master().duplicate();
         let repo_id = repo.config().repo_id;
 
-        rotate(&repo, b"pw", &|_| {}, &AtomicBool::new(false)).unwrap();
+        {
+            let lock = repo.lock(true, "key rotate").unwrap();
+            rotate(&repo, &lock, b"pw", &|_| {}, &AtomicBool::new(false)).unwrap();
+        }
         let rotated = Repository::open(loc, b"pw", &KeySource::Stored).unwrap();
         assert_eq!(rotated.master().epoch_numbers(), vec![1]);
         let _lock = rotated.lock(false, "test").unwrap();

@@ -12,6 +12,7 @@
 
 use super::Repository;
 use crate::backend::FileType;
+use crate::crypto::keys::RepoKeys;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::envelope::{self, ObjectType};
 use crate::format::lock::Lock;
@@ -55,8 +56,25 @@ impl FoundLock {
 pub struct LockGuard<'r> {
     repo: &'r Repository,
     name: Arc<Mutex<String>>,
+    /// The keys the lock is sealed with (the refresher's too).
+    keys: Arc<Mutex<Arc<RepoKeys>>>,
+    exclusive: bool,
+    operation: String,
     stop: Arc<(Mutex<bool>, Condvar)>,
     refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LockGuard<'_> {
+    /// Seal the lock anew with `keys` (a key rotation's new epoch), and refresh it with
+    /// them from now on: written before the old one is removed, so it never disappears,
+    /// and it stays readable by every key once the old epoch is gone.
+    pub fn seal_under(&self, keys: Arc<RepoKeys>) -> Result<()> {
+        let mut name = self.name.lock().expect("lock name");
+        let new = write_lock(self.repo.backend(), &keys, self.exclusive, &self.operation)?;
+        let old = std::mem::replace(&mut *name, new);
+        *self.keys.lock().expect("lock keys") = keys;
+        self.repo.backend().remove(FileType::Lock, &old)
+    }
 }
 
 impl Drop for LockGuard<'_> {
@@ -136,9 +154,11 @@ impl Repository {
             ));
         }
         let name = Arc::new(Mutex::new(own));
+        let keys = Arc::new(Mutex::new(self.keys.clone()));
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let refresher = self.spawn_refresher(name.clone(), stop.clone(), exclusive, operation.to_string());
-        Ok(LockGuard { repo: self, name, stop, refresher })
+        let refresher =
+            self.spawn_refresher(name.clone(), keys.clone(), stop.clone(), exclusive, operation.to_string());
+        Ok(LockGuard { repo: self, name, keys, exclusive, operation: operation.to_string(), stop, refresher })
     }
 
     /// [`Repository::lock`], waiting up to `wait` while another process holds a
@@ -185,12 +205,12 @@ impl Repository {
     fn spawn_refresher(
         &self,
         name: Arc<Mutex<String>>,
+        keys: Arc<Mutex<Arc<RepoKeys>>>,
         stop: Arc<(Mutex<bool>, Condvar)>,
         exclusive: bool,
         operation: String,
     ) -> Option<std::thread::JoinHandle<()>> {
         let backend = self.backend.clone();
-        let keys = self.keys.clone();
         Some(std::thread::spawn(move || loop {
             let (flag, cv) = &*stop;
             let guard = flag.lock().expect("lock stop");
@@ -203,8 +223,10 @@ impl Repository {
             }
             drop(guard);
             if timeout.timed_out() {
+                let mut name = name.lock().expect("lock name");
+                let keys = keys.lock().expect("lock keys").clone();
                 if let Ok(new) = write_lock(backend.as_ref(), &keys, exclusive, &operation) {
-                    let old = std::mem::replace(&mut *name.lock().expect("lock name"), new);
+                    let old = std::mem::replace(&mut *name, new);
                     let _ = backend.remove(FileType::Lock, &old);
                 }
             }
@@ -226,7 +248,7 @@ impl Repository {
 
 fn write_lock(
     backend: &dyn crate::backend::Backend,
-    keys: &crate::crypto::keys::RepoKeys,
+    keys: &RepoKeys,
     exclusive: bool,
     operation: &str,
 ) -> Result<String> {

@@ -293,6 +293,11 @@ impl Repository {
         }
     }
 
+    /// The working keys, shared (a lock sealed anew under a rotation's new epoch).
+    pub(crate) fn keys_shared(&self) -> Arc<RepoKeys> {
+        self.keys.clone()
+    }
+
     /// The key material in use (key rotation reads and replaces it).
     pub(crate) fn master(&self) -> &MasterKey {
         &self.master
