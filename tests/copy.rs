@@ -235,3 +235,43 @@ fn copy_into_s3() {
 fn copy_into_sftp() {
     copy_to_remote(&Server::sftp());
 }
+
+/// A key rotation of a repository whose offsite copy was made with
+/// `--copy-chunker-params-from` leaves the copy working: blob ids and chunk boundaries
+/// stay, so the next copy still compares id lists and reads no chunk the copy holds; the
+/// snapshots sealed anew under new ids are known as copied (no duplicates); a backup made
+/// after the rotation copies over, and everything restores identical.
+#[test]
+fn a_key_rotation_of_the_source_leaves_a_shared_id_copy_working() {
+    let work = tempdir("cairn-copy-rotate-");
+    let (src, one, two) = source(work.path());
+    let pw_file = work.path().join("source-password");
+    std::fs::write(&pw_file, format!("{PASSWORD}\n")).unwrap();
+    let dst = Repo::with_options(&[
+        "--copy-chunker-params-from",
+        src.path.to_str().unwrap(),
+        "--from-password-file",
+        pw_file.to_str().unwrap(),
+    ]);
+    copy_from(dst.cairn(), &src.path).run().ok();
+    let before: Vec<String> = src.snapshots().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    let rotated = src.cairn().args(["key", "rotate", "--json"]).run().ok().json();
+    assert_eq!(rotated["epoch"], 1, "{rotated}");
+    let after: Vec<String> = src.snapshots().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    assert!(after.iter().all(|id| !before.contains(id)), "the rotation kept a snapshot id");
+    // After the rotation, a new backup of one, with one new small file.
+    std::fs::write(one.join("after-rotation.txt"), b"written after the keys were rotated").unwrap();
+    src.backup(&[&one], &["--tag", "c", "--host", "gw1"]);
+    let out = copy_from(dst.cairn(), &src.path).run().ok().json();
+    assert_eq!(out["same_ids"], true, "{out}");
+    assert_eq!(out["chunks_read"], 1, "only the new file's chunk is read: {out}");
+    assert_eq!(dst.snapshots().len(), 3, "the snapshots sealed anew were copied again");
+    dst.cairn().args(["check", "--read-data"]).run().ok();
+    for (tag, tree) in [("b", &two), ("c", &one)] {
+        let target = work.path().join(format!("restore-{tag}"));
+        let id =
+            dst.snapshots().iter().find(|s| s["tags"][0] == tag).unwrap()["id"].as_str().unwrap().to_string();
+        dst.restore(&id, &target, &[]).ok();
+        assert_same_tree(tree, &restored(&target, tree));
+    }
+}

@@ -61,6 +61,14 @@ pub fn same_ids(src: &Repository, dst: &Repository) -> bool {
         && src.keys().tree_id(probe) == dst.keys().tree_id(probe)
 }
 
+/// What identifies a snapshot apart from its id: when it was taken, where, of what, and
+/// how it is tagged and labelled.
+type Identity = (crate::format::Timespec, String, Vec<Vec<u8>>, Vec<String>, Vec<(String, String)>);
+
+fn identity(s: &Snapshot) -> Identity {
+    (s.time, s.host.clone(), s.paths.clone(), s.tags.clone(), s.labels.clone())
+}
+
 /// Copy `selected` (snapshots of `src`) into `dst`. Both need full keys: the source's to
 /// read its data, the destination's to see which snapshots were copied before.
 pub fn copy(
@@ -76,13 +84,20 @@ pub fn copy(
     let reader = PackReader::new(src);
     // Copies made earlier, by the source snapshot they came from.
     let mut copied: HashMap<SnapshotId, SnapshotId> = HashMap::new();
+    // A key rotation seals the source's snapshots anew under new ids: their copies are
+    // still known by what the snapshot says of itself.
+    let mut copied_by_identity: HashMap<Identity, SnapshotId> = HashMap::new();
     for (id, s) in dst.snapshots()? {
         if let Some(orig) = s.original {
             copied.insert(orig, id);
+            copied_by_identity.insert(identity(&s), id);
         }
     }
     let ids = IdMap::default();
     for (src_id, snap) in selected {
+        if let Some(&copy) = copied_by_identity.get(&identity(snap)) {
+            copied.entry(*src_id).or_insert(copy);
+        }
         if let Some(copy) = copied.get(src_id) {
             out.snapshots.push(CopiedSnapshot { source: *src_id, copy: *copy, already_there: true });
             continue;
