@@ -1,5 +1,6 @@
 //! Every command works on the remote backends (S3, SFTP and cairn's own server), against
-//! real servers on 127.0.0.1 (see scripts/servers/): a round trip of init, backup, restore, check, forget and prune; a
+//! real servers on 127.0.0.1 (see scripts/servers/): a round trip of init, backup, restore, check, forget, prune
+//! and key rotate; a
 //! server or the client killed in the middle of an upload (the snapshot saved before
 //! restores identical after it); and the clear one-line errors for refused
 //! credentials, an untrusted host key, a missing bucket and an unreachable host.
@@ -57,6 +58,13 @@ fn round_trip(server: &Server) {
     let snaps = cairn().args(["snapshots", "--json"]).run().ok().json();
     assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{snaps}");
     cairn().args(["check", "--read-data"]).run().ok();
+    // Key rotation works on the store: everything sealed anew, the kept snapshot whole.
+    let rotated = cairn().args(["key", "rotate", "--json"]).run().ok().json();
+    assert_eq!(rotated["epoch"], 1, "{rotated}");
+    cairn().args(["check", "--read-data"]).run().ok();
+    let target = work.path().join("restore-rotated");
+    cairn().args(["restore", "latest", "--target"]).arg(&target).run().ok();
+    assert_same_tree(&src, &restored(&target, &src));
     // What the server stores has the local layout, each object whole.
     let stored = server.storage("repo");
     assert!(stored.join("config").is_file(), "no config at {}", stored.display());

@@ -344,9 +344,11 @@ async fn create(
     }
     let quota = state.opts.quota;
     let owner = token.name.clone();
+    // Only an admin token replaces anything: the config, which a key rotation seals anew.
+    let replace_config = token.role == Role::Admin;
     let pool = state.clone();
     let result = blocking(move || {
-        let stored = store.create_object(&name, &buf[start..], quota, &owner);
+        let stored = store.create_object(&name, &buf[start..], quota, &owner, replace_config);
         pool.buffers.give(buf);
         match stored {
             Ok(Ok(())) => Ok(name.ft),

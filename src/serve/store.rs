@@ -132,13 +132,16 @@ impl RepoStore {
     }
 
     /// Store a new object whose bytes were checked against its name. Existing names are
-    /// never replaced; `owner` is the token's name (remembered for locks).
+    /// never replaced, but for the config when `replace_config` says so (an admin token's
+    /// key rotation): the old config goes to the quarantine first. `owner` is the token's
+    /// name (remembered for locks).
     pub fn create_object(
         &self,
         name: &ObjectName,
         bytes: &[u8],
         quota: Option<u64>,
         owner: &str,
+        replace_config: bool,
     ) -> Result<std::result::Result<(), Refusal>> {
         // `init` writes its key before the config; on a local root the folders made by a
         // create come first (a bucket needs none).
@@ -149,7 +152,11 @@ impl RepoStore {
         if !self.receiving.lock().expect("receiving lock").insert(key.clone()) {
             return Ok(Err(Refusal::Exists));
         }
-        let result = self.create_unique(name, bytes, quota, owner);
+        let result = if replace_config && name.ft == FileType::Config && self.live.exists(name.ft, &name.name)? {
+            self.keep_in_quarantine(name).and_then(|()| self.live.write(name.ft, &name.name, bytes)).map(Ok)
+        } else {
+            self.create_unique(name, bytes, quota, owner)
+        };
         self.receiving.lock().expect("receiving lock").remove(&key);
         result
     }
@@ -200,15 +207,7 @@ impl RepoStore {
     pub fn delete(&self, name: &ObjectName) -> Result<()> {
         let size = self.live.size(name.ft, &name.name)?;
         if name.ft != FileType::Lock {
-            let bytes = self.live.read(name.ft, &name.name, name.ft.size_limit())?;
-            if !self.quarantine_made.load(std::sync::atomic::Ordering::Relaxed) {
-                if self.quarantine_root.as_ref().is_none_or(|r| !r.exists()) {
-                    // Two first deletions at once: the second finds the folders made.
-                    let _ = self.quarantine.create();
-                }
-                self.quarantine_made.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            self.quarantine.write(name.ft, &name.name, &bytes)?;
+            self.keep_in_quarantine(name)?;
         }
         self.live.remove(name.ft, &name.name)?;
         if name.ft == FileType::Lock {
@@ -219,6 +218,19 @@ impl RepoStore {
         }
         self.account(name.ft, size, false);
         Ok(())
+    }
+
+    /// A copy of the stored object in the quarantine.
+    fn keep_in_quarantine(&self, name: &ObjectName) -> Result<()> {
+        let bytes = self.live.read(name.ft, &name.name, name.ft.size_limit())?;
+        if !self.quarantine_made.load(std::sync::atomic::Ordering::Relaxed) {
+            if self.quarantine_root.as_ref().is_none_or(|r| !r.exists()) {
+                // Two first deletions at once: the second finds the folders made.
+                let _ = self.quarantine.create();
+            }
+            self.quarantine_made.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.quarantine.write(name.ft, &name.name, &bytes)
     }
 
     /// Bring back quarantined objects deleted within `since` (all if None) that are not in
