@@ -446,3 +446,47 @@ fn a_full_data_read_runs_when_due_and_a_rotating_part_otherwise() {
     let part = reads[1].split_whitespace().next().unwrap();
     assert!(part.ends_with("/3") && part != "all", "{log}");
 }
+
+/// `rotate-keys-every`: a job rotates the repository's keys once the last rotation (or
+/// the repository's making) is that long ago, and not before; what it saved still
+/// restores afterwards.
+#[test]
+fn a_job_rotates_the_keys_when_due_and_not_before() {
+    let tmp = common::tempdir("cairn-jobrotate-");
+    let repo = Repo::new();
+    let src = tmp.path().join("conf");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("nodemanager.xml"), "<node/>").unwrap();
+    let job = |every: &str| {
+        write_job_file(
+            tmp.path(),
+            &format!(
+                "[jobs.gw]\nrepository = \"{}\"\nsources = [\"{}\"]\nrotate-keys-every = \"{every}\"\n",
+                repo.path.display(),
+                src.display()
+            ),
+        )
+    };
+    let rotations = || {
+        let log = repo.cairn().args(["log", "--json"]).run().ok().json();
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["operation"] == "key rotate")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    run_job(&job("365d"), &[]).ok();
+    assert!(rotations().is_empty(), "rotated although not due");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    run_job(&job("2s"), &[]).ok();
+    let done = rotations();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0]["outcome"], "success", "{done:?}");
+    run_job(&job("1h"), &[]).ok();
+    assert_eq!(rotations().len(), 1, "rotated again within the hour");
+    let target = tmp.path().join("restore");
+    repo.cairn().args(["restore", "latest", "--target"]).arg(&target).run().ok();
+    common::assert_same_tree(&src, &common::restored(&target, &src));
+}

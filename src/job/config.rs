@@ -70,6 +70,9 @@ pub struct Job {
     pub name_time_zone: Option<String>,
     /// How long each step waits for a lock another host holds (`lock-wait`, e.g. "10m").
     pub lock_wait: Option<String>,
+    /// Rotate the repository's keys when the last rotation (or the repository's creation)
+    /// is this long ago, or a rotation is unfinished (`rotate-keys-every`).
+    pub rotate_keys_every: Option<String>,
     pub dumps: Vec<Dump>,
     pub hooks: Hooks,
     pub retention: Option<Retention>,
@@ -258,6 +261,7 @@ const JOB_KEYS: &[&str] = &[
     "type",
     "name-time-zone",
     "lock-wait",
+    "rotate-keys-every",
     "dumps",
     "hooks",
     "retention",
@@ -529,6 +533,7 @@ impl Reader<'_> {
                     })
                 }
                 "lock-wait" => job.lock_wait = self.duration(value, key),
+                "rotate-keys-every" => job.rotate_keys_every = self.duration(value, key),
                 "dumps" => job.dumps = self.dumps(value, &place),
                 "hooks" => job.hooks = self.hooks(value, &place),
                 "retention" => job.retention = Some(self.retention(value, &place)),

@@ -105,7 +105,7 @@ impl Runner<'_> {
             rpo_seconds: None,
         };
         self.ping(job, job.monitoring.ping_start.as_deref(), "ping start", "", &mut report);
-        let repo = if self.dry_run { None } else { self.open(job, &mut report) };
+        let mut repo = if self.dry_run { None } else { self.open(job, &mut report) };
         let mut ok = report.outcome != Outcome::Failed;
         if ok {
             ok = self.steps(steps::hooks("before", &job.hooks.before, job, None), &mut report);
@@ -121,8 +121,17 @@ impl Runner<'_> {
                 .as_ref()
                 .and_then(|c| c.full_read_every_days)
                 .and_then(|_| repo.as_ref().and_then(last_full_read));
-            ok =
-                data_ok && self.steps(steps::upkeep_steps(&self.cairn, job, last_full, started), &mut report);
+            let rotate_due = repo.as_ref().is_some_and(|r| rotation_due(r, job, started));
+            ok = data_ok
+                && self.steps(
+                    steps::upkeep_steps(&self.cairn, job, last_full, rotate_due, started),
+                    &mut report,
+                );
+            if rotate_due {
+                // The keys this process opened with are retired: what it records must be
+                // sealed under the new ones.
+                repo = job.access().open().ok();
+            }
         }
         let closing = match ok {
             true => steps::hooks("after", &job.hooks.after, job, Some(report.outcome.name())),
@@ -390,6 +399,30 @@ fn last_full_read(repo: &Repository) -> Option<i64> {
         .rev()
         .find(|e| e.operation == "check" && e.figures.iter().any(|(k, v)| k == "read_data" && v == "all"))
         .map(|e| e.time.secs)
+}
+
+/// Whether the job's `rotate-keys-every` has passed since the last completed key rotation
+/// the log shows (or since the repository was made), or a rotation is unfinished.
+fn rotation_due(repo: &Repository, job: &Job, now: jiff::Timestamp) -> bool {
+    let Some(every) = job.rotate_keys_every.as_deref().and_then(|e| crate::units::parse_duration(e).ok())
+    else {
+        return false;
+    };
+    if repo.rotation_unfinished() {
+        return true;
+    }
+    let last = repo
+        .read_log()
+        .ok()
+        .and_then(|log| {
+            log.entries
+                .iter()
+                .rev()
+                .find(|e| e.operation == "key rotate" && e.outcome == "success")
+                .map(|e| e.time.secs)
+        })
+        .unwrap_or(repo.config().created.secs);
+    now.as_second() - last >= every as i64
 }
 
 /// The job's own entry in the activity log: outcome, and each step's.

@@ -103,17 +103,29 @@ pub(super) fn data_steps(cairn: &Path, job: &Job, started: jiff::Timestamp) -> (
     (steps, source_error)
 }
 
-/// Retention, check, drill, and copies (each followed by the retention at its target). `last_full` is when the log last shows a
-/// check that read all data (seconds since the epoch).
+/// Retention, key rotation when due, check, drill, and copies (each followed by the
+/// retention at its target). `last_full` is when the log last shows a check that read all
+/// data (seconds since the epoch).
 pub(super) fn upkeep_steps(
     cairn: &Path,
     job: &Job,
     last_full: Option<i64>,
+    rotate_due: bool,
     started: jiff::Timestamp,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
     if let Some(r) = job.retention.as_ref().filter(|r| r.at_repository) {
         steps.push(cairn_step(cairn, job, "retention", retention_args(job, r)));
+    }
+    // After the retention (less to seal anew), before the check (which then reads what
+    // the rotation wrote).
+    if rotate_due {
+        steps.push(cairn_step(
+            cairn,
+            job,
+            "key rotate",
+            vec!["key".into(), "rotate".into(), "--json".into()],
+        ));
     }
     if let Some(c) = &job.check {
         // Only this job's trees: another host's snapshots are its own job's to check.
@@ -357,7 +369,7 @@ retention = false
         )
         .unwrap();
         let job = &file.jobs[0];
-        let steps = upkeep_steps(Path::new("cairn"), job, None, jiff::Timestamp::UNIX_EPOCH);
+        let steps = upkeep_steps(Path::new("cairn"), job, None, false, jiff::Timestamp::UNIX_EPOCH);
         let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
@@ -383,7 +395,7 @@ max-rpo = "4h"
 "#,
         )
         .unwrap();
-        let steps = upkeep_steps(Path::new("cairn"), &file.jobs[0], None, jiff::Timestamp::UNIX_EPOCH);
+        let steps = upkeep_steps(Path::new("cairn"), &file.jobs[0], None, false, jiff::Timestamp::UNIX_EPOCH);
         for step in &steps {
             let args: Vec<_> = step.command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
             let at = args.iter().position(|a| a == "--label");
@@ -409,7 +421,7 @@ password-file = "/etc/cairn/offsite.pass"
 "#,
         )
         .unwrap();
-        let steps = upkeep_steps(Path::new("cairn"), &file.jobs[0], None, jiff::Timestamp::UNIX_EPOCH);
+        let steps = upkeep_steps(Path::new("cairn"), &file.jobs[0], None, false, jiff::Timestamp::UNIX_EPOCH);
         let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["copy to /offsite", "retention at /offsite"]);
         for s in &steps {

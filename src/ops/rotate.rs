@@ -338,6 +338,9 @@ mod tests {
             let lock = repo.lock(true, "key rotate").unwrap();
             rotate(&repo, &lock, b"pw", &|_| {}, &AtomicBool::new(false)).unwrap();
         }
+        // A process that opened the repository before the rotation seals nothing more.
+        let stale = repo.append_log(LogRecord::new("backup", "success")).unwrap_err();
+        assert_eq!(stale.kind(), crate::error::ErrorKind::Locked, "{stale}");
         let rotated = Repository::open(loc, b"pw", &KeySource::Stored).unwrap();
         assert_eq!(rotated.master().epoch_numbers(), vec![1]);
         let _lock = rotated.lock(false, "test").unwrap();

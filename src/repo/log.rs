@@ -66,6 +66,7 @@ fn names_by_seq(repo: &Repository) -> Result<LogListing> {
 impl Repository {
     /// Append an entry for `record`, chained to the newest entries that verify.
     pub fn append_log(&self, record: LogRecord) -> Result<()> {
+        self.keys_still_current()?;
         let (seq, prev) = self.log_head()?;
         let entry = LogEntry {
             seq,

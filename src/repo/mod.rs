@@ -293,6 +293,31 @@ impl Repository {
         }
     }
 
+    /// Refuse (with `Locked`) when the stored config names another key epoch than the one
+    /// this repository was opened with: a key rotation ran since, and what this process
+    /// would seal now, no key could open once the rotation completes. Checked before
+    /// writes that take no lock (log entries); every other write holds a lock that a
+    /// rotation's exclusive one excludes.
+    pub(crate) fn keys_still_current(&self) -> Result<()> {
+        let sealed = self.backend.read(FileType::Config, "config", FileType::Config.size_limit())?;
+        let current = envelope::open_config(&self.master, &sealed)
+            .and_then(|c| Config::decode(&c))
+            .is_ok_and(|c| c.public_key == self.config.public_key);
+        if current {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Locked,
+                "the repository's keys were rotated since this process opened it; open it again",
+            ))
+        }
+    }
+
+    /// Whether a key rotation was begun and not finished: the key in use holds two epochs.
+    pub fn rotation_unfinished(&self) -> bool {
+        self.master.epoch_numbers().len() > 1
+    }
+
     /// The working keys, shared (a lock sealed anew under a rotation's new epoch).
     pub(crate) fn keys_shared(&self) -> Arc<RepoKeys> {
         self.keys.clone()

@@ -152,7 +152,10 @@ impl RepoStore {
         if !self.receiving.lock().expect("receiving lock").insert(key.clone()) {
             return Ok(Err(Refusal::Exists));
         }
-        let result = if replace_config && name.ft == FileType::Config && self.live.exists(name.ft, &name.name)? {
+        let result = if replace_config
+            && name.ft == FileType::Config
+            && self.live.exists(name.ft, &name.name)?
+        {
             self.keep_in_quarantine(name).and_then(|()| self.live.write(name.ft, &name.name, bytes)).map(Ok)
         } else {
             self.create_unique(name, bytes, quota, owner)
