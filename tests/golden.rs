@@ -416,8 +416,8 @@ fn golden_v3_holds_its_whole_history() {
 }
 
 /// On a copy of a golden repository: prune (leaving no unused byte), copy every
-/// snapshot into a new repository, and change the password; then every snapshot of
-/// both restores exactly as it was made, and both check clean.
+/// snapshot into a new repository, change the password and rotate the keys; then every
+/// snapshot of both restores exactly as it was made, and both check clean.
 fn maintenance_on_a_copy(g: &Golden) {
     let tmp = tempfile::tempdir().unwrap();
     let (repo, dst) = (tmp.path().join("repo"), tmp.path().join("copy"));
@@ -440,6 +440,41 @@ fn maintenance_on_a_copy(g: &Golden) {
     let old = cairn(&repo, &["snapshots"]);
     assert_eq!(old.status.code(), Some(12), "the old password no longer opens it");
 
+    // Key rotation of an old repository (objects of older envelope and pack versions): a
+    // version 1 key file of another holder stops it until its holder upgrades it.
+    if g.version >= 3 {
+        let refused = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["-r", repo.to_str().unwrap(), "key", "rotate"])
+            .env("CAIRN_PASSWORD", "golden-new-passphrase")
+            .env_remove("CAIRN_REPOSITORY")
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("key passwd"), "{refused:?}");
+        // A backup-only key cannot change its own key file: the owner replaces it.
+        let old: serde_json::Value =
+            serde_json::from_str(&cairn_ok(&repo, "golden-new-passphrase", &[], &["key", "list", "--json"]))
+                .unwrap();
+        let old = old.as_array().unwrap().iter().find(|k| k["kind"] == "backup-only").unwrap()["id"].clone();
+        let new_pw = [("CAIRN_NEW_PASSWORD", v3::BACKUP_ONLY_PASSPHRASE)];
+        cairn_ok(
+            &repo,
+            "golden-new-passphrase",
+            &new_pw,
+            &[&["key", "add", "--backup-only"][..], &KDF].concat(),
+        );
+        cairn_ok(&repo, "golden-new-passphrase", &[], &["key", "remove", old.as_str().unwrap()]);
+    }
+    let rotated: serde_json::Value =
+        serde_json::from_str(&cairn_ok(&repo, "golden-new-passphrase", &[], &["key", "rotate", "--json"]))
+            .unwrap();
+    assert_eq!(rotated["epoch"], 1, "{rotated}");
+    assert!(
+        pack_versions(&repo).iter().all(|v| *v == 4),
+        "every pack sealed anew: {:?}",
+        pack_versions(&repo)
+    );
+
     let n = restores_as_made(g, &repo, "golden-new-passphrase");
     assert_eq!(restores_as_made(g, &dst, "copy-passphrase"), n);
     cairn_ok(&repo, "golden-new-passphrase", &[], &["check", "--read-data"]);
@@ -447,17 +482,17 @@ fn maintenance_on_a_copy(g: &Golden) {
 }
 
 #[test]
-fn prune_copy_and_key_passwd_on_a_copy_of_golden_v1() {
+fn prune_copy_key_passwd_and_key_rotate_on_a_copy_of_golden_v1() {
     maintenance_on_a_copy(&Golden::V1);
 }
 
 #[test]
-fn prune_copy_and_key_passwd_on_a_copy_of_golden_v2() {
+fn prune_copy_key_passwd_and_key_rotate_on_a_copy_of_golden_v2() {
     maintenance_on_a_copy(&Golden::V2);
 }
 
 #[test]
-fn prune_copy_and_key_passwd_on_a_copy_of_golden_v3() {
+fn prune_copy_key_passwd_and_key_rotate_on_a_copy_of_golden_v3() {
     if !common::require(common::is_root(), "golden-v3 restores owners and devices: run as root") {
         return;
     }

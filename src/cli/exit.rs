@@ -129,6 +129,13 @@ fn codes(command: &str) -> (&'static [i32], &'static [(i32, &'static str)]) {
             (&[0, 1, 2], &[(1, "the units could not be written or removed")])
         }
         "schedule list" => (&[0, 1], &[(1, "the unit folder cannot be read")]),
+        "key rotate" => (
+            &[0, 1, 2, 7, 10, 11, 12, 13, 130],
+            &[
+                (2, "a version 1 key file must be upgraded or replaced first"),
+                (130, "interrupted: every key still opens; run it again to finish"),
+            ],
+        ),
         c if c.starts_with("key ") => (KEY, &[]),
         "completion" => (&[0, 2], &[(2, "no such shell")]),
         "man" => (&[0, 1, 2], &[(1, "the folder or a page could not be written")]),

@@ -179,6 +179,9 @@ fn rotate(ctx: &Ctx) -> Result<()> {
     for p in &report.passed_over {
         eprintln!("cairn: warning: key rotate gave key file {p} nothing; it no longer opens the repository");
     }
+    for w in &report.warnings {
+        eprintln!("cairn: warning: {w}");
+    }
     let now = ctx.open_with(&pw)?;
     super::record(
         &now,
@@ -224,7 +227,7 @@ fn list(ctx: &Ctx) -> Result<()> {
             .iter()
             .map(|k| {
                 serde_json::json!({
-                    "id": k.id.to_hex(), "kind": k.kind.name(), "in_use": k.in_use,
+                    "id": k.id.to_hex(), "kind": k.kind.name(), "in_use": k.in_use, "version": k.version,
                     "host": k.header.host, "user": k.header.user, "created": format::rfc3339(k.header.created),
                     "kdf": {"memory_kib": k.header.kdf.memory_kib, "iterations": k.header.kdf.iterations,
                             "parallelism": k.header.kdf.parallelism},
@@ -244,10 +247,12 @@ fn list(ctx: &Ctx) -> Result<()> {
                 k.header.host.clone(),
                 format::local_time(k.header.created),
                 format!("{} MiB, {} passes", k.header.kdf.memory_kib / 1024, k.header.kdf.iterations),
+                // Version 1 files cannot be given new keys by a rotation (key rotate says why).
+                if k.version == 1 { "1 (old)".into() } else { k.version.to_string() },
             ]
         })
         .collect();
-    format::table(&[" ID", "Kind", "User", "Host", "Created", "Argon2id"], &rows);
+    format::table(&[" ID", "Kind", "User", "Host", "Created", "Argon2id", "Format"], &rows);
     Ok(())
 }
 

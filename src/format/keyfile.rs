@@ -137,7 +137,7 @@ impl KeyFile {
         if self.version != VERSION {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                "a version 1 key file cannot be given new key epochs without its password; its holder runs `cairn key passwd` once",
+                "a version 1 key file cannot be given new key epochs without its password: upgrade it with `cairn key passwd`, or replace it",
             ));
         }
         if master.kind != self.kind {

@@ -19,6 +19,7 @@ use crate::format::keyfile;
 use crate::id::{PackId, SnapshotId};
 use crate::ops::prune::{self, PruneOptions};
 use crate::repo::lock::LockGuard;
+use crate::repo::log::LogRecord;
 use crate::repo::Repository;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +41,8 @@ pub struct RotateReport {
     /// Files in keys/ given nothing, with why: damaged, or with no full key's grant
     /// (planted). They open nothing once the rotation completes.
     pub passed_over: Vec<String>,
+    /// What the user should know that did not stop the rotation.
+    pub warnings: Vec<String>,
 }
 
 /// Rotate the keys of `repo`, opened with `passphrase` (needed only to upgrade a version 1
@@ -53,6 +56,9 @@ pub fn rotate(
     interrupt: &AtomicBool,
 ) -> Result<RotateReport> {
     repo.require_full_key("rotate the keys")?;
+    // A snapshot that cannot be read cannot be sealed anew: refused before anything changes.
+    let (_, damaged) = repo.snapshots_and_damage()?;
+    crate::repo::refuse_unreadable(&damaged, &[], "key rotate")?;
     let held = repo.master().epoch_numbers();
     let write = repo.keys().write_epoch();
     let mut report = RotateReport::default();
@@ -76,6 +82,10 @@ pub fn rotate(
     // dropped the old one must not leave a lock no key opens.
     lock.seal_under(rotated.keys_shared())?;
     report.epoch = rotated.keys().write_epoch();
+    let started = LogRecord::new("key rotate", "started").figure("epoch", report.epoch);
+    if let Err(e) = rotated.append_log(started) {
+        report.warnings.push(format!("the activity log did not take the rotation's start: {e}"));
+    }
     check_interrupt(interrupt)?;
     say("sealing the snapshots anew");
     report.snapshots = reseal_snapshots(&rotated)?;
@@ -144,13 +154,15 @@ fn refuse_version_1_keys(repo: &Repository) -> Result<()> {
         .stored_key_files()?
         .into_iter()
         .filter(|(id, f)| *id != repo.key_id() && f.version == keyfile::VERSION_1)
-        .map(|(id, f)| format!("{} ({}@{})", id.short(), f.header.user, f.header.host))
+        .map(|(id, f)| {
+            format!("{} ({} key of {}@{})", id.short(), f.kind.name(), f.header.user, f.header.host)
+        })
         .collect();
     if old.is_empty() {
         return Ok(());
     }
     Err(Error::invalid(format!(
-        "key files {} are of version 1 and cannot be given new keys without their passwords: each holder runs `cairn key passwd` once, or remove them with `cairn key remove ID`",
+        "key files {} are of version 1 and cannot be given new keys without their passwords: a full key's holder runs `cairn key passwd` once; a backup-only key is replaced (`cairn key add --backup-only`, then `cairn key remove ID`)",
         old.join(", ")
     )))
 }
@@ -278,7 +290,6 @@ mod tests {
     use super::*;
     use crate::crypto::keys::{KdfParams, KeyKind, MasterKey, RepoKeys};
     use crate::ops::backup::{backup, BackupOptions, Source};
-    use crate::repo::log::LogRecord;
     use crate::repo::{InitOptions, KeySource};
 
     fn back_up(repo: &Repository, src: &std::path::Path) {

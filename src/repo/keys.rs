@@ -28,6 +28,8 @@ pub enum KeySource {
 #[derive(Clone, Debug)]
 pub struct KeyInfo {
     pub id: KeyId,
+    /// Key file version (1 cannot be given new keys by a rotation).
+    pub version: u8,
     pub kind: KeyKind,
     pub header: KeyHeader,
     pub in_use: bool,
@@ -213,12 +215,24 @@ impl Repository {
             let id = KeyId::from_hex(&name)?;
             let kf = KeyFile::decode(&self.read_object(FileType::Key, &name)?)
                 .map_err(|e| e.wrap(format!("key {name}")))?;
-            out.push(KeyInfo { id, kind: kf.kind, header: kf.header, in_use: id == self.key_id });
+            out.push(KeyInfo {
+                id,
+                version: kf.version,
+                kind: kf.kind,
+                header: kf.header,
+                in_use: id == self.key_id,
+            });
         }
         if let KeySource::File(path) = &self.key_source {
             let bytes = std::fs::read(path).ctx(|| format!("cannot read key file {}", path.display()))?;
             let kf = KeyFile::decode(&bytes)?;
-            out.push(KeyInfo { id: self.key_id, kind: kf.kind, header: kf.header, in_use: true });
+            out.push(KeyInfo {
+                id: self.key_id,
+                version: kf.version,
+                kind: kf.kind,
+                header: kf.header,
+                in_use: true,
+            });
         }
         out.sort_by(|a, b| a.header.created.cmp(&b.header.created).then(a.id.cmp(&b.id)));
         Ok(out)
