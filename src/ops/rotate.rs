@@ -93,8 +93,7 @@ pub fn rotate(
     say("sealing the activity log anew");
     report.log_entries = rotated.reseal_log()?;
     check_interrupt(interrupt)?;
-    say("repacking the packs and writing the index anew");
-    report.packs = reseal_packs(&rotated, interrupt)?;
+    report.packs = reseal_packs(&rotated, say, interrupt)?;
     rotated.unlock(false)?;
     let left = objects_of_other_epochs(&rotated)?;
     if !left.is_empty() {
@@ -246,17 +245,58 @@ fn packs_of_other_epochs(repo: &Repository, epoch: u16) -> Result<HashSet<PackId
     Ok(out)
 }
 
+/// The most a round of repacking adds to the repository before it deletes what it
+/// repacked, as a share of what is to be repacked (and at least [`MIN_ROUND`]).
+const ROUNDS: u64 = 8;
+const MIN_ROUND: u64 = 256 << 20;
+
 /// Packs of the old epoch repacked through prune (their used blobs into new packs, a new
 /// index superseding every index file, then the old packs deleted). Prune's order keeps the
-/// repository whole if it stops anywhere.
-fn reseal_packs(repo: &Repository, interrupt: &AtomicBool) -> Result<usize> {
+/// repository whole if it stops anywhere. In rounds of about an eighth of the bytes, so
+/// the repository grows by at most that much on the way, and what a round did stays done.
+/// A round is run even with nothing to repack: it writes the index anew.
+fn reseal_packs(repo: &Repository, say: &dyn Fn(&str), interrupt: &AtomicBool) -> Result<usize> {
     let old = packs_of_other_epochs(repo, repo.keys().write_epoch())?;
-    let n = old.len();
-    // Nothing else is repacked: only what rotation needs moves.
-    let opts = PruneOptions { max_unused: 1.0, repack_always: old };
-    let plan = prune::plan(repo, &opts, interrupt)?;
-    prune::execute(repo, &plan, interrupt)?;
-    Ok(n)
+    let mut sized: Vec<(PackId, u64)> = repo
+        .backend()
+        .list_detailed(FileType::Pack)?
+        .into_iter()
+        .filter_map(|l| PackId::from_hex(&l.name).ok().filter(|p| old.contains(p)).map(|p| (p, l.size)))
+        .collect();
+    sized.sort();
+    let total: u64 = sized.iter().map(|(_, size)| size).sum();
+    let round = (total / ROUNDS).max(MIN_ROUND);
+    let (mut done, mut done_bytes) = (0, 0);
+    loop {
+        check_interrupt(interrupt)?;
+        let mut batch = HashSet::new();
+        let mut bytes = 0;
+        while let Some(&(pack, size)) = sized.get(done + batch.len()) {
+            if !batch.is_empty() && bytes + size > round {
+                break;
+            }
+            batch.insert(pack);
+            bytes += size;
+        }
+        say(&format!(
+            "repacking packs {}..{} of {} ({} of {} MB done) and writing the index anew",
+            done + 1,
+            done + batch.len(),
+            sized.len(),
+            done_bytes >> 20,
+            total >> 20
+        ));
+        let n = batch.len();
+        // Nothing else is repacked: only what the rotation needs moves.
+        let opts = PruneOptions { max_unused: 1.0, repack_always: batch };
+        let plan = prune::plan(repo, &opts, interrupt)?;
+        prune::execute(repo, &plan, interrupt)?;
+        done += n;
+        done_bytes += bytes;
+        if done >= sized.len() {
+            return Ok(old.len());
+        }
+    }
 }
 
 /// Names of the objects still sealed under another key epoch than the write epoch: packs,
