@@ -30,7 +30,8 @@ use crate::index::{load_pack_lists_reporting, Index, Location};
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
 use crate::tree::load_tree_with_parts;
-use std::collections::{HashMap, HashSet};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -216,18 +217,27 @@ pub const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 pub fn execute(repo: &Repository, plan: &PrunePlan, interrupt: &AtomicBool) -> Result<()> {
     // 1. Repack. The writer starts from an empty index, so it stores every blob given;
     // each blob is re-hashed as it is read.
+    // Packs are repacked many at once (each in the order of its frames, so a frame of
+    // several blobs is opened once): reading, checking and compressing are CPU work.
     let reader = PackReader::new(repo);
+    let mut by_pack: BTreeMap<PackId, Vec<&Location>> = BTreeMap::new();
+    for loc in &plan.packs.moves {
+        by_pack.entry(loc.pack).or_default().push(loc);
+    }
     let (moved, _) = BlobWriter::run(repo, Index::default(), |w| -> Result<()> {
-        for loc in &plan.packs.moves {
-            if interrupt.load(Ordering::Relaxed) {
-                return Err(Error::new(
-                    ErrorKind::Interrupted,
-                    "prune interrupted while repacking; nothing deleted",
-                ));
+        by_pack.into_par_iter().try_for_each(|(_, mut locs)| -> Result<()> {
+            locs.sort_by_key(|l| (l.entry.offset, l.entry.start));
+            for loc in locs {
+                if interrupt.load(Ordering::Relaxed) {
+                    return Err(Error::new(
+                        ErrorKind::Interrupted,
+                        "prune interrupted while repacking; nothing deleted",
+                    ));
+                }
+                w.save(loc.entry.id, &reader.read_blob(loc)?)?;
             }
-            w.save(loc.entry.id, &reader.read_blob(loc)?)?;
-        }
-        Ok(())
+            Ok(())
+        })
     })?;
     moved?;
     crate::failpoint::hit("prune:after-repack");
