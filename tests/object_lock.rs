@@ -265,6 +265,10 @@ fn locked_bucket_survives_its_credentials_and_lets_forgotten_data_go() {
     witness.record(&repo, &newest(&repo), &src);
     repo.cairn().args(["check", "--read-data"]).run().ok();
     assert_eq!(witness.verify_all(&repo), 4);
+    // A key rotation could not delete what is locked: refused, nothing changed.
+    let refused = repo.cairn().args(["key", "rotate"]).run().expect_code(2);
+    assert!(refused.one_line_error().contains("Object Lock"), "{}", refused.context());
+    repo.cairn().args(["check", "--read-data"]).run().ok();
 }
 
 /// The id of the newest snapshot.

@@ -56,6 +56,14 @@ pub fn rotate(
     interrupt: &AtomicBool,
 ) -> Result<RotateReport> {
     repo.require_full_key("rotate the keys")?;
+    if repo.config().object_lock.is_some() {
+        // Locked objects stay until their locks end, readable by the old key, and the
+        // config's old version would stay beside the new one: a rotation could keep
+        // neither of its promises.
+        return Err(Error::invalid(
+            "key rotate is refused on a repository with S3 Object Lock: what it seals anew stays locked, and readable with the old key, until the lock period ends; copy the repository into a new one (`cairn init --object-lock`, then `cairn copy`) to change its keys",
+        ));
+    }
     // A snapshot that cannot be read cannot be sealed anew: refused before anything changes.
     let (_, damaged) = repo.snapshots_and_damage()?;
     crate::repo::refuse_unreadable(&damaged, &[], "key rotate")?;
