@@ -26,6 +26,19 @@ fn source(work: &Path) -> (Repo, PathBuf, PathBuf) {
     (src, one, two)
 }
 
+/// A new repository made with `--copy-chunker-params-from` the source, whose password
+/// comes from a file (CAIRN_FROM_PASSWORD is not set there).
+fn sharing_chunker_params(work: &Path, src: &Repo) -> Repo {
+    let pw_file = work.join("source-password");
+    std::fs::write(&pw_file, format!("{PASSWORD}\n")).unwrap();
+    Repo::with_options(&[
+        "--copy-chunker-params-from",
+        src.path.to_str().unwrap(),
+        "--from-password-file",
+        pw_file.to_str().unwrap(),
+    ])
+}
+
 fn copy_from(dst: Cairn, src: &Path) -> Cairn {
     dst.env("CAIRN_FROM_PASSWORD", PASSWORD).arg("copy").arg("--json").arg("--from-repo").arg(src)
 }
@@ -104,15 +117,7 @@ fn filters_choose_what_is_copied() {
 fn shared_chunker_params_need_no_data_read_and_dedup_with_direct_backups() {
     let work = tempdir("cairn-copy-shared-");
     let (src, one, two) = source(work.path());
-    // The source's password from a file (CAIRN_FROM_PASSWORD is not set here).
-    let pw_file = work.path().join("source-password");
-    std::fs::write(&pw_file, format!("{PASSWORD}\n")).unwrap();
-    let dst = Repo::with_options(&[
-        "--copy-chunker-params-from",
-        src.path.to_str().unwrap(),
-        "--from-password-file",
-        pw_file.to_str().unwrap(),
-    ]);
+    let dst = sharing_chunker_params(work.path(), &src);
     // Without the source's password, no shared parameters.
     let refused = Cairn::new()
         .repo(&work.path().join("other"))
@@ -245,14 +250,7 @@ fn copy_into_sftp() {
 fn a_key_rotation_of_the_source_leaves_a_shared_id_copy_working() {
     let work = tempdir("cairn-copy-rotate-");
     let (src, one, two) = source(work.path());
-    let pw_file = work.path().join("source-password");
-    std::fs::write(&pw_file, format!("{PASSWORD}\n")).unwrap();
-    let dst = Repo::with_options(&[
-        "--copy-chunker-params-from",
-        src.path.to_str().unwrap(),
-        "--from-password-file",
-        pw_file.to_str().unwrap(),
-    ]);
+    let dst = sharing_chunker_params(work.path(), &src);
     copy_from(dst.cairn(), &src.path).run().ok();
     let before: Vec<String> = src.snapshots().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
     let rotated = src.cairn().args(["key", "rotate", "--json"]).run().ok().json();
