@@ -58,6 +58,7 @@ fn main() {
         compression_level: 3,
         pack_size: 16 << 20,
         public_key: cairn_fuzz::master().public_key(),
+        object_lock: None,
     };
     write("config", "default", &config.encode());
 
@@ -125,7 +126,7 @@ fn main() {
     write("pack", "table", &framed);
 
     // envelope: real sealed objects, and the `[type selector][encoded body]` form.
-    write("envelope", "config", &envelope::seal_config(cairn_fuzz::master(), &config.encode()).unwrap());
+    write("envelope", "config", &envelope::seal_config(cairn_fuzz::master(), 0, &config.encode()).unwrap());
     write("envelope", "snapshot", &envelope::seal(keys, ObjectType::Snapshot, &snapshot.encode()).unwrap());
     let mut body = vec![1u8]; // selects Index
     body.extend_from_slice(&compress::encode(&index.encode(), 3));
@@ -134,13 +135,15 @@ fn main() {
     write("compress", "zstd", &compress::encode(&b"<entity type=\"Policy\"/>\n".repeat(50), 3));
     write("compress", "raw", &compress::encode(b"abc", 0));
 
-    // keyfile: wrapped with the weakest accepted KDF (runs Argon2id once, here only).
-    let m = MasterKey::from_bytes(&cairn_fuzz::master_bytes()).unwrap();
-    write("keyfile", "full", &KeyFile::wrap(&m, b"pw", KdfParams::FLOOR, "gw1", "root").unwrap());
+    // keyfile: version 2, wrapped with the weakest accepted KDF (runs Argon2id once, here
+    // only). The version 1 seeds `full` and `backup_only` were written by cairns of before
+    // key file version 2 and are kept as they are.
+    let m = MasterKey::from_bytes_v1(&cairn_fuzz::master_bytes()).unwrap();
+    write("keyfile", "full_v2", &KeyFile::wrap(&m, keys, b"pw", KdfParams::FLOOR, "gw1", "root").unwrap());
     write(
         "keyfile",
-        "backup_only",
-        &KeyFile::wrap(&m.backup_only(), b"pw", KdfParams::FLOOR, "gw1", "root").unwrap(),
+        "backup_only_v2",
+        &KeyFile::wrap(&m.backup_only(), keys, b"pw", KdfParams::FLOOR, "gw1", "root").unwrap(),
     );
     // Every seed must be accepted by today's decoders, or it seeds nothing useful.
     let read = |t: &str, n: &str| {
@@ -156,7 +159,8 @@ fn main() {
     envelope::open_config(cairn_fuzz::master(), &read("envelope", "config")).unwrap();
     envelope::open(keys, ObjectType::Snapshot, &read("envelope", "snapshot")).unwrap();
     compress::decode(&read("compress", "zstd"), 1 << 20).unwrap();
-    KeyFile::decode(&read("keyfile", "full")).unwrap();
-    KeyFile::decode(&read("keyfile", "backup_only")).unwrap();
+    for seed in ["full", "backup_only", "full_v2", "backup_only_v2"] {
+        KeyFile::decode(&read("keyfile", seed)).unwrap();
+    }
     println!("seeds written");
 }

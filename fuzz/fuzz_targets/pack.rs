@@ -13,7 +13,7 @@
 use cairn::crypto::aead::TAG_LEN;
 use cairn::format::pack::{
     decode_toc, encode_toc, parse_header, parse_trailer, Entry, HEADER_LEN, MAX_BLOB, TRAILER_LEN, VERSION,
-    VERSION_1,
+    VERSION_1, VERSION_4,
 };
 use cairn::pack::reader::read_toc;
 use libfuzzer_sys::fuzz_target;
@@ -41,7 +41,9 @@ fuzz_target!(|data: &[u8]| {
     // Whole pack.
     if let Ok(h) = parse_header(data) {
         assert_eq!(&h.eph_pub[..], &data[8..40]);
-        assert!((VERSION_1..=VERSION).contains(&h.version));
+        assert!((VERSION_1..=VERSION_4).contains(&h.version));
+        // Only version 4 names a key epoch, and never epoch 0.
+        assert_eq!(h.version == VERSION_4, h.epoch != 0);
     }
     if let Ok(range) = parse_trailer(data) {
         let n = data.len();

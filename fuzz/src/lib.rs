@@ -7,8 +7,8 @@ use cairn::crypto::keys::{Binding, MasterKey, RepoKeys, PACK_KIND};
 use cairn::format::{envelope, pack};
 use std::sync::OnceLock;
 
-/// Master key material: kind byte 1 (full), then 32 bytes of write root and 32 of read
-/// secret.
+/// Master key material in version 1's layout (read as content root and epoch 0): kind
+/// byte 1 (full), then 32 bytes of write root and 32 of read secret.
 pub fn master_bytes() -> [u8; 65] {
     let mut b = [0u8; 65];
     b[0] = 1;
@@ -21,7 +21,7 @@ pub fn master_bytes() -> [u8; 65] {
 /// The fixed full master key.
 pub fn master() -> &'static MasterKey {
     static M: OnceLock<MasterKey> = OnceLock::new();
-    M.get_or_init(|| MasterKey::from_bytes(&master_bytes()).expect("fixed master key"))
+    M.get_or_init(|| MasterKey::from_bytes_v1(&master_bytes()).expect("fixed master key"))
 }
 
 /// The repository keys derived from the fixed master key and its own public key.
@@ -39,7 +39,7 @@ pub fn fixed_eph() -> [u8; 32] {
     let mut b = [0u8; 65];
     b[0] = 1;
     b[1..].fill(0x77);
-    MasterKey::from_bytes(&b).expect("fixed ephemeral key").public_key()
+    MasterKey::from_bytes_v1(&b).expect("fixed ephemeral key").public_key()
 }
 
 struct PackKey {
@@ -51,7 +51,7 @@ fn pack_key() -> &'static PackKey {
     static P: OnceLock<PackKey> = OnceLock::new();
     P.get_or_init(|| {
         let eph = fixed_eph();
-        let key = keys().open_sealed_object_key(&eph, Binding::Kind(PACK_KIND)).expect("full key opens sealed keys");
+        let key = keys().open_sealed_object_key(0, &eph, Binding::Kind(PACK_KIND)).expect("full key opens sealed keys");
         PackKey { eph, cipher: Cipher::new(&key) }
     })
 }
@@ -61,7 +61,7 @@ fn pack_key() -> &'static PackKey {
 /// it and reaches `decode_toc` with whatever bytes the fuzzer chose.
 pub fn pack_with_toc(blob_area: usize, toc_plain: &[u8]) -> Vec<u8> {
     let pk = pack_key();
-    let header = pack::header(&pk.eph);
+    let header = pack::header(&pk.eph, 0);
     let mut toc = toc_plain.to_vec();
     pk.cipher.seal_in_place(&pack::TOC_NONCE, &header, &mut toc);
     let mut out = Vec::with_capacity(pack::HEADER_LEN + blob_area + toc.len() + pack::TRAILER_LEN);
@@ -93,12 +93,12 @@ pub fn envelope_with_body(ty: envelope::ObjectType, encoded: &[u8]) -> Vec<u8> {
     let (material, key) = if mode == 2 {
         // Sealed to the repository public key: material is the ephemeral public key.
         let eph = pack_key().eph;
-        let key = keys().open_sealed_object_key(&eph, binding).expect("full key opens sealed keys");
+        let key = keys().open_sealed_object_key(0, &eph, binding).expect("full key opens sealed keys");
         (eph, key)
     } else {
         // Shared key: material is a salt.
         let salt = [0x5a; 32];
-        (salt, keys().shared_object_key(&salt, binding))
+        (salt, keys().shared_object_key(0, &salt, binding).expect("epoch 0 is held"))
     };
     let len = if v1 { envelope::HEADER_LEN_V1 } else { envelope::HEADER_LEN };
     let mut h = vec![0u8; len];
