@@ -154,6 +154,7 @@ fn a_backup_only_key_cannot_forget_or_prune_and_changes_nothing_trying() {
     fails(run(&repo, "bo", &bo, &["forget", "--keep-last", "0", "--keep-daily", "1"]), 1, "backup-only");
     fails(run(&repo, "bo", &bo, &["prune"]), 1, "backup-only");
     fails(run(&repo, "bo", &bo, &["key", "remove", "abcd"]), 1, "backup-only");
+    fails(run(&repo, "bo", &bo, &["key", "rotate"]), 1, "backup-only");
     let after: Vec<_> =
         std::fs::read_dir(repo.join("snapshots")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(before, after);
@@ -201,4 +202,36 @@ fn removing_a_key_leaves_the_data_alone_and_a_tampered_log_is_caught() {
     let out = run(&repo, "second", &[], &["log"]);
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+}
+
+/// key rotate refuses, changing nothing, while a snapshot cannot be read (exit 7, as
+/// prune): it could not seal that snapshot anew. Once the snapshot is forgotten it runs.
+#[test]
+fn key_rotate_refuses_while_a_snapshot_cannot_be_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"a").unwrap();
+    init(&repo);
+    let s = src.to_str().unwrap();
+    ok(run(&repo, "first", &[], &["backup", s]));
+    ok(run(&repo, "first", &[], &["backup", s, "--force"]));
+    let snaps: Vec<_> =
+        std::fs::read_dir(repo.join("snapshots")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut bytes = std::fs::read(&snaps[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&snaps[0], bytes).unwrap();
+    let keys_before: Vec<_> =
+        std::fs::read_dir(repo.join("keys")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let config_before = std::fs::read(repo.join("config")).unwrap();
+    fails(run(&repo, "first", &[], &["key", "rotate"]), 7, "cannot be read");
+    let keys_after: Vec<_> =
+        std::fs::read_dir(repo.join("keys")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(keys_before, keys_after, "a refused rotation touched the key files");
+    assert_eq!(config_before, std::fs::read(repo.join("config")).unwrap());
+    let damaged = snaps[0].file_name().unwrap().to_str().unwrap()[..12].to_string();
+    ok(run(&repo, "first", &[], &["forget", &damaged]));
+    ok(run(&repo, "first", &[], &["key", "rotate"]));
+    ok(run(&repo, "first", &[], &["check", "--read-data"]));
 }
