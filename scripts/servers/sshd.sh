@@ -45,8 +45,12 @@ UsePAM no
 StrictModes no
 Subsystem sftp internal-sftp
 END
-  echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$state/host_key.pub")" >"$state/known_hosts"
-  echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$state/other_host_key.pub")" >"$state/wrong_known_hosts"
+  # The client side is written whole and renamed into place: a restart must never show a
+  # client that retries meanwhile a half-written config (no alias: a permanent error).
+  echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$state/host_key.pub")" >"$state/known_hosts.new"
+  echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$state/other_host_key.pub")" >"$state/wrong_known_hosts.new"
+  mv "$state/known_hosts.new" "$state/known_hosts"
+  mv "$state/wrong_known_hosts.new" "$state/wrong_known_hosts"
   alias() {
     cat <<END
 Host $1
@@ -65,7 +69,8 @@ END
   }
   { alias cairn-test user_key known_hosts
     alias cairn-test-badkey other_key known_hosts
-    alias cairn-test-badhost user_key wrong_known_hosts; } >"$state/ssh_config"
+    alias cairn-test-badhost user_key wrong_known_hosts; } >"$state/ssh_config.new"
+  mv "$state/ssh_config.new" "$state/ssh_config"
   /usr/sbin/sshd -D -e -f "$state/sshd_config" </dev/null >"$state/server.log" 2>&1 &
   echo $! >"$state/pid"
   wait_listening "sshd.sh: sshd" "$port" "$state"
