@@ -26,6 +26,17 @@ fn fails(o: Output, code: i32, needle: &str) {
     assert_eq!(err.trim().lines().count(), 1, "one-line error expected: {err}");
 }
 
+/// A repository (password "first") holding one backup of a one-file folder.
+fn with_one_backup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"a").unwrap();
+    init(&repo);
+    ok(run(&repo, "first", &[], &["backup", src.to_str().unwrap()]));
+    (tmp, repo, src)
+}
+
 const FAST: [&str; 4] = ["--kdf-memory", "64M", "--kdf-iterations", "3"];
 
 fn init(repo: &Path) {
@@ -137,13 +148,7 @@ fn a_key_kept_apart_is_needed_and_survives_paper_export() {
 
 #[test]
 fn a_backup_only_key_cannot_forget_or_prune_and_changes_nothing_trying() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("a"), b"a").unwrap();
-    init(&repo);
-    let s = src.to_str().unwrap();
-    ok(run(&repo, "first", &[], &["backup", s]));
+    let (tmp, repo, _) = with_one_backup();
     let bo_file = tmp.path().join("bo.key");
     #[rustfmt::skip]
     ok(run(&repo, "first", &[("CAIRN_NEW_PASSWORD", "bo")],
@@ -208,14 +213,9 @@ fn removing_a_key_leaves_the_data_alone_and_a_tampered_log_is_caught() {
 /// prune): it could not seal that snapshot anew. Once the snapshot is forgotten it runs.
 #[test]
 fn key_rotate_refuses_while_a_snapshot_cannot_be_read() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("a"), b"a").unwrap();
-    init(&repo);
-    let s = src.to_str().unwrap();
-    ok(run(&repo, "first", &[], &["backup", s]));
-    ok(run(&repo, "first", &[], &["backup", s, "--force"]));
+    // `_tmp` keeps the folders until the test ends.
+    let (_tmp, repo, src) = with_one_backup();
+    ok(run(&repo, "first", &[], &["backup", src.to_str().unwrap(), "--force"]));
     let snaps: Vec<_> =
         std::fs::read_dir(repo.join("snapshots")).unwrap().map(|e| e.unwrap().path()).collect();
     let mut bytes = std::fs::read(&snaps[0]).unwrap();

@@ -18,6 +18,7 @@
 use super::config::Job;
 use super::steps::{self, Step, StepKind};
 use crate::error::{Error, Result};
+use crate::format::log::LogEntry;
 use crate::repo::log::LogRecord;
 use crate::repo::Repository;
 use std::path::{Path, PathBuf};
@@ -116,12 +117,18 @@ impl Runner<'_> {
                 self.finish(&mut report, "backup", Outcome::Failed, e, Instant::now(), true);
             }
             let data_ok = self.steps(data, &mut report);
-            let last_full = job
-                .check
+            // The log is read once, and only when a decision needs it.
+            let wants_full = job.check.as_ref().is_some_and(|c| c.full_read_every_days.is_some());
+            let every = job.rotate_keys_every.as_deref().and_then(|e| crate::units::parse_duration(e).ok());
+            let log = repo
                 .as_ref()
-                .and_then(|c| c.full_read_every_days)
-                .and_then(|_| repo.as_ref().and_then(last_full_read));
-            let rotate_due = repo.as_ref().is_some_and(|r| rotation_due(r, job, started));
+                .filter(|_| wants_full || every.is_some())
+                .and_then(|r| r.read_log().ok())
+                .map(|log| log.entries)
+                .unwrap_or_default();
+            let last_full = wants_full.then(|| last_full_read(&log)).flatten();
+            let rotate_due = every
+                .is_some_and(|every| repo.as_ref().is_some_and(|r| rotation_due(r, &log, every, started)));
             ok = data_ok
                 && self.steps(
                     steps::upkeep_steps(&self.cairn, job, last_full, rotate_due, started),
@@ -392,36 +399,25 @@ pub(super) fn password(file: Option<&Path>, command: Option<&str>) -> Result<zer
 }
 
 /// When the log last records a check that read all data (seconds since the epoch).
-fn last_full_read(repo: &Repository) -> Option<i64> {
-    let log = repo.read_log().ok()?;
-    log.entries
-        .iter()
+fn last_full_read(log: &[LogEntry]) -> Option<i64> {
+    log.iter()
         .rev()
         .find(|e| e.operation == "check" && e.figures.iter().any(|(k, v)| k == "read_data" && v == "all"))
         .map(|e| e.time.secs)
 }
 
-/// Whether the job's `rotate-keys-every` has passed since the last completed key rotation
-/// the log shows (or since the repository was made), or a rotation is unfinished.
-fn rotation_due(repo: &Repository, job: &Job, now: jiff::Timestamp) -> bool {
-    let Some(every) = job.rotate_keys_every.as_deref().and_then(|e| crate::units::parse_duration(e).ok())
-    else {
-        return false;
-    };
+/// Whether `every` seconds (the job's `rotate-keys-every`) have passed since the last
+/// completed key rotation the log shows (or since the repository was made), or a rotation
+/// is unfinished.
+fn rotation_due(repo: &Repository, log: &[LogEntry], every: u64, now: jiff::Timestamp) -> bool {
     if repo.rotation_unfinished() {
         return true;
     }
-    let last = repo
-        .read_log()
-        .ok()
-        .and_then(|log| {
-            log.entries
-                .iter()
-                .rev()
-                .find(|e| e.operation == "key rotate" && e.outcome == "success")
-                .map(|e| e.time.secs)
-        })
-        .unwrap_or(repo.config().created.secs);
+    let last = log
+        .iter()
+        .rev()
+        .find(|e| e.operation == "key rotate" && e.outcome == "success")
+        .map_or(repo.config().created.secs, |e| e.time.secs);
     now.as_second() - last >= every as i64
 }
 
