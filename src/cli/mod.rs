@@ -129,8 +129,9 @@ pub struct Cli {
     /// mount, stats, drill): take no lock (for read-only storage; see format-spec/locks.md)
     #[arg(long, global = true)]
     no_lock: bool,
-    /// Read every snapshot and index file from the store, and keep no copies of them in
-    /// the cache folder (a remote repository's are kept there, checked on each use)
+    /// Read every snapshot and index file from the store, keep no copies of them in the
+    /// cache folder, and load the index into memory instead of mapping its cache file
+    /// (both are kept there and checked on each use)
     #[arg(long, env = "CAIRN_NO_CACHE", global = true, help_heading = "Global options")]
     no_cache: bool,
     #[command(subcommand)]

@@ -30,6 +30,8 @@ const CTX_SHARED_OBJECT_KEY_V2: &str = "cairn 2026-12-04 v2 shared object key";
 const CTX_SEALED_OBJECT_KEY_V2: &str = "cairn 2026-12-04 v2 sealed object key";
 const CTX_ATTESTATION: &str = "cairn 2026-12-04 v2 full key attestation";
 const CTX_HEDGE: &str = "cairn 2026-12-04 v2 hedged randomness";
+// This machine's index cache file (src/index/cache_file.rs), never stored in a repository.
+const CTX_INDEX_CACHE: &str = "cairn 2026-12-06 local index cache";
 
 /// What a sealed object's key is bound to, besides its salt or ephemeral key: the kind of
 /// object (so one object's bytes can never open as another kind), and for the legacy
@@ -471,6 +473,12 @@ impl RepoKeys {
         // blake3::Hash compares in constant time.
         let e = self.epoch(epoch).ok()?;
         e.attestation.as_ref().map(|k| blake3::keyed_hash(k, attested) == blake3::Hash::from(*tag))
+    }
+
+    /// The key that authenticates this machine's index cache file of the repository (never
+    /// stored). From the chunk-id key, which every key kind holds and a rotation keeps.
+    pub fn index_cache_key(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(blake3::derive_key(CTX_INDEX_CACHE, &self.chunk_id))
     }
 
     pub fn can_read(&self) -> bool {

@@ -19,6 +19,7 @@
 //! The pack listing is taken before the index files are read: a pack a concurrent backup
 //! writes in between is then left out (and its blobs stored again), never the reverse.
 
+use super::cache_file::FileRecord;
 use super::{Index, IndexBuilder};
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
@@ -49,32 +50,71 @@ pub struct IndexLoad {
 
 /// Which index files name which packs, and which files are superseded.
 #[derive(Default)]
-struct Coverage {
+pub(super) struct Coverage {
     files: Vec<IndexId>,
+    /// Per file, what it supersedes if a full key attested it.
+    attested: Vec<Option<Vec<IndexId>>>,
     superseded: HashSet<IndexId>,
     named_by: HashMap<PackId, Vec<u32>>,
 }
 
 impl Coverage {
-    fn add_file(&mut self, id: IndexId, file: &IndexFile, attested: bool) {
+    pub(super) fn add_file(&mut self, id: IndexId, file: &IndexFile, attested: bool) {
+        self.add(id, attested.then(|| file.supersedes.clone()), file.packs.iter().map(|(p, _)| *p));
+    }
+
+    /// An index file that names `packs` and, if a full key attested it, supersedes the
+    /// files of `supersedes`.
+    pub(super) fn add(
+        &mut self,
+        id: IndexId,
+        supersedes: Option<Vec<IndexId>>,
+        packs: impl Iterator<Item = PackId>,
+    ) {
         let n = self.files.len() as u32;
         self.files.push(id);
-        if attested {
-            self.superseded.extend(file.supersedes.iter().copied());
+        if let Some(s) = &supersedes {
+            self.superseded.extend(s.iter().copied());
         }
-        for (pack, _) in &file.packs {
-            self.named_by.entry(*pack).or_default().push(n);
+        self.attested.push(supersedes);
+        for pack in packs {
+            self.named_by.entry(pack).or_default().push(n);
         }
     }
 
     /// Whether some index file that is not superseded names `pack`.
-    fn live(&self, pack: &PackId) -> bool {
+    pub(super) fn live(&self, pack: &PackId) -> bool {
         self.named_by
             .get(pack)
             .is_some_and(|files| files.iter().any(|&f| !self.superseded.contains(&self.files[f as usize])))
     }
 
-    fn report(&self, stored: &HashSet<PackId>, damaged: Vec<(String, Error)>) -> IndexLoad {
+    /// What each file contributed, its packs numbered by `slot_of`, for the cache file.
+    pub(super) fn records(&self, slot_of: impl Fn(&PackId) -> u32) -> Vec<FileRecord> {
+        let mut records: Vec<FileRecord> = self
+            .files
+            .iter()
+            .zip(&self.attested)
+            .map(|(id, s)| FileRecord {
+                id: *id,
+                attested: s.is_some(),
+                supersedes: s.clone().unwrap_or_default(),
+                packs: Vec::new(),
+            })
+            .collect();
+        for (pack, files) in &self.named_by {
+            for &f in files {
+                records[f as usize].packs.push(slot_of(pack));
+            }
+        }
+        for r in &mut records {
+            r.packs.sort_unstable();
+            r.packs.dedup();
+        }
+        records
+    }
+
+    pub(super) fn report(&self, stored: &HashSet<PackId>, damaged: Vec<(String, Error)>) -> IndexLoad {
         let mut missing: Vec<PackId> =
             self.named_by.keys().filter(|p| !stored.contains(*p) && self.live(p)).copied().collect();
         missing.sort();
@@ -94,31 +134,52 @@ impl Index {
         Self::load_reporting(repo).map(|(idx, _)| idx)
     }
 
-    /// Load the index from every index file that opens, with what was left out.
+    /// Load the index from every index file that opens, with what was left out: through
+    /// the cache file when the repository has one (see `cached.rs`), else into memory.
     pub fn load_reporting(repo: &Repository) -> Result<(Index, IndexLoad)> {
         let stored = stored_packs(repo)?;
-        let mut builder = IndexBuilder::default();
-        let mut coverage = Coverage::default();
-        let mut too_many = None;
-        let damaged = for_each_index_file(repo, |id, file, attested| {
-            coverage.add_file(id, &file, attested);
-            for (pack, list) in &file.packs {
-                if stored.contains(pack) {
-                    if let Err(e) = builder.add_pack(*pack, list) {
-                        too_many.get_or_insert(e);
-                    }
+        let names = repo.list_named_objects(FileType::Index)?;
+        if let Some(path) = repo.index_cache_path() {
+            if let Some(loaded) = super::cached::load(repo, &path, &stored, &names)? {
+                return Ok(loaded);
+            }
+        }
+        load_in_memory(repo, &stored, &names)
+    }
+}
+
+/// Every entry of the live index files of stored packs, sorted in memory.
+fn load_in_memory(
+    repo: &Repository,
+    stored: &HashSet<PackId>,
+    names: &[String],
+) -> Result<(Index, IndexLoad)> {
+    let mut builder = IndexBuilder::default();
+    let mut coverage = Coverage::default();
+    let mut too_many = None;
+    let damaged = for_each_index_file(repo, names, |id, file, attested| {
+        coverage.add_file(id, &file, attested);
+        for (pack, list) in &file.packs {
+            if stored.contains(pack) {
+                if let Err(e) = builder.add_pack(*pack, list) {
+                    too_many.get_or_insert(e);
                 }
             }
-        })?;
-        if let Some(e) = too_many {
-            return Err(e);
         }
-        let load = coverage.report(&stored, damaged);
-        let mut idx = builder.build_keeping(|p| coverage.live(p));
-        idx.files = load.files.clone();
-        idx.skipped_files = load.damaged.iter().map(|(name, e)| format!("index file {name}: {e}")).collect();
-        Ok((idx, load))
+    })?;
+    if let Some(e) = too_many {
+        return Err(e);
     }
+    let load = coverage.report(stored, damaged);
+    let mut idx = builder.build_keeping(|p| coverage.live(p));
+    idx.files = load.files.clone();
+    idx.skipped_files = skipped(&load);
+    Ok((idx, load))
+}
+
+/// The index files left out, as the index reports them.
+pub(super) fn skipped(load: &IndexLoad) -> Vec<String> {
+    load.damaged.iter().map(|(name, e)| format!("index file {name}: {e}")).collect()
 }
 
 /// Every pack entry of the live index files, with full ids (for check and prune), each
@@ -126,9 +187,10 @@ impl Index {
 /// lost) and listed in the report's `missing_packs`.
 pub fn load_pack_lists_reporting(repo: &Repository) -> Result<(HashMap<PackId, Vec<Entry>>, IndexLoad)> {
     let stored = stored_packs(repo)?;
+    let names = repo.list_named_objects(FileType::Index)?;
     let mut coverage = Coverage::default();
     let mut packs: HashMap<PackId, Vec<Entry>> = HashMap::new();
-    let damaged = for_each_index_file(repo, |id, file, attested| {
+    let damaged = for_each_index_file(repo, &names, |id, file, attested| {
         coverage.add_file(id, &file, attested);
         for (pack, list) in file.packs {
             packs.entry(pack).or_default().extend(list);
@@ -147,20 +209,20 @@ pub fn load_pack_lists(repo: &Repository) -> Result<PackLists> {
     load_pack_lists_reporting(repo).map(|(packs, load)| (packs, load.damaged))
 }
 
-fn stored_packs(repo: &Repository) -> Result<HashSet<PackId>> {
+pub(super) fn stored_packs(repo: &Repository) -> Result<HashSet<PackId>> {
     Ok(repo.backend().list(FileType::Pack)?.iter().filter_map(|n| PackId::from_hex(n).ok()).collect())
 }
 
-/// Run `f` on every index file that opens, with whether a full key attested it; returns
-/// the ones that do not. Errors other than damage (I/O, permission, a file of a newer
+/// Run `f` on every index file of `names` that opens, with whether a full key attested it;
+/// returns the ones that do not. Errors other than damage (I/O, permission, a file of a newer
 /// cairn) are returned. Files are read a batch at a time, the files of a batch at once (a
 /// remote store answers each after a round trip), and given to `f` in the store's order.
-fn for_each_index_file(
+pub(super) fn for_each_index_file(
     repo: &Repository,
+    names: &[String],
     mut f: impl FnMut(IndexId, IndexFile, bool),
 ) -> Result<Vec<(String, Error)>> {
     use rayon::prelude::*;
-    let names = repo.list_named_objects(FileType::Index)?;
     // Decoded index files in memory at once: a batch, at most READ_BATCH x 64 MiB.
     const READ_BATCH: usize = 16;
     let mut damaged = Vec::new();

@@ -24,11 +24,18 @@ use crate::format::pack::Entry;
 use crate::id::{BlobId, IndexId, PackId};
 use std::collections::HashMap;
 
+mod cache_file;
+mod cached;
 mod load;
+mod mapping;
+mod table;
 pub use load::{load_index_file, load_pack_lists, load_pack_lists_reporting, IndexLoad, PackLists};
+use table::Table;
 
-/// Byte arrays instead of integer fields keep the entry at 31 bytes with alignment 1.
+/// Byte arrays instead of integer fields keep the entry at 31 bytes with alignment 1, and
+/// `repr(C)` fixes that layout, so the cache file's entries are mapped as they are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 struct Slot {
     prefix: Prefix,
     /// Pack slot number << 1 | (kind - 1), 24 bits little endian.
@@ -51,7 +58,37 @@ const _: () = assert!(crate::format::pack::MAX_OFFSET as u64 <= 1 << OFFSET_BITS
 const _: () = assert!((crate::format::pack::MAX_SEALED as u64) < 1 << LENGTH_BITS);
 const _: () = assert!((crate::format::pack::MAX_BLOB as u64) < 1 << LENGTH_BITS);
 
+/// Entries sort by id prefix, then pack slot (so a blob's locations come in pack order),
+/// then place.
+impl Ord for Slot {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.prefix, self.pack_kind(), self.place).cmp(&(other.prefix, other.pack_kind(), other.place))
+    }
+}
+
+impl PartialOrd for Slot {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl Slot {
+    fn to_bytes(self) -> [u8; 31] {
+        let mut b = [0u8; 31];
+        b[..14].copy_from_slice(&self.prefix);
+        b[14..17].copy_from_slice(&self.pack_kind);
+        b[17..].copy_from_slice(&self.place);
+        b
+    }
+
+    fn from_bytes(b: [u8; 31]) -> Slot {
+        Slot {
+            prefix: b[..14].try_into().expect("14 bytes"),
+            pack_kind: b[14..17].try_into().expect("3 bytes"),
+            place: b[17..].try_into().expect("14 bytes"),
+        }
+    }
+
     fn new(pack: u32, e: &Entry) -> Slot {
         // Entry::read and the pack builder keep every field within its width.
         debug_assert!((pack as usize) < MAX_PACKS && e.offset < crate::format::pack::MAX_OFFSET);
@@ -97,13 +134,13 @@ impl Slot {
     }
 }
 
+/// Every blob's locations: the packs it names, and one or two sorted tables of entries (the
+/// cached table mapped from this machine's cache, then the entries of index files written
+/// since, in memory). A position numbers the entries of all tables one after the other.
 #[derive(Default)]
 pub struct Index {
     packs: Vec<PackId>,
-    slots: Vec<Slot>,
-    /// `buckets[b]..buckets[b + 1]` is the range of slots whose prefix starts with b.
-    buckets: Vec<u32>,
-    bucket_bits: u32,
+    tables: Vec<Table>,
     /// The index files this index was loaded from.
     pub files: Vec<IndexId>,
     /// Why each index file that did not open was left out, for the caller to report.
@@ -122,20 +159,35 @@ fn prefix(id: &[u8; 32]) -> Prefix {
 }
 
 impl Index {
+    /// The positions of every entry with this prefix and kind bit, table by table.
+    fn positions_of(&self, p: Prefix, kind: u32) -> impl Iterator<Item = usize> + '_ {
+        let mut base = 0;
+        self.tables.iter().flat_map(move |t| {
+            let first = base;
+            base += t.len();
+            let (start, end) = t.range_of(&p);
+            let slots = t.slots();
+            (start..end)
+                .take_while(move |&i| slots[i].prefix == p)
+                .filter(move |&i| slots[i].pack_kind() & 1 == kind)
+                .map(move |i| first + i)
+        })
+    }
+
     /// The positions of every location of the blob among the entries (each in 0..len).
     fn positions(&self, id: &BlobId) -> impl Iterator<Item = usize> + '_ {
-        let p = prefix(id.bytes());
-        let b = bucket_of(&p, self.bucket_bits);
-        let (start, end) = match (self.buckets.get(b), self.buckets.get(b + 1)) {
-            (Some(&s), Some(&e)) => (s as usize, e as usize),
-            _ => (0, 0),
-        };
-        let bucket = &self.slots[start..end];
-        let first = start + bucket.partition_point(|s| s.prefix < p);
-        let kind = id.kind() as u32 - 1;
-        (first..end)
-            .take_while(move |&i| self.slots[i].prefix == p)
-            .filter(move |&i| self.slots[i].pack_kind() & 1 == kind)
+        self.positions_of(prefix(id.bytes()), id.kind() as u32 - 1)
+    }
+
+    /// The entry at a position (in 0..len).
+    fn slot_at(&self, mut position: usize) -> &Slot {
+        for t in &self.tables {
+            if position < t.len() {
+                return &t.slots()[position];
+            }
+            position -= t.len();
+        }
+        panic!("index position out of range")
     }
 
     /// The position of the blob's first location among the entries (0..len).
@@ -143,67 +195,69 @@ impl Index {
         self.positions(id).next()
     }
 
-    fn slot(&self, id: &BlobId) -> Option<&Slot> {
-        self.position(id).map(|i| &self.slots[i])
-    }
-
     pub fn contains(&self, id: &BlobId) -> bool {
-        self.slot(id).is_some()
+        self.position(id).is_some()
     }
 
     /// Whether the blob at `position` has a location (that one, or another of the same
     /// blob) in one of the `listed` packs.
     pub fn stored_at(&self, position: usize, listed: &std::collections::HashSet<PackId>) -> bool {
-        let s = &self.slots[position];
-        let same = |t: &Slot| t.prefix == s.prefix && t.pack_kind() & 1 == s.pack_kind() & 1;
-        let mut first = position;
-        while first > 0 && self.slots[first - 1].prefix == s.prefix {
-            first -= 1;
-        }
-        self.slots[first..]
-            .iter()
-            .take_while(|t| t.prefix == s.prefix)
-            .filter(|t| same(t))
-            .any(|t| listed.contains(&self.packs[(t.pack_kind() >> 1) as usize]))
+        let s = self.slot_at(position);
+        self.positions_of(s.prefix, s.pack_kind() & 1)
+            .any(|i| listed.contains(&self.packs[(self.slot_at(i).pack_kind() >> 1) as usize]))
     }
 
     /// Plaintext length of the blob at `position`.
     pub fn raw_length_at(&self, position: usize) -> u32 {
-        self.slots[position].raw_length()
+        self.slot_at(position).raw_length()
     }
 
     /// The blob's first location. Use [`Index::locations`] where a copy that fails to
     /// read must not be the end of it.
     pub fn get(&self, id: &BlobId) -> Option<Location> {
-        self.slot(id).map(|s| self.location(s, id))
+        self.position(id).map(|i| self.location(self.slot_at(i), id))
     }
 
-    /// Every location of the blob, in a fixed order (by pack slot).
+    /// Every location of the blob, in a fixed order (by table, then by pack slot), each once.
     pub fn locations(&self, id: &BlobId) -> Vec<Location> {
-        self.positions(id).map(|i| self.location(&self.slots[i], id)).collect()
+        let mut out: Vec<Location> = Vec::new();
+        for i in self.positions(id) {
+            let loc = self.location(self.slot_at(i), id);
+            if !out.contains(&loc) {
+                out.push(loc);
+            }
+        }
+        out
     }
 
     fn location(&self, s: &Slot, id: &BlobId) -> Location {
         Location { pack: self.packs[(s.pack_kind() >> 1) as usize], entry: s.entry(*id) }
     }
 
+    /// Entries in all tables (a blob the cached table and a newer index file both name
+    /// counts twice).
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.tables.iter().map(Table::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len() == 0
     }
 
     pub fn pack_count(&self) -> usize {
         self.packs.len()
     }
 
-    /// Bytes the index holds in memory, for benchmarks and `stats`.
+    /// Bytes the index holds in memory, for benchmarks and `stats`; a mapped table counts
+    /// its bucket table and page checks only (its entries are read from the cache file).
     pub fn memory_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.buckets.capacity() * 4
+        self.tables.iter().map(Table::memory_bytes).sum::<usize>()
             + self.packs.capacity() * std::mem::size_of::<PackId>()
+    }
+
+    /// Whether the index maps a table from the cache file.
+    pub fn is_mapped(&self) -> bool {
+        self.tables.iter().any(Table::is_mapped)
     }
 }
 
@@ -257,28 +311,37 @@ impl IndexBuilder {
     /// Build from the entries of the packs `keep` accepts. Every location of a blob is
     /// kept (the same entry named twice only once), ordered by pack slot.
     pub fn build_keeping(self, keep: impl Fn(&PackId) -> bool) -> Index {
-        let IndexBuilder { packs, mut slots, .. } = self;
-        let dropped: Vec<bool> = packs.iter().map(|p| !keep(p)).collect();
-        if dropped.iter().any(|&d| d) {
-            slots.retain(|s| !dropped[(s.pack_kind() >> 1) as usize]);
-        }
-        slots.sort_unstable_by(|a, b| {
-            (a.prefix, a.pack_kind(), a.place).cmp(&(b.prefix, b.pack_kind(), b.place))
-        });
-        slots.dedup();
-        slots.shrink_to_fit();
-        // 8 to 16 entries per bucket (at most half a byte per entry), at most 2^20 buckets.
-        let per8 = slots.len() / 8;
-        let bucket_bits = if per8 == 0 { 0 } else { (usize::BITS - 1 - per8.leading_zeros()).min(20) };
-        let mut buckets = vec![0u32; (1usize << bucket_bits) + 1];
-        for s in &slots {
-            buckets[bucket_of(&s.prefix, bucket_bits) + 1] += 1;
-        }
-        for b in 1..buckets.len() {
-            buckets[b] += buckets[b - 1];
-        }
-        Index { packs, slots, buckets, bucket_bits, files: Vec::new(), skipped_files: Vec::new() }
+        let IndexBuilder { packs, slots, .. } = self;
+        let kept: Vec<bool> = packs.iter().map(keep).collect();
+        let table = Table::owned(sorted(slots, |p| kept[p as usize]));
+        Index { packs, tables: vec![table], files: Vec::new(), skipped_files: Vec::new() }
     }
+
+    /// A builder whose first pack slots are `packs` (those of a cached table, so that
+    /// entries added here number their packs as the table does).
+    fn with_packs(packs: Vec<PackId>) -> IndexBuilder {
+        let pack_slots = packs.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+        IndexBuilder { packs, pack_slots, ..Default::default() }
+    }
+
+    fn entry_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The entries added so far, sorted (those of packs `keep` refuses left out), leaving
+    /// the builder without entries but with its packs.
+    fn take_sorted(&mut self, keep: impl Fn(u32) -> bool) -> Vec<Slot> {
+        sorted(std::mem::take(&mut self.slots), keep)
+    }
+}
+
+/// Entries sorted, each once, without those of the pack slots `keep` refuses.
+fn sorted(mut slots: Vec<Slot>, keep: impl Fn(u32) -> bool) -> Vec<Slot> {
+    slots.retain(|s| keep(s.pack_kind() >> 1));
+    slots.sort_unstable();
+    slots.dedup();
+    slots.shrink_to_fit();
+    slots
 }
 
 /// Entries per index file that prune and repair write: files stay a few MiB whatever the

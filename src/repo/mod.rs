@@ -147,6 +147,9 @@ pub struct Repository {
     /// Snapshots and index files kept on this machine for a remote store (None for a
     /// local one, with `--no-cache`, and for commands that verify the store).
     object_cache: Option<object_cache::ObjectCache>,
+    /// Whether the index goes through this machine's cache file (not with `--no-cache`,
+    /// nor for commands that verify the store).
+    index_cache: bool,
 }
 
 impl Repository {
@@ -290,6 +293,7 @@ impl Repository {
             key_id,
             key_source,
             object_cache,
+            index_cache: object_cache::enabled(),
         }
     }
 
@@ -364,6 +368,7 @@ impl Repository {
             key_id,
             key_source: self.key_source.clone(),
             object_cache,
+            index_cache: self.index_cache,
         })
     }
 
@@ -381,7 +386,17 @@ impl Repository {
     /// commands that verify what is stored (a cached copy would hide a damaged object).
     pub fn reading_the_store_only(mut self) -> Repository {
         self.object_cache = None;
+        self.index_cache = false;
         self
+    }
+
+    /// This machine's index cache file of the repository, if the index goes through one
+    /// (src/index/cached.rs).
+    pub fn index_cache_path(&self) -> Option<std::path::PathBuf> {
+        if !self.index_cache {
+            return None;
+        }
+        cache_file("index", &crate::id::hex_encode(&self.config.repo_id))
     }
 
     pub fn backend(&self) -> &dyn Backend {

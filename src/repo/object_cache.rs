@@ -35,6 +35,11 @@ pub fn disable() {
     DISABLED.store(true, Ordering::Relaxed);
 }
 
+/// Whether caches are on for this process (not after `--no-cache`).
+pub fn enabled() -> bool {
+    !DISABLED.load(Ordering::Relaxed)
+}
+
 /// The cached objects of one repository.
 #[derive(Debug, Clone)]
 pub struct ObjectCache {
