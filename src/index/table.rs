@@ -10,7 +10,7 @@
 
 use super::{bucket_of, Prefix, Slot};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use zeroize::Zeroizing;
 
 /// Entries per MAC page: about one 4 KiB page of the file, so that checking what a lookup
@@ -18,6 +18,9 @@ use zeroize::Zeroizing;
 pub(super) const PAGE_SLOTS: usize = 128;
 /// Bytes of a page MAC (a truncated keyed BLAKE3 hash).
 pub(super) const PAGE_MAC_LEN: usize = 16;
+/// Lookups between two releases of a mapped table's pages: each may map up to 64 KiB
+/// (the kernel's fault-around), so at most 32 MiB of the file is mapped at once.
+const RELEASE_EVERY: usize = 512;
 
 pub(super) struct Table {
     slots: Slots,
@@ -37,6 +40,7 @@ struct Mapped {
     offset: usize,
     len: usize,
     pages: PageCheck,
+    lookups: AtomicUsize,
 }
 
 /// What checks each page of a mapped table, once.
@@ -101,7 +105,8 @@ impl Table {
         pages: PageCheck,
     ) -> Table {
         debug_assert!(offset + len * std::mem::size_of::<Slot>() <= map.len());
-        Table { slots: Slots::Mapped(Mapped { map, offset, len, pages }), buckets, bucket_bits }
+        let lookups = AtomicUsize::new(0);
+        Table { slots: Slots::Mapped(Mapped { map, offset, len, pages, lookups }), buckets, bucket_bits }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -135,6 +140,9 @@ impl Table {
             return (start, start);
         }
         if let Slots::Mapped(m) = &self.slots {
+            if m.lookups.fetch_add(1, Ordering::Relaxed) % RELEASE_EVERY == RELEASE_EVERY - 1 {
+                super::mapping::release(&m.map);
+            }
             if !m.check_range(start, end) {
                 return (start, start);
             }
@@ -148,8 +156,13 @@ impl Table {
         let slots = self.slots();
         (0..slots.len()).map(move |i| {
             if let Slots::Mapped(m) = &self.slots {
-                if i % PAGE_SLOTS == 0 && !m.check_range(i, i + 1) {
-                    return Err(crate::error::Error::corrupt("the index cache file is damaged"));
+                if i % PAGE_SLOTS == 0 {
+                    if i % (RELEASE_EVERY * PAGE_SLOTS) == 0 {
+                        super::mapping::release(&m.map);
+                    }
+                    if !m.check_range(i, i + 1) {
+                        return Err(crate::error::Error::corrupt("the index cache file is damaged"));
+                    }
                 }
             }
             Ok(slots[i])
