@@ -297,8 +297,9 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let idx = Index::load(&repo).unwrap();
         assert!(idx.is_mapped(), "opened: the damage is in an entry");
+        // The page fails when first read; from then on the file answers nothing.
         let found = ids.iter().filter(|id| idx.contains(id)).count();
-        assert!(found < ids.len() && found > 0, "the damaged page answers nothing: {found}");
+        assert!(found < ids.len(), "the damaged page answers nothing: {found} found");
         assert!(!path.exists(), "and the file is removed");
         assert_same(&Index::load(&repo).unwrap(), &uncached(&repo), &ids);
 

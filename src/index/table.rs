@@ -51,7 +51,9 @@ pub(super) struct PageCheck {
     nonce: [u8; 32],
     macs: Vec<[u8; PAGE_MAC_LEN]>,
     checked: Vec<AtomicU64>,
-    /// Set once a page fails; the file is then removed (the next command rebuilds it).
+    /// Set once a page fails: from then on the table answers nothing (a backup stores
+    /// again, a restore reports the file), and the file is removed for the next command
+    /// to build again.
     damaged: AtomicBool,
     path: PathBuf,
 }
