@@ -207,22 +207,7 @@ pub(super) fn write(
     keep: &dyn Fn(u32) -> bool,
     at_most: usize,
 ) -> Result<Cached> {
-    let dir = path.parent().ok_or_else(|| Error::invalid("index cache path has no folder"))?;
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
-    }
-    let tmp = Temporary(temporary_path(path));
-    let file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp.0)
-            .map_err(io)?
-    };
+    let (tmp, file) = create_beside(path)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut nonce = [0u8; 32];
     crate::crypto::keys::fill_random(&mut nonce)?;
@@ -300,6 +285,23 @@ pub(super) fn write(
     Ok(cached)
 }
 
+/// A new private file beside `path` (its folder made private if missing), removed when
+/// the returned guard drops unless it is forgotten.
+fn create_beside(path: &Path) -> Result<(Temporary, std::fs::File)> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = path.parent().ok_or_else(|| Error::invalid("index cache path has no folder"))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+    let tmp = Temporary(temporary_path(path));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp.0)
+        .map_err(io)?;
+    Ok((tmp, file))
+}
+
 fn temporary_path(path: &Path) -> PathBuf {
     let mut r = [0u8; 8];
     let _ = crate::crypto::keys::fill_random(&mut r);
@@ -353,16 +355,7 @@ pub(super) struct Run {
 impl Run {
     /// Write sorted entries to a new file beside `path`.
     pub(super) fn write(path: &Path, slots: &[Slot]) -> Result<Run> {
-        let dir = path.parent().ok_or_else(|| Error::invalid("index cache path has no folder"))?;
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
-        }
-        let file = Temporary(temporary_path(path));
-        let f = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&file.0).map_err(io)?
-        };
+        let (file, f) = create_beside(path)?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
         for s in slots {
             out.write_all(&s.to_bytes()).map_err(io)?;

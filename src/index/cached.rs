@@ -71,13 +71,13 @@ fn attempt(
     key: &Zeroizing<[u8; 32]>,
     stored: &HashSet<PackId>,
     names: &[String],
-    base: Option<cache_file::Cached>,
+    mut base: Option<cache_file::Cached>,
 ) -> Result<Attempt> {
     let repo_id = repo.config().repo_id;
     let listed: HashSet<IndexId> = names.iter().filter_map(|n| IndexId::from_hex(n).ok()).collect();
     let mut coverage = Coverage::default();
     let mut known: HashSet<IndexId> = HashSet::new();
-    let mut builder = match &base {
+    let mut builder = match &mut base {
         Some(b) => {
             for r in &b.files {
                 known.insert(r.id);
@@ -86,7 +86,8 @@ fn attempt(
                     coverage.add(r.id, r.attested.then(|| r.supersedes.clone()), packs);
                 }
             }
-            IndexBuilder::with_packs(b.packs.clone())
+            // The builder numbers packs as the file does; the index keeps its list.
+            IndexBuilder::with_packs(std::mem::take(&mut b.packs))
         }
         None => IndexBuilder::default(),
     };
@@ -256,6 +257,24 @@ mod tests {
         assert_eq!(idx.len(), 250);
         assert_same(&idx, &uncached(&repo), &ids);
         assert_eq!(idx.files.len(), 5);
+    }
+
+    /// A cache folder that cannot be written (here a path under a regular file) makes the
+    /// load give up on the cache, both when it spills runs and when it writes the file, so
+    /// that the index loads into memory instead; it never fails the command.
+    #[test]
+    fn a_cache_folder_that_cannot_be_written_falls_back_to_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let blocker = dir.path().join("not-a-folder");
+        std::fs::write(&blocker, b"").unwrap();
+        let path = blocker.join("index-cache");
+        for n in [30, 120] {
+            save(&repo, n, n as u8);
+            let stored = super::super::load::stored_packs(&repo).unwrap();
+            let names = repo.list_named_objects(FileType::Index).unwrap();
+            assert!(super::load(&repo, &path, &stored, &names).unwrap().is_none(), "{n} entries");
+        }
     }
 
     #[test]
