@@ -324,6 +324,23 @@ mod tests {
         assert!(moved_or_kept.contains(&pack(5)));
     }
 
+    /// A key rotation's packs: repacked though every byte is used, deleted when none is,
+    /// and the packs not named left as the share rule says.
+    #[test]
+    fn packs_to_repack_always_move_whatever_their_share() {
+        let mut m = Model::default();
+        let a = real(&mut m, 1, &[1, 2]);
+        let b = real(&mut m, 2, &[3]);
+        let c = real(&mut m, 3, &[4]);
+        let always: HashSet<PackId> = [pack(1), pack(2)].into();
+        let indexed = [(pack(1), a), (pack(2), b), (pack(3), c)].into();
+        let s = select(indexed, &[], &used(&[1, 2, 4]), 0.1, &always, &m).unwrap();
+        assert_eq!(s.repack, vec![pack(1)], "wholly used, repacked anyway");
+        assert_eq!(s.delete, vec![pack(2)], "wholly unused: deleted");
+        assert!(s.keep.iter().any(|(p, _)| *p == pack(3)), "not named, wholly used: kept");
+        assert_eq!(s.moves.len(), 2);
+    }
+
     #[test]
     fn orphans_holding_used_blobs_stay_and_unreadable_packs_are_never_deleted() {
         let mut m = Model::default();
