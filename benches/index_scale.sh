@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Memory and time on a repository of many blobs: the index at any size.
 #
-#   bash benches/index_scale.sh [--blobs N] [--scale S]
+#   bash benches/index_scale.sh [--blobs N] [--scale S] [--quick]
 #
 # Makes a repository holding one backup of a generated gateway corpus (scale S, default
 # 0.05), adds index entries for N made-up chunks (default 50 million, as a 3 TB
@@ -11,18 +11,24 @@
 #      machine's index cache file;
 #   2. another such backup: the cache file mapped, the new index file beside it;
 #   3. a restore of the first snapshot into an empty folder;
-#   4. a backup with --no-cache: every index file loaded into memory, as without the cache.
+#   4. a backup with --no-cache: every index file loaded into memory, as without the cache;
+#   5. check (structure: every index file, snapshot, tree and pack), which makes the cache
+#      file anew from the store and reads the packs' entry lists a batch at a time;
+#   6. check --no-cache, the index and every pack's entries in memory (skipped with
+#      --quick).
 # Prints wall seconds, CPU seconds and peak RSS of each as Markdown. Work files (about 6 GB
 # per 50 million blobs) go to $BENCH_DIR (default /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=50000000
 SCALE=0.05
+QUICK=
 while [ $# -gt 0 ]; do
   case "$1" in
     --blobs) N=${2:?}; shift 2 ;;
     --scale) SCALE=${2:?}; shift 2 ;;
-    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    --quick) QUICK=1; shift ;;
+    *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 say() { printf '== %s\n' "$*" >&2; }
@@ -42,12 +48,15 @@ say "a repository with one backup of the corpus (scale $SCALE)"
 "$CAIRN" init --repo "$REPO" -q
 "$CAIRN" backup --repo "$REPO" -q --no-cache "$WORK/data"
 FIRST=$("$CAIRN" snapshots --repo "$REPO" --no-cache --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+# The backup's packs in the page cache, read (not only listed), as after a backup; the
+# made-up packs added next are sparse and never read.
+find "$REPO/data" -type f -exec cat {} + >/dev/null
 say "adding $N made-up blobs to the index"
 start=$(date +%s.%N)
 "$WORK/bin/many_blobs" "$REPO" "$N" >/dev/null
 say "added in $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.0f", e - s}') s; index files: $(du -sh "$REPO/index" | cut -f1)"
-# The repository's files in the page cache, read (not only listed), as after a backup.
-find "$REPO" -type f -exec cat {} + >/dev/null
+# The index files and the rest in the page cache too.
+find "$REPO" -path "$REPO/data" -prune -o -type f -exec cat {} + >/dev/null
 
 run() { # label, then the command
   local label=$1 out
@@ -70,5 +79,7 @@ run "backup, cache file mapped" "$CAIRN" backup --repo "$REPO" -q "$WORK/data"
 run "restore of the first snapshot" "$CAIRN" restore --repo "$REPO" -q "$FIRST" --target "$WORK/restored"
 change 3
 run "backup --no-cache (index in memory)" "$CAIRN" backup --repo "$REPO" -q --no-cache "$WORK/data"
+run "check (structure)" "$CAIRN" check --repo "$REPO" -q
+[ -n "$QUICK" ] || run "check --no-cache (structure, in memory)" "$CAIRN" check --repo "$REPO" -q --no-cache
 echo
 echo "Cache file: $(du -sh "$WORK/cache" | cut -f1)"

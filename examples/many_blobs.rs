@@ -1,12 +1,12 @@
 //! A repository the size of a large one, for the index benchmark: `many_blobs REPO N`
 //! (password in CAIRN_PASSWORD) adds index files naming N made-up chunks, 256 to a pack,
-//! 100,000 to an index file, as a repository of N chunks has, and puts an empty file
-//! under each pack's name so the packs count as stored (REPO is a local folder; the files
-//! are made directly, without the store's syncs, as hundreds of thousands of them would
-//! take long). No chunk's data is stored: the
-//! repository's own snapshots stay restorable, and commands that only look blobs up (a
-//! backup deciding what is new, a restore finding its chunks) see an index of N more
-//! entries. `check` reports the made-up packs, as it should.
+//! 100,000 to an index file, as a repository of N chunks has, and puts a sparse file as
+//! long as its entries need under each pack's name so the packs count as stored (REPO is
+//! a local folder; the files are made directly, without the store's syncs, as hundreds of
+//! thousands of them would take long). No chunk's data is stored: the repository's own
+//! snapshots stay restorable, commands that only look blobs up (a backup deciding what is
+//! new, a restore finding its chunks) see an index of N more entries, and `check` without
+//! `--read-data` finds every pack whole (reading one finds zeros, as it should report).
 
 use cairn::format::index::IndexFile;
 use cairn::format::pack::Entry;
@@ -37,7 +37,7 @@ fn main() {
         let mut packs = Vec::new();
         for p in (first..last).step_by(PER_PACK as usize) {
             let pack = PackId(*blake3::hash(format!("many_blobs pack {p}").as_bytes()).as_bytes());
-            let entries = (p..(p + PER_PACK).min(last))
+            let entries: Vec<Entry> = (p..(p + PER_PACK).min(last))
                 .enumerate()
                 .map(|(i, n)| Entry {
                     id: BlobId::Chunk(ChunkId(*blake3::hash(&n.to_le_bytes()).as_bytes())),
@@ -50,7 +50,8 @@ fn main() {
             let name = pack.to_hex();
             let dir = std::path::Path::new(location).join("data").join(&name[..2]);
             std::fs::create_dir_all(&dir).expect("make a pack folder");
-            std::fs::write(dir.join(&name), b"").expect("make a pack file");
+            let end = entries.iter().map(|e: &Entry| e.offset as u64 + e.length as u64).max().unwrap_or(0);
+            std::fs::File::create(dir.join(&name)).and_then(|f| f.set_len(end)).expect("make a pack file");
             packs.push((pack, entries));
         }
         repo.save_index(&IndexFile { supersedes: Vec::new(), packs }).expect("store an index file");

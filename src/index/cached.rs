@@ -23,7 +23,7 @@ use super::load::{for_each_index_file, skipped, Coverage};
 use super::{Index, IndexBuilder, IndexLoad, Table};
 use crate::error::Result;
 use crate::id::{IndexId, PackId};
-use crate::repo::Repository;
+use crate::repo::{IndexCache, Repository};
 use std::collections::HashSet;
 use std::path::Path;
 use zeroize::Zeroizing;
@@ -37,7 +37,7 @@ const OVERLAY_FILES: usize = if cfg!(test) { 2 } else { 64 };
 const OVERLAY_ENTRIES: usize = 1 << 20;
 
 enum Attempt {
-    Loaded(Box<(Index, IndexLoad)>),
+    Loaded(Box<(Index, IndexLoad, Coverage)>),
     /// A pack the cache file left out counts again: read every index file.
     FromScratch,
     /// The cache file could not be written or read back: load into memory instead.
@@ -45,16 +45,20 @@ enum Attempt {
 }
 
 /// The index through the cache file at `path`, or `None` if the cache cannot be used.
-/// `stored` are the packs listed before `names`, the index files.
+/// `stored` are the packs listed before `names`, the index files. A repository that
+/// reads the store only makes the file anew from every index file.
 pub(super) fn load(
     repo: &Repository,
     path: &Path,
     stored: &HashSet<PackId>,
     names: &[String],
-) -> Result<Option<(Index, IndexLoad)>> {
+) -> Result<Option<(Index, IndexLoad, Coverage)>> {
     let key = repo.keys().index_cache_key();
     let repo_id = repo.config().repo_id;
-    let mut base = cache_file::open(path, &key, &repo_id);
+    let mut base = match repo.index_cache() {
+        IndexCache::Rebuild => None,
+        _ => cache_file::open(path, &key, &repo_id),
+    };
     loop {
         let from_cache = base.is_some();
         match attempt(repo, path, &key, stored, names, base.take())? {
@@ -153,7 +157,7 @@ fn attempt(
             tables.push(Table::owned(overlay));
         }
         let idx = index(builder.packs, tables);
-        return Ok(Attempt::Loaded(Box::new((idx, load))));
+        return Ok(Attempt::Loaded(Box::new((idx, load, coverage))));
     }
 
     let records = coverage.records(|p| builder.pack_slots[p]);
@@ -176,7 +180,7 @@ fn attempt(
     drop(runs);
     drop(base);
     match written {
-        Ok(c) => Ok(Attempt::Loaded(Box::new((index(c.packs, vec![c.table]), load)))),
+        Ok(c) => Ok(Attempt::Loaded(Box::new((index(c.packs, vec![c.table]), load, coverage)))),
         Err(_) => Ok(Attempt::CacheFailed),
     }
 }
@@ -184,10 +188,11 @@ fn attempt(
 #[cfg(test)]
 mod tests {
     use crate::backend::FileType;
+    use crate::format::index::IndexFile;
     use crate::id::BlobId;
-    use crate::index::{load_pack_lists, Index};
+    use crate::index::{for_each_pack_list, load_pack_lists, Index};
     use crate::pack::BlobWriter;
-    use crate::repo::{InitOptions, Repository};
+    use crate::repo::{IndexCache, InitOptions, Repository};
 
     fn repo(dir: &std::path::Path) -> Repository {
         let loc = dir.join("r");
@@ -208,13 +213,17 @@ mod tests {
         ids
     }
 
+    fn reopen(repo: &Repository, how: IndexCache) -> Repository {
+        Repository::open(repo.backend().location().as_str(), b"pw", &Default::default())
+            .unwrap()
+            .with_index_cache(how)
+    }
+
     /// The index loaded without the cache, for comparison.
     fn uncached(repo: &Repository) -> Index {
-        let store_only = Repository::open(repo.backend().location().as_str(), b"pw", &Default::default())
-            .unwrap()
-            .reading_the_store_only();
-        assert!(store_only.index_cache_path().is_none());
-        let idx = Index::load(&store_only).unwrap();
+        let plain = reopen(repo, IndexCache::Off);
+        assert!(plain.index_cache_path().is_none());
+        let idx = Index::load(&plain).unwrap();
         assert!(!idx.is_mapped());
         idx
     }
@@ -337,5 +346,84 @@ mod tests {
             assert_same(&idx, &uncached(&repo), &ids);
             assert_ne!(std::fs::read(&path).unwrap(), bad, "replaced by a new file");
         }
+    }
+
+    /// Commands that verify the store (check, repair) make the cache file anew: a file
+    /// made before an index file was damaged still holds that file's entries, and must not
+    /// hide the damage.
+    #[test]
+    fn reading_the_store_only_makes_the_cache_file_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let first = save(&repo, 40, 1);
+        let second = save(&repo, 40, 2);
+        let before = Index::load(&repo).unwrap();
+        assert!(before.is_mapped() && first.iter().all(|id| before.contains(id)));
+        drop(before);
+        let damaged = damage_the_file_holding(&repo, &first[0]);
+        let cached = Index::load(&repo).unwrap();
+        assert!(
+            first.iter().all(|id| cached.contains(id)),
+            "the cache file does not read the index files it holds"
+        );
+        drop(cached);
+
+        let store_only = reopen(&repo, IndexCache::Use).reading_the_store_only();
+        assert_eq!(store_only.index_cache(), IndexCache::Rebuild);
+        let (idx, load) = Index::load_reporting(&store_only).unwrap();
+        assert!(idx.is_mapped(), "made anew, and mapped: memory stays bounded");
+        assert_eq!(load.damaged.len(), 1);
+        assert_eq!(load.damaged[0].0, damaged);
+        assert!(first.iter().all(|id| !idx.contains(id)), "the damaged file's entries are gone");
+        assert_same(&idx, &uncached(&repo), &second);
+        drop(idx);
+        // And the next command uses the file the verifying one made.
+        let idx = Index::load(&repo).unwrap();
+        assert!(first.iter().all(|id| !idx.contains(id)));
+    }
+
+    /// Flip a byte of the index file that holds `id`; its name.
+    fn damage_the_file_holding(repo: &Repository, id: &BlobId) -> String {
+        for name in repo.list_named_objects(FileType::Index).unwrap() {
+            let file =
+                crate::index::load_index_file(repo, &crate::id::IndexId::from_hex(&name).unwrap()).unwrap();
+            if file.packs.iter().any(|(_, list)| list.iter().any(|e| e.id == *id)) {
+                let mut bytes = repo.backend().read(FileType::Index, &name, u64::MAX).unwrap();
+                let at = bytes.len() / 2;
+                bytes[at] ^= 1;
+                repo.backend().remove(FileType::Index, &name).unwrap();
+                repo.backend().write(FileType::Index, &name, &bytes).unwrap();
+                return name;
+            }
+        }
+        panic!("no index file holds {id}")
+    }
+
+    /// Read again a file at a time, every pack's list is the one `load_pack_lists` makes,
+    /// a pack named by two files included (its lists merged once both are read).
+    #[test]
+    fn pack_lists_read_a_file_at_a_time_are_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        save(&repo, 70, 1);
+        save(&repo, 30, 2);
+        let (whole, _) = load_pack_lists(&repo).unwrap();
+        // A second file naming the first pack again, with part of its entries.
+        let (pack, list) = whole.iter().max_by_key(|(_, l)| l.len()).unwrap();
+        let again = IndexFile { supersedes: Vec::new(), packs: vec![(*pack, list[..10].to_vec())] };
+        repo.save_index(&again).unwrap();
+        save(&repo, 20, 3);
+
+        let (_, load, coverage) = Index::load_with_coverage(&repo).unwrap();
+        assert_eq!(coverage.times_named(pack), 2);
+        let mut seen = std::collections::HashMap::new();
+        let damaged = for_each_pack_list(&repo, &load.files, &coverage, |p, l| {
+            assert!(seen.insert(p, l).is_none(), "each pack once");
+        })
+        .unwrap();
+        assert!(damaged.is_empty());
+        let (expected, _) = load_pack_lists(&repo).unwrap();
+        assert_eq!(seen, expected);
+        assert_eq!(seen[pack].len(), list.len(), "the repeated entries counted once");
     }
 }

@@ -29,7 +29,10 @@ mod cached;
 mod load;
 mod mapping;
 mod table;
-pub use load::{load_index_file, load_pack_lists, load_pack_lists_reporting, IndexLoad, PackLists};
+pub use load::{
+    for_each_pack_list, load_index_file, load_pack_lists, load_pack_lists_reporting, IndexLoad, PackCoverage,
+    PackLists,
+};
 use table::Table;
 
 /// Byte arrays instead of integer fields keep the entry at 31 bytes with alignment 1, and
@@ -207,9 +210,11 @@ impl Index {
             .any(|i| listed.contains(&self.packs[(self.slot_at(i).pack_kind() >> 1) as usize]))
     }
 
-    /// Plaintext length of the blob at `position`.
-    pub fn raw_length_at(&self, position: usize) -> u32 {
-        self.slot_at(position).raw_length()
+    /// The plaintext length of every entry in position order, read once from start to
+    /// end: a mapped table's pages are checked as they come and released as it goes, so
+    /// the scan costs no more memory than a lookup. An error once a page fails its check.
+    pub fn raw_lengths(&self) -> impl Iterator<Item = Result<u32>> + '_ {
+        self.tables.iter().flat_map(|t| t.checked_iter().map(|s| s.map(|s| s.raw_length())))
     }
 
     /// The blob's first location. Use [`Index::locations`] where a copy that fails to

@@ -8,12 +8,17 @@
 //! With `read_data`: every pack is read whole, its name checked against the hash of its
 //! bytes, its sealed table of contents compared with the index, and every blob opened and
 //! its id recomputed.
+//!
+//! Memory stays bounded at any size: the index is mapped from this machine's cache file,
+//! made anew from the index files (a cached entry would hide a damaged file), and each
+//! pack's full entry list is read again from the index files a batch at a time.
 
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::Entry;
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, PackId, SnapshotId, TreeId};
-use crate::index::Index;
+use crate::index::{Index, IndexLoad, PackCoverage};
 use crate::pack::reader::{blob_of_frame, open_frame, read_toc};
 use crate::pack::PackReader;
 use crate::repo::Repository;
@@ -127,7 +132,7 @@ impl CheckReport {
 
 pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    let index = load_index_checked(repo, &mut report)?;
+    let (index, load, coverage) = load_index_checked(repo, &mut report)?;
     let reader = PackReader::new(repo);
 
     // Snapshots, then the trees they reach, level by level in parallel.
@@ -149,67 +154,66 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
     let mut unindexed: HashSet<[u8; 32]> = HashSet::new();
     let seen_trees = walk_trees(&reader, &index, roots, &used, &mut unindexed, &mut report, interrupt)?;
     report.trees = seen_trees.len();
-    let unused: Vec<usize> =
-        (0..index.len()).filter(|&i| used[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) == 0).collect();
+    let (mut unused, mut unused_bytes) = (0usize, 0u64);
+    for (i, raw_length) in index.raw_lengths().enumerate() {
+        let raw_length = match raw_length {
+            Ok(n) => n,
+            // The cache file this check made changed under it: the walk's answers from it
+            // may be missing too.
+            Err(e) => {
+                report.problem("index cache file", e.wrap("changed while being checked"));
+                break;
+            }
+        };
+        if used[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) == 0 {
+            unused += 1;
+            unused_bytes += raw_length as u64;
+        }
+    }
     // Under a filter, blobs of the snapshots left out would look unused.
-    if !unused.is_empty() && opts.snapshots.is_empty() {
-        let bytes: u64 = unused.iter().map(|&i| index.raw_length_at(i) as u64).sum();
+    if unused > 0 && opts.snapshots.is_empty() {
         report.notes.push(format!(
-            "{} blobs ({} bytes of content) are used by no snapshot; `cairn prune` removes them",
-            unused.len(),
-            bytes
+            "{unused} blobs ({unused_bytes} bytes of content) are used by no snapshot; `cairn prune` removes them"
         ));
     }
 
-    // Packs: the ones the index names against the ones stored.
-    let stored: HashMap<String, ()> =
-        repo.backend().list(FileType::Pack)?.into_iter().map(|n| (n, ())).collect();
-    // Full entries per pack, from the index files (the in-memory index keeps id prefixes).
-    let (by_pack, _) = crate::index::load_pack_lists(repo)?;
-    report.packs = stored.len();
-    for name in stored.keys() {
-        if PackId::from_hex(name).map(|p| !by_pack.contains_key(&p)).unwrap_or(true) {
-            report.notes.push(format!("pack {name} is not in any index (left by an interrupted backup?)"));
+    // Packs: the ones the index names against the ones stored. Their full entry lists are
+    // read again from the index files a batch at a time (the index keeps id prefixes), so
+    // memory stays bounded.
+    let mut stored: HashSet<PackId> = HashSet::new();
+    for name in repo.backend().list(FileType::Pack)? {
+        report.packs += 1;
+        match PackId::from_hex(&name) {
+            Ok(pack) if coverage.times_named(&pack) > 0 => {
+                stored.insert(pack);
+            }
+            _ => {
+                report.notes.push(format!("pack {name} is not in any index (left by an interrupted backup?)"))
+            }
         }
     }
-    // A pack an index file names but the store lacks is not damage by itself (a replayed
-    // index file names packs prune deleted long ago): the index leaves its entries out,
-    // and a snapshot that needed one of them has its files reported by the walk above.
-    let (by_pack, absent): (HashMap<_, _>, HashMap<_, _>) =
-        by_pack.into_iter().partition(|(pack, _)| stored.contains_key(&pack.to_hex()));
-    for (pack, entries) in absent {
-        let needed: Vec<[u8; 32]> =
-            entries.iter().map(|e| *e.id.bytes()).filter(|id| unindexed.contains(id)).collect();
-        if needed.is_empty() {
-            report.notes.push(format!(
-                "index entries name pack {pack}, which is not stored; no snapshot needs a blob only it held, and `cairn prune` drops the entries"
-            ));
+    let mut packs = PackChecks::new(repo, &reader, opts, interrupt);
+    let reread = crate::index::for_each_pack_list(repo, &load.files, &coverage, |pack, entries| {
+        if stored.contains(&pack) {
+            packs.add(pack, entries);
         } else {
-            let damage = format!("missing; {} blobs snapshots use were only in it", needed.len());
-            report.problems.push(Problem::new(format!("pack {pack}"), damage, needed));
+            // Not damage by itself (a replayed index file names packs prune deleted long
+            // ago): the index leaves its entries out, and a snapshot that needed one of
+            // them has its files reported by the walk above.
+            absent(&mut packs.problems, &mut report.notes, &pack, &entries, &unindexed);
         }
-    }
-    let results: Vec<(Vec<Problem>, u64, u64)> = super::read_pool::install(repo, || {
-        by_pack
-            .par_iter()
-            .map(|(pack, entries)| {
-                if interrupt.load(Ordering::Relaxed) {
-                    return (vec![], 0, 0);
-                }
-                let read = opts.read_data.is_some_and(|sub| sub.contains(pack));
-                check_pack(repo, &reader, pack, entries, read)
-            })
-            .collect()
     })?;
+    let checked = packs.finish()?;
     if interrupt.load(Ordering::Relaxed) {
         return Err(Error::new(ErrorKind::Interrupted, "check interrupted"));
     }
-    for (problems, blobs, bytes) in results {
-        report.problems.extend(problems);
-        report.blobs_read += blobs;
-        report.bytes_read += bytes;
-        report.packs_read += usize::from(bytes > 0);
+    for (name, e) in reread {
+        report.problem(format!("index file {name}"), e.wrap("changed while being checked"));
     }
+    report.problems.extend(checked.problems);
+    report.blobs_read += checked.blobs;
+    report.bytes_read += checked.bytes;
+    report.packs_read += checked.packs_read;
     let damaged: HashSet<[u8; 32]> = report.problems.iter().flat_map(|p| p.blobs.iter().copied()).collect();
     if !damaged.is_empty() {
         let affected = find_affected(repo, &index, &damaged)?;
@@ -296,12 +300,128 @@ fn report_locks(report: &mut CheckReport, audit: super::object_lock::Audit) {
 }
 
 /// Load every index file that opens, reporting damaged ones instead of failing.
-fn load_index_checked(repo: &Repository, report: &mut CheckReport) -> Result<Index> {
-    let (index, load) = Index::load_reporting(repo)?;
-    for (name, e) in load.damaged {
+fn load_index_checked(
+    repo: &Repository,
+    report: &mut CheckReport,
+) -> Result<(Index, IndexLoad, PackCoverage)> {
+    let (index, mut load, coverage) = Index::load_with_coverage(repo)?;
+    for (name, e) in std::mem::take(&mut load.damaged) {
         report.problem(format!("index file {name}"), e);
     }
-    Ok(index)
+    Ok((index, load, coverage))
+}
+
+/// A pack the index names that is not stored: a problem if snapshots need a blob only it
+/// held (those the walk found unindexed), else a note.
+fn absent(
+    problems: &mut Vec<Problem>,
+    notes: &mut Vec<String>,
+    pack: &PackId,
+    entries: &[Entry],
+    unindexed: &HashSet<[u8; 32]>,
+) {
+    let needed: Vec<[u8; 32]> =
+        entries.iter().map(|e| *e.id.bytes()).filter(|id| unindexed.contains(id)).collect();
+    if needed.is_empty() {
+        notes.push(format!(
+            "index entries name pack {pack}, which is not stored; no snapshot needs a blob only it held, and `cairn prune` drops the entries"
+        ));
+    } else {
+        let damage = format!("missing; {} blobs snapshots use were only in it", needed.len());
+        problems.push(Problem::new(format!("pack {pack}"), damage, needed));
+    }
+}
+
+/// Stored packs checked in parallel batches as their entry lists arrive.
+struct PackChecks<'a> {
+    repo: &'a Repository,
+    reader: &'a PackReader<'a>,
+    opts: &'a CheckOptions,
+    interrupt: &'a AtomicBool,
+    batch: Vec<(PackId, Vec<Entry>)>,
+    batch_entries: usize,
+    problems: Vec<Problem>,
+    blobs: u64,
+    bytes: u64,
+    packs_read: usize,
+    /// Why the reading threads could not start, if they could not.
+    failed: Option<Error>,
+}
+
+impl<'a> PackChecks<'a> {
+    /// A batch ends at this many packs or entries: enough to keep every reader busy, few
+    /// enough that memory stays small (about 50 MiB of entries).
+    const BATCH_PACKS: usize = 1024;
+    const BATCH_ENTRIES: usize = 1 << 20;
+
+    fn new(
+        repo: &'a Repository,
+        reader: &'a PackReader<'a>,
+        opts: &'a CheckOptions,
+        interrupt: &'a AtomicBool,
+    ) -> Self {
+        PackChecks {
+            repo,
+            reader,
+            opts,
+            interrupt,
+            batch: Vec::new(),
+            batch_entries: 0,
+            problems: Vec::new(),
+            blobs: 0,
+            bytes: 0,
+            packs_read: 0,
+            failed: None,
+        }
+    }
+
+    fn add(&mut self, pack: PackId, entries: Vec<Entry>) {
+        self.batch_entries += entries.len();
+        self.batch.push((pack, entries));
+        if self.batch.len() >= Self::BATCH_PACKS || self.batch_entries >= Self::BATCH_ENTRIES {
+            self.run();
+        }
+    }
+
+    fn run(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_entries = 0;
+        if self.interrupt.load(Ordering::Relaxed) || self.failed.is_some() {
+            return;
+        }
+        let (repo, reader, opts, interrupt) = (self.repo, self.reader, self.opts, self.interrupt);
+        let results = super::read_pool::install(repo, || {
+            batch
+                .par_iter()
+                .map(|(pack, entries)| {
+                    if interrupt.load(Ordering::Relaxed) {
+                        return (vec![], 0, 0);
+                    }
+                    let read = opts.read_data.is_some_and(|sub| sub.contains(pack));
+                    check_pack(repo, reader, pack, entries, read)
+                })
+                .collect::<Vec<_>>()
+        });
+        match results {
+            Ok(results) => {
+                for (problems, blobs, bytes) in results {
+                    self.problems.extend(problems);
+                    self.blobs += blobs;
+                    self.bytes += bytes;
+                    self.packs_read += usize::from(bytes > 0);
+                }
+            }
+            Err(e) => self.failed = Some(e),
+        }
+    }
+
+    fn finish(mut self) -> Result<Self> {
+        self.run();
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(self),
+        }
+    }
 }
 
 /// Load every tree reachable from `roots` once, checking that each file's chunks are
@@ -418,7 +538,7 @@ fn check_pack(
     repo: &Repository,
     reader: &PackReader<'_>,
     pack: &PackId,
-    entries: &[crate::format::pack::Entry],
+    entries: &[Entry],
     read_data: bool,
 ) -> (Vec<Problem>, u64, u64) {
     let object = format!("pack {pack}");

@@ -147,9 +147,20 @@ pub struct Repository {
     /// Snapshots and index files kept on this machine for a remote store (None for a
     /// local one, with `--no-cache`, and for commands that verify the store).
     object_cache: Option<object_cache::ObjectCache>,
-    /// Whether the index goes through this machine's cache file (not with `--no-cache`,
-    /// nor for commands that verify the store).
-    index_cache: bool,
+    /// How the index goes through this machine's cache file.
+    index_cache: IndexCache,
+}
+
+/// How a command uses this machine's index cache file (src/index/cached.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexCache {
+    /// Not at all (`--no-cache`): the index loads into memory.
+    Off,
+    /// Mapped, and brought up to date with the index files written since it was made.
+    Use,
+    /// Made anew from the store's index files, whatever the file holds: for commands that
+    /// verify the store (a cached entry would hide a damaged index file).
+    Rebuild,
 }
 
 impl Repository {
@@ -293,7 +304,7 @@ impl Repository {
             key_id,
             key_source,
             object_cache,
-            index_cache: object_cache::enabled(),
+            index_cache: if object_cache::enabled() { IndexCache::Use } else { IndexCache::Off },
         }
     }
 
@@ -384,16 +395,30 @@ impl Repository {
 
     /// This repository reading every snapshot and index file from the store itself: for
     /// commands that verify what is stored (a cached copy would hide a damaged object).
+    /// The index cache file is made anew from the store, so memory stays bounded.
     pub fn reading_the_store_only(mut self) -> Repository {
         self.object_cache = None;
-        self.index_cache = false;
+        self.with_index_cache(IndexCache::Rebuild)
+    }
+
+    /// This repository using the index cache file as `how` says (never more than the
+    /// process allows: after `--no-cache` it stays off).
+    pub fn with_index_cache(mut self, how: IndexCache) -> Repository {
+        if self.index_cache != IndexCache::Off {
+            self.index_cache = how;
+        }
         self
+    }
+
+    /// How the index goes through this machine's cache file.
+    pub fn index_cache(&self) -> IndexCache {
+        self.index_cache
     }
 
     /// This machine's index cache file of the repository, if the index goes through one
     /// (src/index/cached.rs).
     pub fn index_cache_path(&self) -> Option<std::path::PathBuf> {
-        if !self.index_cache {
+        if self.index_cache == IndexCache::Off {
             return None;
         }
         cache_file("index", &crate::id::hex_encode(&self.config.repo_id))
