@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Remote stores over an emulated long link: about 40 ms round trip and 200 Mbit/s.
 #
-#   bash benches/wan.sh [--scale S] [--rtt MS] [--rate MBIT] [--snapshots N]   (as root)
+#   bash benches/wan.sh [--scale S] [--rtt MS] [--rate MBIT] [--snapshots N]
+#                       [--backends "s3 sftp served"] [--cairn BIN]   (as root)
 #
 # Everything runs inside a network namespace this script creates and removes, on its
 # loopback only. The rate comes from tbf on that loopback (its MTU lowered to 1500 first,
@@ -14,6 +15,7 @@
 # which is what crosses the link, against the link's rate), and a no-change backup of a repository holding N snapshots (default 100,
 # copied in from a local repository), beside the same no-change backup on a local folder:
 # once with an empty object cache (a new host) and once more with the cache that run left.
+# --cairn runs that cairn binary (another build, to compare) instead of building one.
 # Work files go to $BENCH_DIR (default /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,8 @@ SCALE=0.1
 RTT=40
 RATE=200
 SNAPSHOTS=100
+BACKENDS="s3 sftp served"
+CAIRN_BUILT=
 ARGS=("$@")
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,7 +32,9 @@ while [ $# -gt 0 ]; do
     --rtt) RTT=${2:?}; shift 2 ;;
     --rate) RATE=${2:?}; shift 2 ;;
     --snapshots) SNAPSHOTS=${2:?}; shift 2 ;;
-    *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    --backends) BACKENDS=${2:?}; shift 2 ;;
+    --cairn) CAIRN_BUILT=$(realpath "${2:?}"); shift 2 ;;
+    *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 say() { printf '== %s\n' "$*" >&2; }
@@ -59,7 +65,8 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$WORK/bin"
-cp target/release/cairn target/release/examples/corpus "$WORK/bin/"
+cp "${CAIRN_BUILT:-target/release/cairn}" "$WORK/bin/cairn"
+cp target/release/examples/corpus "$WORK/bin/"
 CAIRN=$WORK/bin/cairn
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 delay() { # VARIABLE TARGET_PORT: start a delay proxy in front of the port; VARIABLE gets its port
@@ -119,7 +126,7 @@ location() { # backend repository-name
   esac
 }
 ROWS=()
-for b in s3 sftp served; do
+for b in $BACKENDS; do
   first=$(location "$b" repo-first)
   export CAIRN_TOKEN_FILE=$WORK/serve/token-first
   "$CAIRN" -r "$first" init -q

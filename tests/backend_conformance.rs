@@ -47,6 +47,15 @@ fn contract(b: &dyn Backend) {
         b.read_range(FileType::Index, &big_name, 1 << 20, 100).unwrap(),
         &big[1 << 20..(1 << 20) + 100]
     );
+    // Ranges over several requests' worth (SFTP asks for 255 KiB pieces at once), one of
+    // them running past the end.
+    assert!(b.read_range(FileType::Index, &big_name, 200_000, 700_001).unwrap() == big[200_000..900_001]);
+    let tail = big.len() as u64 - 600_000;
+    assert!(b.read_range(FileType::Index, &big_name, tail, 2 << 20).unwrap() == big[tail as usize..]);
+    // An object larger than the caller allows is refused, whole, and named by its size.
+    let refused = b.read(FileType::Index, &big_name, 300_000).unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Corrupt, "{refused}");
+    assert!(refused.to_string().contains(&format!("is {} bytes", big.len())), "{refused}");
     b.remove(FileType::Index, &big_name).unwrap();
 
     // Empty objects exist and read back empty.
