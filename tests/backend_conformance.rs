@@ -143,6 +143,20 @@ fn sftp_backend_keeps_the_contract() {
     }
     let b = backend::open(&server.location("conformance")).unwrap();
     contract(b.as_ref());
+
+    // Init makes every pack folder; one that is missing (a repository made by an older
+    // cairn, or a folder removed) is made when a pack first goes there.
+    let b = backend::open(&server.location("folders")).unwrap();
+    b.create().unwrap();
+    let data = server.storage("folders").join("data");
+    let made = std::fs::read_dir(&data).unwrap().count();
+    assert_eq!(made, 256, "pack folders made by init");
+    std::fs::remove_dir(data.join("ab")).unwrap();
+    let bytes = b"a pack in a folder made on first use".to_vec();
+    let name = format!("ab{}", &named(&bytes)[2..]);
+    b.write(FileType::Pack, &name, &bytes).unwrap();
+    assert_eq!(b.read(FileType::Pack, &name, 1 << 20).unwrap(), bytes);
+    assert!(b.list(FileType::Pack).unwrap().contains(&name));
 }
 
 #[test]
