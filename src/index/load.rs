@@ -169,11 +169,6 @@ impl PackCoverage {
             0
         }
     }
-
-    /// The packs that count.
-    pub fn live_packs(&self) -> impl Iterator<Item = &PackId> + '_ {
-        self.0.named_by.keys().filter(|p| self.0.live(p))
-    }
 }
 
 /// Every entry of the live index files of stored packs, sorted in memory.
