@@ -21,20 +21,14 @@ fn tree(root: &Path) -> (PathBuf, PathBuf) {
     (fs::canonicalize(root).unwrap(), fs::canonicalize(big).unwrap())
 }
 
-/// Whether process `pid` has `path` open (it is reading it now).
-fn has_open(pid: u32, path: &Path) -> bool {
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
-    fds.filter_map(|e| e.ok()).any(|e| fs::read_link(e.path()).is_ok_and(|t| t == path))
-}
-
-/// Back up `src`, doing `disturb` to `big` as soon as the backup has it open; returns the
+/// Back up `src`, doing `disturb` to `big` as soon as the backup reads it; returns the
 /// finished run.
 fn backup_disturbing(repo: &Repo, src: &Path, big: &Path, disturb: impl FnOnce(&Path)) -> Out {
     let child = repo.cairn().args(["backup", "--json"]).arg(src).spawn();
     let pid = child.id();
     assert!(
-        wait_until(Duration::from_secs(30), || has_open(pid, big)),
-        "the backup never opened {}",
+        wait_until(Duration::from_secs(30), || has_file_open(pid, true, |t| t == big)),
+        "the backup never read {}",
         big.display()
     );
     disturb(big);

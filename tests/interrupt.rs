@@ -162,12 +162,10 @@ fn large_file(root: &Path, mib: usize) -> PathBuf {
 }
 
 /// Whether the process, or a process it started, has a file open whose path contains
-/// `name`.
-fn has_open(child: &std::process::Child, name: &str) -> bool {
-    fn opened_by(pid: u32, name: &str) -> bool {
-        let open = fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-            fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().contains(name)))
-        });
+/// `name` (with `moved`, and has read from it: see [`has_file_open`]).
+fn has_open(child: &std::process::Child, name: &str, moved: bool) -> bool {
+    fn opened_by(pid: u32, name: &str, moved: bool) -> bool {
+        let open = has_file_open(pid, moved, |t| t.to_string_lossy().contains(name));
         let children = fs::read_dir(format!("/proc/{pid}/task"))
             .into_iter()
             .flatten()
@@ -176,22 +174,24 @@ fn has_open(child: &std::process::Child, name: &str) -> bool {
             .flat_map(|list| {
                 list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).collect::<Vec<_>>()
             });
-        open || children.into_iter().any(|c| opened_by(c, name))
+        open || children.into_iter().any(|c| opened_by(c, name, moved))
     }
-    opened_by(child.id(), name)
+    opened_by(child.id(), name, moved)
 }
 
-/// Send `signal` to `child` once it has a file named like `name` open (it is then inside
-/// the large file, not before or after it), and return how long it took to exit and what
+/// Send `signal` to `child` once it has a file named like `name` open (with `reading`,
+/// once it has read from it: a backup's read-ahead opens the file first), so it is then
+/// inside the large file, not before or after it, and return how long it took to exit and what
 /// it printed.
 fn interrupt_after_start(
     mut child: std::process::Child,
     name: &str,
+    reading: bool,
     signal: rustix::process::Signal,
     what: &str,
 ) -> (Duration, Out) {
     let started = wait_until(Duration::from_secs(30), || {
-        has_open(&child, name) || !matches!(child.try_wait(), Ok(None))
+        has_open(&child, name, reading) || !matches!(child.try_wait(), Ok(None))
     });
     assert!(started && child.try_wait().unwrap().is_none(), "{what} finished before it could be interrupted");
     let sent = Instant::now();
@@ -210,7 +210,7 @@ fn sigint_and_sigterm_stop_a_backup_inside_a_large_file() {
     for signal in [rustix::process::Signal::INT, rustix::process::Signal::TERM] {
         let child = repo.cairn().args(["backup", "--json"]).arg(&src).spawn();
         let (took, out) =
-            interrupt_after_start(child, "large.bin", signal, &format!("cairn backup ({signal:?})"));
+            interrupt_after_start(child, "large.bin", true, signal, &format!("cairn backup ({signal:?})"));
         let out = out.expect_code(130);
         assert!(out.one_line_error().contains("interrupted"), "{}", out.context());
         assert!(took < Duration::from_secs(3), "the backup took {took:?} to stop after {signal:?}");
@@ -221,8 +221,13 @@ fn sigint_and_sigterm_stop_a_backup_inside_a_large_file() {
     // Restore and dump stop inside the large file too, and leave no half-written file.
     let target = work.path().join("restore-interrupted");
     let child = repo.cairn().args(["restore", "latest", "--target"]).arg(&target).spawn();
-    let (took, out) =
-        interrupt_after_start(child, "large.bin", rustix::process::Signal::INT, "cairn restore (SIGINT)");
+    let (took, out) = interrupt_after_start(
+        child,
+        "large.bin",
+        false,
+        rustix::process::Signal::INT,
+        "cairn restore (SIGINT)",
+    );
     out.expect_code(130);
     assert!(took < Duration::from_secs(3), "restore took {took:?} to stop");
     let left: Vec<PathBuf> = files_below(&target).into_iter().filter(|p| p.is_file()).collect();
@@ -236,8 +241,13 @@ fn sigint_and_sigterm_stop_a_backup_inside_a_large_file() {
         })
     };
     assert!(wait_until(Duration::from_secs(30), written), "dump wrote nothing");
-    let (took, out) =
-        interrupt_after_start(child, ".cairn-dump-", rustix::process::Signal::TERM, "cairn dump (SIGTERM)");
+    let (took, out) = interrupt_after_start(
+        child,
+        ".cairn-dump-",
+        false,
+        rustix::process::Signal::TERM,
+        "cairn dump (SIGTERM)",
+    );
     out.expect_code(130);
     assert!(took < Duration::from_secs(3), "dump took {took:?} to stop");
     assert!(!archive.exists(), "an interrupted dump left its archive");
@@ -262,7 +272,7 @@ fn an_interrupted_job_run_exits_130_and_stops_its_backup() {
         Cairn::new().args(["run", "--config"]).arg(&config).env("CAIRN_LOCK_DIR", work.path()).spawn();
     // Only the runner gets the signal (as from `kill`), not its process group.
     let (took, out) =
-        interrupt_after_start(child, "large.bin", rustix::process::Signal::TERM, "cairn run (SIGTERM)");
+        interrupt_after_start(child, "large.bin", true, rustix::process::Signal::TERM, "cairn run (SIGTERM)");
     let out = out.expect_code(130);
     assert!(took < Duration::from_secs(3), "cairn run took {took:?} to stop");
     assert!(out.stderr.contains("interrupted"), "{}", out.context());

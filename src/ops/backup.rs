@@ -19,6 +19,8 @@
 //! before a snapshot is written. Either way what was stored is flushed and indexed first,
 //! so the next run reuses it.
 
+pub use super::read_ahead::ReadAheadFigures;
+use super::read_ahead::{self, ReadAhead, StopOnDrop};
 use super::walker::{Counters, Walker};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::snapshot::{Snapshot, Summary};
@@ -107,6 +109,8 @@ pub struct BackupOutcome {
     pub changed: Vec<String>,
     /// What the user should know that did not make the snapshot partial.
     pub warnings: Vec<String>,
+    /// What the read-ahead of the files to read did.
+    pub read_ahead: ReadAheadFigures,
 }
 
 pub fn backup(
@@ -155,7 +159,7 @@ pub fn backup(
         .iter()
         .map(|w| format!("{w}: left out; `cairn repair index` rebuilds it"))
         .collect();
-    let ((walked, counters, errors, changed), stats) = BlobWriter::run(repo, index, |writer| {
+    let ((walked, counters, errors, changed, read_ahead), stats) = BlobWriter::run(repo, index, |writer| {
         let walker = Walker {
             repo,
             writer,
@@ -167,9 +171,24 @@ pub fn backup(
             changed: Mutex::new(Vec::new()),
             interrupt,
             progress,
+            read_ahead: ReadAhead::new(matches!(source, Source::Paths(_))),
         };
         let scan_stop = AtomicBool::new(false);
         let walked = std::thread::scope(|scope| {
+            let _stop_read_ahead = StopOnDrop(&walker.read_ahead);
+            if matches!(source, Source::Paths(_)) {
+                for _ in 0..read_ahead::THREADS {
+                    let ex = &walker.excludes;
+                    let run = || {
+                        walker
+                            .read_ahead
+                            .run(|path, size| !ex.excludes_path(path, false) && !ex.excludes_size(size))
+                    };
+                    std::thread::Builder::new().name("read-ahead".into()).spawn_scoped(scope, run).map_err(
+                        |e| Error::new(ErrorKind::Io, format!("cannot start a read-ahead thread: {e}")),
+                    )?;
+                }
+            }
             if matches!(source, Source::Paths(_)) && progress.want_totals.load(Ordering::Relaxed) {
                 // Totals for the progress display, counted beside the backup.
                 scope.spawn(|| progress.scan(&sources, &walker.excludes, &scan_stop));
@@ -200,7 +219,8 @@ pub fn backup(
             walked
         });
         let changed = walker.changed.into_inner().expect("changed lock");
-        (walked, walker.counters, walker.errors.into_inner().expect("errors lock"), changed)
+        let errors = walker.errors.into_inner().expect("errors lock");
+        (walked, walker.counters, errors, changed, walker.read_ahead.figures())
     })?;
     progress.stored.store(stats.bytes_stored, Ordering::Relaxed);
     let tree = walked?;
@@ -238,7 +258,7 @@ pub fn backup(
     crate::failpoint::hit("backup:before-snapshot");
     let id = repo.save_snapshot(&snapshot)?;
     crate::failpoint::hit("backup:after-snapshot");
-    Ok(BackupOutcome { id, snapshot, errors, changed, warnings })
+    Ok(BackupOutcome { id, snapshot, errors, changed, warnings, read_ahead })
 }
 
 /// Make the label `name` unique in the repository: a name another snapshot has gets
@@ -360,6 +380,46 @@ fn check_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::repo::InitOptions;
+
+    fn back_up(repo: &Repository, src: &std::path::Path) -> BackupOutcome {
+        let source = Source::Paths(vec![src.to_path_buf()]);
+        backup(repo, source, &BackupOptions::default(), &AtomicBool::new(false), &Default::default()).unwrap()
+    }
+
+    /// The walk lists every folder to the read-ahead and counts what it reads; the
+    /// read-ahead never asks for a file the walk will not read (an unchanged one). How far
+    /// it gets beside the walk depends on timing, so only that bound is asserted on the
+    /// bytes it asked for; what it asks for is tested in read_ahead.rs.
+    #[test]
+    fn the_walk_feeds_the_read_ahead_and_unchanged_files_are_not_read_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("a/b")).unwrap();
+        // Large unchanged files first in each folder, where a read-ahead that did not
+        // know them for unchanged would go at once.
+        std::fs::write(src.join("a/0-large"), vec![1u8; 8 << 20]).unwrap();
+        std::fs::write(src.join("a/b/0-large"), vec![2u8; 8 << 20]).unwrap();
+        std::fs::write(src.join("a/b/small"), b"small").unwrap();
+        std::fs::write(src.join("top"), b"top").unwrap();
+        let loc = dir.path().join("r");
+        let repo = Repository::init(loc.to_str().unwrap(), b"pw", &InitOptions::default(), None).unwrap();
+
+        let first = back_up(&repo, &src);
+        let all = (16 << 20) + 5 + 3;
+        assert_eq!(first.read_ahead.folders, 3, "src, a and a/b");
+        assert_eq!(first.read_ahead.consumed, all);
+        assert!(first.read_ahead.advised <= all);
+
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(src.join("a/b/small"), b"changed").unwrap();
+        let second = back_up(&repo, &src);
+        assert_eq!(second.snapshot.summary.files_unchanged, 3);
+        assert_eq!((second.read_ahead.folders, second.read_ahead.consumed), (3, 7));
+        assert!(second.read_ahead.advised <= 7, "unchanged files were read ahead: {:?}", second.read_ahead);
+    }
+
     #[test]
     fn a_name_already_taken_gets_the_first_free_counter() {
         let taken = ["gw-0805", "gw-0805-2", "gw-0805-4"];

@@ -14,6 +14,7 @@ pub mod import_restic;
 pub mod object_lock;
 pub mod progress;
 pub mod prune;
+mod read_ahead;
 pub(crate) mod read_pool;
 pub mod repair;
 pub mod restore;

@@ -11,6 +11,7 @@ use crate::format::Timespec;
 use crate::id::{BlobId, ChunkId, TreeId};
 use crate::ops::exclude::Excludes;
 use crate::ops::progress::Progress;
+use crate::ops::read_ahead::ReadAhead;
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
 use crate::tree::{load_tree, meta};
@@ -58,6 +59,58 @@ pub(super) struct Walker<'a> {
     pub changed: Mutex<Vec<String>>,
     pub interrupt: &'a AtomicBool,
     pub progress: &'a Progress,
+    pub read_ahead: ReadAhead,
+}
+
+/// What tells an unchanged file: its node in the parent snapshot and its metadata now
+/// agree on all of these.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) struct FileStamp {
+    size: u64,
+    mtime: Timespec,
+    ctime: Timespec,
+    inode: u64,
+    device: u64,
+}
+
+impl FileStamp {
+    fn of(md: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            size: md.len(),
+            mtime: Timespec { secs: md.mtime(), nanos: md.mtime_nsec() as u32 },
+            ctime: Timespec { secs: md.ctime(), nanos: md.ctime_nsec() as u32 },
+            inode: md.ino(),
+            device: md.dev(),
+        }
+    }
+
+    /// The same from a `stat` call's answer.
+    #[allow(clippy::unnecessary_cast)] // the field types differ between architectures
+    pub fn of_stat(st: &rustix::fs::Stat) -> FileStamp {
+        FileStamp {
+            size: st.st_size as u64,
+            mtime: Timespec { secs: st.st_mtime as i64, nanos: st.st_mtime_nsec as u32 },
+            ctime: Timespec { secs: st.st_ctime as i64, nanos: st.st_ctime_nsec as u32 },
+            inode: st.st_ino as u64,
+            device: st.st_dev as u64,
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// A file node's stamp; `None` for other kinds.
+    fn of_node(node: &Node) -> Option<FileStamp> {
+        let NodeKind::File { size, .. } = &node.kind else { return None };
+        Some(FileStamp {
+            size: *size,
+            mtime: node.mtime,
+            ctime: node.ctime,
+            inode: node.inode,
+            device: node.device,
+        })
+    }
 }
 
 /// A file's content as stored, or why it could not be read.
@@ -255,6 +308,11 @@ impl Walker<'_> {
         };
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let parent = self.parent_tree(parent);
+        let entries = names
+            .iter()
+            .map(|n| (n.clone(), parent.find(n.as_bytes()).and_then(FileStamp::of_node)))
+            .collect();
+        self.read_ahead.folder(path, &base, entries);
         let nodes: Vec<Option<Node>> = names
             .par_iter()
             .map(|n| {
@@ -284,12 +342,8 @@ impl Walker<'_> {
     /// those chunks are still indexed.
     fn unchanged_chunks(&self, before: Option<&Node>, md: &std::fs::Metadata) -> Option<Vec<ChunkId>> {
         let before = before?;
-        let NodeKind::File { size, chunks } = &before.kind else { return None };
-        let same = *size == md.len()
-            && before.mtime == Timespec { secs: md.mtime(), nanos: md.mtime_nsec() as u32 }
-            && before.ctime == Timespec { secs: md.ctime(), nanos: md.ctime_nsec() as u32 }
-            && before.inode == md.ino()
-            && before.device == md.dev();
+        let NodeKind::File { chunks, .. } = &before.kind else { return None };
+        let same = FileStamp::of_node(before) == Some(FileStamp::of(md));
         (same && chunks.iter().all(|c| self.writer.has(&BlobId::Chunk(*c)))).then(|| chunks.clone())
     }
 
@@ -347,7 +401,9 @@ impl Walker<'_> {
             } else {
                 ranges.iter().map(save).collect::<Result<_>>()?
             };
-            read += ranges.iter().map(|r| r.len() as u64).sum::<u64>();
+            let batch_len = ranges.iter().map(|r| r.len() as u64).sum::<u64>();
+            read += batch_len;
+            self.read_ahead.consumed(batch_len);
             ids.extend(batch);
         }
         self.counters.bytes_read.fetch_add(read, Ordering::Relaxed);

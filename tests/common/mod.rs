@@ -411,6 +411,24 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// Whether process `pid` has a file open that `is_it` accepts (given its path), with
+/// `moved` also that it has read from it (the handle's position is past 0): the backup's
+/// read-ahead opens a file to ask the kernel for it before the walk reads it, and its
+/// handle never moves.
+pub fn has_file_open(pid: u32, moved: bool, is_it: impl Fn(&Path) -> bool) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten().any(|fd| {
+        let position = || {
+            let info =
+                std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy()));
+            let info = info.ok()?;
+            info.lines().find_map(|l| l.strip_prefix("pos:")).and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        std::fs::read_link(fd.path()).is_ok_and(|t| is_it(&t))
+            && (!moved || position().is_some_and(|p| p > 0))
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // Deterministic data
 // ---------------------------------------------------------------------------------------
