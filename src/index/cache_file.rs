@@ -280,26 +280,56 @@ pub(super) fn write(
     // Read back through the same handle: a file another process renames into place
     // meanwhile is its own, made from what it listed.
     let cached = read(file, path, key, repo_id)?;
-    std::fs::rename(&tmp.0, path).map_err(io)?;
-    std::mem::forget(tmp);
+    std::fs::rename(tmp.path(), path).map_err(io)?;
+    tmp.keep();
     Ok(cached)
 }
 
 /// A new private file beside `path` (its folder made private if missing), removed when
-/// the returned guard drops unless it is forgotten.
+/// the returned guard drops unless it is kept. Leftovers of killed processes beside
+/// `path` are removed first.
 fn create_beside(path: &Path) -> Result<(Temporary, std::fs::File)> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = path.parent().ok_or_else(|| Error::invalid("index cache path has no folder"))?;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
-    let tmp = Temporary(temporary_path(path));
+    remove_leftovers(path);
+    let tmp_path = temporary_path(path);
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&tmp.0)
+        .open(&tmp_path)
         .map_err(io)?;
+    // Locked while this process may use it, so no other process takes it for a leftover.
+    let lock = file.try_clone().map_err(io)?;
+    let tmp = Temporary { path: Some(tmp_path), lock };
+    rustix::fs::flock(&tmp.lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| io(e.into()))?;
     Ok((tmp, file))
+}
+
+/// A temporary left beside `path` is taken for a killed process's when nobody holds its
+/// lock and it was not written to for this long (a new one is locked a moment after it is
+/// made). At 50 million blobs one is 1.6 GB, so kills must not let them pile up.
+const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn remove_leftovers(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let mut prefix = name.as_bytes().to_vec();
+    prefix.extend_from_slice(b".tmp-");
+    let Ok(listing) = std::fs::read_dir(dir) else { return };
+    for entry in listing.flatten() {
+        if !entry.file_name().as_bytes().starts_with(&prefix) {
+            continue;
+        }
+        let Ok(f) = std::fs::File::open(entry.path()) else { continue };
+        let age = f.metadata().and_then(|m| m.modified()).map(|t| t.elapsed().unwrap_or_default());
+        let unused = rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
+        if unused && age.is_ok_and(|a| a >= LEFTOVER_AGE) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn temporary_path(path: &Path) -> PathBuf {
@@ -310,12 +340,31 @@ fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// A file removed when dropped (a cache file not finished, a run).
-pub(super) struct Temporary(pub PathBuf);
+/// A file removed when dropped (a cache file not finished, a run), locked meanwhile.
+pub(super) struct Temporary {
+    /// `None` once kept.
+    path: Option<PathBuf>,
+    lock: std::fs::File,
+}
+
+impl Temporary {
+    fn path(&self) -> &Path {
+        self.path.as_deref().expect("not kept yet")
+    }
+
+    /// The file was renamed into place: leave it, and let go of its lock (the handle it
+    /// was written through may stay open, and shares the lock).
+    fn keep(mut self) {
+        let _ = rustix::fs::flock(&self.lock, rustix::fs::FlockOperation::Unlock);
+        self.path = None;
+    }
+}
 
 impl Drop for Temporary {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -372,7 +421,7 @@ impl Run {
     /// to a private folder; a run that comes back shorter fails.
     pub(super) fn source(&self) -> Result<Source<'_>> {
         let mut r =
-            std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&self.file.0).map_err(io)?);
+            std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(self.file.path()).map_err(io)?);
         let mut left = self.len;
         Ok(Box::new(std::iter::from_fn(move || {
             if left == 0 {
@@ -387,5 +436,43 @@ impl Run {
 
 #[cfg(test)]
 pub(super) mod tests {
+    use super::*;
     pub const HEADER: usize = super::HEADER;
+
+    /// A temporary whose process was killed (nobody holds its lock, not written to for
+    /// a minute) is removed when the next one is made beside it; one in use, or just
+    /// made, stays.
+    #[test]
+    fn leftovers_of_killed_builds_are_removed_and_files_in_use_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let old = std::time::SystemTime::now() - 2 * LEFTOVER_AGE;
+        let left = |name: &str, age: std::time::SystemTime| {
+            let p = dir.path().join(name);
+            let f = std::fs::File::create(&p).unwrap();
+            f.set_modified(age).unwrap();
+            (p, f)
+        };
+        let (killed, _) = left("index.tmp-0000000000000001", old);
+        let (fresh, _) = left("index.tmp-0000000000000002", std::time::SystemTime::now());
+        let (in_use, held) = left("index.tmp-0000000000000003", old);
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let (other, _) = left("other.tmp-0000000000000004", old);
+        // A temporary of this process is locked: another process would leave it alone.
+        let (mine, _f) = create_beside(&path).unwrap();
+        let probe = std::fs::File::open(mine.path()).unwrap();
+        assert!(rustix::fs::flock(&probe, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err());
+
+        assert!(!killed.exists(), "a killed build's file stays");
+        assert!(fresh.exists() && in_use.exists() && other.exists());
+        let mine_at = mine.path().to_path_buf();
+        mine.keep();
+        assert!(mine_at.exists(), "a kept file stays");
+        assert!(rustix::fs::flock(&probe, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok());
+        let (dropped, _f) = create_beside(&path).unwrap();
+        let dropped_at = dropped.path().to_path_buf();
+        drop(dropped);
+        assert!(!dropped_at.exists(), "a temporary dropped unkept goes");
+        drop(held);
+    }
 }
