@@ -235,6 +235,35 @@ fn unreachable_hosts_fail_after_retries_with_one_line() {
     assert!(line.contains("failed 2 times") && line.contains("cannot connect"), "{}", out.context());
 }
 
+/// A remote store that keeps failing to answer (every pack read fails, through the
+/// retries) is not damage: `check --read-data` stops with one line naming the failure,
+/// exit 1, where it used to report every pack it could not fetch as damaged (exit 4, which
+/// an integrity job takes for lost backups). Once the store answers, the check is clean.
+#[cfg(feature = "failpoints")]
+#[test]
+fn served_store_failing_during_check_is_an_error_not_damage() {
+    let server = Server::cairn(&[]);
+    let work = tempdir("cairn-remote-check-");
+    let src = gateway_tree(&work.path().join("src"), 5, TreeSize::SMALL).root;
+    let loc = server.location("repo");
+    let cairn = || cairn_on(&server, &loc);
+    cairn().arg("init").args(FAST_KDF).run().ok();
+    cairn().arg("backup").arg(&src).run().ok();
+    let out = cairn()
+        .args(["check", "--read-data"])
+        .env("CAIRN_FAULTS", "read/pack:1+:eio")
+        .env("CAIRN_RETRIES", "2")
+        .run()
+        .expect_code(1);
+    let line = out.one_line_error();
+    assert!(line.contains("(injected fault)") && line.contains("failed 2 times"), "{}", out.context());
+    assert!(!out.stderr.contains("damaged"), "a failing store is not damage\n{}", out.context());
+    cairn().args(["check", "--read-data"]).run().ok();
+    let target = work.path().join("restore");
+    cairn().args(["restore", "latest", "--target"]).arg(&target).run().ok();
+    assert_same_tree(&src, &restored(&target, &src));
+}
+
 /// A store that is down for a moment is retried until it is back: the backup succeeds.
 fn short_outage_is_ridden_out(mut server: Server) {
     let work = tempdir("cairn-remote-outage-");

@@ -294,6 +294,39 @@ fn restore_from_a_failing_store_never_writes_a_wrong_byte() {
     lab.report.finish();
 }
 
+/// `check --read-data` on a local disk that fails to read a pack, or gives wrong bytes,
+/// reports damage (exit 4) and goes on: a sector the disk cannot read is data lost, and
+/// the report names what it takes. (A remote store that keeps failing is not damage:
+/// tests/backends.rs.) An index file it cannot read stops it (exit 1). Nothing changes:
+/// the next check is clean and every snapshot restores identical.
+#[test]
+fn check_against_a_failing_disk_reports_damage_and_changes_nothing() {
+    let mut lab = Lab::new("fault", 27);
+    lab.add_data(150_000);
+    lab.witness.backup(&lab.repo, &lab.src, &[]);
+    let cases = [
+        ("read/pack:2:eio", Expect::DamageOrRiddenOut),
+        ("read/pack:2:flip", Expect::DamageOrRiddenOut),
+        ("read/pack:1:short", Expect::DamageOrRiddenOut),
+        ("read/index:1:eio", Expect::Fails(1)),
+    ];
+    for (faults, expect) in cases {
+        let cmd = lab.repo.cairn().args(["check", "--read-data", "--no-cache"]);
+        let (out, outcome) = inject(cmd, faults, expect, &mut lab.report);
+        if matches!(expect, Expect::DamageOrRiddenOut) {
+            assert_eq!(out.code, Some(4), "{faults}: damage must be reported\n{}", out.context());
+        }
+        let verified = lab.verify();
+        lab.check();
+        lab.report.row(
+            "check",
+            faults,
+            format!("{outcome}; {verified} snapshots restore identical; check clean"),
+        );
+    }
+    lab.report.finish();
+}
+
 #[test]
 fn repair_index_on_a_failing_store_deletes_nothing() {
     let mut lab = Lab::new("fault", 25);

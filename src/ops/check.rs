@@ -145,7 +145,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
                 report.snapshots += 1;
                 roots.push((snap.tree, format!("snapshot {}", &name[..8.min(name.len())])));
             }
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(e),
+            Err(e) if store_failed(repo.backend().is_remote(), &e) => return Err(e),
             Err(e) => report.problem(format!("snapshot {name}"), e),
         }
     }
@@ -395,14 +395,14 @@ impl<'a> PackChecks<'a> {
                 .par_iter()
                 .map(|(pack, entries)| {
                     if interrupt.load(Ordering::Relaxed) {
-                        return (vec![], 0, 0);
+                        return Ok((vec![], 0, 0));
                     }
                     let read = opts.read_data.is_some_and(|sub| sub.contains(pack));
                     check_pack(repo, reader, pack, entries, read)
                 })
-                .collect::<Vec<_>>()
+                .collect::<Result<Vec<_>>>()
         });
-        match results {
+        match results.and_then(|r| r) {
             Ok(results) => {
                 for (problems, blobs, bytes) in results {
                     self.problems.extend(problems);
@@ -436,6 +436,7 @@ fn walk_trees(
     report: &mut CheckReport,
     interrupt: &AtomicBool,
 ) -> Result<HashSet<TreeId>> {
+    let remote = reader.repo().backend().is_remote();
     let mut seen: HashSet<TreeId> = HashSet::new();
     // (tree, its parent's position in `names`, its name): paths are rebuilt on demand.
     let mut names: Vec<(Option<usize>, String)> = Vec::new();
@@ -522,7 +523,7 @@ fn walk_trees(
                         next.push((tree, names.len() - 1));
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(e),
+                Err(e) if store_failed(remote, &e) => return Err(e),
                 Err(e) => {
                     report.problem(format!("tree {id}"), format!("{e} (folder {})", path_of(&names, at)))
                 }
@@ -533,14 +534,29 @@ fn walk_trees(
     Ok(seen)
 }
 
-/// Check one pack; returns its problems, blobs read and bytes read.
+/// Whether a failed read says nothing of what the store holds: a remote store that kept
+/// failing through the retries (a network outage, a timeout, a server error), or a
+/// refusal. The check stops with it rather than report damage it did not see, so an
+/// integrity job does not cry damage over an outage (exit 1, not 4). An object missing or
+/// not what it should be is damage, and so is a local disk's read error: a sector it
+/// cannot read is data lost, and the check goes on to name every object it takes.
+fn store_failed(remote: bool, e: &crate::error::Error) -> bool {
+    match e.kind() {
+        ErrorKind::PermissionDenied | ErrorKind::Interrupted => true,
+        ErrorKind::Io => remote,
+        _ => false,
+    }
+}
+
+/// Check one pack; returns its problems, blobs read and bytes read, or the store's
+/// failure to answer (see [`store_failed`]).
 fn check_pack(
     repo: &Repository,
     reader: &PackReader<'_>,
     pack: &PackId,
     entries: &[Entry],
     read_data: bool,
-) -> (Vec<Problem>, u64, u64) {
+) -> Result<(Vec<Problem>, u64, u64)> {
     let object = format!("pack {pack}");
     let all: Vec<[u8; 32]> = entries.iter().map(|e| *e.id.bytes()).collect();
     let lost = |d: String| vec![Problem::new(object.clone(), d, all.clone())];
@@ -548,11 +564,11 @@ fn check_pack(
         let end = |e: &crate::format::pack::Entry| e.offset as u64 + e.length as u64;
         let need = entries.iter().map(end).max().unwrap_or(0);
         return match repo.backend().size(FileType::Pack, &pack.to_hex()) {
-            Ok(size) if size >= need => (vec![], 0, 0),
+            Ok(size) if size >= need => Ok((vec![], 0, 0)),
             Ok(size) => {
                 let cut: Vec<[u8; 32]> =
                     entries.iter().filter(|e| end(e) > size).map(|e| *e.id.bytes()).collect();
-                (
+                Ok((
                     vec![Problem::new(
                         object,
                         format!("truncated: {size} bytes, its blobs need {need}"),
@@ -560,14 +576,16 @@ fn check_pack(
                     )],
                     0,
                     0,
-                )
+                ))
             }
-            Err(e) => (lost(e.to_string()), 0, 0),
+            Err(e) if store_failed(repo.backend().is_remote(), &e) => Err(e),
+            Err(e) => Ok((lost(e.to_string()), 0, 0)),
         };
     }
     let mut bytes = match repo.read_object(FileType::Pack, &pack.to_hex()) {
         Ok(b) => b,
-        Err(e) => return (lost(e.to_string()), 0, 0),
+        Err(e) if store_failed(repo.backend().is_remote(), &e) => return Err(e),
+        Err(e) => return Ok((lost(e.to_string()), 0, 0)),
     };
     let n = bytes.len() as u64;
     let mut out = Vec::new();
@@ -587,7 +605,7 @@ fn check_pack(
     }
     let key = match reader.key(pack) {
         Ok(c) => c,
-        Err(e) => return (lost(e.to_string()), 0, n),
+        Err(e) => return Ok((lost(e.to_string()), 0, n)),
     };
     let mut blobs = 0;
     // Entries come sorted by offset, a frame's blobs in order; a frame that overlaps its
@@ -623,7 +641,7 @@ fn check_pack(
             }
         }
     }
-    (out, blobs, n)
+    Ok((out, blobs, n))
 }
 
 /// Paths below a tree that use a damaged blob, with that blob; shared between the

@@ -48,6 +48,11 @@ pub struct PackReader<'r> {
 }
 
 impl<'r> PackReader<'r> {
+    /// The repository it reads.
+    pub fn repo(&self) -> &'r Repository {
+        self.repo
+    }
+
     pub fn new(repo: &'r Repository) -> Self {
         PackReader {
             repo,
