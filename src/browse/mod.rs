@@ -66,6 +66,12 @@ impl<'r> Browser<'r> {
         Ok(tree)
     }
 
+    /// The part blobs a split folder's tree was stored as (none for a folder in one blob):
+    /// blobs a snapshot uses besides its trees.
+    pub fn tree_parts(&self, id: &TreeId) -> Result<Vec<TreeId>> {
+        crate::tree::tree_parts(&self.reader, &self.index, id)
+    }
+
     /// One chunk's plaintext, verified against its id.
     pub fn chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
         self.reader.read_indexed(&self.index, &BlobId::Chunk(*id))

@@ -23,6 +23,7 @@ pub struct TreeFigures {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DataFigures {
     pub chunks: u64,
+    /// Tree blobs: a folder's tree, and each part of a folder stored in parts.
     pub trees: u64,
     /// Plaintext bytes of those chunks: the file data, deduplicated.
     pub chunk_bytes: u64,
@@ -40,12 +41,14 @@ pub struct DataFigures {
 pub struct Stats<'b, 'r> {
     browser: &'b Browser<'r>,
     trees: HashMap<TreeId, TreeFigures>,
+    /// The parts of the split folders among `trees`.
+    parts: HashSet<TreeId>,
     chunks: HashSet<ChunkId>,
 }
 
 impl<'b, 'r> Stats<'b, 'r> {
     pub fn new(browser: &'b Browser<'r>) -> Self {
-        Stats { browser, trees: HashMap::new(), chunks: HashSet::new() }
+        Stats { browser, trees: HashMap::new(), parts: HashSet::new(), chunks: HashSet::new() }
     }
 
     /// The logical figures of the folder `tree`, adding its blobs to the unique set.
@@ -54,6 +57,7 @@ impl<'b, 'r> Stats<'b, 'r> {
             return Ok(*f);
         }
         let listing = self.browser.tree(tree)?;
+        self.parts.extend(self.browser.tree_parts(tree)?);
         let mut f = TreeFigures::default();
         for node in &listing.nodes {
             match &node.kind {
@@ -83,8 +87,8 @@ impl<'b, 'r> Stats<'b, 'r> {
         let mut packs: HashSet<PackId> = HashSet::new();
         // Blobs share frames: each frame's sealed bytes count once.
         let mut frames: HashSet<(PackId, u32)> = HashSet::new();
-        let blobs =
-            self.chunks.iter().map(|c| BlobId::Chunk(*c)).chain(self.trees.keys().map(|t| BlobId::Tree(*t)));
+        let trees = self.trees.keys().chain(&self.parts);
+        let blobs = self.chunks.iter().map(|c| BlobId::Chunk(*c)).chain(trees.map(|t| BlobId::Tree(*t)));
         for blob in blobs {
             let Some(loc) = index.get(&blob) else {
                 d.missing += 1;
@@ -102,5 +106,45 @@ impl<'b, 'r> Stats<'b, 'r> {
         }
         d.packs = packs.len() as u64;
         d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::backup::{backup, BackupOptions, Source};
+    use crate::repo::{InitOptions, Repository};
+    use std::sync::atomic::AtomicBool;
+
+    /// After one backup into a new repository every stored blob is one the snapshot
+    /// uses, so the unique data counts every index entry once: the parts of a folder
+    /// stored in parts included (they were left out, and the tree figures ran short).
+    #[test]
+    fn the_parts_of_a_split_folder_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("wide")).unwrap();
+        std::fs::write(src.join("file"), b"some content").unwrap();
+        // Over 4 MiB of entries: the folder's tree is stored in parts.
+        let target = "t".repeat(4000);
+        for i in 0..1100 {
+            std::os::unix::fs::symlink(&target, src.join(format!("wide/w{i:04}"))).unwrap();
+        }
+        let loc = dir.path().join("r");
+        let repo = Repository::init(loc.to_str().unwrap(), b"pw", &InitOptions::default(), None).unwrap();
+        let source = Source::Paths(vec![src.clone()]);
+        let outcome =
+            backup(&repo, source, &BackupOptions::default(), &AtomicBool::new(false), &Default::default())
+                .unwrap();
+
+        let browser = Browser::open(&repo).unwrap();
+        let stored = browser.index().len();
+        let mut stats = Stats::new(&browser);
+        let figures = stats.add_tree(&outcome.snapshot.tree).unwrap();
+        assert_eq!(figures.others, 1100);
+        let data = stats.data();
+        assert_eq!(data.missing, 0);
+        assert!(stats.parts.len() >= 2, "the folder must be stored in parts: {:?}", stats.parts);
+        assert_eq!(data.chunks + data.trees, stored as u64, "{data:?}");
     }
 }

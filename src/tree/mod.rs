@@ -42,6 +42,12 @@ pub fn load_tree_with_parts(
     Ok((tree, head.parts))
 }
 
+/// The part blobs a stored tree was split into (empty for a folder stored in one blob),
+/// from its head alone.
+pub fn tree_parts(reader: &PackReader<'_>, index: &Index, id: &TreeId) -> Result<Vec<TreeId>> {
+    Ok(load_blob(reader, index, id)?.parts)
+}
+
 fn load_blob(reader: &PackReader<'_>, index: &Index, id: &TreeId) -> Result<TreeBlob> {
     let bytes = reader.read_indexed(index, &BlobId::Tree(*id))?;
     TreeBlob::decode(&bytes).map_err(|e| e.wrap(format!("tree {id} (stored intact but undecodable)")))
