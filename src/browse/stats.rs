@@ -112,9 +112,8 @@ impl<'b, 'r> Stats<'b, 'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::backup::{backup, BackupOptions, Source};
+    use crate::ops::backup::tests::back_up;
     use crate::repo::{InitOptions, Repository};
-    use std::sync::atomic::AtomicBool;
 
     /// After one backup into a new repository every stored blob is one the snapshot
     /// uses, so the unique data counts every index entry once: the parts of a folder
@@ -132,10 +131,7 @@ mod tests {
         }
         let loc = dir.path().join("r");
         let repo = Repository::init(loc.to_str().unwrap(), b"pw", &InitOptions::default(), None).unwrap();
-        let source = Source::Paths(vec![src.clone()]);
-        let outcome =
-            backup(&repo, source, &BackupOptions::default(), &AtomicBool::new(false), &Default::default())
-                .unwrap();
+        let outcome = back_up(&repo, &src);
 
         let browser = Browser::open(&repo).unwrap();
         let stored = browser.index().len();

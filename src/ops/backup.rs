@@ -379,11 +379,13 @@ fn check_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::repo::InitOptions;
 
-    fn back_up(repo: &Repository, src: &std::path::Path) -> BackupOutcome {
+    /// Back up the folder `src` with the default options (for the unit tests of modules
+    /// that need a snapshot).
+    pub(crate) fn back_up(repo: &Repository, src: &std::path::Path) -> BackupOutcome {
         let source = Source::Paths(vec![src.to_path_buf()]);
         backup(repo, source, &BackupOptions::default(), &AtomicBool::new(false), &Default::default()).unwrap()
     }

@@ -337,20 +337,8 @@ fn objects_of_other_epochs(repo: &Repository) -> Result<Vec<String>> {
 mod tests {
     use super::*;
     use crate::crypto::keys::{KdfParams, KeyKind, MasterKey, RepoKeys};
-    use crate::ops::backup::{backup, BackupOptions, Source};
+    use crate::ops::backup::tests::back_up;
     use crate::repo::{InitOptions, KeySource};
-
-    fn back_up(repo: &Repository, src: &std::path::Path) {
-        let opts = BackupOptions::default();
-        backup(
-            repo,
-            Source::Paths(vec![src.to_path_buf()]),
-            &opts,
-            &AtomicBool::new(false),
-            &Default::default(),
-        )
-        .unwrap();
-    }
 
     /// Whether `keys` open the stored object `name` of type `ft`: envelopes whole, packs by
     /// their table of contents, key files by their grant, the config by trying.
