@@ -31,6 +31,11 @@ const PIECE: u64 = 4 << 20;
 /// walk has mostly passed them), so a tree of millions of files listed while the window
 /// is full costs no memory to speak of.
 const PENDING: usize = 65_536;
+/// Folders kept, at most, the oldest dropped first: each holds an open handle, and a
+/// queue of thousands (small folders listed while these low-priority threads wait for
+/// a core) would take the walk's own file handles under the usual limit of 1,024, and
+/// files it then could not open would be left out of the snapshot.
+const FOLDERS: usize = 64;
 /// Threads that look at entries and advise: each waits on the disk for an entry's
 /// metadata when the disk is cold.
 pub(super) const THREADS: usize = 2;
@@ -122,7 +127,7 @@ impl ReadAhead {
         st.pending += folder.entries.len();
         st.folders.push_back(folder);
         st.folders_listed += 1;
-        while st.pending > PENDING && st.folders.len() > 1 {
+        while (st.pending > PENDING || st.folders.len() > FOLDERS) && st.folders.len() > 1 {
             let oldest = st.folders.pop_front().expect("more than one folder");
             st.pending -= oldest.entries.len();
         }
@@ -360,6 +365,21 @@ mod tests {
         assert_eq!((st.folders.len(), st.pending), (1, PENDING + 1));
         drop(st);
         assert_eq!(ra.figures().folders, 4);
+    }
+
+    /// Each kept folder holds an open handle: small folders listed faster than the
+    /// threads look at them are dropped past a bound, so the walk keeps its own handles.
+    #[test]
+    fn the_oldest_folders_are_dropped_past_the_folder_bound() {
+        let ra = ReadAhead::new(true);
+        let open_handles = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let before = open_handles();
+        for _ in 0..FOLDERS * 4 {
+            ra.folder(Path::new("/"), Path::new("/"), vec![(OsString::from("etc"), None)]);
+        }
+        assert_eq!(ra.lock().folders.len(), FOLDERS);
+        // Other tests run beside this one in the same process, so allow a little.
+        assert!(open_handles() < before + FOLDERS + 32, "{} handles open", open_handles());
     }
 
     #[test]
