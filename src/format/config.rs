@@ -182,7 +182,7 @@ mod tests {
             repo_id: [1; 32],
             created: Timespec { secs: 5, nanos: 6 },
             chunker: ChunkerParams::DEFAULT,
-            compression_level: 3,
+            compression_level: crate::compress::DEFAULT_LEVEL,
             pack_size: 16 << 20,
             public_key: [2; 32],
             object_lock: None,

@@ -147,7 +147,7 @@ pub fn seal_as(keys: &RepoKeys, ty: ObjectType, payload: &[u8], writer: WrittenB
             .ok_or_else(|| Error::invalid("only a full key can seal an object as a full key's"))?;
         h[40..].copy_from_slice(&tag);
     }
-    let mut body = compress::encode(payload, 3);
+    let mut body = compress::encode(payload, compress::DEFAULT_LEVEL);
     Cipher::new(&key).seal_in_place(&[0u8; 12], &h, &mut body);
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&h);
@@ -285,7 +285,7 @@ pub fn seal_config(master: &MasterKey, epoch: u16, payload: &[u8]) -> Result<Vec
     h[5] = ObjectType::Config as u8;
     h[6] = MODE_SHARED;
     h[8..].copy_from_slice(&salt);
-    let mut body = compress::encode(payload, 3);
+    let mut body = compress::encode(payload, compress::DEFAULT_LEVEL);
     Cipher::new(&key).seal_in_place(&[0u8; 12], &h, &mut body);
     Ok([&h[..], &body].concat())
 }
@@ -336,7 +336,7 @@ mod tests {
         h[5] = ty as u8;
         h[6] = ty.mode();
         h[8..].copy_from_slice(&salt);
-        let mut body = compress::encode(payload, 3);
+        let mut body = compress::encode(payload, compress::DEFAULT_LEVEL);
         Cipher::new(&key).seal_in_place(&[0u8; 12], &h, &mut body);
         [&h[..], &body].concat()
     }

@@ -81,7 +81,7 @@ impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
             chunker: ChunkerParams::DEFAULT,
-            compression_level: 3,
+            compression_level: crate::compress::DEFAULT_LEVEL,
             // 8 MiB: packs are built in memory, one per worker plus one being written, so
             // the pack size sets most of a backup's memory (measured: 16 MiB packs gave a
             // peak of 119 MB on the gateway corpus, 8 MiB packs 70 MB, at the same speed).
