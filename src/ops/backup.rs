@@ -21,6 +21,7 @@
 
 pub use super::read_ahead::ReadAheadFigures;
 use super::read_ahead::{self, ReadAhead, StopOnDrop};
+use super::tar_stream;
 use super::walker::{Counters, Walker};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::snapshot::{Snapshot, Summary};
@@ -196,7 +197,7 @@ pub fn backup(
             let walked = match source {
                 Source::Paths(_) => walker.save_sources(&sources, parent.map(|p| p.1)),
                 Source::Stdin { name, reader } => walker.save_stdin(&name, reader, time),
-                Source::Tar { reader, .. } => walker.save_tar(reader, time),
+                Source::Tar { reader, .. } => tar_stream::read_tar(reader, time, &walker),
                 Source::Command { name, command } => {
                     let mut shell = std::process::Command::new("sh");
                     shell.arg("-c").arg(&command);
@@ -209,7 +210,9 @@ pub fn backup(
                         .map(|a| a.to_string_lossy())
                         .collect::<Vec<_>>()
                         .join(" ");
-                    save_command_output(&name, &shown, command, |out| walker.save_tar(out, time))
+                    save_command_output(&name, &shown, command, |out| {
+                        tar_stream::read_tar(out, time, &walker)
+                    })
                 }
                 Source::Restic { source, snapshot, parent } => {
                     walker.save_restic(&source, &snapshot.tree, parent)

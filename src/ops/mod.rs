@@ -24,5 +24,6 @@ pub mod rewrite;
 pub mod rotate;
 mod sparse_writer;
 pub mod tag;
+pub mod tar_stream;
 pub mod verify;
 mod walker;

@@ -12,6 +12,7 @@ use crate::id::{BlobId, ChunkId, TreeId};
 use crate::ops::exclude::Excludes;
 use crate::ops::progress::Progress;
 use crate::ops::read_ahead::ReadAhead;
+use crate::ops::tar_stream::{Counted, TarSink};
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
 use crate::tree::{load_tree, meta};
@@ -28,7 +29,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 mod restic;
-mod tar;
+
+/// The deepest folder a foreign source (a restic tree, a tar stream) may hold: such
+/// folders are stored by recursion, and a hostile source could nest until the stack runs
+/// out; real trees are far shallower.
+pub(crate) const MAX_DEPTH: usize = 1024;
 
 /// Paths longer than this are reached through a handle on their folder (PATH_MAX is
 /// 4096 bytes with the final NUL; a name adds up to 256 more).
@@ -114,7 +119,7 @@ impl FileStamp {
 }
 
 /// A file's content as stored, or why it could not be read.
-type FileContent = std::result::Result<(u64, Vec<ChunkId>), String>;
+type FileContent = crate::ops::tar_stream::Content;
 
 /// The folders between the root and the sources.
 #[derive(Default)]
@@ -440,6 +445,38 @@ impl Walker<'_> {
             xattrs: Vec::new(),
         };
         self.save_tree(Tree { nodes: vec![node] })
+    }
+}
+
+/// A tar stream's entries go into the backup like a folder's.
+impl TarSink for Walker<'_> {
+    fn interrupted(&self) -> Result<()> {
+        self.check_interrupt()
+    }
+    fn file(&self, content: &mut dyn Read) -> Result<FileContent> {
+        self.save_stream(content, u64::MAX)
+    }
+    fn tree(&self, tree: Tree) -> Result<TreeId> {
+        self.save_tree(tree)
+    }
+    fn left_out(&self, path: &str, why: &str) {
+        self.skip(Path::new(path), why)
+    }
+    fn counted(&self, what: Counted) {
+        let c = &self.counters;
+        let add = |n: &AtomicU64, by| {
+            n.fetch_add(by, Ordering::Relaxed);
+        };
+        match what {
+            Counted::Folder => add(&c.dirs, 1),
+            Counted::File(size) => {
+                add(&c.files, 1);
+                add(&c.files_new, 1);
+                add(&c.total_bytes, size);
+            }
+            Counted::Link => add(&c.files, 1),
+            Counted::Other => add(&c.others, 1),
+        }
     }
 }
 

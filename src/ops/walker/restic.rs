@@ -7,6 +7,7 @@
 //! same history) are taken from [`ResticSource`]'s memory instead of being read again.
 
 use super::Walker;
+use super::MAX_DEPTH;
 use crate::error::{Error, Result};
 use crate::format::tree::{valid_name, Node, NodeKind, Tree};
 use crate::id::{ChunkId, TreeId};
@@ -18,10 +19,6 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-
-/// The deepest folder a restic tree may hold (a hostile one could nest until the stack
-/// runs out; a real one is far shallower).
-const MAX_DEPTH: usize = 1024;
 
 /// Every this many levels the walk goes on in a new thread with a [`FRESH_STACK`] stack,
 /// so that no stack (the main thread's, a worker's) holds more than this many levels.
