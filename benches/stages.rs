@@ -82,9 +82,9 @@ fn stages(c: &mut Criterion) {
             let mut out: usize = chunks
                 .iter()
                 .filter_map(|c| framer.add(BlobId::Chunk(ChunkId([0; 32])), c))
-                .map(|f| f.encoded.len())
+                .map(|f| f.encoded.encoded_len())
                 .sum();
-            out += framer.finish().map_or(0, |f| f.encoded.len());
+            out += framer.finish().map_or(0, |f| f.encoded.encoded_len());
             out
         })
     });
@@ -107,11 +107,11 @@ fn stages(c: &mut Criterion) {
         let mut framer = Framer::new(3);
         for chunk in &chunks {
             if let Some(f) = framer.add(BlobId::Chunk(keys.chunk_id(chunk)), chunk) {
-                pack.add_frame(&keys, &f.blobs, f.encoded).unwrap();
+                pack.add_frame(&keys, &f.blobs, &f.encoded).unwrap();
             }
         }
         if let Some(f) = framer.finish() {
-            pack.add_frame(&keys, &f.blobs, f.encoded).unwrap();
+            pack.add_frame(&keys, &f.blobs, &f.encoded).unwrap();
         }
         pack.finish()
     };
@@ -136,13 +136,13 @@ fn stages(c: &mut Criterion) {
     // One writer's work: hash a chunk, gather it into the open frame, seal full frames.
     let one = |(mut pack, mut framer): (PackBuilder, Framer), chunk: &[u8]| {
         if let Some(f) = framer.add(BlobId::Chunk(keys.chunk_id(chunk)), chunk) {
-            pack.add_frame(&keys, &f.blobs, f.encoded).unwrap();
+            pack.add_frame(&keys, &f.blobs, &f.encoded).unwrap();
         }
         (pack, framer)
     };
     let finish = |(mut pack, mut framer): (PackBuilder, Framer)| {
         if let Some(f) = framer.finish() {
-            pack.add_frame(&keys, &f.blobs, f.encoded).unwrap();
+            pack.add_frame(&keys, &f.blobs, &f.encoded).unwrap();
         }
         pack.finish().bytes().len()
     };

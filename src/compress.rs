@@ -77,11 +77,13 @@ pub fn encode(data: &[u8], level: i32) -> Vec<u8> {
             }
             let (_, z) = c.as_mut()?;
             z.include_contentsize(true).ok()?;
-            let body = z.compress(data).ok()?;
-            let mut out = Vec::with_capacity(1 + body.len());
+            // Compressed right after the tag byte, so the output is not copied again.
+            let mut out = Vec::with_capacity(1 + zstd::zstd_safe::compress_bound(data.len()));
             out.push(TAG_ZSTD);
-            out.extend_from_slice(&body);
-            Some(out)
+            let mut at_tag_end = std::io::Cursor::new(out);
+            at_tag_end.set_position(1);
+            z.compress_to_buffer(data, &mut at_tag_end).ok()?;
+            Some(at_tag_end.into_inner())
         });
         if let Some(out) = compressed {
             if out.len() < data.len() + 1 {
@@ -95,9 +97,37 @@ pub fn encode(data: &[u8], level: i32) -> Vec<u8> {
 /// Encode `data` as stored bytes, without trying to compress it.
 pub fn store(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 1);
-    out.push(TAG_RAW);
-    out.extend_from_slice(data);
+    Encoding::Stored(data).append_to(&mut out);
     out
+}
+
+/// An encoding about to be written into a larger buffer (a pack): bytes already encoded,
+/// or data to store as it is, which is then copied once, into that buffer, and not first
+/// into an encoding of its own.
+pub enum Encoding<'a> {
+    Encoded(Vec<u8>),
+    Stored(&'a [u8]),
+}
+
+impl Encoding<'_> {
+    /// Bytes of the encoding.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Encoding::Encoded(e) => e.len(),
+            Encoding::Stored(d) => 1 + d.len(),
+        }
+    }
+
+    /// Append the encoding to `out`.
+    pub fn append_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Encoding::Encoded(e) => out.extend_from_slice(e),
+            Encoding::Stored(d) => {
+                out.push(TAG_RAW);
+                out.extend_from_slice(d);
+            }
+        }
+    }
 }
 
 /// Decode an encoded buffer whose data must not exceed `limit` bytes.

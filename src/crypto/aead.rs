@@ -22,11 +22,19 @@ impl Cipher {
 
     /// Encrypt `buf` in place and append the tag.
     pub fn seal_in_place(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut Vec<u8>) {
-        self.0
-            .encrypt_in_place(&Nonce::from(*nonce), aad, buf)
+        self.seal_tail(nonce, aad, buf, 0)
+    }
+
+    /// Encrypt `buf[from..]` in place and append the tag: a message sealed where it lies
+    /// at the end of a larger buffer (a frame at the end of a pack), without a copy.
+    pub fn seal_tail(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut Vec<u8>, from: usize) {
+        let tag = self
+            .0
+            .encrypt_inout_detached(&Nonce::from(*nonce), aad, (&mut buf[from..]).into())
             // Only fails when the message exceeds GCM's 64 GiB limit; our messages are
             // bounded far below that by the pack and object size limits.
             .expect("AES-GCM message within size limit");
+        buf.extend_from_slice(&tag);
     }
 
     /// Check the tag and decrypt `buf` in place, removing the tag.
@@ -91,5 +99,10 @@ mod tests {
         let mut flipped = sealed.clone();
         flipped[2] ^= 1;
         assert!(c.open_slice(&counter_nonce(3), b"aad", &mut flipped).is_err());
+        // Sealed at the end of a larger buffer: the prefix untouched, the rest as if alone.
+        let mut tail = b"prefix gateway config".to_vec();
+        c.seal_tail(&counter_nonce(3), b"aad", &mut tail, 7);
+        assert_eq!(&tail[..7], b"prefix ");
+        assert_eq!(tail[7..], sealed[..]);
     }
 }

@@ -10,6 +10,7 @@
 //! can write it past the page cache, and its buffer can be handed back for the next pack
 //! so a long backup does not fault in fresh memory for every pack.
 
+use crate::compress::Encoding;
 use crate::crypto::aead::{counter_nonce, Cipher};
 use crate::crypto::keys::{RepoKeys, PACK_KIND};
 use crate::direct_io;
@@ -65,31 +66,41 @@ impl PackBuilder {
 
     /// Seal and append a frame of one blob. `encoded` is the compress-encoded plaintext.
     pub fn add(&mut self, keys: &RepoKeys, id: BlobId, encoded: Vec<u8>, raw_length: u32) -> Result<()> {
-        self.add_frame(keys, &[(id, raw_length)], encoded)
+        self.add_frame(keys, &[(id, raw_length)], &Encoding::Encoded(encoded))
     }
 
-    /// Seal and append a frame: `encoded` is the compress-encoded concatenation of the
+    /// Seal and append a frame: `encoded` is the compress-encoding of the concatenated
     /// plaintexts of `blobs` (id and plaintext length each, all of one kind), in order.
+    /// It is written into the pack and sealed there, so it is copied once.
     pub fn add_frame(
         &mut self,
         keys: &RepoKeys,
         blobs: &[(BlobId, u32)],
-        mut encoded: Vec<u8>,
+        encoded: &Encoding<'_>,
     ) -> Result<()> {
+        let at = self.buf.len();
+        encoded.append_to(&mut self.buf);
         if self.cipher.is_none() {
-            let (eph, key) = keys.new_sealed_object_key(PACK_KIND, blake3::hash(&encoded).as_bytes())?;
+            let made = keys.new_sealed_object_key(PACK_KIND, blake3::hash(&self.buf[at..]).as_bytes());
+            let (eph, key) = match made {
+                Ok(k) => k,
+                Err(e) => {
+                    self.buf.truncate(at);
+                    return Err(e);
+                }
+            };
             self.header = pack::header(&eph, keys.write_epoch());
             self.buf[self.start..self.start + pack::HEADER_LEN].copy_from_slice(&self.header);
             self.cipher = Some(Cipher::new(&key));
         }
         let cipher = self.cipher.as_ref().expect("made above");
-        let offset = self.size() as u32;
+        let offset = (at - self.start) as u32;
         let aad = pack::frame_aad(pack::VERSION, &blobs[0].0);
-        cipher.seal_in_place(&counter_nonce(offset as u64), &aad, &mut encoded);
-        self.buf.extend_from_slice(&encoded);
+        cipher.seal_tail(&counter_nonce(offset as u64), &aad, &mut self.buf, at);
+        let length = (self.buf.len() - at) as u32;
         let mut start = 0;
         for &(id, raw_length) in blobs {
-            self.entries.push(Entry { id, offset, length: encoded.len() as u32, raw_length, start });
+            self.entries.push(Entry { id, offset, length, raw_length, start });
             start += raw_length;
         }
         Ok(())

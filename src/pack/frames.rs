@@ -3,7 +3,7 @@
 //! context instead of each being compressed alone. Pure: no keys and no I/O, so the
 //! writer and the stage benchmarks gather alike.
 
-use crate::compress;
+use crate::compress::{self, Encoding};
 use crate::id::BlobId;
 
 /// A frame is closed once the next blob would take it past this many plaintext bytes:
@@ -13,10 +13,11 @@ use crate::id::BlobId;
 pub const FRAME_TARGET: usize = 1 << 20;
 
 /// A complete frame: its blobs (id and plaintext length, in order) and their
-/// concatenated plaintexts, compress-encoded.
-pub struct Frame {
+/// concatenated plaintexts, compress-encoded. A blob stored as it is stays where its
+/// caller holds it until the frame is written into a pack.
+pub struct Frame<'a> {
     pub blobs: Vec<(BlobId, u32)>,
-    pub encoded: Vec<u8>,
+    pub encoded: Encoding<'a>,
 }
 
 /// The open frame of one writer.
@@ -36,13 +37,14 @@ impl Framer {
     /// frame alone or its sample does not compress (compressing it with others would
     /// only cost time), or else the open frame, if the blob would take it past
     /// [`FRAME_TARGET`] (the blob then opens the next one).
-    pub fn add(&mut self, id: BlobId, plaintext: &[u8]) -> Option<Frame> {
+    pub fn add<'a>(&mut self, id: BlobId, plaintext: &'a [u8]) -> Option<Frame<'a>> {
         let blob = (id, plaintext.len() as u32);
         if plaintext.len() >= FRAME_TARGET {
-            return Some(Frame { blobs: vec![blob], encoded: compress::encode(plaintext, self.level) });
+            let encoded = Encoding::Encoded(compress::encode(plaintext, self.level));
+            return Some(Frame { blobs: vec![blob], encoded });
         }
         if self.level != 0 && compress::looks_incompressible(plaintext) {
-            return Some(Frame { blobs: vec![blob], encoded: compress::store(plaintext) });
+            return Some(Frame { blobs: vec![blob], encoded: Encoding::Stored(plaintext) });
         }
         let full = if self.plain.len() + plaintext.len() > FRAME_TARGET { self.finish() } else { None };
         self.blobs.push(blob);
@@ -51,11 +53,11 @@ impl Framer {
     }
 
     /// Close the open frame; `None` if it holds no blob.
-    pub fn finish(&mut self) -> Option<Frame> {
+    pub fn finish(&mut self) -> Option<Frame<'static>> {
         if self.blobs.is_empty() {
             return None;
         }
-        let encoded = compress::encode(&self.plain, self.level);
+        let encoded = Encoding::Encoded(compress::encode(&self.plain, self.level));
         self.plain.clear();
         Some(Frame { blobs: std::mem::take(&mut self.blobs), encoded })
     }
@@ -70,6 +72,13 @@ mod tests {
         BlobId::Chunk(ChunkId([i; 32]))
     }
 
+    fn bytes(e: &Encoding) -> Vec<u8> {
+        let mut out = Vec::new();
+        e.append_to(&mut out);
+        assert_eq!(out.len(), e.encoded_len());
+        out
+    }
+
     #[test]
     fn frames_close_at_the_target_and_odd_blobs_stand_alone() {
         let mut f = Framer::new(3);
@@ -80,11 +89,16 @@ mod tests {
         crate::crypto::keys::fill_random(&mut random).unwrap();
         let alone = f.add(id(3), &random).expect("random bytes get a frame at once");
         assert_eq!(alone.blobs, vec![(id(3), random.len() as u32)]);
-        assert_eq!(compress::decode(&alone.encoded, random.len()).unwrap(), random);
+        assert!(
+            matches!(alone.encoded, Encoding::Stored(p) if p.as_ptr() == random.as_ptr()),
+            "stored as it is, and not copied before it goes into a pack"
+        );
+        assert_eq!(compress::decode(&bytes(&alone.encoded), random.len()).unwrap(), random);
         // A third text blob would pass 1 MiB: the open frame closes, the blob opens the next.
         let closed = f.add(id(4), &text).expect("the open frame is full");
         assert_eq!(closed.blobs, vec![(id(1), text.len() as u32), (id(2), text.len() as u32)]);
-        assert_eq!(compress::decode(&closed.encoded, 2 * text.len()).unwrap(), [&text[..], &text].concat());
+        let closed_bytes = bytes(&closed.encoded);
+        assert_eq!(compress::decode(&closed_bytes, 2 * text.len()).unwrap(), [&text[..], &text].concat());
         let big = vec![b'a'; FRAME_TARGET];
         assert_eq!(f.add(id(5), &big).unwrap().blobs, vec![(id(5), big.len() as u32)]);
         assert_eq!(f.finish().unwrap().blobs, vec![(id(4), text.len() as u32)]);

@@ -227,6 +227,7 @@ pub fn read_toc(keys: &RepoKeys, pack_bytes: &[u8]) -> Result<Vec<Entry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compress::Encoding;
     use crate::crypto::keys::MasterKey;
     use crate::pack::PackBuilder;
 
@@ -246,7 +247,12 @@ mod tests {
         let alone = b"third, in a frame of its own".to_vec();
         let (id, other_id) = (BlobId::Chunk(keys.chunk_id(&data)), BlobId::Chunk(keys.chunk_id(&other)));
         let both = [data.clone(), other.clone()].concat();
-        b.add_frame(&keys, &[(id, data.len() as u32), (other_id, 6)], compress::encode(&both, 3)).unwrap();
+        b.add_frame(
+            &keys,
+            &[(id, data.len() as u32), (other_id, 6)],
+            &Encoding::Encoded(compress::encode(&both, 3)),
+        )
+        .unwrap();
         b.add(&keys, BlobId::Chunk(keys.chunk_id(&alone)), compress::encode(&alone, 3), alone.len() as u32)
             .unwrap();
         let p = b.finish();

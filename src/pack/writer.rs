@@ -216,14 +216,14 @@ impl<'r> BlobWriter<'r> {
     }
 
     /// Seal a frame into the pack being filled; returns the pack if that filled it.
-    fn seal(&self, f: &mut Filling, frame: Frame) -> Result<Option<FinishedPack>> {
+    fn seal(&self, f: &mut Filling, frame: Frame<'_>) -> Result<Option<FinishedPack>> {
         let pack_size = self.repo.config().pack_size as usize;
         if f.pack.is_none() {
             let spare = self.spare_buffers.lock().expect("spare lock").pop().unwrap_or_default();
             f.pack = Some(PackBuilder::reusing(pack_size, spare));
         }
         let b = f.pack.as_mut().expect("set above");
-        b.add_frame(self.repo.keys(), &frame.blobs, frame.encoded)?;
+        b.add_frame(self.repo.keys(), &frame.blobs, &frame.encoded)?;
         Ok(if b.size() >= pack_size { f.pack.take().map(PackBuilder::finish) } else { None })
     }
 
