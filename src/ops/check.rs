@@ -22,7 +22,7 @@ use crate::index::{Index, IndexLoad, PackCoverage};
 use crate::pack::reader::{blob_of_frame, open_frame, read_toc};
 use crate::pack::PackReader;
 use crate::repo::Repository;
-use crate::tree::{load_tree, load_tree_with_parts};
+use crate::tree::{load_tree, load_tree_with_parts, tree_parts};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -666,7 +666,9 @@ fn find_affected(
     Ok(out)
 }
 
-/// Paths (relative to the tree) that use a damaged blob, memoized by tree.
+/// Paths (relative to the tree) that use a damaged blob, memoized by tree. A folder that
+/// cannot be read is listed itself (the empty path), with the damaged blob it is stored
+/// in: its tree, or one of the parts of a folder stored in parts.
 fn affected_in(
     reader: &PackReader<'_>,
     index: &Index,
@@ -678,21 +680,28 @@ fn affected_in(
         return v.clone();
     }
     let mut found = Vec::new();
-    if let Ok(tree) = load_tree(reader, index, &id) {
-        for node in tree.nodes {
-            let name = String::from_utf8_lossy(&node.name).into_owned();
-            match &node.kind {
-                NodeKind::File { chunks, .. } => {
-                    if let Some(c) = chunks.iter().find(|c| damaged.contains(&c.0)) {
-                        found.push((name, c.0));
+    match load_tree(reader, index, &id) {
+        Ok(tree) => {
+            for node in tree.nodes {
+                let name = String::from_utf8_lossy(&node.name).into_owned();
+                match &node.kind {
+                    NodeKind::File { chunks, .. } => {
+                        if let Some(c) = chunks.iter().find(|c| damaged.contains(&c.0)) {
+                            found.push((name, c.0));
+                        }
                     }
+                    NodeKind::Dir { tree } => {
+                        let below = affected_in(reader, index, *tree, damaged, memo);
+                        found.extend(below.iter().map(|(p, b)| (format!("{name}/{p}"), *b)));
+                    }
+                    _ => {}
                 }
-                NodeKind::Dir { tree } if damaged.contains(&tree.0) => found.push((name + "/", tree.0)),
-                NodeKind::Dir { tree } => {
-                    let below = affected_in(reader, index, *tree, damaged, memo);
-                    found.extend(below.iter().map(|(p, b)| (format!("{name}/{p}"), *b)));
-                }
-                _ => {}
+            }
+        }
+        Err(_) => {
+            let part = || tree_parts(reader, index, &id).ok()?.into_iter().find(|p| damaged.contains(&p.0));
+            if let Some(blob) = damaged.get(&id.0).copied().or_else(|| part().map(|p| p.0)) {
+                found.push((String::new(), blob));
             }
         }
     }
@@ -704,6 +713,68 @@ fn affected_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo::InitOptions;
+
+    /// The path and tree of the first folder named `name` below `id`.
+    fn folder_named(
+        reader: &PackReader<'_>,
+        index: &Index,
+        id: TreeId,
+        name: &[u8],
+    ) -> Option<(String, TreeId)> {
+        for node in load_tree(reader, index, &id).ok()?.nodes {
+            if let NodeKind::Dir { tree } = node.kind {
+                let shown = String::from_utf8_lossy(&node.name).into_owned();
+                if node.name == name {
+                    return Some((shown, tree));
+                }
+                if let Some((below, t)) = folder_named(reader, index, tree, name) {
+                    return Some((format!("{shown}/{below}"), t));
+                }
+            }
+        }
+        None
+    }
+
+    /// A folder stored in parts whose head reads but one part does not: the folder is
+    /// listed as affected, as a folder whose tree is damaged is (it was left out).
+    #[test]
+    fn a_folder_with_a_damaged_part_is_listed_as_affected() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("wide")).unwrap();
+        std::fs::write(src.join("file"), b"some content").unwrap();
+        // Over 4 MiB of entries: the folder's tree is stored in parts.
+        let target = "t".repeat(4000);
+        for i in 0..1100 {
+            std::os::unix::fs::symlink(&target, src.join(format!("wide/w{i:04}"))).unwrap();
+        }
+        let loc = dir.path().join("r");
+        let repo = Repository::init(loc.to_str().unwrap(), b"pw", &InitOptions::default(), None).unwrap();
+        let outcome = crate::ops::backup::tests::back_up(&repo, &src);
+        let index = Index::load(&repo).unwrap();
+        let reader = PackReader::new(&repo);
+        let (path, wide) = folder_named(&reader, &index, outcome.snapshot.tree, b"wide").unwrap();
+        let parts = tree_parts(&reader, &index, &wide).unwrap();
+        assert!(parts.len() >= 2, "the folder must be stored in parts");
+
+        // One byte of the first part's frame (over 1 MiB: a frame of its own) flipped on disk;
+        // the head still reads.
+        let at = index.get(&BlobId::Tree(parts[0])).unwrap();
+        let pack = loc.join(crate::backend::object_path(FileType::Pack, &at.pack.to_hex()));
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[at.entry.offset as usize + 40] ^= 1;
+        std::fs::set_permissions(&pack, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        std::fs::write(&pack, bytes).unwrap();
+        assert!(tree_parts(&PackReader::new(&repo), &index, &wide).is_ok());
+
+        let damaged = HashSet::from([parts[0].0]);
+        let affected = find_affected(&repo, &index, &damaged).unwrap();
+        assert_eq!(
+            affected.get(&parts[0].0),
+            Some(&vec![format!("snapshot {}: /{path}/", outcome.id.short())])
+        );
+    }
 
     #[test]
     fn subsets_partition_the_packs_and_shares_are_stable() {
