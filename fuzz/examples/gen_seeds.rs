@@ -117,8 +117,16 @@ fn main() {
     // pack: a real sealed pack, and the `[u16 blob area][table]` form.
     let mut b = PackBuilder::new(1 << 16);
     let (first, second) = (b"<config>gateway</config>".repeat(20), b"second".to_vec());
-    let frame = [(BlobId::Chunk(keys.chunk_id(&first)), first.len() as u32), (BlobId::Chunk(keys.chunk_id(&second)), 6)];
-    b.add_frame(keys, &frame, compress::encode(&[first.clone(), second].concat(), 3)).unwrap();
+    let frame = [
+        (BlobId::Chunk(keys.chunk_id(&first)), first.len() as u32),
+        (BlobId::Chunk(keys.chunk_id(&second)), 6),
+    ];
+    b.add_frame(
+        keys,
+        &frame,
+        &compress::Encoding::Encoded(compress::encode(&[first.clone(), second].concat(), 3)),
+    )
+    .unwrap();
     b.add(keys, BlobId::Chunk(keys.chunk_id(b"alone")), compress::encode(b"alone", 3), 5).unwrap();
     write("pack", "sealed_pack", b.finish().bytes());
     let mut framed = 200u16.to_le_bytes().to_vec();
@@ -145,6 +153,24 @@ fn main() {
         "backup_only_v2",
         &KeyFile::wrap(&m.backup_only(), keys, b"pw", KdfParams::FLOOR, "gw1", "root").unwrap(),
     );
+    // index_cache: the index cache file of a small repository (300 blob entries), its own
+    // MAC dropped: the target seals it with its fixed key (bit 0 of the first byte).
+    let tmp = std::env::temp_dir().join(format!("cairn-gen-seeds-{}", std::process::id()));
+    std::env::set_var("XDG_CACHE_HOME", tmp.join("cache"));
+    let loc = tmp.join("repo");
+    let repo = cairn::Repository::init(loc.to_str().unwrap(), b"pw", &Default::default(), None).unwrap();
+    cairn::pack::BlobWriter::run(&repo, Default::default(), |w| {
+        for i in 0..300u32 {
+            let blob = format!("blob {i} ").repeat(40).into_bytes();
+            w.save(BlobId::Chunk(repo.keys().chunk_id(&blob)), &blob).unwrap();
+        }
+    })
+    .unwrap();
+    cairn::index::Index::load(&repo).unwrap();
+    let cache = std::fs::read(repo.index_cache_path().unwrap()).unwrap();
+    write("index_cache", "300_entries", &[&[1u8][..], &cache[..cache.len() - 32]].concat());
+    std::fs::remove_dir_all(&tmp).unwrap();
+
     // Every seed must be accepted by today's decoders, or it seeds nothing useful.
     let read = |t: &str, n: &str| {
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(t).join(n)).unwrap()
@@ -159,6 +185,10 @@ fn main() {
     envelope::open_config(cairn_fuzz::master(), &read("envelope", "config")).unwrap();
     envelope::open(keys, ObjectType::Snapshot, &read("envelope", "snapshot")).unwrap();
     compress::decode(&read("compress", "zstd"), 1 << 20).unwrap();
+    let seeds = std::env::temp_dir().join(format!("cairn-gen-seeds-{}", std::process::id()));
+    std::fs::create_dir_all(&seeds).unwrap();
+    assert_eq!(cairn::index::open_for_fuzzing(&read("index_cache", "300_entries"), &seeds), 300);
+    std::fs::remove_dir_all(&seeds).unwrap();
     for seed in ["full", "backup_only", "full_v2", "backup_only_v2"] {
         KeyFile::decode(&read("keyfile", seed)).unwrap();
     }

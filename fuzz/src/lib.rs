@@ -51,7 +51,9 @@ fn pack_key() -> &'static PackKey {
     static P: OnceLock<PackKey> = OnceLock::new();
     P.get_or_init(|| {
         let eph = fixed_eph();
-        let key = keys().open_sealed_object_key(0, &eph, Binding::Kind(PACK_KIND)).expect("full key opens sealed keys");
+        let key = keys()
+            .open_sealed_object_key(0, &eph, Binding::Kind(PACK_KIND))
+            .expect("full key opens sealed keys");
         PackKey { eph, cipher: Cipher::new(&key) }
     })
 }

@@ -156,6 +156,64 @@ fn read(
     Ok(Cached { packs, included, files, table })
 }
 
+/// The fuzz target `index_cache`: `data[1..]` written as a cache file in `dir` and
+/// opened. If bit 0 of `data[0]` is set, the file is first sealed with a fixed key: its
+/// page MACs made over the entries the header counts and placed where the layout puts
+/// them, and its MAC appended, so the parser behind the checks is reached; otherwise it
+/// stays as it is, as a planted file would. The repository is the one the file names.
+/// Every entry is then looked up. Returns how many lookups found their entry; panics
+/// only if a check fails.
+pub fn open_for_fuzzing(data: &[u8], dir: &Path) -> usize {
+    let key = Zeroizing::new([7u8; 32]);
+    let Some((&seal, file)) = data.split_first() else {
+        return 0;
+    };
+    let mut file = file.to_vec();
+    let repo_id: [u8; 32] = file.get(8..40).map_or([0; 32], |b| b.try_into().expect("32 bytes"));
+    if seal & 1 == 1 && file.len() >= HEADER {
+        let nonce: [u8; 32] = file[40..72].try_into().expect("32 bytes");
+        let n = u64::from_le_bytes(file[72..80].try_into().expect("8 bytes"));
+        let entries_end = (n as usize).checked_mul(SLOT).and_then(|b| b.checked_add(HEADER));
+        if let Some(end) = entries_end.filter(|&e| e <= file.len()) {
+            let pages = (n as usize).div_ceil(PAGE_SLOTS);
+            if let Some(at) = (file.len() - end).checked_sub(pages * PAGE_MAC_LEN).map(|free| end + free) {
+                for page in 0..pages {
+                    let first = HEADER + page * PAGE_SLOTS * SLOT;
+                    let mac = table::page_mac(
+                        &key,
+                        &nonce,
+                        page as u64,
+                        &file[first..end.min(first + PAGE_SLOTS * SLOT)],
+                    );
+                    file[at + page * PAGE_MAC_LEN..][..PAGE_MAC_LEN].copy_from_slice(&mac);
+                }
+            }
+            let mut h = blake3::Hasher::new_keyed(&key);
+            h.update(&file[..HEADER]).update(&file[end..]);
+            file.extend_from_slice(h.finalize().as_bytes());
+        }
+    }
+    let path = dir.join("index-cache");
+    if std::fs::write(&path, &file).is_err() {
+        return 0;
+    }
+    let Some(cached) = open(&path, &key, &repo_id) else {
+        return 0;
+    };
+    let counted = u64::from_le_bytes(file[72..80].try_into().expect("a file that opened has a header"));
+    assert_eq!(cached.table.len() as u64, counted, "the table holds the entries the header counts");
+    assert_eq!(cached.packs.len(), cached.included.len());
+    assert!(cached.files.iter().all(|f| f.packs.iter().all(|&p| (p as usize) < cached.packs.len())));
+    let mut found = 0;
+    for slot in cached.table.checked_iter() {
+        let Ok(slot) = slot else { break };
+        let (start, end) = cached.table.range_of(&slot.prefix);
+        assert!(start <= end && end <= cached.table.len());
+        found += usize::from(cached.table.slots()[start..end].iter().any(|s| s.prefix == slot.prefix));
+    }
+    found
+}
+
 /// A failure of this machine's cache folder: the index then loads without the cache.
 fn io(e: std::io::Error) -> Error {
     Error::io("index cache file".to_string(), e)

@@ -235,6 +235,24 @@ mod tests {
         }
     }
 
+    /// The fuzz target's harness reaches the parser behind the checks: a real cache file,
+    /// its MAC dropped and the harness's own made, opens and finds every entry; left as
+    /// it is, its MAC (made with this repository's key) does not check.
+    #[test]
+    fn the_fuzz_harness_opens_a_real_cache_file_it_seals_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        save(&repo, 300, 1);
+        let idx = Index::load(&repo).unwrap();
+        assert!(idx.is_mapped());
+        let bytes = std::fs::read(repo.index_cache_path().unwrap()).unwrap();
+        let fuzz_dir = tempfile::tempdir().unwrap();
+        let unsealed = [&[1u8][..], &bytes[..bytes.len() - 32]].concat();
+        assert_eq!(crate::index::open_for_fuzzing(&unsealed, fuzz_dir.path()), 300);
+        let as_is = [&[0u8][..], &bytes].concat();
+        assert_eq!(crate::index::open_for_fuzzing(&as_is, fuzz_dir.path()), 0);
+    }
+
     #[test]
     fn the_cached_index_answers_as_the_index_files_do() {
         let dir = tempfile::tempdir().unwrap();

@@ -25,6 +25,7 @@ use crate::id::{BlobId, IndexId, PackId};
 use std::collections::HashMap;
 
 mod cache_file;
+pub use cache_file::open_for_fuzzing;
 mod cached;
 mod load;
 mod mapping;
