@@ -235,3 +235,55 @@ fn key_rotate_refuses_while_a_snapshot_cannot_be_read() {
     ok(run(&repo, "first", &[], &["key", "rotate"]));
     ok(run(&repo, "first", &[], &["check", "--read-data"]));
 }
+
+/// A rotation cannot reach a key kept apart or a paper copy: it names each one made since
+/// the last rotation (from the activity log), and they indeed no longer open the
+/// repository. A key added to the repository itself and the key in use keep working, and
+/// a later rotation names nothing already named.
+#[test]
+fn key_rotate_names_the_kept_apart_and_paper_keys_it_leaves_behind() {
+    let (tmp, repo, _src) = with_one_backup();
+    let apart = tmp.path().join("apart.key");
+    let second = [("CAIRN_NEW_PASSWORD", "second")];
+    ok(run(
+        &repo,
+        "first",
+        &second,
+        &[&["key", "add", "--to-file", apart.to_str().unwrap()][..], &FAST].concat(),
+    ));
+    let apart_env = [("CAIRN_KEY_FILE", apart.to_str().unwrap())];
+    ok(run(&repo, "second", &apart_env, &["snapshots"]));
+    let third = [("CAIRN_NEW_PASSWORD", "third")];
+    ok(run(&repo, "first", &third, &[&["key", "add"][..], &FAST].concat()));
+    let paper = ok(run(&repo, "first", &[], &["key", "export"]));
+    let paper_file = tmp.path().join("paper.txt");
+    std::fs::write(&paper_file, paper).unwrap();
+    let from_paper = tmp.path().join("from-paper.key");
+    ok(run(
+        &repo,
+        "first",
+        &[],
+        &["key", "from-paper", paper_file.to_str().unwrap(), "--output", from_paper.to_str().unwrap()],
+    ));
+
+    let out = run(&repo, "first", &[], &["key", "rotate", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warned: Vec<&str> = err.lines().filter(|l| l.contains("no longer opens the repository")).collect();
+    assert_eq!(warned.len(), 2, "{err}");
+    assert!(warned.iter().any(|l| l.contains("added to a file kept apart")), "{err}");
+    assert!(warned.iter().any(|l| l.contains("the paper copy of key")), "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["keys_left_behind"].as_array().unwrap().len(), 2, "{json}");
+
+    // What it said holds: the two no longer open the repository; the others do.
+    assert!(!run(&repo, "second", &apart_env, &["snapshots"]).status.success());
+    let paper_env = [("CAIRN_KEY_FILE", from_paper.to_str().unwrap())];
+    assert!(!run(&repo, "first", &paper_env, &["snapshots"]).status.success());
+    ok(run(&repo, "first", &[], &["snapshots"]));
+    ok(run(&repo, "third", &[], &["snapshots"]));
+
+    let again = run(&repo, "first", &[], &["key", "rotate"]);
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("no longer opens"), "named twice");
+}

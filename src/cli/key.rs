@@ -31,7 +31,8 @@ pub enum Command {
                       and chunk boundaries stay, so dedup and copies made with --copy-chunker-params-from keep \
                       working. Holds the exclusive lock; stopped anywhere, every key still opens the \
                       repository and the next run finishes. Snapshot ids change. Key files kept apart \
-                      (--key-file) other than the one in use no longer open the repository: add them again.",
+                      (--key-file) other than the one in use, and paper copies (key export), no longer open \
+                      the repository: it names each one made since the last rotation; make them again.",
         after_help = "Example:\n  cairn key rotate"
     )]
     Rotate,
@@ -148,6 +149,11 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Export => {
             let repo = ctx.open()?;
             print!("{}", paper::encode(&repo.key_file_bytes()?, &repo.key_id().to_hex()));
+            // A rotation cannot reach a paper copy: it warns of the ones the log names.
+            super::record(
+                &repo,
+                LogRecord::new("key export", "success").figure("key", repo.key_id().short()),
+            );
         }
     }
     Ok(exit::SUCCESS)
@@ -179,6 +185,11 @@ fn rotate(ctx: &Ctx) -> Result<()> {
     for p in &report.passed_over {
         eprintln!("cairn: warning: key rotate gave key file {p} nothing; it no longer opens the repository");
     }
+    for k in &report.left_behind {
+        eprintln!(
+            "cairn: warning: {k}: made before this rotation, it no longer opens the repository; make it again (`cairn key add --to-file`, `cairn key export`)"
+        );
+    }
     for w in &report.warnings {
         eprintln!("cairn: warning: {w}");
     }
@@ -192,13 +203,15 @@ fn rotate(ctx: &Ctx) -> Result<()> {
             .figure("log_entries", report.log_entries)
             .figure("packs", report.packs)
             .figure("key_files_written", report.key_files_written)
+            .figure("keys_left_behind", report.left_behind.len())
             .figure("duration_s", format!("{:.1}", started.elapsed().as_secs_f64())),
     );
     say(
         ctx,
         serde_json::json!({"epoch": report.epoch, "resumed": report.resumed, "snapshots": report.snapshots,
                            "log_entries": report.log_entries, "packs": report.packs,
-                           "key_files_written": report.key_files_written, "key": now.key_id().to_hex()}),
+                           "key_files_written": report.key_files_written, "keys_left_behind": report.left_behind,
+                           "key": now.key_id().to_hex()}),
         &format!(
             "keys rotated: everything is sealed under key epoch {} ({} snapshots, {} log entries, {} packs sealed anew; snapshot ids changed); the key in use is now {}",
             report.epoch,

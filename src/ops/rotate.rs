@@ -41,6 +41,10 @@ pub struct RotateReport {
     /// Files in keys/ given nothing, with why: damaged, or with no full key's grant
     /// (planted). They open nothing once the rotation completes.
     pub passed_over: Vec<String>,
+    /// Keys made since the last rotation outside the repository's `keys/` (kept apart
+    /// with `key add --to-file`, or printed with `key export`), which the rotation cannot
+    /// reach: they no longer open the repository after it. One line each.
+    pub left_behind: Vec<String>,
     /// What the user should know that did not stop the rotation.
     pub warnings: Vec<String>,
 }
@@ -67,9 +71,9 @@ pub fn rotate(
     // A snapshot that cannot be read cannot be sealed anew: refused before anything changes.
     let (_, damaged) = repo.snapshots_and_damage()?;
     crate::repo::refuse_unreadable(&damaged, &[], "key rotate")?;
+    let mut report = RotateReport { left_behind: keys_left_behind(repo)?, ..RotateReport::default() };
     let held = repo.master().epoch_numbers();
     let write = repo.keys().write_epoch();
-    let mut report = RotateReport::default();
     let rotated = match held.as_slice() {
         [_] => {
             refuse_version_1_keys(repo)?;
@@ -119,6 +123,39 @@ pub fn rotate(
     rotated.rewrap_key_in_use(&last, rotated.keys(), passphrase)?;
     report.key_files_written += 1;
     Ok(report)
+}
+
+/// Keys the activity log shows were made since the last completed rotation where a
+/// rotation cannot reach them: added to a file kept apart (its id names no file in
+/// `keys/`, and no later `key remove` took it out; the key in use is not, its own file
+/// is written anew) or exported on paper (the key in use too: the paper keeps the old
+/// bytes). A log that cannot be read names none
+/// (the rotation then only knows the files it passes over).
+fn keys_left_behind(repo: &Repository) -> Result<Vec<String>> {
+    let Ok(log) = repo.read_log() else { return Ok(Vec::new()) };
+    let since = log.entries.iter().rposition(|e| e.operation == "key rotate" && e.outcome == "success");
+    let stored = repo.backend().list(crate::backend::FileType::Key)?;
+    let in_use = repo.key_id().short();
+    let key_of =
+        |e: &crate::format::log::LogEntry| e.figures.iter().find(|(k, _)| k == "key").map(|(_, v)| v.clone());
+    let later = &log.entries[since.map_or(0, |i| i + 1)..];
+    let mut out = Vec::new();
+    for (i, e) in later.iter().enumerate() {
+        let Some(key) = key_of(e).filter(|_| e.outcome == "success") else { continue };
+        let removed =
+            || later[i..].iter().any(|r| r.operation == "key remove" && key_of(r).as_ref() == Some(&key));
+        let at =
+            jiff::Timestamp::from_second(e.time.secs).map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string());
+        let when = format!("{} on {}", at.unwrap_or_default(), e.host);
+        match e.operation.as_str() {
+            "key add" if key != in_use && !stored.iter().any(|n| n.starts_with(&key)) && !removed() => {
+                out.push(format!("key {key}, added to a file kept apart ({when})"))
+            }
+            "key export" if !removed() => out.push(format!("the paper copy of key {key} ({when})")),
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 fn check_interrupt(interrupt: &AtomicBool) -> Result<()> {
