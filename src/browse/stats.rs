@@ -121,14 +121,7 @@ mod tests {
     #[test]
     fn the_parts_of_a_split_folder_are_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("src");
-        std::fs::create_dir_all(src.join("wide")).unwrap();
-        std::fs::write(src.join("file"), b"some content").unwrap();
-        // Over 4 MiB of entries: the folder's tree is stored in parts.
-        let target = "t".repeat(4000);
-        for i in 0..1100 {
-            std::os::unix::fs::symlink(&target, src.join(format!("wide/w{i:04}"))).unwrap();
-        }
+        let src = crate::ops::backup::tests::source_with_split_folder(dir.path());
         let loc = dir.path().join("r");
         let repo = Repository::init(loc.to_str().unwrap(), b"pw", &InitOptions::default(), None).unwrap();
         let outcome = back_up(&repo, &src);

@@ -388,6 +388,19 @@ pub(crate) mod tests {
 
     /// Back up the folder `src` with the default options (for the unit tests of modules
     /// that need a snapshot).
+    /// A source folder in `dir` holding a file and a folder `wide` of 1,100 entries, over
+    /// 4 MiB of them, whose tree is stored in parts.
+    pub(crate) fn source_with_split_folder(dir: &std::path::Path) -> std::path::PathBuf {
+        let src = dir.join("src");
+        std::fs::create_dir_all(src.join("wide")).unwrap();
+        std::fs::write(src.join("file"), b"some content").unwrap();
+        let target = "t".repeat(4000);
+        for i in 0..1100 {
+            std::os::unix::fs::symlink(&target, src.join(format!("wide/w{i:04}"))).unwrap();
+        }
+        src
+    }
+
     pub(crate) fn back_up(repo: &Repository, src: &std::path::Path) -> BackupOutcome {
         let source = Source::Paths(vec![src.to_path_buf()]);
         backup(repo, source, &BackupOptions::default(), &AtomicBool::new(false), &Default::default()).unwrap()
