@@ -39,12 +39,14 @@ impl Framer {
     /// [`FRAME_TARGET`] (the blob then opens the next one).
     pub fn add<'a>(&mut self, id: BlobId, plaintext: &'a [u8]) -> Option<Frame<'a>> {
         let blob = (id, plaintext.len() as u32);
-        if plaintext.len() >= FRAME_TARGET {
-            let encoded = Encoding::Encoded(compress::encode(plaintext, self.level));
+        // Stored as it is: at level 0, or when its sample does not compress.
+        let stored = self.level == 0 || compress::looks_incompressible(plaintext);
+        if plaintext.len() >= FRAME_TARGET || (stored && self.level != 0) {
+            let encoded = match stored {
+                true => Encoding::Stored(plaintext),
+                false => Encoding::Encoded(compress::encode(plaintext, self.level)),
+            };
             return Some(Frame { blobs: vec![blob], encoded });
-        }
-        if self.level != 0 && compress::looks_incompressible(plaintext) {
-            return Some(Frame { blobs: vec![blob], encoded: Encoding::Stored(plaintext) });
         }
         let full = if self.plain.len() + plaintext.len() > FRAME_TARGET { self.finish() } else { None };
         self.blobs.push(blob);
@@ -101,6 +103,11 @@ mod tests {
         assert_eq!(compress::decode(&closed_bytes, 2 * text.len()).unwrap(), [&text[..], &text].concat());
         let big = vec![b'a'; FRAME_TARGET];
         assert_eq!(f.add(id(5), &big).unwrap().blobs, vec![(id(5), big.len() as u32)]);
+        // A large blob that does not compress is not copied before its pack either.
+        let mut big_random = vec![0u8; FRAME_TARGET];
+        crate::crypto::keys::fill_random(&mut big_random).unwrap();
+        let alone = f.add(id(6), &big_random).unwrap();
+        assert!(matches!(alone.encoded, Encoding::Stored(p) if p.as_ptr() == big_random.as_ptr()));
         assert_eq!(f.finish().unwrap().blobs, vec![(id(4), text.len() as u32)]);
         assert!(f.finish().is_none());
     }
