@@ -18,6 +18,7 @@ pub mod cache;
 pub mod faulty;
 mod http;
 pub mod limit;
+pub mod list_ahead;
 pub mod local;
 pub mod object_lock;
 pub mod rest;
@@ -100,6 +101,11 @@ pub trait Backend: Send + Sync {
     fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()>;
     /// Names of all objects of a type (unordered).
     fn list(&self, ft: FileType) -> Result<Vec<String>>;
+    /// Start listing `types` in the background for the next `list` of each, and forget
+    /// any listing started before (`list_ahead.rs`); a store that lists fast does nothing.
+    fn list_ahead(&self, types: &[FileType]) {
+        let _ = types;
+    }
     /// Size of an object in bytes.
     fn size(&self, ft: FileType, name: &str) -> Result<u64>;
     /// Every object of a type with its size and modification time, in one listing where
@@ -275,11 +281,11 @@ fn with_faults(store: Box<dyn Backend>) -> Result<Box<dyn Backend>> {
     Ok(store)
 }
 
-/// The wrappers every remote store gets, in this order: a cache of whole packs in front of
-/// retries in front of the store.
+/// The wrappers every remote store gets, in this order: listings made ahead, in front of
+/// a cache of whole packs, in front of retries, in front of the store.
 fn remote(store: Box<dyn Backend>) -> Box<dyn Backend> {
     let retried = retry::RetryBackend::new(store, retry::RetryPolicy::DEFAULT);
-    Box::new(cache::PackCache::new(Box::new(retried)))
+    Box::new(list_ahead::ListAhead::new(Box::new(cache::PackCache::new(Box::new(retried)))))
 }
 
 /// The path of an object relative to the repository root: the same layout on every

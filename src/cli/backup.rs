@@ -103,6 +103,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         Source::Paths(a.paths)
     };
     let repo = ctx.open()?;
+    repo.will_list(cairn::repo::SNAPSHOTS_AND_INDEX);
     let _lock = ctx.lock(&repo, false, "backup")?;
     // Sorted by key; a key given twice keeps its last value.
     let mut labels = a.label;

@@ -87,7 +87,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         .open()
         .map_err(|e| e.wrap(format!("target repository {}", ctx.location().unwrap_or_default())))?;
     check_distinct(&src, &dst)?;
+    src.will_list(cairn::repo::SNAPSHOTS_AND_INDEX);
     let _src_lock = src.lock(false, "copy (source)")?;
+    dst.will_list(cairn::repo::SNAPSHOTS_AND_INDEX);
     let _dst_lock = ctx.lock(&dst, false, "copy")?;
     let filter = a.filter.filter();
     let mut selected = if a.ids.is_empty() {

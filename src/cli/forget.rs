@@ -65,6 +65,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
     repo.require_full_key("forget snapshots")?;
+    repo.will_list(&[cairn::backend::FileType::Snapshot]);
     let _lock = ctx.lock(&repo, true, "forget")?;
     let policy = RetentionPolicy {
         last: a.keep_last,

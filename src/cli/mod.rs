@@ -266,6 +266,8 @@ impl Ctx {
     /// The lock of a command that only reads: shared where the user may write to the
     /// repository, none (with one warning) where not, none at all with `--no-lock`.
     pub fn read_lock<'r>(&self, repo: &'r Repository, operation: &str) -> Result<ReadLock<'r>> {
+        // Readers choose snapshots and read what the index says where it is.
+        repo.will_list(cairn::repo::SNAPSHOTS_AND_INDEX);
         let wait = std::time::Duration::from_secs(self.lock_wait.unwrap_or(0));
         let lock = repo.lock_for_reading(operation, self.read_lock_policy(), wait, &self.interrupt)?;
         if let Some(w) = lock.warning() {

@@ -42,6 +42,7 @@ fn parse_share(s: &str) -> std::result::Result<f64, String> {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
+    repo.will_list(cairn::repo::SNAPSHOTS_AND_INDEX);
     let _lock = ctx.lock(&repo, true, "prune")?;
     prune(ctx, &repo, &a.opts, a.dry_run)?;
     Ok(exit::SUCCESS)

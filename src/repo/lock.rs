@@ -137,6 +137,7 @@ impl Repository {
     /// Take a lock for `operation`; fails with `Locked` while a live conflicting lock exists.
     pub fn lock(&self, exclusive: bool, operation: &str) -> Result<LockGuard<'_>> {
         let own = self.write_lock(exclusive, operation)?;
+        self.start_listings();
         let conflicts: Vec<FoundLock> = self
             .locks_but(Some(&own))?
             .into_iter()
@@ -144,6 +145,8 @@ impl Repository {
             .filter(|f| exclusive || f.lock.as_ref().is_some_and(|l| l.exclusive))
             .collect();
         if let Some(c) = conflicts.first() {
+            // Listings made while another process holds the repository are not relied on.
+            self.backend.list_ahead(&[]);
             let _ = self.backend.remove(FileType::Lock, &own);
             return Err(Error::new(
                 ErrorKind::Locked,

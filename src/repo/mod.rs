@@ -136,6 +136,9 @@ fn start_object_lock(backend: &dyn Backend, policy: crate::format::config::Objec
     Ok(())
 }
 
+/// What a command lists to choose snapshots and load the index: for [`Repository::will_list`].
+pub const SNAPSHOTS_AND_INDEX: &[FileType] = &[FileType::Snapshot, FileType::Pack, FileType::Index];
+
 pub struct Repository {
     backend: Arc<dyn Backend>,
     config: Config,
@@ -149,6 +152,8 @@ pub struct Repository {
     object_cache: Option<object_cache::ObjectCache>,
     /// How the index goes through this machine's cache file.
     index_cache: IndexCache,
+    /// The object types the command will list once it holds its lock ([`Repository::will_list`]).
+    listed_once_locked: std::sync::Mutex<Vec<FileType>>,
 }
 
 /// How a command uses this machine's index cache file (src/index/cached.rs).
@@ -305,6 +310,24 @@ impl Repository {
             key_source,
             object_cache,
             index_cache: if object_cache::enabled() { IndexCache::Use } else { IndexCache::Off },
+            listed_once_locked: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Say which object types the command will list once it holds its lock: a remote
+    /// store lists them in the background, all at once, as soon as the lock is written
+    /// (or at once when the command reads without one), instead of one round trip after
+    /// another when each is needed (`backend::list_ahead`).
+    pub fn will_list(&self, types: &[FileType]) {
+        *self.listed_once_locked.lock().expect("listings wanted") = types.to_vec();
+    }
+
+    /// Start the listings [`Repository::will_list`] named: called once what is listed
+    /// from now on may be relied on (the lock is written, or none is taken).
+    pub(crate) fn start_listings(&self) {
+        let types = self.listed_once_locked.lock().expect("listings wanted").clone();
+        if !types.is_empty() {
+            self.backend.list_ahead(&types);
         }
     }
 
@@ -380,6 +403,7 @@ impl Repository {
             key_source: self.key_source.clone(),
             object_cache,
             index_cache: self.index_cache,
+            listed_once_locked: std::sync::Mutex::new(Vec::new()),
         })
     }
 

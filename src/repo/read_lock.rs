@@ -54,14 +54,18 @@ impl Repository {
         interrupt: &std::sync::atomic::AtomicBool,
     ) -> Result<ReadLock<'_>> {
         if policy == ReadLockPolicy::Skip {
+            self.start_listings();
             return Ok(ReadLock::Unlocked(None));
         }
         match self.lock_waiting(false, operation, wait, interrupt) {
             Ok(guard) => Ok(ReadLock::Held(guard)),
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(ReadLock::Unlocked(Some(format!(
-                "reading without a lock, as this user cannot write to the repository ({e}); a prune \
-                 meanwhile could remove what this command reads (--no-lock skips the attempt)"
-            )))),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                self.start_listings();
+                Ok(ReadLock::Unlocked(Some(format!(
+                    "reading without a lock, as this user cannot write to the repository ({e}); a prune \
+                     meanwhile could remove what this command reads (--no-lock skips the attempt)"
+                ))))
+            }
             Err(e) => Err(e),
         }
     }

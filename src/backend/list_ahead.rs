@@ -1,0 +1,251 @@
+//! Listings started before they are asked for, on remote stores.
+//!
+//! A command lists several object types one after another right after it takes its lock
+//! (a backup: the locks, the snapshots, the packs, the index files), and on a remote store
+//! each listing waits at least a round trip (an SFTP listing three). [`Backend::list_ahead`]
+//! starts the listings a command names in the background, so they overlap each other and
+//! the lock check; the next `list` of such a type takes the result.
+//!
+//! A listing taken this way is as fresh as one made when it was started: the repository
+//! starts them once its lock is written (format-spec/locks.md: what is listed after the
+//! lock is safe to rely on), and a write or delete of a type by this process drops its
+//! pending listing, so nobody gets a listing older than their own changes. Each is taken
+//! at most once; the next `list` of the type asks the store again. A listing that failed
+//! is asked for again, so its error comes from the call that needs it.
+
+use super::{Backend, FileType, Leftover, Listed};
+use crate::error::Result;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+type Pending = JoinHandle<Result<Vec<String>>>;
+
+pub struct ListAhead {
+    inner: Arc<dyn Backend>,
+    pending: Mutex<HashMap<FileType, Pending>>,
+}
+
+impl ListAhead {
+    pub fn new(inner: Box<dyn Backend>) -> Self {
+        ListAhead { inner: inner.into(), pending: Mutex::new(HashMap::new()) }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<FileType, Pending>> {
+        self.pending.lock().expect("listings ahead")
+    }
+
+    /// Drop the pending listing of `ft`, before this process changes that type: it
+    /// may no longer hold what the store holds once the change is made.
+    fn changing(&self, ft: FileType) {
+        self.pending().remove(&ft);
+    }
+}
+
+impl Backend for ListAhead {
+    fn list_ahead(&self, types: &[FileType]) {
+        let mut pending = self.pending();
+        // Listings started before are as old as whatever made the caller start again (a
+        // lock that met a conflict and waited): none of them is handed out any more.
+        pending.clear();
+        for &ft in types {
+            let inner = self.inner.clone();
+            let started = std::thread::Builder::new().name("list-ahead".into()).spawn(move || inner.list(ft));
+            // Without a thread the listing is simply made when it is asked for.
+            if let Ok(handle) = started {
+                pending.insert(ft, handle);
+            }
+        }
+    }
+
+    fn list(&self, ft: FileType) -> Result<Vec<String>> {
+        let taken = self.pending().remove(&ft);
+        if let Some(Ok(Ok(names))) = taken.map(JoinHandle::join) {
+            return Ok(names);
+        }
+        self.inner.list(ft)
+    }
+
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self) -> Result<()> {
+        self.inner.create()
+    }
+    fn read(&self, ft: FileType, name: &str, max: u64) -> Result<Vec<u8>> {
+        self.inner.read(ft, name, max)
+    }
+    fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.inner.read_range(ft, name, offset, len)
+    }
+    fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {
+        self.changing(ft);
+        self.inner.write(ft, name, bytes)
+    }
+    fn size(&self, ft: FileType, name: &str) -> Result<u64> {
+        self.inner.size(ft, name)
+    }
+    fn list_detailed(&self, ft: FileType) -> Result<Vec<Listed>> {
+        self.inner.list_detailed(ft)
+    }
+    fn remove(&self, ft: FileType, name: &str) -> Result<()> {
+        self.changing(ft);
+        self.inner.remove(ft, name)
+    }
+    fn write_parallelism(&self) -> usize {
+        self.inner.write_parallelism()
+    }
+    fn leftovers(&self, age: Duration) -> Result<Vec<Leftover>> {
+        self.inner.leftovers(age)
+    }
+    fn remove_leftover(&self, path: &str) -> Result<()> {
+        self.inner.remove_leftover(path)
+    }
+    fn read_parallelism(&self) -> usize {
+        self.inner.read_parallelism()
+    }
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
+    fn modified(&self, ft: FileType, name: &str) -> Result<Option<std::time::SystemTime>> {
+        self.inner.modified(ft, name)
+    }
+    fn arrival_is_authoritative(&self) -> bool {
+        self.inner.arrival_is_authoritative()
+    }
+    fn object_lock(&self) -> Option<&dyn super::object_lock::ObjectLock> {
+        self.inner.object_lock()
+    }
+    fn exists(&self, ft: FileType, name: &str) -> Result<bool> {
+        self.inner.exists(ft, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::local::LocalBackend;
+    use crate::repo::{InitOptions, KeySource, Repository, SNAPSHOTS_AND_INDEX};
+
+    /// A local store that notes each listing: its type and the thread that made it.
+    struct Noting(LocalBackend, Arc<Mutex<Vec<(FileType, String)>>>);
+
+    impl Backend for Noting {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        fn create(&self) -> Result<()> {
+            self.0.create()
+        }
+        fn read(&self, ft: FileType, name: &str, max: u64) -> Result<Vec<u8>> {
+            self.0.read(ft, name, max)
+        }
+        fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+            self.0.read_range(ft, name, offset, len)
+        }
+        fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {
+            self.0.write(ft, name, bytes)
+        }
+        fn list(&self, ft: FileType) -> Result<Vec<String>> {
+            let thread = std::thread::current().name().unwrap_or("").to_string();
+            self.1.lock().unwrap().push((ft, thread));
+            self.0.list(ft)
+        }
+        fn size(&self, ft: FileType, name: &str) -> Result<u64> {
+            self.0.size(ft, name)
+        }
+        fn remove(&self, ft: FileType, name: &str) -> Result<()> {
+            self.0.remove(ft, name)
+        }
+    }
+
+    #[test]
+    fn a_lock_starts_the_listings_a_command_named_and_a_conflict_drops_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = dir.path().join("r");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let store = Noting(LocalBackend::new(&loc), seen.clone());
+        let wrapped = Box::new(ListAhead::new(Box::new(store)));
+        let repo = Repository::init_on(wrapped, b"pw", &InitOptions::default(), None).unwrap();
+        // Who listed each type, once the repository is opened and locked and the index
+        // and snapshots are loaded.
+        let listers = |ft: FileType| -> Vec<String> {
+            seen.lock().unwrap().iter().filter(|(t, _)| *t == ft).map(|(_, who)| who.clone()).collect()
+        };
+        let load = || {
+            crate::index::Index::load(&repo).unwrap();
+            repo.snapshots().unwrap();
+        };
+
+        seen.lock().unwrap().clear();
+        repo.will_list(SNAPSHOTS_AND_INDEX);
+        let held = repo.lock(false, "backup").unwrap();
+        load();
+        for ft in SNAPSHOTS_AND_INDEX {
+            assert_eq!(listers(*ft), vec!["list-ahead"], "{ft:?}: listed once, ahead");
+        }
+        drop(held);
+
+        // Another process's exclusive lock: the listings the failed attempt started are
+        // not used; the command lists anew once it holds its lock.
+        let other =
+            Repository::open_on(Box::new(LocalBackend::new(&loc)), b"pw", &KeySource::Stored).unwrap();
+        let prune = other.lock(true, "prune").unwrap();
+        seen.lock().unwrap().clear();
+        assert_eq!(repo.lock(false, "backup").err().map(|e| e.kind()), Some(crate::error::ErrorKind::Locked));
+        drop(prune);
+        load();
+        for ft in SNAPSHOTS_AND_INDEX {
+            let who = listers(*ft);
+            assert_eq!(
+                who.last().map(String::as_str),
+                Some(std::thread::current().name().unwrap()),
+                "{ft:?}"
+            );
+        }
+    }
+
+    fn names(b: &dyn Backend, ft: FileType) -> Vec<String> {
+        let mut n = b.list(ft).unwrap();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn a_listing_ahead_is_taken_once_and_never_outlives_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalBackend::new(dir.path().to_str().unwrap());
+        local.create().unwrap();
+        let store: Arc<dyn Backend> = Arc::new(local);
+        let b = ListAhead { inner: store.clone(), pending: Mutex::new(HashMap::new()) };
+        let a = "a".repeat(64);
+        let c = "c".repeat(64);
+        store.write(FileType::Snapshot, &a, b"one").unwrap();
+
+        // Taken from the listing made ahead: a snapshot written behind the wrapper's back
+        // (as another host would) after it was made is not in it...
+        b.list_ahead(&[FileType::Snapshot, FileType::Index]);
+        while !b.pending()[&FileType::Snapshot].is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        store.write(FileType::Snapshot, &c, b"two").unwrap();
+        assert_eq!(names(&b, FileType::Snapshot), vec![a.clone()]);
+        // ... and the next listing asks the store.
+        assert_eq!(names(&b, FileType::Snapshot), vec![a.clone(), c.clone()]);
+
+        // A write of the type through the wrapper drops its pending listing.
+        b.list_ahead(&[FileType::Index]);
+        b.write(FileType::Index, &a, b"index").unwrap();
+        assert!(b.pending().is_empty());
+        assert_eq!(names(&b, FileType::Index), vec![a.clone()]);
+
+        // So does a delete; and starting again drops whatever was pending.
+        b.list_ahead(&[FileType::Snapshot, FileType::Index]);
+        b.remove(FileType::Snapshot, &a).unwrap();
+        assert_eq!(b.pending().keys().copied().collect::<Vec<_>>(), vec![FileType::Index]);
+        b.list_ahead(&[]);
+        assert!(b.pending().is_empty());
+        assert_eq!(names(&b, FileType::Snapshot), vec![c]);
+    }
+}
