@@ -2,6 +2,7 @@
 //! whose access log shows every object read: snapshots and index files are written to or
 //! read from the store once, then read from the cache; a cached copy that is not the
 //! object it names is never used; a snapshot deleted from the store is not brought back;
+//! each command reads the newest log entry, which it follows, from the cache;
 //! and check reads the store itself, so a damaged stored object is found although the
 //! cache holds a good copy.
 
@@ -79,6 +80,10 @@ fn snapshots_and_index_files_are_read_once_and_a_bad_copy_or_a_deleted_object_is
         std::fs::write(tree.root.join("round.txt"), format!("round {round}")).unwrap();
         witness.backup(&repo, &tree.root, &[]);
     }
+    // Each backup's log entry follows the one before, which this machine wrote: it is
+    // read from the cache, not the store.
+    assert!(list_objects(&server.storage("gw"), "log").len() >= 3);
+    assert_eq!(reads(&server, "log"), 0, "the newest log entry comes from the cache");
     let snapshots = server.storage("gw").join("snapshots");
     let stored: Vec<String> = list_objects(&server.storage("gw"), "snapshots");
     assert_eq!(stored.len(), 3);
@@ -124,9 +129,15 @@ fn snapshots_and_index_files_are_read_once_and_a_bad_copy_or_a_deleted_object_is
         assert_eq!(blake3::hash(&std::fs::read(&f).unwrap()).to_hex().as_str(), name, "copy made good again");
     }
 
-    // A snapshot deleted from the store is neither listed nor kept in the cache.
+    // A snapshot deleted from the store is neither listed nor kept in the cache. (And a
+    // cache emptied meanwhile has the newest log entry read from the store, once.)
     let oldest = witness.ids()[0].clone();
+    let log_reads = reads(&server, "log");
     repo.cairn().args(["forget", &oldest]).run().ok();
+    assert_eq!(reads(&server, "log"), log_reads + 1);
+    repo.cairn().args(["snapshots"]).run().ok();
+    repo.cairn().args(["forget", "--keep-last", "5"]).run().ok();
+    assert_eq!(reads(&server, "log"), log_reads + 1, "the entry forget wrote is cached");
     witness.drop_id(&oldest);
     assert_eq!(listed(&repo).len(), 2);
     assert_eq!(cached(&repo.cache, "snapshots").len(), 2);

@@ -60,14 +60,24 @@ fn names_by_seq(repo: &Repository) -> Result<LogListing> {
             Err(e) => bad.push(e.to_string()),
         }
     }
+    // The cache keeps entries by hash, and none the store no longer lists.
+    if let Some(cache) = &repo.object_cache {
+        let listed: Vec<String> = by_seq.values().flatten().map(|h| crate::id::hex_encode(h)).collect();
+        cache.retain(FileType::Log, &listed);
+    }
     Ok((by_seq, bad))
 }
 
 impl Repository {
     /// Append an entry for `record`, chained to the newest entries that verify.
     pub fn append_log(&self, record: LogRecord) -> Result<()> {
-        self.keys_still_current()?;
-        let (seq, prev) = self.log_head()?;
+        // Both wait for the store: at once, a round trip or more fewer on a remote one.
+        let (current, head) = std::thread::scope(|s| {
+            let head = s.spawn(|| self.log_head());
+            (self.keys_still_current(), head.join())
+        });
+        current?;
+        let (seq, prev) = head.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         let entry = LogEntry {
             seq,
             prev,
@@ -83,7 +93,11 @@ impl Repository {
         };
         let bytes = envelope::seal(&self.keys, ObjectType::Log, &entry.encode())?;
         let hash = *blake3::hash(&bytes).as_bytes();
-        self.backend.write(FileType::Log, &log::name(seq, &hash), &bytes)
+        self.backend.write(FileType::Log, &log::name(seq, &hash), &bytes)?;
+        if let Some(cache) = &self.object_cache {
+            cache.put(FileType::Log, &hash, &bytes);
+        }
+        Ok(())
     }
 
     /// The number of the next entry and the hashes of the newest entries that open and
@@ -218,10 +232,22 @@ impl Repository {
     }
 
     fn load_log_entry(&self, name: &str, hash: &[u8; 32], seq: u64) -> Result<LogEntry> {
-        let bytes = self.read_object(FileType::Log, name)?;
-        if blake3::hash(&bytes).as_bytes() != hash {
-            return Err(Error::corrupt("altered: its content does not match its name"));
-        }
+        // Entries are named by the hash of their bytes, as snapshots are: a copy in the
+        // object cache that hashes to the name is the entry (the newest, read back by
+        // every append, is most often one this machine wrote).
+        let bytes = match self.object_cache.as_ref().and_then(|c| c.get(FileType::Log, hash)) {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = self.read_object(FileType::Log, name)?;
+                if blake3::hash(&bytes).as_bytes() != hash {
+                    return Err(Error::corrupt("altered: its content does not match its name"));
+                }
+                if let Some(cache) = &self.object_cache {
+                    cache.put(FileType::Log, hash, &bytes);
+                }
+                bytes
+            }
+        };
         let opened = envelope::open_attested(&self.keys, ObjectType::Log, &bytes)?;
         let mut entry = LogEntry::decode(&opened.payload)?;
         entry.written_by = opened.written_by;

@@ -1,4 +1,5 @@
-//! Snapshots and index files of a remote repository, kept on this machine's disk.
+//! Snapshots, index files and activity log entries of a remote repository, kept on this
+//! machine's disk.
 //!
 //! Every command reads all of a repository's snapshots (to find a parent, to apply a
 //! retention policy, to name `latest`) and most read all of its index files. Over a link
@@ -6,8 +7,8 @@
 //! none of them ever changes: both kinds are named by the BLAKE3 hash of their bytes and
 //! are never rewritten, only deleted. So a copy read once is as good as the stored object,
 //! as long as it is checked to be that object. What this machine writes (its backups'
-//! snapshots and index files) goes into the cache too, so the next backup reads its
-//! parent from here.
+//! snapshots and index files, its log entries) goes into the cache too, so the next
+//! backup reads its parent from here, and the next log entry the one it follows.
 //!
 //! - A cached copy is used only after its bytes hash to its name; one that does not is
 //!   deleted and read from the store again. It is then opened (authenticated) as a stored
