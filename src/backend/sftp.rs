@@ -33,7 +33,7 @@ const OP_TIMEOUT: Duration = Duration::from_secs(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Uploads in flight over the one connection: SFTP pipelines requests, so overlapping
 /// packs hides the round trips of their renames.
-const PARALLEL_UPLOADS: usize = 4;
+const PARALLEL_UPLOADS: usize = 8;
 /// Pack fetches check --read-data and restore keep in flight.
 const PARALLEL_READS: usize = 8;
 
@@ -584,8 +584,13 @@ impl Backend for SftpBackend {
                 if ft != FileType::Lock && c.sftp.support_fsync() {
                     f.sync_all().await?;
                 }
-                f.close().await?;
-                c.sftp.fs().rename(&tmp, &p).await
+                // The close and then the rename go out at once, a round trip fewer: the
+                // data is synced already, OpenSSH's server takes requests in the order
+                // sent, and one that would not still renames an open file on POSIX.
+                let mut fs = c.sftp.fs();
+                let (closed, renamed) = tokio::join!(biased; f.close(), fs.rename(&tmp, &p));
+                closed?;
+                renamed
             })
         };
         let result = match upload() {
