@@ -493,7 +493,9 @@ async fn write_pipelined(f: &openssh_sftp_client::file::File, data: bytes::Bytes
             let mut f = f.clone();
             tokio::spawn(async move {
                 seek(&mut f, at as u64)?;
-                f.write_all(&part).await
+                // Sent from `data` itself: a plain write would copy every piece into the
+                // library's send buffer, a second copy of the object per upload in flight.
+                f.write_all_zero_copy(&mut [part]).await
             })
         })
         .collect();
