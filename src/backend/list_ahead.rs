@@ -10,17 +10,23 @@
 //! starts them once its lock is written (format-spec/locks.md: what is listed after the
 //! lock is safe to rely on), and a write or delete of a type by this process drops its
 //! pending listing, so nobody gets a listing older than their own changes. Each is taken
-//! at most once; the next `list` of the type asks the store again. A listing that failed
-//! is asked for again, so its error comes from the call that needs it.
+//! at most once, and only within [`FRESH_FOR`] of its start: it serves the first steps of
+//! a command, not a question asked after an hour's backup (whether a snapshot name is
+//! taken). The next `list` of the type asks the store again. A listing that failed is
+//! asked for again, so its error comes from the call that needs it.
 
 use super::{Backend, FileType, Leftover, Listed};
 use crate::error::Result;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-type Pending = JoinHandle<Result<Vec<String>>>;
+/// How long after its start a listing made ahead may be handed out.
+pub const FRESH_FOR: Duration = Duration::from_secs(10);
+
+/// A listing made ahead: when it started, and the thread making it.
+type Pending = (Instant, JoinHandle<Result<Vec<String>>>);
 
 pub struct ListAhead {
     inner: Arc<dyn Backend>,
@@ -54,14 +60,14 @@ impl Backend for ListAhead {
             let started = std::thread::Builder::new().name("list-ahead".into()).spawn(move || inner.list(ft));
             // Without a thread the listing is simply made when it is asked for.
             if let Ok(handle) = started {
-                pending.insert(ft, handle);
+                pending.insert(ft, (Instant::now(), handle));
             }
         }
     }
 
     fn list(&self, ft: FileType) -> Result<Vec<String>> {
-        let taken = self.pending().remove(&ft);
-        if let Some(Ok(Ok(names))) = taken.map(JoinHandle::join) {
+        let taken = self.pending().remove(&ft).filter(|(started, _)| started.elapsed() <= FRESH_FOR);
+        if let Some(Ok(Ok(names))) = taken.map(|(_, listing)| listing.join()) {
             return Ok(names);
         }
         self.inner.list(ft)
@@ -226,7 +232,7 @@ mod tests {
         // Taken from the listing made ahead: a snapshot written behind the wrapper's back
         // (as another host would) after it was made is not in it...
         b.list_ahead(&[FileType::Snapshot, FileType::Index]);
-        while !b.pending()[&FileType::Snapshot].is_finished() {
+        while !b.pending()[&FileType::Snapshot].1.is_finished() {
             std::thread::sleep(Duration::from_millis(1));
         }
         store.write(FileType::Snapshot, &c, b"two").unwrap();
@@ -246,6 +252,16 @@ mod tests {
         assert_eq!(b.pending().keys().copied().collect::<Vec<_>>(), vec![FileType::Index]);
         b.list_ahead(&[]);
         assert!(b.pending().is_empty());
-        assert_eq!(names(&b, FileType::Snapshot), vec![c]);
+        assert_eq!(names(&b, FileType::Snapshot), vec![c.clone()]);
+
+        // A listing not asked for within FRESH_FOR of its start is not handed out.
+        b.list_ahead(&[FileType::Snapshot]);
+        while !b.pending()[&FileType::Snapshot].1.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let started = Instant::now().checked_sub(FRESH_FOR + Duration::from_secs(1)).unwrap();
+        b.pending().get_mut(&FileType::Snapshot).unwrap().0 = started;
+        store.remove(FileType::Snapshot, &c).unwrap();
+        assert_eq!(names(&b, FileType::Snapshot), Vec::<String>::new());
     }
 }
