@@ -7,8 +7,8 @@
 //! the lock check; the next `list` of such a type takes the result.
 //!
 //! A listing taken this way is as fresh as one made when it was started: the repository
-//! starts them once its lock is written (format-spec/locks.md: what is listed after the
-//! lock is safe to rely on), and a write or delete of a type by this process drops its
+//! starts them once its lock is written, and drops them if its lock check meets a
+//! conflict (format-spec/locks.md, *Taking a lock*), and a write or delete of a type by this process drops its
 //! pending listing, so nobody gets a listing older than their own changes. Each is taken
 //! at most once, and only within [`FRESH_FOR`] of its start: it serves the first steps of
 //! a command, not a question asked after an hour's backup (whether a snapshot name is
