@@ -157,6 +157,7 @@ impl Backend for PackCache {
 mod tests {
     use super::*;
     use crate::backend::local::LocalBackend;
+    use crate::backend::watched::{Op, Watched};
 
     #[test]
     fn ranges_come_from_one_fetch_and_match_the_store() {
@@ -178,45 +179,6 @@ mod tests {
         assert!(cache.packs.lock().unwrap().iter().all(|(n, _)| n != &other));
     }
 
-    /// Counts the requests that reach the store.
-    struct Counting(LocalBackend, Arc<std::sync::atomic::AtomicUsize>);
-
-    impl Counting {
-        fn count(&self) {
-            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    impl Backend for Counting {
-        fn location(&self) -> String {
-            self.0.location()
-        }
-        fn create(&self) -> Result<()> {
-            self.0.create()
-        }
-        fn read(&self, ft: FileType, name: &str, max: u64) -> Result<Vec<u8>> {
-            self.count();
-            self.0.read(ft, name, max)
-        }
-        fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-            self.count();
-            self.0.read_range(ft, name, offset, len)
-        }
-        fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {
-            self.0.write(ft, name, bytes)
-        }
-        fn list(&self, ft: FileType) -> Result<Vec<String>> {
-            self.0.list(ft)
-        }
-        fn size(&self, ft: FileType, name: &str) -> Result<u64> {
-            self.count();
-            self.0.size(ft, name)
-        }
-        fn remove(&self, ft: FileType, name: &str) -> Result<()> {
-            self.0.remove(ft, name)
-        }
-    }
-
     #[test]
     fn a_pack_costs_one_request_and_larger_packs_are_read_by_range() {
         let dir = tempfile::tempdir().unwrap();
@@ -229,8 +191,14 @@ mod tests {
         let big_bytes: Vec<u8> = (0..MAX_CACHED_PACK + 10).map(|i| (i % 251) as u8).collect();
         local.write(FileType::Pack, &big, &big_bytes).unwrap();
         let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let cache =
-            PackCache::new(Box::new(Counting(LocalBackend::new(dir.path().join("r")), requests.clone())));
+        let counted = requests.clone();
+        // Every request for an object's bytes or size reaches the store.
+        let store = Watched::new(LocalBackend::new(dir.path().join("r")), move |op, _| {
+            if matches!(op, Op::Read | Op::ReadRange | Op::Size) {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let cache = PackCache::new(Box::new(store));
         let sent = || requests.load(std::sync::atomic::Ordering::Relaxed);
         for (offset, len) in [(0, 10), (1000, 5000), (299_990, 100)] {
             let got = cache.read_range(FileType::Pack, &small, offset, len).unwrap();

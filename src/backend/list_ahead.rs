@@ -132,46 +132,22 @@ impl Backend for ListAhead {
 mod tests {
     use super::*;
     use crate::backend::local::LocalBackend;
+    use crate::backend::watched::{Op, Watched};
     use crate::repo::{InitOptions, KeySource, Repository, SNAPSHOTS_AND_INDEX};
-
-    /// A local store that notes each listing: its type and the thread that made it.
-    struct Noting(LocalBackend, Arc<Mutex<Vec<(FileType, String)>>>);
-
-    impl Backend for Noting {
-        fn location(&self) -> String {
-            self.0.location()
-        }
-        fn create(&self) -> Result<()> {
-            self.0.create()
-        }
-        fn read(&self, ft: FileType, name: &str, max: u64) -> Result<Vec<u8>> {
-            self.0.read(ft, name, max)
-        }
-        fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-            self.0.read_range(ft, name, offset, len)
-        }
-        fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {
-            self.0.write(ft, name, bytes)
-        }
-        fn list(&self, ft: FileType) -> Result<Vec<String>> {
-            let thread = std::thread::current().name().unwrap_or("").to_string();
-            self.1.lock().unwrap().push((ft, thread));
-            self.0.list(ft)
-        }
-        fn size(&self, ft: FileType, name: &str) -> Result<u64> {
-            self.0.size(ft, name)
-        }
-        fn remove(&self, ft: FileType, name: &str) -> Result<()> {
-            self.0.remove(ft, name)
-        }
-    }
 
     #[test]
     fn a_lock_starts_the_listings_a_command_named_and_a_conflict_drops_them() {
         let dir = tempfile::tempdir().unwrap();
         let loc = dir.path().join("r");
+        // Each listing's type, and the thread that made it.
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let store = Noting(LocalBackend::new(&loc), seen.clone());
+        let noted = seen.clone();
+        let store = Watched::new(LocalBackend::new(&loc), move |op, ft| {
+            if op == Op::List {
+                let thread = std::thread::current().name().unwrap_or("").to_string();
+                noted.lock().unwrap().push((ft, thread));
+            }
+        });
         let wrapped = Box::new(ListAhead::new(Box::new(store)));
         let repo = Repository::init_on(wrapped, b"pw", &InitOptions::default(), None).unwrap();
         // Who listed each type, once the repository is opened and locked and the index

@@ -25,6 +25,8 @@ pub mod rest;
 pub mod retry;
 pub mod s3;
 pub mod sftp;
+#[cfg(test)]
+pub mod watched;
 
 use crate::error::Result;
 use std::time::Duration;
