@@ -136,6 +136,24 @@ mod tests {
     use crate::repo::{InitOptions, KeySource, Repository, SNAPSHOTS_AND_INDEX};
 
     #[test]
+    fn a_listing_ahead_that_failed_is_made_again_when_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalBackend::new(dir.path().to_str().unwrap());
+        local.create().unwrap();
+        let a = "a".repeat(64);
+        local.write(FileType::Snapshot, &a, b"one").unwrap();
+        // The store fails every listing made ahead (its thread dies with it).
+        let store = Watched::new(LocalBackend::new(dir.path().to_str().unwrap()), |op, _| {
+            if op == Op::List && std::thread::current().name() == Some("list-ahead") {
+                panic!("the connection broke off");
+            }
+        });
+        let b = ListAhead::new(Box::new(store));
+        b.list_ahead(&[FileType::Snapshot]);
+        assert_eq!(names(&b, FileType::Snapshot), vec![a]);
+    }
+
+    #[test]
     fn a_lock_starts_the_listings_a_command_named_and_a_conflict_drops_them() {
         let dir = tempfile::tempdir().unwrap();
         let loc = dir.path().join("r");
