@@ -1,7 +1,7 @@
 //! A small cache of whole packs for remote backends.
 //!
-//! Restore and copy read blobs one at a time, and the blobs of one pack usually one after
-//! the other. On a local disk a ranged read costs a system call; on a remote store each is
+//! Copy, dump and mount read blobs one at a time, and the blobs of one pack usually one
+//! after the other (restore plans its reads and fetches packs itself: `pack::prefetch`). On a local disk a ranged read costs a system call; on a remote store each is
 //! a request with a round trip (and some stores read the whole object to serve a range).
 //! So the first ranged read of a pack fetches it whole, and the next reads are served
 //! from memory. Only packs up to [`MAX_CACHED_PACK`] are cached, and at most
@@ -108,6 +108,10 @@ impl Backend for PackCache {
             }
             None => self.inner.read_range(ft, name, offset, len),
         }
+    }
+
+    fn read_range_direct(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.inner.read_range(ft, name, offset, len)
     }
 
     fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {

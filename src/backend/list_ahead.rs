@@ -85,6 +85,9 @@ impl Backend for ListAhead {
     fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         self.inner.read_range(ft, name, offset, len)
     }
+    fn read_range_direct(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.inner.read_range_direct(ft, name, offset, len)
+    }
     fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {
         self.changing(ft);
         self.inner.write(ft, name, bytes)

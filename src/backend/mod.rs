@@ -99,6 +99,11 @@ pub trait Backend: Send + Sync {
     fn read(&self, ft: FileType, name: &str, max: u64) -> Result<Vec<u8>>;
     /// Read `len` bytes at `offset`; fewer only if the object ends first.
     fn read_range(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// `read_range` past the cache of whole packs (`cache.rs`), for a reader that fetches
+    /// packs itself (`pack::prefetch`); the wrappers in front of that cache pass it on.
+    fn read_range_direct(&self, ft: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.read_range(ft, name, offset, len)
+    }
     /// Store an object atomically under `name`.
     fn write(&self, ft: FileType, name: &str, bytes: &[u8]) -> Result<()>;
     /// Names of all objects of a type (unordered).

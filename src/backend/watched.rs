@@ -1,6 +1,6 @@
 //! A local store that tells a test of every request it answers: the operation and the
 //! object type (the pack cache's tests count requests, the list-ahead tests see which
-//! thread lists). Unit tests only.
+//! thread lists, the prefetch test sees how many pack reads are in flight). Unit tests only.
 
 use super::local::LocalBackend;
 use super::{Backend, FileType};
@@ -22,12 +22,19 @@ type Hook = Box<dyn Fn(Op, FileType) + Send + Sync>;
 pub struct Watched {
     store: LocalBackend,
     hook: Hook,
+    remote: bool,
 }
 
 impl Watched {
     /// `store`, calling `hook` before it answers each request.
     pub fn new(store: LocalBackend, hook: impl Fn(Op, FileType) + Send + Sync + 'static) -> Self {
-        Watched { store, hook: Box::new(hook) }
+        Watched { store, hook: Box::new(hook), remote: false }
+    }
+
+    /// Say it is a remote store, as a store across a network does: readers then keep
+    /// several reads in flight (with a hook that waits, a store with a long round trip).
+    pub fn remote(self) -> Self {
+        Watched { remote: true, ..self }
     }
 }
 
@@ -61,5 +68,15 @@ impl Backend for Watched {
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
         (self.hook)(Op::Remove, ft);
         self.store.remove(ft, name)
+    }
+    fn is_remote(&self) -> bool {
+        self.remote
+    }
+    fn read_parallelism(&self) -> usize {
+        if self.remote {
+            8
+        } else {
+            1
+        }
     }
 }

@@ -7,10 +7,11 @@
 //! Measured with check --read-data of 293 MB from s3s-fs on loopback (2 cores):
 //! 2 threads 3.40 s, 4 threads 2.48 s, 8 threads 2.01 s.
 //!
-//! Restore reads blob by blob through the remote pack cache, and 8 threads working on 8
-//! parts of the file list in tree order evicted each other's packs (3.2 s with 2 threads,
-//! 4.0 s with 8, same corpus). So a remote restore first orders its files by the pack
-//! their data starts in; then 8 threads restored it in 2.8 s.
+//! Restore reads blob by blob, and 8 threads working on 8 parts of the file list in tree
+//! order evicted each other's packs from the remote pack cache (3.2 s with 2 threads, 4.0 s
+//! with 8, same corpus). So a remote restore first orders its files by the pack their data
+//! starts in (then 8 threads restored it in 2.8 s), and its threads now take the files in
+//! that order while the packs are fetched ahead of them (`pack::prefetch`).
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repository;

@@ -93,7 +93,8 @@ pub fn restore(
     let root = TargetRoot::open(target)?;
     let mut out = RestoreOutcome::default();
     let mut plan = make_plan(&reader, &index, tree, &root, opts, &mut out)?;
-    if repo.backend().read_parallelism() > 1 {
+    let remote = repo.backend().read_parallelism() > 1;
+    if remote {
         order_by_first_pack(&mut plan.files, &index);
     }
     // Files are written in tree order (ext4 then allocates their inodes and blocks near
@@ -118,9 +119,16 @@ pub fn restore(
     };
     let flusher = Flusher::new(root.root_fd().try_clone().ok().map(File::from), FLUSH_EVERY);
     // From a remote store, threads wait for fetched packs: more of them keep more
-    // fetches in flight (a local store keeps one thread per core).
+    // fetches in flight (a local store keeps one thread per core). There the threads take
+    // files in the plan's order, as the packs are fetched ahead (`pack::prefetch`).
     let restored = super::read_pool::install(repo, || {
-        plan.files.par_iter().try_for_each(|(path, node)| files.restore_one(path, node, interrupt, &flusher))
+        reader.fetching_ahead(|| {
+            let restore = |(path, node): &(PathBuf, Node)| files.restore_one(path, node, interrupt, &flusher);
+            match remote {
+                true => plan.files.iter().par_bridge().try_for_each(restore),
+                false => plan.files.par_iter().try_for_each(restore),
+            }
+        })
     })?;
     flusher.finish();
     restored?;
@@ -347,6 +355,8 @@ impl Files<'_> {
             }
             Ok(FileResult::Unchanged(file)) => {
                 self.unchanged.fetch_add(1, Ordering::Relaxed);
+                let planned = file_chunks(node).iter().filter_map(|c| self.index.get(&BlobId::Chunk(*c)));
+                self.reader.unplan(planned);
                 file
             }
             Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {

@@ -76,6 +76,17 @@ impl FrameCache {
         }
     }
 
+    /// Take reads out of the plan (one per blob no longer to be read): a frame whose
+    /// planned reads are all gone is dropped.
+    pub fn unplan(&self, reads: impl IntoIterator<Item = FrameKey>) {
+        let mut inner = self.lock();
+        for key in reads {
+            if inner.spend(key) == Some(0) {
+                inner.remove(key);
+            }
+        }
+    }
+
     /// The opened frame `key` if it is kept (counting one read of it), or else the turn
     /// to open it, once no other thread is opening it.
     pub fn get(&self, key: FrameKey) -> Lookup<'_> {

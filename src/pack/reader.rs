@@ -8,6 +8,7 @@
 //! frame until its last planned blob was read.
 
 use super::frame_cache::{FrameCache, Lookup};
+use super::prefetch::{Prefetch, FETCHERS};
 use crate::backend::FileType;
 use crate::compress;
 use crate::crypto::aead::{counter_nonce, Cipher};
@@ -19,7 +20,7 @@ use crate::index::{Index, Location};
 use crate::repo::Repository;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The key of one pack and the version of the pack, which says how its frames are sealed.
 pub struct PackKey {
@@ -45,6 +46,8 @@ pub struct PackReader<'r> {
     frames: FrameCache,
     /// Frames fetched and opened so far.
     opened: AtomicU64,
+    /// Packs fetched ahead, for a plan read from a remote store.
+    ahead: OnceLock<Prefetch>,
 }
 
 impl<'r> PackReader<'r> {
@@ -59,13 +62,79 @@ impl<'r> PackReader<'r> {
             keys: Mutex::new(HashMap::new()),
             frames: FrameCache::default(),
             opened: AtomicU64::new(0),
+            ahead: OnceLock::new(),
         }
     }
 
-    /// Tell the reader every blob it is about to read (in any order; a blob read twice is
-    /// named twice), so that each frame is kept opened until its last blob was read.
+    /// Tell the reader every blob it is about to read (a blob read twice is named twice),
+    /// so that each frame is kept opened until its last blob was read. From a remote store
+    /// the plan's order is also the order in which [`PackReader::fetching_ahead`] fetches
+    /// packs, so it should be about the order of the reads.
     pub fn plan_reads(&self, reads: impl IntoIterator<Item = Location>) {
-        self.frames.plan(reads.into_iter().map(|l| (l.pack, l.entry.offset)));
+        let reads: Vec<Location> = reads.into_iter().collect();
+        self.frames.plan(reads.iter().map(|l| (l.pack, l.entry.offset)));
+        if self.repo.backend().is_remote() {
+            let _ =
+                self.ahead.set(Prefetch::new(reads.iter().map(|l| (l.pack, l.entry.offset, l.entry.length))));
+        }
+    }
+
+    /// Take planned reads out of the plan: a file needs them no more (it was already at
+    /// the target), so frames and packs are not kept, or fetched, for them.
+    pub fn unplan(&self, reads: impl IntoIterator<Item = Location>) {
+        let reads: Vec<(PackId, u32)> = reads.into_iter().map(|l| (l.pack, l.entry.offset)).collect();
+        self.frames.unplan(reads.iter().copied());
+        if let Some(ahead) = self.ahead.get() {
+            ahead.unplan(reads);
+        }
+    }
+
+    /// Run `work` (the planned reads) while fetcher threads fetch the plan's packs ahead
+    /// of it (`prefetch.rs`); without a plan from a remote store, just run it.
+    pub fn fetching_ahead<T>(&self, work: impl FnOnce() -> T) -> T {
+        let Some(ahead) = self.ahead.get() else { return work() };
+        /// Stops the fetchers however `work` ends, a panic included, so the scope can end.
+        struct StopOnDrop<'a>(&'a Prefetch);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.stop();
+            }
+        }
+        std::thread::scope(|scope| {
+            let _stop = StopOnDrop(ahead);
+            for _ in 0..FETCHERS {
+                ahead.fetcher_starting();
+                let fetcher = || ahead.run_fetcher(|pack, offset, len| self.fetch_piece(pack, offset, len));
+                if std::thread::Builder::new().name("prefetch".into()).spawn_scoped(scope, fetcher).is_err() {
+                    ahead.fetcher_ended(); // fewer fetchers, or none: the readers read by frame
+                }
+            }
+            work()
+        })
+    }
+
+    /// A range of a pack, for [`Prefetch`]; the pack's key comes from the header in its
+    /// first piece, so it costs no request of its own.
+    fn fetch_piece(&self, pack: &PackId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let bytes = self.repo.backend().read_range_direct(FileType::Pack, &pack.to_hex(), offset, len)?;
+        let known = || self.keys.lock().expect("pack key cache lock").contains_key(pack);
+        if offset == 0 && bytes.len() >= pack::HEADER_LEN && !known() {
+            // A header that does not open is left for `key` to read again and report.
+            if let Ok(key) = PackKey::of_header(self.repo.keys(), &bytes[..pack::HEADER_LEN]) {
+                self.keys.lock().expect("pack key cache lock").insert(*pack, Arc::new(key));
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// A range of a pack: past the cache of whole packs while packs are fetched ahead
+    /// (that cache would fetch each pack once more), through it otherwise.
+    fn read_pack_range(&self, pack: &PackId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let backend = self.repo.backend();
+        match self.ahead.get() {
+            Some(_) => backend.read_range_direct(FileType::Pack, &pack.to_hex(), offset, len),
+            None => backend.read_range(FileType::Pack, &pack.to_hex(), offset, len),
+        }
     }
 
     /// How many frames were fetched and opened.
@@ -78,8 +147,7 @@ impl<'r> PackReader<'r> {
         if let Some(c) = self.keys.lock().expect("pack key cache lock").get(pack) {
             return Ok(c.clone());
         }
-        let head =
-            self.repo.backend().read_range(FileType::Pack, &pack.to_hex(), 0, pack::HEADER_LEN as u64)?;
+        let head = self.read_pack_range(pack, 0, pack::HEADER_LEN as u64)?;
         let key = Arc::new(
             PackKey::of_header(self.repo.keys(), &head).map_err(|e| e.wrap(format!("pack {pack}")))?,
         );
@@ -132,14 +200,13 @@ impl<'r> PackReader<'r> {
     }
 
     fn fetch_frame(&self, loc: &Location) -> Result<Vec<u8>> {
-        let key = self.key(&loc.pack)?;
         let e = &loc.entry;
-        let mut sealed = self.repo.backend().read_range(
-            FileType::Pack,
-            &loc.pack.to_hex(),
-            e.offset as u64,
-            e.length as u64,
-        )?;
+        let ahead = self.ahead.get().and_then(|a| a.frame(&loc.pack, e.offset, e.length));
+        let mut sealed = match ahead {
+            Some(frame) => frame,
+            None => self.read_pack_range(&loc.pack, e.offset as u64, e.length as u64)?,
+        };
+        let key = self.key(&loc.pack)?;
         if sealed.len() != e.length as usize {
             return Err(Error::corrupt(format!("{}: pack is truncated", e.id)));
         }
