@@ -362,9 +362,8 @@ mod tests {
     use crate::backend::local::LocalBackend;
     use crate::backend::watched::{Op, Watched};
     use crate::backend::FileType;
-    use crate::id::BlobId;
     use crate::index::{Index, Location};
-    use crate::pack::{BlobWriter, PackReader};
+    use crate::pack::PackReader;
     use crate::repo::{InitOptions, KeySource, Repository};
     use std::time::{Duration, Instant};
 
@@ -446,15 +445,7 @@ mod tests {
                 b
             })
             .collect();
-        let ids: Vec<BlobId> = blobs.iter().map(|b| BlobId::Chunk(repo.keys().chunk_id(b))).collect();
-        let (saved, _) = BlobWriter::run(&repo, Index::default(), |w| -> Result<()> {
-            for (id, b) in ids.iter().zip(&blobs) {
-                w.save(*id, b)?;
-            }
-            Ok(())
-        })
-        .unwrap();
-        saved.unwrap();
+        let ids = crate::pack::writer::store_chunks(&repo, &blobs);
         drop(repo);
 
         // The same repository behind a long round trip: each pack read is noted when it

@@ -356,7 +356,6 @@ mod tests {
     /// do): each frame is opened once per read without a plan, once in all with one.
     #[test]
     fn a_planned_reader_opens_each_frame_once() {
-        use crate::pack::BlobWriter;
         use crate::repo::InitOptions;
         let dir = tempfile::tempdir().unwrap();
         let loc = dir.path().join("r");
@@ -365,15 +364,7 @@ mod tests {
         let blob =
             |i: usize| format!("<policy id='{i}' rule='allow'/>\n").repeat(300 << 10 >> 5).into_bytes();
         let blobs: Vec<Vec<u8>> = (0..36).map(blob).collect();
-        let ids: Vec<BlobId> = blobs.iter().map(|b| BlobId::Chunk(repo.keys().chunk_id(b))).collect();
-        let (saved, _) = BlobWriter::run(&repo, Index::default(), |w| -> Result<()> {
-            for (id, b) in ids.iter().zip(&blobs) {
-                w.save(*id, b)?;
-            }
-            Ok(())
-        })
-        .unwrap();
-        saved.unwrap();
+        let ids = crate::pack::writer::store_chunks(&repo, &blobs);
         let index = Index::load(&repo).unwrap();
         let locs: Vec<Location> = ids.iter().map(|id| index.get(id).unwrap()).collect();
         let frames: std::collections::HashSet<u32> = locs.iter().map(|l| l.entry.offset).collect();

@@ -297,6 +297,22 @@ impl<'r> BlobWriter<'r> {
     }
 }
 
+/// Store `blobs` as chunks in new packs and index files, for tests that read them back;
+/// their ids, in order.
+#[cfg(test)]
+pub(crate) fn store_chunks(repo: &Repository, blobs: &[Vec<u8>]) -> Vec<BlobId> {
+    let ids: Vec<BlobId> = blobs.iter().map(|b| BlobId::Chunk(repo.keys().chunk_id(b))).collect();
+    let (saved, _) = BlobWriter::run(repo, Index::default(), |w| -> Result<()> {
+        for (id, b) in ids.iter().zip(blobs) {
+            w.save(*id, b)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    saved.unwrap();
+    ids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
