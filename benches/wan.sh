@@ -153,8 +153,43 @@ for b in $BACKENDS; do
     printf "| %s | %.2f | %.1f | %.0f%% | %.2f | %.1f | %.0f%% | %.2f | %.2f | %.1fx |", b, tb, n/tb/1e6, 100*s/tb/link, tr, n/tr/1e6, 100*s/tr/link, tn, tw, tw/tl }')")
 done
 
+# restic over the same link and servers, for S3 and SFTP (it has no client for a served
+# repository): its first backup and the median of its restores, against the bytes it
+# stored. restic has no object cache to warm, so it gets no no-change figures here.
+restic_location() { # backend
+  case $1 in
+    s3) echo "s3:$S3_ENDPOINT/cairn-test/restic-first" ;;
+    sftp) echo "sftp:cairn-test:$WORK/ssh/restic-first" ;;
+  esac
+}
+restic_stored() { # backend
+  case $1 in
+    s3) du -sb "$WORK/s3/store/cairn-test/restic-first" | cut -f1 ;;
+    sftp) du -sb "$WORK/ssh/restic-first" | cut -f1 ;;
+  esac
+}
+if command -v restic >/dev/null 2>&1; then
+  export RESTIC_PASSWORD=bench-password RESTIC_CACHE_DIR=$WORK/cache/restic
+  for b in $BACKENDS; do
+    [ "$b" = served ] && continue
+    r=(restic -q -r "$(restic_location "$b")" -o "sftp.command=ssh -F $WORK/ssh/wan_config cairn-test -s sftp")
+    "${r[@]}" init >/dev/null
+    tb=$(seconds "${r[@]}" backup --host bench "$WORK/data")
+    tr=$(for k in $(seq "$RESTORES"); do
+      seconds "${r[@]}" restore latest --target "$WORK/restic-restore-$b-$k"; echo
+      rm -rf "$WORK/restic-restore-$b-$k"
+    done | sort -n | awk '{t[NR] = $1} END {print t[int((NR + 1) / 2)]}')
+    say "restic, $b: first backup $tb s, restore $tr s"
+    ROWS+=("$(awk -v b="restic $(restic version | cut -d' ' -f2), $b" -v tb="$tb" -v tr="$tr" -v n="$BYTES" -v s="$(restic_stored "$b")" -v rate="$RATE" 'BEGIN {
+      link = rate * 1e6 / 8
+      printf "| %s | %.2f | %.1f | %.0f%% | %.2f | %.1f | %.0f%% | | | |", b, tb, n/tb/1e6, 100*s/tb/link, tr, n/tr/1e6, 100*s/tr/link }')")
+  done
+else
+  say "restic is not installed: no restic rows"
+fi
+
 echo "Link: ${RTT} ms round trip, ${RATE} Mbit/s ($((RATE / 8)) MB/s), measured: $(echo "$LINK_REPORT" | paste -sd';' | sed 's/;/; /g')."
-echo "Corpus: $FILES files, $((BYTES / 1000000)) MB (scale $SCALE), $((STORED / 1000000)) MB stored (what crosses the link; MB/s below are of the corpus, \"of link\" of the stored bytes); $(nproc) cores; $(date -u '+%Y-%m-%d'); no-change backup of $SNAPSHOTS snapshots on a local folder: $LOCAL_NOCHANGE s"
+echo "Corpus: $FILES files, $((BYTES / 1000000)) MB (scale $SCALE), $((STORED / 1000000)) MB stored by cairn (what crosses the link; MB/s below are of the corpus, \"of link\" of the bytes each tool stored); $(nproc) cores; $(date -u '+%Y-%m-%d'); no-change backup of $SNAPSHOTS snapshots on a local folder: $LOCAL_NOCHANGE s"
 echo
 echo "| backend | first backup, s | MB/s | of link | restore, s | MB/s | of link | no-change, empty cache, s | no-change, s | vs local |"
 echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
