@@ -18,8 +18,10 @@
 //! A pack stays until each of its planned frames was opened, and goes then. Packs are
 //! taken on while their bytes fit in [`BUDGET`], so the fetchers stay a few packs ahead of
 //! the files being written. A reader that needs a pack the fetchers have not taken on yet
-//! has it taken on first; one that needs a frame of a pack already let go (opened again
-//! after the frame cache dropped it) or never planned reads that frame itself.
+//! has it taken on first, making room by letting go of the fetched packs used longest
+//! ago: a pack that a file far along the plan still needs a frame of would otherwise stay,
+//! and with many such packs held, memory would grow with the restore. A reader that needs
+//! a frame of a pack already let go, or never planned, reads that frame itself.
 
 use crate::error::Result;
 use crate::id::PackId;
@@ -63,6 +65,8 @@ enum Piece {
 /// A pack taken on: its pieces, and the bytes counted for it against the budget.
 struct Held {
     pieces: Vec<Piece>,
+    /// When a frame was last taken from it (a count of takes).
+    used: u64,
     span: u64,
     /// Bytes per piece (the last may be shorter).
     piece: u64,
@@ -81,6 +85,10 @@ struct State {
     /// Packs taken on that have pieces still wanted, in the order they are fetched.
     queue: VecDeque<PackId>,
     bytes: u64,
+    /// Bytes that may be taken on at once: [`BUDGET`] but in tests.
+    budget: u64,
+    /// Frames taken so far, the clock of `Held::used`.
+    clock: u64,
     /// Fetcher threads running: readers wait for pieces only while one is.
     fetchers: usize,
     stopped: bool,
@@ -96,6 +104,10 @@ impl Prefetch {
     /// A plan of frame reads `(pack, frame offset, sealed frame length)`, one per blob to
     /// be read, in about the order they will be read.
     pub fn new(reads: impl IntoIterator<Item = (PackId, u32, u32)>) -> Prefetch {
+        Prefetch::with_budget(reads, BUDGET)
+    }
+
+    fn with_budget(reads: impl IntoIterator<Item = (PackId, u32, u32)>, budget: u64) -> Prefetch {
         let mut order = Vec::new();
         let mut needed: HashMap<PackId, Needed> = HashMap::new();
         for (pack, offset, length) in reads {
@@ -115,6 +127,8 @@ impl Prefetch {
             held: HashMap::new(),
             queue: VecDeque::new(),
             bytes: 0,
+            budget,
+            clock: 0,
             fetchers: 0,
             stopped: false,
         };
@@ -159,7 +173,7 @@ impl Prefetch {
                 continue;
             }
             match s.next_to_take_on() {
-                Some(pack) if s.bytes == 0 || s.bytes + s.needed[&pack].span <= BUDGET => {
+                Some(pack) if s.bytes == 0 || s.bytes + s.needed[&pack].span <= s.budget => {
                     s.next += 1;
                     s.take_on(pack, false);
                 }
@@ -196,6 +210,9 @@ impl Prefetch {
                         continue;
                     }
                     let frame = copy_out(pieces, start % held.piece, length as usize);
+                    s.clock += 1;
+                    let now = s.clock;
+                    s.held.get_mut(pack).expect("held").used = now;
                     if s.open(pack, offset) {
                         self.changed.notify_all();
                     }
@@ -204,6 +221,8 @@ impl Prefetch {
                 None if s.fetchers > 0
                     && s.needed.get(pack).is_some_and(|n| n.frames.contains_key(&offset)) =>
                 {
+                    let span = s.needed[pack].span;
+                    s.make_room(span);
                     s.take_on(*pack, true);
                     self.changed.notify_all();
                 }
@@ -292,7 +311,7 @@ impl State {
                 *p = Piece::Wanted;
             }
         }
-        let mut held = Held { pieces, span: n.span, piece, counted: 0 };
+        let mut held = Held { pieces, used: self.clock, span: n.span, piece, counted: 0 };
         held.counted = (0..held.pieces.len())
             .filter(|&k| matches!(held.pieces[k], Piece::Wanted))
             .map(|k| held.piece_range(k).1)
@@ -303,6 +322,23 @@ impl State {
         match first {
             true => self.queue.push_front(pack),
             false => self.queue.push_back(pack),
+        }
+    }
+
+    /// Let go of fetched packs, used longest ago first, until `span` more bytes fit in the
+    /// budget; their frames still planned are read one by one.
+    fn make_room(&mut self, span: u64) {
+        while self.bytes + span > self.budget {
+            let idle = self
+                .held
+                .iter()
+                .filter(|(_, h)| h.pieces.iter().all(|p| matches!(p, Piece::Fetched(_) | Piece::Skipped)))
+                .min_by_key(|(_, h)| h.used)
+                .map(|(p, _)| *p);
+            match idle {
+                Some(pack) => self.fail(&pack),
+                None => return,
+            }
         }
     }
 
@@ -318,7 +354,7 @@ impl State {
         self.release(pack)
     }
 
-    /// A fetch failed: let the pack go and read its frames one by one.
+    /// Let the pack go and read its frames one by one: its fetch failed, or it made room.
     fn fail(&mut self, pack: &PackId) {
         self.needed.remove(pack);
         self.release(pack);
@@ -417,6 +453,31 @@ mod tests {
             p.stop();
             assert_eq!(p.frame(&b, 10, 100), None, "stopped: nothing is waited for");
         });
+        assert_eq!(p.lock().bytes, 0);
+    }
+
+    #[test]
+    fn a_pack_a_later_frame_still_needs_is_let_go_when_a_reader_needs_room() {
+        let (a, b, c) = (PackId([1; 32]), PackId([2; 32]), PackId([3; 32]));
+        // Room for one pack: a's second frame is planned last, so a would stay throughout.
+        let plan = [(a, 10, 100), (b, 10, 500), (c, 10, 500), (a, 500, 100)];
+        let p = Prefetch::with_budget(plan, 700);
+        let fetched = Mutex::new(Vec::new());
+        p.fetcher_starting();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                p.run_fetcher(|pack, offset, len| {
+                    fetched.lock().unwrap().push(*pack);
+                    assert!(p.lock().bytes <= 700, "within the budget while fetching");
+                    Ok(bytes_of(pack, offset, len))
+                })
+            });
+            assert_eq!(p.frame(&a, 10, 100), Some(bytes_of(&a, 10, 100)));
+            assert_eq!(p.frame(&b, 10, 500), Some(bytes_of(&b, 10, 500)));
+            assert_eq!(p.frame(&c, 10, 500), Some(bytes_of(&c, 10, 500)));
+            assert_eq!(p.frame(&a, 500, 100), None, "a was let go: its last frame is read alone");
+        });
+        assert_eq!(fetched.into_inner().unwrap().iter().filter(|p| **p == a).count(), 1);
         assert_eq!(p.lock().bytes, 0);
     }
 
