@@ -254,6 +254,11 @@ impl Prefetch {
         }
     }
 
+    /// Whether the fetchers run: the plan's reads are under way.
+    pub fn running(&self) -> bool {
+        !self.lock().stopped
+    }
+
     /// End the fetchers, and have every frame read by itself from now on.
     pub fn stop(&self) {
         let mut s = self.lock();
@@ -519,7 +524,8 @@ mod tests {
                 std::thread::sleep(ROUND_TRIP);
             }
         });
-        let repo = Repository::open_on(Box::new(store.remote()), b"pw", &KeySource::Stored).unwrap();
+        let cached = crate::backend::cache::PackCache::new(Box::new(store.remote()));
+        let repo = Repository::open_on(Box::new(cached), b"pw", &KeySource::Stored).unwrap();
         let index = Index::load(&repo).unwrap();
         let planned: Vec<Location> = ids.iter().map(|id| index.get(id).unwrap()).collect();
         let reader = PackReader::new(&repo);
@@ -535,12 +541,19 @@ mod tests {
         }
         assert_eq!(spans.len(), 2, "two packs");
         let pieces: u64 = spans.values().map(|s| s.div_ceil(PIECE)).sum();
-        let mut started = started.lock().unwrap().clone();
+        let mut starts = started.lock().unwrap().clone();
         // No read of a header or of a frame alone: each piece once.
-        assert_eq!(started.len() as u64, pieces);
+        assert_eq!(starts.len() as u64, pieces);
         // Read one after another, each would start a round trip after the one before.
-        started.sort();
-        let overlapping = started.windows(2).filter(|w| w[1] - w[0] < ROUND_TRIP / 2).count();
+        starts.sort();
+        let overlapping = starts.windows(2).filter(|w| w[1] - w[0] < ROUND_TRIP / 2).count();
         assert!(overlapping >= 2, "pack reads overlapped {overlapping} times");
+
+        // Once the plan is read (restore --delete then reads trees), the whole-pack cache
+        // serves again: two blobs of one pack, one request.
+        let before = started.lock().unwrap().len();
+        assert!(reader.read_blob(&planned[0]).unwrap() == blobs[0]);
+        assert!(reader.read_blob(&planned[1]).unwrap() == blobs[1]);
+        assert_eq!(started.lock().unwrap().len(), before + 1);
     }
 }

@@ -128,12 +128,12 @@ impl<'r> PackReader<'r> {
     }
 
     /// A range of a pack: past the cache of whole packs while packs are fetched ahead
-    /// (that cache would fetch each pack once more), through it otherwise.
+    /// (that cache would fetch each pack once more), through it before and after.
     fn read_pack_range(&self, pack: &PackId, offset: u64, len: u64) -> Result<Vec<u8>> {
         let backend = self.repo.backend();
-        match self.ahead.get() {
-            Some(_) => backend.read_range_direct(FileType::Pack, &pack.to_hex(), offset, len),
-            None => backend.read_range(FileType::Pack, &pack.to_hex(), offset, len),
+        match self.ahead.get().is_some_and(Prefetch::running) {
+            true => backend.read_range_direct(FileType::Pack, &pack.to_hex(), offset, len),
+            false => backend.read_range(FileType::Pack, &pack.to_hex(), offset, len),
         }
     }
 
