@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prune after a long history: back up the gateway corpus N times (default 100), each time
 # after one mutation round, then forget all but a retention set and prune, timed with
-# /usr/bin/time. Shows that prune's work follows the data it repacks, not the history.
+# /usr/bin/time. Shows that prune's work follows the data it repacks, not the history,
+# and how much of the forgotten data lies in wholly unused packs and frames
+# (examples/prune_granularity.rs), which a prune that cannot open packs could reclaim.
 #
 #   bash benches/prune.sh [--snapshots N] [--scale S]
 #
@@ -17,9 +19,10 @@ while [ $# -gt 0 ]; do
     *) echo "prune.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-cargo build --release --quiet --bin cairn --example corpus
+cargo build --release --quiet --bin cairn --example corpus --example prune_granularity
 cairn=$PWD/target/release/cairn
 corpus=$PWD/target/release/examples/corpus
+granularity=$PWD/target/release/examples/prune_granularity
 work=$(mktemp -d "${BENCH_DIR:-/tmp}/cairn-prune.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 export CAIRN_REPOSITORY=$work/repo CAIRN_PASSWORD=bench TZ=UTC
@@ -38,6 +41,8 @@ timed() { /usr/bin/time -f '%e %U %S %M' -o "$work/t" "$@" >"$work/out" 2>&1; re
 sync
 check=$(timed "$cairn" check)
 forget=$(timed "$cairn" forget --keep-daily 7 --keep-weekly 4 --keep-monthly 3)
+share() { awk -v n="$1" -v d="$2" 'BEGIN { printf "%.1f MiB (%.0f%%)", n / 1048576, 100 * n / d }'; }
+while read -r name bytes; do declare "g_$name=$bytes"; done < <("$granularity" "$CAIRN_REPOSITORY")
 sync
 dry=$(timed "$cairn" prune --dry-run)
 dry_text=$(cat "$work/out")
@@ -65,4 +70,8 @@ Retention: --keep-daily 7 --keep-weekly 4 --keep-monthly 3.
 Dry run: $dry_text
 
 Prune: $prune_text
+
+Of the $(share "$g_unused" "$g_stored") of the stored bytes that no kept snapshot uses, a prune
+that deletes only wholly unused packs reclaims $(share "$g_whole_packs" "$g_unused"), and one that
+also drops wholly unused frames $(share "$g_whole_frames" "$g_unused").
 MD
