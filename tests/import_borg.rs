@@ -159,3 +159,54 @@ fn a_borg_repository_that_cannot_be_read_is_a_clear_error() {
     assert!(out.one_line_error().contains("borg cannot list the archives"), "{}", out.context());
     assert!(repo.snapshots().is_empty());
 }
+
+/// The passphrase reaches borg through a pipe it inherits (BORG_PASSPHRASE_FD), never its
+/// environment, and a passphrase or command the user's environment holds for borg is not
+/// passed on (borg would prefer it). A stand-in `borg` records what it was given.
+#[test]
+fn the_passphrase_reaches_borg_through_a_pipe_not_its_environment() {
+    let work = tempdir("cairn-borg-fd-");
+    let tree = work.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("nodemanager.xml"), "<config/>\n").unwrap();
+    let fake = work.path().join("borg");
+    std::fs::write(
+        &fake,
+        r#"#!/bin/sh
+set -e
+[ "$2" = "--help" ] && exit 0
+env > "$FAKE_BORG_DIR/env-$1"
+cat <&"$BORG_PASSPHRASE_FD" > "$FAKE_BORG_DIR/pass-$1"
+case "$1" in
+  info) echo '{"archives": [{"name": "a", "id": "11", "hostname": "gw", "username": "root", "start": "2026-12-05T22:17:57+00:00"}]}' ;;
+  export-tar) tar cf - -C "$FAKE_BORG_DIR/tree" . ;;
+esac
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let pass = "pipe secret 1";
+    let repo = Repo::new();
+    let out = repo
+        .cairn()
+        .args(["import", "borg", "--from-repo", "/nowhere/borg", "--borg"])
+        .arg(&fake)
+        .env("CAIRN_FROM_PASSWORD", pass)
+        .env("BORG_PASSPHRASE", "the user's own")
+        .env("BORG_PASSCOMMAND", "echo the user's command")
+        .env("FAKE_BORG_DIR", work.path())
+        .run()
+        .ok();
+    assert_eq!(repo.snapshots().len(), 1, "{}", out.context());
+    for call in ["info", "export-tar"] {
+        let given = std::fs::read_to_string(work.path().join(format!("pass-{call}"))).unwrap();
+        assert_eq!(given, pass, "borg {call} read another passphrase from its pipe");
+        let env = std::fs::read_to_string(work.path().join(format!("env-{call}"))).unwrap();
+        assert!(!env.contains(pass), "borg {call} had the passphrase in its environment");
+        for name in ["BORG_PASSPHRASE=", "BORG_PASSCOMMAND="] {
+            assert!(!env.lines().any(|l| l.starts_with(name)), "borg {call} was given {name}");
+        }
+    }
+}

@@ -105,8 +105,12 @@ fn run_borg(ctx: &Ctx, a: BorgArgs) -> Result<i32> {
             ],
             ..BackupOptions::default()
         };
-        let source =
-            Source::TarCommand { name: format!("borg:{}", archive.name), command: borg.export_tar(archive) };
+        let export = borg.export_tar(archive)?;
+        let source = Source::TarCommand {
+            name: format!("borg:{}", archive.name),
+            command: export.command,
+            inherited: export.passphrase_pipe,
+        };
         // One archive borg cannot export (a damaged segment) does not stop the others.
         let out = match backup(&repo, source, &opts, &ctx.interrupt, &Progress::default()) {
             Ok(out) => out,

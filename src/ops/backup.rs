@@ -54,10 +54,12 @@ pub enum Source {
         reader: Box<dyn Read + Send>,
     },
     /// The tar stream a program writes (`borg export-tar`), stored as the tree it holds;
-    /// a program that fails leaves no snapshot, as for `Command`.
+    /// a program that fails leaves no snapshot, as for `Command`. `inherited`: a
+    /// descriptor the program reads (its passphrase pipe), closed here once it started.
     TarCommand {
         name: String,
         command: std::process::Command,
+        inherited: Option<std::os::fd::OwnedFd>,
     },
     /// The output of a shell command (a database dump), stored under `name`. The command's
     /// exit status is known only after its last byte: a failed command leaves no snapshot.
@@ -203,7 +205,7 @@ pub fn backup(
                     shell.arg("-c").arg(&command);
                     save_command_output(&name, &command, shell, |out| walker.save_stdin(&name, out, time))
                 }
-                Source::TarCommand { name, command } => {
+                Source::TarCommand { name, command, inherited } => {
                     // Program and arguments only: the environment may hold a passphrase.
                     let shown = std::iter::once(command.get_program())
                         .chain(command.get_args())
@@ -211,6 +213,7 @@ pub fn backup(
                         .collect::<Vec<_>>()
                         .join(" ");
                     save_command_output(&name, &shown, command, |out| {
+                        drop(inherited);
                         tar_stream::read_tar(out, time, &walker)
                     })
                 }

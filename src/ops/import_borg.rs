@@ -10,6 +10,7 @@
 
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::Timespec;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Command;
 use zeroize::Zeroizing;
@@ -21,9 +22,16 @@ pub const ARCHIVE_LABEL: &str = "borg-archive";
 pub struct Borg {
     pub program: PathBuf,
     pub repository: String,
-    /// The repository's passphrase, given to borg as BORG_PASSPHRASE; without it borg asks
-    /// or uses BORG_PASSCOMMAND itself.
+    /// The repository's passphrase, given to borg through a pipe (BORG_PASSPHRASE_FD);
+    /// without it borg asks or uses BORG_PASSPHRASE or BORG_PASSCOMMAND itself.
     pub passphrase: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// A borg command, and the read end of the pipe that holds its passphrase: open, and
+/// inherited by the program, until it has started.
+pub struct BorgCommand {
+    pub command: Command,
+    pub passphrase_pipe: Option<OwnedFd>,
 }
 
 /// One archive, as `borg info --json` describes it.
@@ -37,24 +45,32 @@ pub struct Archive {
 }
 
 impl Borg {
-    fn command(&self) -> Command {
-        let mut c = Command::new(&self.program);
-        if let Some(p) = &self.passphrase {
-            use std::os::unix::ffi::OsStrExt;
-            c.env("BORG_PASSPHRASE", std::ffi::OsStr::from_bytes(p));
-        }
-        c
+    /// The passphrase goes through a pipe, not the environment: a child's environment
+    /// stays readable in /proc for its whole life and passes to the programs it starts
+    /// (ssh for a remote repository), and a copy in `Command` is never wiped. The
+    /// environment names only the descriptor, and any passphrase the user's own
+    /// environment holds for borg is taken out, as borg would prefer it.
+    fn command(&self) -> Result<BorgCommand> {
+        let mut command = Command::new(&self.program);
+        let Some(p) = &self.passphrase else { return Ok(BorgCommand { command, passphrase_pipe: None }) };
+        let pipe = passphrase_pipe(p)?;
+        command
+            .env_remove("BORG_PASSPHRASE")
+            .env_remove("BORG_PASSCOMMAND")
+            .env("BORG_PASSPHRASE_FD", pipe.as_raw_fd().to_string());
+        Ok(BorgCommand { command, passphrase_pipe: Some(pipe) })
     }
 
     /// Every archive, oldest first.
     pub fn archives(&self) -> Result<Vec<Archive>> {
-        let out = self
-            .command()
+        let BorgCommand { mut command, passphrase_pipe } = self.command()?;
+        let out = command
             .args(["info", "--json", "--glob-archives", "*"])
             .arg(&self.repository)
             .stdin(std::process::Stdio::null())
             .output()
             .ctx(|| format!("cannot run {}; install borg or give --borg PATH", self.program.display()))?;
+        drop(passphrase_pipe);
         if !out.status.success() {
             let why = String::from_utf8_lossy(&out.stderr);
             let why = why.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
@@ -67,14 +83,16 @@ impl Borg {
     }
 
     /// The command that writes an archive as a tar stream to its standard output.
-    pub fn export_tar(&self, archive: &Archive) -> Command {
-        let mut c = self.command();
-        c.arg("export-tar");
-        if self.writes_pax() {
-            c.arg("--tar-format=PAX");
+    pub fn export_tar(&self, archive: &Archive) -> Result<BorgCommand> {
+        // Asked first: the pipe made next is inherited by whatever program starts.
+        let pax = self.writes_pax();
+        let mut c = self.command()?;
+        c.command.arg("export-tar");
+        if pax {
+            c.command.arg("--tar-format=PAX");
         }
-        c.arg(format!("{}::{}", self.repository, archive.name)).arg("-");
-        c
+        c.command.arg(format!("{}::{}", self.repository, archive.name)).arg("-");
+        Ok(c)
     }
 
     /// Whether this borg writes pax tar streams (1.4 and later), which keep what GNU
@@ -85,6 +103,26 @@ impl Borg {
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--tar-format"))
     }
+}
+
+/// A pipe holding `passphrase`, its write end closed; the read end returned is a
+/// duplicate without close-on-exec, so the next program started inherits it.
+fn passphrase_pipe(passphrase: &[u8]) -> Result<OwnedFd> {
+    // Written before any reader: what a pipe holds without one is at least a page.
+    if passphrase.len() > 4096 {
+        return Err(Error::invalid(
+            "the borg passphrase is longer than 4,096 bytes; cairn passes no longer one",
+        ));
+    }
+    let fail = |e: rustix::io::Errno| Error::io("cannot make a pipe for the borg passphrase", e.into());
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(fail)?;
+    let mut left = passphrase;
+    while !left.is_empty() {
+        let n = rustix::io::write(&write, left).map_err(fail)?;
+        left = &left[n..];
+    }
+    drop(write);
+    rustix::io::dup(&read).map_err(fail)
 }
 
 /// Archives from `borg info --json` output, oldest first.
