@@ -6,10 +6,10 @@
 //! - `unused`: what that prune drops, blob by blob (packs deleted, plus the unused share
 //!   of the packs it repacks);
 //! - `whole_packs`: the packs no kept snapshot uses at all, which a prune that can only
-//!   delete packs reclaims (format-spec/maintenance-key.md: a maintenance key never
-//!   repacks a data pack);
+//!   delete packs reclaims;
 //! - `whole_frames`: that, plus the frames of partly used packs of which no blob is used,
-//!   which a prune that can move sealed frames but not open them would reclaim.
+//!   which a prune that can move sealed frames but not open them reclaims (the
+//!   maintenance key's prune, format-spec/maintenance-key.md).
 //!
 //! Used by benches/prune.sh after its forget.
 
