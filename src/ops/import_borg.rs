@@ -166,6 +166,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_passphrase_pipe_holds_it_and_is_inherited_and_a_long_one_is_refused() {
+        let pipe = passphrase_pipe(b"pipe secret").unwrap();
+        let flags = rustix::io::fcntl_getfd(&pipe).unwrap();
+        assert!(!flags.contains(rustix::io::FdFlags::CLOEXEC), "a child would not inherit it");
+        let mut held = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(pipe), &mut held).unwrap();
+        assert_eq!(held, "pipe secret", "the write end is closed, so the read ends there");
+        let err = passphrase_pipe(&[b'x'; 4097]).expect_err("a passphrase over 4,096 bytes");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(passphrase_pipe(&[b'x'; 4096]).is_ok());
+    }
+
+    #[test]
     fn archives_come_oldest_first_with_their_origin() {
         let json = br#"{"archives": [
             {"name": "b", "id": "22", "hostname": "gw2", "username": "root", "start": "2026-12-05T22:18:05.500000+00:00"},
