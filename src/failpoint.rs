@@ -59,6 +59,7 @@ pub const POINTS: &[(&str, &str)] = &[
     ("rotate:mid-key-rewrap", "key rotate: one more key file rewritten, the others not yet"),
     ("rotate:after-config", "key rotate: the config sealed under the new key epoch, nothing sealed anew yet"),
     ("rotate:after-new-snapshot", "key rotate: a snapshot sealed anew, the old one not yet deleted"),
+    ("rotate:after-stored-anew", "key rotate --content-keys: a snapshot stored anew under the new content keys, the old one not yet deleted"),
     ("rotate:after-new-log", "key rotate: the activity log's new chain stored, the old entries still there"),
 ];
 

@@ -33,9 +33,9 @@ pub enum Command {
                       repository and the next run finishes. Snapshot ids change. Key files kept apart \
                       (--key-file) other than the one in use, and paper copies (key export), no longer open \
                       the repository: it names each one made since the last rotation; make them again.",
-        after_help = "Example:\n  cairn key rotate"
+        after_help = "Examples:\n  cairn key rotate\n  cairn key rotate --content-keys\n  cairn key rotate --content-keys --content-from /srv/backup/main"
     )]
-    Rotate,
+    Rotate(RotateArgs),
     /// Print the key in use in a form to print on paper (still protected by its password)
     #[command(
         after_help = "Example:\n  cairn key export > key-paper.txt\nRecover with: cairn key from-paper key-paper.txt --output key.cairn"
@@ -53,6 +53,21 @@ pub enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+pub struct RotateArgs {
+    /// Renew the content keys too (chunk boundaries, chunk and tree ids): every snapshot is
+    /// read back, cut and stored anew, so that an old key can no longer tell whether a
+    /// plaintext it guesses is stored; the repository grows by its size until the end
+    #[arg(long)]
+    content_keys: bool,
+    /// Take the content keys of this repository (a copy's source, after it renewed its
+    /// own) instead of fresh ones, so the two dedup with each other again; needs its password
+    #[arg(long, value_name = "SRC", requires = "content_keys")]
+    content_from: Option<String>,
+    #[command(flatten)]
+    source_key: super::copy::SourceKey,
 }
 
 #[derive(clap::Args)]
@@ -145,7 +160,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
                 &format!("password changed; the key is now {}", id.short()),
             );
         }
-        Command::Rotate => rotate(ctx)?,
+        Command::Rotate(a) => rotate(ctx, &a)?,
         Command::Export => {
             let repo = ctx.open()?;
             print!("{}", paper::encode(&repo.key_file_bytes()?, &repo.key_id().to_hex()));
@@ -159,9 +174,15 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
     Ok(exit::SUCCESS)
 }
 
-fn rotate(ctx: &Ctx) -> Result<()> {
+fn rotate(ctx: &Ctx, a: &RotateArgs) -> Result<()> {
     let (repo, pw) = ctx.open_keeping_password()?;
     repo.require_full_key("rotate the keys")?;
+    let from = a.content_from.as_deref().map(|src| a.source_key.open(src)).transpose()?;
+    let content = if a.content_keys {
+        cairn::ops::rotate::ContentKeys::Renewed { from: from.as_ref() }
+    } else {
+        cairn::ops::rotate::ContentKeys::Kept
+    };
     let started = std::time::Instant::now();
     let report = {
         let lock = ctx.lock(&repo, true, "key rotate")?;
@@ -170,7 +191,7 @@ fn rotate(ctx: &Ctx) -> Result<()> {
                 eprintln!("cairn: key rotate: {step}");
             }
         };
-        cairn::ops::rotate::rotate(&repo, &lock, &pw, &say, &ctx.interrupt)
+        cairn::ops::rotate::rotate(&repo, &lock, &pw, content, &say, &ctx.interrupt)
     };
     let report = match report {
         Ok(r) => r,
@@ -203,6 +224,9 @@ fn rotate(ctx: &Ctx) -> Result<()> {
             .figure("log_entries", report.log_entries)
             .figure("packs", report.packs)
             .figure("key_files_written", report.key_files_written)
+            .figure("content_keys_renewed", report.content_renewed)
+            .figure("stored_anew", report.stored_anew.snapshots)
+            .figure("bytes_read_anew", report.stored_anew.bytes_read)
             .figure("keys_left_behind", report.left_behind.len())
             .figure("duration_s", format!("{:.1}", started.elapsed().as_secs_f64())),
     );
@@ -211,9 +235,22 @@ fn rotate(ctx: &Ctx) -> Result<()> {
         serde_json::json!({"epoch": report.epoch, "resumed": report.resumed, "snapshots": report.snapshots,
                            "log_entries": report.log_entries, "packs": report.packs,
                            "key_files_written": report.key_files_written, "keys_left_behind": report.left_behind,
+                           "content_keys_renewed": report.content_renewed,
+                           "stored_anew": report.stored_anew.snapshots,
+                           "bytes_read_anew": report.stored_anew.bytes_read,
+                           "bytes_stored_anew": report.stored_anew.bytes_stored,
                            "key": now.key_id().to_hex()}),
         &format!(
-            "keys rotated: everything is sealed under key epoch {} ({} snapshots, {} log entries, {} packs sealed anew; snapshot ids changed); the key in use is now {}",
+            "keys rotated{}: everything is sealed under key epoch {} ({} snapshots, {} log entries, {} packs sealed anew; snapshot ids changed); the key in use is now {}",
+            if report.content_renewed {
+                format!(
+                    ", content keys too ({} snapshots stored anew, {} MB read)",
+                    report.stored_anew.snapshots,
+                    report.stored_anew.bytes_read >> 20
+                )
+            } else {
+                String::new()
+            },
             report.epoch,
             report.snapshots,
             report.log_entries,

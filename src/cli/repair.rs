@@ -82,6 +82,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
 fn snapshots(ctx: &Ctx, dry_run: bool) -> Result<i32> {
     let repo = ctx.open()?.reading_the_store_only();
     repo.require_full_key("repair the repository")?;
+    repo.refuse_during_content_rotation("repair snapshots")?;
     let _lock = repo.lock(true, "repair snapshots")?;
     let repairs = repair_snapshots(&repo, dry_run, &ctx.interrupt)?;
     if !dry_run {

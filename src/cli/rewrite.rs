@@ -49,6 +49,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     })?;
     let repo = ctx.open()?;
     repo.require_full_key("rewrite snapshots")?;
+    repo.refuse_during_content_rotation("rewrite snapshots")?;
     let _lock = ctx.lock(&repo, true, "rewrite")?;
     // rewrite is how data is erased for good: it must not run blind to a snapshot.
     cairn::repo::refuse_unreadable(&repo.snapshots_and_damage()?.1, &[], "rewrite")?;

@@ -14,7 +14,7 @@
 //! `Zeroizing` buffers or zeroize-on-drop types and are wiped when dropped.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::{ChunkId, TreeId};
+use crate::id::{BlobId, ChunkId, TreeId};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -122,7 +122,11 @@ impl Epoch {
 /// or, during a rotation, two key epochs.
 pub struct MasterKey {
     pub kind: KeyKind,
+    /// The content root writers use: chunk boundaries, chunk ids and tree ids.
     content_root: Zeroizing<[u8; 32]>,
+    /// The content root before it, held only while a content key rotation runs
+    /// (`key rotate --content-keys`): blobs named under it still verify.
+    older_content_root: Option<Zeroizing<[u8; 32]>>,
     /// In increasing epoch number; one or two.
     epochs: Vec<Epoch>,
 }
@@ -140,6 +144,9 @@ const MASTER_LEN_V1: usize = 1 + 32 + 32;
 /// root and read secret or public key.
 const MASTER_HEAD_V2: usize = 1 + 32 + 1;
 const EPOCH_LEN: usize = 2 + 32 + 32;
+/// Version 3 material (during a content key rotation): byte 33's high nibble is 1 and an
+/// older content root follows the epochs.
+const OLDER_CONTENT_FLAG: u8 = 0x10;
 /// A key holds at most two epochs: the current one and, during a rotation, one more.
 pub const MAX_EPOCHS: usize = 2;
 
@@ -150,7 +157,7 @@ impl MasterKey {
         let mut content_root = Zeroizing::new([0u8; 32]);
         fill_random(&mut content_root[..])?;
         let epoch = Epoch::fresh(0, content_root.clone())?;
-        Ok(MasterKey { kind: KeyKind::Full, content_root, epochs: vec![epoch] })
+        Ok(MasterKey { kind: KeyKind::Full, content_root, older_content_root: None, epochs: vec![epoch] })
     }
 
     /// Key material for a new repository that shares this one's content root, so the two
@@ -159,7 +166,12 @@ impl MasterKey {
     /// or snapshots. See format-spec/keys.md for what the shared root does share.
     pub fn sharing_ids(&self) -> Result<MasterKey> {
         let epoch = Epoch::fresh(0, self.content_root.clone())?;
-        Ok(MasterKey { kind: KeyKind::Full, content_root: self.content_root.clone(), epochs: vec![epoch] })
+        Ok(MasterKey {
+            kind: KeyKind::Full,
+            content_root: self.content_root.clone(),
+            older_content_root: None,
+            epochs: vec![epoch],
+        })
     }
 
     /// The same repository's key material without the read secrets.
@@ -167,6 +179,7 @@ impl MasterKey {
         MasterKey {
             kind: KeyKind::BackupOnly,
             content_root: self.content_root.clone(),
+            older_content_root: self.older_content_root.clone(),
             epochs: self.epochs.iter().map(Epoch::without_read_secret).collect(),
         }
     }
@@ -176,6 +189,7 @@ impl MasterKey {
         MasterKey {
             kind: self.kind,
             content_root: self.content_root.clone(),
+            older_content_root: self.older_content_root.clone(),
             epochs: self.epochs.iter().map(Epoch::clone_secret).collect(),
         }
     }
@@ -200,10 +214,41 @@ impl MasterKey {
         Ok(out)
     }
 
-    /// This material holding only its newest epoch: the end of a key rotation.
+    /// This material with a new content root and a new epoch after its newest (a full key
+    /// only, holding one of each): the start of a content key rotation. The root is fresh
+    /// random bytes, or `from`: another repository's newest (`--content-from`).
+    pub fn with_new_content(&self, from: Option<&MasterKey>) -> Result<MasterKey> {
+        if self.older_content_root.is_some() {
+            return Err(Error::invalid("only a key holding one content root can start a new one"));
+        }
+        let mut out = self.with_new_epoch()?;
+        out.older_content_root = Some(std::mem::replace(&mut out.content_root, Zeroizing::new([0u8; 32])));
+        match from {
+            Some(other) => *out.content_root = *other.content_root,
+            None => fill_random(&mut out.content_root[..])?,
+        }
+        if out.older_content_root.as_deref() == Some(&*out.content_root) {
+            return Err(Error::invalid("the new content root is the one this key already has"));
+        }
+        Ok(out)
+    }
+
+    /// Whether this key holds an older content root: a content key rotation is under way.
+    pub fn holds_older_content(&self) -> bool {
+        self.older_content_root.is_some()
+    }
+
+    /// Whether `other` has this key's (newest) content root: the two name blobs alike.
+    pub fn same_content_root(&self, other: &MasterKey) -> bool {
+        *self.content_root == *other.content_root
+    }
+
+    /// This material holding only its newest epoch and content root: the end of a key
+    /// rotation.
     pub fn newest_only(&self) -> MasterKey {
         let mut out = self.duplicate();
         out.epochs.drain(..out.epochs.len() - 1);
+        out.older_content_root = None;
         out
     }
 
@@ -221,12 +266,14 @@ impl MasterKey {
         self.epochs.last().expect("a key holds an epoch").public
     }
 
-    /// Version 2 material (format-spec/keys.md).
+    /// Version 2 material, or version 3 while an older content root is held
+    /// (format-spec/keys.md).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(MASTER_HEAD_V2 + EPOCH_LEN * self.epochs.len()));
+        let mut out = Zeroizing::new(Vec::with_capacity(MASTER_HEAD_V2 + EPOCH_LEN * self.epochs.len() + 32));
         out.push(self.kind as u8);
         out.extend_from_slice(&self.content_root[..]);
-        out.push(self.epochs.len() as u8);
+        let flag = if self.older_content_root.is_some() { OLDER_CONTENT_FLAG } else { 0 };
+        out.push(self.epochs.len() as u8 | flag);
         for e in &self.epochs {
             out.extend_from_slice(&e.number.to_le_bytes());
             out.extend_from_slice(&e.root[..]);
@@ -234,6 +281,9 @@ impl MasterKey {
                 Some(s) => out.extend_from_slice(s.as_bytes()),
                 None => out.extend_from_slice(&e.public),
             }
+        }
+        if let Some(older) = &self.older_content_root {
+            out.extend_from_slice(&older[..]);
         }
         out
     }
@@ -252,11 +302,14 @@ impl MasterKey {
         }
     }
 
-    /// Decode version 2 material.
+    /// Decode version 2 or 3 material.
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
         let kind = KeyKind::from_byte(*b.first().ok_or_else(|| Error::corrupt("empty key"))?)?;
-        let n = b.get(MASTER_HEAD_V2 - 1).copied().unwrap_or(0) as usize;
-        if !(1..=MAX_EPOCHS).contains(&n) || b.len() != MASTER_HEAD_V2 + EPOCH_LEN * n {
+        let counts = b.get(MASTER_HEAD_V2 - 1).copied().unwrap_or(0);
+        let older = counts & !0x0F == OLDER_CONTENT_FLAG;
+        let n = if older { counts & 0x0F } else { counts } as usize;
+        let epochs_end = MASTER_HEAD_V2 + EPOCH_LEN * n;
+        if !(1..=MAX_EPOCHS).contains(&n) || b.len() != epochs_end + if older { 32 } else { 0 } {
             return Err(Error::corrupt(format!(
                 "key material of {} bytes does not hold 1 or 2 key epochs",
                 b.len()
@@ -265,7 +318,7 @@ impl MasterKey {
         let mut content_root = Zeroizing::new([0u8; 32]);
         content_root.copy_from_slice(&b[1..33]);
         let mut epochs: Vec<Epoch> = Vec::with_capacity(n);
-        for e in b[MASTER_HEAD_V2..].chunks_exact(EPOCH_LEN) {
+        for e in b[MASTER_HEAD_V2..epochs_end].chunks_exact(EPOCH_LEN) {
             let number = u16::from_le_bytes([e[0], e[1]]);
             if epochs.last().is_some_and(|prev| prev.number >= number) {
                 return Err(Error::corrupt("key material's epochs are not in increasing order"));
@@ -274,7 +327,15 @@ impl MasterKey {
             root.copy_from_slice(&e[2..34]);
             epochs.push(Self::epoch_of(kind, number, root, &e[34..]));
         }
-        Ok(MasterKey { kind, content_root, epochs })
+        let older_content_root = older.then(|| {
+            let mut root = Zeroizing::new([0u8; 32]);
+            root.copy_from_slice(&b[epochs_end..]);
+            root
+        });
+        if older_content_root.as_ref().is_some_and(|r| **r == *content_root) {
+            return Err(Error::corrupt("key material holds the same content root twice"));
+        }
+        Ok(MasterKey { kind, content_root, older_content_root, epochs })
     }
 
     /// Decode version 1 material: its write root is the content root and epoch 0's root.
@@ -289,7 +350,7 @@ impl MasterKey {
         let mut content_root = Zeroizing::new([0u8; 32]);
         content_root.copy_from_slice(&b[1..33]);
         let epoch = Self::epoch_of(kind, 0, content_root.clone(), &b[33..65]);
-        Ok(MasterKey { kind, content_root, epochs: vec![epoch] })
+        Ok(MasterKey { kind, content_root, older_content_root: None, epochs: vec![epoch] })
     }
 
     /// Derive all working keys. `public` is the repository public key from the config: the
@@ -306,6 +367,10 @@ impl MasterKey {
             chunk_id: *derive(CTX_CHUNK_ID, &self.content_root[..]),
             tree_id: *derive(CTX_TREE_ID, &self.content_root[..]),
             gear: *derive(CTX_GEAR, &self.content_root[..]),
+            older_ids: self.older_content_root.as_ref().map(|r| OlderIds {
+                chunk_id: *derive(CTX_CHUNK_ID, &r[..]),
+                tree_id: *derive(CTX_TREE_ID, &r[..]),
+            }),
             repo_id,
             current: self.epochs[current].keys(),
             other: self.epochs.iter().enumerate().find(|(i, _)| *i != current).map(|(_, e)| e.keys()),
@@ -334,6 +399,13 @@ struct EpochKeys {
     read_secret: Option<StaticSecret>,
 }
 
+/// The id keys of an older content root.
+#[derive(Zeroize, ZeroizeOnDrop)]
+struct OlderIds {
+    chunk_id: [u8; 32],
+    tree_id: [u8; 32],
+}
+
 /// Working keys of an open repository.
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct RepoKeys {
@@ -342,6 +414,8 @@ pub struct RepoKeys {
     chunk_id: [u8; 32],
     tree_id: [u8; 32],
     gear: [u8; 32],
+    /// The id keys of the older content root, during a content key rotation.
+    older_ids: Option<OlderIds>,
     repo_id: [u8; 32],
     /// The epoch of the config's public key: everything new is sealed under it.
     #[zeroize(skip)] // zeroizes itself on drop
@@ -358,6 +432,29 @@ impl RepoKeys {
 
     pub fn tree_id(&self, encoded: &[u8]) -> TreeId {
         TreeId(*blake3::keyed_hash(&self.tree_id, encoded).as_bytes())
+    }
+
+    /// Whether `plain` is the content blob `id` names: its keyed hash under the content root
+    /// writers use, or under the older one a key holds during a content key rotation.
+    pub fn names(&self, id: &BlobId, plain: &[u8]) -> bool {
+        self.names_under_newest(id, plain)
+            || self.older_ids.as_ref().is_some_and(|o| match id {
+                BlobId::Chunk(c) => blake3::keyed_hash(&o.chunk_id, plain) == blake3::Hash::from(c.0),
+                BlobId::Tree(t) => blake3::keyed_hash(&o.tree_id, plain) == blake3::Hash::from(t.0),
+            })
+    }
+
+    /// Whether `plain` is the blob `id` names under the content root writers use.
+    pub fn names_under_newest(&self, id: &BlobId, plain: &[u8]) -> bool {
+        match id {
+            BlobId::Chunk(c) => self.chunk_id(plain) == *c,
+            BlobId::Tree(t) => self.tree_id(plain) == *t,
+        }
+    }
+
+    /// Whether this key holds an older content root (a content key rotation is under way).
+    pub fn holds_older_content(&self) -> bool {
+        self.older_ids.is_some()
     }
 
     /// The chunker's 256-entry gear table, from the key's XOF so that chunk boundaries
@@ -610,6 +707,50 @@ impl KdfParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// During a content key rotation a key holds two content roots: its material says so
+    /// (version 3, 32 bytes longer) and decodes back; writers name and cut with the new
+    /// root, readers accept ids of either; the end of the rotation drops the old one.
+    #[test]
+    fn a_second_content_root_is_carried_verified_and_dropped() {
+        let old = MasterKey::generate().unwrap();
+        let both = old.with_new_content(None).unwrap();
+        assert!(both.holds_older_content() && !old.holds_older_content());
+        assert_eq!(both.epoch_numbers(), vec![0, 1]);
+        let bytes = both.to_bytes();
+        assert_eq!(bytes.len(), old.to_bytes().len() + EPOCH_LEN + 32);
+        assert_eq!(bytes[MASTER_HEAD_V2 - 1], 0x12);
+        let back = MasterKey::from_bytes(&bytes).unwrap();
+        assert!(back.holds_older_content() && back.same_content_root(&both) && !back.same_content_root(&old));
+        // The backup-only form carries both roots too.
+        let writer = MasterKey::from_bytes(&both.backup_only().to_bytes()).unwrap();
+        assert!(writer.holds_older_content() && writer.same_content_root(&both));
+        // A truncated or mislabelled version 3 material is refused.
+        assert!(MasterKey::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        let mut two_flags = bytes.to_vec();
+        two_flags[MASTER_HEAD_V2 - 1] = 0x22;
+        assert!(MasterKey::from_bytes(&two_flags).is_err());
+
+        let id = [7u8; 32];
+        let k_old = old.derive(old.public_key(), id).unwrap();
+        let k_both = both.derive(both.public_key(), id).unwrap();
+        let plain = b"a chunk";
+        let (old_id, new_id) = (BlobId::Chunk(k_old.chunk_id(plain)), BlobId::Chunk(k_both.chunk_id(plain)));
+        assert_ne!(old_id, new_id);
+        assert_ne!(k_old.gear_table(), k_both.gear_table());
+        assert!(k_both.names(&old_id, plain) && k_both.names(&new_id, plain));
+        assert!(!k_both.names_under_newest(&old_id, plain) && !k_both.names(&old_id, b"another"));
+        let tree = BlobId::Tree(k_old.tree_id(plain));
+        assert!(k_both.names(&tree, plain) && !k_both.names_under_newest(&tree, plain));
+        let last = both.newest_only();
+        assert!(!last.holds_older_content() && last.same_content_root(&both));
+        let k_last = last.derive(last.public_key(), id).unwrap();
+        assert!(!k_last.names(&old_id, plain) && k_last.names(&new_id, plain));
+        // A rotation under way cannot start another; `from` gives another key's root.
+        assert!(both.with_new_content(None).is_err());
+        let other = MasterKey::generate().unwrap();
+        assert!(old.with_new_content(Some(&other)).unwrap().same_content_root(&other));
+    }
 
     #[test]
     fn master_key_bytes_round_trip() {

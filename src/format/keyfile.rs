@@ -208,10 +208,11 @@ impl KeyFile {
                 grant: Vec::new(),
             });
         }
-        // The secrets, the ephemeral key, material of one or two epochs, its tag, the grant.
+        // The secrets, the ephemeral key, material of one or two epochs (and, during a
+        // content key rotation, an older content root), its tag, the grant.
         let p = 12 + h + 32 + SECRETS_WRAP_LEN;
         let q = (1..=MAX_EPOCHS)
-            .map(|n| p + 32 + 34 + 66 * n + TAG_LEN)
+            .flat_map(|n| [0, 32].map(|older| p + 32 + 34 + 66 * n + older + TAG_LEN))
             .find(|&q| {
                 bytes.len() >= q + 36 && {
                     let g = u32::from_le_bytes(bytes[q + 32..q + 36].try_into().expect("4 bytes")) as usize;

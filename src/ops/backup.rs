@@ -26,7 +26,7 @@ use super::walker::{Counters, Walker};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::Timespec;
-use crate::id::{SnapshotId, TreeId};
+use crate::id::{BlobId, SnapshotId, TreeId};
 use crate::index::Index;
 use crate::ops::exclude::{ExcludeOptions, Excludes};
 use crate::ops::progress::Progress;
@@ -139,7 +139,8 @@ pub fn backup(
     let parent = match (&source, repo.keys().can_read()) {
         (Source::Paths(_), true) => find_parent(repo, &opts.parent, &host, &paths)?,
         _ => None,
-    };
+    }
+    .filter(|(_, tree)| named_under_newest_content(repo, tree));
     if let Source::Stdin { name, .. }
     | Source::Command { name, .. }
     | Source::Tar { name, .. }
@@ -345,6 +346,20 @@ fn find_parent(
             .find(|(_, s)| s.host == host && s.paths == paths)
             .map(|(id, s)| (id, s.tree)),
     })
+}
+
+/// Whether a parent's root tree was named under the content root this key writes with.
+/// During a content key rotation a parent from before it is not compared with: its chunk
+/// lists name blobs under the old root, which the rotation's end drops, so every file is
+/// read and cut anew instead.
+fn named_under_newest_content(repo: &Repository, tree: &TreeId) -> bool {
+    if !repo.keys().holds_older_content() {
+        return true;
+    }
+    let id = BlobId::Tree(*tree);
+    Index::load(repo)
+        .and_then(|index| PackReader::new(repo).read_indexed(&index, &id))
+        .is_ok_and(|plain| repo.keys().names_under_newest(&id, &plain))
 }
 
 /// Make every source absolute, check it exists, and drop sources inside other sources.

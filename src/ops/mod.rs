@@ -16,6 +16,7 @@ pub mod progress;
 pub mod prune;
 mod read_ahead;
 pub(crate) mod read_pool;
+pub mod rechunk;
 pub mod repair;
 pub mod restore;
 pub mod restore_delete;

@@ -490,7 +490,7 @@ fn already_identical(repo: &Repository, index: &Index, f: &File, size: u64, chun
             return false;
         };
         buf.resize(loc.entry.raw_length as usize, 0);
-        if reader.read_exact(&mut buf).is_err() || repo.keys().chunk_id(&buf) != *id {
+        if reader.read_exact(&mut buf).is_err() || !repo.keys().names(&BlobId::Chunk(*id), &buf) {
             return false;
         }
     }

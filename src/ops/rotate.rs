@@ -47,6 +47,31 @@ pub struct RotateReport {
     pub left_behind: Vec<String>,
     /// What the user should know that did not stop the rotation.
     pub warnings: Vec<String>,
+    /// Whether the content root was renewed too (`--content-keys`).
+    pub content_renewed: bool,
+    /// Snapshots stored anew under the new content root, and what that read.
+    pub stored_anew: StoredAnew,
+}
+
+/// The second phase of a content key rotation, in figures.
+#[derive(Clone, Debug, Default)]
+pub struct StoredAnew {
+    pub snapshots: usize,
+    /// File bytes read back and cut anew.
+    pub bytes_read: u64,
+    /// Bytes of new packs stored.
+    pub bytes_stored: u64,
+}
+
+/// Whether a rotation also renews the content root (`--content-keys`), and from where.
+#[derive(Clone, Copy, Default)]
+pub enum ContentKeys<'a> {
+    /// Chunk boundaries and blob ids stay: data dedups as before.
+    #[default]
+    Kept,
+    /// A new content root: fresh, or `from` another repository's newest (`--content-from`),
+    /// so that the two dedup with each other again.
+    Renewed { from: Option<&'a Repository> },
 }
 
 /// Rotate the keys of `repo`, opened with `passphrase` (needed only to upgrade a version 1
@@ -56,6 +81,7 @@ pub fn rotate(
     repo: &Repository,
     lock: &LockGuard<'_>,
     passphrase: &[u8],
+    content: ContentKeys<'_>,
     say: &dyn Fn(&str),
     interrupt: &AtomicBool,
 ) -> Result<RotateReport> {
@@ -74,10 +100,34 @@ pub fn rotate(
     let mut report = RotateReport { left_behind: keys_left_behind(repo)?, ..RotateReport::default() };
     let held = repo.master().epoch_numbers();
     let write = repo.keys().write_epoch();
+    let renewing = matches!(content, ContentKeys::Renewed { .. });
+    if held.len() > 1 && renewing && !repo.master().holds_older_content() {
+        return Err(Error::invalid(
+            "a key rotation that keeps the content keys is under way: run `cairn key rotate` to finish it, then `cairn key rotate --content-keys`",
+        ));
+    }
     let rotated = match held.as_slice() {
         [_] => {
             refuse_version_1_keys(repo)?;
-            let material = repo.master().with_new_epoch()?;
+            let material = match content {
+                ContentKeys::Kept => repo.master().with_new_epoch()?,
+                ContentKeys::Renewed { from } => {
+                    if let Some(src) = from {
+                        src.require_full_key("give its content keys")?;
+                        if src.config().chunker != repo.config().chunker {
+                            return Err(Error::invalid(
+                                "the other repository cuts chunks of other sizes, so taking its content keys would not make the two dedup; renew them without --content-from",
+                            ));
+                        }
+                        if src.master().same_content_root(repo.master()) {
+                            return Err(Error::invalid(
+                                "the repositories already share their content keys: nothing to take from the other",
+                            ));
+                        }
+                    }
+                    repo.master().with_new_content(from.map(Repository::master))?
+                }
+            };
             start(repo, material, passphrase, say, &mut report)?
         }
         [old, _] if write == *old => {
@@ -99,6 +149,11 @@ pub fn rotate(
         report.warnings.push(format!("the activity log did not take the rotation's start: {e}"));
     }
     check_interrupt(interrupt)?;
+    if rotated.master().holds_older_content() {
+        report.content_renewed = true;
+        report.stored_anew = store_snapshots_anew(&rotated, say, interrupt)?;
+        check_interrupt(interrupt)?;
+    }
     say("sealing the snapshots anew");
     report.snapshots = reseal_snapshots(&rotated)?;
     check_interrupt(interrupt)?;
@@ -115,8 +170,11 @@ pub fn rotate(
             left.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
         )));
     }
-    say("taking the old key epoch out of every key file");
     let last = rotated.master().newest_only();
+    if report.content_renewed {
+        check_without_older_content(&rotated, &last, say, interrupt)?;
+    }
+    say("taking the old key epoch out of every key file");
     let (n, passed_over) = rotated.rewrap_other_keys(&last, rotated.keys())?;
     report.key_files_written += n;
     report.passed_over.extend(passed_over);
@@ -208,6 +266,96 @@ fn refuse_version_1_keys(repo: &Repository) -> Result<()> {
     Err(Error::invalid(format!(
         "key files {} are of version 1 and cannot be given new keys without their passwords: a full key's holder runs `cairn key passwd` once; a backup-only key is replaced (`cairn key add --backup-only`, then `cairn key remove ID`)",
         old.join(", ")
+    )))
+}
+
+/// Phase 2 of a content key rotation: every snapshot whose root tree is not named under
+/// the new content root is stored anew (files read back, cut and named anew; folders
+/// encoded anew) and then removed. The new snapshot keeps everything else the old one
+/// says, and its writer's kind. A run killed between storing one and removing the old
+/// one finds the new one by its payload and only removes the old one.
+fn store_snapshots_anew(repo: &Repository, say: &dyn Fn(&str), interrupt: &AtomicBool) -> Result<StoredAnew> {
+    use crate::id::BlobId;
+    let index = crate::index::Index::load(repo)?;
+    let reader = crate::pack::PackReader::new(repo);
+    let snapshots = repo.snapshots()?;
+    let mut stored: HashSet<[u8; 32]> = HashSet::new();
+    let mut old = Vec::new();
+    for (id, snap) in snapshots {
+        let root = BlobId::Tree(snap.tree);
+        let plain = reader.read_indexed(&index, &root).map_err(|e| {
+            e.wrap(format!("snapshot {}: its root folder cannot be read, so it cannot be stored anew; `cairn check` tells more", id.short()))
+        })?;
+        if repo.keys().names_under_newest(&root, &plain) {
+            stored.insert(*blake3::hash(&snap.encode()).as_bytes());
+        } else {
+            old.push((id, snap));
+        }
+    }
+    let rechunker = crate::ops::rechunk::Rechunker::default();
+    let mut out = StoredAnew::default();
+    for (i, (id, snap)) in old.iter().enumerate() {
+        check_interrupt(interrupt)?;
+        say(&format!(
+            "storing snapshot {} anew under the new content keys ({} of {}, {} MB read)",
+            id.short(),
+            i + 1,
+            old.len(),
+            rechunker.bytes_read.load(Ordering::Relaxed) >> 20
+        ));
+        let (tree, stats) = rechunker
+            .store_anew(repo, &index, snap, interrupt)
+            .map_err(|e| e.wrap(format!("storing snapshot {} anew", id.short())))?;
+        out.bytes_stored += stats.bytes_stored;
+        let new = crate::format::snapshot::Snapshot { tree, ..snap.clone() };
+        let payload = new.encode();
+        if !stored.contains(blake3::hash(&payload).as_bytes()) {
+            let bytes =
+                envelope::seal_as(repo.keys(), ObjectType::Snapshot, &payload, kept_writer(snap.written_by))?;
+            repo.store_sealed(FileType::Snapshot, &bytes)?;
+            crate::failpoint::hit("rotate:after-stored-anew");
+        }
+        crate::ops::object_lock::note_deleted(repo, FileType::Snapshot, &[id.to_hex()])?;
+        repo.backend().remove(FileType::Snapshot, &id.to_hex())?;
+        out.snapshots += 1;
+        if (i + 1) % 100 == 0 {
+            let progress =
+                LogRecord::new("key rotate", "progress").figure("stored_anew", i + 1).figure("of", old.len());
+            if let Err(e) = repo.append_log(progress) {
+                say(&format!("the activity log did not take the rotation's progress: {e}"));
+            }
+        }
+    }
+    out.bytes_read = rechunker.bytes_read.load(Ordering::Relaxed);
+    Ok(out)
+}
+
+/// Before the old content root leaves the keys: the repository, opened with the key as
+/// it will be (`last`: the new epoch and content root alone), checks whole, every pack
+/// read. A blob still named under the old root would be lost with it: the rotation stops
+/// instead, and nothing is taken from the keys.
+fn check_without_older_content(
+    repo: &Repository,
+    last: &crate::crypto::keys::MasterKey,
+    say: &dyn Fn(&str),
+    interrupt: &AtomicBool,
+) -> Result<()> {
+    say("reading every pack with the new content keys alone");
+    let future = repo.with_material(last.duplicate(), repo.config().clone(), repo.key_id())?;
+    let opts = crate::ops::check::CheckOptions {
+        read_data: Some(crate::ops::check::Subset::All),
+        ..Default::default()
+    };
+    let report = crate::ops::check::check(&future, &opts, interrupt)?;
+    if report.healthy() {
+        return Ok(());
+    }
+    let first: Vec<String> =
+        report.problems.iter().take(3).map(|p| format!("{}: {}", p.object, p.damage)).collect();
+    Err(Error::corrupt(format!(
+        "with the new content keys alone the repository does not check ({} problems: {}); the old content keys were kept; run `cairn check --read-data`, then `cairn key rotate --content-keys` again",
+        report.problems.len(),
+        first.join("; ")
     )))
 }
 
@@ -420,7 +568,7 @@ mod tests {
 
         {
             let lock = repo.lock(true, "key rotate").unwrap();
-            rotate(&repo, &lock, b"pw", &|_| {}, &AtomicBool::new(false)).unwrap();
+            rotate(&repo, &lock, b"pw", ContentKeys::Kept, &|_| {}, &AtomicBool::new(false)).unwrap();
         }
         // A process that opened the repository before the rotation seals nothing more.
         let stale = repo.append_log(LogRecord::new("backup", "success")).unwrap_err();
@@ -464,5 +612,135 @@ mod tests {
         let writer = Repository::open(loc, b"bo", &KeySource::Stored).unwrap();
         assert_eq!(writer.master().epoch_numbers(), vec![1]);
         back_up(&writer, &src);
+    }
+
+    /// The ids of `src`'s files as `keys` cut and name them: chunks, in file order.
+    fn chunk_ids_of(src: &std::path::Path, keys: &RepoKeys) -> Vec<crate::id::ChunkId> {
+        let chunker =
+            crate::chunker::Chunker::new(crate::chunker::ChunkerParams::DEFAULT, keys.gear_table()).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(src).unwrap().map(|e| e.unwrap().path()).collect();
+        names.sort();
+        names
+            .iter()
+            .flat_map(|p| {
+                let data = std::fs::read(p).unwrap();
+                chunker.split(&data).map(|c| keys.chunk_id(c)).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// After a content key rotation, an old key computes no chunk id the repository holds
+    /// (the cut and the naming both changed), every object is closed to it, both
+    /// snapshots restore byte for byte, the backup-only key backs up under the new content
+    /// keys, and a second backup of the same files stores nothing (dedup survives).
+    #[test]
+    fn after_a_content_key_rotation_an_old_key_names_nothing_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..6u32 {
+            // Incompressible and several chunks long, so cut points matter.
+            let data: Vec<u8> = (0..300_000 + i * 40_000)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            std::fs::write(src.join(format!("f{i}")), data).unwrap();
+        }
+        let loc = dir.path().join("r");
+        let loc = loc.to_str().unwrap();
+        let repo = Repository::init(loc, b"pw", &InitOptions::default(), None).unwrap();
+        back_up(&repo, &src);
+        std::fs::write(src.join("g-later"), b"a later file").unwrap();
+        back_up(&repo, &src);
+        repo.add_key(b"bo", KeyKind::BackupOnly, KdfParams::NEW_KEY_FLOOR, None).unwrap();
+        let old = repo.master().duplicate();
+        let repo_id = repo.config().repo_id;
+        let old_keys = old.derive(old.public_key(), repo_id).unwrap();
+        let old_ids = chunk_ids_of(&src, &old_keys);
+        let index = crate::index::Index::load(&repo).unwrap();
+        assert!(old_ids.iter().all(|c| index.contains(&crate::id::BlobId::Chunk(*c))), "precondition");
+
+        {
+            let lock = repo.lock(true, "key rotate").unwrap();
+            let report = rotate(
+                &repo,
+                &lock,
+                b"pw",
+                ContentKeys::Renewed { from: None },
+                &|_| {},
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+            assert!(report.content_renewed);
+            assert_eq!(report.stored_anew.snapshots, 2);
+        }
+        let rotated = Repository::open(loc, b"pw", &KeySource::Stored).unwrap();
+        assert!(!rotated.master().holds_older_content());
+        let index = crate::index::Index::load(&rotated).unwrap();
+        for c in &old_ids {
+            assert!(!index.contains(&crate::id::BlobId::Chunk(*c)), "an old key's id {c} is stored");
+        }
+        let new_ids = chunk_ids_of(&src, rotated.keys());
+        assert!(new_ids.iter().all(|c| index.contains(&crate::id::BlobId::Chunk(*c))));
+        // Cut anew, not only named anew: the chunk lengths an old key predicts are gone.
+        let lengths = |ids: &[crate::id::ChunkId]| -> Vec<u32> {
+            ids.iter().map(|c| index.get(&crate::id::BlobId::Chunk(*c)).unwrap().entry.raw_length).collect()
+        };
+        let old_lengths: Vec<u32> = {
+            let chunker =
+                crate::chunker::Chunker::new(crate::chunker::ChunkerParams::DEFAULT, old_keys.gear_table())
+                    .unwrap();
+            let mut names: Vec<_> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).collect();
+            names.sort();
+            names
+                .iter()
+                .flat_map(|p| {
+                    chunker.split(&std::fs::read(p).unwrap()).map(|c| c.len() as u32).collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        assert_ne!(lengths(&new_ids), old_lengths);
+        let retired = [old.duplicate(), old.backup_only()];
+        for ft in FileType::ALL {
+            let names = if ft == FileType::Config {
+                vec!["config".to_string()]
+            } else {
+                rotated.backend().list(ft).unwrap()
+            };
+            for name in names {
+                assert!(opens(&rotated, rotated.keys(), rotated.master(), ft, &name), "{ft:?} {name}");
+                for m in &retired {
+                    let k = m.derive(m.public_key(), repo_id).unwrap();
+                    assert!(!opens(&rotated, &k, m, ft, &name), "a retired key opens {ft:?} {name}");
+                }
+            }
+        }
+        let snaps = rotated.snapshots().unwrap();
+        assert_eq!(snaps.len(), 2);
+        let target = dir.path().join("restored");
+        crate::ops::restore::restore(
+            &rotated,
+            &snaps[1].1.tree,
+            &target,
+            &Default::default(),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        for e in std::fs::read_dir(&src).unwrap() {
+            let p = e.unwrap().path();
+            let back = target.join(p.strip_prefix("/").unwrap());
+            assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&back).unwrap(), "{}", p.display());
+        }
+        // The backup-only key reads every file (it cannot read a parent): its chunks dedup.
+        let writer = Repository::open(loc, b"bo", &KeySource::Stored).unwrap();
+        assert!(!writer.master().holds_older_content());
+        let again = back_up(&writer, &src);
+        // Only folders are new (reading the files above changed their access times).
+        assert!(again.snapshot.summary.bytes_added < 64 << 10, "{:?}", again.snapshot.summary);
     }
 }

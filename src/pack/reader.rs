@@ -271,11 +271,7 @@ pub fn blob_of_frame<'f>(keys: &RepoKeys, e: &Entry, frame: &'f [u8]) -> Result<
     let plain = frame
         .get(e.start as usize..e.end())
         .ok_or_else(|| Error::corrupt(format!("{}: length differs from the index", e.id)))?;
-    let ok = match &e.id {
-        BlobId::Chunk(c) => keys.chunk_id(plain) == *c,
-        BlobId::Tree(t) => keys.tree_id(plain) == *t,
-    };
-    if !ok {
+    if !keys.names(&e.id, plain) {
         return Err(Error::corrupt(format!("{}: content does not match its id", e.id)));
     }
     Ok(plain)

@@ -207,6 +207,19 @@ impl Repository {
         }
     }
 
+    /// Refuse `what` while a content key rotation runs: it would name a new snapshot's
+    /// trees under the new content root while they keep blobs named under the old one,
+    /// which the rotation's end drops (format-spec/keys.md, *renewing the content keys*).
+    pub fn refuse_during_content_rotation(&self, what: &str) -> Result<()> {
+        if !self.master.holds_older_content() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Locked,
+            format!("cannot {what} while a content key rotation is under way; finish it first with `cairn key rotate --content-keys`"),
+        ))
+    }
+
     /// The key files stored in the repository (and the key in use, if it is kept apart).
     pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         self.require_full_key("manage keys")?;

@@ -191,8 +191,18 @@ impl Witness {
     /// between storing the new one and deleting the old leaves both). Each of them restores
     /// to the reference; the witness then follows them. Returns how many were verified.
     pub fn verify_resealed(&mut self, repo: &impl AtRepo, before: &[Value]) -> usize {
+        self.verify_followed(repo, before, &["tree", "time"])
+    }
+
+    /// For a content key rotation, which stores each snapshot anew under a new root tree
+    /// too: as [`Witness::verify_resealed`], a snapshot followed by its time and host.
+    pub fn verify_stored_anew(&mut self, repo: &impl AtRepo, before: &[Value]) -> usize {
+        self.verify_followed(repo, before, &["time", "host"])
+    }
+
+    fn verify_followed(&mut self, repo: &impl AtRepo, before: &[Value], identity: &[&str]) -> usize {
         let now = listed(repo);
-        let identity = |v: &Value| (field(v, "tree"), field(v, "time"));
+        let identity = |v: &Value| identity.iter().map(|k| field(v, k)).collect::<Vec<_>>();
         let mut next: Vec<Seen> = Vec::new();
         for s in &self.seen {
             let was = before
