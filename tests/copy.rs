@@ -273,3 +273,57 @@ fn a_key_rotation_of_the_source_leaves_a_shared_id_copy_working() {
         assert_same_tree(tree, &restored(&target, tree));
     }
 }
+
+/// A content key rotation of a copy's source makes the two name data differently: the
+/// next copy still works, reading and naming each chunk anew, and copies no snapshot twice
+/// (the source's snapshots stored anew are known by what they say of themselves). Once the
+/// copy takes the source's new content keys (`--content-from`), a copy reads only new
+/// chunks again; everything restores identical throughout.
+#[test]
+fn a_content_key_rotation_then_content_from_makes_a_copy_dedup_again() {
+    let work = tempdir("cairn-copy-content-keys-");
+    let (src, one, two) = source(work.path());
+    let dst = sharing_chunker_params(work.path(), &src);
+    copy_from(dst.cairn(), &src.path).run().ok();
+    let rotated = src.cairn().args(["key", "rotate", "--content-keys", "--json"]).run().ok().json();
+    assert_eq!(
+        (rotated["content_keys_renewed"].as_bool(), rotated["stored_anew"].as_u64()),
+        (Some(true), Some(2))
+    );
+    std::fs::write(one.join("after-rotation.txt"), b"written after the content keys were renewed").unwrap();
+    src.backup(&[&one], &["--tag", "c", "--host", "gw1"]);
+    let out = copy_from(dst.cairn(), &src.path).run().ok().json();
+    assert_eq!((out["same_ids"].as_bool(), out["copied"].as_u64()), (Some(false), Some(1)), "{out}");
+    assert!(out["chunks_read"].as_u64().unwrap() > 1, "{out}");
+
+    dst.cairn()
+        .args(["key", "rotate", "--content-keys", "--content-from"])
+        .arg(&src.path)
+        .env("CAIRN_FROM_PASSWORD", PASSWORD)
+        .run()
+        .ok();
+    std::fs::write(two.join("after-content-from.txt"), b"written after the copy took the source's keys")
+        .unwrap();
+    src.backup(&[&two], &["--tag", "d", "--host", "gw1"]);
+    let out = copy_from(dst.cairn(), &src.path).run().ok().json();
+    assert_eq!((out["same_ids"].as_bool(), out["copied"].as_u64()), (Some(true), Some(1)), "{out}");
+    assert_eq!(out["chunks_read"], 1, "only the new file's chunk is read: {out}");
+    assert_eq!(dst.snapshots().len(), 4, "{:?}", dst.snapshots());
+    dst.cairn().args(["check", "--read-data"]).run().ok();
+    for (tag, tree) in [("c", &one), ("d", &two)] {
+        let target = work.path().join(format!("restore-{tag}"));
+        let id =
+            dst.snapshots().iter().find(|s| s["tags"][0] == tag).unwrap()["id"].as_str().unwrap().to_string();
+        dst.restore(&id, &target, &[]).ok();
+        assert_same_tree(tree, &restored(&target, tree));
+    }
+    // Taken twice, the same keys are refused: nothing is left to take.
+    let again = dst
+        .cairn()
+        .args(["key", "rotate", "--content-keys", "--content-from"])
+        .arg(&src.path)
+        .env("CAIRN_FROM_PASSWORD", PASSWORD)
+        .run()
+        .expect_code(2);
+    assert!(again.one_line_error().contains("already share their content keys"), "{}", again.context());
+}

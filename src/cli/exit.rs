@@ -21,7 +21,8 @@ pub const COMMAND_FAILED: i32 = 6;
 pub const UNREADABLE_SNAPSHOT: i32 = 7;
 /// The repository does not exist at the given location.
 pub const NO_REPOSITORY: i32 = 10;
-/// The repository is locked by another process.
+/// The repository is locked by another process (or, for rewrite and repair snapshots,
+/// by a content key rotation under way).
 pub const LOCKED: i32 = 11;
 /// Wrong password, or no usable key.
 pub const WRONG_PASSWORD: i32 = 12;
@@ -42,7 +43,7 @@ Exit codes:
   6   a command cairn ran failed (database dump, job hook) or a job failed
   7   refused to delete: a snapshot cannot be read (damaged or newer); nothing changed
   10  no repository at the given location (or no such S3 bucket)
-  11  repository locked by another process
+  11  repository locked by another process, or by a content key rotation under way
   12  wrong password or key
   13  no space left on the repository or target disk
   130 interrupted (SIGINT/SIGTERM)
