@@ -21,7 +21,7 @@ pub const COMMAND_FAILED: i32 = 6;
 pub const UNREADABLE_SNAPSHOT: i32 = 7;
 /// The repository does not exist at the given location.
 pub const NO_REPOSITORY: i32 = 10;
-/// The repository is locked by another process (or, for rewrite and repair snapshots,
+/// The repository is locked by another process (or, for rewrite, tag and repair snapshots,
 /// by a content key rotation under way).
 pub const LOCKED: i32 = 11;
 /// Wrong password, or no usable key.

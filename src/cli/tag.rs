@@ -48,6 +48,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     }
     let repo = ctx.open()?;
     repo.require_full_key("edit snapshots")?;
+    // The rotation stores each snapshot anew beside it, so a tag edit could come back twice.
+    repo.refuse_during_content_rotation("edit snapshots")?;
     let _lock = ctx.lock(&repo, false, "tag")?;
     let selected = super::select_snapshots(&repo, &a.snapshots, a.all)?;
     let changed = tag_snapshots(&repo, &selected, &edit, |r| {

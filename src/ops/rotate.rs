@@ -151,7 +151,17 @@ pub fn rotate(
     check_interrupt(interrupt)?;
     if rotated.master().holds_older_content() {
         report.content_renewed = true;
+        // The long phase: backups may go on meanwhile, under the new content keys.
+        lock.make_shared()?;
         report.stored_anew = store_snapshots_anew(&rotated, say, interrupt)?;
+        say("waiting for the exclusive lock");
+        lock.make_exclusive_waiting(say, interrupt)?;
+        // Under the exclusive lock, whatever another process stored meanwhile with the old
+        // content keys (none should: every writer now holds the new ones) is taken too.
+        let late = store_snapshots_anew(&rotated, say, interrupt)?;
+        report.stored_anew.snapshots += late.snapshots;
+        report.stored_anew.bytes_read += late.bytes_read;
+        report.stored_anew.bytes_stored += late.bytes_stored;
         check_interrupt(interrupt)?;
     }
     say("sealing the snapshots anew");
@@ -612,6 +622,93 @@ mod tests {
         let writer = Repository::open(loc, b"bo", &KeySource::Stored).unwrap();
         assert_eq!(writer.master().epoch_numbers(), vec![1]);
         back_up(&writer, &src);
+    }
+
+    /// The long phase of a content key rotation holds the lock shared: a backup runs
+    /// beside it (under the new content keys) while a forget waits; at its end the
+    /// rotation waits for the other locks to end before it takes the lock exclusive again.
+    /// Every snapshot, the one made meanwhile too, restores afterwards.
+    #[test]
+    fn a_content_key_rotation_lets_backups_run_while_it_stores_snapshots_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        for i in 0..4u8 {
+            std::fs::write(src.join(format!("f{i}")), vec![i; 200_000]).unwrap();
+        }
+        let loc = dir.path().join("r");
+        let loc = loc.to_str().unwrap().to_string();
+        let repo = Repository::init(&loc, b"pw", &InitOptions::default(), None).unwrap();
+        back_up(&repo, &src);
+        back_up(&repo, &src);
+        let said = std::sync::Mutex::new(Vec::<String>::new());
+        let beside = std::sync::Mutex::new(None);
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::sync::Mutex::new(None);
+        let say = |step: &str| {
+            said.lock().unwrap().push(step.to_string());
+            if step.contains("(1 of 2") {
+                let other = Repository::open(&loc, b"pw", &KeySource::Stored).unwrap();
+                assert!(other.master().holds_older_content());
+                std::fs::write(src.join("during"), b"written while the rotation ran").unwrap();
+                let made = back_up(&other, &src);
+                *beside.lock().unwrap() = Some(made.id);
+                let forget = other.lock(true, "forget").map(|_| ()).unwrap_err();
+                assert_eq!(forget.kind(), crate::error::ErrorKind::Locked, "{forget}");
+            }
+            if step == "waiting for the exclusive lock" {
+                // Another process's shared lock, held for a while.
+                let (loc, held_tx) = (loc.clone(), held_tx.clone());
+                *holder.lock().unwrap() = Some(std::thread::spawn(move || {
+                    let other = Repository::open(&loc, b"pw", &KeySource::Stored).unwrap();
+                    let _lock = other.lock(false, "restore").unwrap();
+                    held_tx.send(()).unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(1500));
+                }));
+                held_rx.recv().unwrap();
+            }
+        };
+        {
+            let lock = repo.lock(true, "key rotate").unwrap();
+            let report = rotate(
+                &repo,
+                &lock,
+                b"pw",
+                ContentKeys::Renewed { from: None },
+                &say,
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+            assert_eq!(report.stored_anew.snapshots, 2);
+        }
+        holder.lock().unwrap().take().unwrap().join().unwrap();
+        let said = said.into_inner().unwrap();
+        assert!(
+            said.iter().any(|s| s.starts_with("waiting for 1 other locks to end: shared lock")),
+            "{said:?}"
+        );
+        let rotated = Repository::open(&loc, b"pw", &KeySource::Stored).unwrap();
+        let snaps = rotated.snapshots().unwrap();
+        assert_eq!(snaps.len(), 3);
+        assert!(
+            snaps.iter().any(|(id, _)| Some(*id) == *beside.lock().unwrap()),
+            "the backup made beside it"
+        );
+        for (i, (_, snap)) in snaps.iter().enumerate() {
+            let target = dir.path().join(format!("restored-{i}"));
+            crate::ops::restore::restore(
+                &rotated,
+                &snap.tree,
+                &target,
+                &Default::default(),
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+            for n in 0..4u8 {
+                let back = target.join(src.strip_prefix("/").unwrap()).join(format!("f{n}"));
+                assert_eq!(std::fs::read(back).unwrap(), vec![n; 200_000]);
+            }
+        }
     }
 
     /// The ids of `src`'s files as `keys` cut and name them: chunks, in file order.

@@ -18,6 +18,7 @@ use crate::format::envelope::{self, ObjectType};
 use crate::format::lock::Lock;
 use crate::format::Timespec;
 use crate::id::hex_encode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -58,7 +59,8 @@ pub struct LockGuard<'r> {
     name: Arc<Mutex<String>>,
     /// The keys the lock is sealed with (the refresher's too).
     keys: Arc<Mutex<Arc<RepoKeys>>>,
-    exclusive: bool,
+    /// Whether it is held exclusive now (a key rotation lets backups go on for a while).
+    exclusive: Arc<AtomicBool>,
     operation: String,
     stop: Arc<(Mutex<bool>, Condvar)>,
     refresher: Option<std::thread::JoinHandle<()>>,
@@ -70,10 +72,60 @@ impl LockGuard<'_> {
     /// and it stays readable by every key once the old epoch is gone.
     pub fn seal_under(&self, keys: Arc<RepoKeys>) -> Result<()> {
         let mut name = self.name.lock().expect("lock name");
-        let new = write_lock(self.repo.backend(), &keys, self.exclusive, &self.operation)?;
+        let new =
+            write_lock(self.repo.backend(), &keys, self.exclusive.load(Ordering::SeqCst), &self.operation)?;
         let old = std::mem::replace(&mut *name, new);
         *self.keys.lock().expect("lock keys") = keys;
         self.repo.backend().remove(FileType::Lock, &old)
+    }
+
+    /// Hold the lock shared from now on, so that backups may run beside the rest of the
+    /// operation: the shared lock is written before the exclusive one is removed, so the
+    /// repository is never unlocked in between.
+    pub fn make_shared(&self) -> Result<()> {
+        let mut name = self.name.lock().expect("lock name");
+        let keys = self.keys.lock().expect("lock keys").clone();
+        let new = write_lock(self.repo.backend(), &keys, false, &self.operation)?;
+        self.exclusive.store(false, Ordering::SeqCst);
+        let old = std::mem::replace(&mut *name, new);
+        self.repo.backend().remove(FileType::Lock, &old)
+    }
+
+    /// Hold the lock exclusive again, waiting (backing off from 1 s to 30 s; `say` is
+    /// told what it waits for) until no other live lock is there. Until then it stays
+    /// shared; an interrupt ends the wait.
+    pub fn make_exclusive_waiting(&self, say: &dyn Fn(&str), interrupt: &AtomicBool) -> Result<()> {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            let keys = self.keys.lock().expect("lock keys").clone();
+            let exclusive = write_lock(self.repo.backend(), &keys, true, &self.operation)?;
+            let own = self.name.lock().expect("lock name").clone();
+            let others: Vec<FoundLock> = self
+                .repo
+                .locks_opened_with(&keys, &[&exclusive, &own])?
+                .into_iter()
+                .filter(|f| !f.stale)
+                .collect();
+            let Some(other) = others.first() else {
+                let mut name = self.name.lock().expect("lock name");
+                self.exclusive.store(true, Ordering::SeqCst);
+                let old = std::mem::replace(&mut *name, exclusive);
+                return self.repo.backend().remove(FileType::Lock, &old);
+            };
+            self.repo.backend().remove(FileType::Lock, &exclusive)?;
+            say(&format!("waiting for {} other locks to end: {}", others.len(), other.describe()));
+            let until = std::time::Instant::now() + pause;
+            while std::time::Instant::now() < until {
+                if interrupt.load(Ordering::Relaxed) {
+                    return Err(Error::new(
+                        ErrorKind::Interrupted,
+                        format!("{} interrupted while waiting for the other locks to end", self.operation),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
     }
 }
 
@@ -109,10 +161,15 @@ impl Repository {
     /// Every lock but the one named `own` (which this process wrote and need not read
     /// back), read many at once: on a remote store each read is a round trip.
     fn locks_but(&self, own: Option<&str>) -> Result<Vec<FoundLock>> {
+        self.locks_opened_with(&self.keys, own.as_slice())
+    }
+
+    /// Every lock but those named in `own`, opened with `keys`.
+    fn locks_opened_with(&self, keys: &RepoKeys, own: &[&str]) -> Result<Vec<FoundLock>> {
         use rayon::prelude::*;
         let now = Timespec::now();
         let mut names = self.backend.list(FileType::Lock)?;
-        names.retain(|n| Some(n.as_str()) != own);
+        names.retain(|n| !own.contains(&n.as_str()));
         crate::ops::read_pool::install(self, || {
             names
                 .into_par_iter()
@@ -120,7 +177,7 @@ impl Repository {
                     let lock = self
                         .backend
                         .read(FileType::Lock, &name, FileType::Lock.size_limit())
-                        .and_then(|b| envelope::open(&self.keys, ObjectType::Lock, &b))
+                        .and_then(|b| envelope::open(keys, ObjectType::Lock, &b))
                         .and_then(|p| Lock::decode(&p))
                         .ok();
                     let stale = lock.as_ref().is_none_or(|l| is_stale(l, now));
@@ -159,8 +216,14 @@ impl Repository {
         let name = Arc::new(Mutex::new(own));
         let keys = Arc::new(Mutex::new(self.keys.clone()));
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let refresher =
-            self.spawn_refresher(name.clone(), keys.clone(), stop.clone(), exclusive, operation.to_string());
+        let exclusive = Arc::new(AtomicBool::new(exclusive));
+        let refresher = self.spawn_refresher(
+            name.clone(),
+            keys.clone(),
+            stop.clone(),
+            exclusive.clone(),
+            operation.to_string(),
+        );
         Ok(LockGuard { repo: self, name, keys, exclusive, operation: operation.to_string(), stop, refresher })
     }
 
@@ -210,7 +273,7 @@ impl Repository {
         name: Arc<Mutex<String>>,
         keys: Arc<Mutex<Arc<RepoKeys>>>,
         stop: Arc<(Mutex<bool>, Condvar)>,
-        exclusive: bool,
+        exclusive: Arc<AtomicBool>,
         operation: String,
     ) -> Option<std::thread::JoinHandle<()>> {
         let backend = self.backend.clone();
@@ -228,7 +291,9 @@ impl Repository {
             if timeout.timed_out() {
                 let mut name = name.lock().expect("lock name");
                 let keys = keys.lock().expect("lock keys").clone();
-                if let Ok(new) = write_lock(backend.as_ref(), &keys, exclusive, &operation) {
+                if let Ok(new) =
+                    write_lock(backend.as_ref(), &keys, exclusive.load(Ordering::SeqCst), &operation)
+                {
                     let old = std::mem::replace(&mut *name, new);
                     let _ = backend.remove(FileType::Lock, &old);
                 }
