@@ -416,8 +416,9 @@ fn golden_v3_holds_its_whole_history() {
 }
 
 /// On a copy of a golden repository: prune (leaving no unused byte), copy every
-/// snapshot into a new repository, change the password and rotate the keys; then every
-/// snapshot of both restores exactly as it was made, and both check clean.
+/// snapshot into a new repository, change the password and rotate the keys (then the
+/// content keys too); then every snapshot of both restores exactly as it was made, and
+/// both check clean.
 fn maintenance_on_a_copy(g: &Golden) {
     let tmp = tempfile::tempdir().unwrap();
     let (repo, dst) = (tmp.path().join("repo"), tmp.path().join("copy"));
@@ -474,8 +475,27 @@ fn maintenance_on_a_copy(g: &Golden) {
         "every pack sealed anew: {:?}",
         pack_versions(&repo)
     );
-
     let n = restores_as_made(g, &repo, "golden-new-passphrase");
+    // Renewing the content keys reads every snapshot of the old encodings back (trees of
+    // version 1 too) and stores it anew under new ids and cut points.
+    let renewed: serde_json::Value = serde_json::from_str(&cairn_ok(
+        &repo,
+        "golden-new-passphrase",
+        &[],
+        &["key", "rotate", "--content-keys", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        (
+            renewed["epoch"].as_u64(),
+            renewed["content_keys_renewed"].as_bool(),
+            renewed["stored_anew"].as_u64()
+        ),
+        (Some(2), Some(true), Some(n as u64)),
+        "{renewed}"
+    );
+    assert_eq!(restores_as_made(g, &repo, "golden-new-passphrase"), n);
+
     assert_eq!(restores_as_made(g, &dst, "copy-passphrase"), n);
     cairn_ok(&repo, "golden-new-passphrase", &[], &["check", "--read-data"]);
     cairn_ok(&dst, "copy-passphrase", &[], &["check", "--read-data"]);

@@ -29,7 +29,8 @@ pub enum Command {
                       them and every key file in the repository is given them, so a key removed before, or a \
                       copy of a key file from before its password changed, opens nothing afterwards. Blob ids \
                       and chunk boundaries stay, so dedup and copies made with --copy-chunker-params-from keep \
-                      working. Holds the exclusive lock; stopped anywhere, every key still opens the \
+                      working; --content-keys renews them too (every snapshot read back and stored anew; backups \
+                      go on meanwhile). Holds the exclusive lock; stopped anywhere, every key still opens the \
                       repository and the next run finishes. Snapshot ids change. Key files kept apart \
                       (--key-file) other than the one in use, and paper copies (key export), no longer open \
                       the repository: it names each one made since the last rotation; make them again.",
