@@ -321,6 +321,32 @@ fn disk_full_while_packs_are_written_exits_13_and_repository_stays_usable() {
     disk_full(&["--pack-size", "1M"]);
 }
 
+/// Renewing the content keys stores everything a second time before the old data goes:
+/// on a disk without that much room it refuses before it changes anything (exit 13), and
+/// the repository and its keys are as they were.
+#[test]
+fn a_content_key_rotation_without_room_for_a_second_copy_is_refused_before_it_starts() {
+    if !require(is_root(), "the content-rotation room test mounts a small tmpfs, which needs root") {
+        return;
+    }
+    let fs_ = Tmpfs::mount("12m");
+    let repo_path = fs_.path().join("repo");
+    Cairn::new().repo(&repo_path).arg("init").args(FAST_KDF).run().ok();
+    let dir = tempdir("cairn-room-src-");
+    write_random(&dir.path().join("data.bin"), 7, 7 << 20);
+    Cairn::new().repo(&repo_path).arg("backup").arg(dir.path()).run().ok();
+    let before = Cairn::new().repo(&repo_path).args(["snapshots", "--json"]).run().ok().json();
+    let keys_before = list_objects(&repo_path, "keys");
+    let out = Cairn::new().repo(&repo_path).args(["key", "rotate", "--content-keys"]).run().expect_code(13);
+    assert!(out.one_line_error().contains("make room"), "{}", out.context());
+    assert_eq!(Cairn::new().repo(&repo_path).args(["snapshots", "--json"]).run().ok().json(), before);
+    assert_eq!(list_objects(&repo_path, "keys"), keys_before, "a key file changed");
+    Cairn::new().repo(&repo_path).args(["check", "--read-data"]).run().ok();
+    let target = tempdir("cairn-room-restore-");
+    Cairn::new().repo(&repo_path).args(["restore", "latest", "--target"]).arg(target.path()).run().ok();
+    assert_same_tree(dir.path(), &restored(target.path(), dir.path()));
+}
+
 #[test]
 fn restore_to_a_full_disk_exits_13_and_leaves_no_temporary_file() {
     if !require(is_root(), "the restore-to-full-disk test mounts a tmpfs, which needs root") {

@@ -125,6 +125,7 @@ pub fn rotate(
                             ));
                         }
                     }
+                    refuse_without_room(repo)?;
                     repo.master().with_new_content(from.map(Repository::master))?
                 }
             };
@@ -338,6 +339,36 @@ fn store_snapshots_anew(repo: &Repository, say: &dyn Fn(&str), interrupt: &Atomi
     }
     out.bytes_read = rechunker.bytes_read.load(Ordering::Relaxed);
     Ok(out)
+}
+
+/// A content key rotation stores every snapshot anew before it deletes the old data, so
+/// the repository grows by about its packs' size. On a local store it does not start
+/// (nothing changed yet) without that much free space: a disk filled halfway would leave
+/// a rotation that can neither go on nor be undone without more room.
+fn refuse_without_room(repo: &Repository) -> Result<()> {
+    if repo.backend().is_remote() {
+        return Ok(());
+    }
+    let packs: u64 = repo.backend().list_detailed(FileType::Pack)?.iter().map(|l| l.size).sum();
+    let fs = rustix::fs::statvfs(repo.backend().location().as_str()).map_err(|e| {
+        Error::with_source(
+            ErrorKind::Io,
+            "cannot tell the repository disk's free space",
+            std::io::Error::from(e),
+        )
+    })?;
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    if free >= packs {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::NoSpace,
+        format!(
+            "renewing the content keys stores every snapshot anew before the old data goes: it needs about {} MB free on the repository's disk, which has {} MB; make room (or prune first), then run it again",
+            packs.div_ceil(1 << 20),
+            free >> 20
+        ),
+    ))
 }
 
 /// Before the old content root leaves the keys: the repository, opened with the key as
