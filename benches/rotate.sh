@@ -3,8 +3,10 @@
 # 10), each after one mutation round, then time, with /usr/bin/time, a full read
 # (`check --read-data`, for scale), a copy of every snapshot into a new repository that
 # shares the chunker parameters (the nearest other command that reads and rewrites
-# everything), and `key rotate` twice (each a whole rotation: every pack, snapshot, index
-# file and log entry sealed anew).
+# everything), `key rotate` twice (each a whole rotation: every pack, snapshot, index
+# file and log entry sealed anew), a copy into a repository with other ids (every chunk
+# read and named anew), and `key rotate --content-keys` (every snapshot read back, cut
+# and stored anew, then the whole repository read with the new keys alone).
 #
 #   bash benches/rotate.sh [--snapshots N] [--scale S]
 #
@@ -49,6 +51,12 @@ first=$(timed "$cairn" key rotate)
 first_text=$(cat "$work/out")
 second=$(timed "$cairn" key rotate)
 after=$(timed "$cairn" check --read-data)
+"$cairn" init -q --repo "$work/other"
+other=$(timed "$cairn" copy --repo "$work/other" --from-repo "$work/repo")
+rm -rf "$work/copy" "$work/other"
+content=$(timed "$cairn" key rotate --content-keys)
+content_text=$(cat "$work/out")
+after_content=$(timed "$cairn" check --read-data)
 cat <<MD
 ### Key rotation after $N backups of the gateway corpus (scale $SCALE)
 
@@ -62,6 +70,11 @@ $(row "copy of every snapshot (shared chunker parameters)" "$copy")
 $(row "key rotate (first)" "$first")
 $(row "key rotate (second)" "$second")
 $(row "check --read-data after" "$after")
+$(row "copy of every snapshot (other ids)" "$other")
+$(row "key rotate --content-keys" "$content")
+$(row "check --read-data after" "$after_content")
 
 First rotation: $first_text
+
+Content key rotation: $content_text
 MD

@@ -114,8 +114,15 @@ impl Job<'_, '_> {
         if let Some(new) = self.memo.files.lock().expect("file memo lock").get(&key) {
             return Ok(new.clone());
         }
-        let mut content =
-            ChunkReader { job: self, chunks: old, next: 0, current: Vec::new(), at: 0, error: None };
+        let mut content = ChunkReader {
+            job: self,
+            chunks: old,
+            next: 0,
+            ahead: Default::default(),
+            current: Vec::new(),
+            at: 0,
+            error: None,
+        };
         let mut new = Vec::new();
         let mut stream = ChunkStream::with_size_hint(self.chunker, &mut content, size);
         loop {
@@ -126,13 +133,17 @@ impl Job<'_, '_> {
                 Ok(None) => break,
                 Err(_) => break, // the reader's own error, taken below
             };
-            for r in ranges {
-                let chunk = &buf[r];
+            // The chunks of a window are named, compressed and sealed in parallel, as a
+            // backup's are; ids come back in file order.
+            let save = |r: &std::ops::Range<usize>| -> Result<ChunkId> {
+                let chunk = &buf[r.clone()];
                 let id = self.repo.keys().chunk_id(chunk);
                 self.writer.save(BlobId::Chunk(id), chunk)?;
                 self.memo.bytes_read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                new.push(id);
-            }
+                Ok(id)
+            };
+            let batch: Vec<ChunkId> = ranges.par_iter().map(save).collect::<Result<_>>()?;
+            new.extend(batch);
         }
         drop(stream);
         if let Some(e) = content.error.take() {
@@ -143,29 +154,50 @@ impl Job<'_, '_> {
     }
 }
 
+/// Chunks read ahead at once, in parallel: reading (decompressing, verifying) is most of
+/// the work, and a large file would otherwise be read on one thread.
+const READ_AHEAD: usize = 16;
+
 /// A file's content as a reader: its chunks one after another, each verified.
 struct ChunkReader<'j, 'a, 'w> {
     job: &'j Job<'a, 'w>,
     chunks: &'j [ChunkId],
     next: usize,
+    /// Chunks read ahead, in file order.
+    ahead: std::collections::VecDeque<Vec<u8>>,
     current: Vec<u8>,
     at: usize,
     /// Why reading stopped, when it failed: the stream sees only an I/O error.
     error: Option<Error>,
 }
 
+impl ChunkReader<'_, '_, '_> {
+    /// The next chunks, up to [`READ_AHEAD`] of them, read in parallel.
+    fn read_ahead(&mut self) -> Result<()> {
+        let ids = &self.chunks[self.next..(self.next + READ_AHEAD).min(self.chunks.len())];
+        let read: Vec<Vec<u8>> = ids
+            .par_iter()
+            .map(|id| self.job.reader.read_indexed(self.job.index, &BlobId::Chunk(*id)))
+            .collect::<Result<_>>()?;
+        self.next += ids.len();
+        self.ahead.extend(read);
+        Ok(())
+    }
+}
+
 impl Read for ChunkReader<'_, '_, '_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.at == self.current.len() {
-            let Some(id) = self.chunks.get(self.next) else { return Ok(0) };
-            match self.job.reader.read_indexed(self.job.index, &BlobId::Chunk(*id)) {
-                Ok(plain) => self.current = plain,
-                Err(e) => {
+            if self.ahead.is_empty() {
+                if self.next == self.chunks.len() {
+                    return Ok(0);
+                }
+                if let Err(e) = self.read_ahead() {
                     self.error = Some(e);
                     return Err(std::io::Error::other("a chunk could not be read"));
                 }
             }
-            self.next += 1;
+            self.current = self.ahead.pop_front().expect("chunks read ahead");
             self.at = 0;
         }
         let n = out.len().min(self.current.len() - self.at);
