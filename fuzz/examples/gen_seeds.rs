@@ -153,6 +153,12 @@ fn main() {
         "backup_only_v2",
         &KeyFile::wrap(&m.backup_only(), keys, b"pw", KdfParams::FLOOR, "gw1", "root").unwrap(),
     );
+    // key_material: version 2 of both kinds, and version 3 (two epochs and an older
+    // content root, as during a content key rotation).
+    let fresh = MasterKey::generate().unwrap();
+    write("key_material", "full_v2", &fresh.to_bytes());
+    write("key_material", "backup_only_v2", &fresh.backup_only().to_bytes());
+    write("key_material", "full_v3", &fresh.with_new_content(None).unwrap().to_bytes());
     // index_cache: the index cache file of a small repository (300 blob entries), its own
     // MAC dropped: the target seals it with its fixed key (bit 0 of the first byte).
     let tmp = std::env::temp_dir().join(format!("cairn-gen-seeds-{}", std::process::id()));
@@ -191,6 +197,9 @@ fn main() {
     std::fs::remove_dir_all(&seeds).unwrap();
     for seed in ["full", "backup_only", "full_v2", "backup_only_v2"] {
         KeyFile::decode(&read("keyfile", seed)).unwrap();
+    }
+    for seed in ["full_v2", "backup_only_v2", "full_v3"] {
+        MasterKey::from_bytes(&read("key_material", seed)).unwrap();
     }
     println!("seeds written");
 }
