@@ -287,3 +287,43 @@ fn key_rotate_names_the_kept_apart_and_paper_keys_it_leaves_behind() {
     assert!(again.status.success());
     assert!(!String::from_utf8_lossy(&again.stderr).contains("no longer opens"), "named twice");
 }
+
+/// `key rotate --content-keys --dry-run` tells what the rotation would read (each
+/// distinct file once, however many snapshots hold it) and changes nothing; the rotation
+/// then stores that many snapshots anew, and a second dry run finds none left to store.
+#[test]
+fn a_content_key_rotation_dry_run_counts_each_file_once_and_changes_nothing() {
+    let (tmp, repo, src) = with_one_backup();
+    std::fs::write(src.join("b"), vec![7u8; 300_000]).unwrap();
+    ok(run(&repo, "first", &[], &["backup", src.to_str().unwrap()]));
+    std::fs::write(src.join("c"), vec![9u8; 50_000]).unwrap();
+    ok(run(&repo, "first", &[], &["backup", src.to_str().unwrap()]));
+    let listing = || ok(run(&repo, "first", &[], &["snapshots", "--json"]));
+    let keys = || std::fs::read_dir(repo.join("keys")).unwrap().map(|e| e.unwrap().file_name()).count();
+    let (before, keys_before) = (listing(), keys());
+    let dry = |repo: &Path| -> serde_json::Value {
+        let out = ok(run(repo, "first", &[], &["key", "rotate", "--content-keys", "--dry-run", "--json"]));
+        serde_json::from_str(&out).unwrap()
+    };
+    let plan = dry(&repo);
+    assert_eq!(
+        (plan["snapshots"].as_u64(), plan["file_bytes"].as_u64()),
+        (Some(3), Some(1 + 300_000 + 50_000))
+    );
+    assert!(plan["pack_bytes"].as_u64().unwrap() > 0 && plan["free_bytes"].as_u64().unwrap() > 0, "{plan}");
+    assert_eq!((listing(), keys()), (before, keys_before), "a dry run changed the repository");
+    let rotated = ok(run(&repo, "first", &[], &["key", "rotate", "--content-keys", "--json"]));
+    let rotated: serde_json::Value = serde_json::from_str(&rotated).unwrap();
+    assert_eq!(rotated["stored_anew"], 3, "{rotated}");
+    // Renewed content keys name the same content anew: a new dry run would store all again.
+    assert_eq!(dry(&repo)["snapshots"], 3);
+    let target = tmp.path().join("restore");
+    ok(run(&repo, "first", &[], &["restore", "latest", "--target", target.to_str().unwrap()]));
+    assert_eq!(
+        std::fs::read(target.join(src.strip_prefix("/").unwrap()).join("b")).unwrap(),
+        vec![7u8; 300_000]
+    );
+    let plain = run(&repo, "first", &[], &["key", "rotate", "--dry-run"]);
+    assert_eq!(plain.status.code(), Some(2), "a dry run is only for --content-keys");
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("--content-keys"));
+}

@@ -67,6 +67,10 @@ pub struct RotateArgs {
     /// own) instead of fresh ones, so the two dedup with each other again; needs its password
     #[arg(long, value_name = "SRC", requires = "content_keys")]
     content_from: Option<String>,
+    /// With --content-keys: print what it would read and store, and the room it needs,
+    /// changing nothing
+    #[arg(long, requires = "content_keys")]
+    dry_run: bool,
     #[command(flatten)]
     source_key: super::copy::SourceKey,
 }
@@ -176,6 +180,9 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
 }
 
 fn rotate(ctx: &Ctx, a: &RotateArgs) -> Result<()> {
+    if a.dry_run {
+        return plan_content_rotation(ctx);
+    }
     let (repo, pw) = ctx.open_keeping_password()?;
     repo.require_full_key("rotate the keys")?;
     let from = a.content_from.as_deref().map(|src| a.source_key.open(src)).transpose()?;
@@ -257,6 +264,33 @@ fn rotate(ctx: &Ctx, a: &RotateArgs) -> Result<()> {
             report.log_entries,
             report.packs,
             now.key_id().short()
+        ),
+    );
+    Ok(())
+}
+
+/// `key rotate --content-keys --dry-run`: what the rotation would read and store.
+fn plan_content_rotation(ctx: &Ctx) -> Result<()> {
+    let repo = ctx.open()?;
+    let _lock = ctx.read_lock(&repo, "key rotate --dry-run")?;
+    let plan = cairn::ops::rotate::plan_content_rotation(&repo)?;
+    let mb = |b: u64| b.div_ceil(1 << 20);
+    let room = match plan.free_bytes {
+        Some(free) if free < plan.pack_bytes => {
+            format!("; the disk has {} MB free: too little, the rotation would refuse to start", mb(free))
+        }
+        Some(free) => format!("; the disk has {} MB free", mb(free)),
+        None => String::new(),
+    };
+    say(
+        ctx,
+        serde_json::json!({"dry_run": true, "snapshots": plan.snapshots, "file_bytes": plan.file_bytes,
+                           "pack_bytes": plan.pack_bytes, "free_bytes": plan.free_bytes}),
+        &format!(
+            "would store {} snapshots anew: read back, cut and store {} MB of file content; the repository grows by about its packs' size ({} MB) until the old data goes{room}",
+            plan.snapshots,
+            mb(plan.file_bytes),
+            mb(plan.pack_bytes)
         ),
     );
     Ok(())

@@ -343,15 +343,74 @@ fn store_snapshots_anew(repo: &Repository, say: &dyn Fn(&str), interrupt: &Atomi
     Ok(out)
 }
 
-/// A content key rotation stores every snapshot anew before it deletes the old data, so
-/// the repository grows by about its packs' size. On a local store it does not start
-/// (nothing changed yet) without that much free space: a disk filled halfway would leave
-/// a rotation that can neither go on nor be undone without more room.
-fn refuse_without_room(repo: &Repository) -> Result<()> {
-    if repo.backend().is_remote() {
-        return Ok(());
+/// What a content key rotation would read and store, found without changing anything
+/// (`key rotate --content-keys --dry-run`).
+#[derive(Clone, Debug, Default)]
+pub struct ContentPlan {
+    /// Snapshots to store anew (not yet named under the newest content root).
+    pub snapshots: usize,
+    /// File content to read back and cut anew: each distinct file once.
+    pub file_bytes: u64,
+    /// The packs' size now: about what the repository grows by until the old data goes.
+    pub pack_bytes: u64,
+    /// Free space on the repository's disk (a local store only).
+    pub free_bytes: Option<u64>,
+}
+
+/// Plan a content key rotation of `repo`: walk the folders of every snapshot it would
+/// store anew (metadata only) and add up each distinct file once, as the rotation reads it.
+pub fn plan_content_rotation(repo: &Repository) -> Result<ContentPlan> {
+    use crate::format::tree::NodeKind;
+    use crate::id::{BlobId, TreeId};
+    repo.require_full_key("plan a content key rotation")?;
+    let index = crate::index::Index::load(repo)?;
+    let reader = crate::pack::PackReader::new(repo);
+    let mut plan = ContentPlan {
+        pack_bytes: repo.backend().list_detailed(FileType::Pack)?.iter().map(|l| l.size).sum(),
+        free_bytes: free_space(repo)?,
+        ..ContentPlan::default()
+    };
+    let mut trees: HashSet<TreeId> = HashSet::new();
+    let mut files: HashSet<[u8; 32]> = HashSet::new();
+    for (_, snap) in repo.snapshots()? {
+        let root = BlobId::Tree(snap.tree);
+        // Before a content rotation starts, every snapshot is stored anew.
+        if repo.keys().holds_older_content()
+            && repo.keys().names_under_newest(&root, &reader.read_indexed(&index, &root)?)
+        {
+            continue;
+        }
+        plan.snapshots += 1;
+        let mut todo = vec![snap.tree];
+        while let Some(id) = todo.pop() {
+            if !trees.insert(id) {
+                continue;
+            }
+            for node in crate::tree::load_tree(&reader, &index, &id)?.nodes {
+                match node.kind {
+                    NodeKind::Dir { tree } => todo.push(tree),
+                    NodeKind::File { size, chunks } => {
+                        let mut h = blake3::Hasher::new();
+                        chunks.iter().for_each(|c| {
+                            h.update(&c.0);
+                        });
+                        if files.insert(*h.finalize().as_bytes()) {
+                            plan.file_bytes += size;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
-    let packs: u64 = repo.backend().list_detailed(FileType::Pack)?.iter().map(|l| l.size).sum();
+    Ok(plan)
+}
+
+/// Free space on a local store's disk; `None` for a remote store.
+fn free_space(repo: &Repository) -> Result<Option<u64>> {
+    if repo.backend().is_remote() {
+        return Ok(None);
+    }
     let fs = rustix::fs::statvfs(repo.backend().location().as_str()).map_err(|e| {
         Error::with_source(
             ErrorKind::Io,
@@ -359,7 +418,16 @@ fn refuse_without_room(repo: &Repository) -> Result<()> {
             std::io::Error::from(e),
         )
     })?;
-    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    Ok(Some(fs.f_bavail.saturating_mul(fs.f_frsize)))
+}
+
+/// A content key rotation stores every snapshot anew before it deletes the old data, so
+/// the repository grows by about its packs' size. On a local store it does not start
+/// (nothing changed yet) without that much free space: a disk filled halfway would leave
+/// a rotation that can neither go on nor be undone without more room.
+fn refuse_without_room(repo: &Repository) -> Result<()> {
+    let Some(free) = free_space(repo)? else { return Ok(()) };
+    let packs: u64 = repo.backend().list_detailed(FileType::Pack)?.iter().map(|l| l.size).sum();
     if free >= packs {
         return Ok(());
     }
