@@ -299,7 +299,12 @@ fn a_content_key_rotation_dry_run_counts_each_file_once_and_changes_nothing() {
     std::fs::write(src.join("c"), vec![9u8; 50_000]).unwrap();
     ok(run(&repo, "first", &[], &["backup", src.to_str().unwrap()]));
     let listing = || ok(run(&repo, "first", &[], &["snapshots", "--json"]));
-    let keys = || std::fs::read_dir(repo.join("keys")).unwrap().map(|e| e.unwrap().file_name()).count();
+    let keys = || {
+        let mut names: Vec<_> =
+            std::fs::read_dir(repo.join("keys")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        names
+    };
     let (before, keys_before) = (listing(), keys());
     let dry = |repo: &Path| -> serde_json::Value {
         let out = ok(run(repo, "first", &[], &["key", "rotate", "--content-keys", "--dry-run", "--json"]));
