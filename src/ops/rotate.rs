@@ -655,6 +655,31 @@ mod tests {
         }
     }
 
+    /// Every stored object of every kind opens with `rotated`'s key (so the test can
+    /// fail) and with none of the `retired` ones. Returns how many objects it tried.
+    fn assert_only_the_new_key_opens(rotated: &Repository, retired: &[(MasterKey, RepoKeys)]) -> usize {
+        let mut objects = 0;
+        for ft in FileType::ALL {
+            let names = if ft == FileType::Config {
+                vec!["config".to_string()]
+            } else {
+                rotated.backend().list(ft).unwrap()
+            };
+            assert!(!names.is_empty(), "the repository holds no {ft:?} to test");
+            for name in names {
+                objects += 1;
+                assert!(
+                    opens(rotated, rotated.keys(), rotated.master(), ft, &name),
+                    "the new key does not open {ft:?} {name}"
+                );
+                for (m, k) in retired {
+                    assert!(!opens(rotated, k, m, ft, &name), "a retired key opens {ft:?} {name}");
+                }
+            }
+        }
+        objects
+    }
+
     /// After a completed rotation, the secrets a key held before it (a full key and a
     /// backup-only key) open no object of any kind, even told that the objects are of
     /// their epoch; the new key opens every one (so the check can fail).
@@ -699,25 +724,7 @@ mod tests {
                 })
             })
             .collect();
-        let mut objects = 0;
-        for ft in FileType::ALL {
-            let names = if ft == FileType::Config {
-                vec!["config".to_string()]
-            } else {
-                rotated.backend().list(ft).unwrap()
-            };
-            assert!(!names.is_empty(), "the repository holds no {ft:?} to test");
-            for name in names {
-                objects += 1;
-                assert!(
-                    opens(&rotated, rotated.keys(), rotated.master(), ft, &name),
-                    "the new key does not open {ft:?} {name}"
-                );
-                for (m, k) in &retired {
-                    assert!(!opens(&rotated, k, m, ft, &name), "a retired key opens {ft:?} {name}");
-                }
-            }
-        }
+        let objects = assert_only_the_new_key_opens(&rotated, &retired);
         assert!(objects > 10, "{objects}");
         // The backup-only key still works: it holds the new epoch.
         let writer = Repository::open(loc, b"bo", &KeySource::Stored).unwrap();
@@ -903,21 +910,15 @@ mod tests {
                 .collect()
         };
         assert_ne!(lengths(&new_ids), old_lengths);
-        let retired = [old.duplicate(), old.backup_only()];
-        for ft in FileType::ALL {
-            let names = if ft == FileType::Config {
-                vec!["config".to_string()]
-            } else {
-                rotated.backend().list(ft).unwrap()
-            };
-            for name in names {
-                assert!(opens(&rotated, rotated.keys(), rotated.master(), ft, &name), "{ft:?} {name}");
-                for m in &retired {
-                    let k = m.derive(m.public_key(), repo_id).unwrap();
-                    assert!(!opens(&rotated, &k, m, ft, &name), "a retired key opens {ft:?} {name}");
-                }
-            }
-        }
+        let retired: Vec<(MasterKey, RepoKeys)> = [old.duplicate(), old.backup_only()]
+            .into_iter()
+            .map(|m| {
+                let k = m.derive(m.public_key(), repo_id).unwrap();
+                (m, k)
+            })
+            .collect();
+        let _lock = rotated.lock(false, "test").unwrap();
+        assert_only_the_new_key_opens(&rotated, &retired);
         let snaps = rotated.snapshots().unwrap();
         assert_eq!(snaps.len(), 2);
         let target = dir.path().join("restored");
