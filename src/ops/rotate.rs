@@ -792,7 +792,7 @@ mod tests {
         holder.lock().unwrap().take().unwrap().join().unwrap();
         let said = said.into_inner().unwrap();
         assert!(
-            said.iter().any(|s| s.starts_with("waiting for 1 other locks to end: shared lock")),
+            said.iter().any(|s| s.starts_with("waiting for another lock to end: shared lock")),
             "{said:?}"
         );
         let rotated = Repository::open(&loc, b"pw", &KeySource::Stored).unwrap();

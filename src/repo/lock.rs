@@ -113,7 +113,11 @@ impl LockGuard<'_> {
                 return self.repo.backend().remove(FileType::Lock, &old);
             };
             self.repo.backend().remove(FileType::Lock, &exclusive)?;
-            say(&format!("waiting for {} other locks to end: {}", others.len(), other.describe()));
+            let what = match others.len() {
+                1 => "another lock".to_string(),
+                n => format!("{n} other locks"),
+            };
+            say(&format!("waiting for {what} to end: {}", other.describe()));
             let until = std::time::Instant::now() + pause;
             while std::time::Instant::now() < until {
                 if interrupt.load(Ordering::Relaxed) {
