@@ -2,7 +2,9 @@
 //! introduced a format version, and committed under tests/fixtures/: golden-v1 (pack and
 //! index version 1: a blob per frame), golden-v2 (version 2: frames of several blobs) and
 //! golden-v3 (envelope version 2, pack version 3, tree version 2: a history of several
-//! snapshots, index files, two keys and log entries; see golden/v3.rs). Every later
+//! snapshots, index files, two keys and log entries; see golden/v3.rs), and
+//! golden-content-rotation (key material version 3: a content key rotation stopped
+//! halfway, below). Every later
 //! version must still list, check and restore each exactly, and prune, copy and change
 //! the password of a copy of each. Make a new one only when a format version changes,
 //! and keep the old ones (as root, for owners and devices):
@@ -517,4 +519,124 @@ fn prune_copy_key_passwd_and_key_rotate_on_a_copy_of_golden_v3() {
         return;
     }
     maintenance_on_a_copy(&Golden::V3);
+}
+
+/// The golden repository of key material version 3: a content key rotation stopped after
+/// its first snapshot was stored anew (`rotate:after-stored-anew@1`), so its key files
+/// hold two content roots and it holds snapshots of both: the first twice (its old and
+/// its new copy), the second under the old root only. Made once, by the cairn that
+/// introduced material version 3, with a build that has failpoints:
+///     cargo test --features failpoints --test golden -- --ignored regenerate_golden_content_rotation
+const CONTENT_ROTATION: &str = "golden-content-rotation";
+const CONTENT_ROTATION_SOURCE: &str = "/tmp/cairn-golden-content-rotation-src";
+const CONTENT_ROTATION_TIMES: [&str; 2] = ["2026-12-07T06:00:00Z", "2026-12-07T12:00:00Z"];
+const CONTENT_ROTATION_BACKUP_ONLY: &str = "golden-backup-only-passphrase";
+
+fn content_rotation_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(CONTENT_ROTATION)
+}
+
+#[test]
+#[ignore = "run by hand, with --features failpoints, to make the fixture of key material version 3"]
+fn regenerate_golden_content_rotation() {
+    let repo = content_rotation_fixture();
+    let _ = std::fs::remove_dir_all(&repo);
+    let src = Path::new(CONTENT_ROTATION_SOURCE);
+    make_source(src);
+    cairn_ok(&repo, PASSPHRASE, &[], &[&["init", "--pack-size", "1M"][..], &KDF].concat());
+    let mut text = String::new();
+    for (i, time) in CONTENT_ROTATION_TIMES.iter().enumerate() {
+        if i > 0 {
+            std::fs::write(src.join("conf/after-first.txt"), b"written between the two backups").unwrap();
+        }
+        cairn_ok(
+            &repo,
+            PASSPHRASE,
+            &[],
+            &["backup", CONTENT_ROTATION_SOURCE, "--host", "golden", "--time", time],
+        );
+        text += &format!("# snapshot {time}\n{}", write_manifest(&manifest(src)));
+    }
+    let new_pw = [("CAIRN_NEW_PASSWORD", CONTENT_ROTATION_BACKUP_ONLY)];
+    cairn_ok(&repo, PASSPHRASE, &new_pw, &[&["key", "add", "--backup-only"][..], &KDF].concat());
+    let killed = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["-r", repo.to_str().unwrap(), "key", "rotate", "--content-keys"])
+        .env("CAIRN_PASSWORD", PASSPHRASE)
+        .env("CAIRN_FAILPOINT", "rotate:after-stored-anew@1")
+        .env_remove("CAIRN_REPOSITORY")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&killed.stderr).contains("failpoint rotate:after-stored-anew"),
+        "this needs a build with failpoints: {killed:?}"
+    );
+    // The killed process's lock, as `cairn unlock` would remove it.
+    for e in std::fs::read_dir(repo.join("locks")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    std::fs::write(content_rotation_fixture().with_extension("manifest"), text).unwrap();
+}
+
+/// What each snapshot time of the content rotation fixture restores to.
+fn content_rotation_manifests() -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(content_rotation_fixture().with_extension("manifest")).unwrap();
+    text.split("# snapshot ")
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (time, body) = s.split_once('\n').unwrap();
+            (time.to_string(), body.to_string())
+        })
+        .collect()
+}
+
+/// Every snapshot restores to the manifest of its time; returns how many there are.
+fn content_rotation_restores(repo: &Path, passphrase: &str) -> usize {
+    let want = content_rotation_manifests();
+    let list: serde_json::Value =
+        serde_json::from_str(&cairn_ok(repo, passphrase, &[], &["snapshots", "--json"])).unwrap();
+    let list = list.as_array().unwrap();
+    for snap in list {
+        let time = snap["time"].as_str().unwrap();
+        let target = tempfile::tempdir().unwrap();
+        cairn_ok(
+            repo,
+            passphrase,
+            &[],
+            &["restore", snap["id"].as_str().unwrap(), "--target", target.path().to_str().unwrap()],
+        );
+        let got =
+            write_manifest(&manifest(&target.path().join(CONTENT_ROTATION_SOURCE.trim_start_matches('/'))));
+        assert_eq!(
+            &got,
+            want.get(time).unwrap_or_else(|| panic!("no manifest for {time}")),
+            "snapshot at {time}"
+        );
+    }
+    list.len()
+}
+
+/// Key material version 3 stays readable: the stopped rotation's repository lists and
+/// restores every snapshot (of both content roots) as made, waits with `rewrite` (the key
+/// holds two roots), and a plain `key rotate` finishes the rotation; then the two
+/// snapshots restore as made, check reads clean, and the backup-only key backs up.
+#[test]
+fn golden_content_rotation_reads_and_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    common::copy_dir(&content_rotation_fixture(), &repo);
+    assert_eq!(content_rotation_restores(&repo, PASSPHRASE), 3, "the first snapshot twice, the second once");
+    let rewrite = cairn(&repo, &["rewrite", "--exclude", "*.none", "--all"]);
+    assert_eq!(rewrite.status.code(), Some(11), "{rewrite:?}");
+    let done: serde_json::Value =
+        serde_json::from_str(&cairn_ok(&repo, PASSPHRASE, &[], &["key", "rotate", "--json"])).unwrap();
+    assert_eq!(
+        (done["content_keys_renewed"].as_bool(), done["stored_anew"].as_u64()),
+        (Some(true), Some(2)),
+        "{done}"
+    );
+    assert_eq!(content_rotation_restores(&repo, PASSPHRASE), 2);
+    cairn_ok(&repo, PASSPHRASE, &[], &["check", "--read-data"]);
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("f"), b"after the rotation").unwrap();
+    cairn_ok(&repo, CONTENT_ROTATION_BACKUP_ONLY, &[], &["backup", src.path().to_str().unwrap()]);
 }
