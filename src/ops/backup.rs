@@ -26,7 +26,7 @@ use super::walker::{Counters, Walker};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::Timespec;
-use crate::id::{BlobId, SnapshotId, TreeId};
+use crate::id::{SnapshotId, TreeId};
 use crate::index::Index;
 use crate::ops::exclude::{ExcludeOptions, Excludes};
 use crate::ops::progress::Progress;
@@ -356,10 +356,9 @@ fn named_under_newest_content(repo: &Repository, tree: &TreeId) -> bool {
     if !repo.keys().holds_older_content() {
         return true;
     }
-    let id = BlobId::Tree(*tree);
     Index::load(repo)
-        .and_then(|index| PackReader::new(repo).read_indexed(&index, &id))
-        .is_ok_and(|plain| repo.keys().names_under_newest(&id, &plain))
+        .and_then(|index| super::rechunk::named_under_newest(&PackReader::new(repo), &index, tree))
+        .unwrap_or(false)
 }
 
 /// Make every source absolute, check it exists, and drop sources inside other sources.

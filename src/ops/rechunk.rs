@@ -24,6 +24,26 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// Whether the tree `tree` was named under the content root writers use now: a snapshot
+/// whose root tree was is stored under it whole (backups, rotations and copies name no
+/// new tree over blobs of an older root), any other is stored anew by a content key
+/// rotation.
+pub fn named_under_newest(reader: &PackReader<'_>, index: &Index, tree: &TreeId) -> Result<bool> {
+    let id = BlobId::Tree(*tree);
+    let plain = reader.read_indexed(index, &id)?;
+    Ok(reader.repo().keys().names_under_newest(&id, &plain))
+}
+
+/// A file's identity by its chunk list: files with the same list have the same content,
+/// so a rotation reads (and its plan counts) each once.
+pub fn chunk_list_key(chunks: &[ChunkId]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    chunks.iter().for_each(|c| {
+        h.update(&c.0);
+    });
+    *h.finalize().as_bytes()
+}
+
 /// What was stored anew in one run, by old id, and how much was read.
 #[derive(Default)]
 pub struct Rechunker {
@@ -104,13 +124,7 @@ impl Job<'_, '_> {
 
     /// A file's content, read through its chunks and cut anew; returns the new chunk list.
     fn file(&self, old: &[ChunkId], size: u64) -> Result<Vec<ChunkId>> {
-        let key = {
-            let mut h = blake3::Hasher::new();
-            old.iter().for_each(|c| {
-                h.update(&c.0);
-            });
-            *h.finalize().as_bytes()
-        };
+        let key = chunk_list_key(old);
         if let Some(new) = self.memo.files.lock().expect("file memo lock").get(&key) {
             return Ok(new.clone());
         }

@@ -18,6 +18,7 @@ use crate::format::envelope::{self, ObjectType, WrittenBy};
 use crate::format::keyfile;
 use crate::id::{PackId, SnapshotId};
 use crate::ops::prune::{self, PruneOptions};
+use crate::ops::rechunk::{chunk_list_key, named_under_newest};
 use crate::repo::lock::LockGuard;
 use crate::repo::log::LogRecord;
 use crate::repo::Repository;
@@ -286,18 +287,16 @@ fn refuse_version_1_keys(repo: &Repository) -> Result<()> {
 /// says, and its writer's kind. A run killed between storing one and removing the old
 /// one finds the new one by its payload and only removes the old one.
 fn store_snapshots_anew(repo: &Repository, say: &dyn Fn(&str), interrupt: &AtomicBool) -> Result<StoredAnew> {
-    use crate::id::BlobId;
     let index = crate::index::Index::load(repo)?;
     let reader = crate::pack::PackReader::new(repo);
     let snapshots = repo.snapshots()?;
     let mut stored: HashSet<[u8; 32]> = HashSet::new();
     let mut old = Vec::new();
     for (id, snap) in snapshots {
-        let root = BlobId::Tree(snap.tree);
-        let plain = reader.read_indexed(&index, &root).map_err(|e| {
+        let new = named_under_newest(&reader, &index, &snap.tree).map_err(|e| {
             e.wrap(format!("snapshot {}: its root folder cannot be read, so it cannot be stored anew; `cairn check` tells more", id.short()))
         })?;
-        if repo.keys().names_under_newest(&root, &plain) {
+        if new {
             stored.insert(*blake3::hash(&snap.encode()).as_bytes());
         } else {
             old.push((id, snap));
@@ -361,7 +360,7 @@ pub struct ContentPlan {
 /// store anew (metadata only) and add up each distinct file once, as the rotation reads it.
 pub fn plan_content_rotation(repo: &Repository) -> Result<ContentPlan> {
     use crate::format::tree::NodeKind;
-    use crate::id::{BlobId, TreeId};
+    use crate::id::TreeId;
     repo.require_full_key("plan a content key rotation")?;
     let index = crate::index::Index::load(repo)?;
     let reader = crate::pack::PackReader::new(repo);
@@ -373,11 +372,8 @@ pub fn plan_content_rotation(repo: &Repository) -> Result<ContentPlan> {
     let mut trees: HashSet<TreeId> = HashSet::new();
     let mut files: HashSet<[u8; 32]> = HashSet::new();
     for (_, snap) in repo.snapshots()? {
-        let root = BlobId::Tree(snap.tree);
         // Before a content rotation starts, every snapshot is stored anew.
-        if repo.keys().holds_older_content()
-            && repo.keys().names_under_newest(&root, &reader.read_indexed(&index, &root)?)
-        {
+        if repo.keys().holds_older_content() && named_under_newest(&reader, &index, &snap.tree)? {
             continue;
         }
         plan.snapshots += 1;
@@ -389,14 +385,8 @@ pub fn plan_content_rotation(repo: &Repository) -> Result<ContentPlan> {
             for node in crate::tree::load_tree(&reader, &index, &id)?.nodes {
                 match node.kind {
                     NodeKind::Dir { tree } => todo.push(tree),
-                    NodeKind::File { size, chunks } => {
-                        let mut h = blake3::Hasher::new();
-                        chunks.iter().for_each(|c| {
-                            h.update(&c.0);
-                        });
-                        if files.insert(*h.finalize().as_bytes()) {
-                            plan.file_bytes += size;
-                        }
+                    NodeKind::File { size, chunks } if files.insert(chunk_list_key(&chunks)) => {
+                        plan.file_bytes += size
                     }
                     _ => {}
                 }
