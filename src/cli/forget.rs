@@ -64,7 +64,22 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?;
-    repo.require_full_key("forget snapshots")?;
+    // A maintenance key judges snapshots by their summaries (format-spec/maintenance-key.md).
+    let by_summary = repo.key_kind() == cairn::crypto::keys::KeyKind::Maintenance;
+    if !by_summary {
+        repo.require_full_key("forget snapshots")?;
+    }
+    if by_summary && !a.path.is_empty() {
+        return Err(Error::invalid(
+            "a maintenance key cannot tell snapshots by path (it sees keyed hashes only): leave out --path, or use a full key",
+        ));
+    }
+    if by_summary && a.prune {
+        return Err(cairn::Error::new(
+            cairn::ErrorKind::PermissionDenied,
+            "a maintenance key forgets but does not prune yet: run `cairn prune` with a full key",
+        ));
+    }
     repo.will_list(&[cairn::backend::FileType::Snapshot]);
     let _lock = ctx.lock(&repo, true, "forget")?;
     let policy = RetentionPolicy {
@@ -96,9 +111,23 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         for spec in &a.ids {
             drop.push(repo.resolve_snapshot_id(spec)?);
         }
-        cairn::repo::refuse_unreadable(&unreadable, &drop, "forget")?;
+        if !by_summary {
+            cairn::repo::refuse_unreadable(&unreadable, &drop, "forget")?;
+        }
     } else {
-        cairn::repo::refuse_unreadable(&unreadable, &[], "forget")?;
+        if by_summary {
+            // Leaving a snapshot out of its group can only keep more of the others.
+            for (name, why) in &unreadable {
+                if !ctx.quiet {
+                    eprintln!(
+                        "cairn: warning: snapshot {} is kept and counts toward no rule: {why}",
+                        &name[..name.len().min(8)]
+                    );
+                }
+            }
+        } else {
+            cairn::repo::refuse_unreadable(&unreadable, &[], "forget")?;
+        }
         let tz = jiff::tz::TimeZone::system();
         let ids: Vec<_> = selected.iter().map(|(id, _)| *id).collect();
         let arrived = cairn::ops::forget::arrivals(&repo, &ids)?;

@@ -14,7 +14,7 @@ pub enum Command {
     List,
     /// Add a key with a new password (CAIRN_NEW_PASSWORD, --new-password-file, or prompt)
     #[command(
-        after_help = "Examples:\n  cairn key add\n  cairn key add --backup-only --key-file /etc/cairn/backup.key"
+        after_help = "Examples:\n  cairn key add\n  cairn key add --backup-only --key-file /etc/cairn/backup.key\n  cairn key add --maintenance --to-file /etc/cairn/retention.key"
     )]
     Add(AddArgs),
     /// Remove a key (not the one in use)
@@ -78,8 +78,12 @@ pub struct RotateArgs {
 #[derive(clap::Args)]
 pub struct AddArgs {
     /// A key for a backup host: can add snapshots and dedup, cannot read or delete anything
-    #[arg(long)]
+    #[arg(long, conflicts_with = "maintenance")]
     backup_only: bool,
+    /// A key for a retention host: lists and forgets snapshots from their summaries, reads no
+    /// file content, name or metadata, writes no data (the first one enables summaries)
+    #[arg(long)]
+    maintenance: bool,
     /// Write the new key to this file instead of the repository
     #[arg(long = "to-file")]
     to_file: Option<PathBuf>,
@@ -123,6 +127,50 @@ impl KdfArgs {
     }
 }
 
+/// `key add --maintenance`: under the exclusive lock, enable summaries (the first time,
+/// or finish what a killed run left), then write the maintenance key.
+fn add_maintenance_key(
+    ctx: &Ctx,
+    repo: &cairn::Repository,
+    pw: &[u8],
+    kdf: KdfParams,
+    to_file: Option<&std::path::Path>,
+) -> Result<i32> {
+    let _lock = ctx.lock(repo, true, "key add")?;
+    let (enabled, done) = cairn::ops::maintenance::enable(repo)?;
+    for p in &done.passed_over {
+        eprintln!("cairn: warning: key file {p}: given nothing (no full key of this repository granted it)");
+    }
+    let id = enabled.add_key(pw, KeyKind::Maintenance, kdf, to_file)?;
+    super::record(
+        &enabled,
+        LogRecord::new("key add", "success")
+            .figure("key", id.short())
+            .figure("kind", KeyKind::Maintenance.name())
+            .figure("summaries_written", done.summaries_written)
+            .figure("key_files_written", done.key_files_written),
+    );
+    say(
+        ctx,
+        serde_json::json!({
+            "added": id.to_hex(),
+            "kind": KeyKind::Maintenance.name(),
+            "enabled_now": done.config_written,
+            "key_files_written": done.key_files_written,
+            "passed_over": done.passed_over,
+            "summaries_written": done.summaries_written,
+        }),
+        &format!(
+            "added maintenance key {}{}; {} snapshots given a summary, {} other key files given the maintenance public key",
+            id.short(),
+            if done.config_written { " (summaries enabled)" } else { "" },
+            done.summaries_written,
+            done.key_files_written
+        ),
+    );
+    Ok(super::exit::SUCCESS)
+}
+
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
     match cmd {
         Command::FromPaper { input, output } => return from_paper(&input, &output),
@@ -132,6 +180,9 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
             let repo = ctx.open()?;
             repo.require_full_key("manage keys")?;
             let pw = ctx.new_password(a.new_password_file.as_deref())?;
+            if a.maintenance {
+                return add_maintenance_key(ctx, &repo, &pw, kdf, a.to_file.as_deref());
+            }
             let kind = if a.backup_only { KeyKind::BackupOnly } else { KeyKind::Full };
             let id = repo.add_key(&pw, kind, kdf, a.to_file.as_deref())?;
             super::record(

@@ -178,6 +178,12 @@ enum Command {
 }
 
 impl Command {
+    /// The commands a maintenance key runs: they need summaries, the index, locks and the
+    /// log only (format-spec/maintenance-key.md).
+    fn runs_with_a_maintenance_key(&self) -> bool {
+        matches!(self, Command::Snapshots(_) | Command::Forget(_) | Command::Log(_) | Command::Unlock(_))
+    }
+
     /// Whether the command only reads the repository (it may then run without a lock).
     fn only_reads(&self) -> bool {
         matches!(
@@ -210,6 +216,9 @@ pub struct Ctx {
     pub interrupt: Arc<AtomicBool>,
     /// How long to wait for a lock (--lock-wait), in seconds.
     lock_wait: Option<u64>,
+    /// Whether the command runs with a maintenance key (it reads no content, name or
+    /// metadata, so only commands that need none take one).
+    maintenance_key_runs: bool,
 }
 
 impl Ctx {
@@ -292,7 +301,14 @@ impl Ctx {
             Some(f) => KeySource::File(f.clone()),
             None => KeySource::Stored,
         };
-        Repository::open(self.location()?, pw, &source)
+        let repo = Repository::open(self.location()?, pw, &source)?;
+        if repo.key_kind() == cairn::crypto::keys::KeyKind::Maintenance && !self.maintenance_key_runs {
+            return Err(Error::new(
+                cairn::ErrorKind::PermissionDenied,
+                "a maintenance key runs only `snapshots`, `forget`, `log` and `unlock`; use a full key for this",
+            ));
+        }
+        Ok(repo)
     }
 }
 
@@ -426,6 +442,7 @@ pub fn main() -> i32 {
         no_lock: cli.no_lock,
         interrupt,
         lock_wait: cli.lock_wait,
+        maintenance_key_runs: cli.command.runs_with_a_maintenance_key(),
     };
     let result = match cli.command {
         Command::Init(a) => init::run(&ctx, a),

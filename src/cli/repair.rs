@@ -34,6 +34,10 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Give every snapshot without a summary one, so a maintenance key can judge it
+    /// (snapshot ids change, as in a key rotation)
+    #[command(after_help = "Example:\n  cairn repair maintenance")]
+    Maintenance,
 }
 
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
@@ -41,6 +45,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Index { dry_run } => dry_run,
         Command::Snapshots { dry_run } => return snapshots(ctx, dry_run),
         Command::Undelete { since, dry_run } => return undelete(ctx, since, dry_run),
+        Command::Maintenance => return maintenance(ctx),
     };
     let repo = ctx.open()?.reading_the_store_only();
     repo.require_full_key("repair the repository")?;
@@ -77,6 +82,20 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         );
     }
     Ok(if r.packs_unreadable.is_empty() { exit::SUCCESS } else { exit::DAMAGED })
+}
+
+fn maintenance(ctx: &Ctx) -> Result<i32> {
+    let repo = ctx.open()?.reading_the_store_only();
+    repo.require_full_key("repair the repository")?;
+    let _lock = ctx.lock(&repo, true, "repair maintenance")?;
+    let n = cairn::ops::maintenance::give_summaries(&repo)?;
+    super::record(&repo, LogRecord::new("repair maintenance", "success").figure("summaries_written", n));
+    if ctx.json {
+        println!("{}", serde_json::json!({"summaries_written": n}));
+    } else if !ctx.quiet {
+        println!("{n} snapshots given a summary");
+    }
+    Ok(exit::SUCCESS)
 }
 
 fn snapshots(ctx: &Ctx, dry_run: bool) -> Result<i32> {

@@ -30,6 +30,13 @@ const CTX_SHARED_OBJECT_KEY_V2: &str = "cairn 2026-12-04 v2 shared object key";
 const CTX_SEALED_OBJECT_KEY_V2: &str = "cairn 2026-12-04 v2 sealed object key";
 const CTX_ATTESTATION: &str = "cairn 2026-12-04 v2 full key attestation";
 const CTX_HEDGE: &str = "cairn 2026-12-04 v2 hedged randomness";
+// Added with the maintenance key (format-spec/maintenance-key.md).
+const CTX_REFERENCES_ID: &str = "cairn 2026-12-06 v4 references id";
+const CTX_SOURCE_PATH: &str = "cairn 2026-12-06 v4 source path";
+const CTX_MAINTENANCE_AUTH: &str = "cairn 2026-12-06 v4 maintenance authentication";
+const CTX_MAINTENANCE_SECRET: &str = "cairn 2026-12-06 v4 maintenance secret";
+const CTX_MAINTENANCE_ATTESTATION: &str = "cairn 2026-12-06 v4 maintenance attestation";
+const CTX_MAINTENANCE_OBJECT_KEY: &str = "cairn 2026-12-06 v4 maintenance sealed object key";
 // This machine's index cache file (src/index/cache_file.rs), never stored in a repository.
 const CTX_INDEX_CACHE: &str = "cairn 2026-12-06 local index cache";
 
@@ -54,6 +61,9 @@ pub enum KeyKind {
     Full = 1,
     /// Writes new snapshots and dedups, reads no stored content (no read secret).
     BackupOnly = 2,
+    /// Lists and forgets snapshots from their summaries; reads no content, name or
+    /// metadata and writes no data (format-spec/maintenance-key.md).
+    Maintenance = 3,
 }
 
 impl KeyKind {
@@ -61,6 +71,7 @@ impl KeyKind {
         match b {
             1 => Ok(KeyKind::Full),
             2 => Ok(KeyKind::BackupOnly),
+            3 => Ok(KeyKind::Maintenance),
             _ => Err(Error::new(ErrorKind::Unsupported, format!("unknown key kind {b}"))),
         }
     }
@@ -69,6 +80,7 @@ impl KeyKind {
         match self {
             KeyKind::Full => "full",
             KeyKind::BackupOnly => "backup-only",
+            KeyKind::Maintenance => "maintenance",
         }
     }
 }
@@ -78,9 +90,40 @@ impl KeyKind {
 /// everything is sealed anew, drops the old one (format-spec/keys.md, key rotation).
 struct Epoch {
     number: u16,
+    /// Full and backup-only keys; zero in a maintenance key, which holds `maintenance`.
     root: Zeroizing<[u8; 32]>,
     read_secret: Option<StaticSecret>,
     public: [u8; 32],
+    /// Backup-only keys of material version 4: the epoch's maintenance public key, which
+    /// they seal summaries to (full keys derive it).
+    maintenance_public: Option<[u8; 32]>,
+    /// Maintenance keys: the subkeys they hold in place of the root and read secret.
+    maintenance: Option<MaintenanceSubkeys>,
+}
+
+/// What a maintenance key holds of one epoch (format-spec/maintenance-key.md, key kind 3).
+#[derive(Clone)]
+struct MaintenanceSubkeys {
+    shared_seal: Zeroizing<[u8; 32]>,
+    auth: Zeroizing<[u8; 32]>,
+    attestation: Zeroizing<[u8; 32]>,
+    secret: StaticSecret,
+}
+
+impl MaintenanceSubkeys {
+    /// A full key's epoch's maintenance subkeys, from its root and read secret.
+    fn of(root: &[u8; 32], read_secret: &StaticSecret) -> MaintenanceSubkeys {
+        MaintenanceSubkeys {
+            shared_seal: derive(CTX_SHARED_SEAL, root),
+            auth: derive(CTX_MAINTENANCE_AUTH, root),
+            attestation: derive(CTX_MAINTENANCE_ATTESTATION, read_secret.as_bytes()),
+            secret: StaticSecret::from(*derive(CTX_MAINTENANCE_SECRET, read_secret.as_bytes())),
+        }
+    }
+
+    fn public(&self) -> [u8; 32] {
+        PublicKey::from(&self.secret).to_bytes()
+    }
 }
 
 impl Epoch {
@@ -89,11 +132,25 @@ impl Epoch {
         fill_random(&mut read[..])?;
         let secret = StaticSecret::from(*read);
         let public = PublicKey::from(&secret).to_bytes();
-        Ok(Epoch { number, root, read_secret: Some(secret), public })
+        Ok(Epoch {
+            number,
+            root,
+            read_secret: Some(secret),
+            public,
+            maintenance_public: None,
+            maintenance: None,
+        })
     }
 
     fn without_read_secret(&self) -> Epoch {
-        Epoch { number: self.number, root: self.root.clone(), read_secret: None, public: self.public }
+        Epoch {
+            number: self.number,
+            root: self.root.clone(),
+            read_secret: None,
+            public: self.public,
+            maintenance_public: None,
+            maintenance: None,
+        }
     }
 
     fn clone_secret(&self) -> Epoch {
@@ -102,18 +159,44 @@ impl Epoch {
             root: self.root.clone(),
             read_secret: self.read_secret.clone(),
             public: self.public,
+            maintenance_public: self.maintenance_public,
+            maintenance: self.maintenance.clone(),
+        }
+    }
+
+    /// The maintenance subkeys of a full key's epoch.
+    fn maintenance_subkeys(&self) -> Option<MaintenanceSubkeys> {
+        match (&self.maintenance, &self.read_secret) {
+            (Some(m), _) => Some(m.clone()),
+            (None, Some(read)) => Some(MaintenanceSubkeys::of(&self.root, read)),
+            (None, None) => None,
         }
     }
 
     /// The working keys of this epoch.
     fn keys(&self) -> EpochKeys {
+        let subkeys = self.maintenance_subkeys();
+        let (shared_seal, pack_auth, maintenance_auth) = match &self.maintenance {
+            // A maintenance key holds no root: no pack-authentication key, so it makes
+            // no object full keys accept as a pack or snapshot.
+            Some(m) => (*m.shared_seal, [0u8; 32], *m.auth),
+            None => (
+                *derive(CTX_SHARED_SEAL, &self.root[..]),
+                *derive(CTX_PACK_AUTH, &self.root[..]),
+                *derive(CTX_MAINTENANCE_AUTH, &self.root[..]),
+            ),
+        };
         EpochKeys {
             number: self.number,
-            shared_seal: *derive(CTX_SHARED_SEAL, &self.root[..]),
-            pack_auth: *derive(CTX_PACK_AUTH, &self.root[..]),
+            shared_seal,
+            pack_auth,
             public: self.public,
             attestation: self.read_secret.as_ref().map(|s| *derive(CTX_ATTESTATION, s.as_bytes())),
             read_secret: self.read_secret.clone(),
+            maintenance_public: subkeys.as_ref().map(MaintenanceSubkeys::public).or(self.maintenance_public),
+            maintenance_auth,
+            maintenance_attestation: subkeys.as_ref().map(|m| *m.attestation),
+            maintenance_secret: subkeys.map(|m| m.secret),
         }
     }
 }
@@ -129,6 +212,8 @@ pub struct MasterKey {
     older_content_root: Option<Zeroizing<[u8; 32]>>,
     /// In increasing epoch number; one or two.
     epochs: Vec<Epoch>,
+    /// A maintenance key's references-id key (it holds no content root: that is zero).
+    references_id: Option<Zeroizing<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -147,8 +232,31 @@ const EPOCH_LEN: usize = 2 + 32 + 32;
 /// Version 3 material (during a content key rotation): byte 33's high nibble is 1 and an
 /// older content root follows the epochs.
 const OLDER_CONTENT_FLAG: u8 = 0x10;
+/// Version 4 material (a maintenance key, or a backup-only key carrying maintenance public
+/// keys): byte 33's bit 0x20 is set, and each epoch is longer.
+const MAINTENANCE_FLAG: u8 = 0x20;
+/// A version 4 backup-only epoch: number, root, public key, maintenance public key.
+const EPOCH_LEN_V4_BACKUP_ONLY: usize = 2 + 3 * 32;
+/// A maintenance key's epoch: number, public key, shared-seal key, maintenance
+/// authentication key, maintenance attestation key, maintenance secret.
+const EPOCH_LEN_V4_MAINTENANCE: usize = 2 + 5 * 32;
 /// A key holds at most two epochs: the current one and, during a rotation, one more.
 pub const MAX_EPOCHS: usize = 2;
+
+/// The lengths key material of `kind` may have (versions 2 to 4): a key file's decoder
+/// finds its parts by them.
+pub fn material_lengths(kind: KeyKind) -> Vec<usize> {
+    let layouts: &[(usize, usize)] = match kind {
+        KeyKind::Full => &[(EPOCH_LEN, 0), (EPOCH_LEN, 32)],
+        KeyKind::BackupOnly => {
+            &[(EPOCH_LEN, 0), (EPOCH_LEN, 32), (EPOCH_LEN_V4_BACKUP_ONLY, 0), (EPOCH_LEN_V4_BACKUP_ONLY, 32)]
+        }
+        KeyKind::Maintenance => &[(EPOCH_LEN_V4_MAINTENANCE, 0)],
+    };
+    (1..=MAX_EPOCHS)
+        .flat_map(|n| layouts.iter().map(move |(e, older)| MASTER_HEAD_V2 + e * n + older))
+        .collect()
+}
 
 impl MasterKey {
     /// Fresh key material from the operating system's random source: epoch 0, whose root is
@@ -157,7 +265,13 @@ impl MasterKey {
         let mut content_root = Zeroizing::new([0u8; 32]);
         fill_random(&mut content_root[..])?;
         let epoch = Epoch::fresh(0, content_root.clone())?;
-        Ok(MasterKey { kind: KeyKind::Full, content_root, older_content_root: None, epochs: vec![epoch] })
+        Ok(MasterKey {
+            kind: KeyKind::Full,
+            content_root,
+            older_content_root: None,
+            epochs: vec![epoch],
+            references_id: None,
+        })
     }
 
     /// Key material for a new repository that shares this one's content root, so the two
@@ -171,6 +285,7 @@ impl MasterKey {
             content_root: self.content_root.clone(),
             older_content_root: None,
             epochs: vec![epoch],
+            references_id: None,
         })
     }
 
@@ -181,7 +296,57 @@ impl MasterKey {
             content_root: self.content_root.clone(),
             older_content_root: self.older_content_root.clone(),
             epochs: self.epochs.iter().map(Epoch::without_read_secret).collect(),
+            references_id: None,
         }
+    }
+
+    /// A full key's backup-only material that carries each epoch's maintenance public
+    /// key (material version 4), for a repository with maintenance: its holder seals
+    /// summaries to it and never takes it from the config, which a backup-only key holder
+    /// could rewrite (format-spec/maintenance-key.md).
+    pub fn backup_only_with_maintenance(&self) -> Result<MasterKey> {
+        let mut out = self.backup_only();
+        for (e, full) in out.epochs.iter_mut().zip(&self.epochs) {
+            let subkeys = full
+                .maintenance_subkeys()
+                .ok_or_else(|| Error::invalid("only a full key derives maintenance public keys"))?;
+            e.maintenance_public = Some(subkeys.public());
+        }
+        Ok(out)
+    }
+
+    /// A full key's maintenance key material (key kind 3): for each epoch the public key,
+    /// the shared-seal key and the maintenance subkeys, and the references-id key; no
+    /// content root, epoch root, read secret or pack-authentication key.
+    pub fn maintenance(&self) -> Result<MasterKey> {
+        if self.kind != KeyKind::Full {
+            return Err(Error::invalid("only a full key makes a maintenance key"));
+        }
+        let epochs = self
+            .epochs
+            .iter()
+            .map(|e| Epoch {
+                number: e.number,
+                root: Zeroizing::new([0u8; 32]),
+                read_secret: None,
+                public: e.public,
+                maintenance_public: None,
+                maintenance: e.maintenance_subkeys(),
+            })
+            .collect();
+        Ok(MasterKey {
+            kind: KeyKind::Maintenance,
+            content_root: Zeroizing::new([0u8; 32]),
+            older_content_root: None,
+            epochs,
+            references_id: Some(derive(CTX_REFERENCES_ID, &self.content_root[..])),
+        })
+    }
+
+    /// Whether this material can seal summaries: a full key, or a backup-only key of
+    /// material version 4.
+    pub fn has_maintenance_public(&self) -> bool {
+        self.epochs.iter().all(|e| e.maintenance_public.is_some() || e.maintenance_subkeys().is_some())
     }
 
     /// A copy of this material (same kind).
@@ -191,6 +356,7 @@ impl MasterKey {
             content_root: self.content_root.clone(),
             older_content_root: self.older_content_root.clone(),
             epochs: self.epochs.iter().map(Epoch::clone_secret).collect(),
+            references_id: self.references_id.clone(),
         }
     }
 
@@ -266,20 +432,37 @@ impl MasterKey {
         self.epochs.last().expect("a key holds an epoch").public
     }
 
-    /// Version 2 material, or version 3 while an older content root is held
-    /// (format-spec/keys.md).
+    /// Version 2 material, version 3 while an older content root is held, version 4 for a
+    /// maintenance key and a backup-only key that carries maintenance public keys
+    /// (format-spec/keys.md, format-spec/maintenance-key.md).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(MASTER_HEAD_V2 + EPOCH_LEN * self.epochs.len() + 32));
+        let v4 = self.material_v4();
+        let mut out = Zeroizing::new(Vec::with_capacity(MASTER_HEAD_V2 + EPOCH_LEN_V4_MAINTENANCE * 2 + 32));
         out.push(self.kind as u8);
-        out.extend_from_slice(&self.content_root[..]);
-        let flag = if self.older_content_root.is_some() { OLDER_CONTENT_FLAG } else { 0 };
+        match &self.references_id {
+            Some(r) => out.extend_from_slice(&r[..]),
+            None => out.extend_from_slice(&self.content_root[..]),
+        }
+        let mut flag = if self.older_content_root.is_some() { OLDER_CONTENT_FLAG } else { 0 };
+        if v4 {
+            flag |= MAINTENANCE_FLAG;
+        }
         out.push(self.epochs.len() as u8 | flag);
         for e in &self.epochs {
             out.extend_from_slice(&e.number.to_le_bytes());
+            if let Some(m) = &e.maintenance {
+                for part in [&e.public, &*m.shared_seal, &*m.auth, &*m.attestation, m.secret.as_bytes()] {
+                    out.extend_from_slice(part);
+                }
+                continue;
+            }
             out.extend_from_slice(&e.root[..]);
             match &e.read_secret {
                 Some(s) => out.extend_from_slice(s.as_bytes()),
                 None => out.extend_from_slice(&e.public),
+            }
+            if v4 {
+                out.extend_from_slice(&e.maintenance_public.expect("version 4 material carries it"));
             }
         }
         if let Some(older) = &self.older_content_root {
@@ -288,69 +471,133 @@ impl MasterKey {
         out
     }
 
-    /// The epoch whose last field is `last`: a read secret (full) or a public key.
-    fn epoch_of(kind: KeyKind, number: u16, root: Zeroizing<[u8; 32]>, last: &[u8]) -> Epoch {
-        let mut last32 = Zeroizing::new([0u8; 32]);
-        last32.copy_from_slice(last);
-        match kind {
-            KeyKind::Full => {
-                let secret = StaticSecret::from(*last32);
-                let public = PublicKey::from(&secret).to_bytes();
-                Epoch { number, root, read_secret: Some(secret), public }
-            }
-            KeyKind::BackupOnly => Epoch { number, root, read_secret: None, public: *last32 },
+    /// Whether this material is written in version 4.
+    fn material_v4(&self) -> bool {
+        match self.kind {
+            KeyKind::Maintenance => true,
+            KeyKind::BackupOnly => self.epochs.iter().all(|e| e.maintenance_public.is_some()),
+            KeyKind::Full => false,
         }
     }
 
-    /// Decode version 2 or 3 material.
+    /// One epoch of `kind` from its encoding `e` (number first).
+    fn epoch_from(kind: KeyKind, v4: bool, e: &[u8]) -> Epoch {
+        let number = u16::from_le_bytes([e[0], e[1]]);
+        let field = |i: usize| {
+            let mut b = Zeroizing::new([0u8; 32]);
+            b.copy_from_slice(&e[2 + 32 * i..2 + 32 * (i + 1)]);
+            b
+        };
+        match kind {
+            KeyKind::Full => {
+                let secret = StaticSecret::from(*field(1));
+                let public = PublicKey::from(&secret).to_bytes();
+                Epoch {
+                    number,
+                    root: field(0),
+                    read_secret: Some(secret),
+                    public,
+                    maintenance_public: None,
+                    maintenance: None,
+                }
+            }
+            KeyKind::BackupOnly => Epoch {
+                number,
+                root: field(0),
+                read_secret: None,
+                public: *field(1),
+                maintenance_public: v4.then(|| *field(2)),
+                maintenance: None,
+            },
+            KeyKind::Maintenance => Epoch {
+                number,
+                root: Zeroizing::new([0u8; 32]),
+                read_secret: None,
+                public: *field(0),
+                maintenance_public: None,
+                maintenance: Some(MaintenanceSubkeys {
+                    shared_seal: field(1),
+                    auth: field(2),
+                    attestation: field(3),
+                    secret: StaticSecret::from(*field(4)),
+                }),
+            },
+        }
+    }
+
+    /// Decode material of version 2, 3 or 4 (byte 33 tells which).
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
         let kind = KeyKind::from_byte(*b.first().ok_or_else(|| Error::corrupt("empty key"))?)?;
         let counts = b.get(MASTER_HEAD_V2 - 1).copied().unwrap_or(0);
-        let older = counts & !0x0F == OLDER_CONTENT_FLAG;
-        let n = if older { counts & 0x0F } else { counts } as usize;
-        let epochs_end = MASTER_HEAD_V2 + EPOCH_LEN * n;
+        let older = counts & OLDER_CONTENT_FLAG != 0;
+        let v4 = counts & MAINTENANCE_FLAG != 0;
+        let n = (counts & 0x0F) as usize;
+        let fits_kind = match kind {
+            KeyKind::Full => !v4,
+            KeyKind::BackupOnly => true,
+            KeyKind::Maintenance => v4 && !older,
+        };
+        if counts & 0xC0 != 0 || !fits_kind {
+            return Err(Error::corrupt(format!(
+                "key material of kind {} has an unknown layout",
+                kind.name()
+            )));
+        }
+        let epoch_len = match (kind, v4) {
+            (KeyKind::Maintenance, _) => EPOCH_LEN_V4_MAINTENANCE,
+            (_, true) => EPOCH_LEN_V4_BACKUP_ONLY,
+            _ => EPOCH_LEN,
+        };
+        let epochs_end = MASTER_HEAD_V2 + epoch_len * n;
         if !(1..=MAX_EPOCHS).contains(&n) || b.len() != epochs_end + if older { 32 } else { 0 } {
             return Err(Error::corrupt(format!(
                 "key material of {} bytes does not hold 1 or 2 key epochs",
                 b.len()
             )));
         }
-        let mut content_root = Zeroizing::new([0u8; 32]);
-        content_root.copy_from_slice(&b[1..33]);
+        let mut first = Zeroizing::new([0u8; 32]);
+        first.copy_from_slice(&b[1..33]);
         let mut epochs: Vec<Epoch> = Vec::with_capacity(n);
-        for e in b[MASTER_HEAD_V2..epochs_end].chunks_exact(EPOCH_LEN) {
-            let number = u16::from_le_bytes([e[0], e[1]]);
-            if epochs.last().is_some_and(|prev| prev.number >= number) {
+        for e in b[MASTER_HEAD_V2..epochs_end].chunks_exact(epoch_len) {
+            let epoch = Self::epoch_from(kind, v4, e);
+            if epochs.last().is_some_and(|prev| prev.number >= epoch.number) {
                 return Err(Error::corrupt("key material's epochs are not in increasing order"));
             }
-            let mut root = Zeroizing::new([0u8; 32]);
-            root.copy_from_slice(&e[2..34]);
-            epochs.push(Self::epoch_of(kind, number, root, &e[34..]));
+            epochs.push(epoch);
         }
         let older_content_root = older.then(|| {
             let mut root = Zeroizing::new([0u8; 32]);
             root.copy_from_slice(&b[epochs_end..]);
             root
         });
-        if older_content_root.as_ref().is_some_and(|r| **r == *content_root) {
+        if older_content_root.as_ref().is_some_and(|r| **r == *first) {
             return Err(Error::corrupt("key material holds the same content root twice"));
         }
-        Ok(MasterKey { kind, content_root, older_content_root, epochs })
+        let (content_root, references_id) = match kind {
+            KeyKind::Maintenance => (Zeroizing::new([0u8; 32]), Some(first)),
+            _ => (first, None),
+        };
+        Ok(MasterKey { kind, content_root, older_content_root, epochs, references_id })
     }
 
     /// Decode version 1 material: its write root is the content root and epoch 0's root.
     pub fn from_bytes_v1(b: &[u8]) -> Result<Self> {
         let kind = KeyKind::from_byte(*b.first().ok_or_else(|| Error::corrupt("empty key"))?)?;
-        if b.len() != MASTER_LEN_V1 {
+        if b.len() != MASTER_LEN_V1 || kind == KeyKind::Maintenance {
             return Err(Error::corrupt(format!(
                 "key material is {} bytes, expected {MASTER_LEN_V1}",
                 b.len()
             )));
         }
-        let mut content_root = Zeroizing::new([0u8; 32]);
-        content_root.copy_from_slice(&b[1..33]);
-        let epoch = Self::epoch_of(kind, 0, content_root.clone(), &b[33..65]);
-        Ok(MasterKey { kind, content_root, older_content_root: None, epochs: vec![epoch] })
+        let epoch = Self::epoch_from(kind, false, &Zeroizing::new([&[0u8, 0][..], &b[1..65]].concat()));
+        let content_root = epoch.root.clone();
+        Ok(MasterKey {
+            kind,
+            content_root,
+            older_content_root: None,
+            epochs: vec![epoch],
+            references_id: None,
+        })
     }
 
     /// Derive all working keys. `public` is the repository public key from the config: the
@@ -362,14 +609,26 @@ impl MasterKey {
                 "the config's public key is not this key's repository public key (config replaced?)",
             ));
         };
+        // A maintenance key holds no content root: its id keys stay zero, and it can seal
+        // no pack or snapshot in which they would be used (new_sealed_object_key).
+        let content = |ctx: &str| match self.kind {
+            KeyKind::Maintenance => [0u8; 32],
+            _ => *derive(ctx, &self.content_root[..]),
+        };
         Ok(RepoKeys {
             kind: self.kind,
-            chunk_id: *derive(CTX_CHUNK_ID, &self.content_root[..]),
-            tree_id: *derive(CTX_TREE_ID, &self.content_root[..]),
-            gear: *derive(CTX_GEAR, &self.content_root[..]),
+            chunk_id: content(CTX_CHUNK_ID),
+            tree_id: content(CTX_TREE_ID),
+            gear: content(CTX_GEAR),
+            source_path: (self.kind != KeyKind::Maintenance).then(|| content(CTX_SOURCE_PATH)),
+            references_id: match &self.references_id {
+                Some(r) => **r,
+                None => content(CTX_REFERENCES_ID),
+            },
             older_ids: self.older_content_root.as_ref().map(|r| OlderIds {
                 chunk_id: *derive(CTX_CHUNK_ID, &r[..]),
                 tree_id: *derive(CTX_TREE_ID, &r[..]),
+                source_path: *derive(CTX_SOURCE_PATH, &r[..]),
             }),
             repo_id,
             current: self.epochs[current].keys(),
@@ -381,7 +640,14 @@ impl MasterKey {
     /// its epoch's shared key (it holds the public key, so it cannot depend on it), and a
     /// reader tries each epoch it holds.
     pub fn config_seal_keys(&self) -> Vec<(u16, Zeroizing<[u8; 32]>)> {
-        self.epochs.iter().rev().map(|e| (e.number, derive(CTX_SHARED_SEAL, &e.root[..]))).collect()
+        self.epochs
+            .iter()
+            .rev()
+            .map(|e| match &e.maintenance {
+                Some(m) => (e.number, m.shared_seal.clone()),
+                None => (e.number, derive(CTX_SHARED_SEAL, &e.root[..])),
+            })
+            .collect()
     }
 }
 
@@ -397,6 +663,15 @@ struct EpochKeys {
     attestation: Option<[u8; 32]>,
     #[zeroize(skip)] // StaticSecret zeroizes itself on drop
     read_secret: Option<StaticSecret>,
+    /// What summaries are sealed to: none for a backup-only key of material before
+    /// version 4.
+    maintenance_public: Option<[u8; 32]>,
+    maintenance_auth: [u8; 32],
+    /// Full and maintenance keys: attests and checks full writers' summaries.
+    maintenance_attestation: Option<[u8; 32]>,
+    /// Full and maintenance keys: opens summaries.
+    #[zeroize(skip)]
+    maintenance_secret: Option<StaticSecret>,
 }
 
 /// The id keys of an older content root.
@@ -404,6 +679,7 @@ struct EpochKeys {
 struct OlderIds {
     chunk_id: [u8; 32],
     tree_id: [u8; 32],
+    source_path: [u8; 32],
 }
 
 /// Working keys of an open repository.
@@ -414,6 +690,10 @@ pub struct RepoKeys {
     chunk_id: [u8; 32],
     tree_id: [u8; 32],
     gear: [u8; 32],
+    /// Keys source paths in summaries; a maintenance key has none (it would let it test
+    /// guessed paths).
+    source_path: Option<[u8; 32]>,
+    references_id: [u8; 32],
     /// The id keys of the older content root, during a content key rotation.
     older_ids: Option<OlderIds>,
     repo_id: [u8; 32],
@@ -532,6 +812,12 @@ impl RepoKeys {
         kind: u8,
         content: &[u8; 32],
     ) -> Result<([u8; 32], Zeroizing<[u8; 32]>)> {
+        if self.kind == KeyKind::Maintenance {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "a maintenance key writes no data or snapshot; use a full or backup-only key",
+            ));
+        }
         let eph = StaticSecret::from(*self.hedged(kind, content)?);
         let eph_pub = PublicKey::from(&eph).to_bytes();
         let shared = eph.diffie_hellman(&PublicKey::from(self.current.public));
@@ -550,7 +836,7 @@ impl RepoKeys {
         let secret = e.read_secret.as_ref().ok_or_else(|| {
             Error::new(
                 ErrorKind::PermissionDenied,
-                "this is a backup-only key: it cannot read stored data; use a full key",
+                format!("this is a {} key: it cannot read stored data; use a full key", self.kind.name()),
             )
         })?;
         let shared = secret.diffie_hellman(&PublicKey::from(*eph_pub));
@@ -575,7 +861,86 @@ impl RepoKeys {
     /// The key that authenticates this machine's index cache file of the repository (never
     /// stored). From the chunk-id key, which every key kind holds and a rotation keeps.
     pub fn index_cache_key(&self) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(blake3::derive_key(CTX_INDEX_CACHE, &self.chunk_id))
+        match self.kind {
+            // It holds no chunk-id key; every kind holds the references-id key.
+            KeyKind::Maintenance => Zeroizing::new(blake3::derive_key(CTX_INDEX_CACHE, &self.references_id)),
+            _ => Zeroizing::new(blake3::derive_key(CTX_INDEX_CACHE, &self.chunk_id)),
+        }
+    }
+
+    /// The maintenance public key of the write epoch, if this key has it: what the config
+    /// of a repository with maintenance names (field 11) and summaries are sealed to.
+    pub fn maintenance_public(&self) -> Option<[u8; 32]> {
+        self.current.maintenance_public
+    }
+
+    /// `KH(source-path key, path)`: how a summary names a source path. `None` for a
+    /// maintenance key, which cannot compute it (so it cannot test a guessed path).
+    pub fn source_path_hash(&self, path: &[u8]) -> Option<[u8; 32]> {
+        self.source_path.as_ref().map(|k| *blake3::keyed_hash(k, path).as_bytes())
+    }
+
+    /// [`RepoKeys::source_path_hash`] under the older content root, during a content key
+    /// rotation: summaries written before it still agree with their snapshots.
+    pub fn older_source_path_hash(&self, path: &[u8]) -> Option<[u8; 32]> {
+        self.older_ids.as_ref().map(|o| *blake3::keyed_hash(&o.source_path, path).as_bytes())
+    }
+
+    /// A new ephemeral key pair for an object of `kind` sealed to the write epoch's
+    /// maintenance public key (a summary), whose content hashes to `content`: the
+    /// ephemeral public key to store and the object's key.
+    pub fn new_maintenance_sealed_key(
+        &self,
+        kind: u8,
+        content: &[u8; 32],
+    ) -> Result<([u8; 32], Zeroizing<[u8; 32]>)> {
+        let maintenance_public = self.current.maintenance_public.ok_or_else(|| {
+            Error::new(
+                ErrorKind::PermissionDenied,
+                "this backup-only key carries no maintenance public key: replace it with one made by `cairn key add --backup-only`",
+            )
+        })?;
+        let eph = StaticSecret::from(*self.hedged(kind, content)?);
+        let eph_pub = PublicKey::from(&eph).to_bytes();
+        let shared = eph.diffie_hellman(&PublicKey::from(maintenance_public));
+        Ok((eph_pub, maintenance_sealed_key(&self.current, shared.as_bytes(), &eph_pub, kind)))
+    }
+
+    /// The key of a stored object of `epoch` sealed to its maintenance public key. Needs
+    /// the maintenance secret (full and maintenance keys).
+    pub fn open_maintenance_sealed_key(
+        &self,
+        epoch: u16,
+        eph_pub: &[u8; 32],
+        kind: u8,
+    ) -> Result<Zeroizing<[u8; 32]>> {
+        let e = self.epoch(epoch)?;
+        let secret = e.maintenance_secret.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::PermissionDenied,
+                "a backup-only key cannot read summaries; use a full or maintenance key",
+            )
+        })?;
+        let shared = secret.diffie_hellman(&PublicKey::from(*eph_pub));
+        Ok(maintenance_sealed_key(e, shared.as_bytes(), eph_pub, kind))
+    }
+
+    /// A full writer's attestation of a summary whose attested bytes are `attested`,
+    /// under the write epoch; `None` for any other key kind.
+    pub fn maintenance_attest(&self, attested: &[u8]) -> Option<[u8; 32]> {
+        if self.kind != KeyKind::Full {
+            return None;
+        }
+        self.current.maintenance_attestation.as_ref().map(|k| *blake3::keyed_hash(k, attested).as_bytes())
+    }
+
+    /// Whether `tag` attests `attested` as a full writer's summary of `epoch`: `None` when
+    /// this key cannot tell (backup-only).
+    pub fn check_maintenance_attestation(&self, epoch: u16, attested: &[u8], tag: &[u8; 32]) -> Option<bool> {
+        let e = self.epoch(epoch).ok()?;
+        e.maintenance_attestation
+            .as_ref()
+            .map(|k| blake3::keyed_hash(k, attested) == blake3::Hash::from(*tag))
     }
 
     pub fn can_read(&self) -> bool {
@@ -592,6 +957,24 @@ fn sealed_key(e: &EpochKeys, shared: &[u8; 32], eph_pub: &[u8; 32], binding: Bin
     if let Binding::Kind(kind) = binding {
         h.update(&[kind]);
     }
+    wiped(h)
+}
+
+/// The key of an object sealed to an epoch's maintenance public key: from the X25519
+/// shared secret, the ephemeral and maintenance public keys, the maintenance
+/// authentication key (which the public keys alone do not give) and the object's kind.
+fn maintenance_sealed_key(
+    e: &EpochKeys,
+    shared: &[u8; 32],
+    eph_pub: &[u8; 32],
+    kind: u8,
+) -> Zeroizing<[u8; 32]> {
+    let mut h = blake3::Hasher::new_derive_key(CTX_MAINTENANCE_OBJECT_KEY);
+    h.update(shared)
+        .update(eph_pub)
+        .update(&e.maintenance_public.unwrap_or([0; 32]))
+        .update(&e.maintenance_auth)
+        .update(&[kind]);
     wiped(h)
 }
 

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub const CONFIG_VERSION: u8 = 1;
 /// Encoding version of a config payload with an object lock.
 pub const CONFIG_VERSION_LOCKED: u8 = 2;
+/// Encoding version of a config payload of a repository with maintenance (field 11).
+pub const CONFIG_VERSION_MAINTENANCE: u8 = 3;
 /// The repository format this build writes and reads.
 pub const REPO_FORMAT: u32 = 1;
 
@@ -30,8 +32,12 @@ pub struct Config {
     pub pack_size: u32,
     /// X25519 public key that packs and snapshots are sealed to.
     pub public_key: [u8; 32],
-    /// S3 Object Lock for every object written (version 2 only).
+    /// S3 Object Lock for every object written (versions 2 and 3).
     pub object_lock: Option<ObjectLockPolicy>,
+    /// The current key epoch's maintenance public key, in a repository with maintenance
+    /// (version 3 only): every snapshot file then carries a summary sealed to it
+    /// (format-spec/maintenance-key.md). No writer takes it from here alone.
+    pub maintenance: Option<[u8; 32]>,
 }
 
 /// How long, and how firmly, S3 Object Lock keeps each object from deletion.
@@ -78,6 +84,19 @@ impl ObjectLockPolicy {
     }
 }
 
+/// The fields of a version 2 config: the same as version 3 without field 11.
+#[derive(Serialize, Deserialize)]
+struct ConfigV2 {
+    format: u32,
+    repo_id: [u8; 32],
+    created: Timespec,
+    chunker: ChunkerParams,
+    compression_level: i32,
+    pack_size: u32,
+    public_key: [u8; 32],
+    object_lock: Option<ObjectLockPolicy>,
+}
+
 /// The fields of a version 1 config: the same as version 2 without the lock.
 #[derive(Serialize, Deserialize)]
 struct ConfigV1 {
@@ -95,9 +114,22 @@ pub const MAX_PACK_SIZE: u32 = 1 << 30;
 
 impl Config {
     pub fn encode(&self) -> Vec<u8> {
-        match self.object_lock {
-            Some(_) => encode_versioned(CONFIG_VERSION_LOCKED, self),
-            None => encode_versioned(
+        match (self.maintenance, self.object_lock) {
+            (Some(_), _) => encode_versioned(CONFIG_VERSION_MAINTENANCE, self),
+            (None, Some(_)) => encode_versioned(
+                CONFIG_VERSION_LOCKED,
+                &ConfigV2 {
+                    format: self.format,
+                    repo_id: self.repo_id,
+                    created: self.created,
+                    chunker: self.chunker,
+                    compression_level: self.compression_level,
+                    pack_size: self.pack_size,
+                    public_key: self.public_key,
+                    object_lock: self.object_lock,
+                },
+            ),
+            (None, None) => encode_versioned(
                 CONFIG_VERSION,
                 &ConfigV1 {
                     format: self.format,
@@ -113,12 +145,28 @@ impl Config {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let c: Config = if bytes.first() == Some(&CONFIG_VERSION_LOCKED) {
-            let c: Config = decode_versioned("config", CONFIG_VERSION_LOCKED, bytes)?;
-            if c.object_lock.is_none() {
-                return Err(Error::corrupt("config version 2 names no object lock"));
+        let c: Config = if bytes.first() == Some(&CONFIG_VERSION_MAINTENANCE) {
+            let c: Config = decode_versioned("config", CONFIG_VERSION_MAINTENANCE, bytes)?;
+            if c.maintenance.is_none() {
+                return Err(Error::corrupt("config version 3 names no maintenance public key"));
             }
             c
+        } else if bytes.first() == Some(&CONFIG_VERSION_LOCKED) {
+            let v2: ConfigV2 = decode_versioned("config", CONFIG_VERSION_LOCKED, bytes)?;
+            if v2.object_lock.is_none() {
+                return Err(Error::corrupt("config version 2 names no object lock"));
+            }
+            Config {
+                format: v2.format,
+                repo_id: v2.repo_id,
+                created: v2.created,
+                chunker: v2.chunker,
+                compression_level: v2.compression_level,
+                pack_size: v2.pack_size,
+                public_key: v2.public_key,
+                object_lock: v2.object_lock,
+                maintenance: None,
+            }
         } else {
             let v1: ConfigV1 = decode_versioned("config", CONFIG_VERSION, bytes)?;
             Config {
@@ -130,6 +178,7 @@ impl Config {
                 pack_size: v1.pack_size,
                 public_key: v1.public_key,
                 object_lock: None,
+                maintenance: None,
             }
         };
         if c.format != REPO_FORMAT {
@@ -186,6 +235,7 @@ mod tests {
             pack_size: 16 << 20,
             public_key: [2; 32],
             object_lock: None,
+            maintenance: None,
         };
         assert_eq!(Config::decode(&c.encode()).unwrap(), c);
         assert_eq!(c.encode()[0], CONFIG_VERSION, "a config without a lock stays readable by older cairns");
@@ -199,6 +249,17 @@ mod tests {
         unlocked_v2[0] = CONFIG_VERSION_LOCKED;
         unlocked_v2.push(0); // None
         assert!(Config::decode(&unlocked_v2).is_err());
+        // With maintenance: version 3, with or without a lock; a version 3 naming none
+        // is refused.
+        for lock in [None, locked.object_lock] {
+            let kept = Config { maintenance: Some([4; 32]), object_lock: lock, ..c.clone() };
+            assert_eq!(kept.encode()[0], CONFIG_VERSION_MAINTENANCE);
+            assert_eq!(Config::decode(&kept.encode()).unwrap(), kept);
+        }
+        let mut no_maintenance = locked.encode();
+        no_maintenance[0] = CONFIG_VERSION_MAINTENANCE;
+        no_maintenance.push(0); // None
+        assert!(Config::decode(&no_maintenance).is_err());
         let forever = Config {
             object_lock: Some(ObjectLockPolicy {
                 period_secs: MAX_LOCK_PERIOD + 1,

@@ -20,6 +20,11 @@
 //! whether a full key wrote an object: retention, the activity log and `supersedes` rely
 //! on that against a backup-only key holder.
 //!
+//! Version 3 (format-spec/maintenance-key.md): version 2's layout, for what a maintenance
+//! key writes (writer byte 3, attestation zero) and for summaries (type 7, seal mode 3:
+//! sealed to the key epoch's maintenance public key, bytes 8..40 an ephemeral X25519
+//! public key; a full writer attests them with the maintenance attestation key).
+//!
 //! Version 1 (still read): a 40-byte header whose byte 7 is 0, no attestation, and the
 //! first key derivations (no type, no repository id). The config is always version 1: it
 //! is sealed before the keys that bind to the repository exist, and is bound to its
@@ -34,6 +39,8 @@ pub const MAGIC: &[u8; 4] = b"CRNO";
 /// The version this cairn writes.
 pub const VERSION: u8 = 2;
 pub const VERSION_1: u8 = 1;
+/// What a maintenance key writes, and summaries.
+pub const VERSION_3: u8 = 3;
 pub const HEADER_LEN: usize = 72;
 pub const HEADER_LEN_V1: usize = 40;
 /// Largest payload any object may decode to.
@@ -41,8 +48,10 @@ pub const MAX_PAYLOAD: usize = 256 << 20;
 
 const MODE_SHARED: u8 = 1;
 const MODE_SEALED: u8 = 2;
+const MODE_MAINTENANCE: u8 = 3;
 const WRITER_FULL: u8 = 1;
 const WRITER_BACKUP_ONLY: u8 = 2;
+const WRITER_MAINTENANCE: u8 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectType {
@@ -54,12 +63,16 @@ pub enum ObjectType {
     /// Inside a key file (version 2): the file's authentication key, for full keys that
     /// give the file new key epochs (format-spec/keys.md).
     KeyGrant = 6,
+    /// A snapshot's summary, in the same snapshot file (format-spec/maintenance-key.md):
+    /// sealed to the maintenance public key.
+    Summary = 7,
 }
 
 impl ObjectType {
     fn mode(self) -> u8 {
         match self {
             ObjectType::Snapshot | ObjectType::KeyGrant => MODE_SEALED,
+            ObjectType::Summary => MODE_MAINTENANCE,
             ObjectType::Config | ObjectType::Index | ObjectType::Lock | ObjectType::Log => MODE_SHARED,
         }
     }
@@ -72,6 +85,7 @@ impl ObjectType {
             ObjectType::Lock => "lock",
             ObjectType::Log => "log entry",
             ObjectType::KeyGrant => "key grant",
+            ObjectType::Summary => "summary",
         }
     }
 }
@@ -83,6 +97,8 @@ pub enum WrittenBy {
     FullKey,
     /// Said to be a backup-only key (any write-root holder can write such an object).
     BackupOnlyKey,
+    /// Said to be a maintenance key (any holder of the shared-seal key can claim it).
+    MaintenanceKey,
     /// Not known: a version 1 object, or a full key's claim that this reader (holding a
     /// backup-only key) cannot check.
     #[default]
@@ -94,6 +110,7 @@ impl WrittenBy {
         match self {
             WrittenBy::FullKey => "full key",
             WrittenBy::BackupOnlyKey => "backup-only key",
+            WrittenBy::MaintenanceKey => "maintenance key",
             WrittenBy::Unknown => "unknown",
         }
     }
@@ -117,7 +134,11 @@ fn attested(head40: &[u8], payload: &[u8]) -> [u8; 72] {
 
 /// Seal an object of `ty` with the repository keys (version 2), under the write epoch.
 pub fn seal(keys: &RepoKeys, ty: ObjectType, payload: &[u8]) -> Result<Vec<u8>> {
-    let writer = if keys.kind == KeyKind::Full { WrittenBy::FullKey } else { WrittenBy::BackupOnlyKey };
+    let writer = match keys.kind {
+        KeyKind::Full => WrittenBy::FullKey,
+        KeyKind::BackupOnly => WrittenBy::BackupOnlyKey,
+        KeyKind::Maintenance => WrittenBy::MaintenanceKey,
+    };
     seal_as(keys, ty, payload, writer)
 }
 
@@ -132,19 +153,30 @@ pub fn seal_as(keys: &RepoKeys, ty: ObjectType, payload: &[u8], writer: WrittenB
             let salt = *keys.hedged(ty as u8, &content)?;
             (salt, keys.shared_object_key(epoch, &salt, Binding::Kind(ty as u8))?)
         }
+        MODE_MAINTENANCE => keys.new_maintenance_sealed_key(ty as u8, &content)?,
         _ => keys.new_sealed_object_key(ty as u8, &content)?,
     };
+    if writer == WrittenBy::MaintenanceKey && ty.mode() != MODE_SHARED {
+        return Err(Error::invalid("a maintenance key seals shared objects only"));
+    }
     let mut h = [0u8; HEADER_LEN];
     h[..4].copy_from_slice(MAGIC);
-    h[4] = VERSION;
+    h[4] = if ty == ObjectType::Summary || writer == WrittenBy::MaintenanceKey { VERSION_3 } else { VERSION };
     h[5] = ty as u8;
     h[6] = ty.mode();
-    h[7] = if writer == WrittenBy::FullKey { WRITER_FULL } else { WRITER_BACKUP_ONLY };
+    h[7] = match writer {
+        WrittenBy::FullKey => WRITER_FULL,
+        WrittenBy::MaintenanceKey => WRITER_MAINTENANCE,
+        _ => WRITER_BACKUP_ONLY,
+    };
     h[8..40].copy_from_slice(&material);
     if writer == WrittenBy::FullKey {
-        let tag = keys
-            .attest(&attested(&h, payload))
-            .ok_or_else(|| Error::invalid("only a full key can seal an object as a full key's"))?;
+        let attested = attested(&h, payload);
+        let tag = match ty {
+            ObjectType::Summary => keys.maintenance_attest(&attested),
+            _ => keys.attest(&attested),
+        }
+        .ok_or_else(|| Error::invalid("only a full key can seal an object as a full key's"))?;
         h[40..].copy_from_slice(&tag);
     }
     let mut body = compress::encode(payload, compress::DEFAULT_LEVEL);
@@ -165,11 +197,11 @@ fn check_header(ty: ObjectType, bytes: &[u8]) -> Result<u8> {
         return Err(Error::corrupt(format!("not a cairn {} object (bad magic)", ty.name())));
     }
     let version = bytes[4];
-    if version != VERSION && version != VERSION_1 {
+    if !matches!(version, VERSION_1 | VERSION | VERSION_3) {
         return Err(Error::new(
             ErrorKind::Unsupported,
             format!(
-                "{} object has envelope version {version}; this cairn reads versions 1 and {VERSION}; upgrade cairn",
+                "{} object has envelope version {version}; this cairn reads versions 1 to {VERSION_3}; upgrade cairn",
                 ty.name()
             ),
         ));
@@ -182,10 +214,15 @@ fn check_header(ty: ObjectType, bytes: &[u8]) -> Result<u8> {
             ty.name()
         )));
     }
-    let writer_ok = match version {
-        VERSION_1 => bytes[7] == 0,
-        _ => matches!(bytes[7], WRITER_FULL | WRITER_BACKUP_ONLY) && bytes.len() > HEADER_LEN + TAG_LEN,
-    };
+    // Version 3 holds exactly summaries (from full and backup-only writers) and what a
+    // maintenance key writes; version 2 neither.
+    let writer_ok = match (version, ty == ObjectType::Summary) {
+        (VERSION_1, false) => bytes[7] == 0,
+        (VERSION, false) => matches!(bytes[7], WRITER_FULL | WRITER_BACKUP_ONLY),
+        (VERSION_3, true) => matches!(bytes[7], WRITER_FULL | WRITER_BACKUP_ONLY),
+        (VERSION_3, false) => bytes[7] == WRITER_MAINTENANCE,
+        _ => false,
+    } && (version == VERSION_1 || bytes.len() > HEADER_LEN + TAG_LEN);
     if !writer_ok {
         return Err(Error::corrupt(format!("{} object header is malformed", ty.name())));
     }
@@ -238,6 +275,7 @@ fn open_in_epoch(keys: &RepoKeys, epoch: u16, version: u8, ty: ObjectType, bytes
     };
     let key = match ty.mode() {
         MODE_SHARED => keys.shared_object_key(epoch, &material, binding)?,
+        MODE_MAINTENANCE => keys.open_maintenance_sealed_key(epoch, &material, ty as u8)?,
         _ => keys.open_sealed_object_key(epoch, &material, binding)?,
     };
     let payload = open_with(ty, &key, header_len, bytes)?;
@@ -245,7 +283,12 @@ fn open_in_epoch(keys: &RepoKeys, epoch: u16, version: u8, ty: ObjectType, bytes
         (VERSION_1, _) => WrittenBy::Unknown,
         (_, WRITER_FULL) => {
             let tag: [u8; 32] = bytes[40..72].try_into().expect("32 bytes");
-            match keys.check_attestation(epoch, &attested(bytes, &payload), &tag) {
+            let attested = attested(bytes, &payload);
+            let verified = match ty {
+                ObjectType::Summary => keys.check_maintenance_attestation(epoch, &attested, &tag),
+                _ => keys.check_attestation(epoch, &attested, &tag),
+            };
+            match verified {
                 Some(true) => WrittenBy::FullKey,
                 Some(false) => {
                     return Err(Error::corrupt(format!(
@@ -258,10 +301,11 @@ fn open_in_epoch(keys: &RepoKeys, epoch: u16, version: u8, ty: ObjectType, bytes
         }
         _ if bytes[40..72] != [0u8; 32] => {
             return Err(Error::corrupt(format!(
-                "{} from a backup-only key carries an attestation",
+                "{} from a backup-only or maintenance key carries an attestation",
                 ty.name()
             )))
         }
+        (_, WRITER_MAINTENANCE) => WrittenBy::MaintenanceKey,
         _ => WrittenBy::BackupOnlyKey,
     };
     Ok(Opened { payload, written_by, epoch })

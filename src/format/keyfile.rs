@@ -29,7 +29,7 @@
 //! Version 1 (still read): the material sealed under the KEK straight after the header.
 
 use crate::crypto::aead::{Cipher, TAG_LEN};
-use crate::crypto::keys::{fill_random, KdfParams, KeyKind, MasterKey, RepoKeys, MAX_EPOCHS};
+use crate::crypto::keys::{fill_random, material_lengths, KdfParams, KeyKind, MasterKey, RepoKeys};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::envelope::{self, ObjectType, WrittenBy};
 use crate::format::Timespec;
@@ -211,8 +211,9 @@ impl KeyFile {
         // The secrets, the ephemeral key, material of one or two epochs (and, during a
         // content key rotation, an older content root), its tag, the grant.
         let p = 12 + h + 32 + SECRETS_WRAP_LEN;
-        let q = (1..=MAX_EPOCHS)
-            .flat_map(|n| [0, 32].map(|older| p + 32 + 34 + 66 * n + older + TAG_LEN))
+        let q = material_lengths(kind)
+            .into_iter()
+            .map(|m| p + 32 + m + TAG_LEN)
             .find(|&q| {
                 bytes.len() >= q + 36 && {
                     let g = u32::from_le_bytes(bytes[q + 32..q + 36].try_into().expect("4 bytes")) as usize;

@@ -16,6 +16,7 @@ pub mod lock;
 pub mod log;
 pub mod pack;
 pub mod snapshot;
+pub mod snapshot_file;
 pub mod tree;
 
 use crate::error::{Error, ErrorKind, Result};

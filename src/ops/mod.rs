@@ -11,6 +11,7 @@ mod flusher;
 pub mod forget;
 pub mod import_borg;
 pub mod import_restic;
+pub mod maintenance;
 pub mod object_lock;
 pub mod progress;
 pub mod prune;

@@ -263,7 +263,7 @@ fn start(
 
 /// A rotation gives new epochs to key files it cannot open: only through their slot, which
 /// version 1 files lack. The key in use is upgraded with its password.
-fn refuse_version_1_keys(repo: &Repository) -> Result<()> {
+pub(crate) fn refuse_version_1_keys(repo: &Repository) -> Result<()> {
     let old: Vec<String> = repo
         .stored_key_files()?
         .into_iter()
@@ -322,8 +322,7 @@ fn store_snapshots_anew(repo: &Repository, say: &dyn Fn(&str), interrupt: &Atomi
         // Two old snapshots alike (a plain rotation killed between its two writes leaves
         // such a pair) give one new snapshot.
         if stored.insert(*blake3::hash(&payload).as_bytes()) {
-            let bytes =
-                envelope::seal_as(repo.keys(), ObjectType::Snapshot, &payload, kept_writer(snap.written_by))?;
+            let bytes = repo.seal_snapshot_file(&payload, kept_writer(snap.written_by))?;
             repo.store_sealed(FileType::Snapshot, &bytes)?;
             crate::failpoint::hit("rotate:after-stored-anew");
         }
@@ -462,10 +461,10 @@ fn check_without_older_content(
 
 /// The writer a sealed-anew object keeps: only what a full key proved it wrote stays a full
 /// key's.
-fn kept_writer(w: WrittenBy) -> WrittenBy {
+pub(crate) fn kept_writer(w: WrittenBy) -> WrittenBy {
     match w {
         WrittenBy::FullKey => WrittenBy::FullKey,
-        WrittenBy::BackupOnlyKey | WrittenBy::Unknown => WrittenBy::BackupOnlyKey,
+        WrittenBy::BackupOnlyKey | WrittenBy::MaintenanceKey | WrittenBy::Unknown => WrittenBy::BackupOnlyKey,
     }
 }
 
@@ -478,13 +477,14 @@ fn reseal_snapshots(repo: &Repository) -> Result<usize> {
     let mut old = Vec::new();
     for name in repo.list_named_objects(FileType::Snapshot)? {
         let id = SnapshotId::from_hex(&name)?;
-        let opened = repo.load_object(FileType::Snapshot, ObjectType::Snapshot, &id.0).map_err(|e| {
+        let opened = repo.read_snapshot_file(&id).map_err(|e| {
             e.wrap(format!(
                 "snapshot {} cannot be read, so it cannot be sealed anew; `cairn check` tells more, `cairn forget {}` removes it",
                 id.short(),
                 id.short()
             ))
         })?;
+        let opened = opened.snapshot.expect("a full key opens snapshots");
         if opened.epoch == write {
             done.insert(*blake3::hash(&opened.payload).as_bytes());
         } else {
@@ -493,12 +493,7 @@ fn reseal_snapshots(repo: &Repository) -> Result<usize> {
     }
     for (id, opened) in &old {
         if !done.contains(blake3::hash(&opened.payload).as_bytes()) {
-            let bytes = envelope::seal_as(
-                repo.keys(),
-                ObjectType::Snapshot,
-                &opened.payload,
-                kept_writer(opened.written_by),
-            )?;
+            let bytes = repo.seal_snapshot_file(&opened.payload, kept_writer(opened.written_by))?;
             repo.store_sealed(FileType::Snapshot, &bytes)?;
             crate::failpoint::hit("rotate:after-new-snapshot");
         }
@@ -599,7 +594,13 @@ fn objects_of_other_epochs(repo: &Repository) -> Result<Vec<String>> {
     let write = repo.keys().write_epoch();
     let mut left: Vec<String> =
         packs_of_other_epochs(repo, write)?.iter().map(|p| format!("pack {}", p.short())).collect();
-    for (ft, ty) in [(FileType::Snapshot, ObjectType::Snapshot), (FileType::Index, ObjectType::Index)] {
+    for name in repo.backend().list(FileType::Snapshot)? {
+        let bytes = repo.read_object(FileType::Snapshot, &name)?;
+        if repo.open_snapshot_file(&bytes).is_ok_and(|o| o.snapshot.is_some_and(|s| s.epoch != write)) {
+            left.push(format!("snapshot {}", &name[..8.min(name.len())]));
+        }
+    }
+    for (ft, ty) in [(FileType::Index, ObjectType::Index)] {
         for name in repo.backend().list(ft)? {
             let bytes = repo.read_object(ft, &name)?;
             match envelope::open_attested(repo.keys(), ty, &bytes) {

@@ -202,7 +202,7 @@ impl Repository {
         } else {
             Err(Error::new(
                 ErrorKind::PermissionDenied,
-                format!("a backup-only key cannot {what}; use a full key"),
+                format!("a {} key cannot {what}; use a full key", self.master.kind.name()),
             ))
         }
     }
@@ -261,11 +261,30 @@ impl Repository {
     ) -> Result<KeyId> {
         self.require_full_key("manage keys")?;
         kdf.check_new()?;
-        let material = match kind {
-            KeyKind::Full => self.master.duplicate(),
-            KeyKind::BackupOnly => self.master.backup_only(),
-        };
+        let material = self.material_for(kind)?;
         store_key(self.backend.as_ref(), &material, &self.keys, passphrase, kdf, outside)
+    }
+
+    /// The kind of the key in use.
+    pub fn key_kind(&self) -> KeyKind {
+        self.master.kind
+    }
+
+    /// The key material this full key gives a new key of `kind`.
+    fn material_for(&self, kind: KeyKind) -> Result<MasterKey> {
+        self.material_of(&self.master, kind)
+    }
+
+    /// What a key file of `kind` gets of the full key material `full`: all of it, its
+    /// backup-only part (with maintenance public keys in a repository with maintenance),
+    /// or its maintenance part.
+    pub(crate) fn material_of(&self, full: &MasterKey, kind: KeyKind) -> Result<MasterKey> {
+        match kind {
+            KeyKind::Full => Ok(full.duplicate()),
+            KeyKind::BackupOnly if self.config.maintenance.is_some() => full.backup_only_with_maintenance(),
+            KeyKind::BackupOnly => Ok(full.backup_only()),
+            KeyKind::Maintenance => full.maintenance(),
+        }
     }
 
     /// Resolve a key id prefix among the stored key files.
@@ -367,10 +386,7 @@ impl Repository {
             if id == self.key_id {
                 continue;
             }
-            let for_kind = match file.kind {
-                KeyKind::Full => material.duplicate(),
-                KeyKind::BackupOnly => material.backup_only(),
-            };
+            let for_kind = self.material_of(material, file.kind)?;
             let bytes = match file.rewrap(&self.keys, sealer, &for_kind) {
                 Ok(b) => b,
                 Err(e) if e.kind() == ErrorKind::Corrupt => {

@@ -211,6 +211,7 @@ impl Repository {
                     None => {
                         let writer = match opened.written_by {
                             envelope::WrittenBy::FullKey => envelope::WrittenBy::FullKey,
+                            envelope::WrittenBy::MaintenanceKey => envelope::WrittenBy::MaintenanceKey,
                             _ => envelope::WrittenBy::BackupOnlyKey,
                         };
                         let bytes = envelope::seal_as(&self.keys, ObjectType::Log, &payload, writer)?;

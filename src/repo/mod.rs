@@ -20,6 +20,7 @@ pub mod object_cache;
 pub mod read_lock;
 pub mod secrets;
 pub mod select;
+pub mod snapshot_file;
 
 /// Readable snapshots, and the names of damaged snapshot objects with the reason.
 pub type SnapshotsAndDamage = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
@@ -136,6 +137,26 @@ fn start_object_lock(backend: &dyn Backend, policy: crate::format::config::Objec
     Ok(())
 }
 
+/// The config's maintenance public key (field 11) must be the one the key in use derives
+/// or carries: a backup-only key holder could rewrite the config to receive every other
+/// writer's summaries (format-spec/maintenance-key.md). A maintenance key needs it.
+fn check_maintenance_public(
+    config: &Config,
+    keys: &RepoKeys,
+    kind: crate::crypto::keys::KeyKind,
+) -> Result<()> {
+    let ours = keys.maintenance_public();
+    match (config.maintenance, ours) {
+        (Some(named), Some(ours)) if named != ours => {
+            Err(Error::corrupt("the config's maintenance public key is not this key's (config replaced?)"))
+        }
+        (None, _) if kind == crate::crypto::keys::KeyKind::Maintenance => Err(Error::corrupt(
+            "the config names no maintenance public key, yet this is a maintenance key (config replaced?)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// What a command lists to choose snapshots and load the index: for [`Repository::will_list`].
 pub const SNAPSHOTS_AND_INDEX: &[FileType] = &[FileType::Snapshot, FileType::Pack, FileType::Index];
 
@@ -230,6 +251,7 @@ impl Repository {
             pack_size: opts.pack_size,
             public_key: master.public_key(),
             object_lock: opts.object_lock,
+            maintenance: None,
         };
         config.validate()?;
         if let Some(policy) = opts.object_lock {
@@ -275,6 +297,7 @@ impl Repository {
         let config =
             Config::decode(&envelope::open_config(&master, &sealed)?).map_err(|e| e.wrap("config"))?;
         let keys = master.derive(config.public_key, config.repo_id)?;
+        check_maintenance_public(&config, &keys, master.kind)?;
         if let Some(policy) = config.object_lock {
             match backend.object_lock() {
                 Some(lock) => lock.set_policy(policy),
@@ -373,11 +396,21 @@ impl Repository {
     /// both epochs.
     pub(crate) fn switch_epoch(&self, master: MasterKey, public_key: [u8; 32]) -> Result<Repository> {
         let config = Config { public_key, ..self.config.clone() };
-        let next = self.with_material(master, config, self.key_id)?;
+        let mut next = self.with_material(master, config, self.key_id)?;
+        // With maintenance, the config names the new epoch's maintenance public key.
+        if next.config.maintenance.is_some() {
+            next.config.maintenance = next.keys.maintenance_public();
+        }
         let sealed = envelope::seal_config(&next.master, next.keys.write_epoch(), &next.config.encode())?;
         self.backend.write(FileType::Config, "config", &sealed)?;
         crate::failpoint::hit("rotate:after-config");
         Ok(next)
+    }
+
+    /// Write this repository's config, sealed under its write epoch.
+    pub(crate) fn write_config(&self) -> Result<()> {
+        let sealed = envelope::seal_config(&self.master, self.keys.write_epoch(), &self.config.encode())?;
+        self.backend.write(FileType::Config, "config", &sealed)
     }
 
     /// This repository opened with other key material and config, the key in use being
@@ -515,27 +548,17 @@ impl Repository {
         Ok(names)
     }
 
-    /// Read an object, check it matches its name, and open it.
-    pub(crate) fn load_object(
-        &self,
-        ft: FileType,
-        ty: ObjectType,
-        id: &[u8; 32],
-    ) -> Result<envelope::Opened> {
-        let name = crate::id::hex_encode(id);
-        let bytes = self.read_named_object(ft, id).map_err(|e| match e.kind() {
-            ErrorKind::Corrupt => e.wrap(format!("{} {name} is damaged", ty.name())),
-            _ => e,
-        })?;
-        envelope::open_attested(&self.keys, ty, &bytes).map_err(|e| e.wrap(format!("{} {name}", ty.name())))
-    }
-
     pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
         self.save_object(FileType::Index, ObjectType::Index, &file.encode()).map(IndexId)
     }
 
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
-        self.save_object(FileType::Snapshot, ObjectType::Snapshot, &snap.encode()).map(SnapshotId)
+        let writer = match self.master.kind {
+            crate::crypto::keys::KeyKind::Full => envelope::WrittenBy::FullKey,
+            _ => envelope::WrittenBy::BackupOnlyKey,
+        };
+        let bytes = self.seal_snapshot_file(&snap.encode(), writer)?;
+        self.store_sealed(FileType::Snapshot, &bytes).map(SnapshotId)
     }
 
     /// Store `new` in place of the snapshot `old`: the new one is stored first, so a crash
@@ -551,8 +574,19 @@ impl Repository {
         Ok(id)
     }
 
+    /// The snapshot `id`; for a maintenance key, what its summary tells of it
+    /// ([`Repository::summary_view`]).
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let opened = self.load_object(FileType::Snapshot, ObjectType::Snapshot, &id.0)?;
+        if self.master.kind == crate::crypto::keys::KeyKind::Maintenance {
+            return self.summary_view(id).map(|(view, _)| view);
+        }
+        if !self.keys.can_read() {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "this is a backup-only key: it cannot read stored data; use a full key",
+            ));
+        }
+        let opened = self.read_snapshot_file(id)?.snapshot.expect("a full key opens the snapshot");
         let mut snap = Snapshot::decode(&opened.payload).map_err(|e| e.wrap(format!("snapshot {id}")))?;
         snap.written_by = opened.written_by;
         Ok(snap)
@@ -569,6 +603,9 @@ impl Repository {
     pub fn snapshots_and_damage(&self) -> Result<SnapshotsAndDamage> {
         use rayon::prelude::*;
         let names = self.list_named_objects(FileType::Snapshot)?;
+        if self.master.kind == crate::crypto::keys::KeyKind::Maintenance {
+            return self.summaries_and_damage(names);
+        }
         let loaded: Vec<Result<(SnapshotId, Snapshot)>> = crate::ops::read_pool::install(self, || {
             names
                 .par_iter()

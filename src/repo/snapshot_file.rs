@@ -1,0 +1,205 @@
+//! Snapshot files as stored: the snapshot envelope, and in a repository with maintenance
+//! the summary beside it (format-spec/maintenance-key.md). A full key reads the snapshot
+//! and checks the summary agrees with it; a maintenance key reads only the summary.
+
+use super::Repository;
+use crate::crypto::keys::KeyKind;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::envelope::{self, ObjectType, Opened, WrittenBy};
+use crate::format::snapshot::Snapshot;
+use crate::format::snapshot_file::{MaintenanceSummary, SnapshotFile};
+use crate::id::{SnapshotId, TreeId};
+
+/// A stored snapshot file, opened as far as the key in use can.
+pub struct OpenedSnapshotFile {
+    /// The snapshot envelope opened (full keys only).
+    pub snapshot: Option<Opened>,
+    /// The summary, when the file has one and the key opens it (full and maintenance
+    /// keys), and whether a full key wrote it (attested).
+    pub summary: Option<(MaintenanceSummary, WrittenBy)>,
+    /// The hash of the snapshot envelope: files holding the same one are one snapshot.
+    pub envelope_hash: [u8; 32],
+}
+
+impl Repository {
+    /// Whether the snapshots this key writes carry a summary: a full key's in a repository
+    /// with maintenance, and always a backup-only key's whose material carries the
+    /// maintenance public key (it never takes it from the config).
+    pub fn writes_summaries(&self) -> bool {
+        match self.master.kind {
+            KeyKind::Full => self.config.maintenance.is_some(),
+            KeyKind::BackupOnly => self.keys.maintenance_public().is_some(),
+            KeyKind::Maintenance => false,
+        }
+    }
+
+    /// The stored bytes of a snapshot of `payload` written by `writer`: its envelope, with
+    /// a summary where this key writes them.
+    pub(crate) fn seal_snapshot_file(&self, payload: &[u8], writer: WrittenBy) -> Result<Vec<u8>> {
+        let sealed = envelope::seal_as(&self.keys, ObjectType::Snapshot, payload, writer)?;
+        if !self.writes_summaries() {
+            if self.config.maintenance.is_some() {
+                eprintln!(
+                    "cairn: warning: this backup-only key carries no maintenance public key, so this snapshot has no summary and a maintenance key keeps it whatever the policy; replace the key with one from `cairn key add --backup-only`"
+                );
+            }
+            return Ok(sealed);
+        }
+        let snap = Snapshot::decode(payload)?;
+        let summary = self.summary_of(&snap, *blake3::hash(&sealed).as_bytes(), false)?;
+        let summary = envelope::seal_as(&self.keys, ObjectType::Summary, &summary.encode(), writer)?;
+        Ok(SnapshotFile::join(&sealed, &summary))
+    }
+
+    /// The summary of `snap`, whose envelope hashes to `envelope_hash`; with `older`, its
+    /// paths keyed under the older content root (during a content key rotation).
+    fn summary_of(
+        &self,
+        snap: &Snapshot,
+        envelope_hash: [u8; 32],
+        older: bool,
+    ) -> Result<MaintenanceSummary> {
+        let mut paths = snap
+            .paths
+            .iter()
+            .map(|p| if older { self.keys.older_source_path_hash(p) } else { self.keys.source_path_hash(p) })
+            .collect::<Option<Vec<[u8; 32]>>>()
+            .ok_or_else(|| Error::new(ErrorKind::PermissionDenied, "this key cannot name source paths"))?;
+        paths.sort_unstable();
+        paths.dedup();
+        Ok(MaintenanceSummary {
+            snapshot: envelope_hash,
+            time: snap.time,
+            host: snap.host.clone(),
+            paths,
+            tags: snap.tags.clone(),
+            labels: snap.labels.clone(),
+            references: None,
+        })
+    }
+
+    /// Open the stored bytes of a snapshot file. A summary must name the envelope beside
+    /// it, and be attested when the envelope says a full key wrote it; a full key also
+    /// requires it to agree with the snapshot. Any of these failing is damage (*corrupt*).
+    pub(crate) fn open_snapshot_file(&self, bytes: &[u8]) -> Result<OpenedSnapshotFile> {
+        let parts = SnapshotFile::split(bytes)?;
+        let envelope_hash = *blake3::hash(parts.envelope).as_bytes();
+        let snapshot = match self.keys.can_read() {
+            true => Some(envelope::open_attested(&self.keys, ObjectType::Snapshot, parts.envelope)?),
+            false => None,
+        };
+        let summary = match parts.summary {
+            Some(sealed) if self.master.kind != KeyKind::BackupOnly => {
+                let opened = envelope::open_attested(&self.keys, ObjectType::Summary, sealed)?;
+                let summary = MaintenanceSummary::decode(&opened.payload)?;
+                if summary.snapshot != envelope_hash {
+                    return Err(Error::corrupt("its summary names another snapshot"));
+                }
+                // The envelope's writer byte is plaintext: a full key's snapshot needs a
+                // full key's summary, which a backup-only key cannot attest.
+                if envelope::parse_header(ObjectType::Snapshot, parts.envelope).is_ok()
+                    && parts.envelope[7] == 1
+                    && opened.written_by != WrittenBy::FullKey
+                {
+                    return Err(Error::corrupt("a full key's snapshot with a summary no full key attested"));
+                }
+                Some((summary, opened.written_by))
+            }
+            _ => None,
+        };
+        if let (Some(opened), Some((summary, _))) = (&snapshot, &summary) {
+            let snap = Snapshot::decode(&opened.payload)?;
+            let agrees = |older| self.summary_of(&snap, envelope_hash, older).is_ok_and(|s| s == *summary);
+            if !agrees(false) && !(self.keys.holds_older_content() && agrees(true)) {
+                return Err(Error::corrupt("its summary does not agree with the snapshot"));
+            }
+        }
+        Ok(OpenedSnapshotFile { snapshot, summary, envelope_hash })
+    }
+
+    /// Read the snapshot file `id` (checked to be that object) and open it.
+    pub(crate) fn read_snapshot_file(&self, id: &SnapshotId) -> Result<OpenedSnapshotFile> {
+        let bytes = self.read_named_object(crate::backend::FileType::Snapshot, &id.0).map_err(|e| match e
+            .kind()
+        {
+            ErrorKind::Corrupt => e.wrap(format!("snapshot {id} is damaged")),
+            _ => e,
+        })?;
+        self.open_snapshot_file(&bytes).map_err(|e| e.wrap(format!("snapshot {id}")))
+    }
+
+    /// What a maintenance key knows of snapshot `id` from its summary, as a snapshot:
+    /// time, host, tags and labels as written, each source path as `#` and the hex of its
+    /// keyed hash, nothing else. Its writer is a full key's only when the summary is
+    /// attested; a file without a summary is an error (the key cannot tell what it is).
+    /// Also returns the hash of the snapshot envelope.
+    pub(crate) fn summary_view(&self, id: &SnapshotId) -> Result<(Snapshot, [u8; 32])> {
+        let opened = self.read_snapshot_file(id)?;
+        let Some((s, written_by)) = opened.summary else {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("snapshot {id} has no summary (written before maintenance was enabled, or by a key without it); a full key's `cairn repair maintenance` gives it one"),
+            ));
+        };
+        let view = Snapshot {
+            time: s.time,
+            host: s.host,
+            user: String::new(),
+            paths: s.paths.iter().map(|p| format!("#{}", crate::id::hex_encode(p)).into_bytes()).collect(),
+            tags: s.tags,
+            labels: s.labels,
+            excludes: Vec::new(),
+            tree: TreeId([0; 32]),
+            parent: None,
+            original: None,
+            summary: Default::default(),
+            program: String::new(),
+            written_by,
+        };
+        Ok((view, opened.envelope_hash))
+    }
+
+    /// [`Repository::snapshots_and_damage`] for a maintenance key: each file's summary,
+    /// read as many at once as the store serves well. Files that hold the same snapshot
+    /// envelope (only a forger makes them: cairn seals every snapshot anew) are all
+    /// damaged to it: kept, reported, counted toward no rule.
+    pub(crate) fn summaries_and_damage(&self, names: Vec<String>) -> Result<super::SnapshotsAndDamage> {
+        use rayon::prelude::*;
+        let loaded: Vec<Result<(SnapshotId, Snapshot, [u8; 32])>> =
+            crate::ops::read_pool::install(self, || {
+                names
+                    .par_iter()
+                    .map(|name| {
+                        let id = SnapshotId::from_hex(name)?;
+                        let (view, envelope) = self.summary_view(&id)?;
+                        Ok((id, view, envelope))
+                    })
+                    .collect()
+            })?;
+        let mut seen: std::collections::HashMap<[u8; 32], usize> = std::collections::HashMap::new();
+        for (_, _, envelope) in loaded.iter().flatten() {
+            *seen.entry(*envelope).or_default() += 1;
+        }
+        let (mut out, mut damaged) = (Vec::new(), Vec::new());
+        for (name, loaded) in names.into_iter().zip(loaded) {
+            match loaded {
+                Ok((_, _, envelope)) if seen[&envelope] > 1 => damaged.push((
+                    name,
+                    Error::corrupt("another snapshot file holds the same snapshot with its own summary"),
+                )),
+                Ok((id, view, _)) => out.push((id, view)),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Corrupt | ErrorKind::InvalidInput | ErrorKind::Unsupported
+                    ) =>
+                {
+                    damaged.push((name, e))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok((out, damaged))
+    }
+}

@@ -1,0 +1,222 @@
+//! The maintenance key: a retention host lists and forgets snapshots by their summaries,
+//! with the same result as a full key on the same policy, and reads no file content,
+//! name or metadata. Enabling it gives backup-only keys the maintenance public key, and a
+//! key rotation carries it on.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(repo: &Path, pw: &str, extra_env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    c.arg("-r").arg(repo).args(args).env("CAIRN_PASSWORD", pw).env_remove("CAIRN_REPOSITORY");
+    c.env_remove("CAIRN_KEY_FILE").env_remove("CAIRN_NEW_PASSWORD").env("TZ", "UTC");
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn json(o: Output) -> serde_json::Value {
+    serde_json::from_str(&ok(o)).unwrap()
+}
+
+/// Fails with `code` and a one-line error containing `needle`.
+fn fails(o: Output, code: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one-line error expected: {err}");
+}
+
+const FAST: [&str; 4] = ["--kdf-memory", "64M", "--kdf-iterations", "3"];
+
+fn add_key(repo: &Path, new_pw: &str, extra: &[&str]) -> serde_json::Value {
+    json(run(
+        repo,
+        "full",
+        &[("CAIRN_NEW_PASSWORD", new_pw)],
+        &[&["--json", "key", "add"][..], extra, &FAST].concat(),
+    ))
+}
+
+fn backup(repo: &Path, pw: &str, src: &Path, day: u32, extra_env: &[(&str, &str)]) -> Output {
+    let time = format!("2026-11-{day:02} 12:00");
+    run(repo, pw, extra_env, &["backup", "--time", &time, src.to_str().unwrap()])
+}
+
+fn snapshot_names(repo: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    assert!(status.success());
+}
+
+/// Full, backup-only and maintenance keys on one repository: snapshots from both writers
+/// on eight days, every one with a summary.
+fn gateway_history(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (repo, src) = (tmp.join("r"), tmp.join("src"));
+    std::fs::create_dir_all(src.join("conf")).unwrap();
+    std::fs::write(src.join("conf/nodemanager.xml"), b"<node/>").unwrap();
+    ok(run(&repo, "full", &[], &[&["init"][..], &FAST].concat()));
+    // A backup-only key made before maintenance is enabled: enabling gives it the
+    // maintenance public key through its slot.
+    add_key(&repo, "writer", &["--backup-only"]);
+    for day in 1..=3 {
+        std::fs::write(src.join("dump.sql"), format!("day {day}").repeat(1000)).unwrap();
+        ok(backup(&repo, if day % 2 == 0 { "writer" } else { "full" }, &src, day, &[]));
+    }
+    let added = add_key(&repo, "keeper", &["--maintenance"]);
+    assert_eq!(added["kind"], "maintenance");
+    assert_eq!(added["enabled_now"], true);
+    assert_eq!(added["summaries_written"], 3, "{added}");
+    assert_eq!(added["key_files_written"], 1, "the backup-only key file: {added}");
+    for day in 4..=8 {
+        std::fs::write(src.join("dump.sql"), format!("day {day}").repeat(1000)).unwrap();
+        let o = backup(&repo, if day % 2 == 0 { "writer" } else { "full" }, &src, day, &[]);
+        assert!(
+            !String::from_utf8_lossy(&o.stderr).contains("no summary"),
+            "every writer now writes summaries"
+        );
+        ok(o);
+    }
+    (repo, src)
+}
+
+#[test]
+fn a_maintenance_key_forgets_exactly_what_a_full_key_forgets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = gateway_history(tmp.path());
+    let listed = json(run(&repo, "keeper", &[], &["--json", "snapshots"]));
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 8, "the maintenance key lists every snapshot by its summary");
+    assert!(listed.iter().all(|s| s["host"].is_string()));
+
+    let (by_full, by_keeper) = (tmp.path().join("by-full"), tmp.path().join("by-keeper"));
+    copy_dir(&repo, &by_full);
+    copy_dir(&repo, &by_keeper);
+    let policy = ["forget", "--keep-last", "2", "--keep-weekly", "2"];
+    ok(run(&by_full, "full", &[], &policy));
+    ok(run(&by_keeper, "keeper", &[], &policy));
+    let (kept_full, kept_keeper) = (snapshot_names(&by_full), snapshot_names(&by_keeper));
+    assert!(kept_full.len() < 8 && !kept_full.is_empty(), "the policy forgets some: {kept_full:?}");
+    assert_eq!(kept_keeper, kept_full, "the maintenance key keeps exactly what the full key keeps");
+
+    // What stays restores as it was made, and the full key's check is clean.
+    ok(run(&by_keeper, "full", &[], &["check", "--read-data"]));
+    let out = tmp.path().join("out");
+    ok(run(&by_keeper, "full", &[], &["restore", "latest", "--target", out.to_str().unwrap()]));
+    let restored =
+        std::fs::read(out.join(src.to_str().unwrap().trim_start_matches('/')).join("dump.sql")).unwrap();
+    assert_eq!(restored, std::fs::read(src.join("dump.sql")).unwrap());
+
+    // Its forget is in the activity log, said to be a maintenance key's.
+    let log = ok(run(&by_keeper, "full", &[], &["log"]));
+    assert!(log.contains("forget"), "{log}");
+}
+
+#[test]
+fn a_maintenance_key_reads_and_writes_no_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = gateway_history(tmp.path());
+    let target = tmp.path().join("t");
+    let (s, t) = (src.to_str().unwrap(), target.to_str().unwrap());
+    for args in [
+        &["restore", "latest", "--target", t][..],
+        &["ls", "latest"],
+        &["dump", "latest", "--archive", "tar"],
+        &["cat", "latest", "/x"],
+        &["backup", s],
+        &["prune"],
+        &["check"],
+        &["key", "list"],
+        &["key", "rotate"],
+        &["rewrite", "latest", "--exclude", "x"],
+    ] {
+        fails(run(&repo, "keeper", &[], args), 1, "maintenance key");
+    }
+    fails(run(&repo, "keeper", &[], &["forget", "--prune", "--keep-last", "1"]), 1, "does not prune");
+    fails(run(&repo, "keeper", &[], &["forget", "--path", s, "--keep-last", "1"]), 2, "keyed hashes");
+    // Paths are keyed hashes to it: grouping by paths still works, the names never show.
+    let listed = ok(run(&repo, "keeper", &[], &["--json", "snapshots"]));
+    assert!(!listed.contains(s) && !listed.contains("src"), "{listed}");
+    assert_eq!(snapshot_names(&repo).len(), 8, "nothing was removed");
+}
+
+#[test]
+fn a_key_without_the_maintenance_public_key_writes_snapshots_a_maintenance_key_keeps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"a").unwrap();
+    ok(run(&repo, "full", &[], &[&["init"][..], &FAST].concat()));
+    // Kept apart before maintenance is enabled: enabling cannot reach it.
+    let apart = tmp.path().join("apart.key");
+    add_key(&repo, "apart", &["--backup-only", "--to-file", apart.to_str().unwrap()]);
+    add_key(&repo, "keeper", &["--maintenance"]);
+    ok(backup(&repo, "full", &src, 1, &[]));
+    let o = backup(&repo, "apart", &src, 2, &[("CAIRN_KEY_FILE", apart.to_str().unwrap())]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success() && err.contains("no summary"), "{err}");
+    ok(backup(&repo, "full", &src, 3, &[]));
+    // The maintenance key keeps it whatever the policy, and says so; day 1 goes.
+    let o = run(&repo, "keeper", &[], &["forget", "--keep-last", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success() && err.contains("kept and counts toward no rule"), "{err}");
+    assert_eq!(snapshot_names(&repo).len(), 2, "the snapshot without a summary stays");
+    // A full key gives it a summary; then the policy judges it like any other.
+    assert_eq!(json(run(&repo, "full", &[], &["--json", "repair", "maintenance"]))["summaries_written"], 1);
+    ok(run(&repo, "keeper", &[], &["forget", "--keep-last", "1"]));
+    assert_eq!(snapshot_names(&repo).len(), 1);
+    let latest = json(run(&repo, "full", &[], &["--json", "snapshots"]));
+    assert_eq!(latest[0]["time"].as_str().map(|t| t.starts_with("2026-11-03")), Some(true), "{latest}");
+}
+
+#[test]
+fn a_rotation_carries_the_maintenance_key_on_and_retires_its_old_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = gateway_history(tmp.path());
+    let keys_before: Vec<_> =
+        std::fs::read_dir(repo.join("keys")).unwrap().map(|e| e.unwrap().path()).collect();
+    let old_files = tmp.path().join("old-keys");
+    std::fs::create_dir(&old_files).unwrap();
+    for k in &keys_before {
+        std::fs::copy(k, old_files.join(k.file_name().unwrap())).unwrap();
+    }
+    ok(run(&repo, "full", &[], &["key", "rotate"]));
+    // Every writer and the maintenance key go on: a backup-only backup gets a summary the
+    // maintenance key reads, and its forget keeps what a full key's would.
+    std::fs::write(src.join("dump.sql"), b"after the rotation").unwrap();
+    let o = backup(&repo, "writer", &src, 9, &[]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("no summary"));
+    ok(o);
+    assert_eq!(json(run(&repo, "keeper", &[], &["--json", "snapshots"])).as_array().unwrap().len(), 9);
+    let by_full = tmp.path().join("by-full");
+    copy_dir(&repo, &by_full);
+    ok(run(&by_full, "full", &[], &["forget", "--keep-last", "3"]));
+    ok(run(&repo, "keeper", &[], &["forget", "--keep-last", "3"]));
+    assert_eq!(snapshot_names(&repo), snapshot_names(&by_full));
+    assert!(snapshot_names(&repo).len() < 9);
+    ok(run(&repo, "full", &[], &["check", "--read-data"]));
+    // The maintenance key file from before the rotation (its password still opens it)
+    // opens nothing now.
+    let old_keeper: Vec<_> = std::fs::read_dir(&old_files)
+        .unwrap()
+        .map(|k| k.unwrap().path())
+        .filter(|k| std::fs::read(k).unwrap()[5] == 3)
+        .collect();
+    assert_eq!(old_keeper.len(), 1);
+    let o = run(&repo, "keeper", &[("CAIRN_KEY_FILE", old_keeper[0].to_str().unwrap())], &["snapshots"]);
+    fails(o, 1, "retired by `cairn key rotate`");
+}
