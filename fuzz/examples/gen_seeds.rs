@@ -12,6 +12,7 @@ use cairn::format::keyfile::KeyFile;
 use cairn::format::lock::Lock;
 use cairn::format::pack::{encode_toc, Entry};
 use cairn::format::snapshot::{Snapshot, Summary};
+use cairn::format::snapshot_file::{MaintenanceSummary, SnapshotFile};
 use cairn::format::tree::{Node, NodeKind, Tree, TreeBlob};
 use cairn::format::Timespec;
 use cairn::id::{BlobId, ChunkId, IndexId, PackId, SnapshotId, TreeId};
@@ -59,8 +60,11 @@ fn main() {
         pack_size: 16 << 20,
         public_key: cairn_fuzz::master().public_key(),
         object_lock: None,
+        maintenance: None,
     };
     write("config", "default", &config.encode());
+    let with_maintenance = Config { maintenance: keys.maintenance_public(), ..config.clone() };
+    write("config", "maintenance_v3", &with_maintenance.encode());
 
     let tree = Tree {
         nodes: vec![
@@ -136,6 +140,23 @@ fn main() {
     // envelope: real sealed objects, and the `[type selector][encoded body]` form.
     write("envelope", "config", &envelope::seal_config(cairn_fuzz::master(), 0, &config.encode()).unwrap());
     write("envelope", "snapshot", &envelope::seal(keys, ObjectType::Snapshot, &snapshot.encode()).unwrap());
+    // snapshot_file: a snapshot file with a summary beside its envelope, and a summary's
+    // payload alone.
+    let sealed_snapshot = envelope::seal(keys, ObjectType::Snapshot, &snapshot.encode()).unwrap();
+    let summary = MaintenanceSummary {
+        // Any 32 bytes: the decoders do not check the envelope it names.
+        snapshot: [9; 32],
+        time: snapshot.time,
+        host: snapshot.host.clone(),
+        paths: vec![[1; 32], [2; 32]],
+        tags: snapshot.tags.clone(),
+        labels: snapshot.labels.clone(),
+        references: None,
+    };
+    write("snapshot_file", "summary", &summary.encode());
+    let sealed_summary = envelope::seal(keys, ObjectType::Summary, &summary.encode()).unwrap();
+    write("snapshot_file", "with_summary", &SnapshotFile::join(&sealed_snapshot, &sealed_summary));
+    write("snapshot_file", "bare", &sealed_snapshot);
     let mut body = vec![1u8]; // selects Index
     body.extend_from_slice(&compress::encode(&index.encode(), 3));
     write("envelope", "index_body", &body);
@@ -159,6 +180,10 @@ fn main() {
     write("key_material", "full_v2", &fresh.to_bytes());
     write("key_material", "backup_only_v2", &fresh.backup_only().to_bytes());
     write("key_material", "full_v3", &fresh.with_new_content(None).unwrap().to_bytes());
+    // Version 4: a maintenance key, and a backup-only key carrying the maintenance
+    // public key.
+    write("key_material", "maintenance_v4", &fresh.maintenance().unwrap().to_bytes());
+    write("key_material", "backup_only_v4", &fresh.backup_only_with_maintenance().unwrap().to_bytes());
     // index_cache: the index cache file of a small repository (300 blob entries), its own
     // MAC dropped: the target seals it with its fixed key (bit 0 of the first byte).
     let tmp = std::env::temp_dir().join(format!("cairn-gen-seeds-{}", std::process::id()));
@@ -198,7 +223,10 @@ fn main() {
     for seed in ["full", "backup_only", "full_v2", "backup_only_v2"] {
         KeyFile::decode(&read("keyfile", seed)).unwrap();
     }
-    for seed in ["full_v2", "backup_only_v2", "full_v3"] {
+    SnapshotFile::split(&read("snapshot_file", "with_summary")).unwrap().summary.unwrap();
+    MaintenanceSummary::decode(&read("snapshot_file", "summary")).unwrap();
+    Config::decode(&read("config", "maintenance_v3")).unwrap();
+    for seed in ["full_v2", "backup_only_v2", "full_v3", "maintenance_v4", "backup_only_v4"] {
         MasterKey::from_bytes(&read("key_material", seed)).unwrap();
     }
     println!("seeds written");

@@ -1135,6 +1135,107 @@ mod tests {
         assert!(old.with_new_content(Some(&other)).unwrap().same_content_root(&other));
     }
 
+    /// Material version 4: a maintenance key holds per epoch what its role needs and no
+    /// root or read secret; a backup-only key can carry the maintenance public key. Both
+    /// round trip; the maintenance key agrees with the full key on shared objects and
+    /// summaries, and can seal or open no pack or snapshot.
+    #[test]
+    fn maintenance_material_round_trips_and_holds_only_its_role() {
+        let full = MasterKey::generate().unwrap().with_new_epoch().unwrap();
+        let keeper = full.maintenance().unwrap();
+        let bytes = keeper.to_bytes();
+        assert_eq!(bytes.len(), MASTER_HEAD_V2 + 2 * EPOCH_LEN_V4_MAINTENANCE);
+        assert_eq!(bytes[MASTER_HEAD_V2 - 1], 0x22);
+        assert!(material_lengths(KeyKind::Maintenance).contains(&bytes.len()));
+        let back = MasterKey::from_bytes(&bytes).unwrap();
+        assert_eq!(&*back.to_bytes(), &*bytes);
+        assert_eq!(back.kind, KeyKind::Maintenance);
+        // No content root, epoch root or read secret is in it.
+        for secret in [&full.content_root[..], &full.epochs[0].root[..], &full.epochs[1].root[..]] {
+            assert!(!bytes.windows(32).any(|w| w == secret), "a root is in the material");
+        }
+        for e in &full.epochs {
+            let read = e.read_secret.as_ref().unwrap().as_bytes();
+            assert!(!bytes.windows(32).any(|w| w == read), "a read secret is in the material");
+        }
+        let writer = full.backup_only_with_maintenance().unwrap();
+        let wbytes = writer.to_bytes();
+        assert_eq!(wbytes.len(), MASTER_HEAD_V2 + 2 * EPOCH_LEN_V4_BACKUP_ONLY);
+        assert_eq!(&*MasterKey::from_bytes(&wbytes).unwrap().to_bytes(), &*wbytes);
+        assert!(writer.has_maintenance_public() && !full.backup_only().has_maintenance_public());
+        // Layouts that do not fit their kind are refused.
+        let mut full_v4 = full.to_bytes().to_vec();
+        full_v4[MASTER_HEAD_V2 - 1] |= MAINTENANCE_FLAG;
+        assert!(MasterKey::from_bytes(&full_v4).is_err());
+        let mut keeper_v2 = bytes.to_vec();
+        keeper_v2[MASTER_HEAD_V2 - 1] = 0x02;
+        assert!(MasterKey::from_bytes(&keeper_v2).is_err());
+        let mut keeper_older = bytes.to_vec();
+        keeper_older[MASTER_HEAD_V2 - 1] = 0x32;
+        keeper_older.extend_from_slice(&[5; 32]);
+        assert!(MasterKey::from_bytes(&keeper_older).is_err());
+        assert!(MasterKey::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        assert!(full.backup_only().maintenance().is_err(), "only a full key makes one");
+
+        let (public, id) = (full.public_key(), [9u8; 32]);
+        let (f, m, w) = (
+            full.derive(public, id).unwrap(),
+            back.derive(public, id).unwrap(),
+            writer.derive(public, id).unwrap(),
+        );
+        assert_eq!(f.maintenance_public(), m.maintenance_public());
+        assert_eq!(f.maintenance_public(), w.maintenance_public());
+        assert!(f.maintenance_public().is_some());
+        let salt = [3u8; 32];
+        for epoch in [0, 1] {
+            assert_eq!(
+                *f.shared_object_key(epoch, &salt, Binding::Kind(2)).unwrap(),
+                *m.shared_object_key(epoch, &salt, Binding::Kind(2)).unwrap()
+            );
+        }
+        assert_eq!(
+            full.config_seal_keys().iter().map(|(n, k)| (*n, **k)).collect::<Vec<_>>(),
+            back.config_seal_keys().iter().map(|(n, k)| (*n, **k)).collect::<Vec<_>>()
+        );
+        // Summaries: sealed by either writer, opened by full and maintenance keys only.
+        for sealer in [&f, &w] {
+            let (eph, key) = sealer.new_maintenance_sealed_key(7, &[1; 32]).unwrap();
+            assert_eq!(*m.open_maintenance_sealed_key(1, &eph, 7).unwrap(), *key);
+            assert_eq!(*f.open_maintenance_sealed_key(1, &eph, 7).unwrap(), *key);
+            assert_ne!(*m.open_maintenance_sealed_key(1, &eph, 8).unwrap(), *key);
+            assert_eq!(
+                w.open_maintenance_sealed_key(1, &eph, 7).unwrap_err().kind(),
+                ErrorKind::PermissionDenied
+            );
+        }
+        let tag = f.maintenance_attest(b"summary").unwrap();
+        assert_eq!(m.check_maintenance_attestation(1, b"summary", &tag), Some(true));
+        assert_eq!(m.check_maintenance_attestation(1, b"summary!", &tag), Some(false));
+        assert_eq!((m.maintenance_attest(b"summary"), w.maintenance_attest(b"summary")), (None, None));
+        assert_eq!(w.check_maintenance_attestation(1, b"summary", &tag), None);
+        // It seals no pack or snapshot, opens none, attests nothing as a full key, and
+        // cannot name a source path.
+        assert_eq!(
+            m.new_sealed_object_key(PACK_KIND, &[0; 32]).unwrap_err().kind(),
+            ErrorKind::PermissionDenied
+        );
+        let (eph, _) = f.new_sealed_object_key(3, &[0; 32]).unwrap();
+        assert_eq!(
+            m.open_sealed_object_key(1, &eph, Binding::Kind(3)).unwrap_err().kind(),
+            ErrorKind::PermissionDenied
+        );
+        assert!(m.attest(b"x").is_none() && m.source_path_hash(b"/etc").is_none());
+        assert_eq!(f.source_path_hash(b"/etc"), w.source_path_hash(b"/etc"));
+        assert!(!m.can_read());
+        // A backup-only key without it writes no summary.
+        let old_writer = full.backup_only().derive(public, id).unwrap();
+        assert!(old_writer.maintenance_public().is_none());
+        assert_eq!(
+            old_writer.new_maintenance_sealed_key(7, &[1; 32]).unwrap_err().kind(),
+            ErrorKind::PermissionDenied
+        );
+    }
+
     #[test]
     fn master_key_bytes_round_trip() {
         let m = MasterKey::generate().unwrap();

@@ -111,3 +111,191 @@ pub fn give_summaries(repo: &Repository) -> Result<usize> {
     }
     Ok(bare.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keys::{KdfParams, KeyKind};
+    use crate::format::envelope::{self, ObjectType, WrittenBy};
+    use crate::format::snapshot_file::MaintenanceSummary;
+    use crate::ops::backup::tests::back_up;
+    use crate::repo::{InitOptions, KeySource};
+    use std::path::Path;
+
+    /// A repository with maintenance: snapshots from a full key and from a backup-only key
+    /// made before it was enabled. Returns the full, backup-only and maintenance keys'
+    /// handles and the source folder.
+    fn with_maintenance(dir: &Path) -> (Repository, Repository, Repository, std::path::PathBuf) {
+        let src = dir.join("src");
+        std::fs::create_dir_all(src.join("conf")).unwrap();
+        std::fs::write(src.join("conf/nodemanager.xml"), b"<secret-name/>").unwrap();
+        let loc = dir.join("r");
+        let loc = loc.to_str().unwrap();
+        let full = Repository::init(loc, b"full", &InitOptions::default(), None).unwrap();
+        back_up(&full, &src);
+        full.add_key(b"writer", KeyKind::BackupOnly, KdfParams::NEW_KEY_FLOOR, None).unwrap();
+        let (full, done) = {
+            let _lock = full.lock(true, "key add").unwrap();
+            enable(&full).unwrap()
+        };
+        assert_eq!((done.summaries_written, done.key_files_written, done.config_written), (1, 1, true));
+        full.add_key(b"keeper", KeyKind::Maintenance, KdfParams::NEW_KEY_FLOOR, None).unwrap();
+        let writer = Repository::open(loc, b"writer", &KeySource::Stored).unwrap();
+        assert!(writer.writes_summaries(), "enabling gave the backup-only key the maintenance public key");
+        std::fs::write(src.join("dump.sql"), b"INSERT INTO secrets").unwrap();
+        back_up(&writer, &src);
+        let keeper = Repository::open(loc, b"keeper", &KeySource::Stored).unwrap();
+        assert_eq!(keeper.key_kind(), KeyKind::Maintenance);
+        (full, writer, keeper, src)
+    }
+
+    /// The maintenance key opens the config, index files, locks, log entries and
+    /// summaries, and nothing else: no pack (so no chunk or tree), no snapshot envelope,
+    /// no key grant. The full key opens every one (so the check can fail).
+    #[test]
+    fn a_maintenance_key_opens_summaries_and_shared_objects_and_no_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let (full, _writer, keeper, src) = with_maintenance(dir.path());
+        full.append_log(crate::repo::log::LogRecord::new("backup", "success")).unwrap();
+        let _lock = keeper.lock(false, "test").unwrap();
+        let mut seen = std::collections::BTreeMap::new();
+        for ft in FileType::ALL {
+            let names = if ft == FileType::Config {
+                vec!["config".to_string()]
+            } else {
+                full.backend().list(ft).unwrap()
+            };
+            for name in names {
+                let bytes = full.backend().read(ft, &name, u64::MAX).unwrap();
+                let opens = |repo: &Repository| -> (bool, bool) {
+                    let keys = repo.keys();
+                    match ft {
+                        FileType::Config => (envelope::open_config(repo.master(), &bytes).is_ok(), false),
+                        FileType::Key => {
+                            let file = crate::format::keyfile::KeyFile::decode(&bytes).unwrap();
+                            (envelope::open_attested(keys, ObjectType::KeyGrant, file.grant()).is_ok(), false)
+                        }
+                        FileType::Pack => (crate::pack::reader::read_toc(keys, &bytes).is_ok(), false),
+                        FileType::Snapshot => {
+                            let parts = SnapshotFile::split(&bytes).unwrap();
+                            let summary = parts.summary.expect("every snapshot has a summary");
+                            (
+                                envelope::open_attested(keys, ObjectType::Summary, summary).is_ok(),
+                                envelope::open_attested(keys, ObjectType::Snapshot, parts.envelope).is_ok(),
+                            )
+                        }
+                        FileType::Index => {
+                            (envelope::open_attested(keys, ObjectType::Index, &bytes).is_ok(), false)
+                        }
+                        FileType::Lock => {
+                            (envelope::open_attested(keys, ObjectType::Lock, &bytes).is_ok(), false)
+                        }
+                        FileType::Log => {
+                            (envelope::open_attested(keys, ObjectType::Log, &bytes).is_ok(), false)
+                        }
+                    }
+                };
+                let by_full = opens(&full);
+                assert!(
+                    by_full.0 && (ft != FileType::Snapshot || by_full.1),
+                    "the full key opens {ft:?} {name}"
+                );
+                let by_keeper = opens(&keeper);
+                let expected = match ft {
+                    FileType::Key | FileType::Pack => (false, false),
+                    _ => (true, false),
+                };
+                assert_eq!(by_keeper, expected, "maintenance key on {ft:?} {name}");
+                *seen.entry(format!("{ft:?}")).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(seen.len(), FileType::ALL.len(), "every kind of object was tried: {seen:?}");
+        // What it learns of a snapshot: time, host, tags, labels, keyed path hashes; no
+        // name, user or tree.
+        let (views, damaged) = keeper.snapshots_and_damage().unwrap();
+        assert!(damaged.is_empty() && views.len() == 2);
+        let src_bytes = src.to_str().unwrap().as_bytes();
+        for (_, v) in &views {
+            assert!(v
+                .paths
+                .iter()
+                .all(|p| p.starts_with(b"#") && !p.windows(3).any(|w| src_bytes.starts_with(w))));
+            assert!(v.user.is_empty() && v.tree.0 == [0; 32] && v.parent.is_none());
+        }
+        assert_eq!(views[0].1.paths, views[1].1.paths, "one source path, one hash");
+        assert_eq!(
+            views.iter().map(|(_, v)| v.written_by).collect::<Vec<_>>(),
+            vec![WrittenBy::FullKey, WrittenBy::BackupOnlyKey]
+        );
+    }
+
+    /// Summaries a backup-only key holder forges are damage: one beside a full key's
+    /// snapshot (it cannot attest), one naming another envelope, one disagreeing with its
+    /// snapshot (a full key tells), and a second summary of a backup-only snapshot, which
+    /// makes both files count toward no rule for a maintenance key.
+    #[test]
+    fn forged_summaries_are_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (full, writer, keeper, _src) = with_maintenance(dir.path());
+        let (mut by_full, mut by_writer) = (None, None);
+        for name in full.backend().list(FileType::Snapshot).unwrap() {
+            let bytes = full.backend().read(FileType::Snapshot, &name, u64::MAX).unwrap();
+            let opened = full.open_snapshot_file(&bytes).unwrap();
+            match opened.snapshot.unwrap().written_by {
+                WrittenBy::FullKey => by_full = Some((bytes, opened.summary.unwrap().0)),
+                _ => by_writer = Some((bytes, opened.summary.unwrap().0)),
+            }
+        }
+        let ((full_file, full_summary), (writer_file, writer_summary)) =
+            (by_full.unwrap(), by_writer.unwrap());
+        let envelope_of = |file: &[u8]| SnapshotFile::split(file).unwrap().envelope.to_vec();
+        let forge = |envelope: &[u8], summary: &MaintenanceSummary| {
+            SnapshotFile::join(
+                envelope,
+                &envelope::seal(writer.keys(), ObjectType::Summary, &summary.encode()).unwrap(),
+            )
+        };
+        let later = crate::format::Timespec { secs: full_summary.time.secs + 86400, ..full_summary.time };
+        let cases = [
+            ("unattested beside a full key's snapshot", forge(&envelope_of(&full_file), &full_summary)),
+            (
+                "naming another envelope",
+                forge(
+                    &envelope_of(&writer_file),
+                    &MaintenanceSummary { snapshot: [7; 32], ..writer_summary.clone() },
+                ),
+            ),
+            (
+                "disagreeing with its snapshot",
+                forge(
+                    &envelope_of(&writer_file),
+                    &MaintenanceSummary { time: later, ..writer_summary.clone() },
+                ),
+            ),
+        ];
+        for (what, bytes) in &cases {
+            assert_eq!(
+                full.open_snapshot_file(bytes).err().map(|e| e.kind()),
+                Some(ErrorKind::Corrupt),
+                "{what}"
+            );
+        }
+        for (what, bytes) in &cases[..2] {
+            assert_eq!(
+                keeper.open_snapshot_file(bytes).err().map(|e| e.kind()),
+                Some(ErrorKind::Corrupt),
+                "{what}"
+            );
+        }
+        // The maintenance key cannot tell the third from the real one: both holding one
+        // envelope, neither counts toward a rule.
+        let planted = full.store_sealed(FileType::Snapshot, &cases[2].1).unwrap();
+        let (views, damaged) = keeper.snapshots_and_damage().unwrap();
+        assert_eq!(views.len(), 1, "only the full key's snapshot is judged");
+        assert_eq!(views[0].1.written_by, WrittenBy::FullKey);
+        assert_eq!(damaged.len(), 2);
+        assert!(damaged.iter().any(|(n, _)| *n == crate::id::hex_encode(&planted)));
+        let (_, damaged) = full.snapshots_and_damage().unwrap();
+        assert_eq!(damaged.len(), 1, "a full key names the forged one alone");
+    }
+}
