@@ -60,6 +60,9 @@ pub const POINTS: &[(&str, &str)] = &[
     ("rotate:after-config", "key rotate: the config sealed under the new key epoch, nothing sealed anew yet"),
     ("rotate:after-new-snapshot", "key rotate: a snapshot sealed anew, the old one not yet deleted"),
     ("rotate:after-stored-anew", "key rotate --content-keys: a snapshot stored anew under the new content keys, the old one not yet deleted"),
+    ("maintenance:after-key-files", "key add --maintenance: every other key file given the maintenance public key, the config not yet written"),
+    ("maintenance:after-config", "key add --maintenance: the config names the maintenance public key, no snapshot has a summary yet"),
+    ("maintenance:after-summary", "key add --maintenance, repair maintenance: a snapshot stored with a summary, the one without not yet deleted"),
     ("rotate:after-new-log", "key rotate: the activity log's new chain stored, the old entries still there"),
 ];
 

@@ -62,6 +62,15 @@ const MATRIX: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "key add --maintenance",
+        &[
+            "rotate:mid-key-rewrap@1",
+            "maintenance:after-key-files",
+            "maintenance:after-config",
+            "maintenance:after-summary@2",
+        ],
+    ),
+    (
         "key rotate --content-keys",
         &[
             "rotate:after-key-in-use@1",
@@ -584,6 +593,58 @@ fn content_key_rotate_killed_at_each_failpoint() {
     lab.verify();
     lab.check();
     lab.report.finish();
+}
+
+/// `key add --maintenance` killed at each of its steps, on a fresh repository each time
+/// (it enables summaries once): every snapshot restores identical under its old id or its
+/// new one, the full and backup-only keys go on, check is clean, and a rerun completes:
+/// then the maintenance key lists every snapshot, and the backup-only key's next snapshot
+/// has a summary.
+#[test]
+fn maintenance_enabling_killed_at_each_failpoint() {
+    let mut report = FaultReport::new("failpoint");
+    for (seed, point) in points_of("key add --maintenance").iter().enumerate() {
+        let mut lab = Lab::new("failpoint", 20 + seed as u64);
+        lab.repo.cairn().args(["key", "add", "--backup-only"]).env("CAIRN_NEW_PASSWORD", "writer").run().ok();
+        let writer_backs_up = |repo: &Repo, src: &std::path::Path| {
+            let out = WithPassword(repo, "writer").cairn().arg("backup").arg(src).run();
+            out.code == Some(0) && !out.stderr.contains("no summary")
+        };
+        for size in [60_000, 30_000] {
+            lab.add_data(size);
+            lab.witness.backup(&lab.repo, &lab.src, &[]);
+        }
+        let add = |repo: &Repo| {
+            repo.cairn().args(["key", "add", "--maintenance"]).env("CAIRN_NEW_PASSWORD", "keeper")
+        };
+        let before = listed(&lab.repo);
+        kill(add(&lab.repo), point, &mut report);
+        let verified = lab.witness.verify_resealed(&lab.repo, &before);
+        report.verified += verified;
+        assert!(
+            WithPassword(&lab.repo, "writer").cairn().arg("backup").arg(&lab.src).run().code == Some(0),
+            "the backup-only key cannot back up after a kill at {point}"
+        );
+        lab.check();
+        let before = listed(&lab.repo);
+        add(&lab.repo).run().ok();
+        lab.witness.verify_resealed(&lab.repo, &before);
+        assert!(writer_backs_up(&lab.repo, &lab.src), "after the rerun the backup-only key writes summaries");
+        let by_keeper =
+            WithPassword(&lab.repo, "keeper").cairn().args(["snapshots", "--json"]).run().ok().json();
+        assert_eq!(
+            by_keeper.as_array().unwrap().len(),
+            listed(&lab.repo).len(),
+            "the maintenance key lists every snapshot after a kill at {point}"
+        );
+        lab.check();
+        report.row(
+            "key add --maintenance",
+            point,
+            format!("killed; {verified} snapshots restore identical; the backup-only key backs up; check clean; rerun completes and every snapshot has a summary"),
+        );
+    }
+    report.finish();
 }
 
 /// key rotate killed at each of its steps (and prune's, whose repack it uses): every
