@@ -139,7 +139,6 @@ fn a_maintenance_key_reads_and_writes_no_data() {
         &["cat", "latest", "/x"],
         &["backup", s],
         &["prune"],
-        &["check"],
         &["key", "list"],
         &["key", "rotate"],
         &["rewrite", "latest", "--exclude", "x"],
@@ -147,6 +146,7 @@ fn a_maintenance_key_reads_and_writes_no_data() {
         fails(run(&repo, "keeper", &[], args), 1, "maintenance key");
     }
     fails(run(&repo, "keeper", &[], &["forget", "--prune", "--keep-last", "1"]), 1, "does not prune");
+    fails(run(&repo, "keeper", &[], &["check", "--read-data"]), 2, "structure only");
     fails(run(&repo, "keeper", &[], &["forget", "--path", s, "--keep-last", "1"]), 2, "keyed hashes");
     // Paths are keyed hashes to it: grouping by paths still works, the names never show.
     let listed = ok(run(&repo, "keeper", &[], &["--json", "snapshots"]));
@@ -219,4 +219,41 @@ fn a_rotation_carries_the_maintenance_key_on_and_retires_its_old_file() {
     assert_eq!(old_keeper.len(), 1);
     let o = run(&repo, "keeper", &[("CAIRN_KEY_FILE", old_keeper[0].to_str().unwrap())], &["snapshots"]);
     fails(o, 1, "retired by `cairn key rotate`");
+}
+
+/// A maintenance key's check: structure only, and it says so; it finds a missing pack and
+/// a damaged snapshot file, which a full key's check finds too.
+#[test]
+fn a_maintenance_key_checks_structure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, _src) = gateway_history(tmp.path());
+    let report = json(run(&repo, "keeper", &[], &["--json", "check"]));
+    assert_eq!(report["status"], "success", "{report}");
+    assert_eq!(report["snapshots"], 8);
+    assert!(report["notes"].to_string().contains("structure only"), "{report}");
+    assert_eq!(report["packs_read"], 0);
+
+    let damaged = tmp.path().join("damaged");
+    copy_dir(&repo, &damaged);
+    let mut packs = Vec::new();
+    for dir in std::fs::read_dir(damaged.join("data")).unwrap() {
+        for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            packs.push(f.unwrap().path());
+        }
+    }
+    packs.sort();
+    std::fs::remove_file(&packs[0]).unwrap();
+    let snapshot = damaged.join("snapshots").join(&snapshot_names(&damaged)[0]);
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1; // in the summary's tag
+    std::fs::write(&snapshot, bytes).unwrap();
+    for pw in ["keeper", "full"] {
+        let o = run(&damaged, pw, &[], &["check"]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(4), "{pw}: {err}");
+        let pack_name = packs[0].file_name().unwrap().to_string_lossy().into_owned();
+        assert!(err.contains(&pack_name[..16]) || pw == "full", "{pw} names the missing pack: {err}");
+        assert!(err.contains(&snapshot_names(&damaged)[0][..16]), "{pw} names the snapshot: {err}");
+    }
 }

@@ -23,7 +23,17 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open()?.reading_the_store_only();
     let _lock = ctx.read_lock(&repo, "check")?;
     let subset = if a.read_data { Some(Subset::All) } else { a.read_data_subset };
-    let r = check(&repo, &CheckOptions { read_data: subset, snapshots: a.filter.filter() }, &ctx.interrupt)?;
+    let structure_only = repo.key_kind() == cairn::crypto::keys::KeyKind::Maintenance;
+    if structure_only && (subset.is_some() || !a.filter.filter().is_empty()) {
+        return Err(cairn::Error::invalid(
+            "a maintenance key checks structure only: it cannot read data or pick snapshots by content; leave out --read-data and the filters, or use a full key",
+        ));
+    }
+    let r = if structure_only {
+        cairn::ops::check::check_structure(&repo)?
+    } else {
+        check(&repo, &CheckOptions { read_data: subset, snapshots: a.filter.filter() }, &ctx.interrupt)?
+    };
     let rec = LogRecord::new("check", if r.healthy() { "success" } else { "failed" })
         .figure("packs_read", r.packs_read)
         .figure("problems", r.problems.len())

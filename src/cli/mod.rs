@@ -181,7 +181,14 @@ impl Command {
     /// The commands a maintenance key runs: they need summaries, the index, locks and the
     /// log only (format-spec/maintenance-key.md).
     fn runs_with_a_maintenance_key(&self) -> bool {
-        matches!(self, Command::Snapshots(_) | Command::Forget(_) | Command::Log(_) | Command::Unlock(_))
+        matches!(
+            self,
+            Command::Snapshots(_)
+                | Command::Forget(_)
+                | Command::Check(_)
+                | Command::Log(_)
+                | Command::Unlock(_)
+        )
     }
 
     /// Whether the command only reads the repository (it may then run without a lock).
@@ -305,7 +312,7 @@ impl Ctx {
         if repo.key_kind() == cairn::crypto::keys::KeyKind::Maintenance && !self.maintenance_key_runs {
             return Err(Error::new(
                 cairn::ErrorKind::PermissionDenied,
-                "a maintenance key runs only `snapshots`, `forget`, `log` and `unlock`; use a full key for this",
+                "a maintenance key runs only `snapshots`, `forget`, `check`, `log` and `unlock`; use a full key for this",
             ));
         }
         Ok(repo)

@@ -225,6 +225,14 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
             p.affected = files;
         }
     }
+    check_shared_objects(repo, &mut report)?;
+    report.problems.sort_by(|a, b| a.object.cmp(&b.object));
+    report.notes.sort();
+    Ok(report)
+}
+
+/// The activity log's chain, locks, key files and (in a locked bucket) object locks.
+fn check_shared_objects(repo: &Repository, report: &mut CheckReport) -> Result<()> {
     for p in repo.read_log()?.problems {
         report.problem("activity log", p);
     }
@@ -255,8 +263,55 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
         }
     }
     if let Some(audit) = super::object_lock::audit(repo)? {
-        report_locks(&mut report, audit);
+        report_locks(report, audit);
     }
+    Ok(())
+}
+
+/// What a key without the read secret (a maintenance key) can check: each snapshot file's
+/// summary opens and names the envelope beside it (attested where a full key wrote it),
+/// the index files open, every pack they name is stored, and the activity log, locks and
+/// key files as [`check`] checks them. It reads no tree or pack: whether the snapshots'
+/// data is all there only a full key's check tells.
+pub fn check_structure(repo: &Repository) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let (_, load, coverage) = load_index_checked(repo, &mut report)?;
+    let (snapshots, damaged) = repo.snapshots_and_damage()?;
+    report.snapshots = snapshots.len();
+    for (name, e) in damaged {
+        report.problem(format!("snapshot {name}"), e);
+    }
+    let mut stored: HashSet<PackId> = HashSet::new();
+    for name in repo.backend().list(FileType::Pack)? {
+        report.packs += 1;
+        match PackId::from_hex(&name) {
+            Ok(pack) if coverage.times_named(&pack) > 0 => {
+                stored.insert(pack);
+            }
+            _ => {
+                report.notes.push(format!("pack {name} is not in any index (left by an interrupted backup?)"))
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    let reread = crate::index::for_each_pack_list(repo, &load.files, &coverage, |pack, entries| {
+        if !stored.contains(&pack) {
+            missing.push((pack, entries.len()));
+        }
+    })?;
+    for (pack, n) in missing {
+        report.problem(
+            format!("pack {pack}"),
+            format!("missing; index entries name {n} blobs in it (a full key's `cairn check` tells which snapshots need them)"),
+        );
+    }
+    for (name, e) in reread {
+        report.problem(format!("index file {name}"), e.wrap("changed while being checked"));
+    }
+    check_shared_objects(repo, &mut report)?;
+    report.notes.push(
+        "structure only: a maintenance key reads no tree or pack, so whether every snapshot's data is stored and intact only a full key's check tells".into(),
+    );
     report.problems.sort_by(|a, b| a.object.cmp(&b.object));
     report.notes.sort();
     Ok(report)
