@@ -97,7 +97,7 @@ fn codes(command: &str) -> (&'static [i32], &'static [(i32, &'static str)]) {
         "copy" => (&[0, 1, 2, 4, 10, 11, 12, 13, 130], &[]),
         "drill" => (&[0, 1, 2, 4, 5, 10, 11, 12, 130], &[(4, "the restore was damaged or differs")]),
         "forget" | "prune" | "rewrite" | "repair snapshots" => (CHANGE_ALL_SNAPSHOTS, &[]),
-        "tag" | "repair index" => (CHANGE, &[]),
+        "tag" | "repair index" | "repair maintenance" => (CHANGE, &[]),
         "unlock" => (&[0, 1, 2, 10, 12], &[]),
         "import borg" => (
             &[0, 1, 2, 6, 10, 11, 12, 13, 130],
