@@ -257,3 +257,52 @@ fn a_maintenance_key_checks_structure() {
         assert!(err.contains(&snapshot_names(&damaged)[0][..16]), "{pw} names the snapshot: {err}");
     }
 }
+
+/// A retention host's job: the backup job's name, `sources = []`, no prune, the
+/// maintenance key kept apart. Its run forgets by the job's policy and checks structure; the snapshots left
+/// are those a full key's forget keeps.
+#[test]
+fn a_retention_hosts_job_runs_with_a_maintenance_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    ok(run(&repo, "full", &[], &[&["init"][..], &FAST].concat()));
+    let key = tmp.path().join("retention.key");
+    add_key(&repo, "keeper", &["--maintenance", "--to-file", key.to_str().unwrap()]);
+    for day in 1..=4 {
+        std::fs::write(src.join("gateway.xml"), format!("day {day}")).unwrap();
+        let time = format!("2026-11-{day:02} 12:00");
+        ok(run(&repo, "full", &[], &["backup", "--label", "job=gw", "--time", &time, src.to_str().unwrap()]));
+    }
+    let by_full = tmp.path().join("by-full");
+    copy_dir(&repo, &by_full);
+    ok(run(&by_full, "full", &[], &["forget", "--label", "job=gw", "--keep-last", "2"]));
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, "keeper").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let config = tmp.path().join("retention.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[jobs.gw]\nrepository = \"{}\"\nsources = []\nkey-file = \"{}\"\npassword-file = \"{}\"\n[jobs.gw.retention]\nkeep-last = 2\nprune = false\n[jobs.gw.check]\n",
+            repo.display(),
+            key.display(),
+            pw.display()
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    c.args(["run", "--config", config.to_str().unwrap()])
+        .env_remove("CAIRN_PASSWORD")
+        .env_remove("CAIRN_REPOSITORY")
+        .env("CAIRN_LOCK_DIR", tmp.path());
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(snapshot_names(&repo), snapshot_names(&by_full));
+    assert_eq!(snapshot_names(&repo).len(), 2);
+}
