@@ -202,6 +202,14 @@ fn a_rotation_carries_the_maintenance_key_on_and_retires_its_old_file() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("no summary"));
     ok(o);
     assert_eq!(json(run(&repo, "keeper", &[], &["--json", "snapshots"])).as_array().unwrap().len(), 9);
+    // Renewing the content keys renews the source-path key too: every summary is written
+    // anew with it, and the maintenance key, given the new epoch, reads them all.
+    ok(run(&repo, "full", &[], &["key", "rotate", "--content-keys"]));
+    let listed = json(run(&repo, "keeper", &[], &["--json", "snapshots"]));
+    assert_eq!(listed.as_array().unwrap().len(), 9);
+    let paths: std::collections::BTreeSet<String> =
+        listed.as_array().unwrap().iter().map(|s| s["paths"].to_string()).collect();
+    assert_eq!(paths.len(), 1, "one source, one keyed hash for every snapshot: {paths:?}");
     let by_full = tmp.path().join("by-full");
     copy_dir(&repo, &by_full);
     ok(run(&by_full, "full", &[], &["forget", "--keep-last", "3"]));

@@ -110,7 +110,8 @@ impl Repository {
         if let (Some(opened), Some((summary, _))) = (&snapshot, &summary) {
             let snap = Snapshot::decode(&opened.payload)?;
             let agrees = |older| self.summary_of(&snap, envelope_hash, older).is_ok_and(|s| s == *summary);
-            if !agrees(false) && !(self.keys.holds_older_content() && agrees(true)) {
+            let agreed = agrees(false) || (self.keys.holds_older_content() && agrees(true));
+            if !agreed {
                 return Err(Error::corrupt("its summary does not agree with the snapshot"));
             }
         }
