@@ -138,7 +138,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
     // Snapshots, then the trees they reach, level by level in parallel.
     let mut roots = Vec::new();
     for name in repo.backend().list(FileType::Snapshot)? {
-        let loaded = SnapshotId::from_hex(&name).and_then(|id| repo.load_snapshot(&id));
+        let loaded = SnapshotId::from_hex(&name).and_then(|id| repo.load_snapshot_verified(&id));
         match loaded {
             Ok(snap) if !opts.snapshots.matches(&snap) => {}
             Ok(snap) => {

@@ -6,6 +6,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::Config;
 use crate::format::snapshot_file::SnapshotFile;
 use crate::id::SnapshotId;
+use crate::repo::snapshot_file::Summary;
 use crate::repo::Repository;
 use std::collections::HashSet;
 
@@ -84,7 +85,7 @@ pub fn give_summaries(repo: &Repository) -> Result<usize> {
     for name in repo.list_named_objects(FileType::Snapshot)? {
         let id = SnapshotId::from_hex(&name)?;
         let bytes = repo.read_named_object(FileType::Snapshot, &id.0)?;
-        let opened = repo.open_snapshot_file(&bytes).map_err(|e| {
+        let opened = repo.open_snapshot_file(&bytes, Summary::Verified).map_err(|e| {
             e.wrap(format!(
                 "snapshot {} cannot be read, so it cannot be given a summary; `cairn check` tells more, `cairn forget {}` removes it",
                 id.short(),
@@ -240,7 +241,7 @@ mod tests {
         let (mut by_full, mut by_writer) = (None, None);
         for name in full.backend().list(FileType::Snapshot).unwrap() {
             let bytes = full.backend().read(FileType::Snapshot, &name, u64::MAX).unwrap();
-            let opened = full.open_snapshot_file(&bytes).unwrap();
+            let opened = full.open_snapshot_file(&bytes, Summary::Verified).unwrap();
             match opened.snapshot.unwrap().written_by {
                 WrittenBy::FullKey => by_full = Some((bytes, opened.summary.unwrap().0)),
                 _ => by_writer = Some((bytes, opened.summary.unwrap().0)),
@@ -275,14 +276,14 @@ mod tests {
         ];
         for (what, bytes) in &cases {
             assert_eq!(
-                full.open_snapshot_file(bytes).err().map(|e| e.kind()),
+                full.open_snapshot_file(bytes, Summary::Verified).err().map(|e| e.kind()),
                 Some(ErrorKind::Corrupt),
                 "{what}"
             );
         }
         for (what, bytes) in &cases[..2] {
             assert_eq!(
-                keeper.open_snapshot_file(bytes).err().map(|e| e.kind()),
+                keeper.open_snapshot_file(bytes, Summary::Skipped).err().map(|e| e.kind()),
                 Some(ErrorKind::Corrupt),
                 "{what}"
             );
@@ -295,7 +296,12 @@ mod tests {
         assert_eq!(views[0].1.written_by, WrittenBy::FullKey);
         assert_eq!(damaged.len(), 2);
         assert!(damaged.iter().any(|(n, _)| *n == crate::id::hex_encode(&planted)));
-        let (_, damaged) = full.snapshots_and_damage().unwrap();
-        assert_eq!(damaged.len(), 1, "a full key names the forged one alone");
+        // A full key decides by the envelopes: the forgery holds up none of its commands,
+        // and its check names the forged file alone.
+        let (listed, damaged) = full.snapshots_and_damage().unwrap();
+        assert!(damaged.is_empty() && listed.len() == 3, "{damaged:?}");
+        let report = crate::ops::check::check(&full, &Default::default(), &Default::default()).unwrap();
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(report.problems[0].object.contains(&crate::id::hex_encode(&planted)));
     }
 }

@@ -21,6 +21,7 @@ use crate::ops::prune::{self, PruneOptions};
 use crate::ops::rechunk::{chunk_list_key, named_under_newest};
 use crate::repo::lock::LockGuard;
 use crate::repo::log::LogRecord;
+use crate::repo::snapshot_file::Summary;
 use crate::repo::Repository;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -477,7 +478,7 @@ fn reseal_snapshots(repo: &Repository) -> Result<usize> {
     let mut old = Vec::new();
     for name in repo.list_named_objects(FileType::Snapshot)? {
         let id = SnapshotId::from_hex(&name)?;
-        let opened = repo.read_snapshot_file(&id).map_err(|e| {
+        let opened = repo.read_snapshot_file(&id, Summary::Skipped).map_err(|e| {
             e.wrap(format!(
                 "snapshot {} cannot be read, so it cannot be sealed anew; `cairn check` tells more, `cairn forget {}` removes it",
                 id.short(),
@@ -596,7 +597,10 @@ fn objects_of_other_epochs(repo: &Repository) -> Result<Vec<String>> {
         packs_of_other_epochs(repo, write)?.iter().map(|p| format!("pack {}", p.short())).collect();
     for name in repo.backend().list(FileType::Snapshot)? {
         let bytes = repo.read_object(FileType::Snapshot, &name)?;
-        if repo.open_snapshot_file(&bytes).is_ok_and(|o| o.snapshot.is_some_and(|s| s.epoch != write)) {
+        if repo
+            .open_snapshot_file(&bytes, Summary::Skipped)
+            .is_ok_and(|o| o.snapshot.is_some_and(|s| s.epoch != write))
+        {
             left.push(format!("snapshot {}", &name[..8.min(name.len())]));
         }
     }

@@ -586,7 +586,20 @@ impl Repository {
                 "this is a backup-only key: it cannot read stored data; use a full key",
             ));
         }
-        let opened = self.read_snapshot_file(id)?.snapshot.expect("a full key opens the snapshot");
+        self.load_snapshot_with(id, snapshot_file::Summary::Skipped)
+    }
+
+    /// [`Repository::load_snapshot`] that also opens the summary beside the snapshot, if
+    /// any, and requires it to be valid and to agree with the snapshot (check).
+    pub fn load_snapshot_verified(&self, id: &SnapshotId) -> Result<Snapshot> {
+        if self.master.kind != crate::crypto::keys::KeyKind::Full {
+            return self.load_snapshot(id);
+        }
+        self.load_snapshot_with(id, snapshot_file::Summary::Verified)
+    }
+
+    fn load_snapshot_with(&self, id: &SnapshotId, summary: snapshot_file::Summary) -> Result<Snapshot> {
+        let opened = self.read_snapshot_file(id, summary)?.snapshot.expect("a full key opens the snapshot");
         let mut snap = Snapshot::decode(&opened.payload).map_err(|e| e.wrap(format!("snapshot {id}")))?;
         snap.written_by = opened.written_by;
         Ok(snap)

@@ -10,6 +10,13 @@ use crate::format::snapshot::Snapshot;
 use crate::format::snapshot_file::{MaintenanceSummary, SnapshotFile};
 use crate::id::{SnapshotId, TreeId};
 
+/// Whether a full key opens and verifies the summary of a snapshot file it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Summary {
+    Skipped,
+    Verified,
+}
+
 /// A stored snapshot file, opened as far as the key in use can.
 pub struct OpenedSnapshotFile {
     /// The snapshot envelope opened (full keys only).
@@ -81,15 +88,23 @@ impl Repository {
     /// Open the stored bytes of a snapshot file. A summary must name the envelope beside
     /// it, and be attested when the envelope says a full key wrote it; a full key also
     /// requires it to agree with the snapshot. Any of these failing is damage (*corrupt*).
-    pub(crate) fn open_snapshot_file(&self, bytes: &[u8]) -> Result<OpenedSnapshotFile> {
+    /// A full key opens the summary only with `Summary::Verified` (check, repair): what it
+    /// decides it decides by the envelope, and opening every summary would double the
+    /// key agreements of a listing.
+    pub(crate) fn open_snapshot_file(&self, bytes: &[u8], summary: Summary) -> Result<OpenedSnapshotFile> {
         let parts = SnapshotFile::split(bytes)?;
         let envelope_hash = *blake3::hash(parts.envelope).as_bytes();
         let snapshot = match self.keys.can_read() {
             true => Some(envelope::open_attested(&self.keys, ObjectType::Snapshot, parts.envelope)?),
             false => None,
         };
+        let opens_summary = match self.master.kind {
+            KeyKind::Full => summary == Summary::Verified,
+            KeyKind::BackupOnly => false,
+            KeyKind::Maintenance => true,
+        };
         let summary = match parts.summary {
-            Some(sealed) if self.master.kind != KeyKind::BackupOnly => {
+            Some(sealed) if opens_summary => {
                 let opened = envelope::open_attested(&self.keys, ObjectType::Summary, sealed)?;
                 let summary = MaintenanceSummary::decode(&opened.payload)?;
                 if summary.snapshot != envelope_hash {
@@ -119,14 +134,14 @@ impl Repository {
     }
 
     /// Read the snapshot file `id` (checked to be that object) and open it.
-    pub(crate) fn read_snapshot_file(&self, id: &SnapshotId) -> Result<OpenedSnapshotFile> {
+    pub(crate) fn read_snapshot_file(&self, id: &SnapshotId, summary: Summary) -> Result<OpenedSnapshotFile> {
         let bytes = self.read_named_object(crate::backend::FileType::Snapshot, &id.0).map_err(|e| match e
             .kind()
         {
             ErrorKind::Corrupt => e.wrap(format!("snapshot {id} is damaged")),
             _ => e,
         })?;
-        self.open_snapshot_file(&bytes).map_err(|e| e.wrap(format!("snapshot {id}")))
+        self.open_snapshot_file(&bytes, summary).map_err(|e| e.wrap(format!("snapshot {id}")))
     }
 
     /// What a maintenance key knows of snapshot `id` from its summary, as a snapshot:
@@ -135,7 +150,7 @@ impl Repository {
     /// attested; a file without a summary is an error (the key cannot tell what it is).
     /// Also returns the hash of the snapshot envelope.
     pub(crate) fn summary_view(&self, id: &SnapshotId) -> Result<(Snapshot, [u8; 32])> {
-        let opened = self.read_snapshot_file(id)?;
+        let opened = self.read_snapshot_file(id, Summary::Verified)?;
         let Some((s, written_by)) = opened.summary else {
             return Err(Error::new(
                 ErrorKind::Corrupt,
