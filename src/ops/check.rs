@@ -180,18 +180,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
     // Packs: the ones the index names against the ones stored. Their full entry lists are
     // read again from the index files a batch at a time (the index keeps id prefixes), so
     // memory stays bounded.
-    let mut stored: HashSet<PackId> = HashSet::new();
-    for name in repo.backend().list(FileType::Pack)? {
-        report.packs += 1;
-        match PackId::from_hex(&name) {
-            Ok(pack) if coverage.times_named(&pack) > 0 => {
-                stored.insert(pack);
-            }
-            _ => {
-                report.notes.push(format!("pack {name} is not in any index (left by an interrupted backup?)"))
-            }
-        }
-    }
+    let stored = stored_packs(repo, &coverage, &mut report)?;
     let mut packs = PackChecks::new(repo, &reader, opts, interrupt);
     let reread = crate::index::for_each_pack_list(repo, &load.files, &coverage, |pack, entries| {
         if stored.contains(&pack) {
@@ -229,6 +218,27 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
     report.problems.sort_by(|a, b| a.object.cmp(&b.object));
     report.notes.sort();
     Ok(report)
+}
+
+/// The stored packs some index file names; each stored pack none names is noted.
+fn stored_packs(
+    repo: &Repository,
+    coverage: &PackCoverage,
+    report: &mut CheckReport,
+) -> Result<HashSet<PackId>> {
+    let mut stored = HashSet::new();
+    for name in repo.backend().list(FileType::Pack)? {
+        report.packs += 1;
+        match PackId::from_hex(&name) {
+            Ok(pack) if coverage.times_named(&pack) > 0 => {
+                stored.insert(pack);
+            }
+            _ => {
+                report.notes.push(format!("pack {name} is not in any index (left by an interrupted backup?)"))
+            }
+        }
+    }
+    Ok(stored)
 }
 
 /// The activity log's chain, locks, key files and (in a locked bucket) object locks.
@@ -281,18 +291,7 @@ pub fn check_structure(repo: &Repository) -> Result<CheckReport> {
     for (name, e) in damaged {
         report.problem(format!("snapshot {name}"), e);
     }
-    let mut stored: HashSet<PackId> = HashSet::new();
-    for name in repo.backend().list(FileType::Pack)? {
-        report.packs += 1;
-        match PackId::from_hex(&name) {
-            Ok(pack) if coverage.times_named(&pack) > 0 => {
-                stored.insert(pack);
-            }
-            _ => {
-                report.notes.push(format!("pack {name} is not in any index (left by an interrupted backup?)"))
-            }
-        }
-    }
+    let stored = stored_packs(repo, &coverage, &mut report)?;
     let mut missing = Vec::new();
     let reread = crate::index::for_each_pack_list(repo, &load.files, &coverage, |pack, entries| {
         if !stored.contains(&pack) {

@@ -25,6 +25,32 @@ pub mod snapshot_file;
 /// Readable snapshots, and the names of damaged snapshot objects with the reason.
 pub type SnapshotsAndDamage = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
 
+/// The snapshots loaded from `names` (in the same order), oldest first, and the names of
+/// those that are damaged (or of a version this cairn does not read) with why; any other
+/// error (the store's) is returned.
+fn sorted_with_damage(
+    names: Vec<String>,
+    loaded: Vec<Result<(SnapshotId, Snapshot)>>,
+) -> Result<SnapshotsAndDamage> {
+    let (mut out, mut damaged) = (Vec::new(), Vec::new());
+    for (name, loaded) in names.into_iter().zip(loaded) {
+        match loaded {
+            Ok(s) => out.push(s),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Corrupt | ErrorKind::InvalidInput | ErrorKind::Unsupported
+                ) =>
+            {
+                damaged.push((name, e))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    Ok((out, damaged))
+}
+
 /// `latest` cannot be decided while a snapshot cannot be read: its time is unknown, and it
 /// may be the newest. Restoring an older snapshot in its place without a word would be
 /// worse than asking the user to name one.
@@ -625,23 +651,7 @@ impl Repository {
                 .map(|name| SnapshotId::from_hex(name).and_then(|id| Ok((id, self.load_snapshot(&id)?))))
                 .collect()
         })?;
-        let (mut out, mut damaged) = (Vec::new(), Vec::new());
-        for (name, loaded) in names.into_iter().zip(loaded) {
-            match loaded {
-                Ok(s) => out.push(s),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::Corrupt | ErrorKind::InvalidInput | ErrorKind::Unsupported
-                    ) =>
-                {
-                    damaged.push((name, e))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok((out, damaged))
+        sorted_with_damage(names, loaded)
     }
 
     /// The id a snapshot spec names, without reading the snapshot when the spec is an id

@@ -196,26 +196,15 @@ impl Repository {
         for (_, _, envelope) in loaded.iter().flatten() {
             *seen.entry(*envelope).or_default() += 1;
         }
-        let (mut out, mut damaged) = (Vec::new(), Vec::new());
-        for (name, loaded) in names.into_iter().zip(loaded) {
-            match loaded {
-                Ok((_, _, envelope)) if seen[&envelope] > 1 => damaged.push((
-                    name,
-                    Error::corrupt("another snapshot file holds the same snapshot with its own summary"),
-                )),
-                Ok((id, view, _)) => out.push((id, view)),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::Corrupt | ErrorKind::InvalidInput | ErrorKind::Unsupported
-                    ) =>
-                {
-                    damaged.push((name, e))
+        let loaded = loaded
+            .into_iter()
+            .map(|l| match l {
+                Ok((_, _, envelope)) if seen[&envelope] > 1 => {
+                    Err(Error::corrupt("another snapshot file holds the same snapshot with its own summary"))
                 }
-                Err(e) => return Err(e),
-            }
-        }
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok((out, damaged))
+                l => l.map(|(id, view, _)| (id, view)),
+            })
+            .collect();
+        super::sorted_with_damage(names, loaded)
     }
 }
