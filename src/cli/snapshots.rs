@@ -63,14 +63,19 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let rows: Vec<Vec<String>> = snaps
         .iter()
         .map(|(id, s)| {
+            // A maintenance key knows no statistics (summaries carry none).
+            let (files, size) = match s.tree == cairn::repo::snapshot_file::UNKNOWN_TREE {
+                true => ("-".to_string(), "-".to_string()),
+                false => (s.summary.files.to_string(), format::size(s.summary.total_bytes)),
+            };
             let mut row = vec![
                 id.short(),
                 format::local_time(s.time),
                 s.host.clone(),
                 cairn::repo::select::snapshot_type(s).to_string(),
                 s.tags.join(","),
-                s.summary.files.to_string(),
-                format::size(s.summary.total_bytes),
+                files,
+                size,
                 format!(
                     "{}{}",
                     s.paths.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>().join(" "),

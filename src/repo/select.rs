@@ -57,10 +57,12 @@ impl SnapshotFilter {
 }
 
 /// A snapshot's type: its label `type` (set by `backup --type` or a job's `type`), else
-/// `dump` for a stream stored by name (standard input, a dump command), else `files`.
+/// `dump` for a stream stored by name (standard input, a dump command), else `files`;
+/// `-` where only its summary is known (a maintenance key cannot tell a name from a path).
 pub fn snapshot_type(s: &Snapshot) -> &str {
     match s.labels.iter().find(|(k, _)| k == "type") {
         Some((_, t)) => t,
+        None if s.tree == super::snapshot_file::UNKNOWN_TREE => "-",
         None if s.paths.iter().any(|p| !p.starts_with(b"/")) => "dump",
         None => "files",
     }

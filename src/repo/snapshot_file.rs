@@ -10,6 +10,10 @@ use crate::format::snapshot::Snapshot;
 use crate::format::snapshot_file::{MaintenanceSummary, SnapshotFile};
 use crate::id::{SnapshotId, TreeId};
 
+/// The root tree of a snapshot as a maintenance key sees it ([`Repository::summary_view`]):
+/// it does not learn the tree id, and no real tree has this one (a keyed hash).
+pub const UNKNOWN_TREE: TreeId = TreeId([0; 32]);
+
 /// Whether a full key opens and verifies the summary of a snapshot file it reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Summary {
@@ -165,7 +169,7 @@ impl Repository {
             tags: s.tags,
             labels: s.labels,
             excludes: Vec::new(),
-            tree: TreeId([0; 32]),
+            tree: UNKNOWN_TREE,
             parent: None,
             original: None,
             summary: Default::default(),
