@@ -82,9 +82,16 @@ fn gateway_history(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     assert_eq!(added["enabled_now"], true);
     assert_eq!(added["summaries_written"], 3, "{added}");
     assert_eq!(added["key_files_written"], 1, "the backup-only key file: {added}");
+    // A backup-only key made afterwards carries the maintenance public key too.
+    add_key(&repo, "late-writer", &["--backup-only"]);
     for day in 4..=8 {
         std::fs::write(src.join("dump.sql"), format!("day {day}").repeat(1000)).unwrap();
-        let o = backup(&repo, if day % 2 == 0 { "writer" } else { "full" }, &src, day, &[]);
+        let writer = match day {
+            8 => "late-writer",
+            d if d % 2 == 0 => "writer",
+            _ => "full",
+        };
+        let o = backup(&repo, writer, &src, day, &[]);
         assert!(
             !String::from_utf8_lossy(&o.stderr).contains("no summary"),
             "every writer now writes summaries"
@@ -102,6 +109,8 @@ fn a_maintenance_key_forgets_exactly_what_a_full_key_forgets() {
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 8, "the maintenance key lists every snapshot by its summary");
     assert!(listed.iter().all(|s| s["host"].is_string()));
+    // What it cannot know is shown as unknown, not made up.
+    assert!(listed.iter().all(|s| s["type"] == "-" && s["user"] == ""), "{listed:?}");
 
     let (by_full, by_keeper) = (tmp.path().join("by-full"), tmp.path().join("by-keeper"));
     copy_dir(&repo, &by_full);
