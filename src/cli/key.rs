@@ -141,6 +141,9 @@ fn add_maintenance_key(
     for p in &done.passed_over {
         eprintln!("cairn: warning: key file {p}: given nothing (no full key of this repository granted it)");
     }
+    for w in &done.warnings {
+        eprintln!("cairn: warning: {w}");
+    }
     let id = enabled.add_key(pw, KeyKind::Maintenance, kdf, to_file)?;
     super::record(
         &enabled,

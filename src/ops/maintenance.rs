@@ -6,6 +6,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::Config;
 use crate::format::snapshot_file::SnapshotFile;
 use crate::id::SnapshotId;
+use crate::repo::log::LogRecord;
 use crate::repo::snapshot_file::Summary;
 use crate::repo::Repository;
 use std::collections::HashSet;
@@ -23,6 +24,8 @@ pub struct Enabled {
     pub passed_over: Vec<String>,
     /// Snapshots given a summary.
     pub summaries_written: usize,
+    /// What went wrong without stopping it.
+    pub warnings: Vec<String>,
 }
 
 /// Make the repository one with maintenance, under the exclusive lock, with a full key:
@@ -55,9 +58,17 @@ pub fn enable(repo: &Repository) -> Result<(Repository, Enabled)> {
             // Key files first: a backup-only key that carries the maintenance public key
             // writes summaries whatever the config says, so none is missed once the
             // config names it.
-            let (n, passed_over) = enabled.rewrap_other_keys(enabled.master(), enabled.keys())?;
-            done.key_files_written = n;
+            let (replaced, passed_over) = enabled.rewrap_other_keys(enabled.master(), enabled.keys())?;
+            done.key_files_written = replaced.len();
             done.passed_over = passed_over;
+            // Each file now has another id: the log says so, or a later rotation would
+            // take the old ids for keys kept apart.
+            for id in replaced {
+                let rewrapped = LogRecord::new("key rewrap", "success").figure("key", id.short());
+                if let Err(e) = enabled.append_log(rewrapped) {
+                    done.warnings.push(format!("the activity log did not take a key file's new id: {e}"));
+                }
+            }
             crate::failpoint::hit("maintenance:after-key-files");
             enabled.write_config()?;
             done.config_written = true;

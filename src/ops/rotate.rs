@@ -188,8 +188,8 @@ pub fn rotate(
         check_without_older_content(&rotated, &last, say, interrupt)?;
     }
     say("taking the old key epoch out of every key file");
-    let (n, passed_over) = rotated.rewrap_other_keys(&last, rotated.keys())?;
-    report.key_files_written += n;
+    let (replaced, passed_over) = rotated.rewrap_other_keys(&last, rotated.keys())?;
+    report.key_files_written += replaced.len();
     report.passed_over.extend(passed_over);
     rotated.rewrap_key_in_use(&last, rotated.keys(), passphrase)?;
     report.key_files_written += 1;
@@ -213,8 +213,14 @@ fn keys_left_behind(repo: &Repository) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for (i, e) in later.iter().enumerate() {
         let Some(key) = key_of(e).filter(|_| e.outcome == "success") else { continue };
-        let removed =
-            || later[i..].iter().any(|r| r.operation == "key remove" && key_of(r).as_ref() == Some(&key));
+        // Removed, or its file replaced by one with new material under another id (key
+        // add --maintenance re-wraps key files, and logs each as a "key rewrap").
+        let removed = || {
+            later[i..].iter().any(|r| {
+                matches!(r.operation.as_str(), "key remove" | "key rewrap")
+                    && key_of(r).as_ref() == Some(&key)
+            })
+        };
         let at =
             jiff::Timestamp::from_second(e.time.secs).map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string());
         let when = format!("{} on {}", at.unwrap_or_default(), e.host);
@@ -255,8 +261,8 @@ fn start(
     let both = repo.with_material(material.duplicate(), repo.config().clone(), repo.key_id())?;
     let in_use = both.rewrap_key_in_use(&material, &sealer, passphrase)?;
     let both = both.with_material(material.duplicate(), repo.config().clone(), in_use)?;
-    let (n, passed_over) = both.rewrap_other_keys(&material, &sealer)?;
-    report.key_files_written += 1 + n;
+    let (replaced, passed_over) = both.rewrap_other_keys(&material, &sealer)?;
+    report.key_files_written += 1 + replaced.len();
     report.passed_over.extend(passed_over);
     let public = material.public_key();
     both.switch_epoch(material, public)

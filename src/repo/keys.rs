@@ -373,14 +373,14 @@ impl Repository {
     /// backup-only keys its public part), sealed anew to its slot: its grant opened with
     /// this repository's keys, the new one sealed with `sealer`. Each new file is written
     /// before the old one goes. A file whose grant no full key of this repository made (a
-    /// planted one) is given nothing and named in the returned list. Returns how many
-    /// were written and the files passed over, with why.
+    /// planted one) is given nothing and named in the returned list. Returns the ids of
+    /// the files replaced and the files passed over, with why.
     pub(crate) fn rewrap_other_keys(
         &self,
         material: &MasterKey,
         sealer: &RepoKeys,
-    ) -> Result<(usize, Vec<String>)> {
-        let mut n = 0;
+    ) -> Result<(Vec<KeyId>, Vec<String>)> {
+        let mut replaced = Vec::new();
         let mut passed_over = Vec::new();
         for (id, file) in self.stored_key_files()? {
             if id == self.key_id {
@@ -400,9 +400,9 @@ impl Repository {
             crate::ops::object_lock::note_deleted(self, FileType::Key, &[id.to_hex()])?;
             self.backend.remove(FileType::Key, &id.to_hex())?;
             crate::failpoint::hit("rotate:mid-key-rewrap");
-            n += 1;
+            replaced.push(id);
         }
-        Ok((n, passed_over))
+        Ok((replaced, passed_over))
     }
 
     /// Replace the key file in use by one wrapping `material`: sealed anew to its slot, or,

@@ -26,7 +26,8 @@ pub struct OpenedSnapshotFile {
     /// The snapshot envelope opened (full keys only).
     pub snapshot: Option<Opened>,
     /// The summary, when the file has one and the key opens it (full and maintenance
-    /// keys), and whether a full key wrote it (attested).
+    /// keys), and who wrote the snapshot as far as the summary tells: a full key when the
+    /// envelope says so and the summary is attested, else a backup-only key.
     pub summary: Option<(MaintenanceSummary, WrittenBy)>,
     /// The hash of the snapshot envelope: files holding the same one are one snapshot.
     pub envelope_hash: [u8; 32],
@@ -115,14 +116,15 @@ impl Repository {
                     return Err(Error::corrupt("its summary names another snapshot"));
                 }
                 // The envelope's writer byte is plaintext: a full key's snapshot needs a
-                // full key's summary, which a backup-only key cannot attest.
-                if envelope::parse_header(ObjectType::Snapshot, parts.envelope).is_ok()
-                    && parts.envelope[7] == 1
-                    && opened.written_by != WrittenBy::FullKey
-                {
+                // full key's summary, which a backup-only key cannot attest. It is a full
+                // key's snapshot only when both say so.
+                let by_full_key = envelope::parse_header(ObjectType::Snapshot, parts.envelope).is_ok()
+                    && parts.envelope[7] == 1;
+                if by_full_key && opened.written_by != WrittenBy::FullKey {
                     return Err(Error::corrupt("a full key's snapshot with a summary no full key attested"));
                 }
-                Some((summary, opened.written_by))
+                let writer = if by_full_key { WrittenBy::FullKey } else { WrittenBy::BackupOnlyKey };
+                Some((summary, writer))
             }
             _ => None,
         };
