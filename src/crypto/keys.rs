@@ -343,12 +343,6 @@ impl MasterKey {
         })
     }
 
-    /// Whether this material can seal summaries: a full key, or a backup-only key of
-    /// material version 4.
-    pub fn has_maintenance_public(&self) -> bool {
-        self.epochs.iter().all(|e| e.maintenance_public.is_some() || e.maintenance_subkeys().is_some())
-    }
-
     /// A copy of this material (same kind).
     pub fn duplicate(&self) -> MasterKey {
         MasterKey {
@@ -1162,7 +1156,7 @@ mod tests {
         let wbytes = writer.to_bytes();
         assert_eq!(wbytes.len(), MASTER_HEAD_V2 + 2 * EPOCH_LEN_V4_BACKUP_ONLY);
         assert_eq!(&*MasterKey::from_bytes(&wbytes).unwrap().to_bytes(), &*wbytes);
-        assert!(writer.has_maintenance_public() && !full.backup_only().has_maintenance_public());
+        assert!(!full.backup_only().material_v4(), "without maintenance a backup-only key stays version 2");
         // Layouts that do not fit their kind are refused.
         let mut full_v4 = full.to_bytes().to_vec();
         full_v4[MASTER_HEAD_V2 - 1] |= MAINTENANCE_FLAG;

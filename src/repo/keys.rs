@@ -261,18 +261,13 @@ impl Repository {
     ) -> Result<KeyId> {
         self.require_full_key("manage keys")?;
         kdf.check_new()?;
-        let material = self.material_for(kind)?;
+        let material = self.material_of(&self.master, kind)?;
         store_key(self.backend.as_ref(), &material, &self.keys, passphrase, kdf, outside)
     }
 
     /// The kind of the key in use.
     pub fn key_kind(&self) -> KeyKind {
         self.master.kind
-    }
-
-    /// The key material this full key gives a new key of `kind`.
-    fn material_for(&self, kind: KeyKind) -> Result<MasterKey> {
-        self.material_of(&self.master, kind)
     }
 
     /// What a key file of `kind` gets of the full key material `full`: all of it, its
