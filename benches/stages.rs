@@ -103,7 +103,7 @@ fn stages(c: &mut Criterion) {
     });
     // What check --read-data does per frame: open (decrypt), decompress, re-hash each blob.
     let pack = {
-        let mut pack = PackBuilder::new(80 * MB);
+        let mut pack = PackBuilder::new(80 * MB, None);
         let mut framer = Framer::new(3);
         for chunk in &chunks {
             if let Some(f) = framer.add(BlobId::Chunk(keys.chunk_id(chunk)), chunk) {
@@ -146,7 +146,7 @@ fn stages(c: &mut Criterion) {
         }
         pack.finish().bytes().len()
     };
-    let fresh = || (PackBuilder::new(64 * MB), Framer::new(3));
+    let fresh = || (PackBuilder::new(64 * MB, None), Framer::new(3));
     g.bench_function("in memory, 1 thread", |b| b.iter(|| finish(chunker.split(&data).fold(fresh(), one))));
     // As the backup writer does: each worker fills its own frame and pack, so compressing
     // and sealing run in parallel too.

@@ -24,7 +24,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-targets=(keyfile key_material config pack index tree snapshot snapshot_file lock log envelope compress job_file serve_request s3_answer restic tar index_cache)
+targets=(keyfile key_material config pack index tree references snapshot snapshot_file lock log envelope compress job_file serve_request s3_answer restic tar index_cache)
 
 echo "== building ${#targets[@]} targets ($(rustc --version))"
 cargo fuzz build -s none

@@ -54,6 +54,11 @@ typed_id!(
     TreeId
 );
 typed_id!(
+    /// Keyed BLAKE3 (with the references-id key) of an encoded references record: what a
+    /// tree blob names, for a maintenance key (format-spec/maintenance-key.md).
+    RefsId
+);
+typed_id!(
     /// BLAKE3 of a pack file's bytes; also its file name.
     PackId
 );
@@ -74,12 +79,13 @@ typed_id!(
     LockId
 );
 
-/// A blob stored in a pack: either file content or a tree. The two id spaces come from
-/// different keys, so one 32-byte value names at most one blob.
+/// A blob stored in a pack: file content, a tree, or a tree's references record. The id
+/// spaces come from different keys, so one 32-byte value names at most one blob.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum BlobId {
     Chunk(ChunkId),
     Tree(TreeId),
+    References(RefsId),
 }
 
 /// The kind byte stored in packs and index files.
@@ -87,6 +93,8 @@ pub enum BlobId {
 pub enum BlobKind {
     Chunk = 1,
     Tree = 2,
+    /// Only in references packs (pack version 5, class 2) and index files of version 3.
+    References = 3,
 }
 
 impl BlobKind {
@@ -94,6 +102,7 @@ impl BlobKind {
         match b {
             1 => Ok(BlobKind::Chunk),
             2 => Ok(BlobKind::Tree),
+            3 => Ok(BlobKind::References),
             _ => Err(Error::corrupt(format!("unknown blob kind {b}"))),
         }
     }
@@ -104,6 +113,7 @@ impl BlobId {
         match self {
             BlobId::Chunk(_) => BlobKind::Chunk,
             BlobId::Tree(_) => BlobKind::Tree,
+            BlobId::References(_) => BlobKind::References,
         }
     }
 
@@ -111,6 +121,7 @@ impl BlobId {
         match self {
             BlobId::Chunk(c) => &c.0,
             BlobId::Tree(t) => &t.0,
+            BlobId::References(r) => &r.0,
         }
     }
 
@@ -118,6 +129,7 @@ impl BlobId {
         match kind {
             BlobKind::Chunk => BlobId::Chunk(ChunkId(bytes)),
             BlobKind::Tree => BlobId::Tree(TreeId(bytes)),
+            BlobKind::References => BlobId::References(RefsId(bytes)),
         }
     }
 }
@@ -127,6 +139,7 @@ impl fmt::Display for BlobId {
         match self {
             BlobId::Chunk(c) => write!(f, "chunk {c}"),
             BlobId::Tree(t) => write!(f, "tree {t}"),
+            BlobId::References(r) => write!(f, "references record {r}"),
         }
     }
 }

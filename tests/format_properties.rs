@@ -72,7 +72,7 @@ proptest! {
     fn a_built_pack_reads_back_blob_for_blob(frames in frames(), level in prop_oneof![Just(0), Just(3)]) {
         let (k, writer) = keys();
         // Packs are written by either kind of key and read with the full key.
-        let mut b = PackBuilder::new(1 << 16);
+        let mut b = PackBuilder::new(1 << 16, None);
         let mut expected = Vec::new();
         for (is_tree, blobs) in &frames {
             let list: Vec<(BlobId, u32)> =

@@ -716,7 +716,8 @@ fn listed_by_keeper(repo: &Path) -> Vec<String> {
 
 /// Key material version 4, config version 3, envelope version 3 and snapshot files with
 /// summaries stay readable: every snapshot restores as made and checks clean; the
-/// maintenance key lists the three with a summary; after `repair maintenance` all four,
+/// maintenance key lists the three with a summary; after `repair maintenance` (which gives
+/// every snapshot its references records, none having them) all four,
 /// and its forget keeps what a full key's keeps; both backup-only keys still back up;
 /// a key rotation carries the maintenance key on.
 #[test]
@@ -731,7 +732,9 @@ fn golden_maintenance_reads_and_forgets_alike() {
     let done: serde_json::Value =
         serde_json::from_str(&cairn_ok(&repo, PASSPHRASE, &[], &["repair", "maintenance", "--json"]))
             .unwrap();
-    assert_eq!(done["summaries_written"], 1);
+    // Its summaries are from before references records: each gets its records and is
+    // sealed anew, the bare one too.
+    assert_eq!(done["summaries_written"], 4);
     assert_eq!(listed_by_keeper(&repo), MAINTENANCE_TIMES.to_vec());
     let by_full = tmp.path().join("by-full");
     common::copy_dir(&repo, &by_full);
@@ -752,4 +755,105 @@ fn golden_maintenance_reads_and_forgets_alike() {
     cairn_ok(&repo, PASSPHRASE, &[], &["key", "rotate"]);
     assert_eq!(listed_by_keeper(&repo).len(), names(&repo).len());
     cairn_ok(&repo, PASSPHRASE, &[], &["check", "--read-data"]);
+}
+
+/// References records: a repository with maintenance from its first snapshot, so every
+/// snapshot's records were written by its backup (a full key's and a backup-only key's),
+/// in references packs (pack version 5, class 2) beside data packs with maintenance
+/// tables (class 1), named by index files of version 3; then a tag (the record carried)
+/// and a full key's prune. Made once, by the cairn that introduced them:
+///     cargo test --test golden -- --ignored regenerate_golden_records
+const RECORDS: &str = "golden-records";
+const RECORDS_SOURCE: &str = "/tmp/cairn-golden-records-src";
+const RECORDS_TIMES: [&str; 3] = ["2026-12-05T06:00:00Z", "2026-12-06T06:00:00Z", "2026-12-07T06:00:00Z"];
+
+fn records_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(RECORDS)
+}
+
+#[test]
+#[ignore = "run by hand to make the fixture of references records and pack version 5"]
+fn regenerate_golden_records() {
+    let repo = records_fixture();
+    let _ = std::fs::remove_dir_all(&repo);
+    let src = Path::new(RECORDS_SOURCE);
+    make_source(src);
+    cairn_ok(&repo, PASSPHRASE, &[], &[&["init", "--pack-size", "1M"][..], &KDF].concat());
+    for (pw, extra) in [(MAINTENANCE_KEEPER, "--maintenance"), (MAINTENANCE_WRITER, "--backup-only")] {
+        cairn_ok(
+            &repo,
+            PASSPHRASE,
+            &[("CAIRN_NEW_PASSWORD", pw)],
+            &[&["key", "add", extra][..], &KDF].concat(),
+        );
+    }
+    let mut text = String::new();
+    for (i, time) in RECORDS_TIMES.iter().enumerate() {
+        std::fs::write(src.join("conf/round.txt"), format!("round {i}")).unwrap();
+        std::fs::create_dir_all(src.join(format!("conf/groups/instance-{}", i + 2))).unwrap();
+        std::fs::write(src.join(format!("conf/groups/instance-{}/store.xml", i + 2)), format!("<s{i}/>"))
+            .unwrap();
+        let pw = if i == 1 { MAINTENANCE_WRITER } else { PASSPHRASE };
+        cairn_ok(&repo, pw, &[], &["backup", RECORDS_SOURCE, "--host", "golden", "--time", time]);
+        text += &format!("# snapshot {time}\n{}", write_manifest(&manifest(src)));
+    }
+    cairn_ok(&repo, PASSPHRASE, &[], &["tag", "--add", "golden", "latest"]);
+    cairn_ok(&repo, PASSPHRASE, &[], &["prune", "--max-unused", "0"]);
+    std::fs::write(records_fixture().with_extension("manifest"), text).unwrap();
+}
+
+/// The version 5 packs of a repository, by class.
+fn version_5_classes(repo: &Path) -> BTreeMap<u8, usize> {
+    let mut out = BTreeMap::new();
+    for dir in std::fs::read_dir(repo.join("data")).unwrap() {
+        for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let head = std::fs::read(f.unwrap().path()).unwrap();
+            if head[4] == 5 {
+                *out.entry(head[7]).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Pack version 5 (both classes), index files of version 3 and summaries naming their
+/// root records stay readable: every snapshot restores as made; both keys' checks find the
+/// records whole and matching their trees; `repair maintenance` finds nothing to do; a
+/// full key's prune after a forget keeps the records of what stays; a new backup and a
+/// key rotation carry them on.
+#[test]
+fn golden_records_read_check_and_prune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    common::copy_dir(&records_fixture(), &repo);
+    let classes = version_5_classes(&repo);
+    assert!(
+        classes.get(&1).is_some_and(|n| *n > 0) && classes.get(&2).is_some_and(|n| *n > 0),
+        "{classes:?}"
+    );
+    let fixture = records_fixture();
+    assert_eq!(restores_by_time(&fixture, RECORDS_SOURCE, &repo, PASSPHRASE), 3);
+    let healthy = |pw: &str, args: &[&str]| {
+        let report: serde_json::Value =
+            serde_json::from_str(&cairn_ok(&repo, pw, &[], &[&["--json", "check"][..], args].concat()))
+                .unwrap();
+        assert_eq!(report["status"], "success", "{report}");
+        assert!(!report["notes"].to_string().contains("name no references"), "{report}");
+    };
+    healthy(PASSPHRASE, &["--read-data"]);
+    healthy(MAINTENANCE_KEEPER, &[]);
+    let done: serde_json::Value =
+        serde_json::from_str(&cairn_ok(&repo, PASSPHRASE, &[], &["repair", "maintenance", "--json"]))
+            .unwrap();
+    assert_eq!(done["summaries_written"], 0, "{done}");
+    cairn_ok(&repo, MAINTENANCE_KEEPER, &[], &["forget", "--keep-last", "1"]);
+    cairn_ok(&repo, PASSPHRASE, &[], &["prune", "--max-unused", "0"]);
+    healthy(MAINTENANCE_KEEPER, &[]);
+    assert_eq!(restores_by_time(&fixture, RECORDS_SOURCE, &repo, PASSPHRASE), 1);
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("f"), b"later").unwrap();
+    cairn_ok(&repo, MAINTENANCE_WRITER, &[], &["backup", src.path().to_str().unwrap()]);
+    cairn_ok(&repo, PASSPHRASE, &[], &["key", "rotate"]);
+    healthy(PASSPHRASE, &["--read-data"]);
+    healthy(MAINTENANCE_KEEPER, &[]);
 }

@@ -229,6 +229,13 @@ fn a_rotation_carries_the_maintenance_key_on_and_retires_its_old_file() {
     assert_eq!(snapshot_names(&repo), snapshot_names(&by_full));
     assert!(snapshot_names(&repo).len() < 9);
     ok(run(&repo, "full", &[], &["check", "--read-data"]));
+    // The references records were made anew under the new content keys: both keys'
+    // checks find every snapshot's whole and matching its trees.
+    for pw in ["keeper", "full"] {
+        let report = json(run(&repo, pw, &[], &["--json", "check"]));
+        assert_eq!(report["status"], "success", "{pw}: {report}");
+        assert!(!report["notes"].to_string().contains("name no references"), "{pw}: {report}");
+    }
     // The maintenance key file from before the rotation (its password still opens it)
     // opens nothing now.
     let old_keeper: Vec<_> = std::fs::read_dir(&old_files)
@@ -325,4 +332,103 @@ fn a_retention_hosts_job_runs_with_a_maintenance_key() {
     );
     assert_eq!(snapshot_names(&repo), snapshot_names(&by_full));
     assert_eq!(snapshot_names(&repo).len(), 2);
+}
+
+/// The packs of a repository whose header says version 5 and `class`.
+fn packs_of_class(repo: &Path, class: u8) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(repo.join("data")).unwrap() {
+        for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let path = f.unwrap().path();
+            let head = std::fs::read(&path).unwrap();
+            if head[4] == 5 && head[7] == class {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every snapshot names its references records, which every writer made; a full key's
+/// prune keeps them; a lost references pack is a problem to both keys' checks, and
+/// `repair maintenance` writes the records again without touching a snapshot.
+#[test]
+fn references_records_are_kept_checked_and_repaired() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = gateway_history(tmp.path());
+    assert!(!packs_of_class(&repo, 2).is_empty(), "records are in references packs");
+    assert!(!packs_of_class(&repo, 1).is_empty(), "new data packs are version 5");
+    let no_bare = |report: &serde_json::Value| !report["notes"].to_string().contains("name no references");
+    // Prune (a full key) after a forget: the kept snapshots' records stay.
+    ok(run(&repo, "full", &[], &["forget", "--keep-last", "5", "--prune"]));
+    for pw in ["keeper", "full"] {
+        let report = json(run(&repo, pw, &[], &["--json", "check"]));
+        assert_eq!(report["status"], "success", "{pw}: {report}");
+        assert!(no_bare(&report), "{pw}: every snapshot names its records: {report}");
+    }
+
+    let damaged = tmp.path().join("damaged");
+    copy_dir(&repo, &damaged);
+    for pack in packs_of_class(&damaged, 2) {
+        std::fs::remove_file(pack).unwrap();
+    }
+    let before = snapshot_names(&damaged);
+    for pw in ["keeper", "full"] {
+        let o = run(&damaged, pw, &[], &["check"]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(4), "{pw}: {err}");
+        assert!(err.contains("references record"), "{pw} names the lost records: {err}");
+        assert!(err.contains("repair maintenance"), "{pw} says what to do: {err}");
+    }
+    let done = json(run(&damaged, "full", &[], &["--json", "repair", "maintenance"]));
+    assert_eq!(done["summaries_written"], 0, "the summaries were right: {done}");
+    assert_eq!(snapshot_names(&damaged), before);
+    let report = json(run(&damaged, "full", &[], &["--json", "check"]));
+    assert_eq!(report["status"], "success", "after repair: {report}");
+    // The index still names the lost packs, which the maintenance key's check counts as
+    // damage until a prune drops their entries.
+    ok(run(&damaged, "full", &[], &["prune"]));
+    for pw in ["keeper", "full"] {
+        let report = json(run(&damaged, pw, &[], &["--json", "check"]));
+        assert_eq!(report["status"], "success", "{pw} after repair and prune: {report}");
+    }
+    // The data was never at risk: the newest snapshot restores as backed up.
+    let target = tmp.path().join("restored");
+    ok(run(&damaged, "full", &[], &["restore", "latest", "--target", target.to_str().unwrap()]));
+    let restored = target.join(src.strip_prefix("/").unwrap()).join("dump.sql");
+    assert_eq!(std::fs::read(restored).unwrap(), std::fs::read(src.join("dump.sql")).unwrap());
+}
+
+/// Copies into a repository with maintenance get their references records, whether the
+/// two repositories name data alike (tree blobs copied byte for byte) or not (trees
+/// encoded anew): the offsite copy's maintenance key checks every snapshot's records.
+#[test]
+fn copies_into_a_repository_with_maintenance_name_their_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, _src) = gateway_history(tmp.path());
+    let from = [("CAIRN_FROM_PASSWORD", "full")];
+    for (name, alike) in [("alike", true), ("apart", false)] {
+        let dst = tmp.path().join(name);
+        let init = [&["init"][..], &FAST].concat();
+        let init = if alike {
+            [&init[..], &["--copy-chunker-params-from", repo.to_str().unwrap()]].concat()
+        } else {
+            init
+        };
+        ok(run(&dst, "full", &from, &init));
+        ok(run(
+            &dst,
+            "full",
+            &[("CAIRN_NEW_PASSWORD", "keeper")],
+            &[&["key", "add", "--maintenance"][..], &FAST].concat(),
+        ));
+        ok(run(&dst, "full", &from, &["copy", "--from-repo", repo.to_str().unwrap()]));
+        assert_eq!(snapshot_names(&dst).len(), 8, "{name}");
+        for pw in ["keeper", "full"] {
+            let report = json(run(&dst, pw, &[], &["--json", "check"]));
+            assert_eq!(report["status"], "success", "{name}, {pw}: {report}");
+            assert!(!report["notes"].to_string().contains("name no references"), "{name}, {pw}: {report}");
+        }
+    }
 }

@@ -10,12 +10,13 @@ use cairn::format::envelope::{self, ObjectType};
 use cairn::format::index::IndexFile;
 use cairn::format::keyfile::KeyFile;
 use cairn::format::lock::Lock;
-use cairn::format::pack::{encode_toc, Entry};
+use cairn::format::pack::{encode_toc, Entry, PackClass};
+use cairn::format::references::References;
 use cairn::format::snapshot::{Snapshot, Summary};
 use cairn::format::snapshot_file::{MaintenanceSummary, SnapshotFile};
 use cairn::format::tree::{Node, NodeKind, Tree, TreeBlob};
 use cairn::format::Timespec;
-use cairn::id::{BlobId, ChunkId, IndexId, PackId, SnapshotId, TreeId};
+use cairn::id::{BlobId, ChunkId, IndexId, PackId, RefsId, SnapshotId, TreeId};
 use cairn::pack::PackBuilder;
 use std::path::Path;
 
@@ -119,7 +120,7 @@ fn main() {
     write("index", "empty", &IndexFile::default().encode());
 
     // pack: a real sealed pack, and the `[u16 blob area][table]` form.
-    let mut b = PackBuilder::new(1 << 16);
+    let mut b = PackBuilder::new(1 << 16, None);
     let (first, second) = (b"<config>gateway</config>".repeat(20), b"second".to_vec());
     let frame = [
         (BlobId::Chunk(keys.chunk_id(&first)), first.len() as u32),
@@ -133,6 +134,27 @@ fn main() {
     .unwrap();
     b.add(keys, BlobId::Chunk(keys.chunk_id(b"alone")), compress::encode(b"alone", 3), 5).unwrap();
     write("pack", "sealed_pack", b.finish().bytes());
+    // Version 5: a data pack with its maintenance table, and a references pack.
+    let record = References { tree: TreeId([2; 32]), subtrees: vec![RefsId([3; 32])], chunks: vec![ChunkId([1; 32])] };
+    let encoded = record.encode();
+    write("references", "record", &encoded);
+    write("references", "tree", &tree.encode_blobs(id_of)[0].1);
+    for (name, class, id, plain) in [
+        ("v5_data", PackClass::Data, BlobId::Chunk(keys.chunk_id(b"alone")), b"alone".to_vec()),
+        ("v5_references", PackClass::References, BlobId::References(keys.references_id(&encoded)), encoded.clone()),
+    ] {
+        let mut b = PackBuilder::new(1 << 16, Some(class));
+        b.add(keys, id, compress::encode(&plain, 3), plain.len() as u32).unwrap();
+        write("pack", name, b.finish().bytes());
+    }
+    let with_record = IndexFile {
+        supersedes: vec![],
+        packs: vec![(
+            PackId([9; 32]),
+            vec![Entry { id: BlobId::References(RefsId([4; 32])), offset: 40, length: 60, raw_length: 40, start: 0 }],
+        )],
+    };
+    write("index", "version_3", &with_record.encode());
     let mut framed = 200u16.to_le_bytes().to_vec();
     framed.extend_from_slice(&encode_toc(&entries));
     write("pack", "table", &framed);
@@ -213,6 +235,12 @@ fn main() {
     Lock::decode(&read("lock", "shared")).unwrap();
     IndexFile::decode(&read("index", "one_pack")).unwrap();
     cairn::pack::reader::read_toc(keys, &read("pack", "sealed_pack")).unwrap();
+    for seed in ["v5_data", "v5_references"] {
+        cairn::pack::reader::read_toc(keys, &read("pack", seed)).unwrap();
+    }
+    References::decode(&read("references", "record")).unwrap();
+    assert_eq!(read("index", "version_3")[0], 3);
+    IndexFile::decode(&read("index", "version_3")).unwrap();
     envelope::open_config(cairn_fuzz::master(), &read("envelope", "config")).unwrap();
     envelope::open(keys, ObjectType::Snapshot, &read("envelope", "snapshot")).unwrap();
     compress::decode(&read("compress", "zstd"), 1 << 20).unwrap();

@@ -12,11 +12,16 @@
 
 use cairn::crypto::aead::TAG_LEN;
 use cairn::format::pack::{
-    decode_toc, encode_toc, parse_header, parse_trailer, Entry, HEADER_LEN, MAX_BLOB, TRAILER_LEN, VERSION,
-    VERSION_1, VERSION_4,
+    decode_toc, encode_toc, parse_header, parse_trailer, Entry, Header, PackClass, HEADER_LEN, MAX_BLOB,
+    TRAILER_LEN, VERSION, VERSION_1, VERSION_4, VERSION_5,
 };
+use cairn::id::BlobKind;
 use cairn::pack::reader::read_toc;
 use libfuzzer_sys::fuzz_target;
+
+fn header(version: u8, class: PackClass) -> Header {
+    Header { version, epoch: 0, class, eph_pub: [0; 32] }
+}
 
 fn check_entries(entries: &[Entry], toc: &[u8], blob_area_end: usize, version: u8) {
     for (i, e) in entries.iter().enumerate() {
@@ -39,30 +44,47 @@ fn check_entries(entries: &[Entry], toc: &[u8], blob_area_end: usize, version: u
 
 fuzz_target!(|data: &[u8]| {
     // Whole pack.
-    if let Ok(h) = parse_header(data) {
-        assert_eq!(&h.eph_pub[..], &data[8..40]);
-        assert!((VERSION_1..=VERSION_4).contains(&h.version));
-        // Only version 4 names a key epoch, and never epoch 0.
-        assert_eq!(h.version == VERSION_4, h.epoch != 0);
-    }
-    if let Ok(range) = parse_trailer(data) {
+    let tables = match parse_header(data) {
+        Ok(h) => {
+            assert_eq!(&h.eph_pub[..], &data[8..40]);
+            assert!((VERSION_1..=VERSION_5).contains(&h.version));
+            // Version 4 names a key epoch, never epoch 0; before it none; version 5 any.
+            if h.version < VERSION_4 {
+                assert_eq!(h.epoch, 0);
+            }
+            if h.version == VERSION_4 {
+                assert_ne!(h.epoch, 0);
+            }
+            assert!(h.version == VERSION_5 || h.class == PackClass::Data);
+            h.tables()
+        }
+        Err(_) => 1,
+    };
+    if let Ok(range) = parse_trailer(data, tables) {
         let n = data.len();
         assert_eq!(range.end, n - TRAILER_LEN);
-        assert!(range.start >= HEADER_LEN, "table overlaps the header");
+        assert!(range.start >= HEADER_LEN + (tables - 1) * range.len(), "tables overlap the header");
         assert!(range.len() >= TAG_LEN + 4);
         let _ = &data[range];
     }
     if let Ok(entries) = read_toc(cairn_fuzz::keys(), data) {
-        let range = parse_trailer(data).expect("read_toc implies a trailer");
+        let range = parse_trailer(data, tables).expect("read_toc implies a trailer");
         for e in &entries {
             assert!(e.offset as usize + e.length as usize <= range.start);
         }
     }
     // Plaintext table, against the input's own length and against a huge area.
     for end in [data.len(), usize::MAX] {
-        for version in [VERSION_1, VERSION] {
-            if let Ok(entries) = decode_toc(data, end, version) {
-                check_entries(&entries, data, end, version);
+        for h in [
+            header(VERSION_1, PackClass::Data),
+            header(VERSION, PackClass::Data),
+            header(VERSION_5, PackClass::References),
+        ] {
+            if let Ok(entries) = decode_toc(data, end, &h) {
+                check_entries(&entries, data, end, h.version);
+                let references = entries.iter().filter(|e| e.id.kind() == BlobKind::References).count();
+                let expected = if h.class == PackClass::References { entries.len() } else { 0 };
+                assert_eq!(references, expected, "records in references packs only, and only they");
             }
         }
     }
@@ -75,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
     let toc = &data[2..];
     let built = cairn_fuzz::pack_with_toc(blob_area, toc);
     let blob_area_end = HEADER_LEN + blob_area;
-    let direct = decode_toc(toc, blob_area_end, VERSION);
+    let direct = decode_toc(toc, blob_area_end, &header(VERSION, PackClass::Data));
     match read_toc(cairn_fuzz::keys(), &built) {
         Ok(entries) => {
             assert_eq!(Ok(&entries), direct.as_ref().map_err(|_| ()));

@@ -63,7 +63,7 @@ fn pack_key() -> &'static PackKey {
 /// it and reaches `decode_toc` with whatever bytes the fuzzer chose.
 pub fn pack_with_toc(blob_area: usize, toc_plain: &[u8]) -> Vec<u8> {
     let pk = pack_key();
-    let header = pack::header(&pk.eph, 0);
+    let header = pack::header(&pk.eph, 0, None);
     let mut toc = toc_plain.to_vec();
     pk.cipher.seal_in_place(&pack::TOC_NONCE, &header, &mut toc);
     let mut out = Vec::with_capacity(pack::HEADER_LEN + blob_area + toc.len() + pack::TRAILER_LEN);

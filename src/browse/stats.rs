@@ -98,6 +98,7 @@ impl<'b, 'r> Stats<'b, 'r> {
             match blob {
                 BlobId::Chunk(_) => (d.chunks, d.chunk_bytes) = (d.chunks + 1, d.chunk_bytes + raw),
                 BlobId::Tree(_) => (d.trees, d.tree_bytes) = (d.trees + 1, d.tree_bytes + raw),
+                BlobId::References(_) => unreachable!("only chunks and trees are counted"),
             }
             if frames.insert((loc.pack, loc.entry.offset)) {
                 d.stored_bytes += u64::from(loc.entry.length);

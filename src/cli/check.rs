@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         ));
     }
     let r = if structure_only {
-        cairn::ops::check::check_structure(&repo)?
+        cairn::ops::check::check_structure(&repo, &ctx.interrupt)?
     } else {
         check(&repo, &CheckOptions { read_data: subset, snapshots: a.filter.filter() }, &ctx.interrupt)?
     };

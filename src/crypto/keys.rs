@@ -14,7 +14,7 @@
 //! `Zeroizing` buffers or zeroize-on-drop types and are wiped when dropped.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::{BlobId, ChunkId, TreeId};
+use crate::id::{BlobId, ChunkId, RefsId, TreeId};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -50,6 +50,9 @@ pub enum Binding {
     /// Bound to an object kind byte (an envelope's type, or [`PACK_KIND`]).
     Kind(u8),
 }
+
+/// A new data pack's ephemeral public key, pack key and maintenance table key.
+pub type DataPackKeys = ([u8; 32], Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>);
 
 /// The kind byte packs bind their key to (envelope types are 1 to 5).
 pub const PACK_KIND: u8 = 0x50;
@@ -623,6 +626,7 @@ impl MasterKey {
                 chunk_id: *derive(CTX_CHUNK_ID, &r[..]),
                 tree_id: *derive(CTX_TREE_ID, &r[..]),
                 source_path: *derive(CTX_SOURCE_PATH, &r[..]),
+                references_id: *derive(CTX_REFERENCES_ID, &r[..]),
             }),
             repo_id,
             current: self.epochs[current].keys(),
@@ -674,6 +678,7 @@ struct OlderIds {
     chunk_id: [u8; 32],
     tree_id: [u8; 32],
     source_path: [u8; 32],
+    references_id: [u8; 32],
 }
 
 /// Working keys of an open repository.
@@ -708,6 +713,12 @@ impl RepoKeys {
         TreeId(*blake3::keyed_hash(&self.tree_id, encoded).as_bytes())
     }
 
+    /// The id of an encoded references record: every key kind can compute it, so a
+    /// maintenance key checks each record it reads.
+    pub fn references_id(&self, encoded: &[u8]) -> RefsId {
+        RefsId(*blake3::keyed_hash(&self.references_id, encoded).as_bytes())
+    }
+
     /// Whether `plain` is the content blob `id` names: its keyed hash under the content root
     /// writers use, or under the older one a key holds during a content key rotation.
     pub fn names(&self, id: &BlobId, plain: &[u8]) -> bool {
@@ -715,6 +726,9 @@ impl RepoKeys {
             || self.older_ids.as_ref().is_some_and(|o| match id {
                 BlobId::Chunk(c) => blake3::keyed_hash(&o.chunk_id, plain) == blake3::Hash::from(c.0),
                 BlobId::Tree(t) => blake3::keyed_hash(&o.tree_id, plain) == blake3::Hash::from(t.0),
+                BlobId::References(r) => {
+                    blake3::keyed_hash(&o.references_id, plain) == blake3::Hash::from(r.0)
+                }
             })
     }
 
@@ -723,6 +737,7 @@ impl RepoKeys {
         match id {
             BlobId::Chunk(c) => self.chunk_id(plain) == *c,
             BlobId::Tree(t) => self.tree_id(plain) == *t,
+            BlobId::References(r) => self.references_id(plain) == *r,
         }
     }
 
@@ -816,6 +831,28 @@ impl RepoKeys {
         let eph_pub = PublicKey::from(&eph).to_bytes();
         let shared = eph.diffie_hellman(&PublicKey::from(self.current.public));
         Ok((eph_pub, sealed_key(&self.current, shared.as_bytes(), &eph_pub, Binding::Kind(kind))))
+    }
+
+    /// [`RepoKeys::new_sealed_object_key`] for a data pack of a repository with
+    /// maintenance: one ephemeral secret, two recipients. Also returns the key of the pack's
+    /// maintenance table, sealed to the write epoch's maintenance public key with
+    /// `table_kind`, which full and maintenance keys open and backup-only keys do not.
+    pub fn new_data_pack_keys(&self, kind: u8, table_kind: u8, content: &[u8; 32]) -> Result<DataPackKeys> {
+        let (Some(maintenance_public), true) =
+            (self.current.maintenance_public, self.kind != KeyKind::Maintenance)
+        else {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "this key cannot seal a data pack for a repository with maintenance",
+            ));
+        };
+        let eph = StaticSecret::from(*self.hedged(kind, content)?);
+        let eph_pub = PublicKey::from(&eph).to_bytes();
+        let shared = eph.diffie_hellman(&PublicKey::from(self.current.public));
+        let pack_key = sealed_key(&self.current, shared.as_bytes(), &eph_pub, Binding::Kind(kind));
+        let shared = eph.diffie_hellman(&PublicKey::from(maintenance_public));
+        let table_key = maintenance_sealed_key(&self.current, shared.as_bytes(), &eph_pub, table_kind);
+        Ok((eph_pub, pack_key, table_key))
     }
 
     /// The key of a stored sealed object of `epoch`, from its ephemeral public key. Needs

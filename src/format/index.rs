@@ -2,7 +2,7 @@
 //! packs. Payload of an envelope of type Index, fixed width little endian:
 //!
 //! ```text
-//! u8  version (2; version 1 is still read)
+//! u8  version (3 when it lists a references record, else 2; version 1 is still read)
 //! u32 S, then S x 32-byte ids of index files this one replaces (written by prune/repair)
 //! u32 P, then P packs: 32-byte pack id, u32 N, then N pack entries (pack::Entry, 49 bytes;
 //!     45 in version 1, which has no `start`)
@@ -13,7 +13,9 @@ use super::Reader;
 use crate::error::{Error, ErrorKind, Result};
 
 pub const INDEX_VERSION: u8 = 2;
-use crate::id::{IndexId, PackId};
+/// Version 2 with entries of kind 3 (references records) allowed.
+pub const INDEX_VERSION_3: u8 = 3;
+use crate::id::{BlobKind, IndexId, PackId};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IndexFile {
@@ -26,7 +28,8 @@ impl IndexFile {
         let entries: usize = self.packs.iter().map(|(_, e)| e.len()).sum();
         let mut out =
             Vec::with_capacity(8 + self.supersedes.len() * 32 + self.packs.len() * 36 + entries * ENTRY_LEN);
-        out.push(INDEX_VERSION);
+        let references = self.packs.iter().flat_map(|(_, e)| e).any(|e| e.id.kind() == BlobKind::References);
+        out.push(if references { INDEX_VERSION_3 } else { INDEX_VERSION });
         out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
         for id in &self.supersedes {
             out.extend_from_slice(&id.0);
@@ -45,10 +48,10 @@ impl IndexFile {
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new("index file", bytes);
         let v = r.u8()?;
-        if v != INDEX_VERSION && v != VERSION_1 {
+        if !(VERSION_1..=INDEX_VERSION_3).contains(&v) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("index file has encoding version {v}; this cairn reads 1 and {INDEX_VERSION}; upgrade cairn"),
+                format!("index file has encoding version {v}; this cairn reads 1 to {INDEX_VERSION_3}; upgrade cairn"),
             ));
         }
         let s = r.count(32)?;
@@ -63,7 +66,11 @@ impl IndexFile {
             let n = r.count(if v == VERSION_1 { ENTRY_LEN_V1 } else { ENTRY_LEN })?;
             let mut list = Vec::with_capacity(n);
             for _ in 0..n {
-                list.push(Entry::read(&mut r, v)?);
+                let e = Entry::read(&mut r, v)?;
+                if e.id.kind() == BlobKind::References && v != INDEX_VERSION_3 {
+                    return Err(Error::corrupt(format!("index file of version {v} lists {}", e.id)));
+                }
+                list.push(e);
             }
             packs.push((pack, list));
         }

@@ -15,6 +15,7 @@ pub mod keyfile;
 pub mod lock;
 pub mod log;
 pub mod pack;
+pub mod references;
 pub mod snapshot;
 pub mod snapshot_file;
 pub mod tree;

@@ -38,6 +38,9 @@ pub const TRAILER_MAGIC: &[u8; 4] = b"CRNT";
 pub const VERSION: u8 = 3;
 /// The version that names its key epoch (written for epochs above 0).
 pub const VERSION_4: u8 = 4;
+/// The version of a repository with maintenance (format-spec/maintenance-key.md): a class
+/// byte, and in data packs a second copy of the table for the maintenance key.
+pub const VERSION_5: u8 = 5;
 /// Frames, with the first key derivation.
 pub const VERSION_2: u8 = 2;
 /// The first version: one blob per frame.
@@ -45,6 +48,22 @@ pub const VERSION_1: u8 = 1;
 pub const HEADER_LEN: usize = 40;
 pub const TRAILER_LEN: usize = 8;
 pub const TOC_NONCE: [u8; 12] = [0xFF; 12];
+/// The nonce of a version 5 data pack's maintenance table (its own key; frames never use
+/// it, their counter starts at 40).
+pub const MAINTENANCE_TABLE_NONCE: [u8; 12] = [0; 12];
+/// The kind byte a version 5 data pack's maintenance table key is bound to.
+pub const MAINTENANCE_TABLE_KIND: u8 = 0x54;
+/// The kind byte a references pack's key is bound to.
+pub const REFERENCES_PACK_KIND: u8 = 0x4D;
+
+/// What a pack of version 5 holds (byte 7 of its header); older packs are all data packs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackClass {
+    /// Chunks or trees, sealed to the repository public key.
+    Data = 1,
+    /// References records (kind 3), sealed to the maintenance public key.
+    References = 2,
+}
 /// kind (1) + id (32) + offset (4) + sealed length (4) + raw length (4) + start (4).
 pub const ENTRY_LEN: usize = 49;
 /// A version 1 entry has no `start`.
@@ -137,11 +156,16 @@ impl std::ops::Deref for Aad {
     }
 }
 
-/// The header of a pack sealed under key epoch `epoch`.
-pub fn header(eph_pub: &[u8; 32], epoch: u16) -> [u8; HEADER_LEN] {
+/// The header of a pack sealed under key epoch `epoch`: version 5 of `class` in a
+/// repository with maintenance, else version 3 or 4.
+pub fn header(eph_pub: &[u8; 32], epoch: u16, class: Option<PackClass>) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..4].copy_from_slice(MAGIC);
-    if epoch == 0 {
+    if let Some(class) = class {
+        h[4] = VERSION_5;
+        h[5..7].copy_from_slice(&epoch.to_le_bytes());
+        h[7] = class as u8;
+    } else if epoch == 0 {
         h[4] = VERSION;
     } else {
         h[4] = VERSION_4;
@@ -157,7 +181,27 @@ pub struct Header {
     pub version: u8,
     /// The key epoch the pack is sealed under (0 before version 4).
     pub epoch: u16,
+    /// `Data` for every pack before version 5.
+    pub class: PackClass,
     pub eph_pub: [u8; 32],
+}
+
+impl Header {
+    /// How many sealed tables of L bytes end the pack: a version 5 data pack holds the
+    /// maintenance table before its table of contents.
+    pub fn tables(&self) -> usize {
+        if self.version == VERSION_5 && self.class == PackClass::Data {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Whether its tables may list blobs of `kind`: references records in references
+    /// packs only, and only they there.
+    pub fn holds(&self, kind: BlobKind) -> bool {
+        (kind == BlobKind::References) == (self.class == PackClass::References)
+    }
 }
 
 /// Check a pack header.
@@ -166,36 +210,55 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
         return Err(Error::corrupt("not a cairn pack (bad magic)"));
     }
     let version = bytes[4];
-    if !(VERSION_1..=VERSION_4).contains(&version) {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!(
-                "pack version {version} is not supported (this cairn reads 1 to {VERSION_4}); upgrade cairn"
-            ),
+    let unsupported =
+        |what: String| Err(Error::new(ErrorKind::Unsupported, format!("{what}; upgrade cairn")));
+    if !(VERSION_1..=VERSION_5).contains(&version) {
+        return unsupported(format!(
+            "pack version {version} is not supported (this cairn reads 1 to {VERSION_5})"
         ));
     }
     let epoch = match version {
-        VERSION_4 => u16::from_le_bytes([bytes[5], bytes[6]]),
+        VERSION_4 | VERSION_5 => u16::from_le_bytes([bytes[5], bytes[6]]),
         _ => 0,
     };
-    let reserved = if version == VERSION_4 { &bytes[7..8] } else { &bytes[5..8] };
+    let class = match (version, bytes[7]) {
+        (VERSION_5, 1) => PackClass::Data,
+        (VERSION_5, 2) => PackClass::References,
+        (VERSION_5, c) => {
+            return unsupported(format!("pack class {c} is not supported (this cairn reads 1 and 2)"))
+        }
+        _ => PackClass::Data,
+    };
+    let reserved: &[u8] = match version {
+        VERSION_5 => &[],
+        VERSION_4 => &bytes[7..8],
+        _ => &bytes[5..8],
+    };
     if reserved.iter().any(|&b| b != 0) || (version == VERSION_4 && epoch == 0) {
         return Err(Error::corrupt("pack header reserved bytes are not zero"));
     }
-    Ok(Header { version, epoch, eph_pub: bytes[8..40].try_into().expect("32 bytes") })
+    Ok(Header { version, epoch, class, eph_pub: bytes[8..40].try_into().expect("32 bytes") })
 }
 
-/// Check the trailer of a whole pack; returns the range of the sealed table of contents.
-pub fn parse_trailer(pack: &[u8]) -> Result<std::ops::Range<usize>> {
+/// Check the trailer of a whole pack of `tables` tables (`Header::tables`); returns the
+/// range of the sealed table of contents. The frames end `tables - 1` lengths before it.
+pub fn parse_trailer(pack: &[u8], tables: usize) -> Result<std::ops::Range<usize>> {
     let n = pack.len();
     if n < HEADER_LEN + TAG_LEN + 4 + TRAILER_LEN || &pack[n - 4..] != TRAILER_MAGIC {
         return Err(Error::corrupt("pack trailer missing (truncated pack?)"));
     }
     let len = u32::from_le_bytes(pack[n - 8..n - 4].try_into().expect("4 bytes")) as usize;
-    if len < TAG_LEN + 4 || len > n - HEADER_LEN - TRAILER_LEN {
+    table_range(n as u64, len as u64, tables).map(|r| r.start as usize..r.end as usize)
+}
+
+/// The range of the table of contents of a pack of `size` bytes whose trailer gives the
+/// length `len`, with `tables` tables of that length; checks they fit.
+pub fn table_range(size: u64, len: u64, tables: usize) -> Result<std::ops::Range<u64>> {
+    let area = size.saturating_sub((HEADER_LEN + TRAILER_LEN) as u64);
+    if len < (TAG_LEN + 4) as u64 || len.saturating_mul(tables as u64) > area {
         return Err(Error::corrupt("pack table of contents length does not fit the pack"));
     }
-    Ok(n - TRAILER_LEN - len..n - TRAILER_LEN)
+    Ok(size - TRAILER_LEN as u64 - len..size - TRAILER_LEN as u64)
 }
 
 /// The table of contents of a version 2 pack.
@@ -212,12 +275,16 @@ pub fn encode_toc(entries: &[Entry]) -> Vec<u8> {
 /// inside `blob_area` (the bytes between header and table). The entries of one frame
 /// follow each other with the same kind and length, the first starting at 0 and each
 /// next one where the one before ends.
-pub fn decode_toc(bytes: &[u8], blob_area_end: usize, version: u8) -> Result<Vec<Entry>> {
+pub fn decode_toc(bytes: &[u8], blob_area_end: usize, header: &Header) -> Result<Vec<Entry>> {
+    let version = header.version;
     let mut r = Reader::new("pack table of contents", bytes);
     let n = r.count(if version == VERSION_1 { ENTRY_LEN_V1 } else { ENTRY_LEN })?;
     let mut entries: Vec<Entry> = Vec::with_capacity(n);
     for _ in 0..n {
         let e = Entry::read(&mut r, version)?;
+        if !header.holds(e.id.kind()) {
+            return Err(Error::corrupt(format!("a {:?} pack lists {}", header.class, e.id)));
+        }
         if e.offset as u64 + e.length as u64 > blob_area_end as u64 {
             return Err(Error::corrupt(format!("pack entry for {} points past the blobs", e.id)));
         }
@@ -239,7 +306,53 @@ pub fn decode_toc(bytes: &[u8], blob_area_end: usize, version: u8) -> Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::{ChunkId, TreeId};
+    use crate::id::{ChunkId, RefsId, TreeId};
+
+    fn data(version: u8) -> Header {
+        Header { version, epoch: 0, class: PackClass::Data, eph_pub: [0; 32] }
+    }
+
+    #[test]
+    fn version_5_names_its_class_and_epoch() {
+        for (class, epoch) in [(PackClass::Data, 0), (PackClass::References, 3)] {
+            let h = parse_header(&header(&[9; 32], epoch, Some(class))).unwrap();
+            assert_eq!(h, Header { version: VERSION_5, epoch, class, eph_pub: [9; 32] });
+            assert_eq!(h.tables(), if class == PackClass::Data { 2 } else { 1 });
+        }
+        assert_eq!(parse_header(&header(&[9; 32], 0, None)).unwrap().version, VERSION);
+        let mut h = header(&[9; 32], 0, Some(PackClass::Data));
+        h[7] = 3;
+        assert_eq!(parse_header(&h).unwrap_err().kind(), ErrorKind::Unsupported);
+        h[7] = 0;
+        assert_eq!(parse_header(&h).unwrap_err().kind(), ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn references_records_only_in_references_packs() {
+        let r = Entry {
+            id: BlobId::References(RefsId([1; 32])),
+            offset: 40,
+            length: 100,
+            raw_length: 90,
+            start: 0,
+        };
+        let c = Entry { id: BlobId::Chunk(ChunkId([1; 32])), ..r };
+        let refs = Header { class: PackClass::References, version: VERSION_5, ..data(VERSION_5) };
+        assert!(decode_toc(&encode_toc(&[r]), 140, &refs).is_ok());
+        assert!(decode_toc(&encode_toc(&[c]), 140, &refs).is_err());
+        for v in [VERSION, VERSION_4, VERSION_5] {
+            assert!(decode_toc(&encode_toc(&[r]), 140, &data(v)).is_err());
+            assert!(decode_toc(&encode_toc(&[c]), 140, &data(v)).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_data_pack_of_version_5_has_room_for_two_tables() {
+        assert_eq!(table_range(200, 30, 2).unwrap(), 162..192);
+        assert!(table_range(200, 80, 2).is_err());
+        assert!(table_range(200, 80, 1).is_ok());
+        assert!(table_range(200, 19, 1).is_err());
+    }
 
     #[test]
     fn toc_round_trip_and_bounds() {
@@ -249,12 +362,12 @@ mod tests {
             Entry { id: BlobId::Tree(TreeId([2; 32])), offset: 140, length: 50, raw_length: 200, start: 0 },
         ];
         let enc = encode_toc(&entries);
-        assert_eq!(decode_toc(&enc, 190, VERSION).unwrap(), entries);
-        assert!(decode_toc(&enc, 189, VERSION).is_err());
-        assert!(decode_toc(&enc[..enc.len() - 1], 190, VERSION).is_err());
+        assert_eq!(decode_toc(&enc, 190, &data(VERSION)).unwrap(), entries);
+        assert!(decode_toc(&enc, 189, &data(VERSION)).is_err());
+        assert!(decode_toc(&enc[..enc.len() - 1], 190, &data(VERSION)).is_err());
         let mut huge = enc.clone();
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode_toc(&huge, 190, VERSION).is_err());
+        assert!(decode_toc(&huge, 190, &data(VERSION)).is_err());
     }
 
     #[test]
@@ -262,14 +375,14 @@ mod tests {
         let a =
             Entry { id: BlobId::Chunk(ChunkId([1; 32])), offset: 40, length: 100, raw_length: 90, start: 0 };
         let b = Entry { id: BlobId::Chunk(ChunkId([3; 32])), start: 90, raw_length: 5, ..a };
-        assert!(decode_toc(&encode_toc(&[a, b]), 140, VERSION).is_ok());
+        assert!(decode_toc(&encode_toc(&[a, b]), 140, &data(VERSION)).is_ok());
         for bad in [
             vec![Entry { start: 1, ..a }],
             vec![a, Entry { start: 91, ..b }],
             vec![a, Entry { length: 99, ..b }],
             vec![a, Entry { id: BlobId::Tree(TreeId([3; 32])), ..b }],
         ] {
-            assert!(decode_toc(&encode_toc(&bad), 140, VERSION).is_err(), "{bad:?}");
+            assert!(decode_toc(&encode_toc(&bad), 140, &data(VERSION)).is_err(), "{bad:?}");
         }
     }
 
@@ -281,7 +394,7 @@ mod tests {
         for x in [40u32, 30, 20] {
             v1.extend_from_slice(&x.to_le_bytes());
         }
-        let e = decode_toc(&v1, 70, VERSION_1).unwrap();
+        let e = decode_toc(&v1, 70, &data(VERSION_1)).unwrap();
         assert_eq!(
             e,
             vec![Entry {
@@ -292,6 +405,6 @@ mod tests {
                 start: 0
             }]
         );
-        assert!(decode_toc(&v1, 70, VERSION).is_err());
+        assert!(decode_toc(&v1, 70, &data(VERSION)).is_err());
     }
 }

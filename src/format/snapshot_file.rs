@@ -15,6 +15,7 @@
 
 use super::{decode_versioned, encode_versioned, Timespec};
 use crate::error::{Error, ErrorKind, Result};
+use crate::id::RefsId;
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 4] = b"CRNS";
@@ -88,9 +89,10 @@ pub struct MaintenanceSummary {
     pub paths: Vec<[u8; 32]>,
     pub tags: Vec<String>,
     pub labels: Vec<(String, String)>,
-    /// The references id of the root tree's references record: `None` in summaries of
-    /// this version, which have no records yet (the maintenance prune is not built).
-    pub references: Option<[u8; 32]>,
+    /// The references id of the root tree's references record (references.rs): `None`
+    /// when its writer could not make the records (a summary written before records
+    /// existed, or by a backup-only key missing a subfolder's record).
+    pub references: Option<RefsId>,
 }
 
 impl MaintenanceSummary {

@@ -209,10 +209,10 @@ pub fn valid_name(name: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    pub fn node(name: &[u8]) -> Node {
+    pub(crate) fn node(name: &[u8]) -> Node {
         Node {
             name: name.to_vec(),
             kind: NodeKind::Fifo,

@@ -1,8 +1,8 @@
 //! The in-memory index: which pack holds each blob, and where.
 //!
 //! Memory is the scale limit of a backup tool, so an entry is 31 bytes, byte-aligned: the
-//! first 14 bytes of the blob id, then the pack (as a slot number, with the blob kind in
-//! its low bit) in 3 bytes, and the frame's offset and sealed length with the blob's
+//! first 14 bytes of the blob id, then the pack (as a slot number, with a bit in its low
+//! bit that tells chunks from trees and references records) in 3 bytes, and the frame's offset and sealed length with the blob's
 //! length and start in its frame packed into 14 bytes. Entries sit in one array sorted by
 //! id prefix, with a table of bucket starts over the prefix's top bits (at most 4 MiB), so
 //! a lookup is a short binary search inside one bucket and no entry owns an allocation:
@@ -21,7 +21,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::Entry;
-use crate::id::{BlobId, IndexId, PackId};
+use crate::id::{BlobId, BlobKind, IndexId, PackId};
 use std::collections::HashMap;
 
 mod cache_file;
@@ -97,7 +97,7 @@ impl Slot {
         // Entry::read and the pack builder keep every field within its width.
         debug_assert!((pack as usize) < MAX_PACKS && e.offset < crate::format::pack::MAX_OFFSET);
         debug_assert!(e.length.max(e.raw_length).max(e.start) < 1 << LENGTH_BITS);
-        let pack_kind = pack << 1 | (e.id.kind() as u32 - 1);
+        let pack_kind = pack << 1 | kind_bit(e.id.kind());
         let mut place = e.offset as u128;
         let mut shift = OFFSET_BITS;
         for field in [e.length, e.raw_length, e.start] {
@@ -158,6 +158,13 @@ pub struct Location {
     pub entry: Entry,
 }
 
+/// The kind bit of a slot: 0 for a chunk, 1 for a tree or a references record. Trees and
+/// records share it: their ids come from different keys, so one prefix names at most one
+/// of them, as it names at most one tree, and a blob read is re-hashed with its full id.
+fn kind_bit(kind: BlobKind) -> u32 {
+    u32::from(kind != BlobKind::Chunk)
+}
+
 fn prefix(id: &[u8; 32]) -> Prefix {
     id[..PREFIX_LEN].try_into().expect("prefix length")
 }
@@ -180,7 +187,7 @@ impl Index {
 
     /// The positions of every location of the blob among the entries (each in 0..len).
     fn positions(&self, id: &BlobId) -> impl Iterator<Item = usize> + '_ {
-        self.positions_of(prefix(id.bytes()), id.kind() as u32 - 1)
+        self.positions_of(prefix(id.bytes()), kind_bit(id.kind()))
     }
 
     /// The entry at a position (in 0..len).

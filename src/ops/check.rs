@@ -137,13 +137,16 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
 
     // Snapshots, then the trees they reach, level by level in parallel.
     let mut roots = Vec::new();
+    let mut checked = Vec::new();
     for name in repo.backend().list(FileType::Snapshot)? {
+        let id = SnapshotId::from_hex(&name).ok();
         let loaded = SnapshotId::from_hex(&name).and_then(|id| repo.load_snapshot_verified(&id));
         match loaded {
             Ok(snap) if !opts.snapshots.matches(&snap) => {}
             Ok(snap) => {
                 report.snapshots += 1;
                 roots.push((snap.tree, format!("snapshot {}", &name[..8.min(name.len())])));
+                checked.extend(id.map(|id| (id, Some(snap.tree))));
             }
             Err(e) if store_failed(repo.backend().is_remote(), &e) => return Err(e),
             Err(e) => report.problem(format!("snapshot {name}"), e),
@@ -154,6 +157,14 @@ pub fn check(repo: &Repository, opts: &CheckOptions, interrupt: &AtomicBool) -> 
     let mut unindexed: HashSet<[u8; 32]> = HashSet::new();
     let seen_trees = walk_trees(&reader, &index, roots, &used, &mut unindexed, &mut report, interrupt)?;
     report.trees = seen_trees.len();
+    if repo.config().maintenance.is_some() {
+        let reached = check_records_into(repo, &reader, &index, &checked, &mut report, interrupt)?;
+        for record in reached.records {
+            if let Some(p) = index.position(&BlobId::References(record)) {
+                used[p / 64].fetch_or(1 << (p % 64), Ordering::Relaxed);
+            }
+        }
+    }
     let (mut unused, mut unused_bytes) = (0usize, 0u64);
     for (i, raw_length) in index.raw_lengths().enumerate() {
         let raw_length = match raw_length {
@@ -280,16 +291,29 @@ fn check_shared_objects(repo: &Repository, report: &mut CheckReport) -> Result<(
 
 /// What a key without the read secret (a maintenance key) can check: each snapshot file's
 /// summary opens and names the envelope beside it (attested where a full key wrote it),
-/// the index files open, every pack they name is stored, and the activity log, locks and
-/// key files as [`check`] checks them. It reads no tree or pack: whether the snapshots'
-/// data is all there only a full key's check tells.
-pub fn check_structure(repo: &Repository) -> Result<CheckReport> {
+/// every references record it reaches reads back intact and every blob they name is
+/// indexed, the index files open, every pack they name is stored, and the activity log,
+/// locks and key files as [`check`] checks them. It reads no tree or data pack: whether
+/// the snapshots' data is all there and intact only a full key's check tells.
+pub fn check_structure(repo: &Repository, interrupt: &AtomicBool) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    let (_, load, coverage) = load_index_checked(repo, &mut report)?;
+    let (index, load, coverage) = load_index_checked(repo, &mut report)?;
     let (snapshots, damaged) = repo.snapshots_and_damage()?;
     report.snapshots = snapshots.len();
     for (name, e) in damaged {
         report.problem(format!("snapshot {name}"), e);
+    }
+    // The records each summary reaches, and the blobs they name in the index.
+    let ids: Vec<_> = snapshots.iter().map(|(id, _)| (*id, None)).collect();
+    let reader = PackReader::new(repo);
+    let reached = check_records_into(repo, &reader, &index, &ids, &mut report, interrupt)?;
+    let trees = reached.trees.iter().filter(|t| !index.contains(&BlobId::Tree(**t))).count();
+    let chunks = reached.chunks.iter().filter(|c| !index.contains(&BlobId::Chunk(**c))).count();
+    if trees + chunks > 0 {
+        report.problem(
+            "index",
+            format!("{trees} trees and {chunks} chunks the snapshots' references records name are in no index entry (a full key's `cairn check` tells which snapshots need them)"),
+        );
     }
     let stored = stored_packs(repo, &coverage, &mut report)?;
     let mut missing = Vec::new();
@@ -314,6 +338,31 @@ pub fn check_structure(repo: &Repository) -> Result<CheckReport> {
     report.problems.sort_by(|a, b| a.object.cmp(&b.object));
     report.notes.sort();
     Ok(report)
+}
+
+/// [`crate::ops::records::check_records`], its findings put in `report`.
+fn check_records_into(
+    repo: &Repository,
+    reader: &PackReader<'_>,
+    index: &Index,
+    snapshots: &[(SnapshotId, Option<crate::id::TreeId>)],
+    report: &mut CheckReport,
+    interrupt: &AtomicBool,
+) -> Result<crate::ops::records::Reached> {
+    let mut problems = Vec::new();
+    let reached = crate::ops::records::check_records(
+        repo,
+        reader,
+        index,
+        snapshots,
+        &mut problems,
+        &mut report.notes,
+        interrupt,
+    )?;
+    for (object, damage) in problems {
+        report.problem(object, damage);
+    }
+    Ok(reached)
 }
 
 /// Locks that do not protect what they should are problems: the promise of a locked

@@ -227,15 +227,15 @@ impl Job<'_, '_> {
     /// match; otherwise the folder is encoded anew under the destination's keys.
     fn save_tree(&self, src_id: &TreeId, parts: &[TreeId], tree: &Tree) -> Result<TreeId> {
         if self.same_ids {
-            for blob in parts.iter().chain(std::iter::once(src_id)).map(|t| BlobId::Tree(*t)) {
-                if !self.writer.has(&blob) {
-                    let bytes = self.read_blob(blob)?;
-                    self.writer.save(blob, &bytes)?;
+            for tree in parts.iter().chain(std::iter::once(src_id)) {
+                if !self.writer.has(&BlobId::Tree(*tree)) {
+                    let bytes = self.read_blob(BlobId::Tree(*tree))?;
+                    self.writer.save_tree_blob(*tree, &bytes)?;
                 }
             }
             return Ok(*src_id);
         }
-        crate::tree::save_tree(tree, self.dst.keys(), |id, bytes| self.writer.save(BlobId::Tree(id), bytes))
+        crate::tree::save_tree(tree, self.dst.keys(), |id, bytes| self.writer.save_tree_blob(id, bytes))
     }
 
     /// Make sure the destination has a chunk; returns its id there.

@@ -4,8 +4,10 @@
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::Config;
-use crate::format::snapshot_file::SnapshotFile;
-use crate::id::SnapshotId;
+use crate::format::snapshot::Snapshot;
+use crate::id::{RefsId, SnapshotId, TreeId};
+use crate::index::Index;
+use crate::pack::BlobWriter;
 use crate::repo::log::LogRecord;
 use crate::repo::snapshot_file::Summary;
 use crate::repo::Repository;
@@ -80,10 +82,12 @@ pub fn enable(repo: &Repository) -> Result<(Repository, Enabled)> {
     Ok((enabled, done))
 }
 
-/// Give every snapshot without a summary one: its payload sealed anew in a snapshot file
-/// with a summary (keeping its writer's kind), stored before the bare file is removed.
-/// A bare file whose payload a file with a summary already holds (a run killed between
-/// the two) is only removed. Snapshot ids change, as in a key rotation.
+/// Give every snapshot a summary that names its root references record, with every
+/// record of its trees stored: each tree is read once and its record made unless stored.
+/// A file without a summary, or whose summary names no root record or another one, is
+/// sealed anew (keeping its writer's kind) and stored before it is removed; a file whose
+/// payload a good file already holds (a run killed between the two) is only removed.
+/// Snapshot ids change, as in a key rotation. Returns how many files were replaced.
 pub fn give_summaries(repo: &Repository) -> Result<usize> {
     repo.require_full_key("give snapshots summaries")?;
     if repo.config().maintenance.is_none() {
@@ -91,28 +95,39 @@ pub fn give_summaries(repo: &Repository) -> Result<usize> {
             "this repository has no maintenance key; `cairn key add --maintenance` makes one",
         ));
     }
-    let mut summarized: HashSet<[u8; 32]> = HashSet::new();
-    let mut bare = Vec::new();
+    let mut files = Vec::new();
     for name in repo.list_named_objects(FileType::Snapshot)? {
         let id = SnapshotId::from_hex(&name)?;
-        let bytes = repo.read_named_object(FileType::Snapshot, &id.0)?;
-        let opened = repo.open_snapshot_file(&bytes, Summary::Verified).map_err(|e| {
+        let opened = repo.read_snapshot_file(&id, Summary::Verified).map_err(|e| {
             e.wrap(format!(
                 "snapshot {} cannot be read, so it cannot be given a summary; `cairn check` tells more, `cairn forget {}` removes it",
                 id.short(),
                 id.short()
             ))
         })?;
-        let has_summary = SnapshotFile::split(&bytes)?.summary.is_some();
         let snapshot = opened.snapshot.expect("a full key opens snapshots");
-        if has_summary {
-            summarized.insert(*blake3::hash(&snapshot.payload).as_bytes());
-        } else {
-            bare.push((id, snapshot));
-        }
+        let tree = Snapshot::decode(&snapshot.payload)?.tree;
+        let named = opened.summary.map(|(s, _)| s.references);
+        files.push((id, snapshot, tree, named));
     }
-    for (id, snapshot) in &bare {
-        if summarized.insert(*blake3::hash(&snapshot.payload).as_bytes()) {
+    let roots: Vec<TreeId> = files.iter().map(|f| f.2).collect();
+    let (made, _) = BlobWriter::run(repo, Index::load(repo)?, |writer| writer.repair_records(&roots))?;
+    let made = made?;
+    let good = |named: &Option<Option<RefsId>>, made: &Option<RefsId>| {
+        made.is_some() && named.as_ref() == Some(made)
+    };
+    let mut done: HashSet<[u8; 32]> = files
+        .iter()
+        .zip(&made)
+        .filter(|(f, m)| good(&f.3, m))
+        .map(|(f, _)| *blake3::hash(&f.1.payload).as_bytes())
+        .collect();
+    let mut replaced = 0;
+    for ((id, snapshot, _, named), made) in files.iter().zip(&made) {
+        if good(named, made) {
+            continue;
+        }
+        if done.insert(*blake3::hash(&snapshot.payload).as_bytes()) {
             let writer = crate::ops::rotate::kept_writer(snapshot.written_by);
             let bytes = repo.seal_snapshot_file(&snapshot.payload, writer)?;
             repo.store_sealed(FileType::Snapshot, &bytes)?;
@@ -120,16 +135,19 @@ pub fn give_summaries(repo: &Repository) -> Result<usize> {
         }
         crate::ops::object_lock::note_deleted(repo, FileType::Snapshot, &[id.to_hex()])?;
         repo.backend().remove(FileType::Snapshot, &id.to_hex())?;
+        replaced += 1;
     }
-    Ok(bare.len())
+    Ok(replaced)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::crypto::keys::{KdfParams, KeyKind};
     use crate::format::envelope::{self, ObjectType, WrittenBy};
+    use crate::format::pack::PackClass;
     use crate::format::snapshot_file::MaintenanceSummary;
+    use crate::format::snapshot_file::SnapshotFile;
     use crate::ops::backup::tests::back_up;
     use crate::repo::{InitOptions, KeySource};
     use std::path::Path;
@@ -137,7 +155,7 @@ mod tests {
     /// A repository with maintenance: snapshots from a full key and from a backup-only key
     /// made before it was enabled. Returns the full, backup-only and maintenance keys'
     /// handles and the source folder.
-    fn with_maintenance(dir: &Path) -> (Repository, Repository, Repository, std::path::PathBuf) {
+    pub(crate) fn with_maintenance(dir: &Path) -> (Repository, Repository, Repository, std::path::PathBuf) {
         let src = dir.join("src");
         std::fs::create_dir_all(src.join("conf")).unwrap();
         std::fs::write(src.join("conf/nodemanager.xml"), b"<secret-name/>").unwrap();
@@ -164,6 +182,29 @@ mod tests {
     /// The maintenance key opens the config, index files, locks, log entries and
     /// summaries, and nothing else: no pack (so no chunk or tree), no snapshot envelope,
     /// no key grant. The full key opens every one (so the check can fail).
+    ///
+    /// Packs: what opens of a data pack is its maintenance table (and its table of
+    /// contents, and a frame); of a references pack, its table of contents and a frame.
+    fn pack_opens(keys: &crate::crypto::keys::RepoKeys, bytes: &[u8]) -> (bool, bool) {
+        use crate::pack::reader::{blob_of_frame, open_frame, read_table, read_toc, PackKey, Table};
+        let frame_opens = || -> Result<()> {
+            let key = PackKey::of_header(keys, bytes)?;
+            let e = read_toc(keys, bytes)?[0];
+            let mut sealed = bytes[e.offset as usize..(e.offset + e.length) as usize].to_vec();
+            blob_of_frame(keys, &e, &open_frame(&key, &e, &mut sealed)?).map(|_| ())
+        };
+        match crate::format::pack::parse_header(bytes).unwrap().class {
+            PackClass::References => (read_toc(keys, bytes).is_ok(), frame_opens().is_ok()),
+            PackClass::Data => {
+                let table = PackKey::of_maintenance_table(keys, bytes).and_then(|k| match k {
+                    Some(k) => read_table(bytes, &k, Table::Maintenance).map(|_| ()),
+                    None => Err(Error::corrupt("a pack from before enabling has no maintenance table")),
+                });
+                (table.is_ok(), read_toc(keys, bytes).is_ok() && frame_opens().is_ok())
+            }
+        }
+    }
+
     #[test]
     fn a_maintenance_key_opens_summaries_and_shared_objects_and_no_data() {
         let dir = tempfile::tempdir().unwrap();
@@ -187,7 +228,7 @@ mod tests {
                             let file = crate::format::keyfile::KeyFile::decode(&bytes).unwrap();
                             (envelope::open_attested(keys, ObjectType::KeyGrant, file.grant()).is_ok(), false)
                         }
-                        FileType::Pack => (crate::pack::reader::read_toc(keys, &bytes).is_ok(), false),
+                        FileType::Pack => pack_opens(keys, &bytes),
                         FileType::Snapshot => {
                             let parts = SnapshotFile::split(&bytes).unwrap();
                             let summary = parts.summary.expect("every snapshot has a summary");
@@ -207,21 +248,30 @@ mod tests {
                         }
                     }
                 };
+                let pack = (ft == FileType::Pack).then(|| crate::format::pack::parse_header(&bytes).unwrap());
+                let pack = pack.map(|h| (h.version, h.class));
                 let by_full = opens(&full);
-                assert!(
-                    by_full.0 && (ft != FileType::Snapshot || by_full.1),
-                    "the full key opens {ft:?} {name}"
-                );
-                let by_keeper = opens(&keeper);
-                let expected = match ft {
-                    FileType::Key | FileType::Pack => (false, false),
+                let full_expected = match pack {
+                    Some((3, _)) => (false, true),
+                    Some(_) | None if ft == FileType::Snapshot || pack.is_some() => (true, true),
                     _ => (true, false),
                 };
+                assert_eq!(by_full, full_expected, "the full key on {ft:?} {name}");
+                let by_keeper = opens(&keeper);
+                let expected = match (ft, pack) {
+                    (FileType::Key, _) | (_, Some((3, _))) => (false, false),
+                    // A references pack whole; a data pack's maintenance table only.
+                    (_, Some((_, PackClass::References))) => (true, true),
+                    _ => (true, false),
+                };
+                if let Some(p) = pack {
+                    *seen.entry(format!("{p:?}")).or_insert(0) += 1;
+                }
                 assert_eq!(by_keeper, expected, "maintenance key on {ft:?} {name}");
                 *seen.entry(format!("{ft:?}")).or_insert(0) += 1;
             }
         }
-        assert_eq!(seen.len(), FileType::ALL.len(), "every kind of object was tried: {seen:?}");
+        assert_eq!(seen.len(), FileType::ALL.len() + 3, "every kind of object was tried: {seen:?}");
         // What it learns of a snapshot: time, host, tags, labels, keyed path hashes; no
         // name, user or tree.
         let (views, damaged) = keeper.snapshots_and_damage().unwrap();

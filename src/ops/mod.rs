@@ -18,6 +18,7 @@ pub mod prune;
 mod read_ahead;
 pub(crate) mod read_pool;
 pub mod rechunk;
+pub mod records;
 pub mod repair;
 pub mod restore;
 pub mod restore_delete;

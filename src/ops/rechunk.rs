@@ -115,9 +115,8 @@ impl Job<'_, '_> {
                 *sub = self.tree(sub)?;
             }
         }
-        let new = crate::tree::save_tree(&tree, self.repo.keys(), |t, bytes| {
-            self.writer.save(BlobId::Tree(t), bytes)
-        })?;
+        let new =
+            crate::tree::save_tree(&tree, self.repo.keys(), |t, bytes| self.writer.save_tree_blob(t, bytes))?;
         self.memo.trees.lock().expect("tree memo lock").insert(*id, new);
         Ok(new)
     }

@@ -10,7 +10,7 @@ use crate::browse::Browser;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
-use crate::id::{BlobId, SnapshotId, TreeId};
+use crate::id::{SnapshotId, TreeId};
 use crate::index::Index;
 use crate::ops::exclude::Excludes;
 use crate::pack::{BlobWriter, PackReader};
@@ -116,7 +116,7 @@ impl<'a, 'r> TreeFilter<'a, 'r> {
 
     fn save(&self, tree: &Tree) -> Result<TreeId> {
         crate::tree::save_tree(tree, self.repo.keys(), |id, bytes| match self.store {
-            true => self.writer.save(BlobId::Tree(id), bytes).map(|_| ()),
+            true => self.writer.save_tree_blob(id, bytes).map(|_| ()),
             false => Ok(()),
         })
     }

@@ -500,6 +500,7 @@ fn reseal_snapshots(repo: &Repository) -> Result<usize> {
     }
     for (id, opened) in &old {
         if !done.contains(blake3::hash(&opened.payload).as_bytes()) {
+            repo.carry_record(id);
             let bytes = repo.seal_snapshot_file(&opened.payload, kept_writer(opened.written_by))?;
             repo.store_sealed(FileType::Snapshot, &bytes)?;
             crate::failpoint::hit("rotate:after-new-snapshot");

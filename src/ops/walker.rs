@@ -196,7 +196,7 @@ impl Walker<'_> {
     }
 
     fn save_tree(&self, tree: Tree) -> Result<TreeId> {
-        crate::tree::save_tree(&tree, self.repo.keys(), |id, bytes| self.writer.save(BlobId::Tree(id), bytes))
+        crate::tree::save_tree(&tree, self.repo.keys(), |id, bytes| self.writer.save_tree_blob(id, bytes))
     }
 
     fn check_interrupt(&self) -> Result<()> {

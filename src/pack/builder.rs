@@ -15,12 +15,16 @@ use crate::crypto::aead::{counter_nonce, Cipher};
 use crate::crypto::keys::{RepoKeys, PACK_KIND};
 use crate::direct_io;
 use crate::error::Result;
-use crate::format::pack::{self, Entry};
+use crate::format::pack::{self, Entry, PackClass};
 use crate::id::{BlobId, PackId};
 
 pub struct PackBuilder {
+    /// `Some` in a repository with maintenance (pack version 5).
+    class: Option<PackClass>,
     /// Made with the first frame.
     cipher: Option<Cipher>,
+    /// A version 5 data pack's maintenance table key, made with the pack key.
+    table_cipher: Option<Cipher>,
     header: [u8; pack::HEADER_LEN],
     buf: Vec<u8>,
     /// Where the pack starts in `buf`: the padding before it aligns its first byte.
@@ -49,19 +53,28 @@ impl FinishedPack {
 }
 
 impl PackBuilder {
-    /// A builder for a pack of about `capacity` bytes.
-    pub fn new(capacity: usize) -> Self {
-        Self::reusing(capacity, Vec::new())
+    /// A builder for a pack of about `capacity` bytes, of version 5 and `class` in a
+    /// repository with maintenance, else of version 3 or 4.
+    pub fn new(capacity: usize, class: Option<PackClass>) -> Self {
+        Self::reusing(capacity, class, Vec::new())
     }
 
     /// Like `new`, building in `buf` (the buffer of an earlier pack) when it is big enough.
-    pub fn reusing(capacity: usize, mut buf: Vec<u8>) -> Self {
+    pub fn reusing(capacity: usize, class: Option<PackClass>, mut buf: Vec<u8>) -> Self {
         // Blobs may overshoot the target size by one blob; a pack that outgrows the buffer
         // still works, it only loses its alignment (and is then written through the cache).
         let start = direct_io::align_empty(&mut buf, capacity + capacity / 16);
         // The header's place; it is written with the first frame.
         buf.extend_from_slice(&[0u8; pack::HEADER_LEN]);
-        PackBuilder { cipher: None, header: [0; pack::HEADER_LEN], buf, start, entries: Vec::new() }
+        PackBuilder {
+            class,
+            cipher: None,
+            table_cipher: None,
+            header: [0; pack::HEADER_LEN],
+            buf,
+            start,
+            entries: Vec::new(),
+        }
     }
 
     /// Seal and append a frame of one blob. `encoded` is the compress-encoded plaintext.
@@ -81,17 +94,10 @@ impl PackBuilder {
         let at = self.buf.len();
         encoded.append_to(&mut self.buf);
         if self.cipher.is_none() {
-            let made = keys.new_sealed_object_key(PACK_KIND, blake3::hash(&self.buf[at..]).as_bytes());
-            let (eph, key) = match made {
-                Ok(k) => k,
-                Err(e) => {
-                    self.buf.truncate(at);
-                    return Err(e);
-                }
-            };
-            self.header = pack::header(&eph, keys.write_epoch());
-            self.buf[self.start..self.start + pack::HEADER_LEN].copy_from_slice(&self.header);
-            self.cipher = Some(Cipher::new(&key));
+            if let Err(e) = self.make_keys(keys, blake3::hash(&self.buf[at..]).as_bytes()) {
+                self.buf.truncate(at);
+                return Err(e);
+            }
         }
         let cipher = self.cipher.as_ref().expect("made above");
         let offset = (at - self.start) as u32;
@@ -103,6 +109,32 @@ impl PackBuilder {
             self.entries.push(Entry { id, offset, length, raw_length, start });
             start += raw_length;
         }
+        Ok(())
+    }
+
+    /// The pack's key (and a data pack's maintenance table key), and so its header.
+    fn make_keys(&mut self, keys: &RepoKeys, content: &[u8; 32]) -> Result<()> {
+        let eph = match self.class {
+            None => {
+                let (eph, key) = keys.new_sealed_object_key(PACK_KIND, content)?;
+                self.cipher = Some(Cipher::new(&key));
+                eph
+            }
+            Some(PackClass::Data) => {
+                let (eph, key, table) =
+                    keys.new_data_pack_keys(PACK_KIND, pack::MAINTENANCE_TABLE_KIND, content)?;
+                self.cipher = Some(Cipher::new(&key));
+                self.table_cipher = Some(Cipher::new(&table));
+                eph
+            }
+            Some(PackClass::References) => {
+                let (eph, key) = keys.new_maintenance_sealed_key(pack::REFERENCES_PACK_KIND, content)?;
+                self.cipher = Some(Cipher::new(&key));
+                eph
+            }
+        };
+        self.header = pack::header(&eph, keys.write_epoch(), self.class);
+        self.buf[self.start..self.start + pack::HEADER_LEN].copy_from_slice(&self.header);
         Ok(())
     }
 
@@ -118,8 +150,13 @@ impl PackBuilder {
     /// Seal the table of contents. A pack holds at least one frame: callers finish only
     /// builders that are not empty.
     pub fn finish(self) -> FinishedPack {
-        let PackBuilder { cipher, header, mut buf, start, entries } = self;
+        let PackBuilder { cipher, table_cipher, header, mut buf, start, entries, .. } = self;
         let cipher = cipher.expect("a pack is finished only after its first frame");
+        if let Some(table_cipher) = table_cipher {
+            let mut table = pack::encode_toc(&entries);
+            table_cipher.seal_in_place(&pack::MAINTENANCE_TABLE_NONCE, &header, &mut table);
+            buf.extend_from_slice(&table);
+        }
         let mut toc = pack::encode_toc(&entries);
         cipher.seal_in_place(&pack::TOC_NONCE, &header, &mut toc);
         buf.extend_from_slice(&toc);
@@ -143,7 +180,7 @@ mod tests {
         let keys = m.derive(m.public_key(), [0; 32]).unwrap();
         let data = b"<policy name='gateway'/>".repeat(100);
         let id = BlobId::Chunk(keys.chunk_id(&data));
-        let mut b = PackBuilder::new(1 << 16);
+        let mut b = PackBuilder::new(1 << 16, None);
         b.add(&keys, id, compress::encode(&data, 3), data.len() as u32).unwrap();
         let first = b.finish();
         assert!(direct_io::is_aligned(first.bytes()));
@@ -151,7 +188,7 @@ mod tests {
         assert_eq!(first.entries[0].offset as usize, pack::HEADER_LEN, "offsets count from the pack's start");
         let (first_bytes, first_ptr) = (first.bytes().to_vec(), first.bytes().as_ptr());
 
-        let mut b = PackBuilder::reusing(1 << 16, first.into_buffer());
+        let mut b = PackBuilder::reusing(1 << 16, None, first.into_buffer());
         b.add(&keys, id, compress::encode(&data, 3), data.len() as u32).unwrap();
         let second = b.finish();
         assert_eq!(second.bytes().as_ptr(), first_ptr, "the memory of the first pack is reused");
@@ -160,7 +197,7 @@ mod tests {
 
         // A pack that outgrows its buffer moves and may lose its alignment; it stays whole.
         let big = vec![7u8; (MAX_BLOB / 8) as usize];
-        let mut b = PackBuilder::reusing(1 << 16, second.into_buffer());
+        let mut b = PackBuilder::reusing(1 << 16, None, second.into_buffer());
         b.add(&keys, BlobId::Chunk(keys.chunk_id(&big)), compress::encode(&big, 3), big.len() as u32)
             .unwrap();
         b.add(&keys, id, compress::encode(&data, 3), data.len() as u32).unwrap();

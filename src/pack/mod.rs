@@ -5,6 +5,7 @@ pub mod frame_cache;
 pub mod frames;
 pub mod prefetch;
 pub mod reader;
+pub mod records;
 pub mod writer;
 
 pub use builder::{FinishedPack, PackBuilder};

@@ -14,7 +14,7 @@ use crate::compress;
 use crate::crypto::aead::{counter_nonce, Cipher};
 use crate::crypto::keys::{Binding, RepoKeys, PACK_KIND};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::pack::{self, Entry, MAX_BLOB, VERSION_1};
+use crate::format::pack::{self, Entry, PackClass, MAX_BLOB, VERSION_1};
 use crate::id::{BlobId, PackId};
 use crate::index::{Index, Location};
 use crate::repo::Repository;
@@ -25,17 +25,48 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// The key of one pack and the version of the pack, which says how its frames are sealed.
 pub struct PackKey {
     pub version: u8,
+    pub header: pack::Header,
     pub cipher: Cipher,
 }
 
 impl PackKey {
-    /// The key of the pack whose header is `header`.
+    /// The key of the pack whose header is `header`: a data pack's needs the read secret,
+    /// a references pack's the maintenance secret.
     pub fn of_header(keys: &RepoKeys, header: &[u8]) -> Result<PackKey> {
         let h = pack::parse_header(header)?;
-        let binding = if h.version >= pack::VERSION { Binding::Kind(PACK_KIND) } else { Binding::Legacy };
-        let key = keys.open_sealed_object_key(h.epoch, &h.eph_pub, binding)?;
-        Ok(PackKey { version: h.version, cipher: Cipher::new(&key) })
+        let key = match h.class {
+            PackClass::References => {
+                keys.open_maintenance_sealed_key(h.epoch, &h.eph_pub, pack::REFERENCES_PACK_KIND)?
+            }
+            PackClass::Data => {
+                let binding =
+                    if h.version >= pack::VERSION { Binding::Kind(PACK_KIND) } else { Binding::Legacy };
+                keys.open_sealed_object_key(h.epoch, &h.eph_pub, binding)?
+            }
+        };
+        Ok(PackKey { version: h.version, header: h, cipher: Cipher::new(&key) })
     }
+
+    /// The key of a version 5 data pack's maintenance table: the same plaintext as its
+    /// table of contents, for the full and maintenance keys (a maintenance key opens no
+    /// frame of a data pack). `None` for a pack without one.
+    pub fn of_maintenance_table(keys: &RepoKeys, header: &[u8]) -> Result<Option<PackKey>> {
+        let h = pack::parse_header(header)?;
+        if h.tables() < 2 {
+            return Ok(None);
+        }
+        let key = keys.open_maintenance_sealed_key(h.epoch, &h.eph_pub, pack::MAINTENANCE_TABLE_KIND)?;
+        Ok(Some(PackKey { version: h.version, header: h, cipher: Cipher::new(&key) }))
+    }
+}
+
+/// Which sealed table of a pack to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// The table of contents, under the pack's key.
+    Contents,
+    /// A version 5 data pack's maintenance table.
+    Maintenance,
 }
 
 /// Pack-key and frame cache over a repository; cheap to share between threads.
@@ -222,6 +253,12 @@ impl PackReader<'_> {
     /// The sealed table of contents of a stored pack, read with range reads (header,
     /// trailer, table): what the pack itself says it holds, whatever any index claims.
     pub fn stored_toc(&self, pack: &PackId) -> Result<Vec<Entry>> {
+        self.stored_table(pack, Table::Contents).map(|t| t.expect("every pack has a table of contents"))
+    }
+
+    /// A sealed table of a stored pack, read with range reads (header, trailer, table);
+    /// `None` when the pack has no such table (a maintenance table before version 5).
+    pub fn stored_table(&self, pack: &PackId, which: Table) -> Result<Option<Vec<Entry>>> {
         let name = pack.to_hex();
         let backend = self.repo.backend();
         let size = backend.size(FileType::Pack, &name)?;
@@ -229,26 +266,38 @@ impl PackReader<'_> {
         if size < least {
             return Err(Error::corrupt(format!("pack {pack} is too short to be a pack ({size} bytes)")));
         }
+        let header = backend.read_range(FileType::Pack, &name, 0, pack::HEADER_LEN as u64)?;
+        let (key, nonce) = match which {
+            Table::Contents => (self.key(pack)?, pack::TOC_NONCE),
+            Table::Maintenance => match PackKey::of_maintenance_table(self.repo.keys(), &header)
+                .map_err(|e| e.wrap(format!("pack {pack}")))?
+            {
+                Some(k) => (Arc::new(k), pack::MAINTENANCE_TABLE_NONCE),
+                None => return Ok(None),
+            },
+        };
         let trailer = backend.read_range(FileType::Pack, &name, size - pack::TRAILER_LEN as u64, 8)?;
         if trailer.len() != 8 || &trailer[4..] != pack::TRAILER_MAGIC {
             return Err(Error::corrupt(format!("pack {pack}: trailer missing (truncated pack?)")));
         }
         let len = u64::from(u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")));
-        let area = size - (pack::HEADER_LEN + pack::TRAILER_LEN) as u64;
-        if len < (crate::crypto::aead::TAG_LEN + 4) as u64 || len > area || len > MAX_TOC {
-            return Err(Error::corrupt(format!("pack {pack}: table of contents length does not fit")));
-        }
-        let toc_start = size - pack::TRAILER_LEN as u64 - len;
-        let mut toc = backend.read_range(FileType::Pack, &name, toc_start, len)?;
-        if toc.len() as u64 != len {
+        let tables = key.header.tables();
+        let toc = pack::table_range(size, len, tables)
+            .ok()
+            .filter(|_| len <= MAX_TOC)
+            .ok_or_else(|| Error::corrupt(format!("pack {pack}: table of contents length does not fit")))?;
+        let frames_end = toc.start - len * (tables as u64 - 1);
+        let at = if which == Table::Maintenance { frames_end } else { toc.start };
+        let mut table = backend.read_range(FileType::Pack, &name, at, len)?;
+        if table.len() as u64 != len {
             return Err(Error::corrupt(format!("pack {pack} is truncated")));
         }
-        let key = self.key(pack)?;
-        let header = backend.read_range(FileType::Pack, &name, 0, pack::HEADER_LEN as u64)?;
         key.cipher
-            .open_in_place(&pack::TOC_NONCE, &header, &mut toc)
-            .map_err(|e| e.wrap(format!("pack {pack} table of contents")))?;
-        pack::decode_toc(&toc, toc_start as usize, key.version).map_err(|e| e.wrap(format!("pack {pack}")))
+            .open_in_place(&nonce, &header, &mut table)
+            .map_err(|e| e.wrap(format!("pack {pack} {which:?} table")))?;
+        pack::decode_toc(&table, frames_end as usize, &key.header)
+            .map(Some)
+            .map_err(|e| e.wrap(format!("pack {pack}")))
     }
 }
 
@@ -279,12 +328,22 @@ pub fn blob_of_frame<'f>(keys: &RepoKeys, e: &Entry, frame: &'f [u8]) -> Result<
 
 /// Read a whole pack's table of contents (for check and index repair).
 pub fn read_toc(keys: &RepoKeys, pack_bytes: &[u8]) -> Result<Vec<Entry>> {
-    let key = PackKey::of_header(keys, pack_bytes)?;
-    let range = pack::parse_trailer(pack_bytes)?;
-    let blob_end = range.start;
-    let mut toc = pack_bytes[range].to_vec();
-    key.cipher.open_in_place(&pack::TOC_NONCE, &pack_bytes[..pack::HEADER_LEN], &mut toc)?;
-    pack::decode_toc(&toc, blob_end, key.version)
+    read_table(pack_bytes, &PackKey::of_header(keys, pack_bytes)?, Table::Contents)
+}
+
+/// Read one of a whole pack's tables with its key (`PackKey::of_header` for the table of
+/// contents, `of_maintenance_table` for the maintenance table).
+pub fn read_table(pack_bytes: &[u8], key: &PackKey, which: Table) -> Result<Vec<Entry>> {
+    let tables = key.header.tables();
+    let range = pack::parse_trailer(pack_bytes, tables)?;
+    let frames_end = range.start - range.len() * (tables - 1);
+    let (at, nonce) = match which {
+        Table::Contents => (range.start, pack::TOC_NONCE),
+        Table::Maintenance => (frames_end, pack::MAINTENANCE_TABLE_NONCE),
+    };
+    let mut table = pack_bytes[at..at + range.len()].to_vec();
+    key.cipher.open_in_place(&nonce, &pack_bytes[..pack::HEADER_LEN], &mut table)?;
+    pack::decode_toc(&table, frames_end, &key.header)
 }
 
 #[cfg(test)]
@@ -304,7 +363,7 @@ mod tests {
     fn built_pack_opens_and_detects_damage() {
         let m = MasterKey::generate().unwrap();
         let keys = m.derive(m.public_key(), [0; 32]).unwrap();
-        let mut b = PackBuilder::new(1 << 20);
+        let mut b = PackBuilder::new(1 << 20, None);
         let data = b"<config>gateway</config>".repeat(20);
         let other = b"second".to_vec();
         let alone = b"third, in a frame of its own".to_vec();

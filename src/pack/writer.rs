@@ -21,7 +21,7 @@
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
-use crate::format::pack::{Entry, MAX_BLOB};
+use crate::format::pack::{Entry, PackClass, MAX_BLOB};
 use crate::id::{BlobId, BlobKind, PackId};
 use crate::index::Index;
 use crate::pack::frames::{Frame, Framer};
@@ -37,6 +37,8 @@ use std::sync::Mutex;
 struct Filling {
     pack: Option<PackBuilder>,
     framer: Framer,
+    /// What its packs are: `None` (version 3 or 4) in a repository without maintenance.
+    class: Option<PackClass>,
 }
 
 /// Packs written but not yet named by an index file; after this many, write one, so an
@@ -51,6 +53,8 @@ pub struct BlobWriter<'r> {
     /// so sealing runs in parallel and a lock is only ever taken by its owner.
     data: Vec<Mutex<Filling>>,
     trees: Mutex<Filling>,
+    /// References records (format-spec/maintenance-key.md), in packs of their own.
+    references: Mutex<Filling>,
     queue: Mutex<Option<SyncSender<FinishedPack>>>,
     /// The first error of an uploader; later saves fail with it at once.
     upload_failed: Mutex<Option<Error>>,
@@ -75,8 +79,9 @@ pub struct WriterStats {
 }
 
 impl Filling {
-    fn new(repo: &Repository) -> Mutex<Filling> {
-        Mutex::new(Filling { pack: None, framer: Framer::new(repo.config().compression_level) })
+    fn new(repo: &Repository, class: PackClass) -> Mutex<Filling> {
+        let class = (repo.writes_summaries() || class == PackClass::References).then_some(class);
+        Mutex::new(Filling { pack: None, framer: Framer::new(repo.config().compression_level), class })
     }
 }
 
@@ -96,8 +101,9 @@ impl<'r> BlobWriter<'r> {
             repo,
             index,
             claimed: Mutex::new(HashSet::new()),
-            data: (0..=rayon::current_num_threads()).map(|_| Filling::new(repo)).collect(),
-            trees: Filling::new(repo),
+            data: (0..=rayon::current_num_threads()).map(|_| Filling::new(repo, PackClass::Data)).collect(),
+            trees: Filling::new(repo, PackClass::Data),
+            references: Filling::new(repo, PackClass::References),
             queue: Mutex::new(Some(tx)),
             upload_failed: Mutex::new(None),
             unindexed: Mutex::new(Vec::new()),
@@ -141,6 +147,10 @@ impl<'r> BlobWriter<'r> {
         &self.index
     }
 
+    pub fn repo(&self) -> &'r Repository {
+        self.repo
+    }
+
     /// Whether the repository has (or this run has saved) the blob.
     pub fn has(&self, id: &BlobId) -> bool {
         self.in_index(id) || self.claimed.lock().expect("claimed lock").contains(id.bytes())
@@ -182,13 +192,24 @@ impl<'r> BlobWriter<'r> {
 
     /// Save a blob unless it is known. Returns whether it was new.
     pub fn save(&self, id: BlobId, plaintext: &[u8]) -> Result<bool> {
+        self.save_unless(id, plaintext, true)
+    }
+
+    /// Save a blob the index names but whose copies do not read back intact (repair),
+    /// unless this run saved it already.
+    pub fn save_anew(&self, id: BlobId, plaintext: &[u8]) -> Result<bool> {
+        self.save_unless(id, plaintext, false)
+    }
+
+    fn save_unless(&self, id: BlobId, plaintext: &[u8], indexed: bool) -> Result<bool> {
         if let Some(e) = self.upload_failed.lock().expect("upload lock").as_ref() {
             return Err(Error::new(e.kind(), format!("storing packs failed: {e}")));
         }
         if plaintext.len() > MAX_BLOB as usize {
             return Err(Error::invalid(format!("{id} is larger than the blob limit")));
         }
-        if self.in_index(&id) || !self.claimed.lock().expect("claimed lock").insert(*id.bytes()) {
+        if (indexed && self.in_index(&id)) || !self.claimed.lock().expect("claimed lock").insert(*id.bytes())
+        {
             return Ok(false);
         }
         let full = {
@@ -212,6 +233,7 @@ impl<'r> BlobWriter<'r> {
                 &self.data[slot.min(self.data.len() - 1)]
             }
             BlobKind::Tree => &self.trees,
+            BlobKind::References => &self.references,
         }
     }
 
@@ -220,7 +242,7 @@ impl<'r> BlobWriter<'r> {
         let pack_size = self.repo.config().pack_size as usize;
         if f.pack.is_none() {
             let spare = self.spare_buffers.lock().expect("spare lock").pop().unwrap_or_default();
-            f.pack = Some(PackBuilder::reusing(pack_size, spare));
+            f.pack = Some(PackBuilder::reusing(pack_size, f.class, spare));
         }
         let b = f.pack.as_mut().expect("set above");
         b.add_frame(self.repo.keys(), &frame.blobs, &frame.encoded)?;
@@ -238,7 +260,7 @@ impl<'r> BlobWriter<'r> {
     /// Seal the open frames and queue the partly filled packs.
     fn finish_builders(&self) -> Result<()> {
         let mut result = Ok(());
-        for slot in self.data.iter().chain(std::iter::once(&self.trees)) {
+        for slot in self.data.iter().chain([&self.trees, &self.references]) {
             let mut f = slot.lock().expect("filling lock");
             if let Some(frame) = f.framer.finish() {
                 match self.seal(&mut f, frame) {

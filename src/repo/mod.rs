@@ -11,7 +11,7 @@ use crate::format::envelope::{self, ObjectType};
 use crate::format::index::IndexFile;
 use crate::format::snapshot::Snapshot;
 use crate::format::Timespec;
-use crate::id::{IndexId, KeyId, SnapshotId};
+use crate::id::{IndexId, KeyId, RefsId, SnapshotId, TreeId};
 use std::sync::Arc;
 
 pub mod keys;
@@ -201,6 +201,9 @@ pub struct Repository {
     index_cache: IndexCache,
     /// The object types the command will list once it holds its lock ([`Repository::will_list`]).
     listed_once_locked: std::sync::Mutex<Vec<FileType>>,
+    /// The references record id of each tree this process stored or computed one for
+    /// (src/pack/records.rs), so a folder's record can name its subfolders' records.
+    records: std::sync::Mutex<std::collections::HashMap<TreeId, RefsId>>,
 }
 
 /// How a command uses this machine's index cache file (src/index/cached.rs).
@@ -216,6 +219,16 @@ pub enum IndexCache {
 }
 
 impl Repository {
+    /// The references record id of tree `id`, if this process stored or computed it.
+    pub fn record_of(&self, id: &TreeId) -> Option<RefsId> {
+        self.records.lock().expect("records lock").get(id).copied()
+    }
+
+    /// Remember the record id of a tree whose record is stored (or being stored).
+    pub fn remember_record(&self, id: TreeId, record: RefsId) {
+        self.records.lock().expect("records lock").insert(id, record);
+    }
+
     /// Create a repository at `location` with a first full key for `passphrase`, stored in
     /// the repository or, with `key_file`, apart from it.
     pub fn init(
@@ -360,6 +373,7 @@ impl Repository {
             object_cache,
             index_cache: if object_cache::enabled() { IndexCache::Use } else { IndexCache::Off },
             listed_once_locked: std::sync::Mutex::new(Vec::new()),
+            records: Default::default(),
         }
     }
 
@@ -463,6 +477,7 @@ impl Repository {
             object_cache,
             index_cache: self.index_cache,
             listed_once_locked: std::sync::Mutex::new(Vec::new()),
+            records: Default::default(),
         })
     }
 
@@ -590,6 +605,7 @@ impl Repository {
     /// Store `new` in place of the snapshot `old`: the new one is stored first, so a crash
     /// in between leaves both, never neither.
     pub fn replace_snapshot(&self, old: &SnapshotId, new: &Snapshot) -> Result<SnapshotId> {
+        self.carry_record(old);
         let id = self.save_snapshot(new)?;
         crate::failpoint::hit("snapshot-replace:after-new");
         if id != *old {

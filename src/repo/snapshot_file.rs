@@ -86,8 +86,25 @@ impl Repository {
             paths,
             tags: snap.tags.clone(),
             labels: snap.labels.clone(),
-            references: None,
+            references: self.record_of(&snap.tree),
         })
+    }
+
+    /// Before snapshot `id` is stored anew with the same root tree (tag, a key rotation):
+    /// take the root record its summary names, if it has a valid one, so the new summary
+    /// names it too. The record is as trustworthy as the snapshot it came with: a record
+    /// that lies can only make a maintenance prune drop what that snapshot alone uses.
+    pub(crate) fn carry_record(&self, id: &SnapshotId) {
+        if !self.writes_summaries() {
+            return;
+        }
+        let Ok(opened) = self.read_snapshot_file(id, Summary::Verified) else { return };
+        let (Some(snapshot), Some((summary, _))) = (opened.snapshot, opened.summary) else { return };
+        if let (Ok(snap), Some(record)) = (Snapshot::decode(&snapshot.payload), summary.references) {
+            if self.record_of(&snap.tree).is_none() {
+                self.remember_record(snap.tree, record);
+            }
+        }
     }
 
     /// Open the stored bytes of a snapshot file. A summary must name the envelope beside
@@ -130,7 +147,11 @@ impl Repository {
         };
         if let (Some(opened), Some((summary, _))) = (&snapshot, &summary) {
             let snap = Snapshot::decode(&opened.payload)?;
-            let agrees = |older| self.summary_of(&snap, envelope_hash, older).is_ok_and(|s| s == *summary);
+            // The root record is checked apart (check): it takes every tree to compute.
+            let agrees = |older| {
+                self.summary_of(&snap, envelope_hash, older)
+                    .is_ok_and(|s| MaintenanceSummary { references: summary.references, ..s } == *summary)
+            };
             let agreed = agrees(false) || (self.keys.holds_older_content() && agrees(true));
             if !agreed {
                 return Err(Error::corrupt("its summary does not agree with the snapshot"));

@@ -75,11 +75,24 @@ impl PrunePlan {
     }
 }
 
-/// Every blob that some snapshot reaches (trees and chunks).
+/// Every blob that some snapshot reaches: trees and chunks, and in a repository with
+/// maintenance the references records its summary reaches. A record that does not read
+/// back is not used: what it would have named, a maintenance key's prune needs again from
+/// `cairn repair maintenance`, which `cairn check` asks for.
 fn used_blobs(repo: &Repository, index: &Index, interrupt: &AtomicBool) -> Result<HashSet<BlobId>> {
     let reader = PackReader::new(repo);
     let mut used = HashSet::new();
-    let mut stack: Vec<TreeId> = readable_snapshots(repo)?.into_iter().map(|(_, s)| s.tree).collect();
+    let snapshots = readable_snapshots(repo)?;
+    if repo.config().maintenance.is_some() {
+        let ids: Vec<_> = snapshots.iter().map(|(id, _)| *id).collect();
+        let roots = crate::ops::records::root_records(repo, &ids).into_iter().filter_map(|(_, r)| r);
+        let mut reached = crate::ops::records::reach(&reader, index, roots, interrupt)?;
+        for (id, _) in &reached.unreadable {
+            reached.records.remove(id);
+        }
+        used.extend(reached.records.into_iter().map(BlobId::References));
+    }
+    let mut stack: Vec<TreeId> = snapshots.into_iter().map(|(_, s)| s.tree).collect();
     while let Some(id) = stack.pop() {
         if interrupt.load(Ordering::Relaxed) {
             return Err(Error::new(ErrorKind::Interrupted, "prune interrupted before deleting anything"));
