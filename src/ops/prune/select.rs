@@ -86,7 +86,7 @@ pub fn select(
     let mut verified: HashMap<(PackId, Entry), bool> = HashMap::new();
     loop {
         let homes = choose_homes(&known, used, probe, &mut verified)?;
-        let mut sel = classify(&known, &homes, max_unused, always);
+        let mut sel = classify(&known, &homes, max_unused, always, &unreadable);
         let pending: Vec<PackId> = sel
             .delete
             .iter()
@@ -184,15 +184,23 @@ fn choose_homes(
     Ok(homes)
 }
 
-/// Delete, repack or keep each pack by the share of its bytes the live entries use.
+/// Delete, repack or keep each pack by the share of its bytes the live entries use; a
+/// pack whose own table cannot be read is kept as the index describes it.
 fn classify(
     known: &BTreeMap<PackId, Known>,
     homes: &Homes,
     max_unused: f64,
     always: &HashSet<PackId>,
+    unreadable: &[PackId],
 ) -> Selection {
     let mut sel = Selection::default();
     for (pack, k) in known {
+        if unreadable.contains(pack) {
+            let frames: HashSet<(u32, u32)> = k.entries.iter().map(|e| (e.offset, e.length)).collect();
+            sel.bytes_keep += frames.iter().map(|&(_, len)| u64::from(len)).sum::<u64>();
+            sel.keep.push((*pack, k.entries.clone()));
+            continue;
+        }
         let mut live_here = Vec::new();
         // Per frame (by offset): sealed length, plaintext bytes, plaintext bytes in use.
         let mut frames: HashMap<u32, (u64, u64, u64)> = HashMap::new();
@@ -351,6 +359,32 @@ mod tests {
         assert!(s.delete.is_empty());
         let e = select(HashMap::new(), &[], &used(&[1]), 0.1, &HashSet::new(), &m).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Corrupt);
+    }
+
+    /// An indexed pack whose own table cannot be read stays, even when its index entries
+    /// name no used blob: the index may hide what it holds (a lost index file), and only
+    /// its table could tell. It stays as the index describes it.
+    #[test]
+    fn an_indexed_pack_whose_table_cannot_be_read_is_never_deleted() {
+        let mut m = Model::default();
+        let a = real(&mut m, 5, &[1]);
+        // Pack 8 holds the real copy of blob 2, but its index file is gone; what the index
+        // says of it names only unused blob 9, and a forged entry puts blob 2 in pack 5.
+        let hidden = vec![entry(9, 0)];
+        let claimed = vec![entry(1, 0), entry(2, 1)];
+        let s = select(
+            [(pack(5), claimed), (pack(8), hidden.clone())].into(),
+            &[],
+            &used(&[1, 2]),
+            0.1,
+            &HashSet::new(),
+            &m,
+        )
+        .unwrap();
+        assert!(s.delete.is_empty() && s.repack.is_empty(), "{:?} {:?}", s.delete, s.repack);
+        assert_eq!(s.unreadable, vec![pack(8)]);
+        assert!(s.keep.contains(&(pack(8), hidden)), "kept as the index describes it");
+        assert!(s.keep.iter().any(|(p, _)| *p == pack(5)) && m.intact.contains(&(pack(5), a[0])));
     }
 
     #[test]
