@@ -147,14 +147,12 @@ fn a_maintenance_key_reads_and_writes_no_data() {
         &["dump", "latest", "--archive", "tar"],
         &["cat", "latest", "/x"],
         &["backup", s],
-        &["prune"],
         &["key", "list"],
         &["key", "rotate"],
         &["rewrite", "latest", "--exclude", "x"],
     ] {
         fails(run(&repo, "keeper", &[], args), 1, "maintenance key");
     }
-    fails(run(&repo, "keeper", &[], &["forget", "--prune", "--keep-last", "1"]), 1, "does not prune");
     fails(run(&repo, "keeper", &[], &["check", "--read-data"]), 2, "structure only");
     fails(run(&repo, "keeper", &[], &["forget", "--path", s, "--keep-last", "1"]), 2, "keyed hashes");
     // Paths are keyed hashes to it: grouping by paths still works, the names never show.
@@ -184,6 +182,10 @@ fn a_key_without_the_maintenance_public_key_writes_snapshots_a_maintenance_key_k
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success() && err.contains("kept and counts toward no rule"), "{err}");
     assert_eq!(snapshot_names(&repo).len(), 2, "the snapshot without a summary stays");
+    // Its prune cannot tell what that snapshot uses: it refuses, and deletes nothing.
+    let packs_before = std::fs::read_dir(repo.join("data")).unwrap().count();
+    fails(run(&repo, "keeper", &[], &["prune"]), 7, "repair maintenance");
+    assert_eq!(std::fs::read_dir(repo.join("data")).unwrap().count(), packs_before);
     // A full key gives it a summary; then the policy judges it like any other.
     assert_eq!(json(run(&repo, "full", &[], &["--json", "repair", "maintenance"]))["summaries_written"], 1);
     ok(run(&repo, "keeper", &[], &["forget", "--keep-last", "1"]));
@@ -260,16 +262,27 @@ fn a_maintenance_key_checks_structure() {
     assert!(report["notes"].to_string().contains("structure only"), "{report}");
     assert_eq!(report["packs_read"], 0);
 
-    let damaged = tmp.path().join("damaged");
-    copy_dir(&repo, &damaged);
+    // A lost pack, in one copy: every snapshot is valid, so every pack holds a blob
+    // their records name, and the maintenance key's check names it.
+    let lost = tmp.path().join("lost");
+    copy_dir(&repo, &lost);
     let mut packs = Vec::new();
-    for dir in std::fs::read_dir(damaged.join("data")).unwrap() {
+    for dir in std::fs::read_dir(lost.join("data")).unwrap() {
         for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
             packs.push(f.unwrap().path());
         }
     }
     packs.sort();
     std::fs::remove_file(&packs[0]).unwrap();
+    let o = run(&lost, "keeper", &[], &["check"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    let pack_name = packs[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(err.contains(&pack_name[..16]), "the maintenance key names the missing pack: {err}");
+    assert_eq!(run(&lost, "full", &[], &["check"]).status.code(), Some(4));
+    // A damaged summary, in another: both keys name the snapshot.
+    let damaged = tmp.path().join("damaged");
+    copy_dir(&repo, &damaged);
     let snapshot = damaged.join("snapshots").join(&snapshot_names(&damaged)[0]);
     let mut bytes = std::fs::read(&snapshot).unwrap();
     let last = bytes.len() - 1;
@@ -279,8 +292,6 @@ fn a_maintenance_key_checks_structure() {
         let o = run(&damaged, pw, &[], &["check"]);
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert_eq!(o.status.code(), Some(4), "{pw}: {err}");
-        let pack_name = packs[0].file_name().unwrap().to_string_lossy().into_owned();
-        assert!(err.contains(&pack_name[..16]) || pw == "full", "{pw} names the missing pack: {err}");
         assert!(err.contains(&snapshot_names(&damaged)[0][..16]), "{pw} names the snapshot: {err}");
     }
 }
@@ -311,7 +322,7 @@ fn a_retention_hosts_job_runs_with_a_maintenance_key() {
     std::fs::write(
         &config,
         format!(
-            "[jobs.gw]\nrepository = \"{}\"\nsources = []\nkey-file = \"{}\"\npassword-file = \"{}\"\n[jobs.gw.retention]\nkeep-last = 2\nprune = false\n[jobs.gw.check]\n",
+            "[jobs.gw]\nrepository = \"{}\"\nsources = []\nkey-file = \"{}\"\npassword-file = \"{}\"\n[jobs.gw.retention]\nkeep-last = 2\n[jobs.gw.check]\n",
             repo.display(),
             key.display(),
             pw.display()
@@ -332,6 +343,9 @@ fn a_retention_hosts_job_runs_with_a_maintenance_key() {
     );
     assert_eq!(snapshot_names(&repo), snapshot_names(&by_full));
     assert_eq!(snapshot_names(&repo).len(), 2);
+    // The job's retention prunes too, with the maintenance key.
+    let log = ok(run(&repo, "full", &[], &["log"]));
+    assert!(log.lines().any(|l| l.contains("prune") && l.contains("maintenance")), "{log}");
 }
 
 /// The packs of a repository whose header says version 5 and `class`.
@@ -431,4 +445,74 @@ fn copies_into_a_repository_with_maintenance_name_their_records() {
             assert!(!report["notes"].to_string().contains("name no references"), "{name}, {pw}: {report}");
         }
     }
+}
+
+/// Every pack file of a repository.
+fn pack_names(repo: &Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for dir in std::fs::read_dir(repo.join("data")).unwrap() {
+        for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            out.insert(f.unwrap().file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+/// A maintenance key's prune deletes the packs no kept snapshot uses, by their records and
+/// the packs' maintenance tables, and nothing a full key's prune would keep: every pack it
+/// deletes, a full key's prune on a copy deletes too. What stays restores as backed up.
+#[test]
+fn a_maintenance_key_prunes_packs_no_snapshot_uses_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+    std::fs::create_dir_all(src.join("conf")).unwrap();
+    ok(run(&repo, "full", &[], &[&["init", "--pack-size", "1M"][..], &FAST].concat()));
+    add_key(&repo, "keeper", &["--maintenance"]);
+    add_key(&repo, "writer", &["--backup-only"]);
+    let mut dumps = Vec::new();
+    for day in 1..=6u32 {
+        // A new dump every day (what mysqldump of a busy gateway gives): its packs are
+        // used by that day's snapshot alone; the config folder is shared by all.
+        let mut dump = vec![0u8; 1_500_000];
+        blake3::Hasher::new().update(&day.to_le_bytes()).finalize_xof().fill(&mut dump);
+        std::fs::write(src.join("dump.sql"), &dump).unwrap();
+        std::fs::write(src.join("conf/nodemanager.xml"), format!("<node day='{}'/>", day.min(3))).unwrap();
+        ok(backup(&repo, if day % 2 == 0 { "writer" } else { "full" }, &src, day, &[]));
+        dumps.push(dump);
+    }
+    let before = pack_names(&repo);
+    let by_full = tmp.path().join("by-full");
+    copy_dir(&repo, &by_full);
+    ok(run(&by_full, "full", &[], &["forget", "--keep-last", "2", "--prune", "--max-unused", "0"]));
+    let out = ok(run(&repo, "keeper", &[], &["forget", "--keep-last", "2", "--prune"]));
+    assert!(out.contains("deleted only packs no snapshot uses"), "{out}");
+    let (after, after_full) = (pack_names(&repo), pack_names(&by_full));
+    let deleted: Vec<_> = before.difference(&after).collect();
+    assert!(!deleted.is_empty(), "the forgotten days' dumps are gone");
+    assert!(after.is_subset(&before), "it writes no pack");
+    for pack in &deleted {
+        assert!(!after_full.contains(*pack), "{pack}: deleted by the maintenance key, kept by a full key");
+    }
+    assert_eq!(snapshot_names(&repo), snapshot_names(&by_full));
+    // What stays restores as backed up, and every check is clean.
+    ok(run(&repo, "full", &[], &["check", "--read-data"]));
+    let report = json(run(&repo, "keeper", &[], &["--json", "check"]));
+    assert_eq!(report["status"], "success", "{report}");
+    let list = json(run(&repo, "full", &[], &["--json", "snapshots"]));
+    for snap in list.as_array().unwrap() {
+        let day: usize = snap["time"].as_str().unwrap()[8..10].parse().unwrap();
+        let dump = &dumps[day - 1];
+        let target = tmp.path().join(snap["id"].as_str().unwrap());
+        ok(run(
+            &repo,
+            "full",
+            &[],
+            &["restore", snap["id"].as_str().unwrap(), "--target", target.to_str().unwrap()],
+        ));
+        let restored = std::fs::read(target.join(src.strip_prefix("/").unwrap()).join("dump.sql")).unwrap();
+        assert!(restored == *dump, "snapshot {} restores its own day's dump", snap["time"]);
+    }
+    // A full key's prune afterwards finishes the job and leaves a clean repository.
+    ok(run(&repo, "full", &[], &["prune", "--max-unused", "0"]));
+    ok(run(&repo, "full", &[], &["check", "--read-data"]));
 }

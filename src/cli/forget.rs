@@ -74,12 +74,6 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             "a maintenance key cannot tell snapshots by path (it sees keyed hashes only): leave out --path, or use a full key",
         ));
     }
-    if by_summary && a.prune {
-        return Err(cairn::Error::new(
-            cairn::ErrorKind::PermissionDenied,
-            "a maintenance key forgets but does not prune yet: run `cairn prune` with a full key",
-        ));
-    }
     repo.will_list(&[cairn::backend::FileType::Snapshot]);
     let _lock = ctx.lock(&repo, true, "forget")?;
     let policy = RetentionPolicy {

@@ -185,6 +185,7 @@ impl Command {
             self,
             Command::Snapshots(_)
                 | Command::Forget(_)
+                | Command::Prune(_)
                 | Command::Check(_)
                 | Command::Log(_)
                 | Command::Unlock(_)
@@ -312,7 +313,7 @@ impl Ctx {
         if repo.key_kind() == cairn::crypto::keys::KeyKind::Maintenance && !self.maintenance_key_runs {
             return Err(Error::new(
                 cairn::ErrorKind::PermissionDenied,
-                "a maintenance key runs only `snapshots`, `forget`, `check`, `log` and `unlock`; use a full key for this",
+                "a maintenance key runs only `snapshots`, `forget`, `prune`, `check`, `log` and `unlock`; use a full key for this",
             ));
         }
         Ok(repo)

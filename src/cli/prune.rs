@@ -50,9 +50,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
 
 /// Prune under a lock the caller holds (also used by `forget --prune`).
 pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Result<()> {
-    repo.require_full_key("prune").map_err(|e| {
-        Error::new(e.kind(), "a backup-only key cannot prune (it deletes nothing); use a full key")
-    })?;
+    if repo.key_kind() == cairn::crypto::keys::KeyKind::BackupOnly {
+        return Err(Error::new(
+            cairn::ErrorKind::PermissionDenied,
+            "a backup-only key cannot prune (it deletes nothing); use a full or maintenance key",
+        ));
+    }
     let opts = PruneOptions { max_unused: a.max_unused, ..Default::default() };
     let p = plan(repo, &opts, &ctx.interrupt)?;
     let s = &p.packs;
@@ -100,6 +103,11 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
             s.keep.len(),
             format::size(s.bytes_keep),
         );
+        if p.by_records {
+            println!(
+                "prune (maintenance key) deleted only packs no snapshot uses: it opens no data, so packs holding used and unused data, and packs written before maintenance, wait for a full key's prune"
+            );
+        }
         if !p.packs_too_new.is_empty() {
             println!(
                 "prune left {} unindexed packs alone: written within the last hour (or since the oldest lock), a backup may still be indexing them; a later prune judges them",

@@ -821,6 +821,35 @@ impl RepoKeys {
         kind: u8,
         content: &[u8; 32],
     ) -> Result<([u8; 32], Zeroizing<[u8; 32]>)> {
+        let (eph, eph_pub, key) = self.new_sealed(kind, content)?;
+        drop(eph);
+        Ok((eph_pub, key))
+    }
+
+    /// [`RepoKeys::new_sealed_object_key`] for a data pack of a repository with
+    /// maintenance: one ephemeral secret, two recipients. Also returns the key of the pack's
+    /// maintenance table, sealed to the write epoch's maintenance public key with
+    /// `table_kind`, which full and maintenance keys open and backup-only keys do not.
+    pub fn new_data_pack_keys(&self, kind: u8, table_kind: u8, content: &[u8; 32]) -> Result<DataPackKeys> {
+        let maintenance_public = self.current.maintenance_public.ok_or_else(|| {
+            Error::new(
+                ErrorKind::PermissionDenied,
+                "this key cannot seal a data pack for a repository with maintenance",
+            )
+        })?;
+        let (eph, eph_pub, pack_key) = self.new_sealed(kind, content)?;
+        let shared = eph.diffie_hellman(&PublicKey::from(maintenance_public));
+        let table_key = maintenance_sealed_key(&self.current, shared.as_bytes(), &eph_pub, table_kind);
+        Ok((eph_pub, pack_key, table_key))
+    }
+
+    /// A hedged ephemeral secret, its public key, and the sealed-object key it agrees with
+    /// the write epoch's public key for `kind`. A maintenance key seals no such object.
+    fn new_sealed(
+        &self,
+        kind: u8,
+        content: &[u8; 32],
+    ) -> Result<(StaticSecret, [u8; 32], Zeroizing<[u8; 32]>)> {
         if self.kind == KeyKind::Maintenance {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,
@@ -830,29 +859,8 @@ impl RepoKeys {
         let eph = StaticSecret::from(*self.hedged(kind, content)?);
         let eph_pub = PublicKey::from(&eph).to_bytes();
         let shared = eph.diffie_hellman(&PublicKey::from(self.current.public));
-        Ok((eph_pub, sealed_key(&self.current, shared.as_bytes(), &eph_pub, Binding::Kind(kind))))
-    }
-
-    /// [`RepoKeys::new_sealed_object_key`] for a data pack of a repository with
-    /// maintenance: one ephemeral secret, two recipients. Also returns the key of the pack's
-    /// maintenance table, sealed to the write epoch's maintenance public key with
-    /// `table_kind`, which full and maintenance keys open and backup-only keys do not.
-    pub fn new_data_pack_keys(&self, kind: u8, table_kind: u8, content: &[u8; 32]) -> Result<DataPackKeys> {
-        let (Some(maintenance_public), true) =
-            (self.current.maintenance_public, self.kind != KeyKind::Maintenance)
-        else {
-            return Err(Error::new(
-                ErrorKind::PermissionDenied,
-                "this key cannot seal a data pack for a repository with maintenance",
-            ));
-        };
-        let eph = StaticSecret::from(*self.hedged(kind, content)?);
-        let eph_pub = PublicKey::from(&eph).to_bytes();
-        let shared = eph.diffie_hellman(&PublicKey::from(self.current.public));
-        let pack_key = sealed_key(&self.current, shared.as_bytes(), &eph_pub, Binding::Kind(kind));
-        let shared = eph.diffie_hellman(&PublicKey::from(maintenance_public));
-        let table_key = maintenance_sealed_key(&self.current, shared.as_bytes(), &eph_pub, table_kind);
-        Ok((eph_pub, pack_key, table_key))
+        let key = sealed_key(&self.current, shared.as_bytes(), &eph_pub, Binding::Kind(kind));
+        Ok((eph, eph_pub, key))
     }
 
     /// The key of a stored sealed object of `epoch`, from its ephemeral public key. Needs

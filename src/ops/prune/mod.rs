@@ -21,12 +21,14 @@ mod select;
 pub use select::{select, PackProbe, Selection};
 
 use crate::backend::{FileType, Leftover};
+use crate::crypto::keys::KeyKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
 use crate::format::pack::Entry;
 use crate::format::tree::NodeKind;
-use crate::id::{BlobId, IndexId, PackId, TreeId};
+use crate::id::{BlobId, BlobKind, IndexId, PackId, TreeId};
 use crate::index::{load_pack_lists_reporting, Index, Location};
+use crate::pack::reader::Table;
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
 use crate::tree::load_tree_with_parts;
@@ -65,6 +67,10 @@ pub struct PrunePlan {
     pub index_files_skipped: Vec<String>,
     /// Temporary files that interrupted writes left, untouched for `LEFTOVER_AGE`.
     pub leftovers: Vec<Leftover>,
+    /// A maintenance key's prune: what is used comes from the references records, and it
+    /// only deletes packs that hold no used blob (it can open no data to repack, and
+    /// writes no index file: readers leave out the entries of packs that are gone).
+    pub by_records: bool,
     old_index: Vec<IndexId>,
 }
 
@@ -126,17 +132,60 @@ fn readable_snapshots(
     Ok(good)
 }
 
+/// Every blob the snapshots use, by their references records (a maintenance key): the
+/// records the summaries reach, and the trees and chunks those name. Refuses (nothing
+/// changed) while a snapshot has no valid summary naming its records, or a record does
+/// not read back intact: it could not tell what that snapshot uses.
+fn used_by_records(repo: &Repository, index: &Index, interrupt: &AtomicBool) -> Result<HashSet<BlobId>> {
+    let (snapshots, damaged) = repo.snapshots_and_damage()?;
+    crate::repo::refuse_unreadable(&damaged, &[], "prune")?;
+    let ids: Vec<_> = snapshots.iter().map(|(id, _)| *id).collect();
+    let roots = crate::ops::records::root_records(repo, &ids);
+    let bare: Vec<_> = roots.iter().filter(|(_, r)| r.is_none()).map(|(id, _)| id.short()).collect();
+    if let Some(first) = bare.first() {
+        return Err(Error::new(
+            ErrorKind::UnreadableSnapshot,
+            format!("prune refused, nothing changed: snapshot {first} (of {} such) names no references records, so this key cannot tell what it uses; run `cairn repair maintenance` with a full key", bare.len()),
+        ));
+    }
+    let reader = PackReader::new(repo);
+    let reached =
+        crate::ops::records::reach(&reader, index, roots.into_iter().filter_map(|(_, r)| r), interrupt)?;
+    if let Some((record, e)) = reached.unreadable.first() {
+        return Err(Error::new(
+            ErrorKind::UnreadableSnapshot,
+            format!("prune refused, nothing changed: references record {} does not read back ({e}); run `cairn repair maintenance` with a full key", record.short()),
+        ));
+    }
+    let mut used: HashSet<BlobId> = reached.records.into_iter().map(BlobId::References).collect();
+    used.extend(reached.trees.into_iter().map(BlobId::Tree));
+    used.extend(reached.chunks.into_iter().map(BlobId::Chunk));
+    Ok(used)
+}
+
 /// Reads for the selection: a pack's own table, and whether a located blob is intact.
+/// A maintenance key reads a data pack's maintenance table and a references pack's table
+/// of contents; a pack without either (written before maintenance) is unreadable to it,
+/// so never deleted, and it can verify only references records.
 struct RepoProbe<'r> {
     reader: PackReader<'r>,
+    by_records: bool,
 }
 
 impl PackProbe for RepoProbe<'_> {
     fn table(&self, pack: &PackId) -> Result<Option<Vec<Entry>>> {
-        match self.reader.stored_toc(pack) {
+        let read = match self.by_records {
+            true => match self.reader.stored_table(pack, Table::Maintenance) {
+                Ok(None) => self.reader.stored_toc(pack),
+                other => other.map(|t| t.expect("Some")),
+            },
+            false => self.reader.stored_toc(pack),
+        };
+        match read {
             Ok(entries) => Ok(Some(entries)),
             Err(e)
-                if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Unsupported | ErrorKind::NotFound) =>
+                if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Unsupported | ErrorKind::NotFound)
+                    || (self.by_records && e.kind() == ErrorKind::PermissionDenied) =>
             {
                 Ok(None)
             }
@@ -151,20 +200,39 @@ impl PackProbe for RepoProbe<'_> {
             Err(e) => Err(e),
         }
     }
+
+    fn can_verify(&self, loc: &Location) -> bool {
+        !self.by_records || loc.entry.id.kind() == BlobKind::References
+    }
 }
 
 pub fn plan(repo: &Repository, opts: &PruneOptions, interrupt: &AtomicBool) -> Result<PrunePlan> {
     if !(0.0..=1.0).contains(&opts.max_unused) {
         return Err(Error::invalid("--max-unused must be between 0% and 100%"));
     }
+    let by_records = repo.key_kind() == KeyKind::Maintenance;
+    if by_records && repo.rotation_unfinished() {
+        return Err(Error::new(
+            ErrorKind::Locked,
+            "a key rotation is under way; a maintenance key prunes once a full key's `cairn key rotate` finished it",
+        ));
+    }
     let index = Index::load(repo)?;
-    let used = used_blobs(repo, &index, interrupt)?;
+    let used = match by_records {
+        true => used_by_records(repo, &index, interrupt)?,
+        false => used_blobs(repo, &index, interrupt)?,
+    };
     drop(index);
     let (mut packs, load) = load_pack_lists_reporting(repo)?;
     packs.retain(|p, _| !load.missing_packs.contains(p));
     let (orphans, packs_too_new) = split_orphans(repo, &packs, &opts.repack_always)?;
-    let probe = RepoProbe { reader: PackReader::new(repo) };
-    let selection = select(packs, &orphans, &used, opts.max_unused, &opts.repack_always, &probe)?;
+    let probe = RepoProbe { reader: PackReader::new(repo), by_records };
+    // A maintenance key repacks nothing: a pack stays unless no blob in it is used.
+    let (max_unused, always) = match by_records {
+        true => (1.0, HashSet::new()),
+        false => (opts.max_unused, opts.repack_always.clone()),
+    };
+    let selection = select(packs, &orphans, &used, max_unused, &always, &probe)?;
     // Index files that do not open are replaced too: the packs only they named were read
     // as orphans, by their own tables, above.
     let mut old_index = load.files;
@@ -176,6 +244,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, interrupt: &AtomicBool) -> R
         packs_missing: load.missing_packs,
         index_files_skipped: load.damaged.iter().map(|(name, e)| format!("index file {name}: {e}")).collect(),
         leftovers: repo.backend().leftovers(LEFTOVER_AGE)?,
+        by_records,
         old_index,
     })
 }
@@ -254,18 +323,23 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, interrupt: &AtomicBool) -> R
     })?;
     moved?;
     crate::failpoint::hit("prune:after-repack");
-    // 2. New index files for the packs that stay, superseding every old index file.
-    for batch in crate::index::batches(&plan.packs.keep, crate::index::ENTRIES_PER_INDEX_FILE) {
-        repo.save_index(&IndexFile { supersedes: plan.old_index.clone(), packs: batch })?;
+    // 2. New index files for the packs that stay, superseding every old index file. A
+    // maintenance key writes none (they would be unattested): the old ones stay, and
+    // readers leave out the entries of the packs it deletes.
+    let old_index: &[IndexId] = if plan.by_records { &[] } else { &plan.old_index };
+    if !plan.by_records {
+        for batch in crate::index::batches(&plan.packs.keep, crate::index::ENTRIES_PER_INDEX_FILE) {
+            repo.save_index(&IndexFile { supersedes: plan.old_index.clone(), packs: batch })?;
+        }
     }
     crate::failpoint::hit("prune:after-new-index");
     // What goes is named first, where the store keeps deleted objects under a lock.
-    let index_names: Vec<String> = plan.old_index.iter().map(|i| i.to_hex()).collect();
+    let index_names: Vec<String> = old_index.iter().map(|i| i.to_hex()).collect();
     crate::ops::object_lock::note_deleted(repo, FileType::Index, &index_names)?;
     let pack_names: Vec<String> = plan.packs_deleted().map(|p| p.to_hex()).collect();
     crate::ops::object_lock::note_deleted(repo, FileType::Pack, &pack_names)?;
     // 3. The old index files go (the repacked blobs' new index files are not among them).
-    for id in &plan.old_index {
+    for id in old_index {
         match repo.backend().remove(FileType::Index, &id.to_hex()) {
             Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
             _ => {}

@@ -28,6 +28,12 @@ pub trait PackProbe {
     fn table(&self, pack: &PackId) -> Result<Option<Vec<Entry>>>;
     /// Whether the blob at `loc` reads back intact (opened and re-hashed).
     fn verify(&self, loc: &Location) -> Result<bool>;
+    /// Whether [`PackProbe::verify`] can tell for this blob at all: a maintenance key
+    /// cannot open chunks or trees. A copy it cannot tell about is neither chosen nor
+    /// dropped, so a used blob with several such copies keeps every one.
+    fn can_verify(&self, _loc: &Location) -> bool {
+        true
+    }
 }
 
 /// What to do with the packs.
@@ -158,6 +164,9 @@ fn choose_homes(
         }
         let mut home = None;
         for c in &cands {
+            if !probe.can_verify(&Location { pack: c.0, entry: c.1 }) {
+                continue;
+            }
             let ok = match verified.get(c) {
                 Some(ok) => *ok,
                 None => {
@@ -385,6 +394,35 @@ mod tests {
         assert_eq!(s.unreadable, vec![pack(8)]);
         assert!(s.keep.contains(&(pack(8), hidden)), "kept as the index describes it");
         assert!(s.keep.iter().any(|(p, _)| *p == pack(5)) && m.intact.contains(&(pack(5), a[0])));
+    }
+
+    /// A probe that can open no blob (a maintenance key's, for chunks and trees): every
+    /// copy of a used blob stays, and none is dropped from the index as bad.
+    #[test]
+    fn copies_the_probe_cannot_tell_about_all_stay() {
+        struct Blind(Model);
+        impl PackProbe for Blind {
+            fn table(&self, pack: &PackId) -> Result<Option<Vec<Entry>>> {
+                self.0.table(pack)
+            }
+            fn verify(&self, _: &Location) -> Result<bool> {
+                panic!("not asked")
+            }
+            fn can_verify(&self, _: &Location) -> bool {
+                false
+            }
+        }
+        let mut m = Model::default();
+        let a = real(&mut m, 5, &[1]);
+        let forged = vec![entry(1, 0), entry(7, 1)];
+        m.tables.insert(pack(1), forged.clone());
+        let b = real(&mut m, 6, &[8]);
+        let indexed = [(pack(5), a), (pack(1), forged), (pack(6), b)].into();
+        let s = select(indexed, &[], &used(&[1]), 1.0, &HashSet::new(), &Blind(m)).unwrap();
+        assert_eq!(s.delete, vec![pack(6)], "only the pack of no used blob goes");
+        assert_eq!(s.keep.len(), 2, "both copies of blob 1 stay, the forged one's pack too");
+        assert!(s.bad.is_empty() && s.repack.is_empty());
+        assert_eq!(s.unverifiable, vec![blob(1)]);
     }
 
     #[test]
