@@ -5,8 +5,9 @@
 # empty repository, so every backup writes records): a first backup (each run into a
 # fresh copy of the empty repository) and a second one with one file changed; then the
 # repository sizes and how much of it is references packs; then `check` without reading
-# data, with the full key on both and with the maintenance key; then enabling on the
-# repository without it (every tree read once, its record made).
+# data, with the full key on both and with the maintenance key, and `prune --dry-run` with
+# either key; then enabling on the repository without it (every tree read once, its
+# record made).
 #
 #   bash benches/records.sh [--folders F]
 #
@@ -73,7 +74,9 @@ done
 hyperfine -N --warmup 1 --runs 7 --export-json "$work/c.json" \
   -n "check, full key, without maintenance" "env CAIRN_PASSWORD=full $cairn -r $work/plain check -q" \
   -n "check, full key, with maintenance (records compared)" "env CAIRN_PASSWORD=full $cairn -r $work/maint check -q" \
-  -n "check, maintenance key (records read)" "env CAIRN_PASSWORD=keeper $cairn -r $work/maint check -q" >&2
+  -n "check, maintenance key (records read)" "env CAIRN_PASSWORD=keeper $cairn -r $work/maint check -q" \
+  -n "prune --dry-run, full key (trees read)" "env CAIRN_PASSWORD=full $cairn -r $work/maint prune --dry-run -q" \
+  -n "prune --dry-run, maintenance key (records read)" "env CAIRN_PASSWORD=keeper $cairn -r $work/maint prune --dry-run -q" >&2
 /usr/bin/time -f '%e %M' -o "$work/t" env CAIRN_PASSWORD=full CAIRN_NEW_PASSWORD=keeper \
   "$cairn" key add -q --maintenance -r "$work/plain"
 read -r enable_s enable_kb <"$work/t"
