@@ -45,6 +45,10 @@ for t in "${targets[@]}"; do
     if [ -d "seeds/$t" ]; then
         dirs+=("seeds/$t")
     fi
+    # Inputs that once crashed a target are run again first, every time.
+    if [ -d "regressions/$t" ]; then
+        dirs+=("regressions/$t")
+    fi
     before=$(count_artifacts "$t")
     echo "== $t: ${secs}s"
     log="target/smoke-$t.log"

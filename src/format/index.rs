@@ -75,6 +75,12 @@ impl IndexFile {
             packs.push((pack, list));
         }
         r.finish()?;
+        let references = packs.iter().flat_map(|(_, e)| e).any(|e| e.id.kind() == BlobKind::References);
+        if v == INDEX_VERSION_3 && !references {
+            // Version 3 is written only for a file that lists a record: the encoding stays
+            // canonical (one encoding per file).
+            return Err(Error::corrupt("index file of version 3 lists no references record"));
+        }
         Ok(IndexFile { supersedes, packs })
     }
 }
@@ -104,6 +110,30 @@ mod tests {
         for cut in 0..enc.len() {
             assert!(IndexFile::decode(&enc[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn version_3_only_with_a_references_record() {
+        use crate::id::RefsId;
+        let entry = |id| Entry { id, offset: 40, length: 20, raw_length: 10, start: 4 };
+        let with = IndexFile {
+            supersedes: vec![],
+            packs: vec![(PackId([1; 32]), vec![entry(BlobId::References(RefsId([2; 32])))])],
+        };
+        let enc = with.encode();
+        assert_eq!(enc[0], INDEX_VERSION_3);
+        assert_eq!(IndexFile::decode(&enc).unwrap(), with);
+        let without = IndexFile {
+            supersedes: vec![],
+            packs: vec![(PackId([1; 32]), vec![entry(BlobId::Chunk(ChunkId([2; 32])))])],
+        };
+        let mut enc = without.encode();
+        assert_eq!(enc[0], INDEX_VERSION);
+        enc[0] = INDEX_VERSION_3;
+        assert!(IndexFile::decode(&enc).is_err(), "a version 3 file without a record is not canonical");
+        let mut v2 = with.encode();
+        v2[0] = INDEX_VERSION;
+        assert!(IndexFile::decode(&v2).is_err(), "a record in a version 2 file");
     }
 
     #[test]
