@@ -183,9 +183,9 @@ fn a_key_without_the_maintenance_public_key_writes_snapshots_a_maintenance_key_k
     assert!(o.status.success() && err.contains("kept and counts toward no rule"), "{err}");
     assert_eq!(snapshot_names(&repo).len(), 2, "the snapshot without a summary stays");
     // Its prune cannot tell what that snapshot uses: it refuses, and deletes nothing.
-    let packs_before = std::fs::read_dir(repo.join("data")).unwrap().count();
+    let packs_before = pack_names(&repo);
     fails(run(&repo, "keeper", &[], &["prune"]), 7, "repair maintenance");
-    assert_eq!(std::fs::read_dir(repo.join("data")).unwrap().count(), packs_before);
+    assert_eq!(pack_names(&repo), packs_before);
     // A full key gives it a summary; then the policy judges it like any other.
     assert_eq!(json(run(&repo, "full", &[], &["--json", "repair", "maintenance"]))["summaries_written"], 1);
     ok(run(&repo, "keeper", &[], &["forget", "--keep-last", "1"]));
@@ -395,6 +395,11 @@ fn references_records_are_kept_checked_and_repaired() {
         assert!(err.contains("references record"), "{pw} names the lost records: {err}");
         assert!(err.contains("repair maintenance"), "{pw} says what to do: {err}");
     }
+    // The maintenance key cannot tell what the snapshots use: its prune refuses and
+    // deletes nothing.
+    let packs = pack_names(&damaged);
+    fails(run(&damaged, "keeper", &[], &["prune"]), 7, "repair maintenance");
+    assert_eq!(pack_names(&damaged), packs);
     let done = json(run(&damaged, "full", &[], &["--json", "repair", "maintenance"]));
     assert_eq!(done["summaries_written"], 0, "the summaries were right: {done}");
     assert_eq!(snapshot_names(&damaged), before);
