@@ -463,61 +463,104 @@ fn pack_names(repo: &Path) -> std::collections::BTreeSet<String> {
     out
 }
 
-/// A maintenance key's prune deletes the packs no kept snapshot uses, by their records and
-/// the packs' maintenance tables, and nothing a full key's prune would keep: every pack it
-/// deletes, a full key's prune on a copy deletes too. What stays restores as backed up.
+/// Ids of every blob the packs hold, by their own tables (read with a full key), with
+/// repeats: what a prune left stored.
+fn stored_blobs(repo: &Path) -> Vec<[u8; 32]> {
+    let r =
+        cairn::Repository::open(repo.to_str().unwrap(), b"full", &cairn::repo::KeySource::Stored).unwrap();
+    let mut ids: Vec<[u8; 32]> =
+        cairn::ops::prune::stored_blob_ids(&r).unwrap().into_values().flatten().map(|b| *b.bytes()).collect();
+    ids.sort();
+    ids
+}
+
+/// Every file under `root`: its path, bytes, mode and modification time.
+fn tree_listing(root: &Path) -> Vec<(String, Vec<u8>, u32, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            let name = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let bytes = if m.is_file() { std::fs::read(&path).unwrap() } else { Vec::new() };
+            out.push((name, bytes, m.mode(), m.mtime()));
+            if m.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The issue's promise: a maintenance key's forget and prune leave exactly what a full
+/// key's leave on the same policy: the same snapshots, and the same blobs stored, blob
+/// for blob (a repository with maintenance seals a blob per frame, so moving whole frames
+/// moves exactly the used ones). It moves frames it cannot open into moved-frames packs,
+/// and every kept snapshot restores byte- and metadata-identical to the full key's copy.
 #[test]
-fn a_maintenance_key_prunes_packs_no_snapshot_uses_and_nothing_else() {
+fn a_maintenance_key_prunes_with_exactly_the_result_of_a_full_key() {
     let tmp = tempfile::tempdir().unwrap();
     let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
     std::fs::create_dir_all(src.join("conf")).unwrap();
     ok(run(&repo, "full", &[], &[&["init", "--pack-size", "1M"][..], &FAST].concat()));
     add_key(&repo, "keeper", &["--maintenance"]);
     add_key(&repo, "writer", &["--backup-only"]);
+    // A text dump (it compresses, so the chunks of a day would share frames but for the
+    // frame per blob): each day rewrites a tenth of its rows, so most chunks stay in use
+    // by later days and packs come to hold used and forgotten chunks side by side.
+    let mut version = vec![0u32; 30_000];
     let mut dumps = Vec::new();
-    for day in 1..=6u32 {
-        // A new dump every day (what mysqldump of a busy gateway gives): its packs are
-        // used by that day's snapshot alone; the config folder is shared by all.
-        let mut dump = vec![0u8; 1_500_000];
-        blake3::Hasher::new().update(&day.to_le_bytes()).finalize_xof().fill(&mut dump);
+    for day in 1..=8u32 {
+        let at = (day as usize * 2_400) % (version.len() - 3_000);
+        version[at..at + 3_000].iter_mut().for_each(|v| *v = day);
+        let dump: String = version
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(
+                    "INSERT INTO routes VALUES ({i}, 'route-{:x}', {v});\n",
+                    (i as u64 * 2654435761 + *v as u64 * 40503) % 1_000_003
+                )
+            })
+            .collect();
         std::fs::write(src.join("dump.sql"), &dump).unwrap();
-        std::fs::write(src.join("conf/nodemanager.xml"), format!("<node day='{}'/>", day.min(3))).unwrap();
+        std::fs::write(src.join("conf/nodemanager.xml"), format!("<node day='{}'/>", day.min(5))).unwrap();
         ok(backup(&repo, if day % 2 == 0 { "writer" } else { "full" }, &src, day, &[]));
-        dumps.push(dump);
+        dumps.push(dump.into_bytes());
     }
-    let before = pack_names(&repo);
     let by_full = tmp.path().join("by-full");
     copy_dir(&repo, &by_full);
-    ok(run(&by_full, "full", &[], &["forget", "--keep-last", "2", "--prune", "--max-unused", "0"]));
-    let out = ok(run(&repo, "keeper", &[], &["forget", "--keep-last", "2", "--prune"]));
-    assert!(out.contains("deleted only packs no snapshot uses"), "{out}");
-    let (after, after_full) = (pack_names(&repo), pack_names(&by_full));
-    let deleted: Vec<_> = before.difference(&after).collect();
-    assert!(!deleted.is_empty(), "the forgotten days' dumps are gone");
-    assert!(after.is_subset(&before), "it writes no pack");
-    for pack in &deleted {
-        assert!(!after_full.contains(*pack), "{pack}: deleted by the maintenance key, kept by a full key");
+    let before = pack_names(&repo);
+    for policy in [&["--keep-last", "5"][..], &["--keep-last", "2", "--max-unused", "0"]] {
+        ok(run(&by_full, "full", &[], &[&["forget", "--prune"][..], policy].concat()));
+        ok(run(&repo, "keeper", &[], &[&["forget", "--prune"][..], policy].concat()));
+        assert_eq!(snapshot_names(&repo), snapshot_names(&by_full), "{policy:?}");
+        assert_eq!(stored_blobs(&repo), stored_blobs(&by_full), "{policy:?}: the same blobs stay");
     }
-    assert_eq!(snapshot_names(&repo), snapshot_names(&by_full));
-    // What stays restores as backed up, and every check is clean.
+    assert!(!packs_of_class(&repo, 3).is_empty(), "frames were moved, not only packs deleted");
+    assert!(!before.is_subset(&pack_names(&repo)), "packs were deleted");
     ok(run(&repo, "full", &[], &["check", "--read-data"]));
     let report = json(run(&repo, "keeper", &[], &["--json", "check"]));
     assert_eq!(report["status"], "success", "{report}");
     let list = json(run(&repo, "full", &[], &["--json", "snapshots"]));
+    assert!(list.as_array().unwrap().len() < 5, "snapshots were forgotten: {list}");
     for snap in list.as_array().unwrap() {
+        let id = snap["id"].as_str().unwrap();
         let day: usize = snap["time"].as_str().unwrap()[8..10].parse().unwrap();
-        let dump = &dumps[day - 1];
-        let target = tmp.path().join(snap["id"].as_str().unwrap());
-        ok(run(
-            &repo,
-            "full",
-            &[],
-            &["restore", snap["id"].as_str().unwrap(), "--target", target.to_str().unwrap()],
-        ));
-        let restored = std::fs::read(target.join(src.strip_prefix("/").unwrap()).join("dump.sql")).unwrap();
-        assert!(restored == *dump, "snapshot {} restores its own day's dump", snap["time"]);
+        let (mine, theirs) = (tmp.path().join(format!("m-{id}")), tmp.path().join(format!("f-{id}")));
+        ok(run(&repo, "full", &[], &["restore", id, "--target", mine.to_str().unwrap()]));
+        ok(run(&by_full, "full", &[], &["restore", id, "--target", theirs.to_str().unwrap()]));
+        assert!(
+            tree_listing(&mine) == tree_listing(&theirs),
+            "snapshot {id} restores as the full key's copy"
+        );
+        let restored = std::fs::read(mine.join(src.strip_prefix("/").unwrap()).join("dump.sql")).unwrap();
+        assert!(restored == dumps[day - 1], "snapshot {} restores its own day's dump", snap["time"]);
     }
-    // A full key's prune afterwards finishes the job and leaves a clean repository.
+    // A full key reads, repacks and prunes the moved frames like any pack.
     ok(run(&repo, "full", &[], &["prune", "--max-unused", "0"]));
     ok(run(&repo, "full", &[], &["check", "--read-data"]));
 }

@@ -103,9 +103,10 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
             s.keep.len(),
             format::size(s.bytes_keep),
         );
-        if p.by_records {
+        if p.by_records && !s.unreadable.is_empty() {
             println!(
-                "prune (maintenance key) deleted only packs no snapshot uses: it opens no data, so packs holding used and unused data, and packs written before maintenance, wait for a full key's prune"
+                "prune (maintenance key) left {} packs whose tables it cannot read (written before maintenance was enabled, or damaged): a full key's prune judges them",
+                s.unreadable.len()
             );
         }
         if !p.packs_too_new.is_empty() {

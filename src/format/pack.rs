@@ -63,6 +63,151 @@ pub enum PackClass {
     Data = 1,
     /// References records (kind 3), sealed to the maintenance public key.
     References = 2,
+    /// Frames of chunks or trees moved out of other packs by a maintenance key's prune,
+    /// each still sealed as it was in the pack it came from (its origin); only the table
+    /// is this pack's own, sealed to the maintenance public key.
+    Moved = 3,
+}
+
+/// The kind byte a moved-frames pack's table key is bound to.
+pub const MOVED_TABLE_KIND: u8 = 0x46;
+/// An origin of a moved-frames pack: ephemeral public key (32), `u16 LE` key epoch, `u16
+/// LE` pack version.
+pub const ORIGIN_LEN: usize = 36;
+/// The most origins one moved-frames pack names (a prune starts another pack then).
+pub const MAX_ORIGINS: usize = 4096;
+/// Before each moved frame: `u16 LE` origin number, 2 zero bytes, `u32 LE` the frame's
+/// offset in its origin.
+pub const PREFIX_LEN: usize = 8;
+
+/// A pack a moved frame was first sealed in: what its key and associated data come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub eph_pub: [u8; 32],
+    pub epoch: u16,
+    pub version: u8,
+}
+
+impl Origin {
+    /// The origin of frames sealed in the data pack whose header is `h`.
+    pub fn of(h: &Header) -> Origin {
+        Origin { eph_pub: h.eph_pub, epoch: h.epoch, version: h.version }
+    }
+}
+
+/// The head of a moved-frames pack: its header, the origin count and the origins. Its
+/// table is bound to all of it.
+pub fn moved_head(eph_pub: &[u8; 32], epoch: u16, origins: &[Origin]) -> Vec<u8> {
+    let mut out = header(eph_pub, epoch, Some(PackClass::Moved)).to_vec();
+    out.extend_from_slice(&(origins.len() as u32).to_le_bytes());
+    for o in origins {
+        out.extend_from_slice(&o.eph_pub);
+        out.extend_from_slice(&o.epoch.to_le_bytes());
+        out.extend_from_slice(&u16::from(o.version).to_le_bytes());
+    }
+    out
+}
+
+/// How many bytes the head of a pack takes: the header, and for a moved-frames pack its
+/// origins, whose count is in the 4 bytes after the header (`first` holds at least 44
+/// bytes of the pack).
+pub fn head_len(h: &Header, first: &[u8]) -> Result<usize> {
+    if h.class != PackClass::Moved {
+        return Ok(HEADER_LEN);
+    }
+    let count = first
+        .get(HEADER_LEN..HEADER_LEN + 4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or_else(|| Error::corrupt("moved-frames pack is truncated before its origins"))?;
+    if !(1..=MAX_ORIGINS).contains(&count) {
+        return Err(Error::corrupt(format!("moved-frames pack names {count} origins (1 to {MAX_ORIGINS})")));
+    }
+    Ok(HEADER_LEN + 4 + ORIGIN_LEN * count)
+}
+
+/// The header and head of a stored pack, read by `read(len)` (the first `len` bytes):
+/// the header with the 4 bytes after it (any pack is longer), then for a moved-frames
+/// pack the rest of its origins.
+pub fn read_head(mut read: impl FnMut(usize) -> Result<Vec<u8>>) -> Result<(Header, Vec<u8>)> {
+    let mut head = read(HEADER_LEN + 4)?;
+    let h = parse_header(&head)?;
+    let len = head_len(&h, &head)?;
+    if len > head.len() {
+        head = read(len)?;
+    }
+    if head.len() < len {
+        return Err(Error::corrupt("pack is truncated in its head"));
+    }
+    head.truncate(len);
+    Ok((h, head))
+}
+
+/// The origins of a moved-frames pack from its head (`head_len` bytes or more). Frames are
+/// moved only out of data packs with frames: versions 2 to 5.
+pub fn parse_origins(h: &Header, head: &[u8]) -> Result<Vec<Origin>> {
+    let len = head_len(h, head)?;
+    let bytes = head
+        .get(HEADER_LEN + 4..len)
+        .ok_or_else(|| Error::corrupt("moved-frames pack origins are truncated"))?;
+    bytes
+        .chunks_exact(ORIGIN_LEN)
+        .map(|o| {
+            let epoch = u16::from_le_bytes([o[32], o[33]]);
+            let version = u16::from_le_bytes([o[34], o[35]]);
+            let epoch_ok = match version as u8 {
+                VERSION_2 | VERSION => epoch == 0,
+                VERSION_4 => epoch > 0,
+                _ => true,
+            };
+            if !(u16::from(VERSION_2)..=u16::from(VERSION_5)).contains(&version) || !epoch_ok {
+                return Err(Error::corrupt(format!(
+                    "moved-frames pack origin of pack version {version}, epoch {epoch}"
+                )));
+            }
+            Ok(Origin { eph_pub: o[..32].try_into().expect("32 bytes"), epoch, version: version as u8 })
+        })
+        .collect()
+}
+
+/// Where the sealed frame `sealed`, at `offset` of the pack whose head is `head`, was first
+/// sealed: its origin, its offset there, and its sealed bytes without a moved frame's
+/// prefix. What moving a frame again keeps, read without any key.
+pub fn frame_origin<'s>(head: &[u8], offset: u32, sealed: &'s [u8]) -> Result<(Origin, u32, &'s [u8])> {
+    let h = parse_header(head)?;
+    match h.class {
+        PackClass::Data if h.version >= VERSION_2 => Ok((Origin::of(&h), offset, sealed)),
+        PackClass::Moved => {
+            let origins = parse_origins(&h, head)?;
+            let (o, source) = parse_prefix(sealed, origins.len())?;
+            Ok((origins[o], source, &sealed[PREFIX_LEN..]))
+        }
+        _ => Err(Error::invalid(format!(
+            "frames of a {:?} pack of version {} are not moved",
+            h.class, h.version
+        ))),
+    }
+}
+
+/// The prefix of a moved frame: its origin's number and its offset in that origin.
+pub fn moved_prefix(origin: u16, source_offset: u32) -> [u8; PREFIX_LEN] {
+    let mut p = [0u8; PREFIX_LEN];
+    p[..2].copy_from_slice(&origin.to_le_bytes());
+    p[4..].copy_from_slice(&source_offset.to_le_bytes());
+    p
+}
+
+/// Read a moved frame's prefix: origin number (below `origins`) and source offset.
+pub fn parse_prefix(prefix: &[u8], origins: usize) -> Result<(usize, u32)> {
+    let p: &[u8; PREFIX_LEN] = prefix
+        .get(..PREFIX_LEN)
+        .and_then(|p| p.try_into().ok())
+        .ok_or_else(|| Error::corrupt("moved frame is shorter than its prefix"))?;
+    let origin = u16::from_le_bytes([p[0], p[1]]) as usize;
+    let source = u32::from_le_bytes(p[4..].try_into().expect("4 bytes"));
+    if origin >= origins || p[2..4] != [0, 0] || !(HEADER_LEN as u32..MAX_OFFSET).contains(&source) {
+        return Err(Error::corrupt(format!("moved frame prefix names origin {origin} at {source}")));
+    }
+    Ok((origin, source))
 }
 /// kind (1) + id (32) + offset (4) + sealed length (4) + raw length (4) + start (4).
 pub const ENTRY_LEN: usize = 49;
@@ -224,8 +369,9 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
     let class = match (version, bytes[7]) {
         (VERSION_5, 1) => PackClass::Data,
         (VERSION_5, 2) => PackClass::References,
+        (VERSION_5, 3) => PackClass::Moved,
         (VERSION_5, c) => {
-            return unsupported(format!("pack class {c} is not supported (this cairn reads 1 and 2)"))
+            return unsupported(format!("pack class {c} is not supported (this cairn reads 1 to 3)"))
         }
         _ => PackClass::Data,
     };
@@ -285,6 +431,12 @@ pub fn decode_toc(bytes: &[u8], blob_area_end: usize, header: &Header) -> Result
         if !header.holds(e.id.kind()) {
             return Err(Error::corrupt(format!("a {:?} pack lists {}", header.class, e.id)));
         }
+        if header.class == PackClass::Moved && (e.length as usize) <= PREFIX_LEN + TAG_LEN {
+            return Err(Error::corrupt(format!(
+                "moved frame of {} is shorter than its prefix and tag",
+                e.id
+            )));
+        }
         if e.offset as u64 + e.length as u64 > blob_area_end as u64 {
             return Err(Error::corrupt(format!("pack entry for {} points past the blobs", e.id)));
         }
@@ -321,7 +473,7 @@ mod tests {
         }
         assert_eq!(parse_header(&header(&[9; 32], 0, None)).unwrap().version, VERSION);
         let mut h = header(&[9; 32], 0, Some(PackClass::Data));
-        h[7] = 3;
+        h[7] = 4;
         assert_eq!(parse_header(&h).unwrap_err().kind(), ErrorKind::Unsupported);
         h[7] = 0;
         assert_eq!(parse_header(&h).unwrap_err().kind(), ErrorKind::Unsupported);

@@ -324,17 +324,19 @@ pub fn check_structure(repo: &Repository, interrupt: &AtomicBool) -> Result<Chec
     };
     let reread = crate::index::for_each_pack_list(repo, &load.files, &coverage, |pack, entries| {
         if !stored.contains(&pack) {
-            missing.push((pack, entries.len(), entries.iter().filter(|e| used(&e.id)).count()));
+            // A used blob moved elsewhere (a maintenance key's prune) is held by a stored pack.
+            let only_here = entries.iter().filter(|e| used(&e.id) && !index.contains(&e.id)).count();
+            missing.push((pack, entries.len(), only_here));
         }
     })?;
     // A pack a prune deleted leaves its entries in index files a maintenance key cannot
     // rewrite: damage only when the snapshots use a blob in it.
     for (pack, n, in_use) in missing {
         match in_use {
-            0 => report.notes.push(format!("index entries name pack {pack}, which is not stored; the snapshots' records name none of its {n} blobs, and a full key's `cairn prune` drops the entries")),
+            0 => report.notes.push(format!("index entries name pack {pack}, which is not stored; of its {n} blobs, the snapshots' records name none that no stored pack holds, and a full key's `cairn prune` drops the entries")),
             _ => report.problem(
                 format!("pack {pack}"),
-                format!("missing; index entries name {n} blobs in it, {in_use} of which the snapshots use (a full key's `cairn check` tells which snapshots need them)"),
+                format!("missing; index entries name {n} blobs in it, {in_use} of which the snapshots use and no stored pack holds (a full key's `cairn check` tells which snapshots need them)"),
             ),
         }
     }

@@ -194,7 +194,9 @@ pub(crate) mod tests {
             blob_of_frame(keys, &e, &open_frame(&key, &e, &mut sealed)?).map(|_| ())
         };
         match crate::format::pack::parse_header(bytes).unwrap().class {
-            PackClass::References => (read_toc(keys, bytes).is_ok(), frame_opens().is_ok()),
+            PackClass::References | PackClass::Moved => {
+                (read_toc(keys, bytes).is_ok(), frame_opens().is_ok())
+            }
             PackClass::Data => {
                 let table = PackKey::of_maintenance_table(keys, bytes).and_then(|k| match k {
                     Some(k) => read_table(bytes, &k, Table::Maintenance).map(|_| ()),

@@ -511,31 +511,33 @@ fn reseal_snapshots(repo: &Repository) -> Result<usize> {
     Ok(old.len())
 }
 
-/// The packs whose header names a key epoch other than `epoch`.
+/// The packs sealed under a key epoch other than `epoch`: by their header, and for a
+/// moved-frames pack by its frames' origins too (each frame keeps the key it was sealed
+/// with, so a pack moved under the new epoch may still hold frames of an old one).
 fn packs_of_other_epochs(repo: &Repository, epoch: u16) -> Result<HashSet<PackId>> {
+    use crate::format::pack;
     use rayon::prelude::*;
     let names = repo.backend().list(FileType::Pack)?;
-    let epochs: Vec<Result<(PackId, u16)>> = crate::ops::read_pool::install(repo, || {
+    let epochs: Vec<Result<(PackId, bool)>> = crate::ops::read_pool::install(repo, || {
         names
             .par_iter()
             .map(|name| {
                 let id = PackId::from_hex(name)?;
-                let head = repo.backend().read_range(
-                    FileType::Pack,
-                    name,
-                    0,
-                    crate::format::pack::HEADER_LEN as u64,
-                )?;
-                let h =
-                    crate::format::pack::parse_header(&head).map_err(|e| e.wrap(format!("pack {name}")))?;
-                Ok((id, h.epoch))
+                let wrap = |e: crate::error::Error| e.wrap(format!("pack {name}"));
+                let read = |len: usize| repo.backend().read_range(FileType::Pack, name, 0, len as u64);
+                let (h, head) = pack::read_head(read).map_err(wrap)?;
+                let origins = match h.class {
+                    pack::PackClass::Moved => pack::parse_origins(&h, &head).map_err(wrap)?,
+                    _ => Vec::new(),
+                };
+                Ok((id, h.epoch != epoch || origins.iter().any(|o| o.epoch != epoch)))
             })
             .collect()
     })?;
     let mut out = HashSet::new();
     for r in epochs {
-        let (id, e) = r?;
-        if e != epoch {
+        let (id, other) = r?;
+        if other {
             out.insert(id);
         }
     }

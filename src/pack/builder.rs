@@ -132,6 +132,11 @@ impl PackBuilder {
                 self.cipher = Some(Cipher::new(&key));
                 eph
             }
+            Some(PackClass::Moved) => {
+                return Err(crate::error::Error::invalid(
+                    "moved frames are packed by MovedPack, not sealed anew",
+                ))
+            }
         };
         self.header = pack::header(&eph, keys.write_epoch(), self.class);
         self.buf[self.start..self.start + pack::HEADER_LEN].copy_from_slice(&self.header);

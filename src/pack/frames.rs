@@ -23,6 +23,9 @@ pub struct Frame<'a> {
 /// The open frame of one writer.
 pub struct Framer {
     level: i32,
+    /// A frame is closed before this many plaintext bytes; a blob this large or larger
+    /// gets a frame of its own ([`FRAME_TARGET`], or 0 for a frame per blob).
+    target: usize,
     blobs: Vec<(BlobId, u32)>,
     plain: Vec<u8>,
 }
@@ -30,7 +33,14 @@ pub struct Framer {
 impl Framer {
     /// A framer compressing at zstd `level` (0: store).
     pub fn new(level: i32) -> Self {
-        Framer { level, blobs: Vec::new(), plain: Vec::new() }
+        Framer { level, target: FRAME_TARGET, blobs: Vec::new(), plain: Vec::new() }
+    }
+
+    /// A framer giving each blob a frame of its own: in a repository with maintenance, so
+    /// that a maintenance key, which moves whole frames, can move exactly the blobs in use
+    /// (format-spec/maintenance-key.md, *frames*).
+    pub fn frame_per_blob(level: i32) -> Self {
+        Framer { target: 0, ..Framer::new(level) }
     }
 
     /// Take a blob. Returns a frame that is complete now: the blob's own, if it fills a
@@ -41,14 +51,14 @@ impl Framer {
         let blob = (id, plaintext.len() as u32);
         // Stored as it is: at level 0, or when its sample does not compress.
         let stored = self.level == 0 || compress::looks_incompressible(plaintext);
-        if plaintext.len() >= FRAME_TARGET || (stored && self.level != 0) {
+        if plaintext.len() >= self.target || (stored && self.level != 0) {
             let encoded = match stored {
                 true => Encoding::Stored(plaintext),
                 false => Encoding::Encoded(compress::encode(plaintext, self.level)),
             };
             return Some(Frame { blobs: vec![blob], encoded });
         }
-        let full = if self.plain.len() + plaintext.len() > FRAME_TARGET { self.finish() } else { None };
+        let full = if self.plain.len() + plaintext.len() > self.target { self.finish() } else { None };
         self.blobs.push(blob);
         self.plain.extend_from_slice(plaintext);
         full

@@ -3,6 +3,7 @@
 pub mod builder;
 pub mod frame_cache;
 pub mod frames;
+pub mod moved;
 pub mod prefetch;
 pub mod reader;
 pub mod records;

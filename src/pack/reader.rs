@@ -26,25 +26,48 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub struct PackKey {
     pub version: u8,
     pub header: pack::Header,
+    /// The bytes its tables are bound to: the header, and a moved-frames pack's origins.
+    pub head: Vec<u8>,
+    /// Opens the pack's frames and tables; a moved-frames pack's table only.
     pub cipher: Cipher,
+    /// A moved-frames pack's origins, with their keys where this key reads data.
+    moved: Option<MovedKeys>,
+}
+
+/// What opens the frames of a moved-frames pack: each frame's origin.
+struct MovedKeys {
+    origins: Vec<pack::Origin>,
+    /// `None` for a key without the read secret (it reads the table, opens no frame).
+    ciphers: Option<Vec<Cipher>>,
 }
 
 impl PackKey {
-    /// The key of the pack whose header is `header`: a data pack's needs the read secret,
-    /// a references pack's the maintenance secret.
-    pub fn of_header(keys: &RepoKeys, header: &[u8]) -> Result<PackKey> {
-        let h = pack::parse_header(header)?;
-        let key = match h.class {
+    /// The key of the pack whose first bytes are `head` (its header, and a moved-frames
+    /// pack's origins after it): a data pack's needs the read secret, a references pack's
+    /// and a moved-frames pack's table the maintenance secret.
+    pub fn of_header(keys: &RepoKeys, head: &[u8]) -> Result<PackKey> {
+        let h = pack::parse_header(head)?;
+        let head = head
+            .get(..pack::head_len(&h, head)?)
+            .ok_or_else(|| Error::corrupt("moved-frames pack is truncated in its origins"))?;
+        let (key, moved) = match h.class {
             PackClass::References => {
-                keys.open_maintenance_sealed_key(h.epoch, &h.eph_pub, pack::REFERENCES_PACK_KIND)?
+                (keys.open_maintenance_sealed_key(h.epoch, &h.eph_pub, pack::REFERENCES_PACK_KIND)?, None)
             }
-            PackClass::Data => {
-                let binding =
-                    if h.version >= pack::VERSION { Binding::Kind(PACK_KIND) } else { Binding::Legacy };
-                keys.open_sealed_object_key(h.epoch, &h.eph_pub, binding)?
+            PackClass::Data => (data_pack_key(keys, &pack::Origin::of(&h))?, None),
+            PackClass::Moved => {
+                let origins = pack::parse_origins(&h, head)?;
+                let ciphers = match origins.iter().map(|o| data_pack_key(keys, o)).collect::<Result<Vec<_>>>()
+                {
+                    Ok(k) => Some(k.iter().map(|k| Cipher::new(k)).collect()),
+                    Err(e) if e.kind() == ErrorKind::PermissionDenied => None,
+                    Err(e) => return Err(e),
+                };
+                let table = keys.open_maintenance_sealed_key(h.epoch, &h.eph_pub, pack::MOVED_TABLE_KIND)?;
+                (table, Some(MovedKeys { origins, ciphers }))
             }
         };
-        Ok(PackKey { version: h.version, header: h, cipher: Cipher::new(&key) })
+        Ok(PackKey { version: h.version, header: h, head: head.to_vec(), cipher: Cipher::new(&key), moved })
     }
 
     /// The key of a version 5 data pack's maintenance table: the same plaintext as its
@@ -56,8 +79,15 @@ impl PackKey {
             return Ok(None);
         }
         let key = keys.open_maintenance_sealed_key(h.epoch, &h.eph_pub, pack::MAINTENANCE_TABLE_KIND)?;
-        Ok(Some(PackKey { version: h.version, header: h, cipher: Cipher::new(&key) }))
+        let head = header[..pack::HEADER_LEN].to_vec();
+        Ok(Some(PackKey { version: h.version, header: h, head, cipher: Cipher::new(&key), moved: None }))
     }
+}
+
+/// The key of the frames of a data pack sealed as `origin` says. Needs the read secret.
+fn data_pack_key(keys: &RepoKeys, origin: &pack::Origin) -> Result<zeroize::Zeroizing<[u8; 32]>> {
+    let binding = if origin.version >= pack::VERSION { Binding::Kind(PACK_KIND) } else { Binding::Legacy };
+    keys.open_sealed_object_key(origin.epoch, &origin.eph_pub, binding)
 }
 
 /// Which sealed table of a pack to read.
@@ -151,7 +181,7 @@ impl<'r> PackReader<'r> {
         let known = || self.keys.lock().expect("pack key cache lock").contains_key(pack);
         if offset == 0 && bytes.len() >= pack::HEADER_LEN && !known() {
             // A header that does not open is left for `key` to read again and report.
-            if let Ok(key) = PackKey::of_header(self.repo.keys(), &bytes[..pack::HEADER_LEN]) {
+            if let Ok(key) = PackKey::of_header(self.repo.keys(), &bytes) {
                 self.keys.lock().expect("pack key cache lock").insert(*pack, Arc::new(key));
             }
         }
@@ -178,10 +208,9 @@ impl<'r> PackReader<'r> {
         if let Some(c) = self.keys.lock().expect("pack key cache lock").get(pack) {
             return Ok(c.clone());
         }
-        let head = self.read_pack_range(pack, 0, pack::HEADER_LEN as u64)?;
-        let key = Arc::new(
-            PackKey::of_header(self.repo.keys(), &head).map_err(|e| e.wrap(format!("pack {pack}")))?,
-        );
+        let wrap = |e: Error| e.wrap(format!("pack {pack}"));
+        let (_, head) = pack::read_head(|len| self.read_pack_range(pack, 0, len as u64)).map_err(wrap)?;
+        let key = Arc::new(PackKey::of_header(self.repo.keys(), &head).map_err(wrap)?);
         self.keys.lock().expect("pack key cache lock").insert(*pack, key.clone());
         Ok(key)
     }
@@ -293,7 +322,7 @@ impl PackReader<'_> {
             return Err(Error::corrupt(format!("pack {pack} is truncated")));
         }
         key.cipher
-            .open_in_place(&nonce, &header, &mut table)
+            .open_in_place(&nonce, &key.head, &mut table)
             .map_err(|e| e.wrap(format!("pack {pack} {which:?} table")))?;
         pack::decode_toc(&table, frames_end as usize, &key.header)
             .map(Some)
@@ -301,15 +330,26 @@ impl PackReader<'_> {
     }
 }
 
-/// Decrypt (in place) and decompress the frame that holds `e`.
+/// Decrypt (in place) and decompress the frame that holds `e`: `sealed` are the bytes
+/// `e` names, which in a moved-frames pack start with the frame's prefix.
 pub fn open_frame(key: &PackKey, e: &Entry, sealed: &mut [u8]) -> Result<Vec<u8>> {
-    let aad = pack::frame_aad(key.version, &e.id);
+    let (cipher, version, offset, sealed) = match &key.moved {
+        None => (&key.cipher, key.version, e.offset, sealed),
+        Some(m) => {
+            let (o, source) = pack::parse_prefix(sealed, m.origins.len()).map_err(|err| err.wrap(e.id))?;
+            let ciphers = m.ciphers.as_ref().ok_or_else(|| {
+                Error::new(ErrorKind::PermissionDenied, "this key cannot read stored data; use a full key")
+            })?;
+            (&ciphers[o], m.origins[o].version, source, &mut sealed[pack::PREFIX_LEN..])
+        }
+    };
+    let aad = pack::frame_aad(version, &e.id);
     let encoded =
-        key.cipher.open_slice(&counter_nonce(e.offset as u64), &aad, sealed).map_err(|err| err.wrap(e.id))?;
+        cipher.open_slice(&counter_nonce(offset as u64), &aad, sealed).map_err(|err| err.wrap(e.id))?;
     // A version 1 frame is exactly its one blob.
-    let limit = if key.version == VERSION_1 { e.raw_length } else { MAX_BLOB };
+    let limit = if version == VERSION_1 { e.raw_length } else { MAX_BLOB };
     let frame = compress::decode(encoded, limit as usize).map_err(|err| err.wrap(e.id))?;
-    if frame.len() < e.end() || (key.version == VERSION_1 && frame.len() != e.end()) {
+    if frame.len() < e.end() || (version == VERSION_1 && frame.len() != e.end()) {
         return Err(Error::corrupt(format!("{}: length differs from the index", e.id)));
     }
     Ok(frame)
@@ -342,7 +382,7 @@ pub fn read_table(pack_bytes: &[u8], key: &PackKey, which: Table) -> Result<Vec<
         Table::Maintenance => (frames_end, pack::MAINTENANCE_TABLE_NONCE),
     };
     let mut table = pack_bytes[at..at + range.len()].to_vec();
-    key.cipher.open_in_place(&nonce, &pack_bytes[..pack::HEADER_LEN], &mut table)?;
+    key.cipher.open_in_place(&nonce, &key.head, &mut table)?;
     pack::decode_toc(&table, frames_end, &key.header)
 }
 

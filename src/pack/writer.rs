@@ -81,7 +81,14 @@ pub struct WriterStats {
 impl Filling {
     fn new(repo: &Repository, class: PackClass) -> Mutex<Filling> {
         let class = (repo.writes_summaries() || class == PackClass::References).then_some(class);
-        Mutex::new(Filling { pack: None, framer: Framer::new(repo.config().compression_level), class })
+        let level = repo.config().compression_level;
+        // Data packs with a maintenance table hold a blob per frame: a maintenance key's
+        // prune moves frames whole, so it then keeps exactly the blobs in use.
+        let framer = match class {
+            Some(PackClass::Data) => Framer::frame_per_blob(level),
+            _ => Framer::new(level),
+        };
+        Mutex::new(Filling { pack: None, framer, class })
     }
 }
 

@@ -3,7 +3,9 @@
 //! stops at any point:
 //!
 //! 1. repack: the used blobs of packs worth repacking go into new packs (with their own
-//!    index files); each is read back and re-hashed on the way;
+//!    index files); each is read back and re-hashed on the way. A maintenance key, which
+//!    opens no chunk or tree, moves the frames that hold them whole instead
+//!    (`pack/moved.rs`);
 //! 2. a new index naming every kept pack is written, superseding all old index files;
 //! 3. the old index files are deleted;
 //! 4. the packs that are wholly unused, repacked, or named by no index are deleted;
@@ -24,16 +26,17 @@ use crate::backend::{FileType, Leftover};
 use crate::crypto::keys::KeyKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
-use crate::format::pack::Entry;
+use crate::format::pack::{self, Entry};
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, BlobKind, IndexId, PackId, TreeId};
 use crate::index::{load_pack_lists_reporting, Index, Location};
+use crate::pack::moved::MovedPack;
 use crate::pack::reader::Table;
 use crate::pack::{BlobWriter, PackReader};
 use crate::repo::Repository;
 use crate::tree::load_tree_with_parts;
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -67,9 +70,10 @@ pub struct PrunePlan {
     pub index_files_skipped: Vec<String>,
     /// Temporary files that interrupted writes left, untouched for `LEFTOVER_AGE`.
     pub leftovers: Vec<Leftover>,
-    /// A maintenance key's prune: what is used comes from the references records, and it
-    /// only deletes packs that hold no used blob (it can open no data to repack, and
-    /// writes no index file: readers leave out the entries of packs that are gone).
+    /// A maintenance key's prune: what is used comes from the references records, tables
+    /// from the maintenance tables; it repacks by moving sealed frames, indexes only the
+    /// packs it writes, and supersedes no index file (readers leave out the entries of
+    /// packs that are gone; a full key's prune writes the index anew).
     pub by_records: bool,
     old_index: Vec<IndexId>,
 }
@@ -227,12 +231,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, interrupt: &AtomicBool) -> R
     packs.retain(|p, _| !load.missing_packs.contains(p));
     let (orphans, packs_too_new) = split_orphans(repo, &packs, &opts.repack_always)?;
     let probe = RepoProbe { reader: PackReader::new(repo), by_records };
-    // A maintenance key repacks nothing: a pack stays unless no blob in it is used.
-    let (max_unused, always) = match by_records {
-        true => (1.0, HashSet::new()),
-        false => (opts.max_unused, opts.repack_always.clone()),
-    };
-    let selection = select(packs, &orphans, &used, max_unused, &always, &probe)?;
+    let selection = select(packs, &orphans, &used, opts.max_unused, &opts.repack_always, &probe)?;
     // Index files that do not open are replaced too: the packs only they named were read
     // as orphans, by their own tables, above.
     let mut old_index = load.files;
@@ -301,9 +300,13 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, interrupt: &AtomicBool) -> R
     // each blob is re-hashed as it is read.
     // Packs are repacked many at once (each in the order of its frames, so a frame of
     // several blobs is opened once): reading, checking and compressing are CPU work.
+    // A maintenance key moves the frames of chunks and trees; it reads records anew.
+    let (frames, blobs): (Vec<&Location>, Vec<&Location>) =
+        plan.packs.moves.iter().partition(|l| plan.by_records && l.entry.id.kind() != BlobKind::References);
+    move_frames(repo, &frames, interrupt)?;
     let reader = PackReader::new(repo);
     let mut by_pack: BTreeMap<PackId, Vec<&Location>> = BTreeMap::new();
-    for loc in &plan.packs.moves {
+    for loc in blobs {
         by_pack.entry(loc.pack).or_default().push(loc);
     }
     let (moved, _) = BlobWriter::run(repo, Index::default(), |w| -> Result<()> {
@@ -364,6 +367,60 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, interrupt: &AtomicBool) -> R
             _ => {}
         }
     }
+    Ok(())
+}
+
+/// A maintenance key's repack of chunks and trees: every frame holding a used one is
+/// copied whole, still sealed, into moved-frames packs (`pack/moved.rs`), each stored and
+/// then indexed before any pack is deleted. A frame's entries come from the table prune
+/// trusted for its pack, so all of its blobs keep their place in it.
+fn move_frames(repo: &Repository, moves: &[&Location], interrupt: &AtomicBool) -> Result<()> {
+    let probe = RepoProbe { reader: PackReader::new(repo), by_records: true };
+    let mut frames: BTreeMap<PackId, BTreeSet<u32>> = BTreeMap::new();
+    for loc in moves {
+        frames.entry(loc.pack).or_default().insert(loc.entry.offset);
+    }
+    let target = repo.config().pack_size as usize;
+    let mut out = MovedPack::default();
+    for (pack, offsets) in frames {
+        let name = pack.to_hex();
+        let wrap = |e: Error| e.wrap(format!("pack {name}"));
+        let table = probe
+            .table(&pack)?
+            .ok_or_else(|| Error::corrupt(format!("pack {name}: its table no longer reads")))?;
+        let read = |at: u64, len: u64| repo.backend().read_range(FileType::Pack, &name, at, len);
+        let (_, head) = pack::read_head(|len| read(0, len as u64)).map_err(wrap)?;
+        for offset in offsets {
+            if interrupt.load(Ordering::Relaxed) {
+                return Err(Error::new(
+                    ErrorKind::Interrupted,
+                    "prune interrupted while moving frames; nothing deleted",
+                ));
+            }
+            let entries: Vec<Entry> = table.iter().filter(|e| e.offset == offset).copied().collect();
+            let length = entries.first().map_or(0, |e| e.length);
+            let sealed = read(u64::from(offset), u64::from(length))?;
+            if entries.is_empty() || sealed.len() != length as usize {
+                return Err(wrap(Error::corrupt(format!("the frame at {offset} is truncated"))));
+            }
+            let (origin, source, body) = pack::frame_origin(&head, offset, &sealed).map_err(wrap)?;
+            if !out.takes(&origin) || out.size() >= target {
+                store_moved(repo, std::mem::take(&mut out))?;
+            }
+            out.add(origin, source, body, &entries);
+        }
+    }
+    if !out.is_empty() {
+        store_moved(repo, out)?;
+    }
+    Ok(())
+}
+
+/// Store a moved-frames pack, then an index file naming it.
+fn store_moved(repo: &Repository, out: MovedPack) -> Result<()> {
+    let (id, bytes, entries) = out.finish(repo.keys())?;
+    repo.backend().write(FileType::Pack, &id.to_hex(), &bytes)?;
+    repo.save_index(&IndexFile { supersedes: Vec::new(), packs: vec![(id, entries)] })?;
     Ok(())
 }
 
