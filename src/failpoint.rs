@@ -34,6 +34,7 @@ pub const POINTS: &[(&str, &str)] = &[
     ("backup:after-snapshot", "the snapshot stored, not yet reported or logged"),
     ("forget:after-first-removal", "one chosen snapshot deleted, the others not yet"),
     ("forget:after-removals", "every chosen snapshot deleted, nothing logged or pruned yet"),
+    ("prune:moved-pack-unindexed", "a maintenance key's moved-frames pack stored, its index file not yet"),
     ("prune:after-repack", "used blobs copied into new, indexed packs; nothing deleted"),
     ("prune:after-new-index", "the superseding index files stored, the old ones still there"),
     ("prune:after-old-index-delete", "the old index files deleted, no pack deleted yet"),

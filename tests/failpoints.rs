@@ -35,7 +35,10 @@ const MATRIX: &[(&str, &[&str])] = &[
             "prune:after-pack-deletion",
         ],
     ),
-    ("prune (maintenance key)", &["prune:mid-pack-deletion", "prune:after-pack-deletion"]),
+    (
+        "prune (maintenance key)",
+        &["prune:moved-pack-unindexed", "prune:after-repack", "prune:mid-pack-deletion", "prune:after-pack-deletion"],
+    ),
     ("repair index", &["repair-index:after-new-index", "repair-index:after-old-index-delete"]),
     ("repair snapshots", &["snapshot-rewrite:after-trees", "snapshot-replace:after-new"]),
     ("rewrite", &["pack-writer:after-packs", "snapshot-rewrite:after-trees", "snapshot-replace:after-new"]),
@@ -227,8 +230,8 @@ fn prune_killed_at_each_failpoint() {
     lab.report.finish();
 }
 
-/// A maintenance key's prune killed while it deletes packs and after: every kept snapshot
-/// restores identical, check is clean, and its rerun deletes the rest.
+/// A maintenance key's prune killed while it moves frames, deletes packs and after: every
+/// kept snapshot restores identical, check is clean, and its rerun deletes the rest.
 #[test]
 fn maintenance_prune_killed_at_each_failpoint() {
     let mut lab = Lab::new("failpoint", 30);
@@ -237,8 +240,9 @@ fn maintenance_prune_killed_at_each_failpoint() {
     // Enabling sealed every snapshot anew: the witness follows them to their new ids.
     lab.witness.verify_resealed(&lab.repo, &before);
     for point in points_of("prune (maintenance key)") {
-        // A file in a snapshot of its own that is then forgotten: the packs of that
-        // backup hold nothing a kept snapshot uses.
+        // A file in a snapshot of its own that is then forgotten, backed up with one that
+        // stays: the packs of that backup hold both, so frames are moved out of them.
+        lab.add_data(400_000);
         let file = lab.add_data(2_500_000);
         let out = lab.repo.cairn().args(["backup", "--json"]).arg(&lab.src).run().ok().json();
         let gone = out["snapshot"].as_str().expect("an id").to_string();
@@ -246,15 +250,17 @@ fn maintenance_prune_killed_at_each_failpoint() {
         lab.witness.backup(&lab.repo, &lab.src, &[]);
         lab.forget(&[gone]);
         let keeper = |lab: &Lab| WithPassword(&lab.repo, "keeper").cairn();
-        let plan = keeper(&lab).args(["prune", "--json", "--dry-run"]).run().ok().json();
-        assert!(plan["packs_delete"].as_u64() >= Some(2), "{plan}");
-        let killed = keeper(&lab).arg("prune");
+        let all = ["prune", "--max-unused", "0"];
+        let plan = keeper(&lab).args(all).args(["--json", "--dry-run"]).run().ok().json();
+        assert!(plan["packs_repack"].as_u64() >= Some(1), "{plan}");
+        let killed = keeper(&lab).args(all);
         kill(killed, point, &mut lab.report);
         let verified = lab.verify();
         lab.check();
-        keeper(&lab).arg("prune").run().ok();
-        let after = keeper(&lab).args(["prune", "--json", "--dry-run"]).run().ok().json();
+        keeper(&lab).args(all).run().ok();
+        let after = keeper(&lab).args(all).args(["--json", "--dry-run"]).run().ok().json();
         assert_eq!(after["packs_delete"], 0, "the rerun left packs it could delete: {after}");
+        assert_eq!(after["packs_repack"], 0, "the rerun left packs it could repack: {after}");
         lab.report.row(
             "prune (maintenance key)",
             point,

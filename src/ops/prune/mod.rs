@@ -420,6 +420,7 @@ fn move_frames(repo: &Repository, moves: &[&Location], interrupt: &AtomicBool) -
 fn store_moved(repo: &Repository, out: MovedPack) -> Result<()> {
     let (id, bytes, entries) = out.finish(repo.keys())?;
     repo.backend().write(FileType::Pack, &id.to_hex(), &bytes)?;
+    crate::failpoint::hit("prune:moved-pack-unindexed");
     repo.save_index(&IndexFile { supersedes: Vec::new(), packs: vec![(id, entries)] })?;
     Ok(())
 }
