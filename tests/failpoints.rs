@@ -37,7 +37,12 @@ const MATRIX: &[(&str, &[&str])] = &[
     ),
     (
         "prune (maintenance key)",
-        &["prune:moved-pack-unindexed", "prune:after-repack", "prune:mid-pack-deletion", "prune:after-pack-deletion"],
+        &[
+            "prune:moved-pack-unindexed",
+            "prune:after-repack",
+            "prune:mid-pack-deletion",
+            "prune:after-pack-deletion",
+        ],
     ),
     ("repair index", &["repair-index:after-new-index", "repair-index:after-old-index-delete"]),
     ("repair snapshots", &["snapshot-rewrite:after-trees", "snapshot-replace:after-new"]),

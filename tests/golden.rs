@@ -857,3 +857,97 @@ fn golden_records_read_check_and_prune() {
     healthy(PASSPHRASE, &["--read-data"]);
     healthy(MAINTENANCE_KEEPER, &[]);
 }
+
+/// Moved frames: a repository with maintenance from its first snapshot (data packs of a
+/// blob per frame), whose maintenance key forgot the first two of four snapshots and
+/// pruned with `--max-unused 0`, so the frames still used were moved out of mixed packs,
+/// unopened, into moved-frames packs (pack version 5, class 3) indexed by index files it
+/// wrote (writer byte 3). Made once, by the cairn that introduced them:
+///     cargo test --test golden -- --ignored regenerate_golden_moved
+const MOVED: &str = "golden-moved";
+const MOVED_SOURCE: &str = "/tmp/cairn-golden-moved-src";
+const MOVED_TIMES: [&str; 4] =
+    ["2026-12-04T06:00:00Z", "2026-12-05T06:00:00Z", "2026-12-06T06:00:00Z", "2026-12-07T06:00:00Z"];
+
+fn moved_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(MOVED)
+}
+
+#[test]
+#[ignore = "run by hand to make the fixture of moved frames (pack version 5, class 3)"]
+fn regenerate_golden_moved() {
+    let repo = moved_fixture();
+    let _ = std::fs::remove_dir_all(&repo);
+    let src = Path::new(MOVED_SOURCE);
+    make_source(src);
+    cairn_ok(&repo, PASSPHRASE, &[], &[&["init", "--pack-size", "1M"][..], &KDF].concat());
+    for (pw, extra) in [(MAINTENANCE_KEEPER, "--maintenance"), (MAINTENANCE_WRITER, "--backup-only")] {
+        cairn_ok(
+            &repo,
+            PASSPHRASE,
+            &[("CAIRN_NEW_PASSWORD", pw)],
+            &[&["key", "add", extra][..], &KDF].concat(),
+        );
+    }
+    let mut text = String::new();
+    for (i, time) in MOVED_TIMES.iter().enumerate() {
+        // Each round rewrites a few stores: the packs of a round hold blobs later rounds
+        // still use beside ones only forgotten snapshots used.
+        for s in 0..4 {
+            let body =
+                format!("<entityStore round=\"{i}\">\n{}</entityStore>\n", "  <policy/>\n".repeat(40 + s));
+            std::fs::write(
+                src.join(format!("conf/groups/instance-1/store-{:02}.xml", (i * 3 + s) % 20)),
+                body,
+            )
+            .unwrap();
+        }
+        cairn_ok(&repo, PASSPHRASE, &[], &["backup", MOVED_SOURCE, "--host", "golden", "--time", time]);
+        text += &format!("# snapshot {time}\n{}", write_manifest(&manifest(src)));
+    }
+    cairn_ok(&repo, MAINTENANCE_KEEPER, &[], &["forget", "--keep-last", "2", "--prune", "--max-unused", "0"]);
+    assert!(version_5_classes(&repo).contains_key(&3), "frames were moved");
+    std::fs::write(moved_fixture().with_extension("manifest"), text).unwrap();
+}
+
+/// Moved-frames packs stay readable: the kept snapshots restore as made from frames that
+/// open under their origins' keys; both keys' checks are clean; the maintenance key's
+/// prune moves them again and a full key's prune follows; a key rotation, which must not
+/// leave a frame sealed under the old epoch, reads them and seals them anew.
+#[test]
+fn golden_moved_frames_read_move_again_and_rotate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    common::copy_dir(&moved_fixture(), &repo);
+    assert!(version_5_classes(&repo).get(&3).is_some_and(|n| *n > 0));
+    let fixture = moved_fixture();
+    let healthy = |repo: &Path, pw: &str, args: &[&str]| {
+        let report: serde_json::Value =
+            serde_json::from_str(&cairn_ok(repo, pw, &[], &[&["--json", "check"][..], args].concat()))
+                .unwrap();
+        assert_eq!(report["status"], "success", "{report}");
+    };
+    assert_eq!(restores_by_time(&fixture, MOVED_SOURCE, &repo, PASSPHRASE), 2);
+    healthy(&repo, PASSPHRASE, &["--read-data"]);
+    healthy(&repo, MAINTENANCE_KEEPER, &[]);
+    // Moved again, by the maintenance key: a snapshot forgotten, its frames moved on.
+    let again = tmp.path().join("again");
+    common::copy_dir(&repo, &again);
+    cairn_ok(
+        &again,
+        MAINTENANCE_KEEPER,
+        &[],
+        &["forget", "--keep-last", "1", "--prune", "--max-unused", "0"],
+    );
+    assert_eq!(restores_by_time(&fixture, MOVED_SOURCE, &again, PASSPHRASE), 1);
+    healthy(&again, PASSPHRASE, &["--read-data"]);
+    // A full key's prune judges moved-frames packs like any pack.
+    cairn_ok(&again, PASSPHRASE, &[], &["prune", "--max-unused", "0"]);
+    assert_eq!(restores_by_time(&fixture, MOVED_SOURCE, &again, PASSPHRASE), 1);
+    // A key rotation reseals them (their frames are of the old epoch).
+    cairn_ok(&repo, PASSPHRASE, &[], &["key", "rotate"]);
+    assert!(!version_5_classes(&repo).contains_key(&3), "every moved frame resealed");
+    assert_eq!(restores_by_time(&fixture, MOVED_SOURCE, &repo, PASSPHRASE), 2);
+    healthy(&repo, PASSPHRASE, &["--read-data"]);
+    healthy(&repo, MAINTENANCE_KEEPER, &[]);
+}

@@ -145,7 +145,17 @@ fn main() {
     ] {
         let mut b = PackBuilder::new(1 << 16, Some(class));
         b.add(keys, id, compress::encode(&plain, 3), plain.len() as u32).unwrap();
-        write("pack", name, b.finish().bytes());
+        let pack = b.finish();
+        write("pack", name, pack.bytes());
+        if class == PackClass::Data {
+            // Its frame moved into a moved-frames pack, as a maintenance key's prune does.
+            let e = pack.entries[0];
+            let sealed = &pack.bytes()[e.offset as usize..(e.offset + e.length) as usize];
+            let (origin, source, body) = cairn::format::pack::frame_origin(pack.bytes(), e.offset, sealed).unwrap();
+            let mut moved = cairn::pack::moved::MovedPack::default();
+            moved.add(origin, source, body, &pack.entries);
+            write("pack", "v5_moved", &moved.finish(keys).unwrap().1);
+        }
     }
     let with_record = IndexFile {
         supersedes: vec![],
@@ -235,7 +245,7 @@ fn main() {
     Lock::decode(&read("lock", "shared")).unwrap();
     IndexFile::decode(&read("index", "one_pack")).unwrap();
     cairn::pack::reader::read_toc(keys, &read("pack", "sealed_pack")).unwrap();
-    for seed in ["v5_data", "v5_references"] {
+    for seed in ["v5_data", "v5_references", "v5_moved"] {
         cairn::pack::reader::read_toc(keys, &read("pack", seed)).unwrap();
     }
     References::decode(&read("references", "record")).unwrap();

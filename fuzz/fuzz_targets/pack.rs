@@ -2,9 +2,10 @@
 //! arbitrary bytes never panic, and what they accept is consistent.
 //!
 //! The input is used twice:
-//! - as a whole pack: parse_header, parse_trailer, read_toc with fixed keys (almost every
-//!   input fails authentication there), and as a plaintext table of either version for
-//!   decode_toc;
+//! - as a whole pack: parse_header, the head of a moved-frames pack (origins), parse_trailer,
+//!   read_toc with fixed keys (almost every input fails authentication there), and
+//!   opening and moving each frame the table names; and as a plaintext table of each
+//!   version and class for decode_toc;
 //! - as `[u16 LE blob area length][table plaintext]`: the target seals the table into a
 //!   pack with a valid header and trailer, so read_toc authenticates it and its result
 //!   must equal decode_toc's on the same plaintext.
@@ -12,11 +13,12 @@
 
 use cairn::crypto::aead::TAG_LEN;
 use cairn::format::pack::{
-    decode_toc, encode_toc, parse_header, parse_trailer, Entry, Header, PackClass, HEADER_LEN, MAX_BLOB,
-    TRAILER_LEN, VERSION, VERSION_1, VERSION_4, VERSION_5,
+    decode_toc, encode_toc, frame_origin, head_len, parse_header, parse_origins, parse_trailer, Entry, Header,
+    PackClass, HEADER_LEN, MAX_BLOB, ORIGIN_LEN, PREFIX_LEN, TRAILER_LEN, VERSION, VERSION_1, VERSION_2, VERSION_4,
+    VERSION_5,
 };
 use cairn::id::BlobKind;
-use cairn::pack::reader::read_toc;
+use cairn::pack::reader::{open_frame, read_toc, PackKey};
 use libfuzzer_sys::fuzz_target;
 
 fn header(version: u8, class: PackClass) -> Header {
@@ -67,10 +69,32 @@ fuzz_target!(|data: &[u8]| {
         assert!(range.len() >= TAG_LEN + 4);
         let _ = &data[range];
     }
+    // A moved-frames pack's head: its origins, each of a data pack version with frames.
+    if let Ok(h) = parse_header(data) {
+        if let Ok(len) = head_len(&h, data) {
+            match h.class {
+                PackClass::Moved => {
+                    assert!(len >= HEADER_LEN + 4 + ORIGIN_LEN && (len - HEADER_LEN - 4) % ORIGIN_LEN == 0);
+                    if let Ok(origins) = parse_origins(&h, data) {
+                        assert_eq!(origins.len(), (len - HEADER_LEN - 4) / ORIGIN_LEN);
+                        assert!(origins.iter().all(|o| (VERSION_2..=VERSION_5).contains(&o.version)));
+                    }
+                }
+                _ => assert_eq!(len, HEADER_LEN),
+            }
+        }
+    }
     if let Ok(entries) = read_toc(cairn_fuzz::keys(), data) {
         let range = parse_trailer(data, tables).expect("read_toc implies a trailer");
+        let key = PackKey::of_header(cairn_fuzz::keys(), data).expect("read_toc implies a key");
         for e in &entries {
             assert!(e.offset as usize + e.length as usize <= range.start);
+            let sealed = &data[e.offset as usize..(e.offset + e.length) as usize];
+            // Opening it (with a prefix that may lie) and taking its origin never panic.
+            let _ = open_frame(&key, e, &mut sealed.to_vec());
+            if let Ok((_, _, body)) = frame_origin(data, e.offset, sealed) {
+                assert!(body.len() == sealed.len() || body.len() + PREFIX_LEN == sealed.len());
+            }
         }
     }
     // Plaintext table, against the input's own length and against a huge area.
@@ -79,9 +103,13 @@ fuzz_target!(|data: &[u8]| {
             header(VERSION_1, PackClass::Data),
             header(VERSION, PackClass::Data),
             header(VERSION_5, PackClass::References),
+            header(VERSION_5, PackClass::Moved),
         ] {
             if let Ok(entries) = decode_toc(data, end, &h) {
                 check_entries(&entries, data, end, h.version);
+                if h.class == PackClass::Moved {
+                    assert!(entries.iter().all(|e| e.length as usize > PREFIX_LEN + TAG_LEN), "room for the prefix");
+                }
                 let references = entries.iter().filter(|e| e.id.kind() == BlobKind::References).count();
                 let expected = if h.class == PackClass::References { entries.len() } else { 0 };
                 assert_eq!(references, expected, "records in references packs only, and only they");
