@@ -17,6 +17,12 @@
 //! T+L+4 4  magic "CRNT"
 //! ```
 //!
+//! Version 5 (a repository with maintenance, format-spec/maintenance-key.md) names its
+//! epoch whatever it is and a class in byte 7: 1 data (a second copy of the table, sealed
+//! for the maintenance key, before the table of contents), 2 references records, 3 moved
+//! frames (after the header, `u32` O and O origins of 36 bytes; each frame behind an
+//! 8-byte prefix naming its origin and its offset there; the table sealed for the
+//! maintenance key and bound to the header and origins).
 //! Version 4 (written since 2026-12-06 by a repository whose keys were rotated) is version
 //! 3 with the key epoch the pack is sealed under in bytes 5..7: frames are read by offset
 //! after the header alone, so the header must say which epoch's key opens them. A pack
