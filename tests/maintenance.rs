@@ -349,6 +349,11 @@ fn a_retention_hosts_job_runs_with_a_maintenance_key() {
 }
 
 /// The packs of a repository whose header says version 5 and `class`.
+/// The packs of version 5, whatever their class.
+fn packs_of_class_any(repo: &Path) -> Vec<std::path::PathBuf> {
+    (1..=3).flat_map(|class| packs_of_class(repo, class)).collect()
+}
+
 fn packs_of_class(repo: &Path, class: u8) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for dir in std::fs::read_dir(repo.join("data")).unwrap() {
@@ -495,63 +500,66 @@ fn tree_listing(root: &Path) -> Vec<(String, Vec<u8>, u32, i64)> {
     out
 }
 
-/// The issue's promise: a maintenance key's forget and prune leave exactly what a full
-/// key's leave on the same policy: the same snapshots, and the same blobs stored, blob
-/// for blob (a repository with maintenance seals a blob per frame, so moving whole frames
-/// moves exactly the used ones). It moves frames it cannot open into moved-frames packs,
-/// and every kept snapshot restores byte- and metadata-identical to the full key's copy.
-#[test]
-fn a_maintenance_key_prunes_with_exactly_the_result_of_a_full_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (repo, src) = (tmp.path().join("r"), tmp.path().join("src"));
+/// Eight days of a text dump (it compresses, so the chunks of a day would share frames
+/// but for the frame per blob) and a config file, backed up by the full and backup-only
+/// keys in turn (from `enabled_on` on; before it, by the full key in a repository
+/// without maintenance, which `key add --maintenance` then enables). Each day rewrites a
+/// tenth of the rows, so most chunks stay in use by later days and packs come to hold
+/// used and forgotten chunks side by side. Returns the repository, the source and each
+/// day's dump.
+fn dump_history(tmp: &Path, enabled_on: u32) -> (std::path::PathBuf, std::path::PathBuf, Vec<Vec<u8>>) {
+    let (repo, src) = (tmp.join("r"), tmp.join("src"));
     std::fs::create_dir_all(src.join("conf")).unwrap();
     ok(run(&repo, "full", &[], &[&["init", "--pack-size", "1M"][..], &FAST].concat()));
-    add_key(&repo, "keeper", &["--maintenance"]);
-    add_key(&repo, "writer", &["--backup-only"]);
-    // A text dump (it compresses, so the chunks of a day would share frames but for the
-    // frame per blob): each day rewrites a tenth of its rows, so most chunks stay in use
-    // by later days and packs come to hold used and forgotten chunks side by side.
     let mut version = vec![0u32; 30_000];
     let mut dumps = Vec::new();
     for day in 1..=8u32 {
+        if day == enabled_on {
+            add_key(&repo, "keeper", &["--maintenance"]);
+            add_key(&repo, "writer", &["--backup-only"]);
+        }
         let at = (day as usize * 2_400) % (version.len() - 3_000);
         version[at..at + 3_000].iter_mut().for_each(|v| *v = day);
-        let dump: String = version
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                format!(
-                    "INSERT INTO routes VALUES ({i}, 'route-{:x}', {v});\n",
-                    (i as u64 * 2654435761 + *v as u64 * 40503) % 1_000_003
-                )
-            })
-            .collect();
+        let row = |(i, v): (usize, &u32)| {
+            let name = (i as u64 * 2654435761 + *v as u64 * 40503) % 1_000_003;
+            format!("INSERT INTO routes VALUES ({i}, 'route-{name:x}', {v});\n")
+        };
+        let dump: String = version.iter().enumerate().map(row).collect();
         std::fs::write(src.join("dump.sql"), &dump).unwrap();
         std::fs::write(src.join("conf/nodemanager.xml"), format!("<node day='{}'/>", day.min(5))).unwrap();
-        ok(backup(&repo, if day % 2 == 0 { "writer" } else { "full" }, &src, day, &[]));
+        let pw = if day % 2 == 0 && day >= enabled_on { "writer" } else { "full" };
+        ok(backup(&repo, pw, &src, day, &[]));
         dumps.push(dump.into_bytes());
     }
-    let by_full = tmp.path().join("by-full");
-    copy_dir(&repo, &by_full);
-    let before = pack_names(&repo);
+    (repo, src, dumps)
+}
+
+/// Forget and prune `repo` with the maintenance key and a copy of it with the full key, on
+/// the same two policies in turn: the same snapshots and the same blobs must stay, blob
+/// for blob, and each kept snapshot restore byte- and metadata-identical from both, with
+/// its own day's dump; both checks clean. Frames must have been moved.
+fn prunes_alike(tmp: &Path, repo: &Path, src: &Path, dumps: &[Vec<u8>]) {
+    let by_full = tmp.join("by-full");
+    copy_dir(repo, &by_full);
+    let before = pack_names(repo);
     for policy in [&["--keep-last", "5"][..], &["--keep-last", "2", "--max-unused", "0"]] {
         ok(run(&by_full, "full", &[], &[&["forget", "--prune"][..], policy].concat()));
-        ok(run(&repo, "keeper", &[], &[&["forget", "--prune"][..], policy].concat()));
-        assert_eq!(snapshot_names(&repo), snapshot_names(&by_full), "{policy:?}");
-        assert_eq!(stored_blobs(&repo), stored_blobs(&by_full), "{policy:?}: the same blobs stay");
+        ok(run(repo, "keeper", &[], &[&["forget", "--prune"][..], policy].concat()));
+        assert_eq!(snapshot_names(repo), snapshot_names(&by_full), "{policy:?}");
+        assert_eq!(stored_blobs(repo), stored_blobs(&by_full), "{policy:?}: the same blobs stay");
     }
-    assert!(!packs_of_class(&repo, 3).is_empty(), "frames were moved, not only packs deleted");
-    assert!(!before.is_subset(&pack_names(&repo)), "packs were deleted");
-    ok(run(&repo, "full", &[], &["check", "--read-data"]));
-    let report = json(run(&repo, "keeper", &[], &["--json", "check"]));
+    assert!(!packs_of_class(repo, 3).is_empty(), "frames were moved, not only packs deleted");
+    assert!(!before.is_subset(&pack_names(repo)), "packs were deleted");
+    ok(run(repo, "full", &[], &["check", "--read-data"]));
+    let report = json(run(repo, "keeper", &[], &["--json", "check"]));
     assert_eq!(report["status"], "success", "{report}");
-    let list = json(run(&repo, "full", &[], &["--json", "snapshots"]));
+    let list = json(run(repo, "full", &[], &["--json", "snapshots"]));
     assert!(list.as_array().unwrap().len() < 5, "snapshots were forgotten: {list}");
     for snap in list.as_array().unwrap() {
         let id = snap["id"].as_str().unwrap();
         let day: usize = snap["time"].as_str().unwrap()[8..10].parse().unwrap();
-        let (mine, theirs) = (tmp.path().join(format!("m-{id}")), tmp.path().join(format!("f-{id}")));
-        ok(run(&repo, "full", &[], &["restore", id, "--target", mine.to_str().unwrap()]));
+        let (mine, theirs) = (tmp.join(format!("m-{id}")), tmp.join(format!("f-{id}")));
+        ok(run(repo, "full", &[], &["restore", id, "--target", mine.to_str().unwrap()]));
         ok(run(&by_full, "full", &[], &["restore", id, "--target", theirs.to_str().unwrap()]));
         assert!(
             tree_listing(&mine) == tree_listing(&theirs),
@@ -561,6 +569,38 @@ fn a_maintenance_key_prunes_with_exactly_the_result_of_a_full_key() {
         assert!(restored == dumps[day - 1], "snapshot {} restores its own day's dump", snap["time"]);
     }
     // A full key reads, repacks and prunes the moved frames like any pack.
-    ok(run(&repo, "full", &[], &["prune", "--max-unused", "0"]));
+    ok(run(repo, "full", &[], &["prune", "--max-unused", "0"]));
+    ok(run(repo, "full", &[], &["check", "--read-data"]));
+}
+
+/// The issue's promise: a maintenance key's forget and prune leave exactly what a full
+/// key's leave on the same policy: the same snapshots, and the same blobs stored, blob
+/// for blob (a repository with maintenance seals a blob per frame, so moving whole frames
+/// moves exactly the used ones). It moves frames it cannot open into moved-frames packs,
+/// and every kept snapshot restores byte- and metadata-identical to the full key's copy.
+#[test]
+fn a_maintenance_key_prunes_with_exactly_the_result_of_a_full_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src, dumps) = dump_history(tmp.path(), 1);
+    prunes_alike(tmp.path(), &repo, &src, &dumps);
+}
+
+/// Turned on late: the packs written before have no maintenance table, so a maintenance
+/// key's prune leaves them alone (and says so) until `repair maintenance --repack`
+/// rewrites them; from then on its prune leaves exactly a full key's result here too.
+#[test]
+fn packs_from_before_maintenance_are_repacked_once_and_then_pruned_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src, dumps) = dump_history(tmp.path(), 5);
+    let older = |repo: &Path| pack_names(repo).len() - packs_of_class_any(repo).len();
+    assert!(older(&repo) > 0, "packs of version 3 from the first four days");
+    let probe = tmp.path().join("probe");
+    copy_dir(&repo, &probe);
+    let out = ok(run(&probe, "keeper", &[], &["forget", "--keep-last", "2", "--prune", "--max-unused", "0"]));
+    assert!(out.contains("whose tables it cannot read"), "{out}");
+    let done = json(run(&repo, "full", &[], &["--json", "repair", "maintenance", "--repack"]));
+    assert!(done["older_packs_repacked"].as_u64() > Some(0), "{done}");
+    assert_eq!(older(&repo), 0, "every pack has a maintenance table now");
     ok(run(&repo, "full", &[], &["check", "--read-data"]));
+    prunes_alike(tmp.path(), &repo, &src, &dumps);
 }

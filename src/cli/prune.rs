@@ -105,7 +105,7 @@ pub fn prune(ctx: &Ctx, repo: &Repository, a: &PruneArgs, dry_run: bool) -> Resu
         );
         if p.by_records && !s.unreadable.is_empty() {
             println!(
-                "prune (maintenance key) left {} packs whose tables it cannot read (written before maintenance was enabled, or damaged): a full key's prune judges them",
+                "prune (maintenance key) left {} packs whose tables it cannot read (written before maintenance was turned on, or damaged): run `cairn repair maintenance --repack` with a full key once, or a full key's prune judges them",
                 s.unreadable.len()
             );
         }

@@ -36,8 +36,14 @@ pub enum Command {
     },
     /// Give every snapshot without a summary one, so a maintenance key can judge it
     /// (snapshot ids change, as in a key rotation)
-    #[command(after_help = "Example:\n  cairn repair maintenance")]
-    Maintenance,
+    #[command(after_help = "Examples:\n  cairn repair maintenance\n  cairn repair maintenance --repack")]
+    Maintenance {
+        /// Also rewrite the packs written before maintenance was turned on, so a
+        /// maintenance key's prune can judge and repack them too (their data is read and
+        /// written once)
+        #[arg(long)]
+        repack: bool,
+    },
 }
 
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
@@ -45,7 +51,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
         Command::Index { dry_run } => dry_run,
         Command::Snapshots { dry_run } => return snapshots(ctx, dry_run),
         Command::Undelete { since, dry_run } => return undelete(ctx, since, dry_run),
-        Command::Maintenance => return maintenance(ctx),
+        Command::Maintenance { repack } => return maintenance(ctx, repack),
     };
     let repo = ctx.open()?.reading_the_store_only();
     repo.require_full_key("repair the repository")?;
@@ -84,16 +90,31 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<i32> {
     Ok(if r.packs_unreadable.is_empty() { exit::SUCCESS } else { exit::DAMAGED })
 }
 
-fn maintenance(ctx: &Ctx) -> Result<i32> {
+fn maintenance(ctx: &Ctx, repack: bool) -> Result<i32> {
     let repo = ctx.open()?.reading_the_store_only();
     repo.require_full_key("repair the repository")?;
     let _lock = ctx.lock(&repo, true, "repair maintenance")?;
     let n = cairn::ops::maintenance::give_summaries(&repo)?;
-    super::record(&repo, LogRecord::new("repair maintenance", "success").figure("summaries_written", n));
+    let say = |step: &str| {
+        if !ctx.quiet && !ctx.json {
+            eprintln!("cairn: repair maintenance: {step}");
+        }
+    };
+    let repacked = match repack {
+        true => cairn::ops::maintenance::repack_older_packs(&repo, &say, &ctx.interrupt)?,
+        false => 0,
+    };
+    let rec = LogRecord::new("repair maintenance", "success")
+        .figure("summaries_written", n)
+        .figure("older_packs_repacked", repacked);
+    super::record(&repo, rec);
     if ctx.json {
-        println!("{}", serde_json::json!({"summaries_written": n}));
+        println!("{}", serde_json::json!({"summaries_written": n, "older_packs_repacked": repacked}));
     } else if !ctx.quiet {
         println!("{n} snapshots given a summary");
+        if repack {
+            println!("{repacked} packs written before maintenance rewritten with maintenance tables");
+        }
     }
     Ok(exit::SUCCESS)
 }

@@ -82,6 +82,28 @@ pub fn enable(repo: &Repository) -> Result<(Repository, Enabled)> {
     Ok((enabled, done))
 }
 
+/// Rewrite every data pack written before maintenance (pack versions 1 to 4, which have
+/// no maintenance table) through prune, in rounds as a key rotation reseals packs: its
+/// used blobs go into packs of version 5 with a maintenance table and a blob per frame,
+/// so a maintenance key's prune can judge and move them as it does every newer pack.
+/// Needs a full key. Returns how many packs were rewritten.
+pub fn repack_older_packs(
+    repo: &Repository,
+    say: &dyn Fn(&str),
+    interrupt: &std::sync::atomic::AtomicBool,
+) -> Result<usize> {
+    if !repo.writes_summaries() {
+        return Err(Error::invalid(
+            "this repository has no maintenance key yet: run `cairn key add --maintenance` first",
+        ));
+    }
+    let older = crate::ops::rotate::packs_where(repo, |h, _| h.version < crate::format::pack::VERSION_5)?;
+    if !older.is_empty() {
+        crate::ops::rotate::repack_in_rounds(repo, &older, say, interrupt)?;
+    }
+    Ok(older.len())
+}
+
 /// Give every snapshot a summary that names its root references record, with every
 /// record of its trees stored: each tree is read once and its record made unless stored.
 /// A file without a summary, or whose summary names no root record or another one, is

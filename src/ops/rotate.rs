@@ -515,10 +515,19 @@ fn reseal_snapshots(repo: &Repository) -> Result<usize> {
 /// moved-frames pack by its frames' origins too (each frame keeps the key it was sealed
 /// with, so a pack moved under the new epoch may still hold frames of an old one).
 fn packs_of_other_epochs(repo: &Repository, epoch: u16) -> Result<HashSet<PackId>> {
+    packs_where(repo, |h, origins| h.epoch != epoch || origins.iter().any(|o| o.epoch != epoch))
+}
+
+/// The stored packs whose header and (for a moved-frames pack) origins satisfy `pred`,
+/// each read by its head alone.
+pub(crate) fn packs_where(
+    repo: &Repository,
+    pred: impl Fn(&crate::format::pack::Header, &[crate::format::pack::Origin]) -> bool + Sync,
+) -> Result<HashSet<PackId>> {
     use crate::format::pack;
     use rayon::prelude::*;
     let names = repo.backend().list(FileType::Pack)?;
-    let epochs: Vec<Result<(PackId, bool)>> = crate::ops::read_pool::install(repo, || {
+    let found: Vec<Result<(PackId, bool)>> = crate::ops::read_pool::install(repo, || {
         names
             .par_iter()
             .map(|name| {
@@ -530,14 +539,14 @@ fn packs_of_other_epochs(repo: &Repository, epoch: u16) -> Result<HashSet<PackId
                     pack::PackClass::Moved => pack::parse_origins(&h, &head).map_err(wrap)?,
                     _ => Vec::new(),
                 };
-                Ok((id, h.epoch != epoch || origins.iter().any(|o| o.epoch != epoch)))
+                Ok((id, pred(&h, &origins)))
             })
             .collect()
     })?;
     let mut out = HashSet::new();
-    for r in epochs {
-        let (id, other) = r?;
-        if other {
+    for r in found {
+        let (id, yes) = r?;
+        if yes {
             out.insert(id);
         }
     }
@@ -556,6 +565,18 @@ const MIN_ROUND: u64 = 256 << 20;
 /// A round is run even with nothing to repack: it writes the index anew.
 fn reseal_packs(repo: &Repository, say: &dyn Fn(&str), interrupt: &AtomicBool) -> Result<usize> {
     let old = packs_of_other_epochs(repo, repo.keys().write_epoch())?;
+    repack_in_rounds(repo, &old, say, interrupt)?;
+    Ok(old.len())
+}
+
+/// Repack `old` through prune, in rounds (see [`reseal_packs`]): their used blobs are
+/// written anew by this cairn's writer, and they are deleted.
+pub(crate) fn repack_in_rounds(
+    repo: &Repository,
+    old: &HashSet<PackId>,
+    say: &dyn Fn(&str),
+    interrupt: &AtomicBool,
+) -> Result<()> {
     let mut sized: Vec<(PackId, u64)> = repo
         .backend()
         .list_detailed(FileType::Pack)?
@@ -593,7 +614,7 @@ fn reseal_packs(repo: &Repository, say: &dyn Fn(&str), interrupt: &AtomicBool) -
         done += n;
         done_bytes += bytes;
         if done >= sized.len() {
-            return Ok(old.len());
+            return Ok(());
         }
     }
 }
