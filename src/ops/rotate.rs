@@ -968,3 +968,40 @@ mod tests {
         assert!(again.snapshot.summary.bytes_added < 64 << 10, "{:?}", again.snapshot.summary);
     }
 }
+
+#[cfg(test)]
+mod moved_frames_tests {
+    use super::*;
+    use crate::format::pack::Origin;
+    use crate::pack::moved::MovedPack;
+
+    /// A moved-frames pack counts as sealed under another epoch when a frame's origin is of
+    /// one, though its header names the write epoch: its frames stay sealed under their
+    /// origins' keys, so a rotation must reseal it too.
+    #[test]
+    fn a_moved_frames_pack_is_of_the_epochs_of_its_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_full, _writer, keeper, _src) = crate::ops::maintenance::tests::with_maintenance(dir.path());
+        let write = keeper.keys().write_epoch();
+        let moved_from = |epoch: u16| {
+            let mut m = MovedPack::default();
+            let origin = Origin { eph_pub: [epoch as u8 + 1; 32], epoch, version: 5 };
+            let frame = [7u8; 40];
+            let entry = crate::format::pack::Entry {
+                id: crate::id::BlobId::Chunk(crate::id::ChunkId([epoch as u8; 32])),
+                offset: 0,
+                length: 40,
+                raw_length: 10,
+                start: 0,
+            };
+            m.add(origin, 40, &frame, &[entry]);
+            let (id, bytes, _) = m.finish(keeper.keys()).unwrap();
+            keeper.backend().write(FileType::Pack, &id.to_hex(), &bytes).unwrap();
+            id
+        };
+        let (same, older) = (moved_from(write), moved_from(write + 3));
+        let other = packs_of_other_epochs(&keeper, write).unwrap();
+        assert!(other.contains(&older), "a frame of another epoch");
+        assert!(!other.contains(&same), "every frame of the write epoch");
+    }
+}
