@@ -151,7 +151,7 @@ fn main() {
             // Its frame moved into a moved-frames pack, as a maintenance key's prune does.
             let e = pack.entries[0];
             let sealed = &pack.bytes()[e.offset as usize..(e.offset + e.length) as usize];
-            let (origin, source, body) = cairn::format::pack::frame_origin(pack.bytes(), e.offset, sealed).unwrap();
+            let (origin, source, body) = cairn::format::pack::FrameOrigins::of_head(pack.bytes()).unwrap().frame(e.offset, sealed).unwrap();
             let mut moved = cairn::pack::moved::MovedPack::default();
             moved.add(origin, source, body, &pack.entries);
             write("pack", "v5_moved", &moved.finish(keys).unwrap().1);

@@ -175,22 +175,39 @@ pub fn parse_origins(h: &Header, head: &[u8]) -> Result<Vec<Origin>> {
         .collect()
 }
 
-/// Where the sealed frame `sealed`, at `offset` of the pack whose head is `head`, was first
-/// sealed: its origin, its offset there, and its sealed bytes without a moved frame's
-/// prefix. What moving a frame again keeps, read without any key.
-pub fn frame_origin<'s>(head: &[u8], offset: u32, sealed: &'s [u8]) -> Result<(Origin, u32, &'s [u8])> {
-    let h = parse_header(head)?;
-    match h.class {
-        PackClass::Data if h.version >= VERSION_2 => Ok((Origin::of(&h), offset, sealed)),
-        PackClass::Moved => {
-            let origins = parse_origins(&h, head)?;
-            let (o, source) = parse_prefix(sealed, origins.len())?;
-            Ok((origins[o], source, &sealed[PREFIX_LEN..]))
+/// Where the frames of one pack were first sealed, read from its head without any key:
+/// what moving a frame keeps, so a frame moved again keeps its first origin.
+pub enum FrameOrigins {
+    /// A data pack's frames were sealed in it.
+    Here(Origin),
+    /// A moved-frames pack's frames name their origins in their prefixes.
+    Moved(Vec<Origin>),
+}
+
+impl FrameOrigins {
+    /// The origins of the frames of the pack whose head is `head` (`read_head`).
+    pub fn of_head(head: &[u8]) -> Result<FrameOrigins> {
+        let h = parse_header(head)?;
+        match h.class {
+            PackClass::Data if h.version >= VERSION_2 => Ok(FrameOrigins::Here(Origin::of(&h))),
+            PackClass::Moved => Ok(FrameOrigins::Moved(parse_origins(&h, head)?)),
+            _ => Err(Error::invalid(format!(
+                "frames of a {:?} pack of version {} are not moved",
+                h.class, h.version
+            ))),
         }
-        _ => Err(Error::invalid(format!(
-            "frames of a {:?} pack of version {} are not moved",
-            h.class, h.version
-        ))),
+    }
+
+    /// Where the sealed frame `sealed`, at `offset` of this pack, was first sealed: its
+    /// origin, its offset there, and its sealed bytes without a moved frame's prefix.
+    pub fn frame<'s>(&self, offset: u32, sealed: &'s [u8]) -> Result<(Origin, u32, &'s [u8])> {
+        match self {
+            FrameOrigins::Here(origin) => Ok((*origin, offset, sealed)),
+            FrameOrigins::Moved(origins) => {
+                let (o, source) = parse_prefix(sealed, origins.len())?;
+                Ok((origins[o], source, &sealed[PREFIX_LEN..]))
+            }
+        }
     }
 }
 
@@ -483,6 +500,48 @@ mod tests {
         assert_eq!(parse_header(&h).unwrap_err().kind(), ErrorKind::Unsupported);
         h[7] = 0;
         assert_eq!(parse_header(&h).unwrap_err().kind(), ErrorKind::Unsupported);
+    }
+
+    /// A moved-frames pack's head and prefixes: what they say round-trips, and every
+    /// value a writer cannot have written is refused before any key is tried.
+    #[test]
+    fn moved_frames_heads_and_prefixes_refuse_what_no_writer_writes() {
+        let origin = |epoch: u16, version: u8| Origin { eph_pub: [3; 32], epoch, version };
+        let good = [origin(0, VERSION), origin(2, VERSION_4), origin(0, VERSION_5)];
+        let head = moved_head(&[9; 32], 1, &good);
+        let h = parse_header(&head).unwrap();
+        assert_eq!((h.class, h.epoch), (PackClass::Moved, 1));
+        assert_eq!(head_len(&h, &head).unwrap(), head.len());
+        assert_eq!(parse_origins(&h, &head).unwrap(), good);
+        assert!(parse_origins(&h, &head[..head.len() - 1]).is_err(), "truncated");
+        for count in [0u32, MAX_ORIGINS as u32 + 1] {
+            let mut bad = head.clone();
+            bad[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&count.to_le_bytes());
+            assert!(head_len(&h, &bad).is_err(), "{count} origins");
+        }
+        for wrong in [origin(0, VERSION_1), origin(0, 6), origin(1, VERSION), origin(0, VERSION_4)] {
+            let bad = moved_head(&[9; 32], 1, &[wrong]);
+            assert!(parse_origins(&h, &bad).is_err(), "{wrong:?}");
+        }
+        let frames = FrameOrigins::of_head(&head).unwrap();
+        let mut sealed = moved_prefix(2, 4096).to_vec();
+        sealed.extend_from_slice(&[7; 20]);
+        let (o, source, body) = frames.frame(999, &sealed).unwrap();
+        assert_eq!((o, source, body.len()), (good[2], 4096, 20));
+        for bad in [moved_prefix(3, 4096), moved_prefix(0, 39), [0, 0, 1, 0, 0, 16, 0, 0]] {
+            assert!(parse_prefix(&bad, 3).is_err(), "{bad:?}");
+        }
+        assert!(parse_prefix(&[0; 7], 3).is_err(), "shorter than a prefix");
+        // A data pack's frames are their own origin; a references pack's are never moved.
+        let data = header(&[5; 32], 0, Some(PackClass::Data));
+        let (o, source, _) = FrameOrigins::of_head(&data).unwrap().frame(40, &sealed).unwrap();
+        assert_eq!((o.eph_pub, source), ([5; 32], 40));
+        assert!(FrameOrigins::of_head(&header(&[5; 32], 0, Some(PackClass::References))).is_err());
+        // A moved-frames table entry must hold a prefix and a tag.
+        let e =
+            Entry { id: BlobId::Chunk(ChunkId([1; 32])), offset: 200, length: 24, raw_length: 1, start: 0 };
+        assert!(decode_toc(&encode_toc(&[e]), 400, &h).is_err());
+        assert!(decode_toc(&encode_toc(&[Entry { length: 25, ..e }]), 400, &h).is_ok());
     }
 
     #[test]

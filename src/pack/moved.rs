@@ -93,10 +93,11 @@ mod tests {
         };
         let bytes = repo.read_object(FileType::Pack, &pack.to_hex()).unwrap();
         let mut out = MovedPack::default();
+        let origins = pack::FrameOrigins::of_head(&bytes).unwrap();
         for e in table.iter().filter(|e| e.start == 0) {
             let frame: Vec<Entry> = table.iter().filter(|f| f.same_frame(e)).copied().collect();
             let sealed = &bytes[e.offset as usize..(e.offset + e.length) as usize];
-            let (origin, source, sealed) = pack::frame_origin(&bytes, e.offset, sealed).unwrap();
+            let (origin, source, sealed) = origins.frame(e.offset, sealed).unwrap();
             out.add(origin, source, sealed, &frame);
         }
         let (id, bytes, entries) = out.finish(repo.keys()).unwrap();

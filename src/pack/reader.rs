@@ -295,11 +295,13 @@ impl PackReader<'_> {
         if size < least {
             return Err(Error::corrupt(format!("pack {pack} is too short to be a pack ({size} bytes)")));
         }
-        let header = backend.read_range(FileType::Pack, &name, 0, pack::HEADER_LEN as u64)?;
         let (key, nonce) = match which {
             Table::Contents => (self.key(pack)?, pack::TOC_NONCE),
-            Table::Maintenance => match PackKey::of_maintenance_table(self.repo.keys(), &header)
-                .map_err(|e| e.wrap(format!("pack {pack}")))?
+            Table::Maintenance => match PackKey::of_maintenance_table(
+                self.repo.keys(),
+                &backend.read_range(FileType::Pack, &name, 0, pack::HEADER_LEN as u64)?,
+            )
+            .map_err(|e| e.wrap(format!("pack {pack}")))?
             {
                 Some(k) => (Arc::new(k), pack::MAINTENANCE_TABLE_NONCE),
                 None => return Ok(None),

@@ -390,6 +390,7 @@ fn move_frames(repo: &Repository, moves: &[&Location], interrupt: &AtomicBool) -
             .ok_or_else(|| Error::corrupt(format!("pack {name}: its table no longer reads")))?;
         let read = |at: u64, len: u64| repo.backend().read_range(FileType::Pack, &name, at, len);
         let (_, head) = pack::read_head(|len| read(0, len as u64)).map_err(wrap)?;
+        let origins = pack::FrameOrigins::of_head(&head).map_err(wrap)?;
         for offset in offsets {
             if interrupt.load(Ordering::Relaxed) {
                 return Err(Error::new(
@@ -403,7 +404,7 @@ fn move_frames(repo: &Repository, moves: &[&Location], interrupt: &AtomicBool) -
             if entries.is_empty() || sealed.len() != length as usize {
                 return Err(wrap(Error::corrupt(format!("the frame at {offset} is truncated"))));
             }
-            let (origin, source, body) = pack::frame_origin(&head, offset, &sealed).map_err(wrap)?;
+            let (origin, source, body) = origins.frame(offset, &sealed).map_err(wrap)?;
             if !out.takes(&origin) || out.size() >= target {
                 store_moved(repo, std::mem::take(&mut out))?;
             }
